@@ -1,0 +1,46 @@
+"""A queue bounded by bytes, between a receive thread and a writer thread.
+
+The receive thread must never block on a slow disk (a SUB socket would drop silently inside
+zmq), so a full queue refuses the batch and the caller counts it as dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+
+class ByteBoundedQueue:
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._items: deque = deque()
+        self._bytes = 0
+        self._cond = threading.Condition()
+
+    def offer(self, item, nbytes: int) -> bool:
+        """Add item unless that would pass the bound; never waits."""
+        with self._cond:
+            if self._bytes and self._bytes + nbytes > self.max_bytes:
+                return False
+            self._items.append((item, nbytes))
+            self._bytes += nbytes
+            self._cond.notify()
+            return True
+
+    def take(self, timeout: float):
+        """The oldest item, or None after `timeout` seconds without one."""
+        with self._cond:
+            if not self._items and not self._cond.wait(timeout):
+                return None
+            if not self._items:
+                return None
+            item, nbytes = self._items.popleft()
+            self._bytes -= nbytes
+            return item
+
+    @property
+    def depth_bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)

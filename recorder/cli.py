@@ -1,0 +1,421 @@
+"""The `recorder` command. Errors become one line and exit code 2 here, and only here."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from recorder import __version__, config
+from recorder.errors import RecorderError
+from recorder.format_text import human_bytes, human_duration, human_time, table
+from recorder.protocols import protocol_names
+from recorder.record import SOCKET_TYPES, Recording, SourceSpec, describe_error
+from recorder.runs import resolve_run
+from recorder.store import layout
+from recorder.store.catalog import Catalog, write_annotations
+from recorder.store.reader import RunReader
+from recorder.store.recover import is_abandoned, repair_run, run_dirs
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class RecorderGroup(click.Group):
+    """Turns every expected error into `error: ...` on one line, never a traceback."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        try:
+            rv = super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            where = f"{ctx.command_path}: " if ctx is not None else ""
+            click.echo(f"error: {where}{exc.format_message()}", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+        except RecorderError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def data_options(f):
+    f = click.option(
+        "--catalog",
+        metavar="URL",
+        help=f"SQLAlchemy URL of the catalog (env {config.CATALOG_ENV}; "
+        "default: catalog.sqlite in the data folder).",
+    )(f)
+    return click.option(
+        "--data",
+        "data",
+        metavar="DIR",
+        help=f"Data folder (env {config.DATA_ENV}; default ./{config.DEFAULT_DATA}).",
+    )(f)
+
+
+def open_data(data: str | None, catalog: str | None) -> tuple[Path, Catalog]:
+    folder = config.data_dir(data)
+    return folder, Catalog(config.catalog_url(catalog, folder))
+
+
+def unescape(text: str) -> bytes:
+    """Prefixes and requests may need bytes a shell cannot type: allow \\x00-style escapes."""
+    try:
+        return codecs.escape_decode(text.encode("utf-8"))[0]
+    except ValueError as exc:
+        raise click.BadParameter(f"bad escape in {text!r}: {exc}") from None
+
+
+@click.group(cls=RecorderGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="recorder")
+def main():
+    """Record ZeroMQ instrument streams into zarr runs and replay them byte for byte."""
+
+
+# -- record ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("endpoint")
+@click.option(
+    "--socket",
+    "socket_type",
+    type=click.Choice(sorted(SOCKET_TYPES), case_sensitive=False),
+    default="SUB",
+    show_default=True,
+    help="Socket the recorder opens.",
+)
+@click.option("--bind", is_flag=True, help="Bind instead of connect (SUB or PULL).")
+@click.option("--subscribe", multiple=True, metavar="PREFIX", help="SUB prefix (repeatable).")
+@click.option("--request", default="next", show_default=True, help="REQ: bytes sent per reply.")
+@click.option("--protocol", type=click.Choice(protocol_names()), default="raw", show_default=True)
+@click.option("--stream", "stream_name", default="main", show_default=True, help="Stream name.")
+@click.option("--name", default="", help="Human name of the run.")
+@click.option("--tag", "tags", multiple=True, help="Tag the run (repeatable).")
+@click.option("--duration", type=float, metavar="SECONDS", help="Stop after this long.")
+@click.option("--count", type=int, metavar="N", help="Stop after N messages.")
+@click.option(
+    "--flush-interval",
+    type=float,
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Longest time between durable flushes (at most this much is lost if killed).",
+)
+@click.option(
+    "--queue-mb",
+    type=int,
+    default=1024,
+    show_default=True,
+    help="Receive queue bound; beyond it messages are dropped and counted.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress line.")
+@data_options
+def record(
+    endpoint,
+    socket_type,
+    bind,
+    subscribe,
+    request,
+    protocol,
+    stream_name,
+    name,
+    tags,
+    duration,
+    count,
+    flush_interval,
+    queue_mb,
+    quiet,
+    data,
+    catalog,
+):
+    """Record the stream at ENDPOINT into a new run until --duration, --count or Ctrl-C."""
+    if queue_mb <= 0:
+        raise click.BadParameter("must be positive", param_hint="--queue-mb")
+    folder, cat = open_data(data, catalog)
+    spec = SourceSpec(
+        endpoint=endpoint,
+        socket_type=socket_type,
+        bind=bind,
+        subscribe=[unescape(p) for p in subscribe],
+        request=unescape(request),
+        protocol=protocol,
+        stream=stream_name,
+    )
+    rec = Recording(
+        config.runs_dir(folder),
+        [spec],
+        name=name,
+        tags=list(tags),
+        count=count,
+        duration=duration,
+        flush_interval=flush_interval,
+        queue_bytes=queue_mb << 20,
+    )
+    click.echo(rec.run_id)
+    sys.stdout.flush()
+    cat.index_path(rec.run.path)
+    stopping = []
+
+    def on_signal(signum, _frame):
+        stopping.append(signum)
+        rec.stop()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    progress = Progress(enabled=not quiet)
+    last_catalog = [time.monotonic()]
+
+    def tick(r: Recording):
+        stats = r.stats()
+        progress.show(stats)
+        if time.monotonic() - last_catalog[0] >= 2:
+            last_catalog[0] = time.monotonic()
+            cat.update_run(r.run_id, messages=stats["messages"], bytes=stats["bytes"])
+
+    try:
+        rec.start()
+        rec.wait(on_tick=tick)
+    finally:
+        status = rec.finish()
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        progress.show(rec.stats(), final=True)
+        cat.index_path(rec.run.path)
+    if status != layout.STATUS_COMPLETE:
+        click.echo(f"error: run {rec.run_id} {status}: {describe_error(rec.error)}", err=True)
+        return EXIT_FAILED
+    return 0
+
+
+class Progress:
+    """One live line on a terminal; a line every few seconds when stderr is a file or pipe."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.prev = (0.0, 0)
+
+    def show(self, stats: dict, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        every = 0.5 if self.tty else 5.0
+        if not final and now - self.last < every:
+            return
+        t0, b0 = self.prev
+        rate = (stats["bytes"] - b0) / (now - t0) if t0 and now > t0 else 0.0
+        if final:
+            rate = stats["bytes"] / stats["elapsed_s"] if stats["elapsed_s"] > 0 else 0.0
+        self.last, self.prev = now, (now, stats["bytes"])
+        line = (
+            f"{human_duration(stats['elapsed_s'])}  {stats['messages']} msgs  "
+            f"{stats['bytes'] / 1e6:.1f} MB  {rate / 1e6:.1f} MB/s  "
+            f"gaps {stats['gaps']}  drops {stats['drops']}"
+        )
+        if self.tty:
+            click.echo(f"\r{line}\x1b[K" + ("\n" if final else ""), nl=False, err=True)
+        else:
+            click.echo(line, err=True)
+
+
+# -- browse -----------------------------------------------------------------------------------
+
+
+@main.command("ls")
+@click.option("--tag", help="Only runs with this tag.")
+@click.option("--status", type=click.Choice(layout.STATUSES), help="Only runs in this state.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of runs (docs/cli.md).")
+@data_options
+def ls(tag, status, as_json, data, catalog):
+    """List runs, newest first."""
+    _, cat = open_data(data, catalog)
+    rows = cat.list_runs(tag=tag, status=status)
+    if as_json:
+        click.echo(json.dumps([_run_json(r) for r in rows], indent=2))
+        return 0
+    if not rows:
+        click.echo("no runs", err=True)
+        return 0
+    click.echo(
+        table(
+            ["RUN", "NAME", "STATUS", "STARTED", "DURATION", "MESSAGES", "SIZE", "TAGS"],
+            [
+                [
+                    r["run_id"],
+                    r["name"] or "-",
+                    r["status"],
+                    human_time(r["started_ns"]),
+                    human_duration(((r["ended_ns"] or r["started_ns"]) - r["started_ns"]) / 1e9),
+                    str(r["messages"]),
+                    human_bytes(r["bytes"]),
+                    ",".join(r["tags"]) or "-",
+                ]
+                for r in rows
+            ],
+        )
+    )
+    return 0
+
+
+def _run_json(r: dict) -> dict:
+    return {
+        "run_id": r["run_id"],
+        "name": r["name"],
+        "status": r["status"],
+        "error": r["error"],
+        "started_ns": r["started_ns"],
+        "ended_ns": r["ended_ns"],
+        "messages": r["messages"],
+        "bytes": r["bytes"],
+        "gaps": r["gaps"],
+        "drops": r["drops"],
+        "rejects": r["rejects"],
+        "protocols": [p for p in (r["protocols"] or "").split(",") if p],
+        "tags": r["tags"],
+        "path": r["path"],
+    }
+
+
+@main.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="The run as JSON (docs/cli.md).")
+@data_options
+def info(run, as_json, data, catalog):
+    """Show a run: streams, protocol, endpoint, counts, bytes, duration, gaps, status."""
+    folder = config.data_dir(data)
+    with RunReader(resolve_run(config.runs_dir(folder), run)) as reader:
+        s = reader.summary()
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return 0
+    lines = [
+        f"run       {s['run_id']}" + (f"  ({s['name']})" if s["name"] else ""),
+        f"status    {s['status']}" + (f": {s['error']}" if s["error"] else ""),
+        f"started   {human_time(s['started_ns'])}",
+        f"duration  {human_duration(s['duration_s'])}",
+        f"messages  {s['messages']}   {human_bytes(s['bytes'])}   gaps {s['gaps']}   "
+        f"drops {s['drops']}   rejects {s['rejects']}",
+        f"tags      {', '.join(s['tags']) or '-'}",
+        f"format    v{s['format_version']}",
+        "",
+    ]
+    click.echo("\n".join(lines))
+    click.echo(
+        table(
+            [
+                "STREAM",
+                "PROTOCOL",
+                "SOCKET",
+                "ENDPOINT",
+                "MESSAGES",
+                "SIZE",
+                "GAPS",
+                "DROPS",
+                "ARRAYS",
+            ],
+            [
+                [
+                    st["name"],
+                    st["protocol"],
+                    f"{st['socket_type']}/{st['role']}",
+                    st["endpoint"],
+                    str(st["messages"]),
+                    human_bytes(st["bytes"]),
+                    str(st["gaps"]),
+                    str(st["drops"]),
+                    ",".join(st["arrays"]) or "-",
+                ]
+                for st in s["streams"]
+            ],
+        )
+    )
+    for note in s["notes"]:
+        click.echo(f"note {human_time(note['created_ns'])}: {note['text']}")
+    return 0
+
+
+@main.command()
+@click.argument("run")
+@click.argument("tags", nargs=-1, required=True)
+@click.option("--remove", is_flag=True, help="Remove these tags instead of adding them.")
+@data_options
+def tag(run, tags, remove, data, catalog):
+    """Add (or --remove) tags on RUN."""
+    folder, cat = open_data(data, catalog)
+    path = resolve_run(config.runs_dir(folder), run)
+    for t in tags:
+        layout.check_name("tag", t)
+    with RunReader(path) as reader:
+        current = set(reader.annotations().get("tags", []))
+    new = current - set(tags) if remove else current | set(tags)
+    write_annotations(path, tags=sorted(new))
+    if path.name in cat.run_ids():
+        cat.set_tags(path.name, sorted(new))
+    else:
+        cat.index_path(path)
+    click.echo(f"{path.name}: {', '.join(sorted(new)) or '(no tags)'}")
+    return 0
+
+
+@main.command()
+@click.argument("run", required=False)
+@data_options
+def recover(run, data, catalog):
+    """Repair runs a killed recorder left behind and mark them interrupted."""
+    folder, cat = open_data(data, catalog)
+    runs_dir = config.runs_dir(folder)
+    if run:
+        paths = [resolve_run(runs_dir, run)]
+    else:
+        paths = []
+        for p in run_dirs(runs_dir):
+            try:
+                with RunReader(p) as reader:
+                    if is_abandoned(reader.attrs):
+                        paths.append(p)
+            except RecorderError as exc:
+                click.echo(f"skipped {p.name}: {exc}", err=True)
+    if not paths:
+        click.echo("nothing to recover", err=True)
+        return 0
+    for p in paths:
+        repair_run(p)
+        s = cat.index_path(p)
+        click.echo(f"{p.name}: interrupted, {s['messages']} messages kept")
+    return 0
+
+
+@main.command()
+@data_options
+def reindex(data, catalog):
+    """Rebuild the catalog from the run stores in the data folder."""
+    folder, cat = open_data(data, catalog)
+    found = set()
+    failed = 0
+    for p in run_dirs(config.runs_dir(folder)):
+        try:
+            cat.index_path(p)
+            found.add(p.name)
+        except RecorderError as exc:
+            failed += 1
+            click.echo(f"skipped {p.name}: {exc}", err=True)
+    gone = [r for r in cat.run_ids() if r not in found]
+    for r in gone:
+        cat.remove_run(r)
+    click.echo(f"indexed {len(found)} runs, removed {len(gone)} missing, skipped {failed}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,86 @@
+"""What every wire protocol module provides to the recorder.
+
+A protocol module turns one received multipart message into a `Decoded`: which frames are bulk
+payloads (typed arrays the store writes as zarr arrays, so users get images and sample blocks
+without our code), the protocol's sequence number for gap accounting, the source's own timestamp
+and a few scalar columns. Frames that are not bulk are stored verbatim. Decoding never copies or
+re-encodes a payload: arrays are views on the received bytes, so the store can give the exact
+bytes back for replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from recorder.errors import MalformedMessage
+
+NO_SEQ = -1
+NO_TIME = -1
+
+#: Anything a zmq frame can arrive as: bytes, memoryview, zmq.Frame buffer.
+FrameBytes = bytes | bytearray | memoryview
+
+
+@dataclass(slots=True)
+class BulkFrame:
+    """One frame of a message whose bytes are exactly `array.tobytes()`."""
+
+    frame: int
+    """Index of the frame inside the multipart message."""
+    name: str
+    """Array family inside the stream, e.g. ``image`` or ``SA1_XTD2_XGM/DOOCS/MAIN:data.intensity``.
+    Rows of one name with one shape and dtype go to one zarr array (a segment)."""
+    array: np.ndarray
+    """Zero-copy view of the frame with the dtype and shape the header announces."""
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What a protocol understood of one message."""
+
+    kind: str = "message"
+    """Message kind within the protocol (``data``, ``event``, ``spike``, ``train`` ...)."""
+    seq: int = NO_SEQ
+    """Protocol sequence number (frame id, message_num, train id); NO_SEQ when there is none."""
+    seq_key: str = ""
+    """Gap accounting runs per key: messages of different keys are separate sequences."""
+    source_ns: int = NO_TIME
+    """The source's own timestamp in ns in the source's epoch; NO_TIME when absent."""
+    bulk: list[BulkFrame] = field(default_factory=list)
+    columns: dict[str, int | float | str | bool] = field(default_factory=dict)
+    """Per-message scalar values worth a column of their own (ndattr values, train ids ...)."""
+
+
+class Codec(Protocol):
+    """Decoder of one wire protocol. Must raise MalformedMessage, never anything else."""
+
+    name: str
+
+    def decode(self, frames: Sequence[FrameBytes]) -> Decoded: ...
+
+
+def as_array(buf: FrameBytes, dtype: np.dtype | str, shape: Sequence[int]) -> np.ndarray:
+    """View `buf` as an array of `dtype` and `shape`, or say why it cannot be one."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise MalformedMessage(f"unknown dtype {dtype!r}") from exc
+    if dt.hasobject or dt.itemsize == 0:
+        raise MalformedMessage(f"dtype {dtype!r} cannot hold raw payload bytes")
+    try:
+        dims = tuple(int(d) for d in shape)
+    except (TypeError, ValueError) as exc:
+        raise MalformedMessage(f"shape {shape!r} is not a list of integers") from exc
+    if any(d < 0 for d in dims):
+        raise MalformedMessage(f"negative dimension in shape {list(dims)}")
+    expected = int(np.prod(dims, dtype=np.int64)) * dt.itemsize
+    size = memoryview(buf).nbytes
+    if size != expected:
+        raise MalformedMessage(
+            f"payload is {size} bytes but shape {list(dims)} of {dt.name} needs {expected}"
+        )
+    return np.frombuffer(buf, dtype=dt).reshape(dims)

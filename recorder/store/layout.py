@@ -1,0 +1,69 @@
+"""Names, dtypes and chunk sizes of the run format (docs/format.md is the contract).
+
+Everything that decides where bytes live in a run is here, so the writer, the reader and the
+repair code cannot disagree about it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from recorder.errors import UsageError
+
+FORMAT_NAME = "zmq-recorder-run"
+FORMAT_VERSION = 1
+#: Versions this code can read. Reading anything else is refused, never guessed.
+READABLE_VERSIONS = frozenset({1})
+
+RUNS_DIR = "runs"
+STREAMS_GROUP = "streams"
+ANNOTATIONS_GROUP = "annotations"
+
+# Per-message columns of a stream: name -> dtype.
+MESSAGE_COLUMNS: dict[str, str] = {
+    "recv_ns": "int64",  # host receive time, ns since the Unix epoch
+    "seq": "int64",  # protocol sequence number, -1 when none
+    "source_ns": "int64",  # the source's own timestamp in ns, -1 when none
+    "first_frame": "int64",  # index of the message's first row in the frame table
+    "n_frames": "int32",
+    "flags": "uint8",  # FLAG_* bits
+}
+# Per-frame table: where each frame's bytes are.
+FRAME_COLUMNS: dict[str, str] = {
+    "segment": "int32",  # HEAP_SEGMENT: verbatim in the heap; else index into the segment list
+    "offset": "int64",  # byte offset in the heap, or row index in the segment array
+    "length": "int64",  # frame size in bytes
+}
+HEAP_SEGMENT = -1
+FLAG_REJECTED = 1
+
+COLUMN_CHUNK = 65536  # rows per chunk of per-message/per-frame columns (512 KiB of int64)
+HEAP_CHUNK = 8 << 20  # bytes per heap chunk
+SEGMENT_CHUNK_BYTES = 8 << 20  # target bytes per chunk of a typed array
+SEGMENT_MAX_CHUNK_ROWS = 4096
+
+STATUS_RECORDING = "recording"
+STATUS_COMPLETE = "complete"
+STATUS_INTERRUPTED = "interrupted"
+STATUS_FAILED = "failed"
+STATUSES = (STATUS_RECORDING, STATUS_COMPLETE, STATUS_INTERRUPTED, STATUS_FAILED)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Stream names and run ids become folder names: keep them to a safe alphabet."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
+        raise UsageError(
+            f"invalid {kind} {name!r}: use 1-64 letters, digits, '_', '.', '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def segment_chunk_rows(row_shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """Rows per chunk so a chunk holds about SEGMENT_CHUNK_BYTES (8 x 1 MiB images)."""
+    row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
+    return int(max(1, min(SEGMENT_MAX_CHUNK_ROWS, SEGMENT_CHUNK_BYTES // row_bytes)))

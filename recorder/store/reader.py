@@ -1,0 +1,286 @@
+"""Reads runs back: typed arrays for analysis, and every message byte for byte for replay.
+
+Only what a flush committed is read (the `committed` attributes), so a run left behind by a
+killed recorder reads the same as a finished one, up to its last flush.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from recorder.errors import RunNotFound, StoreError, StreamNotFound
+from recorder.store import layout
+
+_WINDOW_BYTES = 32 << 20  # read heap and segments in windows this large
+_BLOCK_MESSAGES = 4096
+
+
+@dataclass(slots=True)
+class Message:
+    stream: str
+    index: int
+    recv_ns: int
+    seq: int
+    source_ns: int
+    flags: int
+    frames: list[memoryview]
+
+    @property
+    def rejected(self) -> bool:
+        return bool(self.flags & layout.FLAG_REJECTED)
+
+
+def _as_bytes_view(arr: np.ndarray) -> memoryview:
+    return memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
+
+
+def _row_bytes(segment: dict) -> int:
+    return max(1, int(np.prod(segment["shape"])) * np.dtype(segment["dtype"]).itemsize)
+
+
+class _Window:
+    """A contiguous slice of a 1-D or N-D array kept in memory, refilled on a miss."""
+
+    def __init__(self, array: zarr.Array, limit: int, rows: int):
+        self.array, self.limit, self.rows = array, limit, max(1, rows)
+        self.start, self.data = 0, None
+
+    def get(self, start: int, count: int) -> np.ndarray:
+        data = self.data
+        if data is None or start < self.start or start + count > self.start + len(data):
+            end = min(self.limit, max(start + count, start + self.rows))
+            self.data = data = self.array[start:end]
+            self.start = start
+        return data[start - self.start : start - self.start + count]
+
+
+class StreamReader:
+    def __init__(self, group: zarr.Group):
+        self.group = group
+        self.name = group.basename
+        self.attrs = dict(group.attrs)
+        committed = self.attrs.get("committed") or {}
+        self.n_messages = int(committed.get("messages", 0))
+        self.n_frames = int(committed.get("frames", 0))
+        self.heap_bytes = int(committed.get("heap_bytes", 0))
+        self.segment_rows = list(committed.get("segment_rows", []))
+        self.segments = list(self.attrs.get("segments", []))[: len(self.segment_rows)]
+
+    protocol = property(lambda self: self.attrs.get("protocol", "raw"))
+    endpoint = property(lambda self: self.attrs.get("endpoint", ""))
+    socket_type = property(lambda self: self.attrs.get("socket_type", ""))
+    role = property(lambda self: self.attrs.get("role", ""))
+    stats = property(lambda self: dict(self.attrs.get("stats") or {}))
+
+    def column(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """A per-message column (recv_ns, seq, source_ns, flags ...), committed rows only."""
+        stop = self.n_messages if stop is None else min(stop, self.n_messages)
+        if name in layout.MESSAGE_COLUMNS:
+            return self.group[name][start:stop]
+        key = (self.attrs.get("columns") or {}).get(name)
+        if key is None:
+            raise StreamNotFound(f"stream {self.name} has no column {name!r}")
+        return self.group["columns"][key][start:stop]
+
+    def column_names(self) -> list[str]:
+        return [*layout.MESSAGE_COLUMNS, *(self.attrs.get("columns") or {})]
+
+    def arrays(self, name: str | None = None) -> list[zarr.Array]:
+        """Typed segments (of one array name, or all), each cut to its committed rows."""
+        out = []
+        for seg, rows in zip(self.segments, self.segment_rows, strict=False):
+            if name is None or seg["name"] == name:
+                out.append(self.group[seg["path"]][:rows] if rows else None)
+        return [a for a in out if a is not None]
+
+    def array_names(self) -> list[str]:
+        return sorted({seg["name"] for seg in self.segments})
+
+    def rejects(self) -> list[tuple[int, str]]:
+        n = int((self.attrs.get("committed") or {}).get("rejects", 0))
+        if not n:
+            return []
+        idx = self.group["rejects/message"][:n]
+        why = self.group["rejects/reason"][:n]
+        return [(int(i), str(r)) for i, r in zip(idx, why, strict=True)]
+
+    def messages(self, start: int = 0, stop: int | None = None) -> Iterator[Message]:
+        """Messages [start, stop) in arrival order with their frames rebuilt byte for byte."""
+        stop = self.n_messages if stop is None else min(stop, self.n_messages)
+        if start >= stop:
+            return
+        heap = _Window(self.group["heap"], self.heap_bytes, _WINDOW_BYTES)
+        seg_windows = [
+            _Window(self.group[seg["path"]], rows, _WINDOW_BYTES // _row_bytes(seg))
+            for seg, rows in zip(self.segments, self.segment_rows, strict=False)
+        ]
+        g = self.group
+        for b0 in range(start, stop, _BLOCK_MESSAGES):
+            b1 = min(stop, b0 + _BLOCK_MESSAGES)
+            recv, seq, src = g["recv_ns"][b0:b1], g["seq"][b0:b1], g["source_ns"][b0:b1]
+            first, count, flags = g["first_frame"][b0:b1], g["n_frames"][b0:b1], g["flags"][b0:b1]
+            f0 = int(first[0])
+            f1 = int(first[-1] + count[-1])
+            f_seg = g["frames/segment"][f0:f1]
+            f_off = g["frames/offset"][f0:f1]
+            f_len = g["frames/length"][f0:f1]
+            for k in range(b1 - b0):
+                frames = []
+                lo = int(first[k]) - f0
+                for j in range(lo, lo + int(count[k])):
+                    seg, off, length = int(f_seg[j]), int(f_off[j]), int(f_len[j])
+                    if seg == layout.HEAP_SEGMENT:
+                        frames.append(memoryview(heap.get(off, length) if length else b""))
+                    else:
+                        frames.append(_as_bytes_view(seg_windows[seg].get(off, 1)[0]))
+                yield Message(
+                    self.name,
+                    b0 + k,
+                    int(recv[k]),
+                    int(seq[k]),
+                    int(src[k]),
+                    int(flags[k]),
+                    frames,
+                )
+
+    def index_at(self, recv_ns: int) -> int:
+        """First message received at or after recv_ns."""
+        return int(np.searchsorted(self.column("recv_ns"), recv_ns, side="left"))
+
+
+class RunReader:
+    """Context manager over one stored run: `with RunReader(path) as run: run.messages()`."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        if not (self.path / "zarr.json").is_file():
+            raise RunNotFound(f"no run at {self.path}")
+        try:
+            self.root = zarr.open_group(self.path, mode="r", zarr_format=3)
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot open run at {self.path}: {exc}") from exc
+        self.attrs = dict(self.root.attrs)
+        if self.attrs.get("format") != layout.FORMAT_NAME:
+            raise StoreError(f"{self.path} is not a zmq-recorder run")
+        version = self.attrs.get("format_version")
+        if version not in layout.READABLE_VERSIONS:
+            raise StoreError(
+                f"run {self.path.name} has format version {version}; this recorder reads "
+                f"{sorted(layout.READABLE_VERSIONS)}: upgrade zmq-recorder"
+            )
+        self.streams: dict[str, StreamReader] = {}
+        if layout.STREAMS_GROUP in self.root:
+            for name, group in sorted(self.root[layout.STREAMS_GROUP].groups()):
+                self.streams[name] = StreamReader(group)
+
+    run_id = property(lambda self: self.attrs["run_id"])
+    name = property(lambda self: self.attrs.get("name", ""))
+    status = property(lambda self: self.attrs.get("status"))
+    started_ns = property(lambda self: int(self.attrs["started_ns"]))
+
+    def annotations(self) -> dict:
+        try:
+            return dict(self.root[layout.ANNOTATIONS_GROUP].attrs)
+        except KeyError:
+            return {"tags": [], "notes": []}
+
+    def stream(self, name: str) -> StreamReader:
+        try:
+            return self.streams[name]
+        except KeyError:
+            raise StreamNotFound(
+                f"run {self.run_id} has no stream {name!r} (streams: {', '.join(self.streams)})"
+            ) from None
+
+    def messages(
+        self,
+        streams: Iterable[str] | None = None,
+        start: float | None = None,
+        stop: float | None = None,
+    ) -> Iterator[Message]:
+        """Every committed message of the chosen streams in receive-time order.
+
+        `start`/`stop` are seconds from the run's start (as in `recorder replay --start`).
+        """
+        names = list(self.streams) if streams is None else list(streams)
+        readers = [self.stream(n) for n in names]
+        iters = []
+        for order, reader in enumerate(readers):
+            lo, hi = 0, reader.n_messages
+            if start is not None:
+                lo = reader.index_at(self.started_ns + int(start * 1e9))
+            if stop is not None:
+                hi = reader.index_at(self.started_ns + int(stop * 1e9))
+            iters.append((m.recv_ns, order, m.index, m) for m in reader.messages(lo, hi))
+        for *_, msg in heapq.merge(*iters, key=lambda t: t[:3]):
+            yield msg
+
+    def summary(self) -> dict:
+        """The run as `recorder info --json` shows it and the catalog indexes it."""
+        streams = []
+        first = last = None
+        for s in self.streams.values():
+            stats = s.stats
+            rec = s.column("recv_ns", s.n_messages - 1) if s.n_messages else []
+            end = int(rec[-1]) if len(rec) else None
+            begin = int(s.column("recv_ns", 0, 1)[0]) if s.n_messages else None
+            first = begin if first is None or (begin is not None and begin < first) else first
+            last = end if last is None or (end is not None and end > last) else last
+            streams.append(
+                {
+                    "name": s.name,
+                    "protocol": s.protocol,
+                    "endpoint": s.endpoint,
+                    "socket_type": s.socket_type,
+                    "role": s.role,
+                    "messages": s.n_messages,
+                    "frames": s.n_frames,
+                    "bytes": int(stats.get("bytes", 0)) if s.n_messages else 0,
+                    "gaps": int(stats.get("gaps", 0)),
+                    "drops": int(stats.get("drops", 0)),
+                    "rejects": len(s.rejects()),
+                    "arrays": s.array_names(),
+                    "first_recv_ns": begin,
+                    "last_recv_ns": end,
+                }
+            )
+        ann = self.annotations()
+        a = self.attrs
+        ended = a.get("ended_ns") or last
+        return {
+            "run_id": a["run_id"],
+            "name": a.get("name", ""),
+            "status": a.get("status"),
+            "error": a.get("error"),
+            "format_version": a.get("format_version"),
+            "started_ns": a["started_ns"],
+            "ended_ns": ended,
+            "duration_s": ((ended - a["started_ns"]) / 1e9) if ended else 0.0,
+            "host": a.get("host"),
+            "pid": a.get("pid"),
+            "meta": a.get("meta") or {},
+            "tags": list(ann.get("tags", [])),
+            "notes": list(ann.get("notes", [])),
+            "messages": sum(s["messages"] for s in streams),
+            "bytes": sum(s["bytes"] for s in streams),
+            "gaps": sum(s["gaps"] for s in streams),
+            "drops": sum(s["drops"] for s in streams),
+            "rejects": sum(s["rejects"] for s in streams),
+            "streams": streams,
+            "path": str(self.path),
+        }
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> RunReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,136 @@
+"""Creates a run: the zarr group, its identity and status, and one StreamWriter per stream.
+
+The run's root attributes are written only by this class; tags and notes live in a separate
+`annotations` group so a user tagging a run while it records cannot race the recorder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+
+import zarr
+
+from recorder import __version__
+from recorder.errors import StoreError, UsageError
+from recorder.store import layout
+from recorder.store.stream_writer import StreamWriter
+
+
+def new_run_id(now_ns: int | None = None) -> str:
+    """Sortable by start time, readable, unique enough across hosts: 20261121-184512-3fa2c1."""
+    t = time.gmtime((now_ns or time.time_ns()) / 1e9)
+    return time.strftime("%Y%m%d-%H%M%S", t) + "-" + secrets.token_hex(3)
+
+
+class RunWriter:
+    """Context manager: `with RunWriter(path, name=...) as run: s = run.add_stream(...)`.
+
+    Leaving the block normally marks the run complete; leaving it with an exception marks it
+    failed with that error. Either way everything appended is flushed first when possible.
+    """
+
+    def __init__(
+        self,
+        runs_dir: Path,
+        *,
+        run_id: str | None = None,
+        name: str = "",
+        tags: list[str] | None = None,
+        meta: dict | None = None,
+    ):
+        self.run_id = layout.check_name("run id", run_id or new_run_id())
+        self.path = Path(runs_dir) / self.run_id
+        self.started_ns = time.time_ns()
+        self.streams: dict[str, StreamWriter] = {}
+        self.status = layout.STATUS_RECORDING
+        self.error: str | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.root = zarr.open_group(self.path, mode="w-", zarr_format=3)
+        except FileExistsError as exc:
+            raise UsageError(f"run {self.run_id} exists already") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot create run at {self.path}: {exc.strerror or exc}") from exc
+        self._attrs = {
+            "format": layout.FORMAT_NAME,
+            "format_version": layout.FORMAT_VERSION,
+            "run_id": self.run_id,
+            "name": name,
+            "status": self.status,
+            "started_ns": self.started_ns,
+            "ended_ns": None,
+            "error": None,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "recorder_version": __version__,
+            "meta": meta or {},
+        }
+        self.root.attrs.put(self._attrs)
+        self._streams_group = self.root.create_group(layout.STREAMS_GROUP)
+        notes = self.root.create_group(layout.ANNOTATIONS_GROUP)
+        notes.attrs.put({"tags": sorted(set(tags or [])), "notes": []})
+
+    def add_stream(
+        self,
+        name: str,
+        *,
+        protocol: str,
+        endpoint: str,
+        socket_type: str,
+        role: str,
+        options: dict | None = None,
+    ) -> StreamWriter:
+        layout.check_name("stream name", name)
+        if name in self.streams:
+            raise UsageError(f"stream {name!r} is in the run already")
+        if role not in ("bind", "connect"):
+            raise UsageError(f"role must be bind or connect, not {role!r}")
+        group = self._streams_group.create_group(name)
+        writer = StreamWriter(
+            group,
+            {
+                "protocol": protocol,
+                "endpoint": endpoint,
+                "socket_type": socket_type,
+                "role": role,
+                "options": options or {},
+            },
+        )
+        self.streams[name] = writer
+        return writer
+
+    def flush(self) -> None:
+        for stream in self.streams.values():
+            stream.flush()
+
+    def set_meta(self, **meta) -> None:
+        """Protocol decisions made while recording (e.g. what `auto` detected)."""
+        self._attrs["meta"] = {**self._attrs["meta"], **meta}
+        self.root.attrs.put(self._attrs)
+
+    def close(self, status: str = layout.STATUS_COMPLETE, error: str | None = None) -> None:
+        if self.status != layout.STATUS_RECORDING:
+            return
+        try:
+            self.flush()
+        except OSError as exc:
+            status, error = layout.STATUS_FAILED, error or f"flush failed: {exc}"
+        self.status, self.error = status, error
+        self._attrs.update(status=status, error=error, ended_ns=time.time_ns())
+        self.root.attrs.put(self._attrs)
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self.close()
+        else:
+            # the original error says more than a second failure to write would
+            with contextlib.suppress(OSError):
+                self.close(layout.STATUS_FAILED, f"{type(exc).__name__}: {exc}")

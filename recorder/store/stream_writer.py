@@ -1,0 +1,291 @@
+"""Writes one stream of a run: message columns, frame table, heap, typed segments, rejects.
+
+One writer per stream group (zarr has no locking). Frames that a protocol marks as bulk go into
+typed arrays ("segments", one per run of equal shape and dtype), every other frame goes verbatim
+into the byte heap; the frame table says where each frame's bytes are, so the reader can rebuild
+every message byte for byte. Nothing counts as recorded until `flush()` has written it and then
+stored the committed counts in the stream's attributes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import zarr
+
+from recorder.protocols.base import NO_SEQ, NO_TIME, Decoded
+from recorder.store import layout
+from recorder.store.appender import ChunkedAppender
+from recorder.store.gaps import GapCounter
+
+_SPILL_BYTES = 256 << 20  # large frames: write whole chunks once this much is pending
+
+
+def _new_array(group: zarr.Group, name: str, dtype, chunks, row_shape=()) -> zarr.Array:
+    return group.create_array(
+        name,
+        shape=(0, *row_shape),
+        dtype=dtype,
+        chunks=(chunks, *row_shape),
+        compressors=None,
+        fill_value=None if np.dtype(dtype).kind in "OTU" else 0,
+        config={"write_empty_chunks": True},
+    )
+
+
+def _view_bytes(frame) -> memoryview:
+    mv = frame if isinstance(frame, memoryview) else memoryview(frame)
+    return mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
+
+
+class StreamWriter:
+    def __init__(self, group: zarr.Group, attrs: dict):
+        self.group = group
+        self.name = group.basename
+        self.attrs = attrs
+        self.columns = {
+            name: ChunkedAppender(_new_array(group, name, dt, layout.COLUMN_CHUNK))
+            for name, dt in layout.MESSAGE_COLUMNS.items()
+        }
+        frames = group.create_group("frames")
+        self.frames = {
+            name: ChunkedAppender(_new_array(frames, name, dt, layout.COLUMN_CHUNK))
+            for name, dt in layout.FRAME_COLUMNS.items()
+        }
+        self.heap = ChunkedAppender(_new_array(group, "heap", "uint8", layout.HEAP_CHUNK))
+        self._arrays_group = group.create_group("arrays")
+        self._columns_group = group.create_group("columns")
+        rejects = group.create_group("rejects")
+        self._reject_message = ChunkedAppender(
+            _new_array(rejects, "message", "int64", layout.COLUMN_CHUNK)
+        )
+        self._reject_reason = ChunkedAppender(
+            _new_array(rejects, "reason", str, layout.COLUMN_CHUNK)
+        )
+        self.segments: list[dict] = []  # {"path","name","dtype","shape"} in creation order
+        self._segment_appenders: list[ChunkedAppender] = []
+        self._current_segment: dict[str, int] = {}  # array name -> segment index in use
+        self._extra: dict[str, ChunkedAppender] = {}  # per-message scalar columns
+        self._extra_kinds: dict[str, str] = {}
+        self.n_messages = 0
+        self.n_frames = 0
+        self.bytes = 0
+        self.rejects = 0
+        self.drops = 0
+        self.gaps = GapCounter()
+        self.first_recv_ns: int | None = None
+        self.last_recv_ns: int | None = None
+        self._pending_large = 0
+        self._write_attrs(committed=self._committed())
+
+    # -- appending -----------------------------------------------------------------------------
+
+    def append(
+        self,
+        recv_ns: int,
+        frames: Sequence,
+        decoded: Decoded | None = None,
+        reject_reason: str | None = None,
+    ) -> None:
+        """Add one message. `frames` may be bytes, memoryviews or zmq.Frame buffers."""
+        index = self.n_messages
+        bulk = {} if decoded is None or reject_reason else {b.frame: b for b in decoded.bulk}
+        cols = self.columns
+        cols["recv_ns"].append(recv_ns)
+        cols["seq"].append(decoded.seq if decoded and not reject_reason else NO_SEQ)
+        cols["source_ns"].append(decoded.source_ns if decoded and not reject_reason else NO_TIME)
+        cols["first_frame"].append(self.n_frames)
+        cols["n_frames"].append(len(frames))
+        cols["flags"].append(layout.FLAG_REJECTED if reject_reason else 0)
+        for i, frame in enumerate(frames):
+            b = bulk.get(i)
+            if b is not None:
+                segment, row = self._append_bulk(b.name, b.array)
+                length = b.array.nbytes
+            else:
+                mv = _view_bytes(frame)
+                length = mv.nbytes
+                segment, row = layout.HEAP_SEGMENT, self.heap.rows
+                if length:
+                    self.heap.slot(length)[:] = np.frombuffer(mv, dtype=np.uint8)
+            self.frames["segment"].append(segment)
+            self.frames["offset"].append(row)
+            self.frames["length"].append(length)
+            self.bytes += length
+            self._pending_large += length
+        self.n_frames += len(frames)
+        if reject_reason:
+            self.rejects += 1
+            self._reject_message.append(index)
+            self._reject_reason.append(reject_reason)
+        elif decoded is not None:
+            if decoded.seq != NO_SEQ:
+                self.gaps.see(decoded.seq_key, decoded.seq)
+            if decoded.columns:
+                self._append_extra(index, decoded.columns)
+        self.n_messages += 1
+        if self.first_recv_ns is None:
+            self.first_recv_ns = recv_ns
+        self.last_recv_ns = recv_ns
+        if self._pending_large >= _SPILL_BYTES:
+            self._spill()
+
+    def add_drops(self, n: int) -> None:
+        self.drops += n
+
+    def _append_bulk(self, name: str, array: np.ndarray) -> tuple[int, int]:
+        idx = self._current_segment.get(name)
+        if idx is not None:
+            seg = self.segments[idx]
+            if seg["dtype"] != array.dtype.str or tuple(seg["shape"]) != array.shape:
+                idx = None
+        if idx is None:
+            idx = self._new_segment(name, array)
+        app = self._segment_appenders[idx]
+        row = app.rows
+        app.slot(1)[0] = array
+        return idx, row
+
+    def _new_segment(self, name: str, array: np.ndarray) -> int:
+        idx = len(self.segments)
+        path = f"{idx}"
+        arr = _new_array(
+            self._arrays_group,
+            path,
+            array.dtype,
+            layout.segment_chunk_rows(array.shape, array.dtype),
+            array.shape,
+        )
+        arr.attrs.update({"name": name, "first_message": self.n_messages})
+        self.segments.append(
+            {
+                "path": f"arrays/{path}",
+                "name": name,
+                "dtype": array.dtype.str,
+                "shape": list(array.shape),
+            }
+        )
+        self._segment_appenders.append(ChunkedAppender(arr))
+        self._current_segment[name] = idx
+        return idx
+
+    def _append_extra(self, index: int, values: dict) -> None:
+        for key, value in values.items():
+            app = self._extra.get(key)
+            if app is None:
+                app = self._new_extra(key, value, index)
+            kind = self._extra_kinds[key]
+            missing = index - app.rows
+            if missing:
+                app.extend([_missing(kind)] * missing)
+            app.append(_coerce(kind, value))
+
+    def _new_extra(self, key: str, value, index: int) -> ChunkedAppender:
+        kind = _kind_of(value)
+        dtype = {"bool": "bool", "int": "int64", "float": "float64", "str": str}[kind]
+        path = _column_path(key)
+        taken = {a.array.basename for a in self._extra.values()}
+        if path in taken:
+            path = f"{path}-{len(self._extra)}"
+        arr = _new_array(self._columns_group, path, dtype, layout.COLUMN_CHUNK)
+        arr.attrs.update({"name": key, "missing": _missing_attr(kind)})
+        app = ChunkedAppender(arr)
+        self._extra[key] = app
+        self._extra_kinds[key] = kind
+        return app
+
+    # -- committing ----------------------------------------------------------------------------
+
+    def _all_appenders(self):
+        yield self.heap
+        yield from self._segment_appenders
+        yield from self.frames.values()
+        yield from self.columns.values()
+        yield self._reject_message
+        yield self._reject_reason
+
+    def _spill(self) -> None:
+        self.heap.spill()
+        for app in self._segment_appenders:
+            app.spill()
+        self._pending_large = 0
+
+    def flush(self) -> None:
+        """Write everything appended so far, then record it as committed (in that order)."""
+        n = self.n_messages
+        for key, app in self._extra.items():  # pad columns that a message did not carry
+            if app.rows < n:
+                app.extend([_missing(self._extra_kinds[key])] * (n - app.rows))
+        for app in self._all_appenders():
+            app.flush()
+        for app in self._extra.values():
+            app.flush()
+        self._pending_large = 0
+        self._write_attrs(committed=self._committed())
+
+    def _committed(self) -> dict:
+        return {
+            "messages": self.n_messages,
+            "frames": self.n_frames,
+            "heap_bytes": self.heap.rows,
+            "segment_rows": [a.rows for a in self._segment_appenders],
+            "rejects": self.rejects,
+            "committed_ns": time.time_ns(),
+        }
+
+    def stats(self) -> dict:
+        return {
+            "messages": self.n_messages,
+            "frames": self.n_frames,
+            "bytes": self.bytes,
+            "gaps": self.gaps.missing,
+            "seq_resets": self.gaps.resets,
+            "drops": self.drops,
+            "rejects": self.rejects,
+            "first_recv_ns": self.first_recv_ns,
+            "last_recv_ns": self.last_recv_ns,
+        }
+
+    def _write_attrs(self, committed: dict) -> None:
+        attrs = dict(self.attrs)
+        attrs["segments"] = self.segments
+        attrs["columns"] = {k: a.array.basename for k, a in self._extra.items()}
+        attrs["stats"] = self.stats()
+        attrs["committed"] = committed
+        self.group.attrs.put(attrs)
+
+
+def _kind_of(value) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "bool"
+    if isinstance(value, int | np.integer):
+        return "int"
+    if isinstance(value, float | np.floating):
+        return "float"
+    return "str"
+
+
+_MISSING = {"bool": False, "int": np.iinfo(np.int64).min, "float": float("nan"), "str": ""}
+
+
+def _missing(kind: str):
+    return _MISSING[kind]
+
+
+def _missing_attr(kind: str):
+    value = _MISSING[kind]
+    return "NaN" if kind == "float" else value
+
+
+def _coerce(kind: str, value):
+    """Keep a column's first type; a value of another type is stored as missing, not mangled."""
+    if _kind_of(value) == kind or (kind == "float" and _kind_of(value) == "int"):
+        return value
+    return _missing(kind)
+
+
+def _column_path(key: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "_.-" else "_" for c in key)
+    return safe.lstrip(".") or "column"
