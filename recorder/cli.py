@@ -164,7 +164,7 @@ def record(
     )
     click.echo(rec.run_id)
     sys.stdout.flush()
-    cat.index_path(rec.run.path)
+    _catalog_softly(cat.index_path, rec.run.path)
     stopping = []
 
     def on_signal(signum, _frame):
@@ -180,7 +180,9 @@ def record(
         progress.show(stats)
         if time.monotonic() - last_catalog[0] >= 2:
             last_catalog[0] = time.monotonic()
-            cat.update_run(r.run_id, messages=stats["messages"], bytes=stats["bytes"])
+            _catalog_softly(
+                cat.update_run, r.run_id, messages=stats["messages"], bytes=stats["bytes"]
+            )
 
     try:
         rec.start()
@@ -190,11 +192,22 @@ def record(
         for s, handler in old.items():
             signal.signal(s, handler)
         progress.show(rec.stats(), final=True)
-        cat.index_path(rec.run.path)
+        _catalog_softly(cat.index_path, rec.run.path)
     if status != layout.STATUS_COMPLETE:
         click.echo(f"error: run {rec.run_id} {status}: {describe_error(rec.error)}", err=True)
         return EXIT_FAILED
     return 0
+
+
+def _catalog_softly(fn, *args, **kwargs):
+    """While recording, the catalog is only an index: its failures must not stop the run.
+
+    `recorder reindex` brings it back in line with the stores afterwards.
+    """
+    try:
+        fn(*args, **kwargs)
+    except RecorderError as exc:
+        click.echo(f"warning: {exc} (run `recorder reindex` later)", err=True)
 
 
 class Progress:
@@ -227,6 +240,38 @@ class Progress:
             click.echo(f"\r{line}\x1b[K" + ("\n" if final else ""), nl=False, err=True)
         else:
             click.echo(line, err=True)
+
+
+@main.command()
+@click.option("--seconds", type=float, default=3.0, show_default=True)
+@data_options
+@click.pass_context
+def demo(ctx, seconds, data, catalog):
+    """Record a built-in demo stream for a few seconds and show the run."""
+    from recorder.demo import DemoPublisher
+
+    if seconds <= 0:
+        raise click.BadParameter("must be positive", param_hint="--seconds")
+    publisher = DemoPublisher()
+    publisher.start()
+    try:
+        click.echo(f"recording the demo stream at {publisher.endpoint} for {seconds:g} s", err=True)
+        rc = ctx.invoke(
+            record, endpoint=publisher.endpoint, duration=seconds, name="demo", tags=("demo",),
+            data=data, catalog=catalog,
+        )  # fmt: skip
+    finally:
+        publisher.stop.set()
+        publisher.join(2)
+    if rc:
+        return rc
+    run_id = _catalog_latest(data, catalog)
+    return ctx.invoke(info, run=run_id, data=data, catalog=catalog)
+
+
+def _catalog_latest(data, catalog) -> str:
+    _, cat = open_data(data, catalog)
+    return cat.list_runs(tag="demo", limit=1)[0]["run_id"]
 
 
 # -- browse -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ second. SQLite by default; any SQLAlchemy URL (PostgreSQL for several hosts) wor
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -83,6 +84,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 class Catalog:
+    """Every method raises StoreError (never a driver error) when the database fails."""
+
     def __init__(self, url: str):
         try:
             self.engine = sa.create_engine(url)
@@ -208,3 +211,30 @@ def write_annotations(run_path: Path, *, tags: list[str] | None = None, note: st
         attrs.setdefault("notes", []).append({"created_ns": time.time_ns(), "text": note})
     group.attrs.put(attrs)
     return attrs
+
+
+def _guard(method):
+    """Driver errors (locked, disk full, server gone) surface as StoreError with the cause."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"catalog: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}"
+            ) from exc
+
+    return wrapper
+
+
+for _name in (
+    "index_run",
+    "update_run",
+    "list_runs",
+    "get_run",
+    "run_ids",
+    "remove_run",
+    "set_tags",
+):
+    setattr(Catalog, _name, _guard(getattr(Catalog, _name)))

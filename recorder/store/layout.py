@@ -39,6 +39,12 @@ FRAME_COLUMNS: dict[str, str] = {
 HEAP_SEGMENT = -1
 FLAG_REJECTED = 1
 
+#: A run keeps this much disk space aside until it closes, so that even on a full disk it can
+#: still write its final status (`failed`, with the error) instead of staying `recording`.
+#: It sits beside the run's folder: zarr warns about foreign files inside a group.
+RESERVE_SUFFIX = ".reserve"
+RESERVE_BYTES = 256 << 10
+
 COLUMN_CHUNK = 65536  # rows per chunk of per-message/per-frame columns (512 KiB of int64)
 HEAP_CHUNK = 8 << 20  # bytes per heap chunk
 SEGMENT_CHUNK_BYTES = 8 << 20  # target bytes per chunk of a typed array
@@ -67,3 +73,7 @@ def segment_chunk_rows(row_shape: tuple[int, ...], dtype: np.dtype) -> int:
     """Rows per chunk so a chunk holds about SEGMENT_CHUNK_BYTES (8 x 1 MiB images)."""
     row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
     return int(max(1, min(SEGMENT_MAX_CHUNK_ROWS, SEGMENT_CHUNK_BYTES // row_bytes)))
+
+
+def reserve_path(run_path):
+    return run_path.with_name(run_path.name + RESERVE_SUFFIX)

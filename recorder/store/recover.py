@@ -67,6 +67,7 @@ def repair_run(path: Path) -> dict:
         ended_ns=last_ns or attrs.get("started_ns"),
         error=f"recorder stopped without closing the run; recovered at {time.ctime()}",
     )
+    layout.reserve_path(path).unlink(missing_ok=True)
     root.attrs.put(attrs)
     return attrs
 

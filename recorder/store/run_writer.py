@@ -71,6 +71,8 @@ class RunWriter:
             "meta": meta or {},
         }
         self.root.attrs.put(self._attrs)
+        self._reserve = layout.reserve_path(self.path)
+        self._reserve.write_bytes(bytes(layout.RESERVE_BYTES))
         self._streams_group = self.root.create_group(layout.STREAMS_GROUP)
         notes = self.root.create_group(layout.ANNOTATIONS_GROUP)
         notes.attrs.put({"tags": sorted(set(tags or [])), "notes": []})
@@ -122,6 +124,8 @@ class RunWriter:
             status, error = layout.STATUS_FAILED, error or f"flush failed: {exc}"
         self.status, self.error = status, error
         self._attrs.update(status=status, error=error, ended_ns=time.time_ns())
+        # On a full disk the final status still needs room: free the reserve first.
+        self._reserve.unlink(missing_ok=True)
         self.root.attrs.put(self._attrs)
 
     def __enter__(self) -> RunWriter:

@@ -1,0 +1,201 @@
+"""The run format: typed segments, rejects, columns, commit points, chunk-aligned writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from recorder.errors import StoreError, StreamNotFound, UsageError
+from recorder.protocols.base import BulkFrame, Decoded
+from recorder.store import layout
+from recorder.store.reader import RunReader
+from recorder.store.run_writer import RunWriter
+
+
+def new_stream(tmp_path, **kw):
+    run = RunWriter(tmp_path, name="t", **kw)
+    stream = run.add_stream(
+        "cam", protocol="test", endpoint="tcp://h:1", socket_type="SUB", role="connect"
+    )
+    return run, stream
+
+
+def image_message(i: int, shape=(4, 6), dtype=np.uint16):
+    img = (np.arange(np.prod(shape)) + i).astype(dtype).reshape(shape)
+    header = b'{"frame":%d}' % i
+    frames = [header, img.tobytes()]
+    bulk = np.frombuffer(frames[1], dtype=dtype).reshape(shape)
+    return frames, Decoded(seq=i, source_ns=1000 + i, bulk=[BulkFrame(1, "image", bulk)]), img
+
+
+def test_typed_segments_split_on_shape_or_dtype_change(tmp_path):
+    run, s = new_stream(tmp_path)
+    sent = []
+    for i in range(10):
+        shape, dtype = ((4, 6), np.uint16) if i < 4 else ((2, 3), np.uint16)
+        if i >= 7:
+            dtype = np.float32
+        frames, dec, img = image_message(i, shape, dtype)
+        s.append(100 + i, frames, dec)
+        sent.append((frames, img))
+    run.close()
+    with RunReader(run.path) as r:
+        st = r.stream("cam")
+        segs = st.arrays("image")
+        assert [(a.shape, a.dtype) for a in segs] == [
+            ((4, 4, 6), np.uint16),
+            ((3, 2, 3), np.uint16),
+            ((3, 2, 3), np.float32),
+        ]
+        np.testing.assert_array_equal(np.concatenate([segs[0][:]]), [img for _, img in sent[:4]])
+        np.testing.assert_array_equal(segs[2][:], [img for _, img in sent[7:]])
+        assert [[bytes(f) for f in m.frames] for m in r.messages()] == [f for f, _ in sent]
+        assert st.column("seq").tolist() == list(range(10))
+        assert st.column("source_ns").tolist() == [1000 + i for i in range(10)]
+        # a plain zarr user finds the same arrays without our reader
+        plain = zarr.open_group(run.path / "streams" / "cam" / "arrays", mode="r")
+        assert plain["0"].attrs["name"] == "image" and plain["0"].shape == (4, 4, 6)
+
+
+def test_rejects_are_kept_verbatim_with_their_reason(tmp_path):
+    run, s = new_stream(tmp_path)
+    frames, dec, _ = image_message(0)
+    s.append(1, frames, dec)
+    s.append(2, [b"garbage", b"\x00\x01"], reject_reason="header is not JSON")
+    s.append(3, *image_message(1)[:2])
+    run.close()
+    with RunReader(run.path) as r:
+        st = r.stream("cam")
+        assert st.rejects() == [(1, "header is not JSON")]
+        msgs = list(r.messages())
+        assert [m.rejected for m in msgs] == [False, True, False]
+        assert [bytes(f) for f in msgs[1].frames] == [b"garbage", b"\x00\x01"]
+        assert st.column("seq").tolist() == [0, -1, 1]
+        assert r.summary()["rejects"] == 1
+
+
+def test_scalar_columns_fill_missing_values(tmp_path):
+    run, s = new_stream(tmp_path)
+    s.append(1, [b"a"], Decoded(columns={"gain": 1.5, "mode": "fast", "n": 3}))
+    s.append(2, [b"b"], Decoded(columns={"gain": 2.0}))
+    s.append(3, [b"c"], Decoded(columns={"n": "not-an-int", "late": True}))
+    run.close()
+    with RunReader(run.path) as r:
+        st = r.stream("cam")
+        gain = st.column("gain")
+        assert gain[:2].tolist() == [1.5, 2.0] and np.isnan(gain[2])
+        assert st.column("mode").tolist() == ["fast", "", ""]
+        assert st.column("n").tolist() == [3, np.iinfo(np.int64).min, np.iinfo(np.int64).min]
+        assert st.column("late").tolist() == [False, False, True]
+        with pytest.raises(StreamNotFound):
+            st.column("nope")
+
+
+def test_gap_counting_follows_sequence_numbers(tmp_path):
+    run, s = new_stream(tmp_path)
+    for seq in [1, 2, 5, 6, 1, 2, 4]:  # 2 missing, a restart, 1 missing
+        s.append(seq, [b"x"], Decoded(seq=seq))
+    run.close()
+    with RunReader(run.path) as r:
+        stats = r.stream("cam").stats
+        assert stats["gaps"] == 3 and stats["seq_resets"] == 1
+        assert r.summary()["gaps"] == 3
+
+
+def test_only_committed_messages_are_visible(tmp_path):
+    run, s = new_stream(tmp_path)
+    for i in range(100):
+        s.append(i, [b"%d" % i])
+    with RunReader(run.path) as r:
+        assert list(r.messages()) == []  # nothing flushed yet
+    s.flush()
+    for i in range(100, 150):
+        s.append(i, [b"%d" % i])
+    with RunReader(run.path) as r:
+        assert [bytes(m.frames[0]) for m in r.messages()] == [b"%d" % i for i in range(100)]
+        assert r.status == layout.STATUS_RECORDING
+    run.close()
+    with RunReader(run.path) as r:
+        assert len(list(r.messages())) == 150 and r.status == layout.STATUS_COMPLETE
+
+
+def test_small_messages_reach_zarr_only_at_flush(tmp_path):
+    run, s = new_stream(tmp_path)
+    for i in range(5000):
+        s.append(i, [b"y" * 40])
+    heap = zarr.open_array(run.path / "streams/cam/heap", mode="r")
+    assert heap.shape == (0,)  # no per-message writes
+    s.flush()
+    heap = zarr.open_array(run.path / "streams/cam/heap", mode="r")
+    assert heap.shape == (200_000,)
+    run.close()
+
+
+def test_large_frames_spill_whole_chunks_only(tmp_path, monkeypatch):
+    from recorder.store import stream_writer
+
+    monkeypatch.setattr(stream_writer, "_SPILL_BYTES", 3 * layout.HEAP_CHUNK)
+    run, s = new_stream(tmp_path)
+    payload = np.random.default_rng(1).bytes(1 << 20)
+    for i in range(30):
+        s.append(i, [payload])
+        heap = zarr.open_array(run.path / "streams/cam/heap", mode="r")
+        assert heap.shape[0] % layout.HEAP_CHUNK == 0  # between flushes: whole chunks only
+    assert heap.shape[0] >= 3 * layout.HEAP_CHUNK
+    run.close()
+    with RunReader(run.path) as r:
+        assert all(bytes(m.frames[0]) == payload for m in r.messages())
+
+
+def test_time_window_selects_by_seconds_from_run_start(tmp_path):
+    run, s = new_stream(tmp_path)
+    t0 = run.started_ns
+    for i in range(10):
+        s.append(t0 + i * 1_000_000_000, [b"%d" % i])
+    run.close()
+    with RunReader(run.path) as r:
+        got = [bytes(m.frames[0]) for m in r.messages(start=2.5, stop=6)]
+    assert got == [b"3", b"4", b"5"]
+
+
+def test_messages_of_several_streams_merge_in_receive_order(tmp_path):
+    run = RunWriter(tmp_path)
+    a = run.add_stream("a", protocol="raw", endpoint="tcp://h:1", socket_type="SUB", role="connect")
+    b = run.add_stream("b", protocol="raw", endpoint="tcp://h:2", socket_type="PULL", role="bind")
+    for t in range(0, 20, 2):
+        a.append(t, [b"a%d" % t])
+        b.append(t + 1, [b"b%d" % (t + 1)])
+    run.close()
+    with RunReader(run.path) as r:
+        assert [m.recv_ns for m in r.messages()] == list(range(20))
+        assert [m.stream for m in r.messages(streams=["b"])] == ["b"] * 10
+        with pytest.raises(StreamNotFound):
+            list(r.messages(streams=["c"]))
+
+
+def test_unknown_format_version_is_refused(tmp_path):
+    run, _ = new_stream(tmp_path)
+    run.close()
+    root = zarr.open_group(run.path, mode="r+")
+    root.attrs["format_version"] = 99
+    with pytest.raises(StoreError, match="format version 99"):
+        RunReader(run.path)
+
+
+def test_names_are_checked(tmp_path):
+    run = RunWriter(tmp_path)
+    for bad in ["", "../up", "a/b", ".hidden", "x" * 65]:
+        with pytest.raises(UsageError):
+            run.add_stream(bad, protocol="raw", endpoint="e", socket_type="SUB", role="connect")
+    with pytest.raises(UsageError):
+        RunWriter(tmp_path, run_id="../escape")
+    run.close()
+
+
+def test_exception_inside_the_block_marks_the_run_failed(tmp_path):
+    with pytest.raises(RuntimeError), RunWriter(tmp_path) as run:
+        run.add_stream("s", protocol="raw", endpoint="e", socket_type="SUB", role="connect")
+        raise RuntimeError("boom")
+    with RunReader(run.path) as r:
+        assert r.status == "failed" and "boom" in r.attrs["error"]

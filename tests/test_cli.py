@@ -1,0 +1,156 @@
+"""The CLI as users drive it: record, ls, info, tag, reindex, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import zmq
+
+from tests.clihelp import cli_json, run_cli
+
+
+def serve_replies(ctx, n: int) -> tuple[str, threading.Thread]:
+    rep = ctx.socket(zmq.REP)
+    rep.linger = 1000
+    rep.bind("tcp://127.0.0.1:*")
+    endpoint = rep.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def serve():
+        for i in range(n):
+            if not rep.poll(20_000):
+                break
+            rep.recv()
+            rep.send_multipart([b"reply", b"%d" % i, bytes(100 * i)])
+        rep.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return endpoint, t
+
+
+@pytest.fixture
+def recorded(ctx, data_dir):
+    endpoint, t = serve_replies(ctx, 5)
+    out = run_cli(
+        "record", endpoint, "--socket", "REQ", "--count", "5", "--name", "first run",
+        "--tag", "calib", "--tag", "day1", "--data", data_dir,
+    )  # fmt: skip
+    t.join(5)
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip().splitlines()[0]
+    return run_id, endpoint
+
+
+@pytest.mark.timeout(60)
+def test_record_prints_run_id_and_info_shows_the_run(recorded, data_dir):
+    run_id, endpoint = recorded
+    info = cli_json("info", run_id, "--data", data_dir)
+    assert info["run_id"] == run_id
+    assert info["name"] == "first run"
+    assert info["status"] == "complete"
+    assert info["messages"] == 5
+    assert info["bytes"] == sum(len(b"reply") + len(b"%d" % i) + 100 * i for i in range(5))
+    assert info["tags"] == ["calib", "day1"]
+    [stream] = info["streams"]
+    assert stream["endpoint"] == endpoint
+    assert (stream["socket_type"], stream["role"], stream["protocol"]) == ("REQ", "connect", "raw")
+    assert stream["frames"] == 15 and stream["gaps"] == 0 and stream["drops"] == 0
+    assert info["format_version"] == 1
+    text = run_cli("info", run_id[:12], "--data", data_dir)  # a unique prefix is enough
+    assert text.returncode == 0 and run_id in text.stdout and "REQ/connect" in text.stdout
+
+
+@pytest.mark.timeout(60)
+def test_ls_tag_and_reindex(recorded, data_dir):
+    run_id, _ = recorded
+    [row] = cli_json("ls", "--data", data_dir)
+    assert set(row) >= {
+        "run_id",
+        "name",
+        "status",
+        "started_ns",
+        "ended_ns",
+        "messages",
+        "bytes",
+        "gaps",
+        "drops",
+        "rejects",
+        "protocols",
+        "tags",
+        "path",
+    }
+    assert row["tags"] == ["calib", "day1"] and row["protocols"] == ["raw"]
+    out = run_cli("tag", run_id, "keep", "--data", data_dir)
+    assert out.returncode == 0, out.stderr
+    out = run_cli("tag", run_id, "day1", "--remove", "--data", data_dir)
+    assert out.returncode == 0, out.stderr
+    assert cli_json("ls", "--tag", "keep", "--data", data_dir)[0]["tags"] == ["calib", "keep"]
+    assert cli_json("ls", "--tag", "day1", "--data", data_dir) == []
+    # the catalog is only an index: delete it and rebuild it from the stores
+    (data_dir / "catalog.sqlite").unlink()
+    for extra in ("catalog.sqlite-wal", "catalog.sqlite-shm"):
+        (data_dir / extra).unlink(missing_ok=True)
+    assert cli_json("ls", "--data", data_dir) == []
+    out = run_cli("reindex", "--data", data_dir)
+    assert out.returncode == 0 and "indexed 1 runs" in out.stdout
+    [again] = cli_json("ls", "--data", data_dir)
+    assert again["tags"] == ["calib", "keep"]
+    assert {k: again[k] for k in ("run_id", "messages", "bytes", "status")} == {
+        k: row[k] for k in ("run_id", "messages", "bytes", "status")
+    }
+
+
+@pytest.mark.timeout(60)
+def test_data_folder_from_environment(ctx, tmp_path, monkeypatch):
+    monkeypatch.setenv("RECORDER_DATA", str(tmp_path / "envdata"))
+    endpoint, t = serve_replies(ctx, 1)
+    out = run_cli("record", endpoint, "--socket", "REQ", "--count", "1", "-q")
+    t.join(5)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "envdata" / "runs" / out.stdout.strip()).is_dir()
+
+
+@pytest.mark.timeout(60)
+def test_duration_stops_a_quiet_stream(data_dir):
+    out = run_cli("record", "tcp://127.0.0.1:9", "--duration", "0.5", "--data", data_dir, "-q")
+    assert out.returncode == 0, out.stderr
+    info = cli_json("info", out.stdout.strip(), "--data", data_dir)
+    assert info["status"] == "complete" and info["messages"] == 0
+
+
+BAD = [
+    (["record", "tcp://nohost"], "unknown endpoint syntax"),
+    (["record", "udp://1.2.3.4:5"], "unknown endpoint syntax"),
+    (["record", "tcp://*:5555"], "only works with --bind"),
+    (["record", "tcp://127.0.0.1:70000"], "port out of range"),
+    (["record", "tcp://127.0.0.1:5555", "--socket", "DEALER"], "--socket"),
+    (["record", "tcp://127.0.0.1:5555", "--count", "0"], "--count must be positive"),
+    (["record", "tcp://127.0.0.1:5555", "--socket", "REQ", "--bind"], "--bind"),
+    (["record", "tcp://127.0.0.1:5555", "--stream", "../x"], "invalid stream name"),
+    (["record", "tcp://127.0.0.1:5555", "--duration", "abc"], "--duration"),
+    (["info", "no-such-run"], "no run 'no-such-run'"),
+    (["info", "../../etc"], "no run"),
+    (["tag", "no-such-run", "x"], "no run"),
+    (["recover", "no-such-run"], "no run"),
+    (["frobnicate"], "No such command"),
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("args", "message"), BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_and_exit_2(args, message, data_dir):
+    out = run_cli(*args, "--data", data_dir, timeout=30)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: ") and message in lines[0]
+
+
+@pytest.mark.timeout(30)
+def test_unusable_data_folder_is_one_line_and_exit_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = run_cli("ls", "--data", blocker / "data")
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: cannot use data folder") and out.stderr.count("\n") == 1
