@@ -15,7 +15,18 @@ class ByteBoundedQueue:
         self.max_bytes = max_bytes
         self._items: deque = deque()
         self._bytes = 0
+        self._closed = False
         self._cond = threading.Condition()
+
+    def close(self) -> None:
+        """No more items will come: wake the taker now instead of at its next timeout."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def drained(self) -> bool:
+        return self._closed and not self._items
 
     def offer(self, item, nbytes: int) -> bool:
         """Add item unless that would pass the bound; never waits."""
@@ -30,8 +41,8 @@ class ByteBoundedQueue:
     def take(self, timeout: float):
         """The oldest item, or None after `timeout` seconds without one."""
         with self._cond:
-            if not self._items and not self._cond.wait(timeout):
-                return None
+            if not self._items and not self._closed:
+                self._cond.wait(timeout)
             if not self._items:
                 return None
             item, nbytes = self._items.popleft()

@@ -25,6 +25,7 @@ from recorder.store.stream_writer import StreamWriter
 
 SOCKET_TYPES = {"SUB": zmq.SUB, "PULL": zmq.PULL, "REQ": zmq.REQ}
 _DRAIN = 512  # messages taken per wake-up before handing a batch to the writer
+_COPY_BELOW = 64 << 10  # mean message size under which frames are received as bytes
 
 
 @dataclass
@@ -143,6 +144,7 @@ class StreamRecorder:
             self._socket_error = exc
             self._socket_ready.set()
             self.counters.done = True
+            self.queue.close()
             return
         self._socket_ready.set()
         try:
@@ -155,6 +157,7 @@ class StreamRecorder:
         finally:
             sock.close(linger=0)
             self.counters.done = True
+            self.queue.close()
 
     def _hand_over(self, batch: list, nbytes: int) -> None:
         if not batch:
@@ -170,6 +173,7 @@ class StreamRecorder:
         poller.register(sock, zmq.POLLIN)
         c = self.counters
         recv = sock.recv_multipart
+        copy = False  # zero-copy for large frames; small ones are cheaper copied into bytes
         while not self._stop.is_set():
             if not poller.poll(100):
                 continue
@@ -177,13 +181,13 @@ class StreamRecorder:
             limit = _DRAIN if self.count is None else min(_DRAIN, self._left())
             for _ in range(limit):
                 try:
-                    frames = recv(zmq.NOBLOCK, copy=False)
+                    frames = recv(zmq.NOBLOCK, copy=copy)
                 except zmq.Again:
                     break
-                now = time.time_ns()
-                size = sum(len(f) for f in frames)
-                batch.append((now, frames))
-                nbytes += size
+                batch.append((time.time_ns(), frames))
+                nbytes += sum(map(len, frames))
+            if batch:
+                copy = nbytes < _COPY_BELOW * len(batch)
             c.received += len(batch)
             c.received_bytes += nbytes
             self._hand_over(batch, nbytes)
@@ -224,7 +228,7 @@ class StreamRecorder:
                 if time.monotonic() >= next_flush:
                     self.writer.flush()
                     next_flush = time.monotonic() + self.flush_interval
-                if batch is None and self.counters.done and not len(self.queue):
+                if batch is None and self.queue.drained:
                     break
             self.writer.flush()
         except BaseException as exc:
@@ -232,19 +236,16 @@ class StreamRecorder:
             self._on_fatal(exc)
 
     def _write_batch(self, batch: list) -> None:
-        append, decode = self.writer.append, self.codec.decode
-        raw = self.spec.protocol == "raw"
+        items = []
+        decode = self.codec.decode
         for recv_ns, frames in batch:
-            views = [f.buffer for f in frames]
-            if raw:
-                append(recv_ns, views)
-                continue
+            if not isinstance(frames[0], bytes):
+                frames = [f.buffer for f in frames]
             try:
-                decoded = decode(views)
+                items.append((recv_ns, frames, decode(frames), None))
             except MalformedMessage as exc:
-                append(recv_ns, views, reject_reason=exc.reason)
-            else:
-                append(recv_ns, views, decoded)
+                items.append((recv_ns, frames, None, exc.reason))
+        self.writer.append_batch(items)
         self.counters.written += len(batch)
 
 

@@ -10,6 +10,7 @@ bytes back for replay.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -67,7 +68,7 @@ def as_array(buf: FrameBytes, dtype: np.dtype | str, shape: Sequence[int]) -> np
     """View `buf` as an array of `dtype` and `shape`, or say why it cannot be one."""
     try:
         dt = np.dtype(dtype)
-    except TypeError as exc:
+    except (TypeError, ValueError, SyntaxError) as exc:  # numpy parses dtype strings itself
         raise MalformedMessage(f"unknown dtype {dtype!r}") from exc
     if dt.hasobject or dt.itemsize == 0:
         raise MalformedMessage(f"dtype {dtype!r} cannot hold raw payload bytes")
@@ -77,7 +78,7 @@ def as_array(buf: FrameBytes, dtype: np.dtype | str, shape: Sequence[int]) -> np
         raise MalformedMessage(f"shape {shape!r} is not a list of integers") from exc
     if any(d < 0 for d in dims):
         raise MalformedMessage(f"negative dimension in shape {list(dims)}")
-    expected = int(np.prod(dims, dtype=np.int64)) * dt.itemsize
+    expected = math.prod(dims) * dt.itemsize  # Python ints: a huge shape cannot overflow
     size = memoryview(buf).nbytes
     if size != expected:
         raise MalformedMessage(

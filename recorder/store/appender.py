@@ -1,10 +1,15 @@
 """Chunk-aligned appends to one growing zarr array.
 
 zarr has no cheap append: each call rewrites metadata and the touched chunks. So rows gather in
-memory and reach zarr in as few calls as possible. The tail of the last, partial chunk stays in
-memory after a write, so the next write covers that chunk again from its start and zarr never
-has to read a chunk back. `spill()` writes only whole chunks (keeps memory bounded between flushes
-when frames are large); `flush()` writes everything, partial chunk included.
+memory per chunk and a full chunk is written at once; the partial last chunk is written at each
+flush from what is still gathering, so the next flush rewrites that chunk from memory and no
+chunk is ever read back. Three kinds, by what the array's chunks hold:
+
+- PieceAppender (the byte heap, typed payload segments): a chunk is a list of views of the
+  received frames, streamed into the chunk file as they arrive; nothing is copied.
+- DirectAppender (per-message columns): values built in Python, gathered in a numpy chunk buffer.
+- BufferedAppender (strings, non-native byte order): chunks zarr must encode; written through
+  zarr at flush time.
 """
 
 from __future__ import annotations
@@ -12,87 +17,169 @@ from __future__ import annotations
 import numpy as np
 import zarr
 
+from recorder.store.chunk_io import ChunkStream, stores_native_bytes, write_chunk, write_rows
 
-class ChunkedAppender:
-    def __init__(self, array: zarr.Array, rows: int = 0):
+
+def appender_for(array: zarr.Array, *, pieces: bool = False):
+    if not stores_native_bytes(array):
+        return BufferedAppender(array)
+    if pieces:
+        return PieceAppender(array)
+    return DirectAppender(array)
+
+
+class PieceAppender:
+    """Rows (or bytes, for a 1-D uint8 heap) kept as references to the caller's buffers.
+
+    The caller must not change a buffer after handing it over: received frames never change.
+    """
+
+    def __init__(self, array: zarr.Array):
+        self.array = array
+        self.stream = ChunkStream(array)
+        self.row_shape = tuple(array.shape[1:])
+        self.row_bytes = max(1, int(np.prod(self.row_shape))) * array.dtype.itemsize
+        self.chunk_rows = int(array.chunks[0])
+        self.chunk_bytes = self.chunk_rows * self.row_bytes
+        self.pieces: list = []
+        self.fill = 0  # bytes gathered for the current chunk
+        self.index = 0  # current chunk
+        self.rows = 0
+        self.persisted = 0
+
+    def _add(self, view: memoryview) -> None:
+        while view.nbytes:
+            take = min(self.chunk_bytes - self.fill, view.nbytes)
+            piece = view[:take] if take < view.nbytes else view
+            self.stream.write(self.index, piece)
+            self.pieces.append(piece)
+            self.fill += take
+            view = view[take:]
+            if self.fill == self.chunk_bytes:
+                self.stream.finish(self.index, self.pieces)
+                self.index += 1
+                self.pieces, self.fill = [], 0
+
+    def extend(self, data) -> None:
+        """Append bytes (1-D uint8 arrays only)."""
+        view = memoryview(data).cast("B")
+        self._add(view)
+        self.rows += view.nbytes
+
+    def append(self, row: np.ndarray) -> None:
+        """Append one row of the array's dtype and row shape."""
+        row = np.ascontiguousarray(row, dtype=self.array.dtype)
+        self._add(memoryview(row.reshape(-1).view(np.uint8)))
+        self.rows += 1
+
+    def flush(self) -> None:
+        """Everything appended is in the store when this returns (the partial chunk too)."""
+        if self.rows == self.persisted:
+            return
+        if self.fill:
+            write_chunk(self.array, self.index, self.pieces, pad=self.chunk_bytes - self.fill)
+        if self.array.shape[0] != self.rows:
+            self.array.resize((self.rows, *self.row_shape))
+        self.persisted = self.rows
+
+    def close(self) -> None:
+        self.stream.abort()
+
+
+class DirectAppender:
+    """Values gathered in a numpy chunk buffer; a full chunk is written at once."""
+
+    def __init__(self, array: zarr.Array):
         self.array = array
         self.row_shape = tuple(array.shape[1:])
         self.dtype = array.dtype
         self.chunk = int(array.chunks[0])
-        self.rows = rows  # rows appended so far (written or pending)
-        self.base = rows - rows % self.chunk  # first row held in self.buf
-        self.persisted = rows  # rows zarr holds
-        self.buf = self._alloc(self.chunk)
-        self.held = rows - self.base  # rows in buf (tail of a partial chunk written earlier)
-        if self.held:
-            self.buf[: self.held] = array[self.base : rows]
+        self.cur = self._new_buffer()
+        self.fill = 0  # rows in cur
+        self.index = 0  # chunk index of cur
+        self.rows = 0
+        self.persisted = 0
 
-    def _alloc(self, n: int) -> np.ndarray:
-        if self.dtype.kind in "OTU":  # variable-length strings
-            return np.empty((n, *self.row_shape), dtype=object)
-        return np.empty((n, *self.row_shape), dtype=self.dtype)
+    def _new_buffer(self) -> np.ndarray:
+        return np.zeros((self.chunk, *self.row_shape), dtype=self.dtype)
 
-    def _reserve(self, extra: int) -> None:
-        need = self.held + extra
-        if need > len(self.buf):
-            cap = max(need, 2 * len(self.buf))
-            cap += -cap % self.chunk
-            grown = self._alloc(cap)
-            grown[: self.held] = self.buf[: self.held]
-            self.buf = grown
-
-    @property
-    def pending_rows(self) -> int:
-        return self.rows - self.persisted
+    def _next_buffer(self) -> None:
+        write_rows(self.array, self.index, self.cur)
+        self.index += 1
+        self.fill = 0
+        self.cur[:] = 0
 
     def append(self, value) -> None:
-        self._reserve(1)
-        self.buf[self.held] = value
-        self.held += 1
+        self.cur[self.fill] = value
+        self.fill += 1
+        self.rows += 1
+        if self.fill == self.chunk:
+            self._next_buffer()
+
+    def extend(self, values) -> None:
+        values = np.asarray(values, dtype=self.dtype)
+        n, done = len(values), 0
+        while done < n:
+            take = min(self.chunk - self.fill, n - done)
+            self.cur[self.fill : self.fill + take] = values[done : done + take]
+            self.fill += take
+            done += take
+            if self.fill == self.chunk:
+                self._next_buffer()
+        self.rows += n
+
+    def flush(self) -> None:
+        if self.rows == self.persisted:
+            return
+        if self.fill:
+            write_rows(self.array, self.index, self.cur)  # rows past fill are still zero
+        if self.array.shape[0] != self.rows:
+            self.array.resize((self.rows, *self.row_shape))
+        self.persisted = self.rows
+
+    def close(self) -> None:
+        pass
+
+
+class BufferedAppender:
+    """Rows that zarr must encode: gathered, written through zarr at flush."""
+
+    def __init__(self, array: zarr.Array):
+        self.array = array
+        self.row_shape = tuple(array.shape[1:])
+        self.chunk = int(array.chunks[0])
+        self.rows = 0
+        self.persisted = 0
+        self.base = 0  # first row held in self.held
+        self.held: list = []
+
+    def append(self, value) -> None:
+        self.held.append(value)
         self.rows += 1
 
     def extend(self, values) -> None:
-        n = len(values)
-        self._reserve(n)
-        self.buf[self.held : self.held + n] = values
-        self.held += n
-        self.rows += n
-
-    def slot(self, n: int) -> np.ndarray:
-        """Reserve n rows and return them for the caller to fill in place (saves one copy)."""
-        self._reserve(n)
-        view = self.buf[self.held : self.held + n]
-        self.held += n
-        self.rows += n
-        return view
-
-    def spill(self) -> None:
-        """Write the whole chunks gathered so far; keep the partial one in memory."""
-        whole = self.held - self.held % self.chunk
-        if whole == 0 or self.base + whole <= self.persisted:
-            return
-        self._write(whole)
-        rest = self.held - whole
-        if rest:
-            self.buf[:rest] = self.buf[whole : self.held]
-        self.base += whole
-        self.held = rest
+        self.held.extend(values)
+        self.rows += len(values)
 
     def flush(self) -> None:
-        """Write every row appended so far (the partial chunk too, from its start)."""
         if self.rows == self.persisted:
             return
-        self._write(self.held)
-        whole = self.held - self.held % self.chunk
-        if whole:
-            rest = self.held - whole
-            self.buf[:rest] = self.buf[whole : self.held]
-            self.base += whole
-            self.held = rest
+        end = self.base + len(self.held)
+        self.array.resize((end, *self.row_shape))
+        if self.array.dtype.kind in "OTU":
+            data = np.empty(len(self.held), dtype=object)
+            data[:] = self.held
+        else:
+            data = np.asarray(self.held, dtype=self.array.dtype)
+        self.array[self.base : end] = data
+        keep = len(self.held) % self.chunk  # rewrite the partial chunk from memory next time
+        whole = len(self.held) - keep
+        self.held = self.held[whole:]
+        self.base += whole
+        self.persisted = end
 
-    def _write(self, n: int) -> None:
-        end = self.base + n
-        if self.array.shape[0] < end:
-            self.array.resize((end, *self.row_shape))
-        self.array[self.base : end] = self.buf[:n]
-        self.persisted = max(self.persisted, end)
+    def close(self) -> None:
+        pass
+
+
+Appender = PieceAppender | DirectAppender | BufferedAppender

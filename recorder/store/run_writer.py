@@ -122,6 +122,9 @@ class RunWriter:
             self.flush()
         except OSError as exc:
             status, error = layout.STATUS_FAILED, error or f"flush failed: {exc}"
+        finally:
+            for stream in self.streams.values():
+                stream.close()
         self.status, self.error = status, error
         self._attrs.update(status=status, error=error, ended_ns=time.time_ns())
         # On a full disk the final status still needs room: free the reserve first.

@@ -17,10 +17,10 @@ import zarr
 
 from recorder.protocols.base import NO_SEQ, NO_TIME, Decoded
 from recorder.store import layout
-from recorder.store.appender import ChunkedAppender
+from recorder.store.appender import Appender, appender_for
 from recorder.store.gaps import GapCounter
 
-_SPILL_BYTES = 256 << 20  # large frames: write whole chunks once this much is pending
+_BIG_FRAME = 64 << 10  # frames this large are copied into the heap on their own, not joined
 
 
 def _new_array(group: zarr.Group, name: str, dtype, chunks, row_shape=()) -> zarr.Array:
@@ -46,28 +46,30 @@ class StreamWriter:
         self.name = group.basename
         self.attrs = attrs
         self.columns = {
-            name: ChunkedAppender(_new_array(group, name, dt, layout.COLUMN_CHUNK))
+            name: self._appender(_new_array(group, name, dt, layout.COLUMN_CHUNK))
             for name, dt in layout.MESSAGE_COLUMNS.items()
         }
         frames = group.create_group("frames")
         self.frames = {
-            name: ChunkedAppender(_new_array(frames, name, dt, layout.COLUMN_CHUNK))
+            name: self._appender(_new_array(frames, name, dt, layout.COLUMN_CHUNK))
             for name, dt in layout.FRAME_COLUMNS.items()
         }
-        self.heap = ChunkedAppender(_new_array(group, "heap", "uint8", layout.HEAP_CHUNK))
+        self.heap = self._appender(
+            _new_array(group, "heap", "uint8", layout.HEAP_CHUNK), pieces=True
+        )
         self._arrays_group = group.create_group("arrays")
         self._columns_group = group.create_group("columns")
         rejects = group.create_group("rejects")
-        self._reject_message = ChunkedAppender(
+        self._reject_message = self._appender(
             _new_array(rejects, "message", "int64", layout.COLUMN_CHUNK)
         )
-        self._reject_reason = ChunkedAppender(
+        self._reject_reason = self._appender(
             _new_array(rejects, "reason", str, layout.COLUMN_CHUNK)
         )
         self.segments: list[dict] = []  # {"path","name","dtype","shape"} in creation order
-        self._segment_appenders: list[ChunkedAppender] = []
+        self._segment_appenders: list[Appender] = []
         self._current_segment: dict[str, int] = {}  # array name -> segment index in use
-        self._extra: dict[str, ChunkedAppender] = {}  # per-message scalar columns
+        self._extra: dict[str, Appender] = {}  # per-message scalar columns
         self._extra_kinds: dict[str, str] = {}
         self.n_messages = 0
         self.n_frames = 0
@@ -77,8 +79,10 @@ class StreamWriter:
         self.gaps = GapCounter()
         self.first_recv_ns: int | None = None
         self.last_recv_ns: int | None = None
-        self._pending_large = 0
         self._write_attrs(committed=self._committed())
+
+    def _appender(self, array: zarr.Array, *, pieces: bool = False):
+        return appender_for(array, pieces=pieces)
 
     # -- appending -----------------------------------------------------------------------------
 
@@ -90,47 +94,85 @@ class StreamWriter:
         reject_reason: str | None = None,
     ) -> None:
         """Add one message. `frames` may be bytes, memoryviews or zmq.Frame buffers."""
+        self.append_batch([(recv_ns, frames, decoded, reject_reason)])
+
+    def append_batch(self, items: Sequence[tuple]) -> None:
+        """Add messages given as (recv_ns, frames, decoded or None, reject reason or None).
+
+        Batches keep the per-message cost low at high message rates: columns grow once per
+        batch, and small frames reach the heap in one joined copy.
+        """
+        recv, seq, src, first, nfr, flags = [], [], [], [], [], []
+        f_seg, f_off, f_len = [], [], []
+        small: list = []
+        heap_pos = self.heap.rows
+        n_frames = self.n_frames
         index = self.n_messages
-        bulk = {} if decoded is None or reject_reason else {b.frame: b for b in decoded.bulk}
+        total = 0
+        for recv_ns, frames, decoded, reason in items:
+            ok = decoded is not None and reason is None
+            bulk = {b.frame: b for b in decoded.bulk} if ok and decoded.bulk else None
+            recv.append(recv_ns)
+            first.append(n_frames)
+            nfr.append(len(frames))
+            seq.append(decoded.seq if ok else NO_SEQ)
+            src.append(decoded.source_ns if ok else NO_TIME)
+            flags.append(layout.FLAG_REJECTED if reason else 0)
+            for i, frame in enumerate(frames):
+                b = bulk.get(i) if bulk else None
+                if b is not None:
+                    segment, row = self._append_bulk(b.name, b.array)
+                    length = b.array.nbytes
+                else:
+                    if not isinstance(frame, bytes):
+                        frame = _view_bytes(frame)
+                    length = len(frame)
+                    segment, row = layout.HEAP_SEGMENT, heap_pos
+                    heap_pos += length
+                    if length >= _BIG_FRAME:
+                        self._heap_put(small)
+                        small = []
+                        self.heap.extend(frame)
+                    elif length:
+                        small.append(frame)
+                f_seg.append(segment)
+                f_off.append(row)
+                f_len.append(length)
+                total += length
+            n_frames += len(frames)
+            if reason:
+                self.rejects += 1
+                self._reject_message.append(index)
+                self._reject_reason.append(reason)
+            elif ok:
+                if decoded.seq != NO_SEQ:
+                    self.gaps.see(decoded.seq_key, decoded.seq)
+                if decoded.columns:
+                    self._append_extra(index, decoded.columns)
+            index += 1
+        if not recv:
+            return
+        self._heap_put(small)
         cols = self.columns
-        cols["recv_ns"].append(recv_ns)
-        cols["seq"].append(decoded.seq if decoded and not reject_reason else NO_SEQ)
-        cols["source_ns"].append(decoded.source_ns if decoded and not reject_reason else NO_TIME)
-        cols["first_frame"].append(self.n_frames)
-        cols["n_frames"].append(len(frames))
-        cols["flags"].append(layout.FLAG_REJECTED if reject_reason else 0)
-        for i, frame in enumerate(frames):
-            b = bulk.get(i)
-            if b is not None:
-                segment, row = self._append_bulk(b.name, b.array)
-                length = b.array.nbytes
-            else:
-                mv = _view_bytes(frame)
-                length = mv.nbytes
-                segment, row = layout.HEAP_SEGMENT, self.heap.rows
-                if length:
-                    self.heap.slot(length)[:] = np.frombuffer(mv, dtype=np.uint8)
-            self.frames["segment"].append(segment)
-            self.frames["offset"].append(row)
-            self.frames["length"].append(length)
-            self.bytes += length
-            self._pending_large += length
-        self.n_frames += len(frames)
-        if reject_reason:
-            self.rejects += 1
-            self._reject_message.append(index)
-            self._reject_reason.append(reject_reason)
-        elif decoded is not None:
-            if decoded.seq != NO_SEQ:
-                self.gaps.see(decoded.seq_key, decoded.seq)
-            if decoded.columns:
-                self._append_extra(index, decoded.columns)
-        self.n_messages += 1
+        cols["recv_ns"].extend(recv)
+        cols["seq"].extend(seq)
+        cols["source_ns"].extend(src)
+        cols["first_frame"].extend(first)
+        cols["n_frames"].extend(nfr)
+        cols["flags"].extend(flags)
+        self.frames["segment"].extend(f_seg)
+        self.frames["offset"].extend(f_off)
+        self.frames["length"].extend(f_len)
+        self.n_frames = n_frames
+        self.n_messages = index
+        self.bytes += total
         if self.first_recv_ns is None:
-            self.first_recv_ns = recv_ns
-        self.last_recv_ns = recv_ns
-        if self._pending_large >= _SPILL_BYTES:
-            self._spill()
+            self.first_recv_ns = recv[0]
+        self.last_recv_ns = recv[-1]
+
+    def _heap_put(self, small: list) -> None:
+        if small:
+            self.heap.extend(b"".join(small))
 
     def add_drops(self, n: int) -> None:
         self.drops += n
@@ -145,7 +187,7 @@ class StreamWriter:
             idx = self._new_segment(name, array)
         app = self._segment_appenders[idx]
         row = app.rows
-        app.slot(1)[0] = array
+        app.append(array)
         return idx, row
 
     def _new_segment(self, name: str, array: np.ndarray) -> int:
@@ -167,7 +209,7 @@ class StreamWriter:
                 "shape": list(array.shape),
             }
         )
-        self._segment_appenders.append(ChunkedAppender(arr))
+        self._segment_appenders.append(self._appender(arr, pieces=True))
         self._current_segment[name] = idx
         return idx
 
@@ -182,7 +224,7 @@ class StreamWriter:
                 app.extend([_missing(kind)] * missing)
             app.append(_coerce(kind, value))
 
-    def _new_extra(self, key: str, value, index: int) -> ChunkedAppender:
+    def _new_extra(self, key: str, value, index: int) -> Appender:
         kind = _kind_of(value)
         dtype = {"bool": "bool", "int": "int64", "float": "float64", "str": str}[kind]
         path = _column_path(key)
@@ -191,7 +233,7 @@ class StreamWriter:
             path = f"{path}-{len(self._extra)}"
         arr = _new_array(self._columns_group, path, dtype, layout.COLUMN_CHUNK)
         arr.attrs.update({"name": key, "missing": _missing_attr(kind)})
-        app = ChunkedAppender(arr)
+        app = self._appender(arr)
         self._extra[key] = app
         self._extra_kinds[key] = kind
         return app
@@ -206,12 +248,6 @@ class StreamWriter:
         yield self._reject_message
         yield self._reject_reason
 
-    def _spill(self) -> None:
-        self.heap.spill()
-        for app in self._segment_appenders:
-            app.spill()
-        self._pending_large = 0
-
     def flush(self) -> None:
         """Write everything appended so far, then record it as committed (in that order)."""
         n = self.n_messages
@@ -222,7 +258,6 @@ class StreamWriter:
             app.flush()
         for app in self._extra.values():
             app.flush()
-        self._pending_large = 0
         self._write_attrs(committed=self._committed())
 
     def _committed(self) -> dict:
@@ -234,6 +269,11 @@ class StreamWriter:
             "rejects": self.rejects,
             "committed_ns": time.time_ns(),
         }
+
+    def close(self) -> None:
+        """Drop unfinished chunk files (after the final flush, which stored their data)."""
+        for app in self._all_appenders():
+            app.close()
 
     def stats(self) -> dict:
         return {

@@ -132,19 +132,21 @@ def test_small_messages_reach_zarr_only_at_flush(tmp_path):
     run.close()
 
 
-def test_large_frames_spill_whole_chunks_only(tmp_path, monkeypatch):
-    from recorder.store import stream_writer
-
-    monkeypatch.setattr(stream_writer, "_SPILL_BYTES", 3 * layout.HEAP_CHUNK)
+def test_large_frames_reach_disk_as_whole_chunks_with_bounded_memory(tmp_path):
     run, s = new_stream(tmp_path)
     payload = np.random.default_rng(1).bytes(1 << 20)
-    for i in range(30):
+    for i in range(100):
         s.append(i, [payload])
-        heap = zarr.open_array(run.path / "streams/cam/heap", mode="r")
-        assert heap.shape[0] % layout.HEAP_CHUNK == 0  # between flushes: whole chunks only
-    assert heap.shape[0] >= 3 * layout.HEAP_CHUNK
+    chunks = run.path / "streams/cam/heap/c"
+    whole = 100 * (1 << 20) // layout.HEAP_CHUNK
+    written = sorted(int(p.name) for p in chunks.iterdir() if p.name.isdigit())
+    assert written == list(range(whole))  # full chunks went out; the partial one waits
+    assert all((chunks / str(k)).stat().st_size == layout.HEAP_CHUNK for k in written)
+    assert len(s.heap.pieces) <= layout.HEAP_CHUNK // (1 << 20) + 1  # only the open chunk held
     run.close()
+    assert (chunks / str(whole)).stat().st_size == layout.HEAP_CHUNK  # padded partial chunk
     with RunReader(run.path) as r:
+        assert r.stream("cam").heap_bytes == 100 << 20
         assert all(bytes(m.frames[0]) == payload for m in r.messages())
 
 
