@@ -25,6 +25,7 @@ from recorder.store.stream_writer import StreamWriter
 
 SOCKET_TYPES = {"SUB": zmq.SUB, "PULL": zmq.PULL, "REQ": zmq.REQ}
 _DRAIN = 512  # messages taken per wake-up before handing a batch to the writer
+_DRAIN_BYTES = 2 << 20  # ... or this many bytes: large frames reach the writer while cache-hot
 _COPY_BELOW = 64 << 10  # mean message size under which frames are received as bytes
 
 
@@ -186,6 +187,8 @@ class StreamRecorder:
                     break
                 batch.append((time.time_ns(), frames))
                 nbytes += sum(map(len, frames))
+                if nbytes >= _DRAIN_BYTES:
+                    break
             if batch:
                 copy = nbytes < _COPY_BELOW * len(batch)
             c.received += len(batch)
