@@ -1,0 +1,278 @@
+"""areaDetector NDPluginZMQ streams (paulscherrerinstitute/ADZMQ and the Diamond fork).
+
+One NDArray = two frames: a one-line JSON header built by hand in C++ and the raw array buffer.
+Three header dialects exist and all are still deployed:
+
+* ``psi`` (ADZMQ >= 1.4): ``"htype":"array-1.0"`` and ``shape`` in numpy C order;
+* ``pre14`` (ADZMQ < 1.4): ``"htype":["array-1.0"]`` and ``shape`` in NDArray x,y,z order;
+* ``chunk`` (blondejamtart/ADZMQ, Diamond): ``"htype":["chunk-1.0"]``, x,y order, no timeStamp,
+  ndattr values wrapped as ``{ "value":v,"dataType":"uint32"}``.
+
+The buffer is always C-contiguous with x fastest, so the bulk array's shape is the C-order
+(z,y,x) shape whatever the header says. A non-empty ``encoding`` means a compressed buffer
+(ADCore >= 3 codecs): it is kept verbatim and not typed. The ZMQDriver side aborts a receive
+on a single 4-byte ``STOP`` frame, which decodes as kind ``stop``.
+
+`encode_array` rebuilds the plugin's header byte for byte: ``", "`` between fields, no spaces
+after colons, ``%.17g`` timestamps, float32 ndattrs with 9 and float64 with 17 significant
+digits, strings quoted but not escaped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from recorder.errors import MalformedMessage
+from recorder.protocols.base import NO_TIME, BulkFrame, Decoded, FrameBytes, as_array
+
+STOP = b"STOP"
+DTYPES = (
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "float32",
+    "float64",
+)
+"""Array types NDPluginZMQ can send (ZMQDriver itself only takes int8..uint32)."""
+MAX_DIMS = 10  # ND_ARRAY_MAX_DIMS
+VARIANTS = ("psi", "pre14", "chunk")
+_HTYPES = {"psi": '"array-1.0"', "pre14": '["array-1.0"]', "chunk": '["chunk-1.0"]'}
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+# --------------------------------------------------------------------------- encoder
+
+
+def _attr_value(value: Any, chunk: bool) -> tuple[str, str]:
+    """(text, dataType) of one NDAttribute as ``std::stringstream <<`` prints it.
+
+    epicsInt8/epicsUInt8 are chars, so the stream writes the raw byte, not a number (as the C++
+    does). PSI sets precision 9 (float32) / 17 (float64); the Diamond fork keeps the default 6.
+    """
+    if isinstance(value, bool):
+        raise TypeError("NDAttributes have no boolean type")
+    if value is None:
+        if chunk:
+            raise ValueError("the chunk-1.0 sender cannot write undefined attributes")
+        return '"Undefined"', "undefined"
+    if isinstance(value, str):
+        return f'"{value}"', "string"
+    if isinstance(value, np.int8 | np.uint8):
+        byte = int(value) & 0xFF  # raw byte; surrogateescape keeps it one byte in the header
+        return chr(byte) if byte < 0x80 else chr(0xDC00 + byte), value.dtype.name
+    if isinstance(value, np.integer):
+        return str(int(value)), value.dtype.name
+    if isinstance(value, int):
+        return str(value), "int32"
+    if isinstance(value, np.float32):
+        return ("%g" if chunk else "%.9g") % float(value), "float32"
+    if isinstance(value, float | np.floating):
+        return ("%g" if chunk else "%.17g") % float(value), "float64"
+    raise TypeError(f"cannot send {type(value).__name__} as an NDAttribute")
+
+
+def encode_ndattr(ndattr: Mapping[str, Any], variant: str = "psi") -> str:
+    """The ``ndattr`` object as NDPluginZMQ::getAttributesAsJSON writes it."""
+    parts = []
+    for name, value in ndattr.items():
+        text, dtype = _attr_value(value, variant == "chunk")
+        if variant == "chunk":
+            parts.append(f'"{name}":{{ "value":{text},"dataType":"{dtype}"}}')
+        else:
+            parts.append(f'"{name}":{text}')
+    return "{" + ",".join(parts) + "}"
+
+
+def encode_array(
+    array: np.ndarray,
+    frame: int,
+    timestamp: float,
+    ndattr: Mapping[str, Any] | None = None,
+    variant: str = "psi",
+    *,
+    encoding: str | None = "",
+    payload: bytes | None = None,
+) -> list[bytes]:
+    """Header and data frames of one NDArray exactly as NDPluginZMQ sends them.
+
+    `array` is in numpy C order; pre14/chunk headers list its shape reversed. `encoding=None`
+    leaves the key out (ADCore < 3); a non-empty `encoding` needs the compressed `payload`.
+    The Diamond chunk variant has neither timeStamp nor encoding.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown ADZMQ variant {variant!r} (known: {', '.join(VARIANTS)})")
+    arr = np.ascontiguousarray(array)
+    if arr.dtype.name not in DTYPES:
+        raise ValueError(f"NDPluginZMQ cannot send {arr.dtype.name} arrays")
+    arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+    dims = list(arr.shape) if variant == "psi" else list(reversed(arr.shape))
+    fields = [
+        f'"htype":{_HTYPES[variant]}',
+        f'"type":"{arr.dtype.name}"',
+        f'"shape":[{",".join(str(d) for d in dims)}]',
+        f'"frame":{int(frame)}',
+    ]
+    if variant != "chunk":
+        fields.append(f'"timeStamp":{float(timestamp):.17g}')
+        if encoding is not None:
+            fields.append(f'"encoding":"{encoding}"')
+    fields.append('"ndattr":' + encode_ndattr(ndattr or {}, variant))
+    header = "{" + ", ".join(fields) + "}"
+    if encoding and variant != "chunk":
+        if payload is None:
+            raise ValueError("a compressed array needs its compressed payload")
+        data = bytes(payload)
+    else:
+        data = arr.tobytes()
+    return [header.encode("utf-8", "surrogateescape"), data]
+
+
+# --------------------------------------------------------------------------- decoder
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _header(frame: FrameBytes) -> dict:
+    try:
+        value = json.loads(bytes(frame).decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedMessage(f"header is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise MalformedMessage(f"header is JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _variant(htype: Any) -> str:
+    if htype == "array-1.0":
+        return "psi"
+    if htype == ["array-1.0"]:
+        return "pre14"
+    if htype == ["chunk-1.0"]:
+        return "chunk"
+    raise MalformedMessage(f"htype {htype!r} is not array-1.0 or chunk-1.0")
+
+
+def _shape(value: Any, variant: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(_is_int(d) and 0 <= d <= _INT64_MAX for d in value):
+        raise MalformedMessage(f"shape {value!r} is not a list of non-negative integers")
+    if len(value) > MAX_DIMS:
+        raise MalformedMessage(f"shape has {len(value)} dimensions, at most {MAX_DIMS} allowed")
+    return tuple(value) if variant == "psi" else tuple(reversed(value))
+
+
+def _seconds_to_ns(ts: float) -> int:
+    """Seconds (float) to int ns without losing the fraction to float64 rounding at 1e18."""
+    whole = math.floor(ts)
+    ns = whole * 1_000_000_000 + round((ts - whole) * 1e9)
+    if not _INT64_MIN <= ns <= _INT64_MAX:
+        raise MalformedMessage(f"timeStamp {ts!r} is out of range")
+    return ns
+
+
+class AdzmqCodec:
+    """Decoder of NDPluginZMQ messages in all three dialects."""
+
+    name = "adzmq"
+
+    def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
+        try:
+            n = len(frames)
+            sizes = [memoryview(f).nbytes for f in frames]
+        except TypeError:
+            raise MalformedMessage("frames are not a sequence of byte buffers") from None
+        if n == 1 and sizes[0] == 4 and bytes(frames[0]) == STOP:
+            return Decoded(kind="stop")
+        if n != 2:
+            raise MalformedMessage(f"an ADZMQ array needs 2 frames (header, data), got {n}")
+        h = _header(frames[0])
+        variant = _variant(h.get("htype"))
+        dtype = h.get("type")
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise MalformedMessage(f"type {dtype!r} is not an allowed array type")
+        if "shape" not in h:
+            raise MalformedMessage("header has no 'shape'")
+        shape = _shape(h["shape"], variant)
+        frame = h.get("frame")
+        if not _is_int(frame) or not _INT64_MIN <= frame <= _INT64_MAX:
+            raise MalformedMessage(f"frame {frame!r} is not an integer")
+        columns: dict[str, int | float | str | bool] = {}
+        source_ns = NO_TIME
+        if "timeStamp" in h:
+            ts = h["timeStamp"]
+            if not _is_number(ts):
+                raise MalformedMessage(f"timeStamp {ts!r} is not a finite number")
+            source_ns = _seconds_to_ns(float(ts))
+            columns["timeStamp"] = float(ts)
+        encoding = h.get("encoding", "")
+        if not isinstance(encoding, str):
+            raise MalformedMessage(f"encoding {encoding!r} is not a string")
+        for key in ("statusMessage", "dataSource"):  # Diamond senders report back through these
+            if isinstance(h.get(key), str):
+                columns[key] = h[key]
+        columns.update(self._ndattr(h.get("ndattr", {}), variant))
+        bulk = []
+        if encoding:
+            columns["encoding"] = encoding
+        else:
+            need = math.prod(shape) * np.dtype(dtype).itemsize
+            if sizes[1] != need:
+                raise MalformedMessage(
+                    f"data is {sizes[1]} bytes but shape {list(shape)} of {dtype} needs {need}"
+                )
+            bulk.append(
+                BulkFrame(1, "image", as_array(frames[1], np.dtype(dtype).newbyteorder("<"), shape))
+            )
+        return Decoded("array", frame, "", source_ns, bulk, columns)
+
+    @staticmethod
+    def _ndattr(ndattr: Any, variant: str) -> dict[str, int | float]:
+        """Numeric attributes as ``ndattr.<Name>`` columns (strings stay in the header)."""
+        if not isinstance(ndattr, dict):
+            raise MalformedMessage(f"ndattr is {type(ndattr).__name__}, not an object")
+        out: dict[str, int | float] = {}
+        for name, value in ndattr.items():
+            if variant == "chunk" and isinstance(value, dict):
+                value = value.get("value")
+            if _is_int(value) and _INT64_MIN <= value <= _INT64_MAX:
+                out[f"ndattr.{name}"] = value
+            elif _is_number(value) and not _is_int(value):
+                out[f"ndattr.{name}"] = float(value)
+        return out
+
+
+def sniff(frames: Sequence[FrameBytes]) -> bool:
+    """True for a ``STOP`` frame or a 2-frame message whose header starts like an ADZMQ one.
+    Looks at the first 256 header bytes only; never raises."""
+    try:
+        if len(frames) == 1:
+            return bytes(frames[0]) == STOP if memoryview(frames[0]).nbytes == 4 else False
+        if len(frames) != 2:
+            return False
+        head = bytes(memoryview(frames[0])[:256])
+        return (
+            head.lstrip().startswith(b"{")
+            and b'"htype"' in head
+            and (b"array-1.0" in head or b"chunk-1.0" in head)
+        )
+    except Exception:
+        return False

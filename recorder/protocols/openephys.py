@@ -1,0 +1,751 @@
+"""Open Ephys GUI streams: the ZMQ Interface plugin and the Event Broadcaster plugin.
+
+ZMQ Interface (open-ephys-plugins/zmq-interface, Source/ZmqInterface.cpp) publishes on PUB
+``tcp://*:5556`` three kinds of multipart message, each with a JUCE ``JSON::toString`` header:
+
+* ``b"DATA\\0"``, header, float32 samples of *one* channel (one message per channel per block);
+* ``b"EVENT\\0"``, header, optional payload (TTL: uint8 line, uint8 state, uint64 word);
+* ``b"EVENT\\0"``, header with key ``spike``, float32 waveform ``[num_channels][num_samples]``.
+
+``message_num`` counts every message of an acquisition from 1, so it is one gap-accounting
+sequence (``seq_key`` ""). Plugin versions up to 0.2.x used ``message_no`` and sent the whole
+block ``[n_channels][n_samples]`` in one message. The Event Broadcaster sends two frames: a
+uint16 type (0 TTL, 1 spike) and a JUCE JSON text or a raw serialized event.
+
+The GUI also binds REP on data port + 1 and drops clients that stop sending heartbeats, so a
+recorder must heartbeat like the plugin's own python client: `HeartbeatClient`.
+
+Encoders rebuild the GUI's bytes exactly (CRLF, 2-space indent, JUCE's double formatting, key
+order of the C++ source) so simulators and replayers are indistinguishable from the real GUI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+import time
+import uuid as uuid_module
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import zmq
+
+from recorder.errors import MalformedMessage, UsageError
+from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded, FrameBytes, as_array
+
+DATA_ENVELOPE = b"DATA\x00"
+EVENT_ENVELOPE = b"EVENT\x00"
+EVENT_TYPES = {
+    0: "TIMESTAMP",
+    1: "BUFFER_SIZE",
+    2: "PARAMETER_CHANGE",
+    3: "TTL",
+    4: "SPIKE",
+    5: "MESSAGE",
+    6: "BINARY_MSG",
+}
+TTL = 3
+HEARTBEAT_REPLY = b"heartbeat received"
+EVENT_REPLY = b"message correctly parsed"
+BAD_JSON_REPLY = b"JSON message could not be read"
+BROADCAST_TTL, BROADCAST_SPIKE = 0, 1
+
+_TTL = struct.Struct("<BBq")  # word is a uint64 bit mask; kept as its int64 bit pattern
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_NL = "\r\n"  # JUCE's newLine
+_MAX_REQUEST = 64000 - 1  # ZmqInterface reads heartbeats into a 64000-byte buffer
+
+
+# --------------------------------------------------------------------------- JUCE JSON
+
+
+def _reduce_float_string(s: str) -> str:
+    """JUCE ``reduceLengthOfFloatString``: drop redundant zeros of mantissa and exponent."""
+    end = len(s)
+    trim_start = trim_end = exp_start = exp_end = end
+    current = ""
+    c = end - 1
+    while c > 0:
+        current = s[c]
+        if current == "0" and c + 1 == trim_start:
+            trim_start -= 1
+        elif current == ".":
+            if trim_start == c + 1 and trim_start != end and s[trim_start] == "0":
+                trim_start += 1
+            break
+        elif current in "eE":
+            nxt = c + 1
+            if nxt != end:
+                if s[nxt] == "-":
+                    nxt += 1
+                exp_start = nxt
+                if nxt != end and s[nxt] == "+":
+                    nxt += 1
+                exp_end = nxt
+            while nxt != end and s[nxt] == "0":
+                nxt += 1
+                exp_end = nxt
+            if exp_end == end:
+                exp_start = c
+            trim_start = trim_end = c
+        c -= 1
+    if (trim_start != trim_end and current == ".") or exp_start != exp_end:
+        if trim_start == trim_end:
+            return s[:exp_start] + s[exp_end:]
+        if exp_start == exp_end:
+            return s[:trim_start] + s[trim_end:]
+        if trim_end == exp_start:
+            return s[:trim_start] + s[exp_end:]
+        return s[:trim_start] + s[trim_end:exp_start] + s[exp_end:]
+    return s
+
+
+_PLACES_BELOW_1 = ((1e-1, 16), (1e-2, 17), (1e-3, 18), (1e-4, 19))
+_PLACES_FROM_1 = ((1e1, 15), (1e2, 14), (1e3, 13), (1e4, 12), (1e5, 11))
+"""Decimal places serialiseDouble uses by magnitude (then trimmed): ~17 significant digits."""
+
+
+def juce_double(x: float) -> str:
+    """A double as JUCE's JSON writer prints it (``serialiseDouble``): ``30000.0``, ``0.1``,
+    ``1.234567e6``; non-finite values become ``null``."""
+    x = float(x)
+    if not math.isfinite(x):
+        return "null"
+    a = abs(x)
+    if a >= 1.0e6 or a <= 1.0e-5:
+        return _reduce_float_string(f"{x:.15e}")
+    if float(int(x)) == x:
+        return f"{x:.1f}"
+    if a < 1.0:
+        places = next((p for limit, p in _PLACES_BELOW_1 if a >= limit), 20)
+    else:
+        places = next((p for limit, p in _PLACES_FROM_1 if a < limit), 10)
+    return _reduce_float_string(f"{x:.{places}f}")
+
+
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\t": "\\t",
+    "\r": "\\r",
+    "\n": "\\n",
+}
+
+
+def juce_string(s: str) -> str:
+    """JUCE ``JSONFormatter::writeString``: ASCII kept, the rest as lowercase ``\\uXXXX``
+    (UTF-16 surrogate pairs above U+FFFF); a NUL ends the string as in C."""
+    out = []
+    for ch in s.split("\0", 1)[0]:
+        code = ord(ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif 32 <= code < 127:
+            out.append(ch)
+        elif code > 0xFFFF:
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return '"' + "".join(out) + '"'
+
+
+def juce_json(value: Any, indent: int = 0) -> str:
+    """``JSON::toString(var)`` with JUCE defaults (multi-line). Python int = JUCE int/int64,
+    float = double, dict keeps its insertion order like ``DynamicObject``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return juce_double(float(value))
+    if isinstance(value, str):
+        return juce_string(value)
+    inner = " " * (indent + 2)
+    if isinstance(value, Mapping):
+        items = [
+            f"{inner}{juce_string(str(k))}: {juce_json(v, indent + 2)}" for k, v in value.items()
+        ]
+        return "{" + _NL + ("," + _NL).join(items) + (_NL if items else "") + " " * indent + "}"
+    if isinstance(value, Sequence):
+        if not value:
+            return "[]"
+        items = [inner + juce_json(v, indent + 2) for v in value]
+        return "[" + _NL + ("," + _NL).join(items) + _NL + " " * indent + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as JUCE JSON")
+
+
+# --------------------------------------------------------------------------- encoders
+
+
+def _header(obj: Mapping[str, Any]) -> bytes:
+    return juce_json(obj).encode("utf-8")
+
+
+def _f32(x: float) -> float:
+    """The GUI passes C++ floats; JUCE stores them as doubles, so print the float32 value."""
+    return float(np.float32(x))
+
+
+def encode_data(
+    samples: Any,
+    *,
+    message_num: int,
+    stream: str,
+    channel_num: int,
+    sample_num: int,
+    sample_rate: float,
+    timestamp_ms: int | None = None,
+    channel_name: str | None = None,
+) -> list[bytes]:
+    """One channel's block as ZmqInterface::sendData sends it. ``timestamp_ms=None`` omits the
+    key (older plugins); `channel_name` (newer plugins) goes right after channel_num."""
+    data = np.ascontiguousarray(samples, dtype="<f4").reshape(-1)
+    content: dict[str, Any] = {"stream": stream, "channel_num": channel_num}
+    if channel_name is not None:
+        content["channel_name"] = channel_name
+    content.update(num_samples=data.size, sample_num=sample_num, sample_rate=_f32(sample_rate))
+    header: dict[str, Any] = {
+        "message_num": message_num,
+        "type": "data",
+        "content": content,
+        "data_size": data.size * 4,
+    }
+    if timestamp_ms is not None:
+        header["timestamp"] = timestamp_ms
+    return [DATA_ENVELOPE, _header(header), data.tobytes()]
+
+
+def encode_event(
+    *,
+    message_num: int,
+    stream: str,
+    source_node: int,
+    event_type: int,
+    sample_num: int,
+    data: bytes = b"",
+    timestamp_ms: int | None = None,
+) -> list[bytes]:
+    """ZmqInterface::sendEvent: the payload frame is only sent when there is data."""
+    content = {
+        "stream": stream,
+        "source_node": source_node,
+        "type": event_type,
+        "sample_num": sample_num,
+    }
+    header: dict[str, Any] = {
+        "message_num": message_num,
+        "type": "event",
+        "content": content,
+        "data_size": len(data),
+    }
+    if timestamp_ms is not None:
+        header["timestamp"] = timestamp_ms
+    return [EVENT_ENVELOPE, _header(header), *([bytes(data)] if data else [])]
+
+
+def encode_ttl(
+    *,
+    message_num: int,
+    stream: str,
+    source_node: int,
+    sample_num: int,
+    line: int,
+    state: bool,
+    word: int | None = None,
+    timestamp_ms: int | None = None,
+) -> list[bytes]:
+    """A TTL event; `word` (the line-state bit mask) defaults to just this line's bit."""
+    if word is None:
+        word = (1 << line) if state else 0
+    payload = struct.pack("<BBQ", line, int(bool(state)), word)
+    return encode_event(
+        message_num=message_num,
+        stream=stream,
+        source_node=source_node,
+        event_type=TTL,
+        sample_num=sample_num,
+        data=payload,
+        timestamp_ms=timestamp_ms,
+    )
+
+
+def encode_spike(
+    waveforms: Any,
+    *,
+    message_num: int,
+    stream: str,
+    source_node: int,
+    electrode: str,
+    sample_num: int,
+    sorted_id: int = 0,
+    threshold: Sequence[float] | None = None,
+    timestamp_ms: int | None = None,
+) -> list[bytes]:
+    """ZmqInterface::sendSpikeEvent: key ``spike``, no ``data_size``, float32 thresholds."""
+    wave = np.ascontiguousarray(waveforms, dtype="<f4")
+    if wave.ndim != 2:
+        raise ValueError("spike waveforms must be 2-D (num_channels, num_samples)")
+    n_ch, n_s = wave.shape
+    thr = [0.0] * n_ch if threshold is None else list(threshold)
+    spike = {
+        "stream": stream,
+        "source_node": source_node,
+        "electrode": electrode,
+        "sample_num": sample_num,
+        "num_channels": n_ch,
+        "num_samples": n_s,
+        "sorted_id": sorted_id,
+        "threshold": [_f32(t) for t in thr],
+    }
+    header: dict[str, Any] = {"message_num": message_num, "type": "spike", "spike": spike}
+    if timestamp_ms is not None:
+        header["timestamp"] = timestamp_ms
+    return [EVENT_ENVELOPE, _header(header), wave.tobytes()]
+
+
+def encode_legacy(
+    buffer: Any,
+    *,
+    message_no: int,
+    timestamp: int,
+    sample_rate: int,
+    n_real_samples: int | None = None,
+) -> list[bytes]:
+    """Plugin 0.2.0 and older: the whole block ``[n_channels][n_samples]`` in one message;
+    ``timestamp`` is a sample count and ``sample_rate`` an int."""
+    buf = np.ascontiguousarray(buffer, dtype="<f4")
+    if buf.ndim != 2:
+        raise ValueError("legacy buffer must be 2-D (n_channels, n_samples)")
+    n_ch, n_s = buf.shape
+    content = {
+        "n_channels": n_ch,
+        "n_samples": n_s,
+        "n_real_samples": n_s if n_real_samples is None else n_real_samples,
+        "timestamp": timestamp,
+        "sample_rate": int(sample_rate),
+    }
+    header = {
+        "message_no": message_no,
+        "type": "data",
+        "content": content,
+        "data_size": n_ch * n_s * 4,
+    }
+    return [DATA_ENVELOPE, _header(header), buf.tobytes()]
+
+
+def encode_broadcast(kind: int, body: Mapping[str, Any] | bytes) -> list[bytes]:
+    """Event Broadcaster: uint16 type (0 TTL, 1 spike), then JUCE JSON or raw bytes.
+    Its JSON uses e.g. ``sample_number`` and boolean ``state`` (EventBroadcaster.cpp)."""
+    payload = bytes(body) if isinstance(body, bytes | bytearray) else _header(body)
+    return [struct.pack("<H", kind), payload]
+
+
+def heartbeat_request(application: str, uuid: str) -> bytes:
+    """What the plugin's python client sends every 2 s (``json.dumps`` separators)."""
+    return json.dumps({"application": application, "uuid": uuid, "type": "heartbeat"}).encode()
+
+
+def heartbeat_reply(request: FrameBytes) -> bytes:
+    """The GUI's REP answer to one request (ZmqInterface::run).
+
+    JUCE's parser wants ``{`` or ``[`` after whitespace, ignores trailing text and accepts an
+    empty text; Python's json stands in for it. ``"type": "event"`` gets its own answer.
+    """
+    text = bytes(request)[:_MAX_REQUEST].split(b"\0", 1)[0].decode("utf-8", "replace").lstrip()
+    if not text:
+        return HEARTBEAT_REPLY
+    if text[0] not in "{[":
+        return BAD_JSON_REPLY
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text)
+    except (ValueError, RecursionError):
+        return BAD_JSON_REPLY
+    if isinstance(value, dict) and value.get("type") == "event":
+        return EVENT_REPLY
+    return HEARTBEAT_REPLY
+
+
+# --------------------------------------------------------------------------- decoder helpers
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _nbytes(frame: FrameBytes) -> int:
+    return memoryview(frame).nbytes
+
+
+def _json_object(frame: FrameBytes, what: str) -> dict:
+    try:
+        value = json.loads(bytes(frame).decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedMessage(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise MalformedMessage(f"{what} is JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _get(obj: dict, key: str, where: str) -> Any:
+    if key not in obj:
+        raise MalformedMessage(f"{where} has no {key!r}")
+    return obj[key]
+
+
+def _int(obj: dict, key: str, where: str, minimum: int = _INT64_MIN) -> int:
+    v = _get(obj, key, where)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise MalformedMessage(f"{where}.{key} is {type(v).__name__}, not an integer")
+    if not minimum <= v <= _INT64_MAX:
+        raise MalformedMessage(f"{where}.{key} = {v} is out of range")
+    return v
+
+
+def _number(obj: dict, key: str, where: str) -> float:
+    v = _get(obj, key, where)
+    if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+        raise MalformedMessage(f"{where}.{key} is {type(v).__name__}, not a finite number")
+    return float(v)
+
+
+def _str(obj: dict, key: str, where: str) -> str:
+    v = _get(obj, key, where)
+    if not isinstance(v, str):
+        raise MalformedMessage(f"{where}.{key} is {type(v).__name__}, not a string")
+    return v
+
+
+def _dict(obj: dict, key: str, where: str) -> dict:
+    v = _get(obj, key, where)
+    if not isinstance(v, dict):
+        raise MalformedMessage(f"{where}.{key} is {type(v).__name__}, not an object")
+    return v
+
+
+def _scalars(obj: dict) -> dict[str, int | float | str | bool]:
+    """Columns from a JSON object: its scalar members that fit a column."""
+    out: dict[str, int | float | str | bool] = {}
+    for k, v in obj.items():
+        fits_int = isinstance(v, int) and _INT64_MIN <= v <= _INT64_MAX
+        if fits_int or isinstance(v, bool | str) or (isinstance(v, float) and math.isfinite(v)):
+            out[k] = v
+    return out
+
+
+def _frame_count(frames: Sequence, expected: int, what: str) -> None:
+    if len(frames) != expected:
+        raise MalformedMessage(f"{what} needs {expected} frames, got {len(frames)}")
+
+
+def _floats(frame: FrameBytes, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """float32 view of `frame`; sizes compared in Python ints first (no int64 overflow)."""
+    need = math.prod(shape) * 4
+    if _nbytes(frame) != need:
+        raise MalformedMessage(f"{what} payload is {_nbytes(frame)} bytes, header says {need}")
+    return as_array(frame, "<f4", shape)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9 _.\-]")
+
+
+def _safe(name: str) -> str:
+    """One path component of a bulk array name: no '/', no '..' (the original is a column)."""
+    clean = _UNSAFE.sub("_", name)
+    return "_" if clean in ("", ".", "..") else clean
+
+
+def _source_ns(header: dict) -> int:
+    if "timestamp" not in header:
+        return NO_TIME
+    ms = _int(header, "timestamp", "header", minimum=_INT64_MIN // 1_000_000)
+    if ms > _INT64_MAX // 1_000_000:
+        raise MalformedMessage(f"header.timestamp = {ms} ms is out of range")
+    return ms * 1_000_000
+
+
+# --------------------------------------------------------------------------- decoder
+
+
+class OpenEphysCodec:
+    """Decoder of ZMQ Interface (current and legacy) and Event Broadcaster messages."""
+
+    name = "openephys"
+
+    def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
+        try:
+            n = len(frames)
+            sizes = [_nbytes(f) for f in frames]
+        except TypeError:
+            raise MalformedMessage("frames are not a sequence of byte buffers") from None
+        if n == 0:
+            raise MalformedMessage("empty message")
+        if n == 2 and sizes[0] == 2:
+            return self._broadcast(frames)
+        envelope = bytes(frames[0]) if sizes[0] <= 8 else b""
+        if envelope not in (DATA_ENVELOPE, EVENT_ENVELOPE):
+            raise MalformedMessage(f"unknown envelope {bytes(memoryview(frames[0])[:16])!r}")
+        if n < 2:
+            raise MalformedMessage(f"{envelope!r} message has no header frame")
+        header = _json_object(frames[1], "header")
+        if "message_num" not in header and "message_no" in header:
+            return self._legacy(envelope, header, frames)
+        seq = _int(header, "message_num", "header")
+        kind = _str(header, "type", "header")
+        expected = ("data",) if envelope == DATA_ENVELOPE else ("event", "spike")
+        if kind not in expected:
+            raise MalformedMessage(f"type {kind!r} does not fit envelope {envelope!r}")
+        source_ns = _source_ns(header)
+        if kind == "data":
+            return self._data(header, frames, seq, source_ns)
+        if kind == "event":
+            return self._event(header, frames, seq, source_ns)
+        return self._spike(header, frames, seq, source_ns)
+
+    @staticmethod
+    def _data(header: dict, frames: Sequence, seq: int, source_ns: int) -> Decoded:
+        _frame_count(frames, 3, "data message")
+        c = _dict(header, "content", "header")
+        stream = _str(c, "stream", "content")
+        num_samples = _int(c, "num_samples", "content", minimum=0)
+        columns: dict[str, int | float | str | bool] = {
+            "stream": stream,
+            "channel_num": _int(c, "channel_num", "content"),
+            "num_samples": num_samples,
+            "sample_num": _int(c, "sample_num", "content"),
+            "sample_rate": _number(c, "sample_rate", "content"),
+        }
+        if "channel_name" in c:
+            columns["channel_name"] = _str(c, "channel_name", "content")
+        data_size = _int(header, "data_size", "header", minimum=0)
+        if data_size != num_samples * 4:
+            raise MalformedMessage(f"data_size {data_size} != 4 * num_samples ({num_samples})")
+        array = _floats(frames[2], (num_samples,), "data")
+        bulk = [BulkFrame(2, f"continuous/{_safe(stream)}", array)]
+        return Decoded("data", seq, "", source_ns, bulk, columns)
+
+    @staticmethod
+    def _event(header: dict, frames: Sequence, seq: int, source_ns: int) -> Decoded:
+        c = _dict(header, "content", "header")
+        event_type = _int(c, "type", "content")
+        columns: dict[str, int | float | str | bool] = {
+            "sample_num": _int(c, "sample_num", "content"),
+            "event_type": event_type,
+            "source_node": _int(c, "source_node", "content"),
+            "stream": _str(c, "stream", "content"),
+        }
+        data_size = _int(header, "data_size", "header", minimum=0)
+        _frame_count(frames, 3 if data_size else 2, f"event with data_size {data_size}")
+        if data_size:
+            if _nbytes(frames[2]) != data_size:
+                raise MalformedMessage(
+                    f"event payload is {_nbytes(frames[2])} bytes, data_size says {data_size}"
+                )
+            if event_type == TTL and data_size == _TTL.size:
+                line, state, word = _TTL.unpack(bytes(frames[2]))
+                columns.update(line=line, state=state, word=word)
+        return Decoded("event", seq, "", source_ns, [], columns)
+
+    @staticmethod
+    def _spike(header: dict, frames: Sequence, seq: int, source_ns: int) -> Decoded:
+        _frame_count(frames, 3, "spike message")
+        s = _dict(header, "spike", "header")
+        stream = _str(s, "stream", "spike")
+        electrode = _str(s, "electrode", "spike")
+        n_ch = _int(s, "num_channels", "spike", minimum=0)
+        n_s = _int(s, "num_samples", "spike", minimum=0)
+        columns: dict[str, int | float | str | bool] = {
+            "sample_num": _int(s, "sample_num", "spike"),
+            "sorted_id": _int(s, "sorted_id", "spike"),
+            "electrode": electrode,
+            "stream": stream,
+            "source_node": _int(s, "source_node", "spike"),
+            "num_channels": n_ch,
+            "num_samples": n_s,
+        }
+        array = _floats(frames[2], (n_ch, n_s), "spike")
+        bulk = [BulkFrame(2, f"spikes/{_safe(stream)}/{_safe(electrode)}", array)]
+        return Decoded("spike", seq, "", source_ns, bulk, columns)
+
+    @staticmethod
+    def _legacy(envelope: bytes, header: dict, frames: Sequence) -> Decoded:
+        """message_no formats (plugin <= 0.2.x): whole-block data, loose events and spikes."""
+        seq = _int(header, "message_no", "header")
+        kind = _str(header, "type", "header")
+        if kind == "spike" and envelope == EVENT_ENVELOPE:
+            # The old plugin copied num_channels*num_samples *bytes* of float data: keep verbatim.
+            _frame_count(frames, 3, "legacy spike")
+            return Decoded(
+                "spike", seq, "", NO_TIME, [], _scalars(_dict(header, "spike", "header"))
+            )
+        c = _dict(header, "content", "header")
+        data_size = _int(header, "data_size", "header", minimum=0)
+        if kind == "event" and envelope == EVENT_ENVELOPE:
+            _frame_count(frames, 3 if data_size else 2, f"legacy event with data_size {data_size}")
+            if data_size and _nbytes(frames[2]) != data_size:
+                raise MalformedMessage(
+                    f"event payload is {_nbytes(frames[2])} bytes, data_size says {data_size}"
+                )
+            return Decoded("event", seq, "", NO_TIME, [], _scalars(c))
+        if kind != "data" or envelope != DATA_ENVELOPE:
+            raise MalformedMessage(f"legacy type {kind!r} does not fit envelope {envelope!r}")
+        _frame_count(frames, 3, "legacy data message")
+        n_s = _int(c, "n_samples", "content", minimum=0)
+        if "n_channels" in c:
+            shape: tuple[int, ...] = (_int(c, "n_channels", "content", minimum=0), n_s)
+            name = "continuous_legacy"
+        else:  # 0.2.x on GUI 0.5+: one channel per message, like today but with message_no
+            _int(c, "channel_num", "content")
+            shape, name = (n_s,), f"continuous_legacy/{_safe(str(c.get('stream_id', '')))}"
+        _int(c, "timestamp", "content")
+        _number(c, "sample_rate", "content")
+        if data_size != math.prod(shape) * 4:
+            raise MalformedMessage(f"data_size {data_size} does not fit shape {list(shape)}")
+        array = _floats(frames[2], shape, "legacy data")
+        return Decoded("data", seq, "", NO_TIME, [BulkFrame(2, name, array)], _scalars(c))
+
+    @staticmethod
+    def _broadcast(frames: Sequence) -> Decoded:
+        kind = int.from_bytes(bytes(frames[0]), "little")
+        if kind not in (BROADCAST_TTL, BROADCAST_SPIKE):
+            raise MalformedMessage(f"Event Broadcaster type {kind} is not 0 (TTL) or 1 (spike)")
+        body = bytes(memoryview(frames[1])[:64]).lstrip()
+        if body.startswith(b"{"):
+            columns = _scalars(_json_object(frames[1], "Event Broadcaster JSON"))
+            columns["format"] = "json"
+        else:
+            columns = {"format": "binary"}
+        return Decoded(
+            "event" if kind == BROADCAST_TTL else "spike", NO_SEQ, "", NO_TIME, [], columns
+        )
+
+
+def sniff(frames: Sequence[FrameBytes]) -> bool:
+    """True if the message looks like Open Ephys (ZMQ Interface envelope or Event Broadcaster
+    type frame). Looks at the first frame only; never raises."""
+    try:
+        n = len(frames)
+        first = memoryview(frames[0]) if n else None
+        if first is None:
+            return False
+        if n == 2 and first.nbytes == 2:
+            return bytes(first) in (b"\x00\x00", b"\x01\x00")
+        return n in (2, 3) and bytes(first[:8]) in (DATA_ENVELOPE, EVENT_ENVELOPE)
+    except Exception:
+        return False
+
+
+# --------------------------------------------------------------------------- heartbeat client
+
+_TCP_PORT = re.compile(r"^(?P<base>tcp://.+):(?P<port>\d{1,5})$")
+
+
+def heartbeat_endpoint(data_endpoint: str) -> str:
+    """The GUI's REP socket listens on the data port + 1."""
+    m = _TCP_PORT.match(data_endpoint)
+    if not m or not 0 < int(m["port"]) < 65535:
+        raise UsageError(f"cannot derive the Open Ephys heartbeat port from {data_endpoint!r}")
+    return f"{m['base']}:{int(m['port']) + 1}"
+
+
+class HeartbeatClient:
+    """REQ side of the GUI's heartbeat, as Resources/python_client/test_app.py does it.
+
+    Every 2 s a JSON heartbeat goes out; while a reply is outstanding the check repeats every
+    second, and after 10 s without any reply the REQ socket is closed and reopened (lazy
+    pirate). Drive it from a poll loop: register `socket` for POLLIN, call `on_readable` when it
+    fires and `tick(time.monotonic())` on every turn. `tick` returns True when it replaced the
+    socket, so the caller re-registers it. Times are seconds on any monotonic clock.
+    """
+
+    INTERVAL = 2.0
+    RETRY = 1.0
+    TIMEOUT = 10.0
+
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        data_endpoint: str,
+        application: str = "zmq-recorder",
+        *,
+        uuid: str | None = None,
+        now: float | None = None,
+    ):
+        self.endpoint = heartbeat_endpoint(data_endpoint)
+        self.application = application
+        self.uuid = uuid or str(uuid_module.uuid4())
+        self._ctx = ctx
+        self._waiting = False
+        self._last_sent = -math.inf
+        self._last_reply = time.monotonic() if now is None else now
+        self.replies = 0
+        self.reconnects = 0
+        self.last_reply: bytes | None = None
+        self.socket: zmq.Socket = self._open()
+
+    def _open(self) -> zmq.Socket:
+        sock = self._ctx.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.endpoint)
+        return sock
+
+    @property
+    def waiting(self) -> bool:
+        """A heartbeat is out and its reply has not come back yet."""
+        return self._waiting
+
+    def due(self, now: float) -> bool:
+        """True when a new heartbeat should go out now."""
+        return not self._waiting and now - self._last_sent > self.INTERVAL
+
+    def send(self, now: float) -> None:
+        self._last_sent = now
+        try:
+            self.socket.send(heartbeat_request(self.application, self.uuid), zmq.NOBLOCK)
+        except zmq.Again:  # nothing to queue on yet: try again next interval
+            return
+        self._waiting = True
+
+    def on_readable(self, now: float) -> bytes | None:
+        """Take the GUI's reply off the socket (None if nothing was there)."""
+        try:
+            reply = self.socket.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        self._waiting = False
+        self._last_reply = now
+        self.replies += 1
+        self.last_reply = reply
+        return reply
+
+    def tick(self, now: float) -> bool:
+        """Send, retry or reconnect as due. True when `socket` was replaced."""
+        if now - self._last_sent <= self.INTERVAL:
+            return False
+        if not self._waiting:
+            self.send(now)
+            return False
+        self._last_sent += self.RETRY
+        if now - self._last_reply > self.TIMEOUT:
+            self.reconnect(now)
+            return True
+        return False
+
+    def reconnect(self, now: float) -> None:
+        """Lazy pirate: a REQ stuck waiting for a lost reply can only be replaced."""
+        self.socket.close(linger=0)
+        self.socket = self._open()
+        self._waiting = False
+        self._last_reply = now
+        self.reconnects += 1
+
+    def close(self) -> None:
+        self.socket.close(linger=0)

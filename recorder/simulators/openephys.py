@@ -1,0 +1,247 @@
+"""A stand-in for the Open Ephys GUI with the ZMQ Interface plugin.
+
+It binds PUB on the data port and REP on data port + 1 like the plugin (moving both up by 2
+when the heartbeat port is taken), sends one DATA message per channel per block, a TTL event
+and a spike now and then, and answers heartbeats with the GUI's exact replies. Every message is
+a pure function of its index (`message`), so tests can compare what arrives with what was sent.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import zmq
+
+from recorder.errors import UsageError
+from recorder.protocols import openephys as oe
+
+_DEFAULTS: dict[str, Any] = {
+    "n_channels": 8,
+    "n_samples": 256,
+    "sample_rate": 30000.0,
+    "legacy": False,
+    "stream": "example_data",
+    "source_node": 100,
+    "ttl_every": 4,
+    "spike_every": 8,
+    "spike_channels": 4,
+    "spike_samples": 40,
+    "start_ms": 1_700_000_000_000,
+}
+_TCP = re.compile(r"^(?P<base>tcp://[^ ]+):(?P<port>\*|\d{1,5})$")
+
+
+class OpenEphysSimulator:
+    """Size options: n_channels, n_samples, sample_rate, legacy (0.2.0 whole-block messages),
+    stream, source_node, ttl_every / spike_every (blocks; 0 = never), spike_channels,
+    spike_samples, start_ms (wall clock of block 0). `rate` is blocks per second, `count` counts
+    messages and `skip` holds message_num values (message i has message_num i + 1)."""
+
+    def __init__(
+        self,
+        endpoint: str = "tcp://127.0.0.1:5556",
+        *,
+        rate: float = 30.0,
+        count: int | None = None,
+        skip: frozenset[int] = frozenset(),
+        seed: int = 0,
+        ctx: zmq.Context | None = None,
+        wait_for_subscriber: bool = False,
+        **size_options: Any,
+    ):
+        unknown = set(size_options) - set(_DEFAULTS)
+        if unknown:
+            raise UsageError(f"unknown Open Ephys simulator options: {', '.join(sorted(unknown))}")
+        opts = {**_DEFAULTS, **size_options}
+        self.endpoint, self.rate, self.count = endpoint, float(rate), count
+        self.skip, self.seed, self.wait_for_subscriber = frozenset(skip), seed, wait_for_subscriber
+        self.n_channels, self.n_samples = int(opts["n_channels"]), int(opts["n_samples"])
+        self.sample_rate, self.legacy = float(opts["sample_rate"]), bool(opts["legacy"])
+        self.stream, self.source_node = str(opts["stream"]), int(opts["source_node"])
+        self.ttl_every, self.spike_every = int(opts["ttl_every"]), int(opts["spike_every"])
+        self.spike_channels = max(1, min(int(opts["spike_channels"]), self.n_channels))
+        self.spike_samples, self.start_ms = int(opts["spike_samples"]), int(opts["start_ms"])
+        self._ctx = ctx or zmq.Context.instance()
+        self._pub: zmq.Socket | None = None
+        self._rep: zmq.Socket | None = None
+        self._poller = zmq.Poller()
+        self.bound_endpoint: str | None = None
+        self.heartbeat_endpoint: str | None = None
+        self.heartbeats: list[bytes] = []
+        self.sent = 0
+        self._layout = self._period_layout()
+
+    # ------------------------------------------------------------------ content
+
+    def _period_layout(self) -> list[tuple[str, int, int]]:
+        """(kind, block offset, channel) of one period of blocks in which the event pattern
+        repeats, so `plan(i)` is O(1) however long the run."""
+        if self.legacy:
+            return [("legacy", 0, 0)]
+        period = math.lcm(max(self.ttl_every, 1), max(self.spike_every, 1))
+        layout = []
+        for b in range(period):
+            layout += [("data", b, ch) for ch in range(self.n_channels)]
+            if self.ttl_every and b % self.ttl_every == self.ttl_every - 1:
+                layout.append(("ttl", b, 0))
+            if self.spike_every and b % self.spike_every == self.spike_every - 1:
+                layout.append(("spike", b, 0))
+        return layout
+
+    def plan(self, i: int) -> tuple[str, int, int]:
+        """(kind, block, channel) of message `i`: kind is data, ttl, spike or legacy."""
+        period_blocks = max(b for _, b, _ in self._layout) + 1
+        q, r = divmod(i, len(self._layout))
+        kind, block, channel = self._layout[r]
+        return kind, q * period_blocks + block, channel
+
+    def seq(self, i: int) -> int:
+        """message_num (message_no) of message `i`: the plugin counts from 1."""
+        return i + 1
+
+    def samples(self, block: int, channel: int) -> np.ndarray:
+        """float32 samples of one channel in one block: a sine per channel plus seeded noise."""
+        t = (block * self.n_samples + np.arange(self.n_samples)) / self.sample_rate
+        rng = np.random.default_rng((self.seed, 0, block, channel))
+        wave = 100.0 * np.sin(2 * np.pi * (5.0 + channel) * t) + rng.normal(0, 5.0, self.n_samples)
+        return wave.astype(np.float32)
+
+    def waveform(self, block: int) -> np.ndarray:
+        rng = np.random.default_rng((self.seed, 1, block))
+        shape = -80.0 * np.exp(-(((np.arange(self.spike_samples) - 10) / 3.0) ** 2))
+        wave = shape[None, :] + rng.normal(0, 3.0, (self.spike_channels, self.spike_samples))
+        return wave.astype(np.float32)
+
+    def message(self, i: int) -> list[bytes]:
+        """Frames of the i-th message (0-based), exactly as the plugin would send them."""
+        kind, block, channel = self.plan(i)
+        sample_num = block * self.n_samples
+        ts = self.start_ms + (sample_num * 1000) // int(self.sample_rate or 1)
+        common = {"message_num": self.seq(i), "stream": self.stream, "timestamp_ms": ts}
+        if kind == "legacy":
+            buf = np.stack([self.samples(block, ch) for ch in range(self.n_channels)])
+            return oe.encode_legacy(
+                buf, message_no=self.seq(i), timestamp=sample_num, sample_rate=int(self.sample_rate)
+            )
+        if kind == "data":
+            return oe.encode_data(
+                self.samples(block, channel),
+                channel_num=channel,
+                sample_num=sample_num,
+                sample_rate=self.sample_rate,
+                **common,
+            )
+        if kind == "ttl":
+            n = block // max(self.ttl_every, 1)
+            return oe.encode_ttl(
+                source_node=self.source_node,
+                sample_num=sample_num + 7,
+                line=n % 8,
+                state=bool(n % 2 == 0),
+                **common,
+            )
+        return oe.encode_spike(
+            self.waveform(block),
+            source_node=self.source_node,
+            electrode="Tetrode 1",
+            sample_num=sample_num + 20,
+            threshold=[-50.0] * self.spike_channels,
+            **common,
+        )
+
+    # ------------------------------------------------------------------ sockets
+
+    def bind(self) -> str:
+        """Bind PUB (XPUB when waiting for a subscriber) and the heartbeat REP; idempotent."""
+        if self._pub is not None:
+            return self.bound_endpoint or ""
+        endpoint = self.endpoint[:-2] + ":*" if self.endpoint.endswith(":0") else self.endpoint
+        m = _TCP.match(endpoint)
+        if not m:
+            raise UsageError(f"Open Ephys needs a tcp://HOST:PORT endpoint, got {self.endpoint!r}")
+        random_port = m["port"] == "*"
+        port = 0 if random_port else int(m["port"])
+        for _ in range(20):
+            pub = self._ctx.socket(zmq.XPUB if self.wait_for_subscriber else zmq.PUB)
+            pub.setsockopt(zmq.LINGER, 1000)
+            try:
+                pub.bind(f"{m['base']}:{'*' if random_port else port}")
+                port = int(pub.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
+                rep = self._ctx.socket(zmq.REP)
+                rep.setsockopt(zmq.LINGER, 0)
+                try:
+                    rep.bind(f"{m['base']}:{port + 1}")
+                except zmq.ZMQError:
+                    rep.close()
+                    raise
+            except zmq.ZMQError:
+                pub.close(linger=0)
+                if not random_port:
+                    port += 2  # what the plugin does when its heartbeat port is taken
+                continue
+            self._pub, self._rep = pub, rep
+            self._poller = zmq.Poller()
+            self._poller.register(rep, zmq.POLLIN)
+            self.bound_endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
+            self.heartbeat_endpoint = rep.getsockopt_string(zmq.LAST_ENDPOINT)
+            return self.bound_endpoint
+        raise UsageError(
+            f"could not bind Open Ephys data and heartbeat ports near {self.endpoint!r}"
+        )
+
+    def _serve(self, until: float, stop: threading.Event | None) -> bool:
+        """Answer heartbeats until `until` (monotonic); False if `stop` was set meanwhile."""
+        assert self._rep is not None
+        while True:
+            if stop is not None and stop.is_set():
+                return False
+            left = until - time.monotonic()
+            events = dict(self._poller.poll(max(0, min(left, 0.05)) * 1000))
+            if self._rep in events:
+                request = self._rep.recv()
+                self.heartbeats.append(request)
+                self._rep.send(oe.heartbeat_reply(request))
+            elif left <= 0:
+                return True
+
+    def _wait_for_subscriber(self, stop: threading.Event | None) -> bool:
+        assert self._pub is not None
+        while not (stop is not None and stop.is_set()):
+            if self._pub.poll(0, zmq.POLLIN) and self._pub.recv()[:1] == b"\x01":
+                return True
+            self._serve(time.monotonic() + 0.02, stop)
+        return False
+
+    def run(self, stop: threading.Event | None = None) -> int:
+        """Bind, then send until `count` messages (skipped ones included) or `stop`; returns
+        the number of messages sent. Heartbeats are answered throughout."""
+        self.bind()
+        assert self._pub is not None
+        try:
+            if self.wait_for_subscriber and not self._wait_for_subscriber(stop):
+                return self.sent
+            t0 = time.monotonic()
+            i = 0
+            while self.count is None or i < self.count:
+                block = self.plan(i)[1]
+                until = t0 + block / self.rate if self.rate > 0 else time.monotonic()
+                if not self._serve(until, stop):
+                    break
+                if self.seq(i) not in self.skip:
+                    self._pub.send_multipart(self.message(i))
+                    self.sent += 1
+                i += 1
+            return self.sent
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for sock in (self._pub, self._rep):
+            if sock is not None:
+                sock.close()
+        self._pub = self._rep = None
