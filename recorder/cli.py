@@ -6,6 +6,7 @@ import codecs
 import json
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,9 +15,10 @@ import click
 from recorder import __version__, config
 from recorder.errors import RecorderError
 from recorder.format_text import human_bytes, human_duration, human_time, table
-from recorder.protocols import protocol_names
-from recorder.record import SOCKET_TYPES, Recording, SourceSpec, describe_error
+from recorder.record import Recording, describe_error
 from recorder.runs import resolve_run
+from recorder.simulators import SIMULATORS, make_simulator
+from recorder.sources import SOCKET_TYPES, SourceSpec, known_protocols
 from recorder.store import layout
 from recorder.store.catalog import Catalog, write_annotations
 from recorder.store.reader import RunReader
@@ -86,60 +88,58 @@ def main():
 
 
 @main.command()
-@click.argument("endpoint")
+@click.argument("endpoint", required=False)
+@click.option(
+    "--protocol",
+    type=click.Choice(known_protocols()),
+    default="raw",
+    show_default=True,
+    help="Wire protocol; `auto` identifies it from the first messages.",
+)
 @click.option(
     "--socket",
     "socket_type",
-    type=click.Choice(sorted(SOCKET_TYPES), case_sensitive=False),
-    default="SUB",
-    show_default=True,
-    help="Socket the recorder opens.",
+    type=click.Choice(SOCKET_TYPES, case_sensitive=False),
+    help="Socket the recorder opens (default: what the protocol's own clients use).",
 )
 @click.option("--bind", is_flag=True, help="Bind instead of connect (SUB or PULL).")
 @click.option("--subscribe", multiple=True, metavar="PREFIX", help="SUB prefix (repeatable).")
 @click.option("--request", default="next", show_default=True, help="REQ: bytes sent per reply.")
-@click.option("--protocol", type=click.Choice(protocol_names()), default="raw", show_default=True)
+@click.option("--listen", metavar="ENDPOINT", help="reqrep: where clients connect (bound).")
+@click.option("--upstream", metavar="ENDPOINT", help="reqrep: the real service (connected).")
 @click.option("--stream", "stream_name", default="main", show_default=True, help="Stream name.")
 @click.option("--name", default="", help="Human name of the run.")
 @click.option("--tag", "tags", multiple=True, help="Tag the run (repeatable).")
 @click.option("--duration", type=float, metavar="SECONDS", help="Stop after this long.")
 @click.option("--count", type=int, metavar="N", help="Stop after N messages.")
 @click.option(
-    "--flush-interval",
-    type=float,
-    default=1.0,
-    show_default=True,
-    metavar="SECONDS",
+    "--flush-interval", type=float, default=1.0, show_default=True, metavar="SECONDS",
     help="Longest time between durable flushes (at most this much is lost if killed).",
-)
+)  # fmt: skip
 @click.option(
-    "--queue-mb",
-    type=int,
-    default=1024,
-    show_default=True,
+    "--queue-mb", type=int, default=1024, show_default=True,
     help="Receive queue bound; beyond it messages are dropped and counted.",
-)
+)  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @data_options
 def record(
-    endpoint,
-    socket_type,
-    bind,
-    subscribe,
-    request,
-    protocol,
-    stream_name,
-    name,
-    tags,
-    duration,
-    count,
-    flush_interval,
-    queue_mb,
-    quiet,
-    data,
-    catalog,
-):
-    """Record the stream at ENDPOINT into a new run until --duration, --count or Ctrl-C."""
+    endpoint, protocol, socket_type, bind, subscribe, request, listen, upstream, stream_name,
+    name, tags, duration, count, flush_interval, queue_mb, quiet, data, catalog,
+):  # fmt: skip
+    """Record the stream at ENDPOINT into a new run until --duration, --count or Ctrl-C.
+
+    For --protocol reqrep the recorder is a transparent proxy: clients connect to --listen
+    (or ENDPOINT) and every request goes on to --upstream, the real service.
+    """
+    if listen and protocol != "reqrep":
+        raise click.UsageError("--listen is only for --protocol reqrep")
+    if listen and endpoint:
+        raise click.UsageError("give the listening endpoint once: ENDPOINT or --listen")
+    endpoint = endpoint or listen
+    if not endpoint:
+        raise click.UsageError(
+            "missing ENDPOINT" + (" (or --listen)" if protocol == "reqrep" else "")
+        )
     if queue_mb <= 0:
         raise click.BadParameter("must be positive", param_hint="--queue-mb")
     folder, cat = open_data(data, catalog)
@@ -151,6 +151,7 @@ def record(
         request=unescape(request),
         protocol=protocol,
         stream=stream_name,
+        upstream=upstream,
     )
     rec = Recording(
         config.runs_dir(folder),
@@ -272,6 +273,57 @@ def demo(ctx, seconds, data, catalog):
 def _catalog_latest(data, catalog) -> str:
     _, cat = open_data(data, catalog)
     return cat.list_runs(tag="demo", limit=1)[0]["run_id"]
+
+
+@main.command()
+@click.argument("protocol", type=click.Choice(sorted(SIMULATORS)))
+@click.option("--bind", "endpoint", metavar="ENDPOINT", help="Where to serve (default: the "
+              "system's usual port on 127.0.0.1; ADZMQ takes 'tcp://h:p PUSH' too).")  # fmt: skip
+@click.option("--rate", type=float, help="Messages (trains, frames, blocks) per second.")
+@click.option("--count", type=int, help="Stop after N messages.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--skip", type=int, multiple=True, help="Leave out this sequence number.")
+@click.option(
+    "--set", "settings", multiple=True, metavar="KEY=VALUE",
+    help="Protocol options: height, width, dtype, n_channels, n_samples, socket (karabo: "
+    "REP|PUB|PUSH), protocol (karabo: 2.2|1.0), variant (adzmq: psi|pre14|chunk) ...",
+)  # fmt: skip
+def simulate(protocol, endpoint, rate, count, seed, skip, settings):
+    """Serve a faithful simulated PROTOCOL stream until --count or Ctrl-C."""
+    options = dict(_setting(s) for s in settings)
+    if rate is not None:
+        options["rate"] = rate
+    if count is not None:
+        if count <= 0:
+            raise click.BadParameter("must be positive", param_hint="--count")
+        options["count"] = count
+    sim = make_simulator(protocol, endpoint, seed=seed, skip=frozenset(skip), **options)
+    bound = sim.bind()
+    click.echo(f"simulating {protocol} on {bound}", err=True)
+    stop = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        sent = sim.run(stop)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        sim.close()
+    click.echo(f"sent {sent} messages", err=True)
+    return 0
+
+
+def _setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{text!r} is not KEY=VALUE", param_hint="--set")
+    for parse in (int, float):
+        try:
+            return key, parse(value)
+        except ValueError:
+            pass
+    if value.lower() in ("true", "false"):
+        return key, value.lower() == "true"
+    return key, value
 
 
 # -- browse -----------------------------------------------------------------------------------

@@ -10,60 +10,34 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
 
 from recorder.byte_queue import ByteBoundedQueue
-from recorder.endpoints import check_endpoint
 from recorder.errors import MalformedMessage, RecorderError, UsageError
 from recorder.protocols import codec_for
+from recorder.protocols.detect import detect_protocol
+from recorder.receive import Heartbeats, proxy_loop, request_loop, stream_loop
+from recorder.sources import AUTO, SourceSpec
 from recorder.store import layout
 from recorder.store.run_writer import RunWriter
 from recorder.store.stream_writer import StreamWriter
 
-SOCKET_TYPES = {"SUB": zmq.SUB, "PULL": zmq.PULL, "REQ": zmq.REQ}
-_DRAIN = 512  # messages taken per wake-up before handing a batch to the writer
-_DRAIN_BYTES = 2 << 20  # ... or this many bytes: large frames reach the writer while cache-hot
-_COPY_BELOW = 64 << 10  # mean message size under which frames are received as bytes
+__all__ = ["Recording", "SourceSpec", "StreamRecorder", "describe_error"]
+
+_ZMQ_TYPES = {"SUB": zmq.SUB, "PULL": zmq.PULL, "REQ": zmq.REQ}
+_AUTO_MESSAGES = 10  # messages looked at before choosing a protocol ...
+_AUTO_SECONDS = 2.0  # ... or this long after the first one
 
 
-@dataclass
-class SourceSpec:
-    """One endpoint to record, as the user described it."""
-
-    endpoint: str
-    socket_type: str = "SUB"
-    bind: bool = False
-    subscribe: list[bytes] = field(default_factory=list)
-    request: bytes = b"next"
-    protocol: str = "raw"
-    stream: str = "main"
-
-    def check(self) -> SourceSpec:
-        self.socket_type = self.socket_type.upper()
-        if self.socket_type not in SOCKET_TYPES:
-            raise UsageError(
-                f"unknown socket type {self.socket_type!r} (use {', '.join(SOCKET_TYPES)})"
-            )
-        if self.bind and self.socket_type == "REQ":
-            raise UsageError("a REQ recorder connects to the server; --bind is for SUB and PULL")
-        if self.subscribe and self.socket_type != "SUB":
-            raise UsageError("--subscribe only applies to SUB sockets")
-        check_endpoint(self.endpoint, bind=self.bind)
-        layout.check_name("stream name", self.stream)
-        codec_for(self.protocol)
-        return self
-
-
-@dataclass
 class StreamCounters:
-    received: int = 0
-    received_bytes: int = 0
-    dropped: int = 0
-    written: int = 0
-    done: bool = False
+    def __init__(self):
+        self.received = 0
+        self.received_bytes = 0
+        self.dropped = 0
+        self.written = 0
+        self.done = False
 
 
 class StreamRecorder:
@@ -85,7 +59,10 @@ class StreamRecorder:
         self.flush_interval = flush_interval
         self.queue = ByteBoundedQueue(queue_bytes)
         self.counters = StreamCounters()
-        self.codec = codec_for(spec.protocol)
+        self.protocol = None if spec.protocol == AUTO else spec.protocol
+        self.codec = codec_for(self.protocol) if self.protocol else None
+        self._undecided: list = []  # auto: messages waiting for the protocol to be chosen
+        self._first_undecided = 0.0
         self._stop = threading.Event()
         self._on_fatal = on_fatal
         self._socket_ready = threading.Event()
@@ -108,7 +85,7 @@ class StreamRecorder:
 
     def join(self, timeout: float | None = None) -> None:
         self._rx.join(timeout)
-        if self._wx.is_alive() or self._wx.ident:
+        if self._wx.ident:
             self._wx.join(timeout)
 
     @property
@@ -117,30 +94,66 @@ class StreamRecorder:
 
     # -- receive thread ------------------------------------------------------------------------
 
-    def _open_socket(self) -> zmq.Socket:
-        spec = self.spec
-        sock = self.ctx.socket(SOCKET_TYPES[spec.socket_type])
+    def _socket(self, kind: int, endpoint: str, bind: bool) -> zmq.Socket:
+        sock = self.ctx.socket(kind)
         sock.linger = 0
-        sock.rcvhwm = 0 if spec.socket_type != "SUB" else 100_000
+        sock.rcvhwm = 100_000 if kind == zmq.SUB else 0
+        try:
+            if bind:
+                sock.bind(endpoint)
+            else:
+                sock.connect(endpoint)
+        except zmq.ZMQError as exc:
+            sock.close()
+            raise UsageError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {exc}") from exc
+        return sock
+
+    def _open(self) -> tuple[list[zmq.Socket], Callable[[], None]]:
+        """Open this source's sockets like the system's own clients; return them and the loop."""
+        spec = self.spec
+        remaining = self._remaining
+        if spec.proxy:
+            front = self._socket(zmq.ROUTER, spec.endpoint, bind=True)
+            self.bound_endpoint = front.getsockopt_string(zmq.LAST_ENDPOINT)
+            back = self._socket(zmq.DEALER, spec.upstream, bind=False)
+            return [front, back], lambda: proxy_loop(front, back, self._emit, self._stop, remaining)
+        sock = self._socket(_ZMQ_TYPES[spec.socket_type], spec.endpoint, spec.bind)
+        self.bound_endpoint = (
+            sock.getsockopt_string(zmq.LAST_ENDPOINT) if spec.bind else spec.endpoint
+        )
         if spec.socket_type == "SUB":
             for prefix in spec.subscribe or [b""]:
                 sock.setsockopt(zmq.SUBSCRIBE, prefix)
-        try:
-            if spec.bind:
-                sock.bind(spec.endpoint)
-                self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-            else:
-                sock.connect(spec.endpoint)
-                self.bound_endpoint = spec.endpoint
-        except zmq.ZMQError as exc:
-            sock.close()
-            verb = "bind" if spec.bind else "connect"
-            raise UsageError(f"cannot {verb} {spec.endpoint}: {exc}") from exc
-        return sock
+        if spec.socket_type == "REQ":
+            return [sock], lambda: request_loop(
+                sock, spec.request, self._emit, self._stop, remaining
+            )
+        companions = []
+        if spec.protocol == "openephys" and spec.heartbeat and not spec.bind:
+            companions.append(Heartbeats(self.ctx, spec.endpoint))
+
+        def run():
+            try:
+                stream_loop(sock, self._emit, self._stop, remaining, companions)
+            finally:
+                for c in companions:
+                    c.close()
+
+        return [sock], run
+
+    def _remaining(self) -> int | None:
+        return None if self.count is None else self.count - self.counters.received
+
+    def _emit(self, batch: list, nbytes: int) -> None:
+        c = self.counters
+        c.received += len(batch)
+        c.received_bytes += nbytes
+        if not self.queue.offer(batch, nbytes):
+            c.dropped += len(batch)
 
     def _receive(self) -> None:
         try:
-            sock = self._open_socket()
+            sockets, loop = self._open()
         except BaseException as exc:
             self._socket_error = exc
             self._socket_ready.set()
@@ -149,72 +162,14 @@ class StreamRecorder:
             return
         self._socket_ready.set()
         try:
-            if self.spec.socket_type == "REQ":
-                self._receive_replies(sock)
-            else:
-                self._receive_stream(sock)
-        except BaseException as exc:
+            loop()
+        except BaseException as exc:  # reported to the recording, not swallowed
             self._on_fatal(exc)
         finally:
-            sock.close(linger=0)
+            for sock in sockets:
+                sock.close(linger=0)
             self.counters.done = True
             self.queue.close()
-
-    def _hand_over(self, batch: list, nbytes: int) -> None:
-        if not batch:
-            return
-        if not self.queue.offer(batch, nbytes):
-            self.counters.dropped += len(batch)
-
-    def _left(self) -> int | None:
-        return None if self.count is None else self.count - self.counters.received
-
-    def _receive_stream(self, sock: zmq.Socket) -> None:
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        c = self.counters
-        recv = sock.recv_multipart
-        copy = False  # zero-copy for large frames; small ones are cheaper copied into bytes
-        while not self._stop.is_set():
-            if not poller.poll(100):
-                continue
-            batch, nbytes = [], 0
-            limit = _DRAIN if self.count is None else min(_DRAIN, self._left())
-            for _ in range(limit):
-                try:
-                    frames = recv(zmq.NOBLOCK, copy=copy)
-                except zmq.Again:
-                    break
-                batch.append((time.time_ns(), frames))
-                nbytes += sum(map(len, frames))
-                if nbytes >= _DRAIN_BYTES:
-                    break
-            if batch:
-                copy = nbytes < _COPY_BELOW * len(batch)
-            c.received += len(batch)
-            c.received_bytes += nbytes
-            self._hand_over(batch, nbytes)
-            if self.count is not None and c.received >= self.count:
-                return
-
-    def _receive_replies(self, sock: zmq.Socket) -> None:
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        c = self.counters
-        while not self._stop.is_set():
-            sock.send(self.spec.request)
-            while not self._stop.is_set() and not poller.poll(100):
-                pass
-            if self._stop.is_set():
-                return
-            frames = sock.recv_multipart(copy=False)
-            now = time.time_ns()
-            size = sum(len(f) for f in frames)
-            c.received += 1
-            c.received_bytes += size
-            self._hand_over([(now, frames)], size)
-            if self.count is not None and c.received >= self.count:
-                return
 
     # -- writer thread -------------------------------------------------------------------------
 
@@ -225,6 +180,8 @@ class StreamRecorder:
                 batch = self.queue.take(0.05)
                 if batch:
                     self._write_batch(batch)
+                elif self.codec is None and self._undecided:
+                    self._decide_if_due()
                 dropped = self.counters.dropped - self.writer.drops
                 if dropped:
                     self.writer.add_drops(dropped)
@@ -233,23 +190,52 @@ class StreamRecorder:
                     next_flush = time.monotonic() + self.flush_interval
                 if batch is None and self.queue.drained:
                     break
+            if self.codec is None and self._undecided:
+                self._decide()
             self.writer.flush()
-        except BaseException as exc:
+        except BaseException as exc:  # the recording decides what a failure means
             self._stop.set()
             self._on_fatal(exc)
 
     def _write_batch(self, batch: list) -> None:
+        if self.codec is None:
+            if not self._undecided:
+                self._first_undecided = time.monotonic()
+            self._undecided.extend(batch)
+            self._decide_if_due()
+            return
         items = []
         decode = self.codec.decode
-        for recv_ns, frames in batch:
+        for recv_ns, frames, extra in batch:
             if not isinstance(frames[0], bytes):
                 frames = [f.buffer for f in frames]
             try:
-                items.append((recv_ns, frames, decode(frames), None))
+                decoded = decode(frames)
             except MalformedMessage as exc:
                 items.append((recv_ns, frames, None, exc.reason))
+                continue
+            if extra:
+                decoded.columns.update(extra)
+            items.append((recv_ns, frames, decoded, None))
         self.writer.append_batch(items)
         self.counters.written += len(batch)
+
+    def _decide_if_due(self) -> None:
+        late = time.monotonic() - self._first_undecided >= _AUTO_SECONDS
+        if len(self._undecided) >= _AUTO_MESSAGES or late:
+            self._decide()
+
+    def _decide(self) -> None:
+        """`--protocol auto`: pick the protocol the first messages fit; the run says which."""
+        sample = [
+            [f if isinstance(f, bytes) else f.bytes for f in frames]
+            for _, frames, _ in self._undecided[:_AUTO_MESSAGES]
+        ]
+        self.protocol = detect_protocol(sample)
+        self.codec = codec_for(self.protocol)
+        self.writer.attrs.update(protocol=self.protocol, protocol_detected=True)
+        pending, self._undecided = self._undecided, []
+        self._write_batch(pending)
 
 
 class Recording:
@@ -291,13 +277,8 @@ class Recording:
                 protocol=spec.protocol,
                 endpoint=spec.endpoint,
                 socket_type=spec.socket_type,
-                role="bind" if spec.bind else "connect",
-                options={
-                    "subscribe": [p.decode("latin-1") for p in spec.subscribe],
-                    "request": spec.request.decode("latin-1")
-                    if spec.socket_type == "REQ"
-                    else None,
-                },
+                role=spec.role,
+                options=spec.options(),
             )
             self.streams.append(
                 StreamRecorder(
@@ -373,7 +354,9 @@ class Recording:
         return totals
 
 
-def describe_error(exc: BaseException) -> str:
+def describe_error(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
     if isinstance(exc, RecorderError):
         return str(exc)
     if isinstance(exc, OSError) and exc.strerror:

@@ -1,0 +1,162 @@
+"""The receive side of a recording: socket loops that behave like each system's real clients.
+
+Each loop runs on the stream's receive thread, owns its sockets (zmq sockets are not
+thread-safe), stamps every message with the host time it arrived and hands batches to `emit`.
+`emit(batch, nbytes)` takes a list of (recv_ns, frames, extra columns or None).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+
+import zmq
+
+from recorder.protocols.openephys import HeartbeatClient
+from recorder.protocols.reqrep import pack_pair
+
+_DRAIN = 512  # messages taken per wake-up before handing a batch to the writer
+_DRAIN_BYTES = 2 << 20  # ... or this many bytes: large frames reach the writer while cache-hot
+_COPY_BELOW = 64 << 10  # mean message size under which frames are received as bytes
+_POLL_MS = 100
+
+Emit = Callable[[list, int], None]
+
+
+class Heartbeats:
+    """The Open Ephys GUI counts a client as alive only while it heartbeats on port + 1."""
+
+    def __init__(self, ctx: zmq.Context, data_endpoint: str):
+        self.client = HeartbeatClient(ctx, data_endpoint, application="zmq-recorder")
+
+    def register(self, poller: zmq.Poller) -> None:
+        poller.register(self.client.socket, zmq.POLLIN)
+
+    def service(self, poller: zmq.Poller, events: dict) -> None:
+        now = time.monotonic()
+        sock = self.client.socket
+        if events.get(sock):
+            self.client.on_readable(now)
+        if self.client.tick(now):  # the REQ socket was replaced (lazy pirate)
+            with contextlib.suppress(KeyError):
+                poller.unregister(sock)
+            self.register(poller)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def stream_loop(
+    sock: zmq.Socket,
+    emit: Emit,
+    stop: threading.Event,
+    remaining: Callable[[], int | None],
+    companions: list[Heartbeats],
+) -> None:
+    """SUB or PULL: take everything that arrives, in batches."""
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    for c in companions:
+        c.register(poller)
+    recv = sock.recv_multipart
+    copy = False  # zero-copy for large frames; small ones are cheaper copied into bytes
+    while not stop.is_set():
+        events = dict(poller.poll(_POLL_MS))
+        for c in companions:
+            c.service(poller, events)
+        if not events.get(sock):
+            continue
+        batch, nbytes = [], 0
+        left = remaining()
+        limit = _DRAIN if left is None else min(_DRAIN, left)
+        for _ in range(limit):
+            try:
+                frames = recv(zmq.NOBLOCK, copy=copy)
+            except zmq.Again:
+                break
+            batch.append((time.time_ns(), frames, None))
+            nbytes += sum(map(len, frames))
+            if nbytes >= _DRAIN_BYTES:
+                break
+        if batch:
+            copy = nbytes < _COPY_BELOW * len(batch)
+            emit(batch, nbytes)
+        left = remaining()
+        if left is not None and left <= 0:
+            return
+
+
+def request_loop(
+    sock: zmq.Socket,
+    request: bytes,
+    emit: Emit,
+    stop: threading.Event,
+    remaining: Callable[[], int | None],
+) -> None:
+    """REQ: ask for the next message (`next` for the Karabo bridge), record the reply."""
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    while not stop.is_set():
+        sock.send(request)
+        while not stop.is_set() and not poller.poll(_POLL_MS):
+            pass
+        if stop.is_set():
+            return
+        frames = sock.recv_multipart(copy=False)
+        emit([(time.time_ns(), frames, None)], sum(map(len, frames)))
+        left = remaining()
+        if left is not None and left <= 0:
+            return
+
+
+def proxy_loop(
+    front: zmq.Socket,
+    back: zmq.Socket,
+    emit: Emit,
+    stop: threading.Event,
+    remaining: Callable[[], int | None],
+) -> None:
+    """ROUTER (clients) <-> DEALER (the service): every request goes on with its envelope, the
+    REP service sends the envelope back with the reply, and each completed exchange is recorded
+    as one pair. Payloads are forwarded as opaque bytes, never decoded (often pickles)."""
+    poller = zmq.Poller()
+    poller.register(front, zmq.POLLIN)
+    poller.register(back, zmq.POLLIN)
+    pending: dict[bytes, tuple[int, list]] = {}  # envelope -> (request time, request frames)
+    try:
+        while not stop.is_set():
+            events = dict(poller.poll(_POLL_MS))
+            if events.get(front):
+                msg = front.recv_multipart()
+                envelope, body = _split_envelope(msg)
+                pending[envelope] = (time.time_ns(), body)
+                back.send_multipart(msg)
+            if events.get(back):
+                msg = back.recv_multipart()
+                now = time.time_ns()
+                front.send_multipart(msg)
+                envelope, reply = _split_envelope(msg)
+                asked = pending.pop(envelope, None)
+                if asked is None:
+                    continue  # a reply to nobody we saw: the service misbehaved; not ours
+                t_req, request = asked
+                frames = pack_pair(request, reply)
+                extra = {"request_ns": t_req, "latency_ns": now - t_req}
+                emit([(now, frames, extra)], sum(map(len, frames)))
+                left = remaining()
+                if left is not None and left <= 0:
+                    return
+    finally:
+        for t_req, request in pending.values():  # asked but never answered: keep the question
+            emit([(t_req, pack_pair(request, []), {"request_ns": t_req})], 0)
+
+
+def _split_envelope(msg: list[bytes]) -> tuple[bytes, list[bytes]]:
+    """ROUTER messages are [identity..., b'', body...]."""
+    try:
+        cut = msg.index(b"")
+    except ValueError:
+        return b"", msg
+    return b"\x00".join(msg[:cut]), msg[cut + 1 :]
