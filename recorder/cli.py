@@ -326,6 +326,153 @@ def _setting(text: str) -> tuple[str, object]:
     return key, value
 
 
+def _pairs(values, what: str) -> dict[str, str]:
+    """`STREAM=VALUE` (or a bare VALUE, meaning the only stream) -> {stream: value}."""
+    out: dict[str, str] = {}
+    for v in values:
+        stream, sep, value = v.partition("=")
+        if not sep or "://" in stream:
+            stream, value = "", v
+        if stream in out:
+            raise click.BadParameter(f"{stream or 'the stream'} given twice", param_hint=what)
+        out[stream] = value
+    return out
+
+
+@main.command()
+@click.argument("run")
+@click.option("--stream", "streams", multiple=True, help="Replay only this stream (repeatable).")
+@click.option(
+    "--endpoint", "endpoints", multiple=True, metavar="[STREAM=]ENDPOINT",
+    help="Serve a stream elsewhere (default: where the original server was).",
+)  # fmt: skip
+@click.option(
+    "--socket", "sockets", multiple=True, metavar="[STREAM=]PUB|PUSH|REP",
+    help="Serve with another socket type (e.g. a Karabo REQ recording as PUB).",
+)  # fmt: skip
+@click.option("--speed", type=float, help="Timing factor (default 1: as recorded).")
+@click.option("--max-speed", is_flag=True, help="As fast as the clients take it.")
+@click.option("--rate", type=float, metavar="HZ", help="A fixed message rate.")
+@click.option(
+    "--loop", type=int, is_flag=False, flag_value=0, default=1, metavar="[N]",
+    help="Play N times (--loop alone: forever).",
+)  # fmt: skip
+@click.option("--start", type=float, metavar="SECONDS", help="Start this far into the run.")
+@click.option("--end", type=float, metavar="SECONDS", help="Stop this far into the run.")
+@click.option("--paused", is_flag=True, help="Open the sockets, wait for 'r' on stdin.")
+@click.option("--controlled", is_flag=True, help="ADZMQ: start/stop when the driver says.")
+@click.option(
+    "--match", type=click.Choice(["bytes", "order"]), default="bytes", show_default=True,
+    help="reqrep: find replies by request bytes, or serve them in recorded order.",
+)  # fmt: skip
+@click.option("--unknown-reply", help="reqrep: the answer to a request never recorded.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line.")
+@data_options
+def replay(
+    run, streams, endpoints, sockets, speed, max_speed, rate, loop, start, end, paused,
+    controlled, match, unknown_reply, quiet, data, catalog,
+):  # fmt: skip
+    """Serve RUN over ZMQ as the original servers did, byte for byte and in time.
+
+    While it plays, stdin takes commands: p (pause), r (resume), s [N] (step), seek SECONDS,
+    speed X, q (stop).
+    """
+    from recorder.replay import Replayer
+    from recorder.replay.responders import DEFAULT_UNKNOWN_REPLY
+
+    if sum(x is not None and x is not False for x in (speed, max_speed or None, rate)) > 1:
+        raise click.UsageError("choose one of --speed, --max-speed and --rate")
+    folder, cat = open_data(data, catalog)
+    path = resolve_run(config.runs_dir(folder), run)
+    rp = Replayer(
+        path,
+        streams=list(streams) or None,
+        endpoints=_pairs(endpoints, "--endpoint"),
+        sockets=_pairs(sockets, "--socket"),
+        speed=speed or 1.0,
+        max_speed=max_speed,
+        rate=rate,
+        loop=loop,
+        start=start,
+        end=end,
+        paused=paused,
+        controlled=controlled,
+        match=match,
+        unknown_reply=unescape(unknown_reply) if unknown_reply else DEFAULT_UNKNOWN_REPLY,
+        runs_dir=config.runs_dir(folder),
+    )
+    for w in rp.warnings:
+        click.echo(f"warning: {w}", err=True)
+    rp.start()
+    for plan in rp.plans.values():
+        extra = "".join(f", {k} {e}" for k, e in plan.controls.items())
+        verb = "on" if plan.bind else "to"
+        click.echo(f"{plan.stream}: {plan.socket_type} {verb} {plan.endpoint}{extra}", err=True)
+    old = {s: signal.signal(s, lambda *_: rp.stop()) for s in (signal.SIGINT, signal.SIGTERM)}
+    threading.Thread(target=_stdin_commands, args=(rp,), daemon=True).start()
+    progress = ReplayProgress(enabled=not quiet)
+    try:
+        while not rp.wait(0.2):
+            progress.show(rp.status())
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        status = rp.status()
+        rp.close()
+        progress.show(status, final=True)
+    for back in rp.back_channel_runs():
+        _catalog_softly(cat.index_path, back.path)
+        click.echo(f"back-channel messages recorded in run {back.run_id}", err=True)
+    if rp.error is not None:
+        click.echo(f"error: replay failed: {describe_error(rp.error)}", err=True)
+        return EXIT_FAILED
+    return 0
+
+
+def _stdin_commands(rp) -> None:
+    """Runtime control for a person at the terminal (the manager uses the same methods)."""
+    for line in sys.stdin:
+        cmd, _, arg = line.strip().partition(" ")
+        try:
+            if cmd == "p":
+                rp.pause()
+            elif cmd == "r":
+                rp.resume()
+            elif cmd == "s":
+                rp.step(int(arg or 1))
+            elif cmd == "seek":
+                rp.seek(float(arg))
+            elif cmd == "speed":
+                rp.set_speed(float(arg))
+            elif cmd == "q":
+                rp.stop()
+                return
+            elif cmd:
+                click.echo(f"unknown command {cmd!r} (p, r, s N, seek T, speed X, q)", err=True)
+        except (ValueError, RecorderError) as exc:
+            click.echo(f"error: {exc}", err=True)
+
+
+class ReplayProgress(Progress):
+    def show(self, st: dict, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not final and now - self.last < (0.5 if self.tty else 5.0):
+            return
+        self.last = now
+        rate = st["bytes"] / st["elapsed_s"] / 1e6 if st["elapsed_s"] > 0 else 0.0
+        line = (
+            f"{st['state']}  {human_duration(st['position_s'])}/{human_duration(st['duration_s'])}"
+            f"  {st['messages']} msgs  {rate:.1f} MB/s  clients {st['clients']}"
+            + (f"  loop {st['loop'] + 1}" if st["loop"] else "")
+        )
+        if self.tty:
+            click.echo(f"\r{line}\x1b[K" + ("\n" if final else ""), nl=False, err=True)
+        else:
+            click.echo(line, err=True)
+
+
 # -- browse -----------------------------------------------------------------------------------
 
 

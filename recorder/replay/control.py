@@ -1,0 +1,132 @@
+"""Control planes a replayer keeps next to the data sockets, as the real servers do.
+
+Each owns one socket, is polled by the thread that sends data, and answers or records what
+clients send on it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from recorder.errors import UsageError
+from recorder.protocols.openephys import heartbeat_reply
+from recorder.store.run_writer import RunWriter
+
+_PEER_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
+
+
+def open_socket(ctx: zmq.Context, kind: int, endpoint: str, *, bind: bool) -> zmq.Socket:
+    sock = ctx.socket(kind)
+    sock.linger = 0
+    try:
+        sock.bind(endpoint) if bind else sock.connect(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close()
+        why = "is already in use" if exc.errno == zmq.EADDRINUSE else f"failed: {exc}"
+        raise UsageError(f"{'bind' if bind else 'connect'} {endpoint} {why}") from exc
+    return sock
+
+
+class PeerCounter:
+    """Counts connected clients of a socket from its monitor events."""
+
+    def __init__(self, sock: zmq.Socket):
+        self.monitor = sock.get_monitor_socket(_PEER_EVENTS)
+        self.peers = 0
+
+    def handle(self) -> None:
+        while self.monitor.poll(0):
+            event = recv_monitor_message(self.monitor)["event"]
+            if event in (zmq.EVENT_ACCEPTED, zmq.EVENT_CONNECTED):
+                self.peers += 1
+            elif event == zmq.EVENT_DISCONNECTED:
+                self.peers = max(0, self.peers - 1)
+
+    def close(self) -> None:
+        self.monitor.close(linger=0)
+
+
+class HeartbeatServer:
+    """The Open Ephys GUI's REP on data port + 1: answers every client heartbeat."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str):
+        self.sock = open_socket(ctx, zmq.REP, endpoint, bind=True)
+        self.answered = 0
+
+    def handle(self) -> None:
+        while self.sock.poll(0):
+            request = self.sock.recv()
+            self.sock.send(heartbeat_reply(request))
+            self.answered += 1
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+class BackChannel:
+    """pyMultiVideo's PULL on port + 1: what analysis clients send back (DRAW_BOX commands)
+    is recorded into a new run linked to the replayed one."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, runs_dir, replay_of: str, stream: str):
+        self.sock = open_socket(ctx, zmq.PULL, endpoint, bind=True)
+        self.endpoint, self.runs_dir = endpoint, runs_dir
+        self.replay_of, self.stream = replay_of, stream
+        self.run: RunWriter | None = None
+        self.writer = None
+        self.received = 0
+        self._flushed = time.monotonic()
+
+    def handle(self) -> None:
+        while self.sock.poll(0):
+            frames = self.sock.recv_multipart()
+            if self.writer is None:
+                self.run = RunWriter(
+                    self.runs_dir,
+                    name=f"back-channel of {self.replay_of}",
+                    tags=["back-channel"],
+                    meta={"replay_of": self.replay_of, "replayed_stream": self.stream},
+                )
+                self.writer = self.run.add_stream(
+                    "backchannel", protocol="raw", endpoint=self.endpoint,
+                    socket_type="PULL", role="bind",
+                )  # fmt: skip
+            self.writer.append(time.time_ns(), frames)
+            self.received += 1
+        if self.writer is not None and time.monotonic() - self._flushed >= 1.0:
+            self.writer.flush()
+            self._flushed = time.monotonic()
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+        if self.run is not None:
+            self.run.close()
+
+
+class AdzmqControl:
+    """Diamond's ZMQControlledDriver binds PUSH on port + 1 and says when to send:
+    `{"acquire": "start"}` and `{"acquire": "stop"}`. The data server PULL-connects to it."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, on_start, on_stop):
+        self.sock = open_socket(ctx, zmq.PULL, endpoint, bind=False)
+        self.on_start, self.on_stop = on_start, on_stop
+        self.commands: list[str] = []
+
+    def handle(self) -> None:
+        while self.sock.poll(0):
+            raw = self.sock.recv()
+            try:
+                command = json.loads(raw).get("acquire")
+            except (ValueError, AttributeError):
+                continue
+            self.commands.append(str(command))
+            if command == "start":
+                self.on_start()
+            elif command == "stop":
+                self.on_stop()
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
