@@ -347,6 +347,34 @@ def v1_arrays(frame: FrameBytes) -> dict[str, np.ndarray]:
     return out
 
 
+_MAX_SCALAR_COLUMNS = 256
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def scalar_columns(values: dict[str, dict]) -> dict[str, int | float | str | bool]:
+    """The non-array values of a train as `<source>:<dotted.path>` columns, so per-train
+    scalars (XGM pulse counts, motor positions) are a column away instead of a msgpack parse.
+    At most _MAX_SCALAR_COLUMNS per train: detector sources can carry thousands of keys."""
+    out: dict[str, int | float | str | bool] = {}
+
+    def walk(prefix: str, node: dict) -> None:
+        for key, value in node.items():
+            if len(out) >= _MAX_SCALAR_COLUMNS:
+                return
+            if not isinstance(key, str) or key == "metadata":
+                continue
+            if isinstance(value, dict):
+                walk(f"{prefix}{key}.", value)
+            elif isinstance(value, bool | float | str) or (
+                isinstance(value, int) and _INT64[0] <= value <= _INT64[1]
+            ):
+                out[f"{prefix}{key}"] = value
+
+    for src in sorted(values):
+        walk(f"{src}:", values[src])
+    return out
+
+
 class KaraboCodec:
     """Decoder of Karabo bridge trains, protocol 2.2 (frame pairs) and 1.0 (one frame)."""
 
@@ -368,5 +396,6 @@ class KaraboCodec:
                 "sources": ",".join(sorted(train.meta)),
                 "protocol_version": train.version,
                 "tid_mismatch": len(set(tids)) > 1,
+                **scalar_columns(train.values),
             },
         )
