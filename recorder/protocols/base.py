@@ -28,7 +28,13 @@ FrameBytes = bytes | bytearray | memoryview
 
 @dataclass(slots=True)
 class BulkFrame:
-    """One frame of a message whose bytes are exactly `array.tobytes()`."""
+    """One frame of a message whose bytes are exactly `array.tobytes()`.
+
+    Unplaced (``row``/``column`` None), the array is one row of a segment stacked per message.
+    Placed, a 1-D array fills cells of a 2-D (samples, channels) segment: rows ``row ..
+    row + n`` (absolute sample numbers) of column ``column``, so one channel-per-message stream
+    (Open Ephys) reads back as one (samples, channels) array.
+    """
 
     frame: int
     """Index of the frame inside the multipart message."""
@@ -37,6 +43,14 @@ class BulkFrame:
     Rows of one name with one shape and dtype go to one zarr array (a segment)."""
     array: np.ndarray
     """Zero-copy view of the frame with the dtype and shape the header announces."""
+    row: int | None = None
+    """Placed frames: absolute sample number of the first value."""
+    column: int | None = None
+    """Placed frames: channel index (column of the 2-D segment)."""
+    sample_rate: float | None = None
+    """Placed frames: rows per second, if known (a change starts a new segment)."""
+    channel_name: str | None = None
+    """Placed frames: name of the channel, if known (segment attribute ``channel_names``)."""
 
 
 @dataclass(slots=True)

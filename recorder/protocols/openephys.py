@@ -529,7 +529,19 @@ class OpenEphysCodec:
         if data_size != num_samples * 4:
             raise MalformedMessage(f"data_size {data_size} != 4 * num_samples ({num_samples})")
         array = _floats(frames[2], (num_samples,), "data")
-        bulk = [BulkFrame(2, f"continuous/{_safe(stream)}", array)]
+        # Placed at (sample_num, channel_num): the store keeps one (samples, channels) array
+        # per Open Ephys stream.
+        bulk = [
+            BulkFrame(
+                2,
+                f"continuous/{_safe(stream)}",
+                array,
+                row=columns["sample_num"],
+                column=columns["channel_num"],
+                sample_rate=columns["sample_rate"],
+                channel_name=columns.get("channel_name"),
+            )
+        ]
         return Decoded("data", seq, "", source_ns, bulk, columns)
 
     @staticmethod

@@ -35,8 +35,10 @@ FRAME_COLUMNS: dict[str, str] = {
     "segment": "int32",  # HEAP_SEGMENT: verbatim in the heap; else index into the segment list
     "offset": "int64",  # byte offset in the heap, or row index in the segment array
     "length": "int64",  # frame size in bytes
+    "column": "int32",  # WHOLE_ROWS, or the column a placed frame fills (see placed.py)
 }
 HEAP_SEGMENT = -1
+WHOLE_ROWS = -1  # the frame is whole row(s) of its segment (or lives in the heap)
 FLAG_REJECTED = 1
 
 #: A run keeps this much disk space aside until it closes, so that even on a full disk it can
@@ -49,6 +51,11 @@ COLUMN_CHUNK = 65536  # rows per chunk of per-message/per-frame columns (512 KiB
 HEAP_CHUNK = 8 << 20  # bytes per heap chunk
 SEGMENT_CHUNK_BYTES = 8 << 20  # target bytes per chunk of a typed array
 SEGMENT_MAX_CHUNK_ROWS = 4096
+# Placed segments (samples, channels): see recorder/store/placed.py.
+PLACED_CHUNK_BYTES = 4 << 20  # target bytes per chunk (at least one block of rows)
+PLACED_MAX_COLUMNS = 4096  # a channel index beyond this is not placed (keeps rows bounded)
+PLACED_MAX_GAP_SECONDS = 10.0  # a larger jump ahead in sample numbers starts a new segment
+PLACED_MAX_GAP_ROWS = 1 << 20  # the same limit when the sample rate is unknown
 
 STATUS_RECORDING = "recording"
 STATUS_COMPLETE = "complete"

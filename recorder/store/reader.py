@@ -47,6 +47,8 @@ def _row_bytes(segment: dict) -> int:
 class _Window:
     """A contiguous slice of a 1-D or N-D array kept in memory, refilled on a miss."""
 
+    __slots__ = ("array", "data", "limit", "rows", "start")
+
     def __init__(self, array: zarr.Array, limit: int, rows: int):
         self.array, self.limit, self.rows = array, limit, max(1, rows)
         self.start, self.data = 0, None
@@ -91,8 +93,12 @@ class StreamReader:
     def column_names(self) -> list[str]:
         return [*layout.MESSAGE_COLUMNS, *(self.attrs.get("columns") or {})]
 
-    def arrays(self, name: str | None = None) -> list[zarr.Array]:
-        """Typed segments (of one array name, or all), each cut to its committed rows."""
+    def arrays(self, name: str | None = None) -> list[np.ndarray]:
+        """Typed segments (of one array name, or all), each cut to its committed rows.
+
+        Placed segments come as (samples, channels), row r being sample `first_sample + r`
+        (see the array's attributes); cells no message filled are NaN.
+        """
         out = []
         for seg, rows in zip(self.segments, self.segment_rows, strict=False):
             if name is None or seg["name"] == name:
@@ -130,15 +136,21 @@ class StreamReader:
             f_seg = g["frames/segment"][f0:f1]
             f_off = g["frames/offset"][f0:f1]
             f_len = g["frames/length"][f0:f1]
+            f_col = _frame_columns(g, f0, f1)
             for k in range(b1 - b0):
                 frames = []
                 lo = int(first[k]) - f0
                 for j in range(lo, lo + int(count[k])):
                     seg, off, length = int(f_seg[j]), int(f_off[j]), int(f_len[j])
+                    col = int(f_col[j])
                     if seg == layout.HEAP_SEGMENT:
                         frames.append(memoryview(heap.get(off, length) if length else b""))
-                    else:
+                    elif col == layout.WHOLE_ROWS:
                         frames.append(_as_bytes_view(seg_windows[seg].get(off, 1)[0]))
+                    else:  # placed: `length` bytes down one column from row `off`
+                        w = seg_windows[seg]
+                        n = length // w.array.dtype.itemsize
+                        frames.append(_as_bytes_view(w.get(off, n)[:, col]))
                 yield Message(
                     self.name,
                     b0 + k,
@@ -152,6 +164,13 @@ class StreamReader:
     def index_at(self, recv_ns: int) -> int:
         """First message received at or after recv_ns."""
         return int(np.searchsorted(self.column("recv_ns"), recv_ns, side="left"))
+
+
+def _frame_columns(group: zarr.Group, f0: int, f1: int) -> np.ndarray:
+    """The frame table's `column`; runs written before it existed have only whole rows."""
+    if "column" in group["frames"]:
+        return group["frames/column"][f0:f1]
+    return np.full(f1 - f0, layout.WHOLE_ROWS, dtype=np.int32)
 
 
 class RunReader:

@@ -79,14 +79,16 @@ def _repair_stream(group: zarr.Group) -> int | None:
     for name in layout.MESSAGE_COLUMNS:
         _truncate(group[name], n)
     for name in layout.FRAME_COLUMNS:
-        _truncate(group["frames"][name], f)
+        if name in group["frames"]:  # `column` is missing in runs written before it existed
+            _truncate(group["frames"][name], f)
     _truncate(group["heap"], int(c.get("heap_bytes", 0)))
     rows = list(c.get("segment_rows", []))
     segments = list(attrs.get("segments", []))
     for seg, r in zip(segments, rows, strict=False):
         _truncate(group[seg["path"]], int(r))
     for seg in segments[len(rows) :]:  # created after the last flush: nothing committed
-        _truncate(group[seg["path"]], 0)
+        if seg["path"] in group:  # a placed segment gets its array late
+            _truncate(group[seg["path"]], 0)
     attrs["segments"] = segments[: len(rows)]
     for key in (attrs.get("columns") or {}).values():
         _truncate(group["columns"][key], n)

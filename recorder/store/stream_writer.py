@@ -1,10 +1,11 @@
 """Writes one stream of a run: message columns, frame table, heap, typed segments, rejects.
 
 One writer per stream group (zarr has no locking). Frames that a protocol marks as bulk go into
-typed arrays ("segments", one per run of equal shape and dtype), every other frame goes verbatim
-into the byte heap; the frame table says where each frame's bytes are, so the reader can rebuild
-every message byte for byte. Nothing counts as recorded until `flush()` has written it and then
-stored the committed counts in the stream's attributes.
+typed arrays ("segments", one per run of equal shape and dtype; or, for placed frames, cells of
+a (samples, channels) array, see placed.py), every other frame goes verbatim into the byte heap;
+the frame table says where each frame's bytes are, so the reader can rebuild every message byte
+for byte. Nothing counts as recorded until `flush()` has written it and then stored the committed
+counts in the stream's attributes.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import Sequence
 import numpy as np
 import zarr
 
-from recorder.protocols.base import NO_SEQ, NO_TIME, Decoded
+from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded
 from recorder.store import layout
 from recorder.store.appender import Appender, appender_for
 from recorder.store.gaps import GapCounter
+from recorder.store.placed import NEW_SEGMENT, TO_HEAP, PlacedAppender, placeable
 
 _BIG_FRAME = 64 << 10  # frames this large are copied into the heap on their own, not joined
 
@@ -66,9 +68,11 @@ class StreamWriter:
         self._reject_reason = self._appender(
             _new_array(rejects, "reason", str, layout.COLUMN_CHUNK)
         )
-        self.segments: list[dict] = []  # {"path","name","dtype","shape"} in creation order
-        self._segment_appenders: list[Appender] = []
+        # {"path","name","dtype","shape"[,"placed","first_sample"]} in creation order
+        self.segments: list[dict] = []
+        self._segment_appenders: list[Appender | PlacedAppender] = []
         self._current_segment: dict[str, int] = {}  # array name -> segment index in use
+        self._current_placed: dict[str, int] = {}  # the same for placed segments
         self._extra: dict[str, Appender] = {}  # per-message scalar columns
         self._extra_kinds: dict[str, str] = {}
         self.n_messages = 0
@@ -103,7 +107,7 @@ class StreamWriter:
         batch, and small frames reach the heap in one joined copy.
         """
         recv, seq, src, first, nfr, flags = [], [], [], [], [], []
-        f_seg, f_off, f_len = [], [], []
+        f_seg, f_off, f_len, f_col = [], [], [], []
         small: list = []
         heap_pos = self.heap.rows
         n_frames = self.n_frames
@@ -120,10 +124,12 @@ class StreamWriter:
             flags.append(layout.FLAG_REJECTED if reason else 0)
             for i, frame in enumerate(frames):
                 b = bulk.get(i) if bulk else None
-                if b is not None:
-                    segment, row = self._append_bulk(b.name, b.array)
+                where = self._store_bulk(b, index) if b is not None else None
+                if where is not None:
+                    segment, row, column = where
                     length = b.array.nbytes
                 else:
+                    column = layout.WHOLE_ROWS
                     if not isinstance(frame, bytes):
                         frame = _view_bytes(frame)
                     length = len(frame)
@@ -138,6 +144,7 @@ class StreamWriter:
                 f_seg.append(segment)
                 f_off.append(row)
                 f_len.append(length)
+                f_col.append(column)
                 total += length
             n_frames += len(frames)
             if reason:
@@ -163,6 +170,7 @@ class StreamWriter:
         self.frames["segment"].extend(f_seg)
         self.frames["offset"].extend(f_off)
         self.frames["length"].extend(f_len)
+        self.frames["column"].extend(f_col)
         self.n_frames = n_frames
         self.n_messages = index
         self.bytes += total
@@ -177,20 +185,45 @@ class StreamWriter:
     def add_drops(self, n: int) -> None:
         self.drops += n
 
-    def _append_bulk(self, name: str, array: np.ndarray) -> tuple[int, int]:
+    def _store_bulk(self, b: BulkFrame, index: int) -> tuple[int, int, int] | None:
+        """(segment, row, column) of a bulk frame's bytes, or None: keep it in the heap."""
+        if b.row is None or b.column is None:
+            return (*self._append_bulk(b.name, b.array, index), layout.WHOLE_ROWS)
+        if not placeable(b):
+            return None
+        idx = self._current_placed.get(b.name)
+        row = NEW_SEGMENT if idx is None else self._segment_appenders[idx].place(b)
+        if row == NEW_SEGMENT:
+            idx = self._new_placed(b, index)
+            row = self._segment_appenders[idx].place(b)  # a fresh segment takes any frame
+        if row == TO_HEAP:
+            return None
+        return idx, row, b.column
+
+    def _new_placed(self, b: BulkFrame, index: int) -> int:
+        """Reserve the segment now; its array appears once the channel count is known."""
+        idx = len(self.segments)
+        info = {"path": f"arrays/{idx}", "name": b.name, "dtype": b.array.dtype.str}
+        info.update(shape=[], placed=True, first_sample=b.row)
+        self.segments.append(info)
+        self._segment_appenders.append(PlacedAppender(self._arrays_group, f"{idx}", info, index))
+        self._current_placed[b.name] = idx
+        return idx
+
+    def _append_bulk(self, name: str, array: np.ndarray, index: int) -> tuple[int, int]:
         idx = self._current_segment.get(name)
         if idx is not None:
             seg = self.segments[idx]
             if seg["dtype"] != array.dtype.str or tuple(seg["shape"]) != array.shape:
                 idx = None
         if idx is None:
-            idx = self._new_segment(name, array)
+            idx = self._new_segment(name, array, index)
         app = self._segment_appenders[idx]
         row = app.rows
         app.append(array)
         return idx, row
 
-    def _new_segment(self, name: str, array: np.ndarray) -> int:
+    def _new_segment(self, name: str, array: np.ndarray, index: int) -> int:
         idx = len(self.segments)
         path = f"{idx}"
         arr = _new_array(
@@ -200,7 +233,7 @@ class StreamWriter:
             layout.segment_chunk_rows(array.shape, array.dtype),
             array.shape,
         )
-        arr.attrs.update({"name": name, "first_message": self.n_messages})
+        arr.attrs.update({"name": name, "first_message": index})
         self.segments.append(
             {
                 "path": f"arrays/{path}",

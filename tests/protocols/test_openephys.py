@@ -287,6 +287,7 @@ def test_decode_simulator_messages(i):
         }
         (bulk,) = d.bulk
         assert bulk.frame == 2 and bulk.name == "continuous/example_data"
+        assert (bulk.row, bulk.column, bulk.sample_rate) == (block * 16, channel, 30000.0)
         assert bulk.array.dtype == np.float32 and bulk.array.shape == (16,)
         np.testing.assert_array_equal(bulk.array, SIM.samples(block, channel))
     elif kind == "ttl":
@@ -324,6 +325,7 @@ def test_decode_legacy_block():
     assert d.kind == "data" and d.seq == 6 and d.source_ns == NO_TIME
     (bulk,) = d.bulk
     assert bulk.name == "continuous_legacy" and bulk.array.shape == (4, 32)
+    assert bulk.row is None and bulk.column is None  # whole blocks stay one row per message
     np.testing.assert_array_equal(bulk.array[2], sim.samples(5, 2))
     assert d.columns["n_channels"] == 4 and d.columns["timestamp"] == 5 * 32
 

@@ -1,0 +1,181 @@
+"""Placed segments: 1-D sample blocks written into the cells of one 2-D (samples, channels) array.
+
+Open Ephys sends one message per channel per block, each carrying the sample number of its first
+value. Users want one (samples, channels) array per Open Ephys stream whose row r is sample
+`first_sample + r`; replay needs every message back byte for byte. So each frame is *placed*
+into its cells and the frame table records (row offset, column): no second copy of the data.
+
+zarr rewrites a whole chunk on every write and chunks are never read back, so the newest rows
+stay in numpy buffers that later placements can still fill: the chunk where the newest
+placement starts, the one before it, and any after. Older chunks are final: written once and
+dropped from memory. Open Ephys sends every channel of a block before the next block, so a block
+is complete long before its rows become final. `flush()` writes the mutable chunks as they are;
+later placements fill them in memory and the next flush rewrites them whole (temp file and
+rename: a reader never sees half a chunk, and cells once written never change).
+
+A placement that does not fit is never forced: `place` answers NEW_SEGMENT (sample numbers went
+back, as after an acquisition restart or a repeat; a jump far ahead; a channel beyond the
+array; another dtype or rate) or TO_HEAP (its rows are final already: late data), and the caller
+stores the frame that way instead. Cells no frame filled read as NaN, the array's fill value,
+so chunks nobody touched are never written at all.
+
+The channel count fixes the chunk shape, and Open Ephys never announces it: placements are held
+until the first block is complete (a placement at another sample number or a repeated channel
+says so, or a flush forces it), then the array gets max channel + 1 columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import zarr
+
+from recorder.protocols.base import BulkFrame
+from recorder.store import layout
+from recorder.store.chunk_io import stores_native_bytes, write_rows
+
+NEW_SEGMENT = -1  # `place` answers: start a new segment and place the frame there
+TO_HEAP = -2  # `place` answers: keep the frame verbatim in the heap
+
+
+def placeable(b: BulkFrame) -> bool:
+    """Can this frame be placed at all (else it goes to the heap)? Bounds keep memory finite."""
+    a = b.array
+    return (
+        a.ndim == 1
+        and a.size > 0
+        and a.dtype.kind in "iuf"
+        and a.dtype.isnative
+        and b.row >= 0
+        and 0 <= b.column < layout.PLACED_MAX_COLUMNS
+    )
+
+
+class PlacedAppender:
+    """One placed segment `arrays/<path>`; `info` is its entry in the stream's segment list."""
+
+    def __init__(self, group: zarr.Group, path: str, info: dict, first_message: int):
+        self.group, self.path, self.info = group, path, info
+        self.first_message = first_message
+        self.array: zarr.Array | None = None
+        self.dtype: np.dtype | None = None
+        self.rate: float | None = None
+        self.first_sample = 0
+        self.held: list[BulkFrame] = []  # the first block, until the channel count is known
+        self.rows = 0  # rows up to the end of the furthest placement
+        self.channels = self.chunk_rows = self.max_gap = 0
+        self.col_end = np.zeros(0, dtype=np.int64)  # per column: end row of its last placement
+        self.base = 0  # first chunk that may still change
+        self.newest = 0  # start row of the furthest placement so far
+        self.buffers: dict[int, np.ndarray] = {}  # mutable chunks
+        self.dirty: set[int] = set()  # buffers changed since they were last written
+        self.fill = np.nan
+        self.native = True  # chunks written as raw bytes (else through zarr's codecs)
+
+    def place(self, b: BulkFrame) -> int:
+        """Put the frame's values in their cells: its row offset, or NEW_SEGMENT / TO_HEAP."""
+        if self.dtype is None:
+            self.dtype, self.rate, self.first_sample = b.array.dtype, b.sample_rate, b.row
+        elif b.array.dtype != self.dtype or b.sample_rate != self.rate:
+            return NEW_SEGMENT
+        if self.array is None:
+            if b.row == self.first_sample and all(h.column != b.column for h in self.held):
+                self.held.append(b)
+                return 0
+            self._create()
+        return self._put(b)
+
+    def _put(self, b: BulkFrame) -> int:
+        r0, c, n = b.row - self.first_sample, b.column, len(b.array)
+        if r0 < 0 or c >= self.channels or r0 < self.col_end[c] or r0 - self.rows > self.max_gap:
+            return NEW_SEGMENT
+        cr = self.chunk_rows
+        if r0 // cr < self.base:
+            return TO_HEAP
+        k, done = r0 // cr, 0
+        while done < n:
+            buf = self.buffers.get(k)
+            if buf is None:
+                buf = self.buffers[k] = np.full((cr, self.channels), self.fill, self.dtype)
+            lo = r0 + done - k * cr
+            take = min(cr - lo, n - done)
+            buf[lo : lo + take, c] = b.array[done : done + take]
+            self.dirty.add(k)
+            done += take
+            k += 1
+        self.col_end[c] = r0 + n
+        self.rows = max(self.rows, r0 + n)
+        if r0 > self.newest:
+            self.newest = r0
+            self._finalize(r0 // cr - 1)
+        return r0
+
+    def _finalize(self, base: int) -> None:
+        """Chunks before `base` can no longer change: write them once and forget them."""
+        if base <= self.base:
+            return
+        for k in sorted(k for k in self.buffers if k < base):
+            buf = self.buffers.pop(k)
+            if k in self.dirty:
+                self._write(k, buf)
+                self.dirty.discard(k)
+        self.base = base
+
+    def _create(self) -> None:
+        """The first block is complete (or a flush came): make the array, place what was held."""
+        held, self.held = self.held, []
+        self.channels = max(h.column for h in held) + 1
+        row_bytes = self.channels * self.dtype.itemsize
+        block = max(len(h.array) for h in held)
+        # a chunk holds at least one block, so two mutable chunks hold the block being filled
+        self.chunk_rows = max(1, layout.PLACED_CHUNK_BYTES // row_bytes, block)
+        self.fill = np.nan if self.dtype.kind == "f" else 0
+        self.array = self.group.create_array(
+            self.path,
+            shape=(0, self.channels),
+            dtype=self.dtype,
+            chunks=(self.chunk_rows, self.channels),
+            compressors=None,
+            fill_value=self.fill,
+            config={"write_empty_chunks": True},
+        )
+        self.native = stores_native_bytes(self.array)
+        attrs: dict = {
+            "name": self.info["name"],
+            "first_message": self.first_message,
+            "first_sample": self.first_sample,
+        }
+        if self.rate is not None:
+            attrs["sample_rate"] = self.rate
+        names = {h.column: h.channel_name for h in held if h.channel_name is not None}
+        if names:
+            attrs["channel_names"] = [names.get(c, "") for c in range(self.channels)]
+        self.array.attrs.update(attrs)
+        self.info.update(shape=[self.channels], first_sample=self.first_sample)
+        rate = self.rate if self.rate and self.rate > 0 else None
+        gap = layout.PLACED_MAX_GAP_SECONDS * rate if rate else layout.PLACED_MAX_GAP_ROWS
+        self.max_gap = int(min(gap, 2**62))
+        self.col_end = np.zeros(self.channels, dtype=np.int64)
+        for h in held:
+            self._put(h)  # fits: row 0, columns below the count, as many rows as a chunk
+
+    def _write(self, k: int, buf: np.ndarray) -> None:
+        if self.native:
+            write_rows(self.array, k, buf)
+            return
+        end = (k + 1) * self.chunk_rows  # zarr encodes it (another byte order)
+        if self.array.shape[0] < end:
+            self.array.resize((end, self.channels))
+        self.array[k * self.chunk_rows : end] = buf
+
+    def flush(self) -> None:
+        """Everything placed so far is in the store when this returns."""
+        if self.array is None:
+            self._create()
+        for k in sorted(self.dirty):
+            self._write(k, self.buffers[k])
+        self.dirty.clear()
+        if self.array.shape[0] != self.rows:
+            self.array.resize((self.rows, self.channels))
+
+    def close(self) -> None:
+        self.buffers.clear()
