@@ -375,6 +375,12 @@ def scalar_columns(values: dict[str, dict]) -> dict[str, int | float | str | boo
     return out
 
 
+def _v1_derived(frames: Sequence[FrameBytes]) -> list[tuple[str, np.ndarray]]:
+    """Protocol 1.0 arrays live inside the one msgpack frame (kept verbatim for replay):
+    typed copies of them give users the same per-path arrays as 2.2 trains."""
+    return [(name, arr) for name, arr in v1_arrays(frames[0]).items() if arr.dtype.kind in "biufc"]
+
+
 class KaraboCodec:
     """Decoder of Karabo bridge trains, protocol 2.2 (frame pairs) and 1.0 (one frame)."""
 
@@ -391,6 +397,7 @@ class KaraboCodec:
             seq_key="",
             source_ns=min(times) if times else NO_TIME,
             bulk=train.bulk,
+            derived=_v1_derived(frames) if train.version == "1.0" else [],
             columns={
                 "train_id": seq,
                 "sources": ",".join(sorted(train.meta)),

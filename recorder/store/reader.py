@@ -105,6 +105,16 @@ class StreamReader:
                 out.append(self.group[seg["path"]][:rows] if rows else None)
         return [a for a in out if a is not None]
 
+    def array_messages(self, name: str) -> list[np.ndarray]:
+        """For each row-per-message segment of `name`, the message index of every row, so rows
+        map to receive times, sequence numbers and train ids (a Karabo source can be missing
+        from some trains). Placed segments have rows of samples and no such index."""
+        out = []
+        for seg, rows in zip(self.segments, self.segment_rows, strict=False):
+            if seg["name"] == name and rows and "index" in seg:
+                out.append(self.group[seg["index"]][:rows])
+        return out
+
     def array_names(self) -> list[str]:
         return sorted({seg["name"] for seg in self.segments})
 

@@ -85,10 +85,13 @@ def _repair_stream(group: zarr.Group) -> int | None:
     rows = list(c.get("segment_rows", []))
     segments = list(attrs.get("segments", []))
     for seg, r in zip(segments, rows, strict=False):
-        _truncate(group[seg["path"]], int(r))
+        for key in ("path", "index"):
+            if key in seg:
+                _truncate(group[seg[key]], int(r))
     for seg in segments[len(rows) :]:  # created after the last flush: nothing committed
-        if seg["path"] in group:  # a placed segment gets its array late
-            _truncate(group[seg["path"]], 0)
+        for key in ("path", "index"):
+            if key in seg and seg[key] in group:  # a placed segment gets its array late
+                _truncate(group[seg[key]], 0)
     attrs["segments"] = segments[: len(rows)]
     for key in (attrs.get("columns") or {}).values():
         _truncate(group["columns"][key], n)

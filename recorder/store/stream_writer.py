@@ -60,6 +60,8 @@ class StreamWriter:
             _new_array(group, "heap", "uint8", layout.HEAP_CHUNK), pieces=True
         )
         self._arrays_group = group.create_group("arrays")
+        self._index_group = group.create_group("index")
+        self._segment_index: dict[int, Appender] = {}  # segment -> message index per row
         self._columns_group = group.create_group("columns")
         rejects = group.create_group("rejects")
         self._reject_message = self._appender(
@@ -156,6 +158,8 @@ class StreamWriter:
                     self.gaps.see(decoded.seq_key, decoded.seq)
                 if decoded.columns:
                     self._append_extra(index, decoded.columns)
+                for name, array in decoded.derived:
+                    self._append_bulk(name, array, index, derived=True)
             index += 1
         if not recv:
             return
@@ -210,20 +214,23 @@ class StreamWriter:
         self._current_placed[b.name] = idx
         return idx
 
-    def _append_bulk(self, name: str, array: np.ndarray, index: int) -> tuple[int, int]:
+    def _append_bulk(
+        self, name: str, array: np.ndarray, index: int, *, derived: bool = False
+    ) -> tuple[int, int]:
         idx = self._current_segment.get(name)
         if idx is not None:
             seg = self.segments[idx]
             if seg["dtype"] != array.dtype.str or tuple(seg["shape"]) != array.shape:
                 idx = None
         if idx is None:
-            idx = self._new_segment(name, array, index)
+            idx = self._new_segment(name, array, index, derived)
         app = self._segment_appenders[idx]
         row = app.rows
         app.append(array)
+        self._segment_index[idx].append(index)
         return idx, row
 
-    def _new_segment(self, name: str, array: np.ndarray, index: int) -> int:
+    def _new_segment(self, name: str, array: np.ndarray, index: int, derived: bool) -> int:
         idx = len(self.segments)
         path = f"{idx}"
         arr = _new_array(
@@ -234,15 +241,15 @@ class StreamWriter:
             array.shape,
         )
         arr.attrs.update({"name": name, "first_message": index})
-        self.segments.append(
-            {
-                "path": f"arrays/{path}",
-                "name": name,
-                "dtype": array.dtype.str,
-                "shape": list(array.shape),
-            }
-        )
+        info = {"path": f"arrays/{path}", "name": name, "dtype": array.dtype.str}
+        info.update(shape=list(array.shape), index=f"index/{path}")
+        if derived:
+            info["derived"] = True
+        self.segments.append(info)
         self._segment_appenders.append(self._appender(arr, pieces=True))
+        self._segment_index[idx] = self._appender(
+            _new_array(self._index_group, path, "int64", layout.COLUMN_CHUNK)
+        )
         self._current_segment[name] = idx
         return idx
 
@@ -276,6 +283,7 @@ class StreamWriter:
     def _all_appenders(self):
         yield self.heap
         yield from self._segment_appenders
+        yield from self._segment_index.values()
         yield from self.frames.values()
         yield from self.columns.values()
         yield self._reject_message

@@ -201,3 +201,23 @@ def test_exception_inside_the_block_marks_the_run_failed(tmp_path):
         raise RuntimeError("boom")
     with RunReader(run.path) as r:
         assert r.status == "failed" and "boom" in r.attrs["error"]
+
+
+def test_derived_arrays_and_row_index_map_rows_to_messages(tmp_path):
+    run, s = new_stream(tmp_path)
+    for i in range(6):
+        derived = [("det:image.data", np.full((2, 3), i, np.float32))] if i % 2 == 0 else []
+        derived.append(("xgm:intensity", np.arange(4, dtype=np.int32) + i))
+        s.append(100 + i, [b"train %d" % i], Decoded(seq=1000 + i, derived=derived))
+    run.close()
+    with RunReader(run.path) as r:
+        st = r.stream("cam")
+        [det] = st.arrays("det:image.data")
+        [det_rows] = st.array_messages("det:image.data")
+        assert det_rows.tolist() == [0, 2, 4]  # the source was missing from odd trains
+        assert st.column("seq")[det_rows].tolist() == [1000, 1002, 1004]
+        np.testing.assert_array_equal(det[:, 0, 0], [0, 2, 4])
+        assert st.array_messages("xgm:intensity")[0].tolist() == list(range(6))
+        # derived copies are not frames: every message is still exactly its verbatim frame
+        assert [bytes(m.frames[0]) for m in r.messages()] == [b"train %d" % i for i in range(6)]
+        assert all(seg.get("derived") for seg in st.segments)
