@@ -23,10 +23,10 @@ from pathlib import Path
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fsync_tree, median, prefault  # noqa: E402
+from _common import fsync_tree, median, prefault
 
-from recorder.record import Recording, SourceSpec  # noqa: E402
-from recorder.store.reader import RunReader  # noqa: E402
+from recorder.record import Recording, SourceSpec
+from recorder.store.reader import RunReader
 
 
 def sender(endpoint_q: mp.Queue, count: int, size: int, receivers: int) -> None:
@@ -127,9 +127,7 @@ def mcap_writer(ctx, endpoint, ack, count, out_dir: Path) -> tuple[float, int, i
 
 
 def recorder(ctx, endpoint, ack, count, out_dir: Path) -> tuple[float, int, int]:
-    rec = Recording(
-        out_dir, [SourceSpec(endpoint=endpoint, socket_type="PULL")], count=count
-    )
+    rec = Recording(out_dir, [SourceSpec(endpoint=endpoint, socket_type="PULL")], count=count)
     rec.start()
     ack.send()
     rec.wait(poll=0.005)

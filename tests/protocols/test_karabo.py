@@ -280,7 +280,10 @@ MALFORMED = {
     "dtype not a string": ([_HDR, _EMPTY, _arr_hdr(dtype=5), bytes(12)], "not a string"),
     "shape not a list": ([_HDR, _EMPTY, _arr_hdr(shape="23"), bytes(12)], "not a list"),
     "negative dimension": ([_HDR, _EMPTY, _arr_hdr(shape=[-2, -3]), bytes(12)], "negative"),
-    "overflowing shape": ([_HDR, _EMPTY, _arr_hdr(shape=[2**32, 2**32]), b""], "payload is 0 bytes but shape [4294967296, 4294967296]"),
+    "overflowing shape": (
+        [_HDR, _EMPTY, _arr_hdr(shape=[2**32, 2**32]), b""],
+        "payload is 0 bytes but shape [4294967296, 4294967296]",
+    ),
     "duplicate array": (
         [_HDR, _EMPTY, _arr_hdr(), bytes(12), _arr_hdr(), bytes(12)],
         "sent twice",
