@@ -54,8 +54,13 @@ def stream_loop(
     stop: threading.Event,
     remaining: Callable[[], int | None],
     companions: list[Heartbeats],
+    more_companions: Callable[[], list[Heartbeats]] = list,
 ) -> None:
-    """SUB or PULL: take everything that arrives, in batches."""
+    """SUB or PULL: take everything that arrives, in batches.
+
+    `more_companions()` is asked on every wake-up for control sockets that became due later
+    (`--protocol auto` learns only from the first messages that it talks to Open Ephys).
+    """
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
     for c in companions:
@@ -63,6 +68,9 @@ def stream_loop(
     recv = sock.recv_multipart
     copy = False  # zero-copy for large frames; small ones are cheaper copied into bytes
     while not stop.is_set():
+        for c in more_companions():
+            companions.append(c)
+            c.register(poller)
         events = dict(poller.poll(_POLL_MS))
         for c in companions:
             c.service(poller, events)
@@ -149,8 +157,11 @@ def proxy_loop(
                 if left is not None and left <= 0:
                     return
     finally:
-        for t_req, request in pending.values():  # asked but never answered: keep the question
-            emit([(t_req, pack_pair(request, []), {"request_ns": t_req})], 0)
+        # Asked but never answered: keep the question. Stamped now, when it is known to be
+        # unanswered, so receive times stay in order; `request_ns` says when it was asked.
+        now = time.time_ns()
+        for t_req, request in pending.values():
+            emit([(now, pack_pair(request, []), {"request_ns": t_req})], 0)
 
 
 def _split_envelope(msg: list[bytes]) -> tuple[bytes, list[bytes]]:

@@ -128,13 +128,20 @@ class StreamRecorder:
             return [sock], lambda: request_loop(
                 sock, spec.request, self._emit, self._stop, remaining
             )
-        companions = []
-        if spec.protocol == "openephys" and spec.heartbeat and not spec.bind:
+        companions: list[Heartbeats] = []
+        heartbeats_due = spec.heartbeat and not spec.bind
+        if spec.protocol == "openephys" and heartbeats_due:
             companions.append(Heartbeats(self.ctx, spec.endpoint))
+
+        def detected_later() -> list[Heartbeats]:
+            # runs on the receive thread, which owns every socket it polls
+            if heartbeats_due and not companions and self.protocol == "openephys":
+                return [Heartbeats(self.ctx, spec.endpoint)]
+            return []
 
         def run():
             try:
-                stream_loop(sock, self._emit, self._stop, remaining, companions)
+                stream_loop(sock, self._emit, self._stop, remaining, companions, detected_later)
             finally:
                 for c in companions:
                     c.close()

@@ -246,16 +246,19 @@ class AdzmqCodec:
 
     @staticmethod
     def _ndattr(ndattr: Any, variant: str) -> dict[str, int | float]:
-        """Numeric attributes as ``ndattr.<Name>`` columns (strings stay in the header)."""
+        """Numeric attributes as float64 ``ndattr.<Name>`` columns (strings stay in the header).
+
+        Always float: NDPluginZMQ prints a float64 attribute of 1.0 as ``1`` (``%.17g``), so
+        the type cannot be read off one value, and a column typed by its first value would lose
+        every later fraction. float64 holds the integer attributes (counters, ids) exactly.
+        """
         if not isinstance(ndattr, dict):
             raise MalformedMessage(f"ndattr is {type(ndattr).__name__}, not an object")
         out: dict[str, int | float] = {}
         for name, value in ndattr.items():
             if variant == "chunk" and isinstance(value, dict):
                 value = value.get("value")
-            if _is_int(value) and _INT64_MIN <= value <= _INT64_MAX:
-                out[f"ndattr.{name}"] = value
-            elif _is_number(value) and not _is_int(value):
+            if _is_number(value) and (not _is_int(value) or _INT64_MIN <= value <= _INT64_MAX):
                 out[f"ndattr.{name}"] = float(value)
         return out
 
