@@ -342,11 +342,15 @@ class Recording:
         self.stop()
         for s in self.streams:
             s.join()
-        if self.error is None:
-            self.run.close(layout.STATUS_COMPLETE)
-        else:
-            self.run.close(layout.STATUS_FAILED, describe_error(self.error))
-        self.ctx.term()
+        try:
+            if self.error is None:
+                self.run.close(layout.STATUS_COMPLETE)
+            else:
+                self.run.close(layout.STATUS_FAILED, describe_error(self.error))
+        finally:
+            self.ctx.term()
+        if self.run.status == layout.STATUS_FAILED and self.error is None:
+            self.error = RecorderError(self.run.error or "the final flush failed")
         return self.run.status
 
     def stats(self) -> dict:

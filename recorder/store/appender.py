@@ -166,7 +166,7 @@ class BufferedAppender:
             return
         end = self.base + len(self.held)
         self.array.resize((end, *self.row_shape))
-        if self.array.dtype.kind in "OTU":
+        if self.array.dtype.kind in "OT":  # variable-length strings, one per row
             data = np.empty(len(self.held), dtype=object)
             data[:] = self.held
         else:

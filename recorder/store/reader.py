@@ -36,8 +36,11 @@ class Message:
         return bool(self.flags & layout.FLAG_REJECTED)
 
 
-def _as_bytes_view(arr: np.ndarray) -> memoryview:
-    return memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
+def _as_bytes_view(arr: np.ndarray, wire: np.dtype) -> memoryview:
+    """The frame's bytes: in the dtype (byte order included) the message announced. zarr may
+    hand a big-endian segment back in native order; converting back restores the wire bytes
+    (and copies nothing when they already match)."""
+    return memoryview(np.ascontiguousarray(arr, dtype=wire).reshape(-1).view(np.uint8))
 
 
 def _row_bytes(segment: dict) -> int:
@@ -136,6 +139,7 @@ class StreamReader:
             _Window(self.group[seg["path"]], rows, _WINDOW_BYTES // _row_bytes(seg))
             for seg, rows in zip(self.segments, self.segment_rows, strict=False)
         ]
+        wire = [np.dtype(seg["dtype"]) for seg in self.segments]
         g = self.group
         for b0 in range(start, stop, _BLOCK_MESSAGES):
             b1 = min(stop, b0 + _BLOCK_MESSAGES)
@@ -156,11 +160,11 @@ class StreamReader:
                     if seg == layout.HEAP_SEGMENT:
                         frames.append(memoryview(heap.get(off, length) if length else b""))
                     elif col == layout.WHOLE_ROWS:
-                        frames.append(_as_bytes_view(seg_windows[seg].get(off, 1)[0]))
+                        frames.append(_as_bytes_view(seg_windows[seg].get(off, 1)[0], wire[seg]))
                     else:  # placed: `length` bytes down one column from row `off`
                         w = seg_windows[seg]
                         n = length // w.array.dtype.itemsize
-                        frames.append(_as_bytes_view(w.get(off, n)[:, col]))
+                        frames.append(_as_bytes_view(w.get(off, n)[:, col], wire[seg]))
                 yield Message(
                     self.name,
                     b0 + k,

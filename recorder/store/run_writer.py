@@ -120,8 +120,8 @@ class RunWriter:
             return
         try:
             self.flush()
-        except OSError as exc:
-            status, error = layout.STATUS_FAILED, error or f"flush failed: {exc}"
+        except Exception as exc:  # whatever it was, the run must not stay `recording`
+            status, error = layout.STATUS_FAILED, error or f"flush failed: {exc!r}"
         finally:
             for stream in self.streams.values():
                 stream.close()

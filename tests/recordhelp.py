@@ -1,0 +1,139 @@
+"""Drive a real Recording against a live source and read the run back.
+
+The end-to-end protocol tests all have the same shape (a source in a thread, a recorder on real
+loopback sockets, a run in tmp_path, then checks on what the store gives back), so that shape
+lives here once and each test only says what it checks. Waiting is always on a condition with a
+deadline, never a bare sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from recorder.record import Recording, SourceSpec
+from recorder.store.reader import RunReader, StreamReader
+
+
+class SourceThread:
+    """Runs a simulator's `run(stop)` in a thread; `stop()` ends it and returns what it sent."""
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.stop_event = threading.Event()
+        self.sent: int | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="source", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.sent = self.sim.run(self.stop_event)
+        except BaseException as exc:  # reported through .error, checked by the test
+            self.error = exc
+
+    def start(self) -> SourceThread:
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        self.stop_event.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "source thread did not stop"
+        assert self.error is None, f"source failed: {self.error!r}"
+        return self.sent
+
+
+@contextlib.contextmanager
+def running(sim) -> Iterator[SourceThread]:
+    """The simulator runs for the duration of the block, and is always stopped afterwards."""
+    src = SourceThread(sim).start()
+    try:
+        yield src
+    finally:
+        src.stop_event.set()
+        src.thread.join(10)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.005)
+
+
+def record(
+    runs_dir: Path,
+    spec: SourceSpec,
+    *,
+    count: int | None = None,
+    until: Callable[[Recording], bool] | None = None,
+    on_started: Callable[[Recording], None] | None = None,
+    timeout: float = 15.0,
+) -> Path:
+    """Record `spec` until `count` messages (or `until(rec)` is true); return the run's path.
+
+    `on_started` runs once the recorder's socket is open (e.g. to connect a PUSH peer to the
+    recorder's bound endpoint). The run must end `complete`; a stalled source fails the test
+    with the number of messages that did arrive.
+    """
+    rec = Recording(runs_dir, [spec], count=count, flush_interval=0.05)
+    rec.start()
+    stalled = None
+    try:
+        if on_started is not None:
+            on_started(rec)
+        deadline = time.monotonic() + timeout
+        while not rec.done and not (until is not None and until(rec)):
+            if time.monotonic() > deadline:
+                stalled = rec.streams[0].counters.received
+                break
+            time.sleep(0.005)
+    finally:
+        status = rec.finish()
+    assert stalled is None, (
+        f"recording timed out after {timeout} s with {stalled} messages (count={count})"
+    )
+    assert rec.error is None and status == "complete", (status, rec.error)
+    return rec.run.path
+
+
+def received(n: int) -> Callable[[Recording], bool]:
+    """`until` condition: the recorder has received at least n messages."""
+    return lambda rec: rec.streams[0].counters.received >= n
+
+
+def stream_of(run_path: Path, name: str = "main") -> StreamReader:
+    return RunReader(run_path).stream(name)
+
+
+def summary_of(run_path: Path) -> dict:
+    return RunReader(run_path).summary()
+
+
+def frames_of(stream: StreamReader) -> list[list[bytes]]:
+    """Every stored message rebuilt as bytes, in arrival order."""
+    return [[bytes(f) for f in m.frames] for m in stream.messages()]
+
+
+def rows(stream: StreamReader, name: str) -> list[np.ndarray]:
+    """The rows of every typed segment called `name`, in arrival order."""
+    return [row for segment in stream.arrays(name) for row in segment]
+
+
+def assert_rows_equal(got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    assert len(got) == len(want), (len(got), len(want))
+    for k, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g.dtype == w.dtype and g.shape == w.shape, (k, g.dtype, g.shape, w.dtype, w.shape)
+        np.testing.assert_array_equal(g, w, err_msg=f"row {k}")
+
+
+def gaps_in(seqs: list[int]) -> int:
+    """Numbers missing between consecutive increasing sequence numbers."""
+    return sum(b - a - 1 for a, b in itertools.pairwise(seqs) if b > a + 1)
