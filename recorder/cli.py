@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from recorder import __version__, config
+from recorder.cli_serve import COMMANDS as SERVE_COMMANDS
 from recorder.errors import RecorderError
 from recorder.format_text import human_bytes, human_duration, human_time, table
 from recorder.record import Recording, describe_error
@@ -659,6 +660,10 @@ def reindex(data, catalog):
         cat.remove_run(r)
     click.echo(f"indexed {len(found)} runs, removed {len(gone)} missing, skipped {failed}")
     return 0
+
+
+for _command in SERVE_COMMANDS:  # serve, manager, token: the long-running side
+    main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -259,6 +259,7 @@ class Recording:
         duration: float | None = None,
         flush_interval: float = 1.0,
         queue_bytes: int = 1 << 30,
+        run_id: str | None = None,
     ):
         if not sources:
             raise UsageError("nothing to record: give at least one endpoint")
@@ -276,7 +277,7 @@ class Recording:
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self.ctx = zmq.Context()
-        self.run = RunWriter(runs_dir, name=name, tags=tags)
+        self.run = RunWriter(runs_dir, run_id=run_id, name=name, tags=tags)
         self.streams: list[StreamRecorder] = []
         for spec in sources:
             writer = self.run.add_stream(

@@ -288,7 +288,7 @@ class RunReader:
         ended = a.get("ended_ns") or last
         return {
             "run_id": a["run_id"],
-            "name": a.get("name", ""),
+            "name": ann.get("name", a.get("name", "")),  # a rename is an annotation
             "status": a.get("status"),
             "error": a.get("error"),
             "format_version": a.get("format_version"),

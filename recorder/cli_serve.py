@@ -1,0 +1,286 @@
+"""`recorder serve`, `recorder manager` and `recorder token`: the web app and the manager.
+
+`serve` is the embedded default in one command: gunicorn serving `recorder.web:create_app()` in
+its own process, the manager in this one (it starts workers with subprocess, never fork), and
+with `--demo` a simulator of every protocol saved as a source. It prints a sign-in link. The
+commands are plain click commands; recorder/cli.py adds them to the `recorder` group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import click
+
+from recorder import config
+from recorder.errors import RecorderError
+
+SERVE_TOKEN_NAME = "serve sign-in link"
+#: Our own server on this host: never through an HTTP proxy from the environment.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def data_options(f):
+    """`--data` and `--catalog`, exactly as recorder.cli.data_options defines them. Not
+    imported from there: recorder.cli imports this module, and a cycle at import time would
+    make the import order matter."""
+    f = click.option(
+        "--catalog",
+        metavar="URL",
+        help=f"SQLAlchemy URL of the catalog (env {config.CATALOG_ENV}; "
+        "default: catalog.sqlite in the data folder).",
+    )(f)
+    return click.option(
+        "--data",
+        "data",
+        metavar="DIR",
+        help=f"Data folder (env {config.DATA_ENV}; default ./{config.DEFAULT_DATA}).",
+    )(f)
+
+
+def _control(data, catalog):
+    from recorder.cli import open_data
+    from recorder.store.control import Control
+
+    folder, cat = open_data(data, catalog)
+    return folder, cat, Control(cat.engine)
+
+
+def _stop_on_signals(stop: threading.Event) -> dict:
+    return {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s"
+    )
+
+
+# -- token -------------------------------------------------------------------------------------
+
+
+@click.group()
+def token():
+    """Create, list and revoke API tokens (stored hashed; shown once)."""
+
+
+@token.command("create")
+@click.option("--name", default="", help="What the token is for (shown by `token list`).")
+@data_options
+def token_create(name, data, catalog):
+    """Print a new API token alone on the last line of stdout."""
+    _, _, control = _control(data, catalog)
+    secret, rec = control.create_token(name)
+    click.echo(
+        f"token {rec['id']}{f' ({name})' if name else ''} created; it is shown only now", err=True
+    )
+    click.echo(secret)
+    return 0
+
+
+@token.command("list")
+@data_options
+def token_list(data, catalog):
+    """List tokens (ids and names; the tokens themselves are not stored)."""
+    from recorder.format_text import human_time, table
+
+    _, _, control = _control(data, catalog)
+    rows = control.list_tokens()
+    if not rows:
+        click.echo("no tokens", err=True)
+        return 0
+    body = [
+        [r["id"], r["name"] or "-", human_time(r["created_ns"]),
+         human_time(r["last_used_ns"]) if r["last_used_ns"] else "-"]
+        for r in rows
+    ]  # fmt: skip
+    click.echo(table(["ID", "NAME", "CREATED", "LAST USED"], body))
+    return 0
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@data_options
+def token_revoke(token_id, data, catalog):
+    """Revoke the token with id TOKEN_ID (see `token list`)."""
+    _, _, control = _control(data, catalog)
+    control.revoke_token(token_id)
+    click.echo(f"revoked token {token_id}", err=True)
+    return 0
+
+
+# -- manager -----------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--spares", type=click.IntRange(0, 8), default=1, show_default=True,
+              help="Workers kept started ahead, so a recording starts at once.")  # fmt: skip
+@data_options
+def manager(spares, data, catalog):
+    """Run the manager for a data folder: start and stop recordings and replays as the catalog
+    asks (one per host and data folder; `serve` includes one)."""
+    from recorder.manager import Manager
+
+    folder = config.data_dir(data).resolve()
+    mgr = Manager(folder, config.catalog_url(catalog, folder), spares=spares)
+    _log_to_stderr()
+    stop = threading.Event()
+    old = _stop_on_signals(stop)
+    try:
+        mgr.start()
+        click.echo(f"manager running for {folder} (pid {os.getpid()})", err=True)
+        mgr.serve(stop)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 0
+
+
+# -- serve -------------------------------------------------------------------------------------
+
+
+def _display_host(host: str) -> str:
+    if host in ("", "0.0.0.0", "*"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail at once, clearly, when the address is taken (gunicorn would retry for seconds)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise RecorderError(f"cannot listen on {_bind(host, port)}: {exc.strerror}") from None
+
+
+def _wait_ready(host: str, port: int, web: subprocess.Popen, timeout: float = 60) -> None:
+    """Until our app answers (its sign-in page), not merely until something accepts."""
+    url = f"http://{_display_host(host)}:{port}/login"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if web.poll() is not None:
+            raise RecorderError(f"the web server exited with code {web.returncode}")
+        try:
+            with _DIRECT.open(url, timeout=2) as resp:
+                if resp.status == 200 and b"zmq-recorder" in resp.read():
+                    return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise RecorderError(f"the web server did not answer on {_bind(host, port)} in {timeout:g} s")
+
+
+def _no_control_socket() -> list[str]:
+    """gunicorn >= 24 opens a control socket at one fixed path in $HOME by default: several
+    servers (or test runs) on one machine would fight over it, and serve does not need it."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    return (
+        ["--no-control-socket"]
+        if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS)
+        else []
+    )
+
+
+def start_web(host: str, port: int, workers: int, folder, catalog_url: str) -> subprocess.Popen:
+    """gunicorn in its own process: it forks its workers, which only serve HTTP."""
+    cmd = [
+        sys.executable, "-m", "gunicorn",
+        "--bind", _bind(host, port),
+        "--workers", str(workers),
+        "--worker-class", "gthread",
+        "--threads", "4",
+        "--timeout", "60",
+        "--graceful-timeout", "5",
+        "--log-level", "warning",
+        *_no_control_socket(),
+        "recorder.web:create_app()",
+    ]  # fmt: skip
+    env = {**os.environ, config.DATA_ENV: str(folder), config.CATALOG_ENV: catalog_url}
+    return subprocess.Popen(cmd, env=env, stdout=sys.stderr.fileno(), stdin=subprocess.DEVNULL)
+
+
+def _end(web: subprocess.Popen, timeout: float = 10) -> None:
+    if web.poll() is None:
+        web.terminate()
+        try:
+            web.wait(timeout)
+        except subprocess.TimeoutExpired:
+            web.kill()
+            web.wait()
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--demo", is_flag=True, help="Also simulate every protocol, saved as sources.")
+@click.option("--web-workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@data_options
+def serve(host, port, demo, web_workers, data, catalog):
+    """Serve the web UI and API with a manager, all in one command (SQLite, local data)."""
+    from recorder.manager import Manager
+    from recorder.manager.demo import DemoSources
+    from recorder.store.control import Control
+
+    folder = config.data_dir(data).resolve()
+    url = config.catalog_url(catalog, folder)
+    _check_free(host, port)
+    _log_to_stderr()
+    mgr = Manager(folder, url)
+    mgr.start()  # refuses a second manager for this folder before anything else starts
+    stop = threading.Event()
+    old = _stop_on_signals(stop)
+    mgr_thread = threading.Thread(target=mgr.serve, args=(stop,), name="manager")
+    mgr_thread.start()
+    demos = web = None
+    try:
+        control = Control(mgr.catalog.engine)
+        if demo:
+            demos = DemoSources(control)
+            names = demos.start()
+            click.echo(f"demo sources: {', '.join(names)}", err=True)
+        control.revoke_tokens_named(SERVE_TOKEN_NAME)
+        secret, _ = control.create_token(SERVE_TOKEN_NAME)
+        web = start_web(host, port, web_workers, folder, url)
+        _wait_ready(host, port, web)
+        base = f"http://{_display_host(host)}:{port}"
+        click.echo(f"recorder serving {base} (data {folder}); Ctrl-C stops", err=True)
+        click.echo("sign in (this link holds an API token; valid until the next serve):", err=True)
+        click.echo(f"{base}/login#token={secret}")
+        sys.stdout.flush()
+        while not stop.wait(0.2):
+            if web.poll() is not None:
+                raise RecorderError(f"the web server exited with code {web.returncode}")
+            if not mgr_thread.is_alive():
+                raise RecorderError("the manager stopped unexpectedly (see the log above)")
+    finally:
+        stop.set()
+        if web is not None:
+            _end(web)
+        if demos is not None:
+            demos.close()
+        mgr_thread.join()
+        for s, h in old.items():
+            signal.signal(s, h)
+    click.echo("stopped", err=True)
+    return 0
+
+
+COMMANDS = [serve, manager, token]

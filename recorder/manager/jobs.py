@@ -1,0 +1,209 @@
+"""Turning a request ("record these sources", "replay that run") into a checked job.
+
+Everything that can be known wrong before a worker starts is refused here, with the package's
+own errors, so an API caller gets a 4xx at once instead of a job that fails a second later. The
+same checks serve the web app and any other front end; nothing here opens a socket.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from recorder.errors import UsageError
+from recorder.sources import SourceSpec
+from recorder.store import layout
+from recorder.store.control import (
+    DESIRED_PAUSED,
+    DESIRED_RUNNING,
+    KIND_RECORD,
+    KIND_REPLAY,
+    Control,
+    NotFound,
+)
+
+#: Fields of a saved source configuration (JSON), with their defaults.
+SOURCE_FIELDS = {
+    "protocol": "raw",
+    "endpoint": None,
+    "socket_type": None,
+    "bind": False,
+    "subscribe": [],
+    "request": "next",
+    "upstream": None,
+    "stream": None,
+    "heartbeat": True,
+    "description": "",
+}
+
+
+def _latin1(text: str, what: str) -> bytes:
+    """Prefixes and requests are bytes; JSON carries them as latin-1 strings ("\\u0000" = 0)."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} must be latin-1 text (one character per byte)") from None
+
+
+def source_spec(config: dict, *, default_stream: str = "main") -> SourceSpec:
+    """A source configuration (saved or inline) as the recorder's checked SourceSpec."""
+    if not config.get("endpoint"):
+        raise UsageError("a source needs an endpoint")
+    spec = SourceSpec(
+        endpoint=config["endpoint"],
+        socket_type=config.get("socket_type"),
+        bind=bool(config.get("bind", False)),
+        subscribe=[_latin1(p, "subscribe prefixes") for p in config.get("subscribe") or []],
+        request=_latin1(config.get("request") or "next", "request"),
+        protocol=config.get("protocol") or "raw",
+        stream=config.get("stream") or default_stream,
+        upstream=config.get("upstream"),
+        heartbeat=bool(config.get("heartbeat", True)),
+    )
+    return spec.check()
+
+
+def normalize_source(config: dict) -> dict:
+    """Validate a configuration to save; returns it with every field present."""
+    out = {k: config.get(k, v) for k, v in SOURCE_FIELDS.items()}
+    if out["stream"] is not None:
+        layout.check_name("stream name", out["stream"])
+    source_spec(out)
+    return out
+
+
+def plan_recording(
+    control: Control,
+    *,
+    sources: list,
+    name: str = "",
+    tags: list[str] | None = None,
+    duration_s: float | None = None,
+    count: int | None = None,
+    flush_interval_s: float = 1.0,
+) -> dict:
+    """Job parameters of a recording: each source resolved (saved name or inline config) to a
+    complete configuration, so later edits to a saved source do not change a running job."""
+    if not sources:
+        raise UsageError("nothing to record: give at least one source")
+    resolved = []
+    for i, src in enumerate(sources):
+        if isinstance(src, str):
+            try:
+                config = dict(control.get_source(src)["config"])
+            except NotFound:
+                raise UsageError(f"no saved source {src!r}") from None
+            default = src
+        else:
+            config = {k: src.get(k, v) for k, v in SOURCE_FIELDS.items()}
+            default = "main" if len(sources) == 1 else f"s{i}"
+        config["stream"] = config.get("stream") or default
+        spec = source_spec(config)
+        resolved.append(
+            {**config, "stream": spec.stream, "source": src if isinstance(src, str) else None}
+        )
+    streams = [c["stream"] for c in resolved]
+    if len(set(streams)) != len(streams):
+        raise UsageError(f"two sources record into the same stream name: {streams}")
+    for t in tags or []:
+        layout.check_name("tag", t)
+    if duration_s is not None and duration_s <= 0:
+        raise UsageError("duration_s must be positive")
+    if count is not None and count <= 0:
+        raise UsageError("count must be positive")
+    if flush_interval_s <= 0:
+        raise UsageError("flush_interval_s must be positive")
+    return {
+        "sources": resolved,
+        "name": name,
+        "tags": sorted(set(tags or [])),
+        "duration_s": duration_s,
+        "count": count,
+        "flush_interval_s": flush_interval_s,
+    }
+
+
+def start_recording(control: Control, **request) -> dict:
+    """Create the recording job (state `pending`); the manager starts it. The run id is chosen
+    now so the caller can follow the run before the worker has created it."""
+    from recorder.store.run_writer import new_run_id
+
+    params = plan_recording(control, **request)
+    return control.create_job(KIND_RECORD, params, run_id=new_run_id())
+
+
+def plan_replay(
+    runs_dir: Path,
+    *,
+    run_id: str,
+    streams: list[str] | None = None,
+    speed: float | None = None,
+    max_speed: bool = False,
+    rate: float | None = None,
+    loop: int = 1,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    endpoints: dict[str, str] | None = None,
+    sockets: dict[str, str] | None = None,
+    paused: bool = False,
+    match: str = "bytes",
+) -> dict:
+    """Job parameters of a replay, checked against the stored run the way the replayer will
+    use it (streams, endpoints, socket types), without opening any socket."""
+    from recorder.replay.plan import plan_stream
+    from recorder.runs import resolve_run
+    from recorder.store.reader import RunReader
+
+    layout.check_name("run id", run_id)
+    path = resolve_run(runs_dir, run_id)
+    if path.name != run_id:
+        raise NotFound(f"no run {run_id!r}")
+    if sum(x for x in (speed is not None, bool(max_speed), rate is not None)) > 1:
+        raise UsageError("choose one of speed, max_speed and rate")
+    for what, v in (("speed", speed), ("rate", rate)):
+        if v is not None and v <= 0:
+            raise UsageError(f"{what} must be positive")
+    if loop < 0:
+        raise UsageError("loop is a count >= 0 (0: forever)")
+    if start_s is not None and start_s < 0:
+        raise UsageError("start_s must be >= 0")
+    if start_s is not None and end_s is not None and end_s <= start_s:
+        raise UsageError("end_s must be after start_s")
+    if match not in ("bytes", "order"):
+        raise UsageError("match is bytes or order")
+    with RunReader(path) as reader:
+        names = list(streams or reader.streams)
+        if not names:
+            raise UsageError(f"run {run_id} has no streams to replay")
+        for n in [*(endpoints or {}), *(sockets or {})]:
+            if n not in names:
+                raise UsageError(f"endpoints/sockets name stream {n!r}, which is not replayed")
+        for n in names:
+            plan_stream(
+                reader.stream(n),
+                endpoint=(endpoints or {}).get(n),
+                socket_type=(sockets or {}).get(n),
+            )
+    return {
+        "run_id": run_id,
+        "streams": names,
+        "speed": speed,
+        "max_speed": bool(max_speed),
+        "rate": rate,
+        "loop": loop,
+        "start_s": start_s,
+        "end_s": end_s,
+        "endpoints": dict(endpoints or {}),
+        "sockets": dict(sockets or {}),
+        "match": match,
+    }
+
+
+def start_replay(control: Control, runs_dir: Path, **request) -> dict:
+    paused = bool(request.get("paused"))
+    params = plan_replay(runs_dir, **request)
+    return control.create_job(
+        KIND_REPLAY,
+        params,
+        run_id=params["run_id"],
+        desired=DESIRED_PAUSED if paused else DESIRED_RUNNING,
+    )

@@ -1,0 +1,48 @@
+"""The web app: `create_app()` is the factory gunicorn serves (`recorder.web:create_app()`).
+
+Configuration comes from arguments, else the environment (`RECORDER_DATA`, `RECORDER_CATALOG`),
+else the embedded defaults, exactly as for the CLI. The app keeps no state of its own: it reads
+and writes the catalog, so any number of gunicorn workers serve the same truth.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+
+from recorder import config
+from recorder.store.catalog import Catalog
+from recorder.store.control import Control
+from recorder.web import errors
+from recorder.web.api import AppState
+from recorder.web.api import bp as api_bp
+from recorder.web.login import bp as login_bp
+
+MAX_BODY_BYTES = 1 << 20
+
+
+def create_app(data: str | os.PathLike | None = None, catalog: str | None = None) -> Flask:
+    folder = Path(config.data_dir(data)).resolve()
+    cat = Catalog(config.catalog_url(catalog, folder))
+    app = Flask("recorder.web")
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
+    app.json.sort_keys = False
+    app.extensions["recorder"] = AppState(
+        data=folder, runs_dir=config.runs_dir(folder), catalog=cat, control=Control(cat.engine)
+    )
+    errors.install(app)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(login_bp)
+
+    @app.after_request
+    def _headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        if resp.mimetype == "application/json":
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    return app

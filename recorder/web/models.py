@@ -1,0 +1,408 @@
+"""The API's request and response shapes: pydantic models that validate requests and from which
+the OpenAPI document is generated, so the document cannot drift from what the code accepts.
+
+Request models forbid unknown fields (a typo is an error, not silently ignored). Response models
+allow extra fields: the contract is that responses may gain fields, never lose them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from recorder.sources import SOCKET_TYPES, known_protocols
+from recorder.store import layout
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64, examples=["main"])]
+Tag = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64, examples=["calibration"])]
+Text = Annotated[str, Field(max_length=10_000)]
+Endpoint = Annotated[str, Field(min_length=1, max_length=1000, examples=["tcp://127.0.0.1:5556"])]
+Protocol = Literal[tuple(known_protocols())]  # type: ignore[valid-type]
+Status = Literal[layout.STATUSES]  # type: ignore[valid-type]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Query(BaseModel):
+    """Query strings: unknown parameters (cache busters) are ignored, not refused."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class ErrorBody(Response):
+    code: str = Field(examples=["not_found"])
+    message: str
+    details: Any = None
+
+
+class ErrorEnvelope(Response):
+    error: ErrorBody
+
+
+# -- sources -----------------------------------------------------------------------------------
+
+
+class SourceConfig(Request):
+    """A stream to record: where it is, the socket to open, and the wire protocol."""
+
+    protocol: Protocol = "raw"
+    endpoint: Endpoint
+    socket_type: Literal[SOCKET_TYPES] | None = Field(  # type: ignore[valid-type]
+        None, description="Socket the recorder opens (default: what the protocol's clients use)."
+    )
+    bind: bool = False
+    subscribe: list[Annotated[str, Field(max_length=1000)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="SUB prefixes, latin-1 text (one character per byte).",
+    )
+    request: Annotated[str, Field(max_length=10_000)] = Field(
+        "next", description="REQ: what is sent for every reply (latin-1)."
+    )
+    upstream: Endpoint | None = Field(None, description="reqrep: the real service.")
+    stream: Name | None = Field(None, description="Stream name in the run (default: source name).")
+    heartbeat: bool = True
+    description: Annotated[str, Field(max_length=2000)] = ""
+
+
+class SourceCreate(SourceConfig):
+    name: Name
+
+
+class SourceOut(Response):
+    name: str
+    protocol: str
+    endpoint: str
+    socket_type: str | None = None
+    bind: bool = False
+    subscribe: list[str] = []
+    request: str = "next"
+    upstream: str | None = None
+    stream: str | None = None
+    heartbeat: bool = True
+    description: str = ""
+    created_ns: int
+    updated_ns: int
+
+
+class SourceList(Response):
+    sources: list[SourceOut]
+
+
+# -- recordings and replays --------------------------------------------------------------------
+
+
+class RecordingCreate(Request):
+    sources: list[Name | SourceConfig] = Field(
+        min_length=1,
+        max_length=64,
+        description="Saved source names, or inline source configurations.",
+    )
+    name: Annotated[str, Field(max_length=256)] = ""
+    tags: list[Tag] = Field(default_factory=list, max_length=64)
+    duration_s: float | None = Field(None, gt=0, le=1e7)
+    count: int | None = Field(None, gt=0, le=2**62)
+    flush_interval_s: float = Field(1.0, gt=0, le=60)
+
+
+class JobStats(Response):
+    updated_ns: int | None = None
+
+
+class JobOut(Response):
+    id: str
+    kind: Literal["record", "replay"]
+    state: str = Field(description="pending, starting, running, paused, finished, stopped, failed")
+    desired: str
+    run_id: str | None = None
+    error: str | None = None
+    pid: int | None = None
+    exit_code: int | None = None
+    created_ns: int
+    started_ns: int | None = None
+    ended_ns: int | None = None
+    updated_ns: int
+    params: dict[str, Any]
+    stats: dict[str, Any] | None = None
+    proc: dict[str, Any] | None = None
+
+
+class RecordingOut(JobOut):
+    messages: int = 0
+    bytes: int = 0
+    rate_bytes_s: float = 0.0
+    rate_messages_s: float = 0.0
+    gaps: int = 0
+    drops: int = 0
+    queue_bytes: int = 0
+    last_error: str | None = None
+
+
+class RecordingCreated(Response):
+    id: str
+    run_id: str
+    state: str
+
+
+class RecordingList(Response):
+    recordings: list[RecordingOut]
+
+
+class ReplayCreate(Request):
+    run_id: Name
+    streams: list[Name] | None = Field(None, min_length=1, max_length=64)
+    speed: float | None = Field(None, gt=0, le=1000)
+    max_speed: bool = False
+    rate: float | None = Field(None, gt=0, le=1e7, description="A fixed message rate (Hz).")
+    loop: int = Field(1, ge=0, le=1_000_000, description="Times to play; 0: forever.")
+    start_s: float | None = Field(None, ge=0, le=1e9)
+    end_s: float | None = Field(None, gt=0, le=1e9)
+    endpoints: dict[Name, Endpoint] | None = Field(None, max_length=64)
+    sockets: dict[Name, Literal["PUB", "PUSH", "REP"]] | None = Field(None, max_length=64)
+    paused: bool = Field(False, description="Open the sockets but wait for resume.")
+    match: Literal["bytes", "order"] = "bytes"
+
+
+class ReplayOut(JobOut):
+    position_s: float = 0.0
+    duration_s: float = 0.0
+    messages: int = 0
+    bytes: int = 0
+    clients: int = 0
+    speed: float | None = None
+    loop: int = 0
+    endpoints: dict[str, str] = {}
+    last_error: str | None = None
+
+
+class ReplayCreated(Response):
+    id: str
+    run_id: str
+    state: str
+
+
+class ReplayList(Response):
+    replays: list[ReplayOut]
+
+
+class Seek(Request):
+    t_s: float = Field(ge=0, le=1e9, description="Seconds from the start of the run.")
+
+
+class Speed(Request):
+    speed: float = Field(gt=0, le=1000)
+
+
+class Step(Request):
+    n: int = Field(1, ge=1, le=1_000_000)
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+
+class RunsQuery(Query):
+    q: Annotated[str, Field(max_length=200)] | None = Field(
+        None, description="Text in the run id, name, tags or notes."
+    )
+    tag: Tag | None = None
+    protocol: Annotated[str, Field(max_length=32)] | None = None
+    status: Status | None = None
+    since: datetime | None = Field(None, description="Started at or after (ISO 8601; UTC).")
+    until: datetime | None = Field(None, description="Started before (ISO 8601; UTC).")
+    limit: int = Field(50, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=2**31)
+
+
+class RunItem(Response):
+    run_id: str
+    name: str
+    status: str
+    error: str | None = None
+    started_ns: int
+    ended_ns: int | None = None
+    duration_s: float
+    messages: int
+    bytes: int
+    gaps: int
+    drops: int
+    rejects: int
+    protocols: list[str]
+    tags: list[str]
+
+
+class RunList(Response):
+    runs: list[RunItem]
+    total: int
+    limit: int
+    offset: int
+
+
+class Note(Response):
+    created_ns: int
+    text: str
+
+
+class StreamOut(Response):
+    name: str
+    protocol: str
+    endpoint: str
+    socket_type: str
+    role: str
+    messages: int
+    frames: int
+    bytes: int
+    gaps: int
+    drops: int
+    rejects: int
+    arrays: list[str]
+    first_recv_ns: int | None = None
+    last_recv_ns: int | None = None
+
+
+class RunOut(Response):
+    run_id: str
+    name: str
+    status: str | None = None
+    error: str | None = None
+    format_version: int | None = None
+    started_ns: int
+    ended_ns: int | None = None
+    duration_s: float
+    messages: int
+    bytes: int
+    gaps: int
+    drops: int
+    rejects: int
+    tags: list[str]
+    notes: list[Note]
+    streams: list[StreamOut]
+    jobs: list[str] = Field(description="Active recordings and replays of this run.")
+
+
+class NoteIn(Request):
+    text: Text
+    created_ns: int | None = Field(None, ge=0, le=2**63 - 1)
+
+
+class RunPatch(Request):
+    name: Annotated[str, Field(max_length=256)] | None = None
+    note: Text | None = Field(None, description="Append one note.")
+    notes: list[NoteIn] | None = Field(None, max_length=1000, description="Replace all notes.")
+
+
+class TagIn(Request):
+    tag: Tag
+
+
+class Tags(Response):
+    run_id: str
+    tags: list[str]
+
+
+class DeleteQuery(Query):
+    confirm: Annotated[str, Field(max_length=64)] | None = Field(
+        None, description="The run id again: deleting is explicit."
+    )
+
+
+class FrameQuery(Query):
+    array: Annotated[str, Field(max_length=256)] | None = Field(
+        None, description="Which typed array of the message (default: the first image)."
+    )
+    size: int = Field(512, ge=16, le=4096, description="Largest side in pixels.")
+
+
+class SeriesQuery(Query):
+    start: float | None = Field(None, ge=0, le=1e9, description="Seconds from the run start.")
+    end: float | None = Field(None, ge=0, le=1e9)
+    points: int = Field(1000, ge=2, le=10_000, description="Buckets of min/max.")
+    array: Annotated[str, Field(max_length=256)] | None = None
+    column: Annotated[str, Field(max_length=256)] | None = None
+
+
+class Series(Response):
+    stream: str
+    array: str | None = None
+    column: str | None = None
+    start_s: float
+    end_s: float
+    channels: list[str]
+    t_s: list[float]
+    min: list[list[float | None]]
+    max: list[list[float | None]]
+    samples: int
+
+
+class MessagesQuery(Query):
+    start: int = Field(0, ge=0, le=2**62)
+    limit: int = Field(50, ge=1, le=500)
+
+
+class FrameInfo(Response):
+    index: int
+    size: int
+    kind: str = Field(description="array, json, msgpack, text, pickle or bytes")
+
+
+class MessageOut(Response):
+    index: int
+    recv_ns: int
+    t_s: float
+    seq: int
+    source_ns: int
+    rejected: bool
+    frames: list[FrameInfo]
+
+
+class MessagesPage(Response):
+    stream: str
+    start: int
+    total: int
+    messages: list[MessageOut]
+
+
+# -- status ------------------------------------------------------------------------------------
+
+
+class ManagerInfo(Response):
+    alive: bool
+    id: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    heartbeat_age_s: float | None = None
+
+
+class WorkerInfo(Response):
+    id: str
+    kind: str
+    state: str
+    run_id: str | None = None
+    pid: int | None = None
+
+
+class DiskInfo(Response):
+    total_bytes: int
+    free_bytes: int
+    write_rate_bytes_s: float
+    time_left_s: float | None = None
+
+
+class StatusOut(Response):
+    version: str
+    manager: ManagerInfo
+    managers: list[ManagerInfo]
+    workers: list[WorkerInfo]
+    data: str
+    disk: DiskInfo

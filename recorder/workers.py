@@ -1,0 +1,359 @@
+"""Worker processes: one recording or one replay each, driven through the catalog.
+
+    python -m recorder.workers record|replay --job ID --data DIR [--catalog URL]
+    python -m recorder.workers spare --data DIR     # then `record ID` or `replay ID` on stdin
+
+The manager starts these (recorder/manager). A worker reads its job's parameters from the
+catalog, polls the job's desired state (stop, pause) and commands (seek, speed, step) ten times a
+second, and writes its counters back every half second, so the web app only ever talks to the
+database. The catalog is an index and a mailbox, not the data: if it is busy or gone for a
+while, a recording keeps recording (and says so in its log) rather than losing data.
+
+A worker records its own final state (finished, stopped or failed with the reason) before it
+exits; the manager only fills in a reason when a worker dies without saying anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from recorder import config
+from recorder.errors import RecorderError, UsageError
+from recorder.store import layout
+from recorder.store.control import (
+    DESIRED_PAUSED,
+    DESIRED_STOPPED,
+    FAILED,
+    FINISHED,
+    PAUSED,
+    RUNNING,
+    STOPPED,
+    Control,
+)
+
+POLL_S = 0.1  # desired state and commands
+STATS_S = 0.5  # counters to the catalog (the API promises at least every second)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class Softly:
+    """Catalog writes that must not stop the data path: failures are logged, once a minute."""
+
+    def __init__(self):
+        self._last = 0.0
+
+    def __call__(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RecorderError as exc:
+            if time.monotonic() - self._last > 60:
+                self._last = time.monotonic()
+                _say(f"warning: catalog: {exc}")
+            return None
+
+
+class Rates:
+    """Rates over the last publishing interval, from cumulative counters."""
+
+    def __init__(self):
+        self._prev: tuple[float, int, int] | None = None
+
+    def __call__(self, messages: int, nbytes: int) -> tuple[float, float]:
+        now = time.monotonic()
+        prev, self._prev = self._prev, (now, messages, nbytes)
+        if prev is None or now <= prev[0]:
+            return 0.0, 0.0
+        dt = now - prev[0]
+        return (messages - prev[1]) / dt, (nbytes - prev[2]) / dt
+
+
+def _stop_on_signals(event: threading.Event) -> None:
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, lambda *_: event.set())
+
+
+# -- recording ---------------------------------------------------------------------------------
+
+
+def _recording(runs_dir: Path, specs, run_id: str, **options):
+    """A Recording whose run gets the id the API already handed out."""
+    from recorder.record import Recording
+
+    return Recording(runs_dir, specs, run_id=run_id, **options)
+
+
+def record_stats(rec, rates: Rates) -> dict:
+    from recorder.record import describe_error
+
+    totals = rec.stats()
+    per_stream = []
+    for s in rec.streams:
+        c = s.counters
+        per_stream.append(
+            {
+                "stream": s.spec.stream,
+                "messages": c.received,
+                "bytes": c.received_bytes,
+                "drops": c.dropped,
+                "gaps": s.writer.gaps.missing,
+                "queue_bytes": s.queue.depth_bytes,
+                "endpoint": s.bound_endpoint or s.spec.endpoint,
+            }
+        )
+    msg_rate, byte_rate = rates(totals["messages"], totals["bytes"])
+    return {
+        "messages": totals["messages"],
+        "bytes": totals["bytes"],
+        "rate_messages_s": msg_rate,
+        "rate_bytes_s": byte_rate,
+        "gaps": totals["gaps"],
+        "drops": totals["drops"],
+        "queue_bytes": totals["queue_bytes"],
+        "elapsed_s": totals["elapsed_s"],
+        "last_error": None if rec.error is None else describe_error(rec.error),
+        "streams": per_stream,
+        "updated_ns": time.time_ns(),
+    }
+
+
+def run_record(job: dict, control: Control, catalog, runs_dir: Path) -> int:
+    from recorder.manager.jobs import source_spec
+    from recorder.record import describe_error
+
+    job_id, p = job["id"], job["params"]
+    softly = Softly()
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    if control.desired_of(job_id) == DESIRED_STOPPED:
+        control.finish_job(job_id, STOPPED)
+        return 0
+    specs = [source_spec(c) for c in p["sources"]]
+    rec = _recording(
+        runs_dir,
+        specs,
+        job["run_id"],
+        name=p.get("name") or "",
+        tags=p.get("tags") or [],
+        count=p.get("count"),
+        duration=p.get("duration_s"),
+        flush_interval=p.get("flush_interval_s") or 1.0,
+    )
+    softly(catalog.index_path, rec.run.path)
+    try:
+        rec.start()
+    except BaseException as exc:  # Recording.start closed the run as failed already
+        softly(catalog.index_path, rec.run.path)
+        control.finish_job(job_id, FAILED, error=describe_error(exc))
+        return 1
+    rates = Rates()
+    softly(
+        control.update_job, job_id, state=RUNNING, pid=os.getpid(), started_ns=time.time_ns(),
+        stats=record_stats(rec, rates),
+    )  # fmt: skip
+    requested = False
+    next_stats = time.monotonic() + STATS_S
+    next_catalog = time.monotonic() + 1.0
+    try:
+        while not rec.done:
+            time.sleep(POLL_S)
+            if not requested and (
+                stop.is_set() or softly(control.desired_of, job_id) == DESIRED_STOPPED
+            ):
+                requested = True
+                rec.stop()
+            now = time.monotonic()
+            if now >= next_stats:
+                next_stats = now + STATS_S
+                softly(control.update_job, job_id, state=RUNNING, stats=record_stats(rec, rates))
+            if now >= next_catalog:
+                next_catalog = now + 1.0
+                st = rec.stats()
+                softly(catalog.update_run, rec.run_id, messages=st["messages"], bytes=st["bytes"])
+    finally:
+        status = rec.finish()
+        softly(catalog.index_path, rec.run.path)
+    stats = record_stats(rec, rates)
+    if status != layout.STATUS_COMPLETE:
+        control.finish_job(job_id, FAILED, error=describe_error(rec.error), stats=stats)
+        return 1
+    control.finish_job(job_id, STOPPED if requested else FINISHED, stats=stats)
+    return 0
+
+
+# -- replay ------------------------------------------------------------------------------------
+
+
+def replay_stats(rp, served: dict, warnings: list[str], last_error: str | None) -> dict:
+    st = rp.status()
+    return {
+        **st,
+        "streams": served,
+        "warnings": warnings,
+        "last_error": st.get("error") or last_error,
+        "updated_ns": time.time_ns(),
+    }
+
+
+def _apply(rp, op: str, arg: float) -> None:
+    if op == "seek":
+        rp.seek(arg)
+    elif op == "speed":
+        rp.set_speed(arg)
+    elif op == "step":
+        rp.step(int(arg))
+
+
+def run_replay(job: dict, control: Control, catalog, runs_dir: Path) -> int:
+    from recorder.record import describe_error
+    from recorder.replay import Replayer
+
+    job_id, p = job["id"], job["params"]
+    softly = Softly()
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    desired = control.desired_of(job_id)
+    if desired == DESIRED_STOPPED:
+        control.finish_job(job_id, STOPPED)
+        return 0
+    path = runs_dir / layout.check_name("run id", p["run_id"])
+    rp = Replayer(
+        path,
+        streams=p.get("streams") or None,
+        endpoints=p.get("endpoints") or {},
+        sockets=p.get("sockets") or {},
+        speed=p.get("speed") or 1.0,
+        max_speed=bool(p.get("max_speed")),
+        rate=p.get("rate"),
+        loop=int(p.get("loop", 1)),
+        start=p.get("start_s"),
+        end=p.get("end_s"),
+        paused=desired == DESIRED_PAUSED,
+        match=p.get("match") or "bytes",
+        runs_dir=runs_dir,
+    )
+    try:
+        rp.start()
+    except BaseException as exc:
+        rp.close()
+        control.finish_job(job_id, FAILED, error=describe_error(exc))
+        return 1
+    served = {
+        n: {
+            "socket_type": plan.socket_type,
+            "endpoint": plan.endpoint,
+            "bind": plan.bind,
+            "controls": dict(plan.controls),
+        }
+        for n, plan in rp.plans.items()
+    }
+    last_error: str | None = None
+
+    def state() -> str:
+        return PAUSED if rp.pacer.paused else RUNNING
+
+    softly(
+        control.update_job, job_id, state=state(), pid=os.getpid(), started_ns=time.time_ns(),
+        stats=replay_stats(rp, served, rp.warnings, None),
+    )  # fmt: skip
+    requested = False
+    applied = desired
+    next_stats = time.monotonic() + STATS_S / 2
+    try:
+        while not rp.wait(POLL_S):
+            desired = softly(control.desired_of, job_id) or applied
+            if not requested and (stop.is_set() or desired == DESIRED_STOPPED):
+                requested = True
+                rp.stop()
+            elif desired != applied:  # act on changes only: ADZMQ control may pause too
+                rp.pause() if desired == DESIRED_PAUSED else rp.resume()
+                applied = desired
+            for op, arg in softly(control.take_commands, job_id) or []:
+                try:
+                    _apply(rp, op, arg)
+                except (UsageError, ValueError) as exc:
+                    last_error = f"{op} {arg:g}: {exc}"
+            now = time.monotonic()
+            if now >= next_stats:
+                next_stats = now + STATS_S / 2
+                softly(
+                    control.update_job,
+                    job_id,
+                    state=state(),
+                    stats=replay_stats(rp, served, rp.warnings, last_error),
+                )
+    finally:
+        final = replay_stats(rp, served, rp.warnings, last_error)
+        rp.close()
+        for back in rp.back_channel_runs():
+            softly(catalog.index_path, back.path)
+    if rp.error is not None:
+        control.finish_job(job_id, FAILED, error=describe_error(rp.error), stats=final)
+        return 1
+    control.finish_job(job_id, STOPPED if requested else FINISHED, stats=final)
+    return 0
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+RUNNERS = {"record": run_record, "replay": run_replay}
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m recorder.workers", description=__doc__)
+    ap.add_argument("mode", choices=[*RUNNERS, "spare"])
+    ap.add_argument("--job")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--catalog", help=f"default: ${config.CATALOG_ENV}, else in the data folder")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    mode, job_id = args.mode, args.job
+    if mode == "spare":
+        import recorder.record
+        import recorder.replay  # noqa: F401  (the point of a spare: imports done in advance)
+
+        line = sys.stdin.readline().split()
+        if len(line) != 2 or line[0] not in RUNNERS:
+            return 0  # closed without a job: the manager is shutting down
+        mode, job_id = line
+    if not job_id:
+        _say("error: --job is required")
+        return 2
+    from recorder.store.catalog import Catalog
+
+    folder = config.data_dir(args.data)
+    catalog = Catalog(config.catalog_url(args.catalog, folder))
+    control = Control(catalog.engine)
+    try:
+        job = control.get_job(job_id)
+        if job["kind"] != mode:
+            raise UsageError(f"job {job_id} is a {job['kind']} job, not {mode}")
+        return RUNNERS[mode](job, control, catalog, config.runs_dir(folder))
+    except BaseException as exc:
+        from recorder.record import describe_error
+
+        reason = describe_error(exc)
+        _say(f"error: {reason}")
+        with contextlib.suppress(RecorderError):
+            control.finish_job(job_id, FAILED, error=reason)
+        if not isinstance(exc, (RecorderError, OSError, KeyboardInterrupt)):
+            raise
+        return 1
+    finally:
+        catalog.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

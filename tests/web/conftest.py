@@ -1,0 +1,74 @@
+"""Fixtures for the HTTP API: a real app on a real catalog (SQLite in tmp_path), real tokens,
+a real manager with real worker processes, and runs recorded for real from simulators."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from recorder import config
+from recorder.manager import Manager
+from recorder.simulators import make_simulator
+from recorder.web import create_app
+from tests.recordhelp import running
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    d = tmp_path / "data"
+    config.data_dir(d)
+    return d
+
+
+@pytest.fixture
+def app(data):
+    return create_app(data)
+
+
+@pytest.fixture
+def control(app):
+    return app.extensions["recorder"].control
+
+
+@pytest.fixture
+def token(control) -> str:
+    secret, _ = control.create_token("tests")
+    return secret
+
+
+@pytest.fixture
+def client(app, token):
+    """A test client that sends the bearer token with every request."""
+    c = app.test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return c
+
+
+@pytest.fixture
+def anon(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def manager(data):
+    """A real manager (spawning real worker processes) for the test's data folder."""
+    m = Manager(data, config.catalog_url(None, data), stop_grace_s=5.0, kill_grace_s=3.0)
+    m.start()
+    stop = threading.Event()
+    t = threading.Thread(target=m.serve, args=(stop,), name="manager", daemon=True)
+    t.start()
+    yield m
+    stop.set()
+    t.join(30)
+    assert not t.is_alive(), "manager did not shut down"
+
+
+@pytest.fixture
+def adzmq_sim():
+    """An ADZMQ (areaDetector) simulator publishing 48 x 64 uint16 frames."""
+    sim = make_simulator("adzmq", "tcp://127.0.0.1:* PUB", rate=100)
+    endpoint = sim.bind()
+    with running(sim):
+        yield endpoint

@@ -1,0 +1,116 @@
+"""Replaying over the API: a real worker serves a recorded run to a real ZMQ client, byte for
+byte, and obeys pause, resume, seek, speed, step and stop."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import zmq
+
+from recorder.store.reader import RunReader
+from tests.web.webhelp import API, recorded_run, wait_json
+
+
+def free_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def stored(data, run_id) -> list[list[bytes]]:
+    with RunReader(data / "runs" / run_id) as reader:
+        return [[bytes(f) for f in m.frames] for m in reader.messages()]
+
+
+@pytest.fixture
+def run_id(data):
+    return recorded_run(data, "adzmq", 30)
+
+
+@pytest.mark.timeout(60)
+def test_replay_to_a_pull_client_byte_for_byte(client, manager, data, run_id, ctx):
+    endpoint = free_endpoint()
+    r = client.post(f"{API}/replays", json={
+        "run_id": run_id, "endpoints": {"main": endpoint}, "sockets": {"main": "PUSH"},
+        "max_speed": True})  # fmt: skip
+    assert r.status_code == 201, r.get_json()
+    job_id = r.get_json()["id"]
+    pull = ctx.socket(zmq.PULL)
+    pull.connect(endpoint)  # PUSH holds messages until a peer is connected: none are lost
+    got = []
+    want = stored(data, run_id)
+    while len(got) < len(want):
+        assert pull.poll(20_000), f"replay stalled after {len(got)} messages"
+        got.append(pull.recv_multipart())
+    assert got == want
+    done = wait_json(client, f"{API}/replays/{job_id}", lambda j: j["state"] == "finished")
+    assert done["messages"] == len(want) and done["error"] is None
+    assert done["endpoints"] == {"main": endpoint}
+
+
+@pytest.mark.timeout(60)
+def test_replay_controls(client, manager, data, run_id, ctx):
+    endpoint = free_endpoint()
+    r = client.post(f"{API}/replays", json={
+        "run_id": run_id, "endpoints": {"main": endpoint}, "paused": True, "loop": 0})  # fmt: skip
+    job_id = r.get_json()["id"]
+    url = f"{API}/replays/{job_id}"
+    paused = wait_json(client, url, lambda j: j["state"] == "paused")
+    assert paused["desired"] == "paused" and paused["messages"] == 0
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(endpoint)
+    wait_json(client, url, lambda j: j["clients"] == 1, what="the client to show")
+
+    # Step while paused: exactly the next messages go out.
+    assert client.post(f"{url}/step", json={"n": 2}).status_code == 200
+    wait_json(client, url, lambda j: j["messages"] == 2, what="two stepped messages")
+    assert client.post(f"{url}/resume").get_json()["desired"] == "running"
+    playing = wait_json(client, url, lambda j: j["state"] == "running" and j["messages"] > 5)
+    assert playing["position_s"] > 0 and playing["duration_s"] > 0
+    assert sub.poll(10_000)
+    assert client.post(f"{url}/speed", json={"speed": 4}).status_code == 200
+    wait_json(client, url, lambda j: j["speed"] == 4, what="the new speed")
+    assert client.post(f"{url}/pause").status_code == 200
+    wait_json(client, url, lambda j: j["state"] == "paused")
+    assert client.post(f"{url}/seek", json={"t_s": 0}).status_code == 200
+    wait_json(client, url, lambda j: j["position_s"] == 0, what="the seek")
+    # Bad values never reach the worker.
+    assert client.post(f"{url}/speed", json={"speed": 0}).status_code == 422
+    assert client.post(f"{url}/seek", json={"t_s": -1}).status_code == 422
+
+    assert client.post(f"{url}/stop").status_code == 200
+    done = wait_json(client, url, lambda j: j["state"] == "stopped")
+    assert done["error"] is None
+    assert client.post(f"{url}/pause").status_code == 409
+    assert client.post(f"{url}/stop").status_code == 200
+    assert [x["id"] for x in client.get(f"{API}/replays").get_json()["replays"]] == [job_id]
+
+
+def test_replay_requests_are_checked_against_the_run(client, data, run_id):
+    def post(body):
+        return client.post(f"{API}/replays", json={"run_id": run_id, **body})
+
+    assert (
+        client.post(f"{API}/replays", json={"run_id": "20000101-000000-000000"}).status_code == 404
+    )
+    assert client.post(f"{API}/replays", json={"run_id": "../../etc"}).status_code == 422
+    assert post({"streams": ["nope"]}).status_code == 404
+    assert post({"endpoints": {"other": "tcp://127.0.0.1:5000"}}).status_code == 400
+    assert post({"endpoints": {"main": "tcp://nowhere"}}).status_code == 400
+    assert post({"speed": 2, "max_speed": True}).status_code == 400
+    assert post({"start_s": 2, "end_s": 1}).status_code == 400
+    assert client.get(f"{API}/replays").get_json()["replays"] == []
+    assert client.get(f"{API}/replays/rep-000000000000").status_code == 404
+
+
+@pytest.mark.timeout(60)
+def test_replay_of_a_busy_endpoint_fails_with_the_reason(client, manager, data, run_id, ctx):
+    holder = ctx.socket(zmq.PUB)
+    holder.bind("tcp://127.0.0.1:*")
+    endpoint = holder.getsockopt_string(zmq.LAST_ENDPOINT)
+    r = client.post(f"{API}/replays", json={"run_id": run_id, "endpoints": {"main": endpoint}})
+    failed = wait_json(client, f"{API}/replays/{r.get_json()['id']}",
+                       lambda j: j["state"] == "failed")  # fmt: skip
+    assert "in use" in failed["error"]
