@@ -101,6 +101,7 @@ class BackChannel:
             self._flushed = time.monotonic()
 
     def close(self) -> None:
+        self.handle()  # what clients sent after the last look is recorded too
         self.sock.close(linger=0)
         if self.run is not None:
             self.run.close()

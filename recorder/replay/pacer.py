@@ -33,6 +33,8 @@ class Pacer:
             self._base_ns = recorded_ns
             self._base_wall = time.perf_counter()
             self._count = 0
+            if self.paused:  # (a step while paused) resume() must not add the time before
+                self._paused_at = self._base_wall
 
     def due(self, recorded_ns: int) -> float:
         """Wall time (perf_counter) at which a message recorded at `recorded_ns` is due."""
@@ -49,7 +51,13 @@ class Pacer:
         self._count += 1
 
     def set_speed(self, speed: float, at_ns: int | None) -> None:
+        """From now on `speed`; the recorded position reached so far carries on (without
+        `at_ns`), so the message being waited for is not sent at once."""
         with self.lock:
+            paced = not (self.max_speed or self.rate)
+            if at_ns is None and paced and self._base_ns is not None:
+                now = self._paused_at if self.paused else time.perf_counter()
+                at_ns = self._base_ns + int((now - self._base_wall) * 1e9 * self.speed)
             self.speed, self.rate, self.max_speed = speed, None, False
         self.rebase(at_ns)
 

@@ -32,6 +32,8 @@ from recorder.store import layout
 from recorder.store.reader import Message, RunReader
 
 _ZERO_COPY = 64 << 10  # frames at least this large are sent without a copy
+_SERVICE_S = 0.05  # control planes and subscriptions are looked at least this often
+_DELIVER_MS = 5000  # a replay that ran to its end gives queued messages this long to leave
 
 
 def send_frames(sock: zmq.Socket, frames: list, flags: int = 0) -> int:
@@ -87,19 +89,20 @@ class Replayer:
         names = streams or list(self.reader.streams)
         for n in names:
             self.reader.stream(n)  # unknown stream -> StreamNotFound
-        endpoints = dict(endpoints or {})
-        if "" in endpoints:
-            if len(names) != 1:
-                raise UsageError("--endpoint without STREAM= needs a one-stream replay")
-            endpoints[names[0]] = endpoints.pop("")
-        for n in [*endpoints, *(sockets or {})]:
+        endpoints, sockets = dict(endpoints or {}), dict(sockets or {})
+        for option, given in (("--endpoint", endpoints), ("--socket", sockets)):
+            if "" in given:  # no STREAM=: the only stream
+                if len(names) != 1:
+                    raise UsageError(f"{option} without STREAM= needs a one-stream replay")
+                given[names[0]] = given.pop("")
+        for n in [*endpoints, *sockets]:
             if n not in names:
                 raise UsageError(f"--endpoint/--socket names stream {n!r}, not replayed")
         self.plans: dict[str, StreamPlan] = {
             n: plan_stream(
                 self.reader.stream(n),
                 endpoint=endpoints.get(n),
-                socket_type=(sockets or {}).get(n),
+                socket_type=sockets.get(n),
                 controlled=controlled,
             )
             for n in names
@@ -123,6 +126,8 @@ class Replayer:
         self._threads: list[threading.Thread] = []
         self._sockets: dict[str, zmq.Socket] = {}
         self._peers: dict[str, PeerCounter] = {}
+        self._subscribers: dict[str, int] = {}  # PUB streams: live subscriptions
+        self._serviced = 0.0
         self._controls: list = []
         self._controls_closed: list = []  # kept after close: the back-channel run, if any
         self.started_at = time.monotonic()
@@ -150,6 +155,10 @@ class Replayer:
                 sock = open_socket(self.ctx, plan.zmq_type, plan.endpoint, bind=plan.bind)
                 if plan.socket_type == "PUB":
                     sock.setsockopt(zmq.XPUB_NODROP, int(self.pacer.max_speed))
+                    # every (un)subscription, also on disconnect: a PUB client counts once
+                    # it has subscribed, not when it connected (messages before are lost)
+                    sock.setsockopt(zmq.XPUB_VERBOSER, 1)
+                    self._subscribers[plan.stream] = 0
                 sock.sndhwm = 1000
                 self._sockets[plan.stream] = sock
                 self._peers[plan.stream] = PeerCounter(sock)
@@ -201,20 +210,27 @@ class Replayer:
         return done
 
     def close(self) -> None:
+        ran_out = (
+            bool(self._threads)
+            and not self.stop_event.is_set()
+            and not any(t.is_alive() for t in self._threads)
+        )
         self.stop()
         self.wait(10)
-        self._close_sockets()
+        # zmq sends from a queue: closing with linger 0 right after the last send (at
+        # --max-speed, up to the whole send queue) would drop what clients have not got yet
+        self._close_sockets(linger=_DELIVER_MS if ran_out else 0)
         self.ctx.term()
         self.reader.close()
 
-    def _close_sockets(self) -> None:
+    def _close_sockets(self, linger: int = 0) -> None:
         for c in self._controls:
             c.close()
         self._controls_closed.extend(self._controls)
         for p in self._peers.values():
             p.close()
         for s in self._sockets.values():
-            s.close(linger=0)
+            s.close(linger=linger)
         self._controls, self._peers, self._sockets = [], {}, {}
 
     def back_channel_runs(self) -> list:
@@ -268,7 +284,10 @@ class Replayer:
             "bytes": self.sent_bytes,
             "elapsed_s": time.monotonic() - self.started_at,
             "loop": self.loop_index,
-            "clients": sum(p.peers for p in self._peers.values()),
+            "clients": sum(
+                min(p.peers, self._subscribers[n]) if n in self._subscribers else p.peers
+                for n, p in self._peers.items()
+            ),
             "speed": self.pacer.speed,
             "error": None if self.error is None else str(self.error),
         }
@@ -276,16 +295,30 @@ class Replayer:
     # -- the clock thread ----------------------------------------------------------------------
 
     def _idle(self, timeout: float) -> None:
-        """Serve control planes while waiting for the next message."""
-        if not self._controls:
+        """Serve control planes (and note subscriptions) while waiting for the next message."""
+        xpubs = [self._sockets[n] for n in self._subscribers if n in self._sockets]
+        if not self._controls and not xpubs:
             time.sleep(timeout)
             return
         poller = zmq.Poller()
-        for c in self._controls:
-            poller.register(c.sock, zmq.POLLIN)
+        for sock in [*(c.sock for c in self._controls), *xpubs]:
+            poller.register(sock, zmq.POLLIN)
         poller.poll(max(0, int(timeout * 1000)))
+        self._service()
+
+    def _service(self) -> None:
+        """Clock thread only: answer control planes, count PUB subscribers."""
+        self._serviced = time.monotonic()
         for c in self._controls:
             c.handle()
+        for name in self._subscribers:
+            sock = self._sockets.get(name)
+            while sock is not None and sock.poll(0):
+                event = sock.recv()
+                if event[:1] == b"\x01":
+                    self._subscribers[name] += 1
+                elif event[:1] == b"\x00":
+                    self._subscribers[name] = max(0, self._subscribers[name] - 1)
 
     def _messages(self, names: list[str], start: float | None) -> Iterator[Message]:
         return self.reader.messages(names, start=start, stop=self.end_s)
@@ -298,6 +331,7 @@ class Replayer:
             n += 1
 
     def _take_commands(self, names: list[str], it: Iterator[Message]) -> Iterator[Message]:
+        """Apply queued seeks and steps; a seek returns a new iterator."""
         while True:
             try:
                 cmd, arg = self._commands.get_nowait()
@@ -316,32 +350,49 @@ class Replayer:
         for _ in self._loops():
             it = self._messages(names, self.start_s)
             self.pacer.rebase(None)
+            msg = None  # read, not sent yet: kept while commands are taken
             while not stop.is_set():
-                it = self._take_commands(names, it)
-                msg = next(it, None)
+                taken = self._take_commands(names, it)
+                if taken is not it:  # a seek: what was read is no longer next
+                    it, msg = taken, None
+                if msg is None:
+                    msg = next(it, None)
                 if msg is None:
                     break
-                if not self._wait_for(msg, names, stop):
+                ready = self._wait_for(msg, stop)
+                if ready is None:
+                    continue  # a command came in first: take it before sending anything
+                if not ready:
                     return
                 self.sent_bytes += self._send(socks[msg.stream], msg)
                 self.sent += 1
                 self.pacer.sent()
                 self.position_ns = msg.recv_ns
+                msg = None
+                if time.monotonic() - self._serviced >= _SERVICE_S:
+                    self._service()  # never starve control planes, even at --max-speed
             if stop.is_set():
                 return
 
-    def _wait_for(self, msg: Message, names: list[str], stop: threading.Event) -> bool:
+    def _wait_for(self, msg: Message, stop: threading.Event) -> bool | None:
+        """True when `msg` is due (or stepped), False when stopped, None when a seek or step
+        came in: the caller takes it first. Commands and speed changes are looked at every
+        _SERVICE_S even while a far-off message is awaited."""
         while not stop.is_set():
+            if not self._commands.empty():
+                return None
             if self.pacer.paused:
                 if self._step:
                     self._step -= 1
                     self.pacer.rebase(msg.recv_ns)
                     return True
-                self._idle(0.05)
-                if not self._commands.empty():
-                    return True  # a seek while paused: let the caller re-read (msg is sent)
+                self._idle(_SERVICE_S)
                 continue
-            if self.pacer.wait_until(self.pacer.due(msg.recv_ns), self._idle, stop):
+            due = self.pacer.due(msg.recv_ns)
+            if due - time.perf_counter() > 2 * _SERVICE_S:
+                self._idle(_SERVICE_S)
+                continue
+            if self.pacer.wait_until(due, self._idle, stop):
                 return True
         return False
 
