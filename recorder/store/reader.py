@@ -16,6 +16,7 @@ import zarr
 
 from recorder.errors import RunNotFound, StoreError, StreamNotFound
 from recorder.store import layout
+from recorder.store.mapped import MappedWindow, mappable
 
 _WINDOW_BYTES = 32 << 20  # read heap and segments in windows this large
 _BLOCK_MESSAGES = 4096
@@ -45,6 +46,10 @@ def _as_bytes_view(arr: np.ndarray, wire: np.dtype) -> memoryview:
 
 def _row_bytes(segment: dict) -> int:
     return max(1, int(np.prod(segment["shape"])) * np.dtype(segment["dtype"]).itemsize)
+
+
+def _window(array: zarr.Array, limit: int, rows: int):
+    return MappedWindow(array, limit) if mappable(array) else _Window(array, limit, rows)
 
 
 class _Window:
@@ -134,9 +139,9 @@ class StreamReader:
         stop = self.n_messages if stop is None else min(stop, self.n_messages)
         if start >= stop:
             return
-        heap = _Window(self.group["heap"], self.heap_bytes, _WINDOW_BYTES)
+        heap = _window(self.group["heap"], self.heap_bytes, _WINDOW_BYTES)
         seg_windows = [
-            _Window(self.group[seg["path"]], rows, _WINDOW_BYTES // _row_bytes(seg))
+            _window(self.group[seg["path"]], rows, _WINDOW_BYTES // _row_bytes(seg))
             for seg, rows in zip(self.segments, self.segment_rows, strict=False)
         ]
         wire = [np.dtype(seg["dtype"]) for seg in self.segments]
