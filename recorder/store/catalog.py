@@ -83,6 +83,19 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def create_tables(meta: sa.MetaData, engine: sa.Engine, tries: int = 5) -> None:
+    """create_all, safe when several processes (gunicorn workers, the manager) open a fresh
+    catalog at once: checking and creating are not one step, so a process can lose the race
+    with "table ... already exists"; the next try finds the table and goes on."""
+    for attempt in range(tries):
+        try:
+            meta.create_all(engine)
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+            if "already exists" not in str(exc) or attempt == tries - 1:
+                raise
+
+
 class Catalog:
     """Every method raises StoreError (never a driver error) when the database fails."""
 
@@ -94,7 +107,7 @@ class Catalog:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            metadata.create_all(self.engine)
+            create_tables(metadata, self.engine)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"cannot open catalog: {exc.__class__.__name__}: {exc}") from exc
 

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from recorder.errors import RecorderError, StoreError
+from recorder.store.catalog import create_tables
 
 control_metadata = sa.MetaData()
 
@@ -161,7 +162,7 @@ class Control:
         self._create()
 
     def _create(self) -> None:
-        control_metadata.create_all(self.engine)
+        create_tables(control_metadata, self.engine)
 
     def close(self) -> None:
         if self._own_engine:

@@ -15,18 +15,33 @@ from flask import Flask
 from recorder import config
 from recorder.store.catalog import Catalog
 from recorder.store.control import Control
+from recorder.web import download as _download  # noqa: F401  registers its route
 from recorder.web import errors
 from recorder.web.api import AppState
 from recorder.web.api import bp as api_bp
 from recorder.web.login import bp as login_bp
+from recorder.web.ui import bp as ui_bp
+from recorder.web.ui_format import FILTERS
 
 MAX_BODY_BYTES = 1 << 20
+
+
+def _assets_root() -> Path:
+    """templates/ and static/ sit in the package in a wheel, beside it in a source checkout."""
+    package = Path(__file__).resolve().parent.parent
+    return package if (package / "templates").is_dir() else package.parent
 
 
 def create_app(data: str | os.PathLike | None = None, catalog: str | None = None) -> Flask:
     folder = Path(config.data_dir(data)).resolve()
     cat = Catalog(config.catalog_url(catalog, folder))
-    app = Flask("recorder.web")
+    assets = _assets_root()
+    app = Flask(
+        "recorder.web",
+        template_folder=str(assets / "templates"),
+        static_folder=str(assets / "static"),
+    )
+    app.jinja_env.filters.update(FILTERS)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
     app.json.sort_keys = False
     app.extensions["recorder"] = AppState(
@@ -35,6 +50,7 @@ def create_app(data: str | os.PathLike | None = None, catalog: str | None = None
     errors.install(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(login_bp)
+    app.register_blueprint(ui_bp)
 
     @app.after_request
     def _headers(resp):

@@ -3,67 +3,53 @@
 The token travels in the URL *fragment*, which browsers never send to the server, so it cannot
 end up in access logs or proxies; the page's script posts it (same origin) and the server turns
 it into an HttpOnly, SameSite=Strict cookie that the API accepts like a bearer token (auth.py).
-Without JavaScript the page is a plain form to paste a token into. The full UI comes later; until
-then `/` is a small page pointing at the API.
+Without JavaScript the page is a plain form to paste a token into. After signing in the browser
+goes back to the page it came from (`?next=`, a path on this site only).
 """
 
 from __future__ import annotations
 
 import secrets
 
-from flask import Blueprint, Response, current_app, make_response, redirect, request
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+)
 
-from recorder import __version__
 from recorder.web.auth import COOKIE, check_same_origin
 
 bp = Blueprint("login", __name__)
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>zmq-recorder: sign in</title></head>
-<body>
-<h1>zmq-recorder</h1>
-<form method="post" action="/login" id="login">
-  <label>API token <input name="token" type="password" autocomplete="off" required></label>
-  <button type="submit">Sign in</button>
-</form>
-<p>Create a token with <code>recorder token create</code>.</p>
-<script nonce="{nonce}">
-  const m = /[#&]token=([^&]+)/.exec(location.hash);
-  if (m) {{
-    history.replaceState(null, "", location.pathname);
-    const f = document.getElementById("login");
-    f.token.value = decodeURIComponent(m[1]);
-    f.submit();
-  }}
-</script>
-</body></html>
-"""
 
-_INDEX = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>zmq-recorder</title></head>
-<body><h1>zmq-recorder {version}</h1>
-<p>JSON API: <a href="/api/v1/status">/api/v1/status</a>,
-document: <a href="/api/v1/openapi.json">/api/v1/openapi.json</a>.</p>
-</body></html>
-"""
+def _safe_next(value: str | None) -> str:
+    """Only a path on this site: never an open redirect to another host."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
 
 
-def _page(html: str, nonce: str | None = None, status: int = 200) -> Response:
+def _page(nonce: str, status: int = 200, error: str | None = None) -> Response:
+    html = render_template(
+        "login.html", nonce=nonce, error=error, next=_safe_next(request.values.get("next"))
+    )
     resp = make_response(html, status)
     resp.mimetype = "text/html"
-    script = f"'nonce-{nonce}'" if nonce else "'none'"
     resp.headers["Content-Security-Policy"] = (
-        f"default-src 'none'; script-src {script}; form-action 'self'; frame-ancestors 'none'"
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self'; img-src data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     )
+    resp.headers["Cache-Control"] = "no-store"
     return resp
 
 
 @bp.get("/login")
 def login_page():
-    nonce = secrets.token_urlsafe(16)
-    return _page(_PAGE.format(nonce=nonce), nonce)
+    return _page(secrets.token_urlsafe(16))
 
 
 @bp.post("/login")
@@ -72,10 +58,8 @@ def login():
     token = request.form.get("token", "")
     control = current_app.extensions["recorder"].control
     if control.verify_token(token) is None:
-        return _page(
-            _PAGE.format(nonce="x").replace("<h1>", "<p>Invalid token.</p><h1>"), status=401
-        )
-    resp = redirect("/", code=303)
+        return _page(secrets.token_urlsafe(16), 401, "That token is not valid (or was revoked).")
+    resp = redirect(_safe_next(request.form.get("next")), code=303)
     resp.set_cookie(
         COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure, path="/"
     )
@@ -88,8 +72,3 @@ def logout():
     resp = redirect("/login", code=303)
     resp.delete_cookie(COOKIE, path="/")
     return resp
-
-
-@bp.get("/")
-def index():
-    return _page(_INDEX.format(version=__version__))

@@ -212,6 +212,20 @@ class Step(Request):
 # -- runs --------------------------------------------------------------------------------------
 
 
+RunSort = Literal[
+    "-started",
+    "started",
+    "name",
+    "-name",
+    "duration",
+    "-duration",
+    "bytes",
+    "-bytes",
+    "messages",
+    "-messages",
+]
+
+
 class RunsQuery(Query):
     q: Annotated[str, Field(max_length=200)] | None = Field(
         None, description="Text in the run id, name, tags or notes."
@@ -221,6 +235,7 @@ class RunsQuery(Query):
     status: Status | None = None
     since: datetime | None = Field(None, description="Started at or after (ISO 8601; UTC).")
     until: datetime | None = Field(None, description="Started before (ISO 8601; UTC).")
+    sort: RunSort = Field("-started", description="Order; a leading '-' means descending.")
     limit: int = Field(50, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=2**31)
 

@@ -59,6 +59,7 @@ def search_runs(
     status: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    sort: str = "-started",
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[dict], int]:
@@ -97,11 +98,7 @@ def search_runs(
             rows = [
                 dict(r._mapping)
                 for r in conn.execute(
-                    sa.select(runs)
-                    .where(where)
-                    .order_by(runs.c.started_ns.desc(), runs.c.run_id.desc())
-                    .limit(limit)
-                    .offset(offset)
+                    sa.select(runs).where(where).order_by(*_order(sort)).limit(limit).offset(offset)
                 )
             ]
             by_run: dict[str, list[str]] = {}
@@ -115,6 +112,20 @@ def search_runs(
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"catalog: {exc.__class__.__name__}") from exc
     return [run_item(r, by_run.get(r["run_id"], [])) for r in rows], int(total or 0)
+
+
+def _order(sort: str) -> list:
+    """ORDER BY for a `sort` key such as "-bytes"; ties fall back to newest first."""
+    key = sort.lstrip("-")
+    col = {
+        "started": runs.c.started_ns,
+        "name": runs.c.name,
+        "duration": sa.func.coalesce(runs.c.ended_ns - runs.c.started_ns, 0),
+        "bytes": runs.c.bytes,
+        "messages": runs.c.messages,
+    }[key]
+    first = col.desc() if sort.startswith("-") else col.asc()
+    return [first, runs.c.started_ns.desc(), runs.c.run_id.desc()]
 
 
 def run_item(r: dict, run_tags: list[str]) -> dict:

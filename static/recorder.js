@@ -1,0 +1,214 @@
+/* zmq-recorder UI actions. Every button and form here calls the public JSON API (/api/v1) with
+   the login cookie, exactly as automation does with a bearer token; errors from the API's
+   envelope are shown as one readable line in #flash. No inline handlers (the CSP forbids them). */
+"use strict";
+
+const R = (window.R = {});
+
+R.flash = function (text, kind) {
+  const el = document.getElementById("flash");
+  el.textContent = text;
+  el.className = kind || "error";
+  el.hidden = false;
+  clearTimeout(R._flashTimer);
+  R._flashTimer = setTimeout(() => { el.hidden = true; }, kind === "ok" ? 3000 : 12000);
+};
+
+R.api = async function (method, path, body) {
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let resp;
+  try {
+    resp = await fetch("/api/v1" + path, init);
+  } catch (e) {
+    throw new Error("The server cannot be reached (" + e.message + ").");
+  }
+  if (resp.status === 204) return null;
+  let data = null;
+  try { data = await resp.json(); } catch (e) { data = null; }
+  if (!resp.ok) {
+    const err = data && data.error;
+    let msg = err ? err.message : "The server answered " + resp.status + ".";
+    if (err && Array.isArray(err.details) && err.details.length) {
+      msg += ": " + err.details.map((d) => (d.loc || []).join(".") + " " + d.msg).join("; ");
+    }
+    if (resp.status === 401) msg += " Sign in again.";
+    throw new Error(msg);
+  }
+  return data;
+};
+
+R.refresh = function () {
+  const live = document.querySelector("[hx-get]");
+  if (live && window.htmx) htmx.trigger(live, "refresh");
+  else location.reload();
+};
+
+R.run = async function (fn) {
+  try { return await fn(); } catch (e) { R.flash(e.message); return undefined; }
+};
+
+const num = (v) => (v === "" || v === null || v === undefined ? undefined : Number(v));
+const runId = () => document.getElementById("run")?.dataset.run;
+const enc = encodeURIComponent;
+
+/* -- forms: data-action names a builder that turns the form into one API call ------------- */
+const forms = {
+  "start-recording": async (f) => {
+    const sources = [...f.querySelectorAll("input[name=source]:checked")].map((i) => i.value);
+    if (!sources.length) throw new Error("Choose at least one source to record.");
+    const body = { sources };
+    if (f.name.value.trim()) body.name = f.name.value.trim();
+    const tags = f.tags.value.split(",").map((t) => t.trim()).filter(Boolean);
+    if (tags.length) body.tags = tags;
+    if (num(f.duration_s.value)) body.duration_s = num(f.duration_s.value);
+    const out = await R.api("POST", "/recordings", body);
+    R.flash("Recording started: run " + out.run_id, "ok");
+    f.reset();
+    R.refresh();
+  },
+  "add-tag": async (f) => {
+    await R.api("POST", `/runs/${enc(runId())}/tags`, { tag: f.tag.value.trim() });
+    location.reload();
+  },
+  "save-notes": async (f) => {
+    const notes = [...f.querySelectorAll("textarea[name=note]")]
+      .filter((t) => t.value.trim())
+      .map((t) => (t.dataset.created ? { text: t.value, created_ns: Number(t.dataset.created) } : { text: t.value }));
+    await R.api("PATCH", `/runs/${enc(runId())}`, { notes });
+    location.reload();
+  },
+  replay: async (f) => {
+    const body = { run_id: runId(), loop: num(f.loop.value) ?? 1 };
+    if (f.max_speed.checked) body.max_speed = true;
+    else if (num(f.speed.value)) body.speed = num(f.speed.value);
+    if (num(f.start_s.value) !== undefined) body.start_s = num(f.start_s.value);
+    if (num(f.end_s.value) !== undefined) body.end_s = num(f.end_s.value);
+    const streams = [...f.querySelectorAll("input[name=stream]")];
+    const chosen = streams.filter((i) => i.checked).map((i) => i.value);
+    if (!chosen.length) throw new Error("Choose at least one stream to replay.");
+    if (chosen.length < streams.length) body.streams = chosen;
+    const endpoints = {};
+    for (const s of chosen) {
+      const v = f.elements["endpoint:" + s].value.trim();
+      if (v) endpoints[s] = v;
+    }
+    if (Object.keys(endpoints).length) body.endpoints = endpoints;
+    const out = await R.api("POST", "/replays", body);
+    location.href = "/replays/" + enc(out.id);
+  },
+  seek: async (f) => {
+    const id = document.getElementById("replay").dataset.replay;
+    await R.api("POST", `/replays/${enc(id)}/seek`, { t_s: num(f.t_s.value) });
+    R.refresh();
+  },
+  speed: async (f) => {
+    const id = document.getElementById("replay").dataset.replay;
+    await R.api("POST", `/replays/${enc(id)}/speed`, { speed: num(f.speed.value) });
+    R.flash("Speed set.", "ok");
+    R.refresh();
+  },
+  "save-source": async (f) => {
+    const body = { endpoint: f.endpoint.value.trim(), protocol: f.protocol.value, bind: f.bind.checked };
+    if (f.socket_type.value) body.socket_type = f.socket_type.value;
+    if (f.description.value.trim()) body.description = f.description.value.trim();
+    await R.api("PUT", `/sources/${enc(f.elements.name.value.trim())}`, body);
+    location.reload();
+  },
+};
+
+document.addEventListener("submit", (ev) => {
+  const f = ev.target.closest("form[data-action]");
+  if (!f || !forms[f.dataset.action]) return;
+  ev.preventDefault();
+  const button = f.querySelector("[type=submit]");
+  if (button) button.disabled = true;
+  R.run(() => forms[f.dataset.action](f)).finally(() => { if (button) button.disabled = false; });
+});
+
+/* -- buttons ------------------------------------------------------------------------------- */
+document.addEventListener("click", (ev) => {
+  const b = ev.target.closest("button");
+  if (!b) return;
+  if (b.dataset.post) {
+    b.disabled = true;
+    R.run(async () => { await R.api("POST", b.dataset.post); R.refresh(); })
+      .finally(() => { b.disabled = false; });
+  } else if (b.dataset.removeTag) {
+    R.run(async () => {
+      await R.api("DELETE", `/runs/${enc(runId())}/tags/${enc(b.dataset.removeTag)}`);
+      location.reload();
+    });
+  } else if (b.dataset.deleteSource) {
+    if (!confirm("Delete the source " + b.dataset.deleteSource + "? Runs keep their copy.")) return;
+    R.run(async () => { await R.api("DELETE", "/sources/" + enc(b.dataset.deleteSource)); location.reload(); });
+  } else if (b.dataset.editSource) {
+    const s = JSON.parse(b.dataset.editSource);
+    const f = document.getElementById("source-form");
+    f.elements.name.value = s.name;
+    f.protocol.value = s.protocol;
+    f.endpoint.value = s.endpoint;
+    f.socket_type.value = s.socket_type || "";
+    f.bind.checked = !!s.bind;
+    f.description.value = s.description || "";
+    document.getElementById("source-form-title").textContent = "Edit " + s.name;
+    f.scrollIntoView({ behavior: "smooth" });
+  } else if (b.dataset.testSource) {
+    R.testSource(b);
+  }
+});
+
+/* "Did any message arrive in 2 s?": a 2 s recording through the same API, then deleted. */
+R.testSource = async function (b) {
+  const out = b.parentElement.querySelector(".test-result");
+  const name = b.dataset.testSource;
+  b.disabled = true;
+  out.className = "test-result small";
+  out.textContent = "listening for 2 s…";
+  try {
+    const rec = await R.api("POST", "/recordings", { sources: [name], duration_s: 2, name: "connection test of " + name, tags: ["connection-test"] });
+    let job = rec;
+    const until = Date.now() + 15000;
+    while (!["finished", "stopped", "failed"].includes(job.state) && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 300));
+      job = await R.api("GET", "/recordings/" + enc(rec.id));
+    }
+    if (job.state === "failed") {
+      out.textContent = "failed: " + (job.error || "unknown error");
+      out.classList.add("error");
+    } else if (job.messages > 0) {
+      out.textContent = `OK: ${job.messages} messages in 2 s`;
+      out.classList.add("ok");
+    } else {
+      out.textContent = "no message arrived in 2 s";
+      out.classList.add("warn");
+    }
+    await R.api("DELETE", `/runs/${enc(rec.run_id)}?confirm=${enc(rec.run_id)}`).catch(() => {});
+  } catch (e) {
+    out.textContent = e.message;
+    out.classList.add("error");
+  } finally {
+    b.disabled = false;
+  }
+};
+
+/* -- the run name, editable in place ------------------------------------------------------- */
+document.addEventListener("change", (ev) => {
+  const el = ev.target;
+  if (el.dataset.action === "rename") {
+    R.run(async () => {
+      await R.api("PATCH", `/runs/${enc(runId())}`, { name: el.value });
+      R.flash("Renamed.", "ok");
+    });
+  }
+});
+
+/* htmx errors (a poll that failed) read as one line too. */
+document.addEventListener("htmx:responseError", (ev) => {
+  const x = ev.detail.xhr;
+  R.flash(x.status === 401 || x.status === 303 ? "Signed out: sign in again." : "Refreshing failed (" + x.status + ").");
+});
+document.addEventListener("htmx:sendError", () => R.flash("The server cannot be reached."));

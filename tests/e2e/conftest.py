@@ -1,0 +1,58 @@
+"""Browser fixtures: Debian's chromium driven by playwright (never a downloaded browser), at
+the laptop size the UI is designed for, with screenshots kept in test-artifacts/ to look at."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1366, "height": 768})
+    ctx.set_default_timeout(20_000)
+    pg = ctx.new_page()
+    pg.console_errors = []
+    pg.on("console", lambda m: m.type == "error" and pg.console_errors.append(m.text))
+    pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
+    try:
+        yield pg
+    finally:
+        ctx.close()
+
+
+@pytest.fixture
+def shot(page):
+    """shot("name") saves a full-page screenshot as test-artifacts/e2e-NN-name.png."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for old in ARTIFACTS.glob("e2e-*.png"):
+        old.unlink()
+    count = [0]
+
+    def take(name: str, full: bool = True) -> Path:
+        count[0] += 1
+        path = ARTIFACTS / f"e2e-{count[0]:02d}-{name}.png"
+        page.screenshot(path=str(path), full_page=full)
+        return path
+
+    return take
