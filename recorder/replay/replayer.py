@@ -32,6 +32,7 @@ from recorder.store import layout
 from recorder.store.reader import Message, RunReader
 
 _ZERO_COPY = 64 << 10  # frames at least this large are sent without a copy
+_QUEUE_BYTES = 64 << 20  # bytes a stream may have waiting in zmq's send queue
 _SERVICE_S = 0.05  # control planes and subscriptions are looked at least this often
 _DELIVER_MS = 5000  # a replay that ran to its end gives queued messages this long to leave
 
@@ -146,6 +147,14 @@ class Replayer:
                 last = b if last is None else max(last, b)
         return 0.0 if first is None else (last - self.reader.started_ns) / 1e9
 
+    def _queue_messages(self, name: str) -> int:
+        """zmq's send queue, in messages, holding about _QUEUE_BYTES of this stream: frames
+        in the queue keep their store pages resident, so the bound must be in bytes for
+        memory to stay flat however long the run (1 MiB frames: 64 messages, not 1000)."""
+        stats = self.reader.stream(name).stats
+        mean = (stats.get("bytes") or 0) / max(1, stats.get("messages") or 0)
+        return int(min(1000, max(16, _QUEUE_BYTES // max(1, mean))))
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -159,7 +168,7 @@ class Replayer:
                     # it has subscribed, not when it connected (messages before are lost)
                     sock.setsockopt(zmq.XPUB_VERBOSER, 1)
                     self._subscribers[plan.stream] = 0
-                sock.sndhwm = 1000
+                sock.sndhwm = self._queue_messages(plan.stream)
                 self._sockets[plan.stream] = sock
                 self._peers[plan.stream] = PeerCounter(sock)
                 self._open_controls(plan)
