@@ -154,3 +154,39 @@ def test_unusable_data_folder_is_one_line_and_exit_2(tmp_path):
     out = run_cli("ls", "--data", blocker / "data")
     assert out.returncode == 2
     assert out.stderr.startswith("error: cannot use data folder") and out.stderr.count("\n") == 1
+
+
+@pytest.mark.timeout(60)
+def test_simulate_serves_a_protocol_until_count(ctx):
+    import socket as pysocket
+
+    with pysocket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pull = ctx.socket(zmq.PULL)
+    pull.connect(f"tcp://127.0.0.1:{port}")
+    from tests.clihelp import start_cli
+
+    proc = start_cli(
+        "simulate", "karabo", "--bind", f"tcp://127.0.0.1:{port}", "--set", "socket=PUSH",
+        "--count", "3", "--rate", "0",
+    )  # fmt: skip
+    from karabo_bridge.serializer import deserialize
+
+    trains = []
+    for _ in range(3):
+        assert pull.poll(20_000), proc.stderr.read() if proc.poll() is not None else "no train"
+        trains.append(deserialize(pull.recv_multipart(copy=False)))
+    assert proc.wait(20) == 0
+    assert "simulating karabo" in proc.stderr.read()
+    tids = [next(iter(meta.values()))["timestamp.tid"] for _, meta in trains]
+    assert tids == sorted(tids) and len(set(tids)) == 3
+    pull.close()
+
+
+@pytest.mark.timeout(30)
+def test_simulate_bad_option_is_one_line_and_exit_2():
+    out = run_cli("simulate", "adzmq", "--set", "colour=blue", "--count", "1")
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1
+    assert "colour" in out.stderr

@@ -113,3 +113,24 @@ def test_pull_bind_records_from_connecting_pushers(ctx, tmp_path):
     with RunReader(rec.run.path) as run:
         assert [bytes(m.frames[0]) for m in run.messages()] == [b"%d" % i for i in range(50)]
         assert run.stream("main").role == "bind"
+
+
+@pytest.mark.timeout(60)
+def test_queue_overflow_drops_are_counted_never_silent(ctx, sender, tmp_path):
+    """A writer that cannot keep up (a flush per batch, a 1-byte queue) must drop, and say so."""
+    sent = [[b"%06d" % i, bytes(200)] for i in range(20000)]
+    s = sender("PUSH", sent)
+    spec = SourceSpec(endpoint=s.endpoint, socket_type="PULL")
+    rec = Recording(tmp_path, [spec], count=len(sent), flush_interval=0.0005, queue_bytes=1)
+    rec.start()
+    rec.wait(poll=0.01)
+    assert rec.finish() == "complete"
+    stats = rec.stats()
+    with RunReader(rec.run.path) as run:
+        stored = [bytes(m.frames[0]) for m in run.messages()]
+        summary = run.summary()
+    assert stats["drops"] > 0
+    assert summary["drops"] == stats["drops"]
+    assert len(stored) + summary["drops"] == len(sent)
+    numbers = [int(h) for h in stored]
+    assert numbers == sorted(numbers)  # what was kept is in order, only whole batches are gone
