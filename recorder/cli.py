@@ -8,11 +8,11 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 import click
 
 from recorder import __version__, config
+from recorder.cli_options import data_options, open_data
 from recorder.cli_serve import COMMANDS as SERVE_COMMANDS
 from recorder.errors import RecorderError
 from recorder.format_text import human_bytes, human_duration, human_time, table
@@ -21,7 +21,7 @@ from recorder.runs import resolve_run
 from recorder.simulators import SIMULATORS, make_simulator
 from recorder.sources import SOCKET_TYPES, SourceSpec, known_protocols
 from recorder.store import layout
-from recorder.store.catalog import Catalog, write_annotations
+from recorder.store.catalog import write_annotations
 from recorder.store.reader import RunReader
 from recorder.store.recover import is_abandoned, repair_run, run_dirs
 
@@ -49,26 +49,6 @@ class RecorderGroup(click.Group):
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
         sys.exit(rv if isinstance(rv, int) else 0)
-
-
-def data_options(f):
-    f = click.option(
-        "--catalog",
-        metavar="URL",
-        help=f"SQLAlchemy URL of the catalog (env {config.CATALOG_ENV}; "
-        "default: catalog.sqlite in the data folder).",
-    )(f)
-    return click.option(
-        "--data",
-        "data",
-        metavar="DIR",
-        help=f"Data folder (env {config.DATA_ENV}; default ./{config.DEFAULT_DATA}).",
-    )(f)
-
-
-def open_data(data: str | None, catalog: str | None) -> tuple[Path, Catalog]:
-    folder = config.data_dir(data)
-    return folder, Catalog(config.catalog_url(catalog, folder))
 
 
 def unescape(text: str) -> bytes:

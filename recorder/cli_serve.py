@@ -21,6 +21,7 @@ import urllib.request
 import click
 
 from recorder import config
+from recorder.cli_options import data_options, open_data
 from recorder.errors import RecorderError
 
 SERVE_TOKEN_NAME = "serve sign-in link"
@@ -28,26 +29,7 @@ SERVE_TOKEN_NAME = "serve sign-in link"
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def data_options(f):
-    """`--data` and `--catalog`, exactly as recorder.cli.data_options defines them. Not
-    imported from there: recorder.cli imports this module, and a cycle at import time would
-    make the import order matter."""
-    f = click.option(
-        "--catalog",
-        metavar="URL",
-        help=f"SQLAlchemy URL of the catalog (env {config.CATALOG_ENV}; "
-        "default: catalog.sqlite in the data folder).",
-    )(f)
-    return click.option(
-        "--data",
-        "data",
-        metavar="DIR",
-        help=f"Data folder (env {config.DATA_ENV}; default ./{config.DEFAULT_DATA}).",
-    )(f)
-
-
 def _control(data, catalog):
-    from recorder.cli import open_data
     from recorder.store.control import Control
 
     folder, cat = open_data(data, catalog)

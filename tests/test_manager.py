@@ -25,10 +25,8 @@ from tests.recordhelp import running
 
 CLI = [
     sys.executable,
-    "-c",
-    "import sys; from recorder.cli import main; from recorder.cli_serve import COMMANDS; "
-    "[main.add_command(c) for c in COMMANDS if c.name not in main.commands]; "
-    "main(sys.argv[1:], prog_name='recorder')",
+    "-m",
+    "recorder",
 ]
 
 

@@ -11,11 +11,7 @@ values must equal what extra_data reads from the HDF5 file that was served.
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import select
 import subprocess
-import time
 
 import h5py
 import numpy as np
@@ -25,6 +21,7 @@ from karabo_bridge.serializer import deserialize, serialize
 
 from recorder.record import SourceSpec
 from recorder.simulators.karabo import FIRST_TRAIN
+from tests.karabotools import start_tool
 from tests.recordhelp import (
     assert_rows_equal,
     frames_of,
@@ -39,37 +36,13 @@ RECORDER_SOCKET = {"REP": "REQ", "PUSH": "PULL", "PUB": "SUB"}
 PROTOCOLS = ["2.2", "1.0"]
 
 
-def _start_tool(args: list[str]) -> tuple[subprocess.Popen, int]:
-    """Start a karabo-bridge/extra-data tool; return it and the TCP port it bound (read from the
-    endpoint it prints: the tools pick a free port themselves, so no port races)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    out = b""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-        if ready:
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            out += chunk
-            m = re.search(rb"tcp://\S+:(\d+)\s", out)
-            if m:
-                return proc, int(m.group(1))
-        elif proc.poll() is not None:
-            break
-    proc.kill()
-    proc.wait()
-    raise RuntimeError(f"{args[0]} did not report its endpoint: {out.decode(errors='replace')}")
-
-
 @pytest.fixture
 def tool():
     """Starts peer tools; every one is killed when the test ends, passed or not."""
     procs: list[subprocess.Popen] = []
 
     def start(*args: str) -> str:
-        proc, port = _start_tool(list(args))
+        proc, port = start_tool(list(args))
         procs.append(proc)
         return f"tcp://127.0.0.1:{port}"
 

@@ -5,11 +5,7 @@ our replay exactly the trains the recorder took from `karabo-bridge-server-sim` 
 
 from __future__ import annotations
 
-import os
-import re
-import select
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -18,6 +14,7 @@ from karabo_bridge import Client
 from karabo_bridge.serializer import deserialize
 
 from recorder.record import SourceSpec
+from tests.karabotools import start_tool
 from tests.replayhelp import (
     client,
     free_port,
@@ -39,36 +36,12 @@ PAIRS = {
 }
 
 
-def _start_tool(args: list[str]) -> tuple[subprocess.Popen, int]:
-    """Start a karabo-bridge/extra-data command line tool; return it and the TCP port it bound
-    (read from the endpoint it prints: the tools bind '*' for us, no port races)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    out = b""
-    deadline = time.monotonic() + 45
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-        if ready:
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            out += chunk
-            m = re.search(rb"tcp://\S+:(\d+)\s", out)
-            if m:
-                return proc, int(m.group(1))
-        elif proc.poll() is not None:
-            break
-    proc.kill()
-    proc.wait()
-    raise RuntimeError(f"{args[0]} did not report its endpoint: {out.decode(errors='replace')}")
-
-
 @pytest.fixture
 def tools():
     procs: list[subprocess.Popen] = []
 
     def start(args: list[str]) -> tuple[subprocess.Popen, int]:
-        proc, port = _start_tool(args)
+        proc, port = start_tool(args)
         procs.append(proc)
         return proc, port
 

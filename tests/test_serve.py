@@ -22,10 +22,8 @@ from recorder.store.reader import RunReader
 
 CLI = [
     sys.executable,
-    "-c",
-    "import sys; from recorder.cli import main; from recorder.cli_serve import COMMANDS; "
-    "[main.add_command(c) for c in COMMANDS if c.name not in main.commands]; "
-    "main(sys.argv[1:], prog_name='recorder')",
+    "-m",
+    "recorder",
 ]
 
 

@@ -226,7 +226,7 @@ def write_annotations(run_path: Path, *, tags: list[str] | None = None, note: st
     return attrs
 
 
-def _guard(method):
+def guard_db_errors(method):
     """Driver errors (locked, disk full, server gone) surface as StoreError with the cause."""
 
     @functools.wraps(method)
@@ -250,4 +250,4 @@ for _name in (
     "remove_run",
     "set_tags",
 ):
-    setattr(Catalog, _name, _guard(getattr(Catalog, _name)))
+    setattr(Catalog, _name, guard_db_errors(getattr(Catalog, _name)))

@@ -13,7 +13,6 @@ to a replay (`job_commands`: seek, speed, step), live managers (`managers`) and 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import secrets
 import socket
@@ -23,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from recorder.errors import RecorderError, StoreError
-from recorder.store.catalog import create_tables
+from recorder.store.catalog import create_tables, guard_db_errors
 
 control_metadata = sa.MetaData()
 
@@ -436,21 +435,6 @@ class Control:
             return conn.execute(tokens.delete().where(tokens.c.name == name)).rowcount
 
 
-def _guard(method):
-    """Driver errors (locked, disk full, server gone) surface as StoreError with the cause."""
-
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        try:
-            return method(*args, **kwargs)
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(
-                f"catalog: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}"
-            ) from exc
-
-    return wrapper
-
-
 for _name, _value in list(vars(Control).items()):
     if callable(_value) and not _name.startswith("__") and _name != "close":
-        setattr(Control, _name, _guard(_value))
+        setattr(Control, _name, guard_db_errors(_value))

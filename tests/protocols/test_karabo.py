@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import select
 import subprocess
 import threading
-import time
 
 import msgpack
 import numpy as np
@@ -30,6 +27,7 @@ from recorder.protocols.karabo import (
     v1_arrays,
 )
 from recorder.simulators.karabo import FIRST_TRAIN, KaraboSimulator
+from tests.karabotools import start_tool
 
 CODEC = KaraboCodec()
 PROTOCOLS = ["2.2", "1.0"]
@@ -431,36 +429,12 @@ def test_fuzz_mutated_valid_trains(which, data):
 # ----------------------------------------------------------------------------- real peers
 
 
-def _start_tool(args: list[str]) -> tuple[subprocess.Popen, int]:
-    """Start a karabo-bridge/extra-data command line tool; return it and its bound TCP port,
-    read from the endpoint it prints (the tools bind port '*' for us: no port races)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    out = b""
-    deadline = time.monotonic() + 45
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-        if ready:
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            out += chunk
-            m = re.search(rb"tcp://\S+:(\d+)\s", out)
-            if m:
-                return proc, int(m.group(1))
-        elif proc.poll() is not None:
-            break
-    proc.kill()
-    proc.wait()
-    raise RuntimeError(f"{args[0]} did not report its endpoint: {out.decode(errors='replace')}")
-
-
 @pytest.fixture
 def tools():
     procs: list[subprocess.Popen] = []
 
     def start(args: list[str]) -> int:
-        proc, port = _start_tool(args)
+        proc, port = start_tool(args)
         procs.append(proc)
         return port
 

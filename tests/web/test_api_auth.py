@@ -15,10 +15,8 @@ from tests.web.webhelp import API, recorded_run
 #: The `recorder` command with the serve commands added (until recorder/cli.py adds them).
 CLI = [
     sys.executable,
-    "-c",
-    "import sys; from recorder.cli import main; from recorder.cli_serve import COMMANDS; "
-    "[main.add_command(c) for c in COMMANDS if c.name not in main.commands]; "
-    "main(sys.argv[1:], prog_name='recorder')",
+    "-m",
+    "recorder",
 ]
 
 
