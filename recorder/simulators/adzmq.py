@@ -18,6 +18,7 @@ import zmq
 
 from recorder.errors import UsageError
 from recorder.protocols import adzmq
+from recorder.simulators.common import merge_options
 
 _DEFAULTS: dict[str, Any] = {
     "height": 48,
@@ -64,10 +65,7 @@ class AdzmqSimulator:
         wait_for_subscriber: bool = False,
         **size_options: Any,
     ):
-        unknown = set(size_options) - set(_DEFAULTS)
-        if unknown:
-            raise UsageError(f"unknown ADZMQ simulator options: {', '.join(sorted(unknown))}")
-        opts = {**_DEFAULTS, **size_options}
+        opts = merge_options("ADZMQ", size_options, _DEFAULTS)
         if opts["variant"] not in adzmq.VARIANTS:
             raise UsageError(f"unknown ADZMQ variant {opts['variant']!r}")
         if np.dtype(opts["dtype"]).name not in adzmq.DTYPES:

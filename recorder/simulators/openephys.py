@@ -19,6 +19,7 @@ import zmq
 
 from recorder.errors import UsageError
 from recorder.protocols import openephys as oe
+from recorder.simulators.common import merge_options, wait_for_subscriber
 
 _DEFAULTS: dict[str, Any] = {
     "n_channels": 8,
@@ -54,10 +55,7 @@ class OpenEphysSimulator:
         wait_for_subscriber: bool = False,
         **size_options: Any,
     ):
-        unknown = set(size_options) - set(_DEFAULTS)
-        if unknown:
-            raise UsageError(f"unknown Open Ephys simulator options: {', '.join(sorted(unknown))}")
-        opts = {**_DEFAULTS, **size_options}
+        opts = merge_options("Open Ephys", size_options, _DEFAULTS)
         self.endpoint, self.rate, self.count = endpoint, float(rate), count
         self.skip, self.seed, self.wait_for_subscriber = frozenset(skip), seed, wait_for_subscriber
         self.n_channels, self.n_samples = int(opts["n_channels"]), int(opts["n_samples"])
@@ -209,21 +207,13 @@ class OpenEphysSimulator:
             elif left <= 0:
                 return True
 
-    def _wait_for_subscriber(self, stop: threading.Event | None) -> bool:
-        assert self._pub is not None
-        while not (stop is not None and stop.is_set()):
-            if self._pub.poll(0, zmq.POLLIN) and self._pub.recv()[:1] == b"\x01":
-                return True
-            self._serve(time.monotonic() + 0.02, stop)
-        return False
-
     def run(self, stop: threading.Event | None = None) -> int:
         """Bind, then send until `count` messages (skipped ones included) or `stop`; returns
         the number of messages sent. Heartbeats are answered throughout."""
         self.bind()
         assert self._pub is not None
         try:
-            if self.wait_for_subscriber and not self._wait_for_subscriber(stop):
+            if self.wait_for_subscriber and not wait_for_subscriber(self._pub, stop, self._serve):
                 return self.sent
             t0 = time.monotonic()
             i = 0

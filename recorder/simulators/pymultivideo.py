@@ -16,6 +16,7 @@ import zmq
 
 from recorder.errors import UsageError
 from recorder.protocols import pymultivideo as pmv
+from recorder.simulators.common import merge_options, wait_for_subscriber
 
 _DEFAULTS: dict[str, Any] = {"height": 48, "width": 64, "unique_id": "cam0"}
 _TCP = re.compile(r"^(?P<base>tcp://[^ ]+):(?P<port>\*|\d{1,5})$")
@@ -38,12 +39,7 @@ class PyMultiVideoSimulator:
         pull_endpoint: str | None = None,
         **size_options: Any,
     ):
-        unknown = set(size_options) - set(_DEFAULTS)
-        if unknown:
-            raise UsageError(
-                f"unknown pyMultiVideo simulator options: {', '.join(sorted(unknown))}"
-            )
-        opts = {**_DEFAULTS, **size_options}
+        opts = merge_options("pyMultiVideo", size_options, _DEFAULTS)
         self.endpoint, self.rate, self.count = endpoint, float(rate), count
         self.skip, self.seed, self.wait_for_subscriber = frozenset(skip), seed, wait_for_subscriber
         self.height, self.width = int(opts["height"]), int(opts["width"])
@@ -116,21 +112,13 @@ class PyMultiVideoSimulator:
             elif left <= 0:
                 return True
 
-    def _wait_for_subscriber(self, stop: threading.Event | None) -> bool:
-        assert self._pub is not None
-        while not (stop is not None and stop.is_set()):
-            if self._pub.poll(0, zmq.POLLIN) and self._pub.recv()[:1] == b"\x01":
-                return True
-            self._collect(time.monotonic() + 0.02, stop)
-        return False
-
     def run(self, stop: threading.Event | None = None) -> int:
         """Bind, then publish until `count` frames (skipped ones included) or `stop`; returns
         the number of frames sent. With no `count`, runs until `stop`."""
         self.bind()
         assert self._pub is not None
         try:
-            if self.wait_for_subscriber and not self._wait_for_subscriber(stop):
+            if self.wait_for_subscriber and not wait_for_subscriber(self._pub, stop, self._collect):
                 return self.sent
             t0 = time.monotonic()
             i = 0
