@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from recorder.errors import MalformedMessage
-from recorder.protocols.base import NO_TIME, BulkFrame, Decoded, FrameBytes, as_array
+from recorder.protocols.base import NO_TIME, BulkFrame, Decoded, FrameBytes, as_array, frame_sizes
 
 STOP = b"STOP"
 DTYPES = (
@@ -195,11 +195,8 @@ class AdzmqCodec:
     name = "adzmq"
 
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
-        try:
-            n = len(frames)
-            sizes = [memoryview(f).nbytes for f in frames]
-        except TypeError:
-            raise MalformedMessage("frames are not a sequence of byte buffers") from None
+        sizes = frame_sizes(frames)
+        n = len(sizes)
         if n == 1 and sizes[0] == 4 and bytes(frames[0]) == STOP:
             return Decoded(kind="stop")
         if n != 2:

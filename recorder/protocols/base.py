@@ -81,6 +81,15 @@ class Codec(Protocol):
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded: ...
 
 
+def frame_sizes(frames: Sequence[FrameBytes]) -> list[int]:
+    """Byte size of every frame; anything that is not a list of buffers is a reject, not a
+    crash (codecs are fed whatever the network sends, and fuzzed)."""
+    try:
+        return [memoryview(f).nbytes for f in frames]
+    except TypeError:
+        raise MalformedMessage("frames are not a sequence of byte buffers") from None
+
+
 def as_array(buf: FrameBytes, dtype: np.dtype | str, shape: Sequence[int]) -> np.ndarray:
     """View `buf` as an array of `dtype` and `shape`, or say why it cannot be one."""
     try:

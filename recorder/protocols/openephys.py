@@ -34,7 +34,15 @@ import numpy as np
 import zmq
 
 from recorder.errors import MalformedMessage, UsageError
-from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded, FrameBytes, as_array
+from recorder.protocols.base import (
+    NO_SEQ,
+    NO_TIME,
+    BulkFrame,
+    Decoded,
+    FrameBytes,
+    as_array,
+    frame_sizes,
+)
 
 DATA_ENVELOPE = b"DATA\x00"
 EVENT_ENVELOPE = b"EVENT\x00"
@@ -481,11 +489,8 @@ class OpenEphysCodec:
     name = "openephys"
 
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
-        try:
-            n = len(frames)
-            sizes = [_nbytes(f) for f in frames]
-        except TypeError:
-            raise MalformedMessage("frames are not a sequence of byte buffers") from None
+        sizes = frame_sizes(frames)
+        n = len(sizes)
         if n == 0:
             raise MalformedMessage("empty message")
         if n == 2 and sizes[0] == 2:

@@ -17,7 +17,7 @@ import msgpack
 import numpy as np
 
 from recorder.errors import MalformedMessage
-from recorder.protocols.base import NO_SEQ, BulkFrame, Decoded, FrameBytes, as_array
+from recorder.protocols.base import NO_SEQ, BulkFrame, Decoded, FrameBytes, as_array, frame_sizes
 
 TOPIC = b"image"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -56,11 +56,8 @@ class PyMultiVideoCodec:
     name = "pymultivideo"
 
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
-        try:
-            n = len(frames)
-            sizes = [memoryview(f).nbytes for f in frames]
-        except TypeError:
-            raise MalformedMessage("frames are not a sequence of byte buffers") from None
+        sizes = frame_sizes(frames)
+        n = len(sizes)
         if n != 3:
             raise MalformedMessage(f"a pyMultiVideo image needs 3 frames, got {n}")
         if sizes[0] != len(TOPIC) or bytes(frames[0]) != TOPIC:
