@@ -292,31 +292,32 @@ def stop_replay(job_id: str):
     return _replay_out(control.set_desired(job_id, DESIRED_STOPPED))
 
 
+def _replay_command(job_id: str, command: str, value):
+    """Queue a runtime command for the replay's worker (it polls every ~0.1 s)."""
+    _active_replay(job_id)
+    state().control.add_command(job_id, command, value)
+    return _replay_out(state().control.get_job(job_id))
+
+
 @api.op("POST", "/replays/<job_id>/seek", tag="replays", body=m.Seek, response=m.ReplayOut,
         errors=(409,))  # fmt: skip
 def seek_replay(job_id: str, body: m.Seek):
     """Continue from `t_s` seconds into the run."""
-    _active_replay(job_id)
-    state().control.add_command(job_id, "seek", body.t_s)
-    return _replay_out(state().control.get_job(job_id))
+    return _replay_command(job_id, "seek", body.t_s)
 
 
 @api.op("POST", "/replays/<job_id>/speed", tag="replays", body=m.Speed, response=m.ReplayOut,
         errors=(409,))  # fmt: skip
 def speed_replay(job_id: str, body: m.Speed):
     """Change the timing factor (1: as recorded)."""
-    _active_replay(job_id)
-    state().control.add_command(job_id, "speed", body.speed)
-    return _replay_out(state().control.get_job(job_id))
+    return _replay_command(job_id, "speed", body.speed)
 
 
 @api.op("POST", "/replays/<job_id>/step", tag="replays", body=m.Step, response=m.ReplayOut,
         errors=(409,))  # fmt: skip
 def step_replay(job_id: str, body: m.Step):
     """While paused: send the next `n` messages."""
-    _active_replay(job_id)
-    state().control.add_command(job_id, "step", body.n)
-    return _replay_out(state().control.get_job(job_id))
+    return _replay_command(job_id, "step", body.n)
 
 
 # -- runs --------------------------------------------------------------------------------------
