@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fsync_tree, median, prefault
 from record_throughput import Ack, baseline
 
-from recorder.record import Recording, SourceSpec
+from recorder.recording.recording import Recording, SourceSpec
 from recorder.store.reader import RunReader
 
 

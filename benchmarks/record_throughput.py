@@ -25,7 +25,7 @@ import zmq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fsync_tree, median, prefault
 
-from recorder.record import Recording, SourceSpec
+from recorder.recording.recording import Recording, SourceSpec
 from recorder.store.reader import RunReader
 
 

@@ -29,7 +29,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recorder.record import Recording, SourceSpec
+from recorder.recording.recording import Recording, SourceSpec
 from recorder.replay import Replayer
 from recorder.store import reader as reader_module
 from recorder.store.reader import RunReader

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recorder.record import Recording, SourceSpec
+from recorder.recording.recording import Recording, SourceSpec
 from recorder.store.reader import RunReader, StreamReader
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import zmq
 
-from recorder.record import Recording, SourceSpec
+from recorder.recording.recording import Recording, SourceSpec
 from recorder.replay import Replayer
 from recorder.store.reader import RunReader
 from recorder.store.run_writer import RunWriter

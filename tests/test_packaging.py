@@ -27,6 +27,6 @@ def test_wheel_ships_templates_and_static(tmp_path):
         for f in (ROOT / folder).rglob("*"):
             if f.is_file():
                 assert f"recorder/{folder}/{f.relative_to(ROOT / folder)}" in names
-    assert "recorder/cli.py" in names
+    assert "recorder/cli/main.py" in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "recorder = recorder.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    assert "recorder = recorder.cli.main:main" in zipfile.ZipFile(wheel).read(entry).decode()

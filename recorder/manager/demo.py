@@ -16,12 +16,12 @@ import threading
 
 import zmq
 
-from recorder.demo import DemoPublisher
+from recorder.db.control import Control
 from recorder.manager.jobs import normalize_source
 from recorder.simulators import make_simulator
-from recorder.store.control import Control
+from recorder.simulators.demo_stream import DemoPublisher
 
-log = logging.getLogger("recorder.demo")
+log = logging.getLogger("recorder.simulators.demo_stream")
 
 PREFIX = "demo-"
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recorder.errors import UsageError
-from recorder.sources import SourceSpec
-from recorder.store import layout
-from recorder.store.control import (
+from recorder.db.control import (
     DESIRED_PAUSED,
     DESIRED_RUNNING,
     KIND_RECORD,
@@ -20,6 +17,9 @@ from recorder.store.control import (
     Control,
     NotFound,
 )
+from recorder.errors import UsageError
+from recorder.recording.source_spec import SourceSpec
+from recorder.store import layout
 
 #: Fields of a saved source configuration (JSON), with their defaults.
 SOURCE_FIELDS = {
@@ -150,7 +150,7 @@ def plan_replay(
     """Job parameters of a replay, checked against the stored run the way the replayer will
     use it (streams, endpoints, socket types), without opening any socket."""
     from recorder.replay.plan import plan_stream
-    from recorder.runs import resolve_run
+    from recorder.store.find import resolve_run
     from recorder.store.reader import RunReader
 
     layout.check_name("run id", run_id)

@@ -34,8 +34,8 @@ def logs_dir(data: Path) -> Path:
 
 
 def spawn(mode: str, job_id: str | None, data: Path, catalog_url: str, log: Path):
-    """Start `python -m recorder.workers MODE`; a spare (job_id None) reads its job on stdin."""
-    cmd = [sys.executable, "-m", "recorder.workers", mode, "--data", str(data)]
+    """Start `python -m recorder.manager.worker MODE`; a spare (no job) reads one on stdin."""
+    cmd = [sys.executable, "-m", "recorder.manager.worker", mode, "--data", str(data)]
     if job_id:
         cmd += ["--job", job_id]
     env = {**os.environ, config.CATALOG_ENV: catalog_url, "PYTHONUNBUFFERED": "1"}
@@ -175,7 +175,7 @@ def find_worker(pid: int | None, job_id: str) -> psutil.Process | None:
     try:
         p = psutil.Process(pid)
         cmd = p.cmdline()
-        environ_ok = "recorder.workers" in cmd
+        environ_ok = "recorder.manager.worker" in cmd
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
     if not environ_ok or p.status() == psutil.STATUS_ZOMBIE:

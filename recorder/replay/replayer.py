@@ -18,7 +18,7 @@ from pathlib import Path
 import zmq
 
 from recorder.errors import UsageError
-from recorder.replay.control import (
+from recorder.replay.control_planes import (
     AdzmqControl,
     BackChannel,
     HeartbeatServer,

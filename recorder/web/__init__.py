@@ -13,10 +13,10 @@ from pathlib import Path
 from flask import Flask
 
 from recorder import config
-from recorder.store.catalog import Catalog
-from recorder.store.control import Control
+from recorder.db.catalog import Catalog
+from recorder.db.control import Control
 from recorder.web import download as _download  # noqa: F401  registers its route
-from recorder.web import errors
+from recorder.web import http_errors as errors
 from recorder.web.api import AppState
 from recorder.web.api import bp as api_bp
 from recorder.web.login import bp as login_bp

@@ -16,11 +16,8 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from recorder import __version__
-from recorder.errors import UsageError
-from recorder.manager.jobs import normalize_source, start_recording, start_replay
-from recorder.store import layout
-from recorder.store.catalog import Catalog
-from recorder.store.control import (
+from recorder.db.catalog import Catalog
+from recorder.db.control import (
     ACTIVE_STATES,
     DESIRED_PAUSED,
     DESIRED_RUNNING,
@@ -32,12 +29,15 @@ from recorder.store.control import (
     Control,
     NotFound,
 )
+from recorder.errors import UsageError
+from recorder.manager.jobs import normalize_source, start_recording, start_replay
+from recorder.store import layout
 from recorder.store.reader import RunReader
 from recorder.web import models as m
 from recorder.web import previews
 from recorder.web import runs as run_ops
 from recorder.web.auth import authenticate, check_same_origin
-from recorder.web.errors import ApiError
+from recorder.web.http_errors import ApiError
 from recorder.web.routing import Api
 
 PREFIX = "/api/v1"

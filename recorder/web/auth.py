@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 from flask import Request
 
-from recorder.store.control import Control
-from recorder.web.errors import ApiError
+from recorder.db.control import Control
+from recorder.web.http_errors import ApiError
 
 COOKIE = "recorder_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from recorder.sources import SOCKET_TYPES, known_protocols
+from recorder.recording.source_spec import SOCKET_TYPES, known_protocols
 from recorder.store import layout
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"

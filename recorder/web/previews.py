@@ -15,9 +15,9 @@ import math
 import msgpack
 import numpy as np
 
+from recorder.db.control import NotFound
 from recorder.errors import StreamNotFound, UsageError
 from recorder.store import layout
-from recorder.store.control import NotFound
 from recorder.store.reader import RunReader, StreamReader
 
 _BLOCK_ROWS = 1 << 20  # rows of a waveform read at once

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from recorder.web.errors import ApiError
+from recorder.web.http_errors import ApiError
 from recorder.web.models import ErrorEnvelope
 
 _CONVERTER = re.compile(r"<(?:(?P<conv>[a-z]+):)?(?P<name>\w+)>")

@@ -17,10 +17,10 @@ from pathlib import Path
 import sqlalchemy as sa
 import zarr
 
+from recorder.db.catalog import Catalog, notes, runs, streams, tags, write_annotations
+from recorder.db.control import Conflict, Control
 from recorder.errors import RunNotFound, StoreError, UsageError
 from recorder.store import layout
-from recorder.store.catalog import Catalog, notes, runs, streams, tags, write_annotations
-from recorder.store.control import Conflict, Control
 from recorder.store.reader import RunReader
 from recorder.store.recover import recorder_alive
 

@@ -17,13 +17,13 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from recorder.errors import RecorderError
-from recorder.sources import known_protocols
+from recorder.recording.source_spec import known_protocols
 from recorder.store import layout
 from recorder.web import api as api_views
 from recorder.web import models as m
 from recorder.web import ui_data
 from recorder.web.auth import presented_token
-from recorder.web.errors import ApiError, status_of, validation_details
+from recorder.web.http_errors import ApiError, status_of, validation_details
 from recorder.web.runs import run_path
 
 log = logging.getLogger("recorder.web")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recorder.record import Recording, SourceSpec
+from recorder.recording.recording import Recording, SourceSpec
 from recorder.store.reader import RunReader
 
 RECORDER_SOCKET = {"PUB": "SUB", "PUSH": "PULL", "REP": "REQ"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from recorder import config
-from recorder.manager import Manager
+from recorder.manager.manager import Manager
 from recorder.simulators import make_simulator
 from recorder.web import create_app
 from tests.recordhelp import running

@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 from recorder import config
+from recorder.db.catalog import Catalog
+from recorder.recording.source_spec import SourceSpec
 from recorder.simulators import make_simulator
-from recorder.sources import SourceSpec
-from recorder.store.catalog import Catalog
 from tests.recordhelp import record, running
 
 API = "/api/v1"

@@ -13,7 +13,7 @@ import zmq
 from karabo_bridge import Client
 from karabo_bridge.serializer import deserialize
 
-from recorder.record import SourceSpec
+from recorder.recording.recording import SourceSpec
 from tests.karabotools import start_tool
 from tests.replayhelp import (
     client,

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from recorder import config
-from recorder.store.catalog import Catalog
+from recorder.db.catalog import Catalog
 
 
 def data_options(f):

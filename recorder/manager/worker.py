@@ -1,7 +1,7 @@
 """Worker processes: one recording or one replay each, driven through the catalog.
 
-    python -m recorder.workers record|replay --job ID --data DIR [--catalog URL]
-    python -m recorder.workers spare --data DIR     # then `record ID` or `replay ID` on stdin
+    python -m recorder.manager.worker record|replay --job ID --data DIR [--catalog URL]
+    python -m recorder.manager.worker spare --data DIR  # then `record ID` or `replay ID` on stdin
 
 The manager starts these (recorder/manager). A worker reads its job's parameters from the
 catalog, polls the job's desired state (stop, pause) and commands (seek, speed, step) ten times a
@@ -25,9 +25,7 @@ import time
 from pathlib import Path
 
 from recorder import config
-from recorder.errors import RecorderError, UsageError
-from recorder.store import layout
-from recorder.store.control import (
+from recorder.db.control import (
     DESIRED_PAUSED,
     DESIRED_STOPPED,
     FAILED,
@@ -37,6 +35,8 @@ from recorder.store.control import (
     STOPPED,
     Control,
 )
+from recorder.errors import RecorderError, UsageError
+from recorder.store import layout
 
 POLL_S = 0.1  # desired state and commands
 STATS_S = 0.5  # counters to the catalog (the API promises at least every second)
@@ -87,13 +87,13 @@ def _stop_on_signals(event: threading.Event) -> None:
 
 def _recording(runs_dir: Path, specs, run_id: str, **options):
     """A Recording whose run gets the id the API already handed out."""
-    from recorder.record import Recording
+    from recorder.recording.recording import Recording
 
     return Recording(runs_dir, specs, run_id=run_id, **options)
 
 
 def record_stats(rec, rates: Rates) -> dict:
-    from recorder.record import describe_error
+    from recorder.recording.recording import describe_error
 
     totals = rec.stats()
     per_stream = []
@@ -128,7 +128,7 @@ def record_stats(rec, rates: Rates) -> dict:
 
 def run_record(job: dict, control: Control, catalog, runs_dir: Path) -> int:
     from recorder.manager.jobs import source_spec
-    from recorder.record import describe_error
+    from recorder.recording.recording import describe_error
 
     job_id, p = job["id"], job["params"]
     softly = Softly()
@@ -214,7 +214,7 @@ def _apply(rp, op: str, arg: float) -> None:
 
 
 def run_replay(job: dict, control: Control, catalog, runs_dir: Path) -> int:
-    from recorder.record import describe_error
+    from recorder.recording.recording import describe_error
     from recorder.replay import Replayer
 
     job_id, p = job["id"], job["params"]
@@ -309,7 +309,7 @@ RUNNERS = {"record": run_record, "replay": run_replay}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m recorder.workers", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m recorder.manager.worker", description=__doc__)
     ap.add_argument("mode", choices=[*RUNNERS, "spare"])
     ap.add_argument("--job")
     ap.add_argument("--data", required=True)
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     mode, job_id = args.mode, args.job
     if mode == "spare":
-        import recorder.record
+        import recorder.recording.recording
         import recorder.replay  # noqa: F401  (the point of a spare: imports done in advance)
 
         line = sys.stdin.readline().split()
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     if not job_id:
         _say("error: --job is required")
         return 2
-    from recorder.store.catalog import Catalog
+    from recorder.db.catalog import Catalog
 
     folder = config.data_dir(args.data)
     catalog = Catalog(config.catalog_url(args.catalog, folder))
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"job {job_id} is a {job['kind']} job, not {mode}")
         return RUNNERS[mode](job, control, catalog, config.runs_dir(folder))
     except BaseException as exc:
-        from recorder.record import describe_error
+        from recorder.recording.recording import describe_error
 
         reason = describe_error(exc)
         _say(f"error: {reason}")

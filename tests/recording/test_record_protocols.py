@@ -25,7 +25,7 @@ import zmq
 
 from recorder.protocols import adzmq
 from recorder.protocols.reqrep import pack_pair
-from recorder.record import SourceSpec
+from recorder.recording.recording import SourceSpec
 from recorder.simulators import (
     AdzmqSimulator,
     KaraboSimulator,

@@ -21,7 +21,7 @@ import urllib.request
 import click
 
 from recorder import config
-from recorder.cli_options import data_options, open_data
+from recorder.cli.options import data_options, open_data
 from recorder.errors import RecorderError
 
 SERVE_TOKEN_NAME = "serve sign-in link"
@@ -30,7 +30,7 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _control(data, catalog):
-    from recorder.store.control import Control
+    from recorder.db.control import Control
 
     folder, cat = open_data(data, catalog)
     return folder, cat, Control(cat.engine)
@@ -72,7 +72,7 @@ def token_create(name, data, catalog):
 @data_options
 def token_list(data, catalog):
     """List tokens (ids and names; the tokens themselves are not stored)."""
-    from recorder.format_text import human_time, table
+    from recorder.cli.text import human_time, table
 
     _, _, control = _control(data, catalog)
     rows = control.list_tokens()
@@ -109,7 +109,7 @@ def token_revoke(token_id, data, catalog):
 def manager(spares, data, catalog):
     """Run the manager for a data folder: start and stop recordings and replays as the catalog
     asks (one per host and data folder; `serve` includes one)."""
-    from recorder.manager import Manager
+    from recorder.manager.manager import Manager
 
     folder = config.data_dir(data).resolve()
     mgr = Manager(folder, config.catalog_url(catalog, folder), spares=spares)
@@ -217,9 +217,9 @@ def _end(web: subprocess.Popen, timeout: float = 10) -> None:
 @data_options
 def serve(host, port, demo, web_workers, data, catalog):
     """Serve the web UI and API with a manager, all in one command (SQLite, local data)."""
-    from recorder.manager import Manager
+    from recorder.db.control import Control
     from recorder.manager.demo import DemoSources
-    from recorder.store.control import Control
+    from recorder.manager.manager import Manager
 
     folder = config.data_dir(data).resolve()
     url = config.catalog_url(catalog, folder)

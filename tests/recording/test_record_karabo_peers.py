@@ -19,7 +19,7 @@ import pytest
 from karabo_bridge import ServerInThread
 from karabo_bridge.serializer import deserialize, serialize
 
-from recorder.record import SourceSpec
+from recorder.recording.recording import SourceSpec
 from recorder.simulators.karabo import FIRST_TRAIN
 from tests.karabotools import start_tool
 from tests.recordhelp import (

@@ -12,16 +12,16 @@ import time
 import click
 
 from recorder import __version__, config
-from recorder.cli_options import data_options, open_data
-from recorder.cli_serve import COMMANDS as SERVE_COMMANDS
+from recorder.cli.options import data_options, open_data
+from recorder.cli.serve import COMMANDS as SERVE_COMMANDS
+from recorder.cli.text import human_bytes, human_duration, human_time, table
+from recorder.db.catalog import write_annotations
 from recorder.errors import RecorderError
-from recorder.format_text import human_bytes, human_duration, human_time, table
-from recorder.record import Recording, describe_error
-from recorder.runs import resolve_run
+from recorder.recording.recording import Recording, describe_error
+from recorder.recording.source_spec import SOCKET_TYPES, SourceSpec, known_protocols
 from recorder.simulators import SIMULATORS, make_simulator
-from recorder.sources import SOCKET_TYPES, SourceSpec, known_protocols
 from recorder.store import layout
-from recorder.store.catalog import write_annotations
+from recorder.store.find import resolve_run
 from recorder.store.reader import RunReader
 from recorder.store.recover import is_abandoned, repair_run, run_dirs
 
@@ -230,7 +230,7 @@ class Progress:
 @click.pass_context
 def demo(ctx, seconds, data, catalog):
     """Record a built-in demo stream for a few seconds and show the run."""
-    from recorder.demo import DemoPublisher
+    from recorder.simulators.demo_stream import DemoPublisher
 
     if seconds <= 0:
         raise click.BadParameter("must be positive", param_hint="--seconds")

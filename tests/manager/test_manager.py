@@ -15,11 +15,11 @@ import psutil
 import pytest
 
 from recorder import config
-from recorder.manager import Manager, ManagerRunning
+from recorder.db.catalog import Catalog
+from recorder.db.control import Control
 from recorder.manager.jobs import start_recording
+from recorder.manager.manager import Manager, ManagerRunning
 from recorder.simulators import make_simulator
-from recorder.store.catalog import Catalog
-from recorder.store.control import Control
 from recorder.store.reader import RunReader
 from tests.recordhelp import running
 

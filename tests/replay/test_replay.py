@@ -30,7 +30,7 @@ from recorder.protocols import pymultivideo as pmv
 from recorder.protocols.karabo import bad_request_reply
 from recorder.protocols.openephys import HeartbeatClient, heartbeat_request
 from recorder.protocols.reqrep import pack_pair
-from recorder.record import SourceSpec
+from recorder.recording.recording import SourceSpec
 from recorder.replay import Replayer
 from recorder.replay.responders import DEFAULT_UNKNOWN_REPLY
 from recorder.simulators import (

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import zmq
 
-from recorder.byte_queue import ByteBoundedQueue
 from recorder.errors import MalformedMessage, RecorderError, UsageError
 from recorder.protocols import codec_for
 from recorder.protocols.detect import detect_protocol
-from recorder.receive import Heartbeats, proxy_loop, request_loop, stream_loop
-from recorder.sources import AUTO, SourceSpec
+from recorder.recording.byte_queue import ByteBoundedQueue
+from recorder.recording.receive import Heartbeats, proxy_loop, request_loop, stream_loop
+from recorder.recording.source_spec import AUTO, SourceSpec
 from recorder.store import layout
 from recorder.store.run_writer import RunWriter
 from recorder.store.stream_writer import StreamWriter

@@ -14,6 +14,7 @@ from flask import Flask, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from recorder.db.control import Conflict, NotFound
 from recorder.errors import (
     DataFolderError,
     RecorderError,
@@ -22,7 +23,6 @@ from recorder.errors import (
     StreamNotFound,
     UsageError,
 )
-from recorder.store.control import Conflict, NotFound
 
 log = logging.getLogger("recorder.web")
 

@@ -21,8 +21,8 @@ import time
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from recorder.db.catalog import create_tables, guard_db_errors
 from recorder.errors import RecorderError, StoreError
-from recorder.store.catalog import create_tables, guard_db_errors
 
 control_metadata = sa.MetaData()
 

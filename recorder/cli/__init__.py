@@ -1,0 +1,1 @@
+"""The `recorder` command line."""
