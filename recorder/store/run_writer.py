@@ -110,11 +110,6 @@ class RunWriter:
         for stream in self.streams.values():
             stream.flush()
 
-    def set_meta(self, **meta) -> None:
-        """Protocol decisions made while recording (e.g. what `auto` detected)."""
-        self._attrs["meta"] = {**self._attrs["meta"], **meta}
-        self.root.attrs.put(self._attrs)
-
     def close(self, status: str = layout.STATUS_COMPLETE, error: str | None = None) -> None:
         if self.status != layout.STATUS_RECORDING:
             return
