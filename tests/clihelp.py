@@ -1,34 +1,19 @@
-"""Running the real `recorder` command in a subprocess, as a user would."""
+"""The `recorder` command as a user runs it: a stream to record from, what a run has committed
+so far, and `recorder serve --demo` with its sign-in link. Running the command itself
+(run_cli, start_cli, cli_json) is in tests/helpers.py."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import zarr
 
-CLI = [sys.executable, "-m", "recorder"]
-
-
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def cli_json(*args: str):
-    proc = run_cli(*args, "--json")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def start_cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+from tests.helpers import CLI, end_process, free_port
 
 
 def committed_messages(run_path, stream: str = "main") -> int:
@@ -37,16 +22,6 @@ def committed_messages(run_path, stream: str = "main") -> int:
         return int(group.attrs["committed"]["messages"])
     except (FileNotFoundError, KeyError, ValueError):
         return 0
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 class NumberedPusher(threading.Thread):
@@ -72,3 +47,29 @@ class NumberedPusher(threading.Thread):
             self.sent += 1
             if self.interval:
                 time.sleep(self.interval)
+
+
+@contextmanager
+def serve_demo(folder: Path, timeout: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`recorder serve --demo` on a free port with its data in folder/data and its log in
+    folder/serve.log; yields the sign-in link it prints and the process. Always ended
+    afterwards (SIGTERM, then SIGKILL)."""
+    port = free_port()
+    log = open(folder / "serve.log", "w+b")  # noqa: SIM115  closed below
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--demo", "--port", str(port), "--data", str(folder / "data")],
+        stdout=subprocess.PIPE, stderr=log, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not any("#token=" in ln for ln in lines):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise RuntimeError("serve printed no link: " + log.read().decode(errors="replace"))
+            time.sleep(0.05)
+        yield next(ln.strip() for ln in lines if "#token=" in ln), proc
+    finally:
+        end_process(proc, grace=60)
+        log.close()

@@ -60,22 +60,14 @@ def running(sim) -> Iterator[SourceThread]:
         src.thread.join(10)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
-
-
 def record(
     runs_dir: Path,
     spec: SourceSpec,
-    *,
     count: int | None = None,
+    *,
     until: Callable[[Recording], bool] | None = None,
     on_started: Callable[[Recording], None] | None = None,
-    timeout: float = 15.0,
+    timeout: float = 20.0,
 ) -> Path:
     """Record `spec` until `count` messages (or `until(rec)` is true); return the run's path.
 

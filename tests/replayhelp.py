@@ -1,60 +1,19 @@
-"""Shared by the replay tests: free ports, small runs made to order, a replayer that is always
-closed, and clients that wait on conditions (never on a bare sleep for a peer)."""
+"""Shared by the replay tests: small runs made to order, a replayer that is always closed, and
+clients that wait on conditions (never on a bare sleep for a peer). Free ports and wait_for are
+in tests/helpers.py, recording a run for real in tests/recordhelp.py."""
 
 from __future__ import annotations
 
 import contextlib
-import random
-import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import zmq
 
-from recorder.recording.recording import Recording, SourceSpec
 from recorder.replay import Replayer
 from recorder.store.reader import RunReader
 from recorder.store.run_writer import RunWriter
-
-# Below Linux's ephemeral range (32768-60999): no connecting socket is handed one of these.
-_PORTS = (20000, 32000)
-
-
-def free_port(span: int = 1) -> int:
-    """A TCP port P such that P .. P+span-1 are free on every interface (Open Ephys and
-    pyMultiVideo replays bind a control socket on P+1)."""
-    rng = random.Random()
-    for _ in range(500):
-        port = rng.randrange(_PORTS[0], _PORTS[1] - span)
-        socks = []
-        try:
-            for k in range(span):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("", port + k))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port found")
-
-
-def local(port: int) -> str:
-    return f"tcp://127.0.0.1:{port}"
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
+from tests.helpers import wait_for
 
 
 def make_run(
@@ -96,32 +55,6 @@ def recorded_frames(run_path: Path, stream: str | None = None) -> list[list[byte
     with RunReader(run_path) as run:
         names = None if stream is None else [stream]
         return [[bytes(f) for f in m.frames] for m in run.messages(names)]
-
-
-def record(
-    runs_dir: Path,
-    spec: SourceSpec,
-    count: int,
-    *,
-    on_started: Callable[[Recording], None] | None = None,
-    timeout: float = 20.0,
-) -> Path:
-    """Record `count` messages of `spec` into a new run; fail clearly if the source stalls."""
-    rec = Recording(runs_dir, [spec], count=count, flush_interval=0.05)
-    rec.start()
-    try:
-        if on_started is not None:
-            on_started(rec)
-        deadline = time.monotonic() + timeout
-        while not rec.done:
-            if time.monotonic() > deadline:
-                got = rec.streams[0].counters.received
-                raise AssertionError(f"recording stalled at {got} of {count} messages")
-            time.sleep(0.005)
-    finally:
-        status = rec.finish()
-    assert rec.error is None and status == "complete", (status, rec.error)
-    return rec.run.path
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import threading
 import pytest
 import zmq
 
-from tests.clihelp import cli_json, run_cli
+from tests.helpers import cli_json, run_cli
 
 
 def serve_replies(ctx, n: int) -> tuple[str, threading.Thread]:
@@ -165,7 +165,7 @@ def test_simulate_serves_a_protocol_until_count(ctx):
         port = probe.getsockname()[1]
     pull = ctx.socket(zmq.PULL)
     pull.connect(f"tcp://127.0.0.1:{port}")
-    from tests.clihelp import start_cli
+    from tests.helpers import start_cli
 
     proc = start_cli(
         "simulate", "karabo", "--bind", f"tcp://127.0.0.1:{port}", "--set", "socket=PUSH",

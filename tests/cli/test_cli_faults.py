@@ -10,14 +10,8 @@ import pytest
 import zmq
 
 from recorder.store.reader import RunReader
-from tests.clihelp import (
-    NumberedPusher,
-    cli_json,
-    committed_messages,
-    run_cli,
-    start_cli,
-    wait_for,
-)
+from tests.clihelp import NumberedPusher, committed_messages
+from tests.helpers import cli_json, run_cli, start_cli, wait_for
 
 
 @pytest.fixture

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,21 +15,10 @@ import pytest
 import zmq
 
 from recorder.store.reader import RunReader
-
-CLI = [
-    sys.executable,
-    "-m",
-    "recorder",
-]
-
+from tests.clihelp import serve_demo
+from tests.helpers import free_port
 
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy from the env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Api:
@@ -66,36 +51,11 @@ class Api:
 @pytest.fixture
 def served(tmp_path):
     """`recorder serve --demo` on a free port; yields (Api, data folder, process)."""
-    data = tmp_path / "data"
-    port = free_port()
-    err = open(tmp_path / "serve.log", "w+b")  # noqa: SIM115  closed in teardown
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--demo", "--port", str(port), "--data", str(data)],
-        stdout=subprocess.PIPE, stderr=err, text=True,
-    )  # fmt: skip
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not any("#token=" in ln for ln in lines):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err.seek(0)
-                pytest.fail(f"serve did not print a link: {err.read().decode(errors='replace')}")
-            time.sleep(0.05)
-        link = next(ln.strip() for ln in lines if "#token=" in ln)
+    with serve_demo(tmp_path) as (link, proc):
         parts = urlsplit(link)
-        assert parts.path == "/login" and parts.netloc == f"127.0.0.1:{port}"
-        yield Api(f"http://{parts.netloc}", parts.fragment.removeprefix("token=")), data, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        err.close()
+        assert parts.path == "/login" and parts.hostname == "127.0.0.1", link
+        api = Api(f"http://{parts.netloc}", parts.fragment.removeprefix("token="))
+        yield api, tmp_path / "data", proc
 
 
 @pytest.mark.timeout(180)

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.e2e.serving import free_port, serve_demo
+from tests.clihelp import serve_demo
+from tests.helpers import free_port
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
@@ -30,7 +31,7 @@ def _rises(read, timeout: float = 20.0) -> tuple[int, int]:
 
 
 def test_record_tag_preview_replay_in_a_browser(tmp_path, page, shot):
-    with serve_demo(tmp_path) as link:
+    with serve_demo(tmp_path) as (link, _):
         page.goto(link.split("#")[0])  # without the token: the sign-in form
         page.get_by_role("button", name="Sign in").wait_for()
         shot("login")

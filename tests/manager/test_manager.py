@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -21,13 +20,8 @@ from recorder.manager.jobs import start_recording
 from recorder.manager.manager import Manager, ManagerRunning
 from recorder.simulators import make_simulator
 from recorder.store.reader import RunReader
+from tests.helpers import CLI
 from tests.recordhelp import running
-
-CLI = [
-    sys.executable,
-    "-m",
-    "recorder",
-]
 
 
 @pytest.fixture

@@ -42,19 +42,17 @@ from recorder.simulators import (
 )
 from recorder.store.reader import RunReader
 from recorder.store.recover import repair_run
+from tests.helpers import free_port, local, wait_for
+from tests.recordhelp import record
 from tests.replayhelp import (
     client,
-    free_port,
-    local,
     make_run,
     quiet,
     receive,
-    record,
     recorded_frames,
     replaying,
     request,
     wait_clients,
-    wait_for,
 )
 
 CLIENT_OF = {"PUB": zmq.SUB, "PUSH": zmq.PULL, "REP": zmq.REQ}

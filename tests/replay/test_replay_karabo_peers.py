@@ -14,18 +14,16 @@ from karabo_bridge import Client
 from karabo_bridge.serializer import deserialize
 
 from recorder.recording.recording import SourceSpec
+from tests.helpers import free_port, local, wait_for
 from tests.karabotools import start_tool
+from tests.recordhelp import record
 from tests.replayhelp import (
     client,
-    free_port,
-    local,
     quiet,
-    record,
     recorded_frames,
     replaying,
     request,
     wait_clients,
-    wait_for,
 )
 
 #: server socket -> (recorder socket, replay's served socket, karabo_bridge.Client socket)

@@ -1,0 +1,96 @@
+"""Helpers every test folder shares: waiting on a condition (never a bare sleep), free TCP
+ports, and the real `recorder` command in a subprocess, ended for sure afterwards.
+
+Protocol- and room-specific helpers live beside their users: recordhelp (a recording against a
+live source), replayhelp (runs made to order, replay clients), clihelp (the CLI as a user runs
+it), karabotools (the karabo-bridge tools as peers), web/webhelp (the API)."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+#: The `recorder` command of the code under test (PYTHONPATH decides which checkout).
+CLI = [sys.executable, "-m", "recorder"]
+
+# Below Linux's ephemeral range (32768-60999): no connecting socket is handed one of these.
+_PORTS = (20000, 32000)
+
+
+def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.01) -> T:
+    """The first truthy value of `condition()`, polled every `interval` s; fails the test
+    with `what` after `timeout` s (the condition is always checked once more at the end)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port(span: int = 1) -> int:
+    """A TCP port P such that P .. P+span-1 are free on every interface (Open Ephys and
+    pyMultiVideo replays bind a control socket on P+1)."""
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(_PORTS[0], _PORTS[1] - span)
+        socks = []
+        try:
+            for k in range(span):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("", port + k))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port found")
+
+
+def local(port: int) -> str:
+    return f"tcp://127.0.0.1:{port}"
+
+
+def run_cli(*args, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`recorder ARGS...` to completion, text output captured; never raises on an exit code."""
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def cli_json(*args):
+    """The parsed stdout of `recorder ARGS... --json`, which must succeed."""
+    proc = run_cli(*args, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def start_cli(*args) -> subprocess.Popen:
+    """`recorder ARGS...` in the background, stdout and stderr as text pipes."""
+    return subprocess.Popen(
+        [*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def end_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM (a clean shutdown), then SIGKILL if it takes longer than `grace` s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
