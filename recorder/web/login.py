@@ -10,6 +10,7 @@ goes back to the page it came from (`?next=`, a path on this site only).
 from __future__ import annotations
 
 import secrets
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -26,11 +27,21 @@ from recorder.web.auth import COOKIE, check_same_origin
 bp = Blueprint("login", __name__)
 
 
+_PATH_CHARS = frozenset(map(chr, range(0x21, 0x7F))) - {"\\"}
+"""Printable ASCII without spaces: browsers drop tabs and newlines from a Location (so `/\t/evil`
+becomes `//evil`, another host) and a newline cannot go into a header at all."""
+
+
 def _safe_next(value: str | None) -> str:
     """Only a path on this site: never an open redirect to another host."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
+    if not value or len(value) > 2000 or not set(value) <= _PATH_CHARS:
+        return "/"
+    if not value.startswith("/") or value.startswith("//"):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return value
 
 
 def _page(nonce: str, status: int = 200, error: str | None = None) -> Response:

@@ -71,7 +71,10 @@ def _json_body(model: type[BaseModel]) -> BaseModel:
         raise ApiError(400, "bad_request", "a JSON object body is required")
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # json nests deeper than Python's stack: hostile or broken, not ours
+        raise ApiError(400, "bad_request", "the body nests too deeply") from None
     if data is None:
         raise ApiError(400, "bad_request", "the body is not valid JSON")
     return model.model_validate(data)
