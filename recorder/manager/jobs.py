@@ -153,10 +153,7 @@ def plan_replay(
     from recorder.store.find import resolve_run
     from recorder.store.reader import RunReader
 
-    layout.check_name("run id", run_id)
-    path = resolve_run(runs_dir, run_id)
-    if path.name != run_id:
-        raise NotFound(f"no run {run_id!r}")
+    path = resolve_run(runs_dir, run_id, prefix=False)
     if sum(x for x in (speed is not None, bool(max_speed), rate is not None)) > 1:
         raise UsageError("choose one of speed, max_speed and rate")
     for what, v in (("speed", speed), ("rate", rate)):

@@ -37,6 +37,7 @@ from recorder.db.control import (
 )
 from recorder.errors import RecorderError, UsageError
 from recorder.store import layout
+from recorder.store.find import resolve_run
 
 POLL_S = 0.1  # desired state and commands
 STATS_S = 0.5  # counters to the catalog (the API promises at least every second)
@@ -225,7 +226,7 @@ def run_replay(job: dict, control: Control, catalog, runs_dir: Path) -> int:
     if desired == DESIRED_STOPPED:
         control.finish_job(job_id, STOPPED)
         return 0
-    path = runs_dir / layout.check_name("run id", p["run_id"])
+    path = resolve_run(runs_dir, p["run_id"], prefix=False)
     rp = Replayer(
         path,
         streams=p.get("streams") or None,
