@@ -232,7 +232,7 @@ def run_replay(job: dict, control: Control, catalog, runs_dir: Path) -> int:
         streams=p.get("streams") or None,
         endpoints=p.get("endpoints") or {},
         sockets=p.get("sockets") or {},
-        speed=p.get("speed") or 1.0,
+        speed=p.get("speed"),
         max_speed=bool(p.get("max_speed")),
         rate=p.get("rate"),
         loop=int(p.get("loop", 1)),

@@ -345,7 +345,7 @@ def messages_page(run: RunReader, s: StreamReader, *, start: int = 0, limit: int
             frames = []
             for j, f in enumerate(m.frames):
                 seg = int(ft.segment[pos + j])
-                info = {"index": j, "size": len(f)}
+                info: dict = {"index": j, "size": len(f)}
                 if seg >= 0 and seg < len(segments):
                     seg_info = segments[seg]
                     info.update(kind="array", array=seg_info.name, dtype=seg_info.dtype)
