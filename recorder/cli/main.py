@@ -361,8 +361,6 @@ def replay(
     from recorder.replay import Replayer
     from recorder.replay.responders import DEFAULT_UNKNOWN_REPLY
 
-    if sum(x is not None and x is not False for x in (speed, max_speed or None, rate)) > 1:
-        raise click.UsageError("choose one of --speed, --max-speed and --rate")
     folder, cat = open_data(data, catalog)
     path = resolve_run(config.runs_dir(folder), run)
     rp = Replayer(
@@ -370,7 +368,7 @@ def replay(
         streams=list(streams) or None,
         endpoints=_pairs(endpoints, "--endpoint"),
         sockets=_pairs(sockets, "--socket"),
-        speed=speed or 1.0,
+        speed=speed,
         max_speed=max_speed,
         rate=rate,
         loop=loop,

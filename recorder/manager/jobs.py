@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from recorder import limits
 from recorder.db.control import (
     DESIRED_PAUSED,
     DESIRED_RUNNING,
@@ -79,7 +80,7 @@ def plan_recording(
     tags: list[str] | None = None,
     duration_s: float | None = None,
     count: int | None = None,
-    flush_interval_s: float = 1.0,
+    flush_interval_s: float = limits.FLUSH_INTERVAL_DEFAULT_S,
 ) -> dict:
     """Job parameters of a recording: each source resolved (saved name or inline config) to a
     complete configuration, so later edits to a saved source do not change a running job."""
@@ -106,12 +107,9 @@ def plan_recording(
         raise UsageError(f"two sources record into the same stream name: {streams}")
     for t in tags or []:
         layout.check_name("tag", t)
-    if duration_s is not None and duration_s <= 0:
-        raise UsageError("duration_s must be positive")
-    if count is not None and count <= 0:
-        raise UsageError("count must be positive")
-    if flush_interval_s <= 0:
-        raise UsageError("flush_interval_s must be positive")
+    limits.check_recording(
+        count=count, duration=duration_s, flush_interval=flush_interval_s, names=limits.RECORD_API
+    )
     return {
         "sources": resolved,
         "name": name,
@@ -153,23 +151,11 @@ def plan_replay(
     from recorder.store.find import resolve_run
     from recorder.store.reader import RunReader
 
-    layout.check_name("run id", run_id)
-    path = resolve_run(runs_dir, run_id)
-    if path.name != run_id:
-        raise NotFound(f"no run {run_id!r}")
-    if sum(x for x in (speed is not None, bool(max_speed), rate is not None)) > 1:
-        raise UsageError("choose one of speed, max_speed and rate")
-    for what, v in (("speed", speed), ("rate", rate)):
-        if v is not None and v <= 0:
-            raise UsageError(f"{what} must be positive")
-    if loop < 0:
-        raise UsageError("loop is a count >= 0 (0: forever)")
-    if start_s is not None and start_s < 0:
-        raise UsageError("start_s must be >= 0")
-    if start_s is not None and end_s is not None and end_s <= start_s:
-        raise UsageError("end_s must be after start_s")
-    if match not in ("bytes", "order"):
-        raise UsageError("match is bytes or order")
+    path = resolve_run(runs_dir, run_id, prefix=False)
+    limits.check_replay(
+        speed=speed, max_speed=max_speed, rate=rate, loop=loop, start=start_s, end=end_s,
+        match=match, names=limits.REPLAY_API,
+    )  # fmt: skip
     with RunReader(path) as reader:
         names = list(streams or reader.streams)
         if not names:

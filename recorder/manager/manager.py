@@ -33,7 +33,7 @@ from recorder.db.control import (
     Control,
     hostname,
 )
-from recorder.errors import RecorderError
+from recorder.errors import RecorderError, RunNotFound
 from recorder.manager.procs import Spare, WorkerProcess, exit_reason, find_worker, logs_dir, spawn
 
 log = logging.getLogger("recorder.manager")
@@ -255,11 +255,13 @@ class Manager:
 
     def _salvage(self, run_id: str) -> None:
         """A run whose recorder died is cut back to its last flush and marked interrupted."""
+        from recorder.store.find import resolve_run
         from recorder.store.reader import RunReader
         from recorder.store.recover import is_abandoned, repair_run
 
-        path = self.runs_dir / run_id
-        if not (path / "zarr.json").is_file():
+        try:
+            path = resolve_run(self.runs_dir, run_id, prefix=False)
+        except RunNotFound:
             return
         try:
             with RunReader(path) as reader:

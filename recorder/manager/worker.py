@@ -37,6 +37,7 @@ from recorder.db.control import (
 )
 from recorder.errors import RecorderError, UsageError
 from recorder.store import layout
+from recorder.store.find import resolve_run
 
 POLL_S = 0.1  # desired state and commands
 STATS_S = 0.5  # counters to the catalog (the API promises at least every second)
@@ -225,13 +226,13 @@ def run_replay(job: dict, control: Control, catalog, runs_dir: Path) -> int:
     if desired == DESIRED_STOPPED:
         control.finish_job(job_id, STOPPED)
         return 0
-    path = runs_dir / layout.check_name("run id", p["run_id"])
+    path = resolve_run(runs_dir, p["run_id"], prefix=False)
     rp = Replayer(
         path,
         streams=p.get("streams") or None,
         endpoints=p.get("endpoints") or {},
         sockets=p.get("sockets") or {},
-        speed=p.get("speed") or 1.0,
+        speed=p.get("speed"),
         max_speed=bool(p.get("max_speed")),
         rate=p.get("rate"),
         loop=int(p.get("loop", 1)),

@@ -15,6 +15,7 @@ from pathlib import Path
 import zmq
 
 from recorder.errors import MalformedMessage, RecorderError, UsageError
+from recorder.limits import check_recording
 from recorder.protocols import codec_for
 from recorder.protocols.detect import detect_protocol
 from recorder.recording.byte_queue import ByteBoundedQueue
@@ -266,12 +267,7 @@ class Recording:
         names = [s.check().stream for s in sources]
         if len(set(names)) != len(names):
             raise UsageError("two sources have the same stream name")
-        if count is not None and count <= 0:
-            raise UsageError("--count must be positive")
-        if duration is not None and duration <= 0:
-            raise UsageError("--duration must be positive")
-        if flush_interval <= 0:
-            raise UsageError("--flush-interval must be positive")
+        check_recording(count=count, duration=duration, flush_interval=flush_interval)
         self.sources = sources
         self.duration = duration
         self.error: BaseException | None = None

@@ -18,6 +18,7 @@ from pathlib import Path
 import zmq
 
 from recorder.errors import UsageError
+from recorder.limits import check_replay
 from recorder.replay.control_planes import (
     AdzmqControl,
     BackChannel,
@@ -56,7 +57,7 @@ class Replayer:
         streams: list[str] | None = None,
         endpoints: dict[str, str] | None = None,
         sockets: dict[str, str] | None = None,
-        speed: float = 1.0,
+        speed: float | None = None,
         max_speed: bool = False,
         rate: float | None = None,
         loop: int = 1,
@@ -68,16 +69,10 @@ class Replayer:
         unknown_reply: bytes = DEFAULT_UNKNOWN_REPLY,
         runs_dir: Path | None = None,
     ):
-        if speed <= 0:
-            raise UsageError("--speed must be positive")
-        if rate is not None and rate <= 0:
-            raise UsageError("--rate must be positive")
-        if loop < 0:
-            raise UsageError("--loop takes a count >= 0 (0: forever)")
-        if start is not None and end is not None and end <= start:
-            raise UsageError("--end must be after --start")
-        if match not in ("bytes", "order"):
-            raise UsageError("--match is bytes or order")
+        check_replay(
+            speed=speed, max_speed=max_speed, rate=rate, loop=loop, start=start, end=end,
+            match=match,
+        )  # fmt: skip
         self.reader = RunReader(run_path)
         self.run_id = self.reader.run_id
         self.warnings: list[str] = []
@@ -111,7 +106,7 @@ class Replayer:
         self.start_s, self.end_s, self.loops = start, end, loop
         self.match, self.unknown_reply = match, unknown_reply
         self.runs_dir = runs_dir or Path(run_path).parent
-        self.pacer = Pacer(speed=speed, rate=rate, max_speed=max_speed)
+        self.pacer = Pacer(speed=1.0 if speed is None else speed, rate=rate, max_speed=max_speed)
         if paused:
             self.pacer.pause()
         self.stop_event = threading.Event()

@@ -52,6 +52,45 @@ def _window(array: zarr.Array, limit: int, rows: int):
     return MappedWindow(array, limit) if mappable(array) else _Window(array, limit, rows)
 
 
+@dataclass(frozen=True, slots=True)
+class ArraySegment:
+    """One typed segment of a stream, as the frame table's `segment` numbers it.
+
+    Whole-row segments hold one row of `shape` per frame; placed segments are (samples,
+    channels) with `shape == (channels,)` and row r being sample `first_sample + r`.
+    `dtype` is the wire dtype as stored (e.g. ``"<u2"``); `rows` the committed row count.
+    """
+
+    index: int
+    name: str
+    path: str
+    dtype: str
+    shape: tuple[int, ...]
+    rows: int
+    placed: bool = False
+    first_sample: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRows:
+    """Rows of the frame table (see docs/format.md) for a range of messages, one per frame,
+    with the index of the message each frame belongs to."""
+
+    segment: np.ndarray  # layout.HEAP_SEGMENT, or an ArraySegment.index
+    offset: np.ndarray  # heap byte offset, or row of the segment
+    length: np.ndarray  # bytes
+    column: np.ndarray  # layout.WHOLE_ROWS, or the column a placed frame fills
+    message: np.ndarray  # message index
+
+    def __len__(self) -> int:
+        return len(self.segment)
+
+    @property
+    def placed(self) -> np.ndarray:
+        """Per frame: does it fill cells of a placed segment (rather than whole rows)?"""
+        return self.column != layout.WHOLE_ROWS
+
+
 class _Window:
     """A contiguous slice of a 1-D or N-D array kept in memory, refilled on a miss."""
 
@@ -100,6 +139,69 @@ class StreamReader:
 
     def column_names(self) -> list[str]:
         return [*layout.MESSAGE_COLUMNS, *(self.attrs.get("columns") or {})]
+
+    def array_segments(self, name: str | None = None) -> list[ArraySegment]:
+        """The committed typed segments (of one array name, or all) with what they hold."""
+        out = []
+        for k, (seg, rows) in enumerate(zip(self.segments, self.segment_rows, strict=False)):
+            if name is None or seg["name"] == name:
+                first = seg.get("first_sample")
+                out.append(
+                    ArraySegment(
+                        index=k,
+                        name=seg["name"],
+                        path=seg["path"],
+                        dtype=seg["dtype"],
+                        shape=tuple(int(n) for n in seg["shape"]),
+                        rows=int(rows),
+                        placed=bool(seg.get("placed", False)),
+                        first_sample=None if first is None else int(first),
+                    )
+                )
+        return out
+
+    def read_segment(self, segment: int, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of typed segment number `segment`, committed rows only."""
+        if not 0 <= segment < len(self.segments):
+            raise StreamNotFound(f"stream {self.name} has no typed segment {segment}")
+        stop = min(stop, int(self.segment_rows[segment]))
+        start = min(start, stop)
+        return self.group[self.segments[segment]["path"]][start:stop]
+
+    def channel_names(self, name: str) -> list[str] | None:
+        """The channel names of array `name`, when its messages carried them (Open Ephys)."""
+        for seg in self.array_segments(name):
+            names = self.group[seg.path].attrs.get("channel_names")
+            if names:
+                return [str(x) for x in names]
+        return None
+
+    def frame_rows(self, start: int = 0, stop: int | None = None) -> FrameRows:
+        """The frame table rows of committed messages [start, stop), in order."""
+        stop = self.n_messages if stop is None else min(stop, self.n_messages)
+        start = max(0, min(start, stop))
+        first = self.group["first_frame"][start:stop].astype(np.int64)
+        count = self.group["n_frames"][start:stop].astype(np.int64)
+        if not len(first):
+            empty = np.zeros(0, dtype=np.int64)
+            return FrameRows(empty, empty, empty, empty, empty)
+        f0, f1 = int(first[0]), int(first[-1] + count[-1])
+        seg, off, length, col = self._frame_table(f0, f1)
+        message = start + np.searchsorted(first, np.arange(f0, f1), side="right") - 1
+        return FrameRows(seg, off, length, col, message)
+
+    def _frame_table(self, f0: int, f1: int) -> tuple[np.ndarray, ...]:
+        """(segment, offset, length, column) of frame rows [f0, f1).
+
+        Runs written before the `column` row existed (early format 1) have only whole-row
+        frames: their column reads as WHOLE_ROWS. This is the one place that knows it.
+        """
+        frames = self.group["frames"]
+        if "column" in frames:
+            col = frames["column"][f0:f1]
+        else:
+            col = np.full(f1 - f0, layout.WHOLE_ROWS, dtype=np.int32)
+        return frames["segment"][f0:f1], frames["offset"][f0:f1], frames["length"][f0:f1], col
 
     def arrays(self, name: str | None = None) -> list[np.ndarray]:
         """Typed segments (of one array name, or all), each cut to its committed rows.
@@ -152,10 +254,7 @@ class StreamReader:
             first, count, flags = g["first_frame"][b0:b1], g["n_frames"][b0:b1], g["flags"][b0:b1]
             f0 = int(first[0])
             f1 = int(first[-1] + count[-1])
-            f_seg = g["frames/segment"][f0:f1]
-            f_off = g["frames/offset"][f0:f1]
-            f_len = g["frames/length"][f0:f1]
-            f_col = _frame_columns(g, f0, f1)
+            f_seg, f_off, f_len, f_col = self._frame_table(f0, f1)
             for k in range(b1 - b0):
                 frames = []
                 lo = int(first[k]) - f0
@@ -183,13 +282,6 @@ class StreamReader:
     def index_at(self, recv_ns: int) -> int:
         """First message received at or after recv_ns."""
         return int(np.searchsorted(self.column("recv_ns"), recv_ns, side="left"))
-
-
-def _frame_columns(group: zarr.Group, f0: int, f1: int) -> np.ndarray:
-    """The frame table's `column`; runs written before it existed have only whole rows."""
-    if "column" in group["frames"]:
-        return group["frames/column"][f0:f1]
-    return np.full(f1 - f0, layout.WHOLE_ROWS, dtype=np.int32)
 
 
 class RunReader:

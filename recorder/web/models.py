@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from recorder import limits
 from recorder.recording.source_spec import SOCKET_TYPES, known_protocols
 from recorder.store import layout
 
@@ -112,9 +113,11 @@ class RecordingCreate(Request):
     )
     name: Annotated[str, Field(max_length=256)] = ""
     tags: list[Tag] = Field(default_factory=list, max_length=64)
-    duration_s: float | None = Field(None, gt=0, le=1e7)
-    count: int | None = Field(None, gt=0, le=2**62)
-    flush_interval_s: float = Field(1.0, gt=0, le=60)
+    duration_s: float | None = Field(None, gt=0, le=limits.DURATION_MAX_S)
+    count: int | None = Field(None, gt=0, le=limits.COUNT_MAX)
+    flush_interval_s: float = Field(
+        limits.FLUSH_INTERVAL_DEFAULT_S, gt=0, le=limits.FLUSH_INTERVAL_MAX_S
+    )
 
 
 class JobStats(Response):
@@ -163,16 +166,18 @@ class RecordingList(Response):
 class ReplayCreate(Request):
     run_id: Name
     streams: list[Name] | None = Field(None, min_length=1, max_length=64)
-    speed: float | None = Field(None, gt=0, le=1000)
+    speed: float | None = Field(None, gt=0, le=limits.SPEED_MAX)
     max_speed: bool = False
-    rate: float | None = Field(None, gt=0, le=1e7, description="A fixed message rate (Hz).")
-    loop: int = Field(1, ge=0, le=1_000_000, description="Times to play; 0: forever.")
-    start_s: float | None = Field(None, ge=0, le=1e9)
-    end_s: float | None = Field(None, gt=0, le=1e9)
+    rate: float | None = Field(
+        None, gt=0, le=limits.RATE_MAX_HZ, description="A fixed message rate (Hz)."
+    )
+    loop: int = Field(1, ge=0, le=limits.LOOP_MAX, description="Times to play; 0: forever.")
+    start_s: float | None = Field(None, ge=0, le=limits.TIME_MAX_S)
+    end_s: float | None = Field(None, gt=0, le=limits.TIME_MAX_S)
     endpoints: dict[Name, Endpoint] | None = Field(None, max_length=64)
     sockets: dict[Name, Literal["PUB", "PUSH", "REP"]] | None = Field(None, max_length=64)
     paused: bool = Field(False, description="Open the sockets but wait for resume.")
-    match: Literal["bytes", "order"] = "bytes"
+    match: Literal[limits.MATCH_MODES] = "bytes"  # type: ignore[valid-type]
 
 
 class ReplayOut(JobOut):
@@ -198,15 +203,15 @@ class ReplayList(Response):
 
 
 class Seek(Request):
-    t_s: float = Field(ge=0, le=1e9, description="Seconds from the start of the run.")
+    t_s: float = Field(ge=0, le=limits.TIME_MAX_S, description="Seconds from the start of the run.")
 
 
 class Speed(Request):
-    speed: float = Field(gt=0, le=1000)
+    speed: float = Field(gt=0, le=limits.SPEED_MAX)
 
 
 class Step(Request):
-    n: int = Field(1, ge=1, le=1_000_000)
+    n: int = Field(1, ge=1, le=limits.STEP_MAX)
 
 
 # -- runs --------------------------------------------------------------------------------------

@@ -17,38 +17,10 @@ import numpy as np
 
 from recorder.db.control import NotFound
 from recorder.errors import StreamNotFound, UsageError
-from recorder.store import layout
-from recorder.store.reader import RunReader, StreamReader
+from recorder.store.reader import ArraySegment, FrameRows, RunReader, StreamReader
 
 _BLOCK_ROWS = 1 << 20  # rows of a waveform read at once
 _MAX_CHANNELS = 64  # a (channels, samples) row with more "channels" is an image, not a waveform
-
-
-# -- the frame table ---------------------------------------------------------------------------
-
-
-def _frame_rows(s: StreamReader, i0: int, i1: int) -> dict[str, np.ndarray]:
-    """Frame table rows of messages [i0, i1), with the message index of each frame."""
-    g = s.group
-    first = g["first_frame"][i0:i1].astype(np.int64)
-    count = g["n_frames"][i0:i1].astype(np.int64)
-    if not len(first):
-        empty = np.zeros(0, dtype=np.int64)
-        return {k: empty for k in ("segment", "offset", "length", "column", "message")}
-    f0, f1 = int(first[0]), int(first[-1] + count[-1])
-    col = (
-        g["frames/column"][f0:f1]
-        if "column" in g["frames"]
-        else np.full(f1 - f0, layout.WHOLE_ROWS, dtype=np.int32)
-    )
-    frames = np.arange(f0, f1)
-    return {
-        "segment": g["frames/segment"][f0:f1],
-        "offset": g["frames/offset"][f0:f1],
-        "length": g["frames/length"][f0:f1],
-        "column": col,
-        "message": i0 + np.searchsorted(first, frames, side="right") - 1,
-    }
 
 
 def _check_index(s: StreamReader, i: int) -> None:
@@ -89,16 +61,17 @@ def frame_png(s: StreamReader, index: int, *, array: str | None = None, size: in
     from PIL import Image
 
     _check_index(s, index)
-    ft = _frame_rows(s, index, index + 1)
-    for seg, off, col in zip(ft["segment"], ft["offset"], ft["column"], strict=True):
-        if seg < 0 or col != layout.WHOLE_ROWS or seg >= len(s.segments):
+    ft = s.frame_rows(index, index + 1)
+    segments = s.array_segments()
+    for seg, off, placed in zip(ft.segment, ft.offset, ft.placed, strict=True):
+        if seg < 0 or placed or seg >= len(segments):
             continue
-        info = s.segments[int(seg)]
-        if array is not None and info["name"] != array:
+        info = segments[int(seg)]
+        if array is not None and info.name != array:
             continue
-        if len(info["shape"]) < 2:
+        if len(info.shape) < 2:
             continue
-        pixels = _as_picture(np.asarray(s.group[info["path"]][int(off)]))
+        pixels = _as_picture(np.asarray(s.read_segment(info.index, int(off), int(off) + 1)[0]))
         img = Image.fromarray(pixels)  # L, RGB or RGBA from the shape
         img.thumbnail((size, size))
         buf = io.BytesIO()
@@ -219,28 +192,26 @@ def series(
             raise UsageError(f"array {name!r} has no line plot (rows of 3+ dimensions)")
         raise StreamNotFound(f"stream {s.name} has no array {name!r}")
     out["array"] = name
-    segs = [k for k, info in enumerate(s.segments) if info["name"] == name]
-    channels = max(_channels(s.segments[k]) for k in segs)
+    segs = s.array_segments(name)
+    channels = max(_channels(seg) for seg in segs)
     mm = MinMax(t0, t1, points, channels)
-    ft = _frame_rows(s, i0, i1)
-    for k in segs:
-        mine = (ft["segment"] == k) & (ft["column"] == layout.WHOLE_ROWS)
-        placed = (ft["segment"] == k) & (ft["column"] != layout.WHOLE_ROWS)
+    ft = s.frame_rows(i0, i1)
+    in_cells = ft.placed
+    for seg in segs:
+        mine = (ft.segment == seg.index) & ~in_cells
+        placed = (ft.segment == seg.index) & in_cells
         if mine.any():
-            _add_rows(s, k, ft["offset"][mine], t_msgs[ft["message"][mine]], mm)
+            _add_rows(s, seg, ft.offset[mine], t_msgs[ft.message[mine]], mm)
         if placed.any():
-            _add_placed(s, k, ft, placed, t_msgs, mm)
-    names_attr = None
-    for k in segs:
-        names_attr = names_attr or s.group[s.segments[k]["path"]].attrs.get("channel_names")
-    labels = [str(x) for x in (names_attr or [])][:channels]
+            _add_placed(s, seg, ft, placed, t_msgs, mm)
+    labels = (s.channel_names(name) or [])[:channels]
     labels += [str(c) for c in range(len(labels), channels)]
     return {**out, "channels": labels, **mm.result()}
 
 
-def _channels(info: dict) -> int:
-    shape = info["shape"]
-    if info.get("placed"):
+def _channels(seg: ArraySegment) -> int:
+    shape = seg.shape
+    if seg.placed:
         return int(shape[0]) if shape else 1
     return int(shape[0]) if len(shape) == 2 else 1
 
@@ -250,56 +221,56 @@ def _waveform_names(s: StreamReader, *, strict: bool = True) -> list[str]:
     blocks with many more samples than channels (a 48 x 64 frame is an image). Not `strict`
     (the caller named the array): any numeric array with rows of at most two dimensions."""
     out = []
-    for info in s.segments:
-        shape = info["shape"]
+    for seg in s.array_segments():
+        shape = seg.shape
         if strict:
             wave = (
-                info.get("placed")
+                seg.placed
                 or len(shape) <= 1
                 or (len(shape) == 2 and shape[0] <= _MAX_CHANNELS and shape[1] >= 4 * shape[0])
             )
         else:
-            wave = info.get("placed") or len(shape) <= 2
-        if wave and np.dtype(info["dtype"]).kind in "iufb" and info["name"] not in out:
-            out.append(info["name"])
+            wave = seg.placed or len(shape) <= 2
+        if wave and np.dtype(seg.dtype).kind in "iufb" and seg.name not in out:
+            out.append(seg.name)
     return out
 
 
-def _add_rows(s: StreamReader, k: int, rows: np.ndarray, t: np.ndarray, mm: MinMax) -> None:
+def _add_rows(
+    s: StreamReader, seg: ArraySegment, rows: np.ndarray, t: np.ndarray, mm: MinMax
+) -> None:
     """Unplaced segment: one row per message; every sample takes its message's time."""
-    arr = s.group[s.segments[k]["path"]]
-    limit = s.segment_rows[k] if k < len(s.segment_rows) else 0
-    keep = rows < limit
+    keep = rows < seg.rows
     rows, t = rows[keep], t[keep]
     if not len(rows):
         return
     lo = int(rows.min())
-    row_size = max(1, int(np.prod(arr.shape[1:], dtype=np.int64)))
+    row_size = max(1, int(np.prod(seg.shape, dtype=np.int64)))
     step = max(1, _BLOCK_ROWS // row_size)
     for b0 in range(lo, int(rows.max()) + 1, step):
         sel = (rows >= b0) & (rows < b0 + step)
         if not sel.any():
             continue
-        block = _numeric(np.asarray(arr[b0 : min(b0 + step, limit)]), s.segments[k]["name"])
+        block = _numeric(np.asarray(s.read_segment(seg.index, b0, b0 + step)), seg.name)
         w = _waveform_rows(block[rows[sel] - b0])  # (n, samples, channels)
         n, per, c = w.shape
         mm.add(np.repeat(t[sel], per), w.reshape(n * per, c))
 
 
-def _add_placed(s: StreamReader, k: int, ft: dict, sel: np.ndarray, t_msgs, mm: MinMax) -> None:
+def _add_placed(
+    s: StreamReader, seg: ArraySegment, ft: FrameRows, sel: np.ndarray, t_msgs, mm: MinMax
+) -> None:
     """Placed (samples, channels) segment: a row's time is interpolated between the receive
     times of the messages that filled it, so no sample rate needs to be known."""
-    arr = s.group[s.segments[k]["path"]]
-    limit = s.segment_rows[k] if k < len(s.segment_rows) else 0
-    starts = ft["offset"][sel]
-    lengths = ft["length"][sel] // max(1, arr.dtype.itemsize)
-    times = t_msgs[ft["message"][sel]]
-    r0, r1 = int(starts.min()), min(limit, int((starts + lengths).max()))
+    starts = ft.offset[sel]
+    lengths = ft.length[sel] // max(1, np.dtype(seg.dtype).itemsize)
+    times = t_msgs[ft.message[sel]]
+    r0, r1 = int(starts.min()), min(seg.rows, int((starts + lengths).max()))
     order = np.argsort(starts, kind="stable")
     xs, ts = starts[order].astype(np.float64), times[order]
     for b0 in range(r0, r1, _BLOCK_ROWS):
         b1 = min(r1, b0 + _BLOCK_ROWS)
-        block = _numeric(np.asarray(arr[b0:b1]), s.segments[k]["name"])
+        block = _numeric(np.asarray(s.read_segment(seg.index, b0, b1)), seg.name)
         if block.ndim == 1:
             block = block[:, None]
         mm.add(np.interp(np.arange(b0, b1, dtype=np.float64), xs, ts), block)
@@ -365,21 +336,24 @@ def messages_page(run: RunReader, s: StreamReader, *, start: int = 0, limit: int
     stop = min(s.n_messages, start + limit)
     items = []
     if start < stop:
-        ft = _frame_rows(s, start, stop)
+        ft = s.frame_rows(start, stop)
+        placed = ft.placed
+        segments = s.array_segments()
         rejects = dict(s.rejects())
         pos = 0
         for m in s.messages(start, stop):
             frames = []
             for j, f in enumerate(m.frames):
-                seg, col = int(ft["segment"][pos + j]), int(ft["column"][pos + j])
-                info = {"index": j, "size": len(f)}
-                if seg >= 0 and seg < len(s.segments):
-                    seg_info = s.segments[seg]
-                    info.update(kind="array", array=seg_info["name"], dtype=seg_info["dtype"])
-                    if col == layout.WHOLE_ROWS:
-                        info["shape"] = list(seg_info["shape"])
+                seg = int(ft.segment[pos + j])
+                info: dict = {"index": j, "size": len(f)}
+                if seg >= 0 and seg < len(segments):
+                    seg_info = segments[seg]
+                    info.update(kind="array", array=seg_info.name, dtype=seg_info.dtype)
+                    if not placed[pos + j]:
+                        info["shape"] = list(seg_info.shape)
                     else:
-                        info["placed"] = {"row": int(ft["offset"][pos + j]), "column": col}
+                        row, col = int(ft.offset[pos + j]), int(ft.column[pos + j])
+                        info["placed"] = {"row": row, "column": col}
                 else:
                     info.update(describe_bytes(bytes(f)))
                 frames.append(info)

@@ -19,22 +19,16 @@ import zarr
 
 from recorder.db.catalog import Catalog, notes, runs, streams, tags, write_annotations
 from recorder.db.control import Conflict, Control
-from recorder.errors import RunNotFound, StoreError, UsageError
+from recorder.errors import RunNotFound, StoreError
 from recorder.store import layout
+from recorder.store.find import resolve_run
 from recorder.store.reader import RunReader
 from recorder.store.recover import recorder_alive
 
 
 def run_path(runs_dir: Path, run_id: str) -> Path:
     """The run's folder, by exact id only: a checked name cannot leave the runs folder."""
-    try:
-        layout.check_name("run id", run_id)
-    except UsageError:
-        raise RunNotFound(f"no run {run_id!r}") from None
-    path = runs_dir / run_id
-    if path.is_symlink() or not (path / "zarr.json").is_file():
-        raise RunNotFound(f"no run {run_id!r}")
-    return path
+    return resolve_run(runs_dir, run_id, prefix=False)
 
 
 def _ns(t: datetime | None) -> int | None:
