@@ -53,6 +53,8 @@ class AdzmqSimulator(Simulator):
     NDAttributes), send_stop (a final ``STOP`` frame), start_time (EPICS seconds of frame 1).
     `rate` is frames per second; `skip` holds frame numbers (message i is frame i + 1)."""
 
+    rate: float  # always a number here (0: as fast as possible)
+
     def __init__(
         self,
         endpoint: str = "tcp://127.0.0.1:1234 PUB",

@@ -41,6 +41,8 @@ class OpenEphysSimulator(Simulator):
     spike_samples, start_ms (wall clock of block 0). `rate` is blocks per second, `count` counts
     messages and `skip` holds message_num values (message i has message_num i + 1)."""
 
+    rate: float  # always a number here (0: as fast as possible)
+
     def __init__(
         self,
         endpoint: str = "tcp://127.0.0.1:5556",
@@ -117,7 +119,11 @@ class OpenEphysSimulator(Simulator):
         kind, block, channel = self.plan(i)
         sample_num = block * self.n_samples
         ts = self.start_ms + (sample_num * 1000) // int(self.sample_rate or 1)
-        common = {"message_num": self.seq(i), "stream": self.stream, "timestamp_ms": ts}
+        common: dict[str, Any] = {
+            "message_num": self.seq(i),
+            "stream": self.stream,
+            "timestamp_ms": ts,
+        }
         if kind == "legacy":
             buf = np.stack([self.samples(block, ch) for ch in range(self.n_channels)])
             return oe.encode_legacy(
@@ -187,7 +193,7 @@ class OpenEphysSimulator(Simulator):
             if stop is not None and stop.is_set():
                 return False
             left = until - time.monotonic()
-            events = dict(self._poller.poll(max(0, min(left, 0.05)) * 1000))
+            events = dict(self._poller.poll(int(max(0, min(left, 0.05)) * 1000)))
             if self._rep in events:
                 request = self._rep.recv()
                 self.heartbeats.append(request)

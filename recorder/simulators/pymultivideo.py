@@ -24,6 +24,8 @@ class PyMultiVideoSimulator(Simulator):
     """Size options: height, width, unique_id. `rate` is the put rate in frames per second.
     pyMultiVideo has no frame counter: `skip` holds message indices."""
 
+    rate: float  # always a number here (0: as fast as possible)
+
     def __init__(
         self,
         endpoint: str = "tcp://127.0.0.1:5555",
@@ -90,7 +92,7 @@ class PyMultiVideoSimulator(Simulator):
             if stop is not None and stop.is_set():
                 return False
             left = until - time.monotonic()
-            if self._pull.poll(max(0, min(left, 0.05)) * 1000):
+            if self._pull.poll(int(max(0, min(left, 0.05)) * 1000)):
                 self.received.append(self._pull.recv_multipart())
             elif left <= 0:
                 return True

@@ -19,6 +19,8 @@ from recorder.simulators.base import Simulator, stopped
 class RawSimulator(Simulator):
     """PUB on `endpoint` (a random loopback port by default); `rate` is messages per second."""
 
+    rate: float  # always a number here (0: as fast as possible)
+
     def __init__(
         self,
         endpoint: str = "tcp://127.0.0.1:*",
