@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,46 +17,21 @@ from pathlib import Path
 import numpy as np
 
 from recorder.recording.recording import Recording, SourceSpec
+from recorder.simulators import Simulator
 from recorder.store.reader import RunReader, StreamReader
 
 
-class SourceThread:
-    """Runs a simulator's `run(stop)` in a thread; `stop()` ends it and returns what it sent."""
-
-    def __init__(self, sim):
-        self.sim = sim
-        self.stop_event = threading.Event()
-        self.sent: int | None = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="source", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.sent = self.sim.run(self.stop_event)
-        except BaseException as exc:  # reported through .error, checked by the test
-            self.error = exc
-
-    def start(self) -> SourceThread:
-        self.thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        self.stop_event.set()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "source thread did not stop"
-        assert self.error is None, f"source failed: {self.error!r}"
-        return self.sent
-
-
 @contextlib.contextmanager
-def running(sim) -> Iterator[SourceThread]:
-    """The simulator runs for the duration of the block, and is always stopped afterwards."""
-    src = SourceThread(sim).start()
+def running(sim: Simulator) -> Iterator[Simulator]:
+    """The simulator runs on its own thread for the duration of the block and is always
+    stopped afterwards; a simulator that failed fails the test."""
+    sim.start()
     try:
-        yield src
+        yield sim
     finally:
-        src.stop_event.set()
-        src.thread.join(10)
+        sim.stop(10)
+    assert not sim.running, "simulator thread did not stop"
+    assert sim.error is None, f"simulator failed: {sim.error!r}"
 
 
 def record(

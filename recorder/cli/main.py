@@ -11,15 +11,20 @@ import time
 
 import click
 
-from recorder import __version__, config
+from recorder import __version__, config, protocols
 from recorder.cli.options import data_options, open_data
 from recorder.cli.serve import COMMANDS as SERVE_COMMANDS
 from recorder.cli.text import human_bytes, human_duration, human_time, table
 from recorder.db.catalog import write_annotations
 from recorder.errors import RecorderError
 from recorder.recording.recording import Recording, describe_error
-from recorder.recording.source_spec import SOCKET_TYPES, SourceSpec, known_protocols
-from recorder.simulators import SIMULATORS, make_simulator
+from recorder.recording.source_spec import (
+    SOCKET_TYPES,
+    SourceSpec,
+    known_protocols,
+    proxy_protocols,
+)
+from recorder.simulators import make_simulator, simulator_names
 from recorder.store import layout
 from recorder.store.find import resolve_run
 from recorder.store.reader import RunReader
@@ -73,7 +78,7 @@ def main():
 @click.option(
     "--protocol",
     type=click.Choice(known_protocols()),
-    default="raw",
+    default=protocols.RAW,
     show_default=True,
     help="Wire protocol; `auto` identifies it from the first messages.",
 )
@@ -112,15 +117,14 @@ def record(
     For --protocol reqrep the recorder is a transparent proxy: clients connect to --listen
     (or ENDPOINT) and every request goes on to --upstream, the real service.
     """
-    if listen and protocol != "reqrep":
-        raise click.UsageError("--listen is only for --protocol reqrep")
+    proxy = protocol in proxy_protocols()
+    if listen and not proxy:
+        raise click.UsageError(f"--listen is only for --protocol {' or '.join(proxy_protocols())}")
     if listen and endpoint:
         raise click.UsageError("give the listening endpoint once: ENDPOINT or --listen")
     endpoint = endpoint or listen
     if not endpoint:
-        raise click.UsageError(
-            "missing ENDPOINT" + (" (or --listen)" if protocol == "reqrep" else "")
-        )
+        raise click.UsageError("missing ENDPOINT" + (" (or --listen)" if proxy else ""))
     if queue_mb <= 0:
         raise click.BadParameter("must be positive", param_hint="--queue-mb")
     folder, cat = open_data(data, catalog)
@@ -230,21 +234,20 @@ class Progress:
 @click.pass_context
 def demo(ctx, seconds, data, catalog):
     """Record a built-in demo stream for a few seconds and show the run."""
-    from recorder.simulators.demo_stream import DemoPublisher
+    from recorder.simulators.raw import RawSimulator
 
     if seconds <= 0:
         raise click.BadParameter("must be positive", param_hint="--seconds")
-    publisher = DemoPublisher()
-    publisher.start()
+    publisher = RawSimulator()
+    endpoint = publisher.start()
     try:
-        click.echo(f"recording the demo stream at {publisher.endpoint} for {seconds:g} s", err=True)
+        click.echo(f"recording the demo stream at {endpoint} for {seconds:g} s", err=True)
         rc = ctx.invoke(
-            record, endpoint=publisher.endpoint, duration=seconds, name="demo", tags=("demo",),
+            record, endpoint=endpoint, duration=seconds, name="demo", tags=("demo",),
             data=data, catalog=catalog,
         )  # fmt: skip
     finally:
-        publisher.stop.set()
-        publisher.join(2)
+        publisher.stop(2)
     if rc:
         return rc
     run_id = _catalog_latest(data, catalog)
@@ -257,7 +260,7 @@ def _catalog_latest(data, catalog) -> str:
 
 
 @main.command()
-@click.argument("protocol", type=click.Choice(sorted(SIMULATORS)))
+@click.argument("protocol", type=click.Choice(simulator_names()))
 @click.option("--bind", "endpoint", metavar="ENDPOINT", help="Where to serve (default: the "
               "system's usual port on 127.0.0.1; ADZMQ takes 'tcp://h:p PUSH' too).")  # fmt: skip
 @click.option("--rate", type=float, help="Messages (trains, frames, blocks) per second.")

@@ -8,22 +8,18 @@ listening endpoint a question every 0.2 s, so recording it captures real exchang
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import pickle
 import socket
 import threading
 
 import zmq
 
+from recorder import protocols
 from recorder.db.control import Control
 from recorder.manager.jobs import normalize_source
-from recorder.simulators import make_simulator
-from recorder.simulators.demo_stream import DemoPublisher
-
-log = logging.getLogger("recorder.simulators.demo_stream")
+from recorder.simulators import Simulator, make_simulator
 
 PREFIX = "demo-"
+_LOOPBACK = "tcp://127.0.0.1:*"
 
 
 def free_port() -> int:
@@ -33,10 +29,11 @@ def free_port() -> int:
 
 
 class _ReqClient(threading.Thread):
-    """The request/reply tutorial's client, pointed at where the recorder listens."""
+    """A client of the simulated service (what it asks is the simulator's `request(i)`),
+    pointed at where the recorder listens."""
 
     def __init__(self, endpoint: str, sim):
-        super().__init__(daemon=True, name="demo-reqrep-client")
+        super().__init__(daemon=True, name="demo-client")
         self.endpoint, self.sim = endpoint, sim
         self.stop = threading.Event()
 
@@ -49,7 +46,7 @@ class _ReqClient(threading.Thread):
             sock.connect(self.endpoint)
             try:
                 while not self.stop.is_set():
-                    sock.send(pickle.dumps(self.sim.array(i)))
+                    sock.send(self.sim.request(i))
                     if not sock.poll(1000):
                         break  # nobody listening (no recording): start over
                     sock.recv()
@@ -62,21 +59,9 @@ class _ReqClient(threading.Thread):
 class DemoSources:
     def __init__(self, control: Control):
         self.control = control
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
         self.names: list[str] = []
-        self._closers: list = []
-
-    def _run(self, name: str, sim) -> None:
-        def target():
-            try:
-                sim.run(self.stop)
-            except Exception as exc:  # a demo source failing must not take serve down
-                log.warning("demo source %s stopped: %s", name, exc)
-
-        t = threading.Thread(target=target, daemon=True, name=name)
-        t.start()
-        self.threads.append(t)
+        self.simulators: list[Simulator] = []
+        self.clients: list[_ReqClient] = []
 
     def _save(self, protocol: str, config: dict) -> None:
         name = PREFIX + protocol
@@ -86,42 +71,27 @@ class DemoSources:
         self.names.append(name)
 
     def start(self) -> list[str]:
-        """Start every simulator and save its source; returns the source names."""
-        oe = make_simulator("openephys", "tcp://127.0.0.1:0", rate=30)
-        self._save("openephys", {"endpoint": oe.bind()})
-        self._run("openephys", oe)
-
-        ad = make_simulator("adzmq", "tcp://127.0.0.1:* PUB", rate=20)
-        self._save("adzmq", {"endpoint": ad.bind()})
-        self._run("adzmq", ad)
-
-        pmv = make_simulator("pymultivideo", "tcp://127.0.0.1:*", rate=10)
-        self._save("pymultivideo", {"endpoint": pmv.bind()})
-        self._run("pymultivideo", pmv)
-
-        kb = make_simulator("karabo", "tcp://127.0.0.1:*", socket="PUB", rate=10)
-        self._save("karabo", {"endpoint": kb.bind(), "socket_type": "SUB"})
-        self._run("karabo", kb)
-
-        rr = make_simulator("reqrep", "tcp://127.0.0.1:*")
-        listen = f"tcp://127.0.0.1:{free_port()}"
-        self._save("reqrep", {"endpoint": listen, "upstream": rr.bind()})
-        self._run("reqrep", rr)
-        client = _ReqClient(listen, rr)
-        client.start()
-        self._closers.append(client.stop.set)
-
-        raw = DemoPublisher(rate=20)
-        self._save("raw", {"endpoint": raw.endpoint})
-        raw.start()
-        self._closers.append(raw.stop.set)
-        self.threads.append(raw)
+        """Start every protocol's demo simulator and save its source; returns the names."""
+        for d in protocols.descriptors():
+            if d.demo is None or d.simulator is None:
+                continue
+            sim = make_simulator(d.name, _LOOPBACK, **d.demo.options)
+            bound = sim.start()
+            self.simulators.append(sim)
+            if d.proxy:  # the recorder listens for clients and asks the simulated service
+                listen = f"tcp://127.0.0.1:{free_port()}"
+                self._save(d.name, {"endpoint": listen, "upstream": bound, **d.demo.source})
+                client = _ReqClient(listen, sim)
+                client.start()
+                self.clients.append(client)
+            else:
+                self._save(d.name, {"endpoint": bound, **d.demo.source})
         return list(self.names)
 
     def close(self, timeout: float = 3.0) -> None:
-        self.stop.set()
-        for c in self._closers:
-            c()
-        for t in self.threads:
-            with contextlib.suppress(RuntimeError):
-                t.join(timeout)
+        for c in self.clients:
+            c.stop.set()
+        for sim in self.simulators:
+            sim.stop(timeout)
+        for c in self.clients:
+            c.join(timeout)

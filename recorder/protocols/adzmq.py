@@ -29,7 +29,17 @@ import numpy as np
 
 from recorder.errors import MalformedMessage
 from recorder.protocols.base import NO_TIME, BulkFrame, Decoded, FrameBytes, as_array, frame_sizes
+from recorder.protocols.descriptor import (
+    CONTROLLED_DRIVER,
+    NEUTRAL,
+    Demo,
+    ProtocolDescriptor,
+    head,
+    json_map,
+    sniffer,
+)
 
+NAME = "adzmq"
 STOP = b"STOP"
 DTYPES = (
     "int8",
@@ -192,7 +202,7 @@ def _seconds_to_ns(ts: float) -> int:
 class AdzmqCodec:
     """Decoder of NDPluginZMQ messages in all three dialects."""
 
-    name = "adzmq"
+    name = NAME
 
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
         sizes = frame_sizes(frames)
@@ -260,19 +270,29 @@ class AdzmqCodec:
         return out
 
 
-def sniff(frames: Sequence[FrameBytes]) -> bool:
-    """True for a ``STOP`` frame or a 2-frame message whose header starts like an ADZMQ one.
-    Looks at the first 256 header bytes only; never raises."""
-    try:
-        if len(frames) == 1:
-            return bytes(frames[0]) == STOP if memoryview(frames[0]).nbytes == 4 else False
-        if len(frames) != 2:
-            return False
-        head = bytes(memoryview(frames[0])[:256])
-        return (
-            head.lstrip().startswith(b"{")
-            and b'"htype"' in head
-            and (b"array-1.0" in head or b"chunk-1.0" in head)
-        )
-    except Exception:
-        return False
+_SNIFF_HTYPES = ("array-1.0", ["array-1.0"], ["chunk-1.0"])
+
+
+@sniffer
+def sniff(frames: Sequence[FrameBytes]) -> str | None:
+    """``adzmq`` for a 2-frame message whose JSON header has an ADZMQ ``htype``, `NEUTRAL` for
+    the driver's ``STOP`` frame (it fits but identifies nothing); None otherwise."""
+    n = len(frames)
+    first = head(frames[0]) if n else b""
+    if n == 1 and first == STOP:
+        return NEUTRAL
+    if n == 2 and first.lstrip().startswith(b"{"):
+        header = json_map(frames[0])
+        return NAME if header and header.get("htype") in _SNIFF_HTYPES else None
+    return None
+
+
+DESCRIPTOR = ProtocolDescriptor(
+    name=NAME,
+    codec=AdzmqCodec,
+    default_socket="SUB",  # NDPluginZMQ binds PUB for `tcp://*:port`
+    controlled_by=CONTROLLED_DRIVER,
+    sniff=sniff,
+    simulator="recorder.simulators.adzmq:AdzmqSimulator",
+    demo=Demo(options={"rate": 20}),
+)

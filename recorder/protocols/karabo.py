@@ -25,7 +25,9 @@ import numpy as np
 
 from recorder.errors import MalformedMessage
 from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded, FrameBytes, as_array
+from recorder.protocols.descriptor import Demo, ProtocolDescriptor, msgpack_map, sniffer
 
+NAME = "karabo"
 NEXT_REQUEST = b"next"
 """The only request a bridge REP server answers with a train."""
 
@@ -38,6 +40,14 @@ def bad_request_reply(request: bytes) -> bytes:
     karabo_bridge.server.Sender.send: ``b'Error: bad request %b' % msg``; that train is dropped.
     """
     return b"Error: bad request " + bytes(request)
+
+
+def refuse_request(request: list[bytes]) -> list[bytes] | None:
+    """What a REP server answers to a request other than ``next`` (no train is consumed);
+    None for ``next``, which gets the next train."""
+    if request == [NEXT_REQUEST]:
+        return None
+    return [bad_request_reply(request[0] if request else b"")]
 
 
 # --------------------------------------------------------------------------- encoder
@@ -384,7 +394,7 @@ def _v1_derived(frames: Sequence[FrameBytes]) -> list[tuple[str, np.ndarray]]:
 class KaraboCodec:
     """Decoder of Karabo bridge trains, protocol 2.2 (frame pairs) and 1.0 (one frame)."""
 
-    name = "karabo"
+    name = NAME
 
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
         train = _parse(frames)
@@ -406,3 +416,29 @@ class KaraboCodec:
                 **scalar_columns(train.values),
             },
         )
+
+
+@sniffer
+def sniff(frames: Sequence[FrameBytes]) -> str | None:
+    """``karabo`` for 2.2 header/data pairs (a msgpack header with ``source`` and ``content``)
+    or a 1.0 train (one msgpack map of sources, each with ``metadata``); None otherwise."""
+    n = len(frames)
+    if n >= 2 and n % 2 == 0:
+        header = msgpack_map(frames[0])
+        return NAME if header and {"source", "content"} <= set(header) else None
+    if n == 1:
+        train = msgpack_map(frames[0], limit=None)
+        if train and all(isinstance(v, dict) and "metadata" in v for v in train.values()):
+            return NAME
+    return None
+
+
+DESCRIPTOR = ProtocolDescriptor(
+    name=NAME,
+    codec=KaraboCodec,
+    default_socket="REQ",  # the bridge server binds REP by default and answers `next`
+    refuse_request=refuse_request,
+    sniff=sniff,
+    simulator="recorder.simulators.karabo:KaraboSimulator",
+    demo=Demo(options={"socket": "PUB", "rate": 10}, source={"socket_type": "SUB"}),
+)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from recorder.endpoints import port_plus_one
 from recorder.errors import MalformedMessage, UsageError
 from recorder.protocols.base import (
     NO_SEQ,
@@ -43,7 +44,16 @@ from recorder.protocols.base import (
     as_array,
     frame_sizes,
 )
+from recorder.protocols.descriptor import (
+    HEARTBEAT,
+    Demo,
+    ProtocolDescriptor,
+    head,
+    json_map,
+    sniffer,
+)
 
+NAME = "openephys"
 DATA_ENVELOPE = b"DATA\x00"
 EVENT_ENVELOPE = b"EVENT\x00"
 EVENT_TYPES = {
@@ -486,7 +496,7 @@ def _source_ns(header: dict) -> int:
 class OpenEphysCodec:
     """Decoder of ZMQ Interface (current and legacy) and Event Broadcaster messages."""
 
-    name = "openephys"
+    name = NAME
 
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
         sizes = frame_sizes(frames)
@@ -645,32 +655,33 @@ class OpenEphysCodec:
         )
 
 
-def sniff(frames: Sequence[FrameBytes]) -> bool:
-    """True if the message looks like Open Ephys (ZMQ Interface envelope or Event Broadcaster
-    type frame). Looks at the first frame only; never raises."""
-    try:
-        n = len(frames)
-        first = memoryview(frames[0]) if n else None
-        if first is None:
-            return False
-        if n == 2 and first.nbytes == 2:
-            return bytes(first) in (b"\x00\x00", b"\x01\x00")
-        return n in (2, 3) and bytes(first[:8]) in (DATA_ENVELOPE, EVENT_ENVELOPE)
-    except Exception:
-        return False
+_EVENT_BROADCASTER_TYPES = (b"\x00\x00", b"\x01\x00")
+
+
+@sniffer
+def sniff(frames: Sequence[FrameBytes]) -> str | None:
+    """``openephys`` for a ZMQ Interface envelope followed by a JSON header, or an Event
+    Broadcaster uint16 type frame; None otherwise."""
+    n = len(frames)
+    first = head(frames[0]) if n else b""
+    if n >= 2 and first in (DATA_ENVELOPE, EVENT_ENVELOPE):
+        return NAME if json_map(frames[1]) is not None else None
+    if n == 2 and first in _EVENT_BROADCASTER_TYPES:
+        return NAME
+    return None
 
 
 # --------------------------------------------------------------------------- heartbeat client
 
-_TCP_PORT = re.compile(r"^(?P<base>tcp://.+):(?P<port>\d{1,5})$")
-
 
 def heartbeat_endpoint(data_endpoint: str) -> str:
     """The GUI's REP socket listens on the data port + 1."""
-    m = _TCP_PORT.match(data_endpoint)
-    if not m or not 0 < int(m["port"]) < 65535:
-        raise UsageError(f"cannot derive the Open Ephys heartbeat port from {data_endpoint!r}")
-    return f"{m['base']}:{int(m['port']) + 1}"
+    try:
+        return port_plus_one(data_endpoint)
+    except UsageError:
+        raise UsageError(
+            f"cannot derive the Open Ephys heartbeat port from {data_endpoint!r}"
+        ) from None
 
 
 class HeartbeatClient:
@@ -766,3 +777,15 @@ class HeartbeatClient:
 
     def close(self) -> None:
         self.socket.close(linger=0)
+
+
+DESCRIPTOR = ProtocolDescriptor(
+    name=NAME,
+    codec=OpenEphysCodec,
+    default_socket="SUB",  # the GUI binds PUB (data) and REP (heartbeat) on port + 1
+    companions=(HEARTBEAT,),
+    replay_controls=(HEARTBEAT,),
+    sniff=sniff,
+    simulator="recorder.simulators.openephys:OpenEphysSimulator",
+    demo=Demo(options={"rate": 30}),
+)

@@ -18,7 +18,16 @@ import numpy as np
 
 from recorder.errors import MalformedMessage
 from recorder.protocols.base import NO_SEQ, BulkFrame, Decoded, FrameBytes, as_array, frame_sizes
+from recorder.protocols.descriptor import (
+    BACKCHANNEL,
+    Demo,
+    ProtocolDescriptor,
+    head,
+    msgpack_map,
+    sniffer,
+)
 
+NAME = "pymultivideo"
 TOPIC = b"image"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -53,7 +62,7 @@ def _int(meta: dict, key: str, minimum: int) -> int:
 class PyMultiVideoCodec:
     """Decoder of pyMultiVideo image messages."""
 
-    name = "pymultivideo"
+    name = NAME
 
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
         sizes = frame_sizes(frames)
@@ -85,9 +94,21 @@ class PyMultiVideoCodec:
         )
 
 
-def sniff(frames: Sequence[FrameBytes]) -> bool:
-    """True for a 3-frame message whose first frame is ``b"image"``; never raises."""
-    try:
-        return len(frames) == 3 and bytes(memoryview(frames[0])[:8]) == TOPIC
-    except Exception:
-        return False
+@sniffer
+def sniff(frames: Sequence[FrameBytes]) -> str | None:
+    """``pymultivideo`` for ``b"image"``, a msgpack map with the frame's keys, and a payload."""
+    if len(frames) != 3 or head(frames[0]) != TOPIC:
+        return None
+    meta = msgpack_map(frames[1])
+    return NAME if meta and {"unique_id", "height", "width"} <= set(meta) else None
+
+
+DESCRIPTOR = ProtocolDescriptor(
+    name=NAME,
+    codec=PyMultiVideoCodec,
+    default_socket="SUB",
+    replay_controls=(BACKCHANNEL,),
+    sniff=sniff,
+    simulator="recorder.simulators.pymultivideo:PyMultiVideoSimulator",
+    demo=Demo(options={"rate": 10}),
+)

@@ -5,10 +5,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from recorder.protocols.base import Decoded, FrameBytes
+from recorder.protocols.descriptor import Demo, ProtocolDescriptor
+
+NAME = "raw"
+"""Frames only: what a stream falls back to when nothing more is known."""
 
 
 class RawCodec:
-    name = "raw"
+    name = NAME
 
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
         return Decoded()
+
+
+DESCRIPTOR = ProtocolDescriptor(
+    name=NAME,
+    codec=RawCodec,
+    default_socket="SUB",
+    sniff=None,  # what `--protocol auto` falls back to: never claimed by a sniff
+    simulator="recorder.simulators.raw:RawSimulator",
+    demo=Demo(options={"rate": 20}),
+)

@@ -17,7 +17,9 @@ from collections.abc import Sequence
 
 from recorder.errors import MalformedMessage
 from recorder.protocols.base import Decoded, FrameBytes
+from recorder.protocols.descriptor import Demo, ProtocolDescriptor, Responder
 
+NAME = "reqrep"
 _COUNT = struct.Struct("<Q")
 _JSON_PARSE_LIMIT = 1 << 20
 """Frames up to this size are parsed as JSON to be sure; bigger ones are judged by their ends."""
@@ -88,7 +90,7 @@ def _nbytes(frames: Sequence[FrameBytes]) -> int:
 class ReqRepCodec:
     """Decoder of stored request/reply pairs; the reply latency is measured by the recorder."""
 
-    name = "reqrep"
+    name = NAME
 
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
         request, reply = unpack_pair(frames)
@@ -103,3 +105,15 @@ class ReqRepCodec:
                 "reply_content": content_type(reply[0]) if reply else "",
             },
         )
+
+
+DESCRIPTOR = ProtocolDescriptor(
+    name=NAME,
+    codec=ReqRepCodec,
+    default_socket="REP",  # what clients see, and what replay serves
+    proxy=True,
+    responder=Responder.PAIRS,
+    sniff=None,  # stored pairs never travel on a wire: a service is recorded through the proxy
+    simulator="recorder.simulators.reqrep:ReqRepServer",
+    demo=Demo(),
+)

@@ -11,9 +11,11 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import zmq
 
+from recorder.protocols.descriptor import HEARTBEAT
 from recorder.protocols.openephys import HeartbeatClient
 from recorder.protocols.reqrep import pack_pair
 
@@ -23,6 +25,16 @@ _COPY_BELOW = 64 << 10  # mean message size under which frames are received as b
 _POLL_MS = 100
 
 Emit = Callable[[list, int], None]
+
+
+class Companion(Protocol):
+    """A control socket a client keeps next to its data socket, served from the poll loop."""
+
+    def register(self, poller: zmq.Poller) -> None: ...
+
+    def service(self, poller: zmq.Poller, events: dict) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Heartbeats:
@@ -48,18 +60,23 @@ class Heartbeats:
         self.client.close()
 
 
+#: control plane named by a protocol descriptor -> what a recording keeps alive for it
+COMPANIONS: dict[str, Callable[[zmq.Context, str], Companion]] = {HEARTBEAT: Heartbeats}
+
+
 def stream_loop(
     sock: zmq.Socket,
     emit: Emit,
     stop: threading.Event,
     remaining: Callable[[], int | None],
-    companions: list[Heartbeats],
-    more_companions: Callable[[], list[Heartbeats]] = list,
+    companions: list[Companion],
+    more_companions: Callable[[], list[Companion]] = list,
 ) -> None:
     """SUB or PULL: take everything that arrives, in batches.
 
     `more_companions()` is asked on every wake-up for control sockets that became due later
-    (`--protocol auto` learns only from the first messages that it talks to Open Ephys).
+    (`--protocol auto` learns from the first messages which protocol, and so which control
+    planes, it talks to).
     """
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)

@@ -14,12 +14,19 @@ from pathlib import Path
 
 import zmq
 
+from recorder import protocols
 from recorder.errors import MalformedMessage, RecorderError, UsageError
 from recorder.limits import check_recording
 from recorder.protocols import codec_for
 from recorder.protocols.detect import detect_protocol
 from recorder.recording.byte_queue import ByteBoundedQueue
-from recorder.recording.receive import Heartbeats, proxy_loop, request_loop, stream_loop
+from recorder.recording.receive import (
+    COMPANIONS,
+    Companion,
+    proxy_loop,
+    request_loop,
+    stream_loop,
+)
 from recorder.recording.source_spec import AUTO, SourceSpec
 from recorder.store import layout
 from recorder.store.run_writer import RunWriter
@@ -129,16 +136,24 @@ class StreamRecorder:
             return [sock], lambda: request_loop(
                 sock, spec.request, self._emit, self._stop, remaining
             )
-        companions: list[Heartbeats] = []
-        heartbeats_due = spec.heartbeat and not spec.bind
-        if spec.protocol == "openephys" and heartbeats_due:
-            companions.append(Heartbeats(self.ctx, spec.endpoint))
+        # a client that connects keeps the server's control planes alive, as its own clients do
+        keep_alive = spec.heartbeat and not spec.bind
 
-        def detected_later() -> list[Heartbeats]:
+        def companions_of(protocol: str | None) -> list[Companion]:
+            if not keep_alive or protocol is None:
+                return []
+            kinds = protocols.get(protocol).companions
+            return [COMPANIONS[kind](self.ctx, spec.endpoint) for kind in kinds]
+
+        companions = companions_of(self.protocol)
+        undecided = [self.protocol is None]
+
+        def detected_later() -> list[Companion]:
             # runs on the receive thread, which owns every socket it polls
-            if heartbeats_due and not companions and self.protocol == "openephys":
-                return [Heartbeats(self.ctx, spec.endpoint)]
-            return []
+            if not undecided[0] or self.protocol is None:
+                return []
+            undecided[0] = False
+            return companions_of(self.protocol)
 
         def run():
             try:

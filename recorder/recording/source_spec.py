@@ -5,27 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from recorder import protocols
 from recorder.endpoints import check_endpoint
 from recorder.errors import UsageError
-from recorder.protocols import protocol_names
 from recorder.store import layout
 
 AUTO = "auto"
+AUTO_SOCKET = "SUB"
+"""Before `--protocol auto` has seen a message it listens like most clients do."""
 SOCKET_TYPES = ("SUB", "PULL", "REQ")
-
-#: The socket a real client of each system opens when the user does not say.
-DEFAULT_SOCKET = {
-    "raw": "SUB",
-    AUTO: "SUB",
-    "openephys": "SUB",  # the GUI binds PUB (data) and REP (heartbeat) on port + 1
-    "adzmq": "SUB",  # NDPluginZMQ binds PUB for `tcp://*:port`
-    "pymultivideo": "SUB",
-    "karabo": "REQ",  # the bridge server binds REP by default and answers `next`
-}
 
 
 def known_protocols() -> list[str]:
-    return [*protocol_names(), AUTO]
+    return [*protocols.names(), AUTO]
 
 
 @dataclass
@@ -41,14 +33,23 @@ class SourceSpec:
     bind: bool = False
     subscribe: list[bytes] = field(default_factory=list)
     request: bytes = b"next"
-    protocol: str = "raw"
+    protocol: str = protocols.RAW
     stream: str = "main"
     upstream: str | None = None
-    heartbeat: bool = True  # openephys: keep the GUI's heartbeat like its own clients do
+    heartbeat: bool = True  # keep control planes alive like the system's own clients do
+
+    @property
+    def descriptor(self) -> protocols.ProtocolDescriptor | None:
+        """What the protocol's clients do; None while `auto` has not decided."""
+        return None if self.protocol == AUTO else protocols.get(self.protocol)
 
     @property
     def proxy(self) -> bool:
-        return self.protocol == "reqrep"
+        return self.protocol in proxy_protocols()
+
+    def default_socket(self) -> str:
+        d = self.descriptor
+        return AUTO_SOCKET if d is None else d.default_socket
 
     def check(self) -> SourceSpec:
         if self.protocol not in known_protocols():
@@ -59,8 +60,8 @@ class SourceSpec:
         if self.proxy:
             return self._check_proxy()
         if self.upstream:
-            raise UsageError("--upstream is only for --protocol reqrep")
-        self.socket_type = (self.socket_type or DEFAULT_SOCKET[self.protocol]).upper()
+            raise UsageError(f"--upstream is only for --protocol {_proxies()}")
+        self.socket_type = (self.socket_type or self.default_socket()).upper()
         if self.socket_type not in SOCKET_TYPES:
             raise UsageError(
                 f"unknown socket type {self.socket_type!r} (use {', '.join(SOCKET_TYPES)})"
@@ -74,10 +75,14 @@ class SourceSpec:
 
     def _check_proxy(self) -> SourceSpec:
         if not self.upstream:
-            raise UsageError("--protocol reqrep needs --upstream (the real service's endpoint)")
+            raise UsageError(
+                f"--protocol {self.protocol} needs --upstream (the real service's endpoint)"
+            )
         if self.socket_type not in (None, "REP", "ROUTER"):
-            raise UsageError("--protocol reqrep listens like the service: no --socket needed")
-        self.socket_type = "REP"  # what clients see, and what replay serves
+            raise UsageError(
+                f"--protocol {self.protocol} listens like the service: no --socket needed"
+            )
+        self.socket_type = self.default_socket()  # what clients see, and what replay serves
         self.bind = True
         check_endpoint(self.endpoint, bind=True)
         check_endpoint(self.upstream, bind=False)
@@ -95,3 +100,12 @@ class SourceSpec:
         if self.upstream:
             out["upstream"] = self.upstream
         return out
+
+
+def proxy_protocols() -> list[str]:
+    """Protocols recorded through a request/reply proxy (they take --listen and --upstream)."""
+    return [d.name for d in protocols.descriptors() if d.proxy]
+
+
+def _proxies() -> str:
+    return " or ".join(proxy_protocols())

@@ -1,18 +1,24 @@
 """Control planes a replayer keeps next to the data sockets, as the real servers do.
 
 Each owns one socket, is polled by the thread that sends data, and answers or records what
-clients send on it.
+clients send on it. Protocol descriptors name the planes they need by key; `CONTROL_PLANES`
+maps each key to the class that serves it.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from recorder.errors import UsageError
+from recorder.protocols import RAW
+from recorder.protocols.descriptor import BACKCHANNEL, CONTROLLED_DRIVER, HEARTBEAT
 from recorder.protocols.openephys import heartbeat_reply
 from recorder.store.run_writer import RunWriter
 
@@ -50,7 +56,31 @@ class PeerCounter:
         self.monitor.close(linger=0)
 
 
-class HeartbeatServer:
+@dataclass
+class Serving:
+    """What a control plane may need to know about the replay it serves."""
+
+    ctx: zmq.Context
+    runs_dir: Path
+    run_id: str
+    stream: str
+    pause: Callable[[], None]
+    resume: Callable[[], None]
+
+
+class ControlPlane:
+    sock: zmq.Socket
+    run: RunWriter | None = None
+    """A run this plane recorded what clients sent into, if any."""
+
+    def handle(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+class HeartbeatServer(ControlPlane):
     """The Open Ephys GUI's REP on data port + 1: answers every client heartbeat."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str):
@@ -63,11 +93,8 @@ class HeartbeatServer:
             self.sock.send(heartbeat_reply(request))
             self.answered += 1
 
-    def close(self) -> None:
-        self.sock.close(linger=0)
 
-
-class BackChannel:
+class BackChannel(ControlPlane):
     """pyMultiVideo's PULL on port + 1: what analysis clients send back (DRAW_BOX commands)
     is recorded into a new run linked to the replayed one."""
 
@@ -91,7 +118,7 @@ class BackChannel:
                     meta={"replay_of": self.replay_of, "replayed_stream": self.stream},
                 )
                 self.writer = self.run.add_stream(
-                    "backchannel", protocol="raw", endpoint=self.endpoint,
+                    "backchannel", protocol=RAW, endpoint=self.endpoint,
                     socket_type="PULL", role="bind",
                 )  # fmt: skip
             self.writer.append(time.time_ns(), frames)
@@ -107,7 +134,7 @@ class BackChannel:
             self.run.close()
 
 
-class AdzmqControl:
+class AdzmqControl(ControlPlane):
     """Diamond's ZMQControlledDriver binds PUSH on port + 1 and says when to send:
     `{"acquire": "start"}` and `{"acquire": "stop"}`. The data server PULL-connects to it."""
 
@@ -129,5 +156,15 @@ class AdzmqControl:
             elif command == "stop":
                 self.on_stop()
 
-    def close(self) -> None:
-        self.sock.close(linger=0)
+
+def _controlled_driver(endpoint: str, serving: Serving) -> AdzmqControl:
+    serving.pause()  # the driver says when to start
+    return AdzmqControl(serving.ctx, endpoint, on_start=serving.resume, on_stop=serving.pause)
+
+
+#: control plane named by a protocol descriptor -> how a replay opens it
+CONTROL_PLANES: dict[str, Callable[[str, Serving], ControlPlane]] = {
+    HEARTBEAT: lambda endpoint, s: HeartbeatServer(s.ctx, endpoint),
+    BACKCHANNEL: lambda endpoint, s: BackChannel(s.ctx, endpoint, s.runs_dir, s.run_id, s.stream),
+    CONTROLLED_DRIVER: _controlled_driver,
+}

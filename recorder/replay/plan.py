@@ -2,23 +2,22 @@
 
 The recorder was a client; the replayer takes the server's side of every socket pair: a SUB
 that connected gets a PUB that binds, a PULL gets a PUSH, a REQ gets a REP, by default on the
-port the real server used so clients need no change. Protocol control planes come along:
-the Open Ephys heartbeat REP on port + 1, the pyMultiVideo back-channel PULL on port + 1, the
-ADZMQ controlled-driver PUSH that the data server PULL-connects to on port + 1.
+port the real server used so clients need no change. The control planes the protocol's
+descriptor names come along on data port + 1: those the real server binds next to its bound PUB
+(the Open Ephys heartbeat REP, the pyMultiVideo back-channel PULL), and with --controlled the one
+a driver binds that the data server connects to (ADZMQ's controlled-driver PUSH).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import zmq
 
-from recorder.endpoints import check_endpoint
+from recorder import protocols
+from recorder.endpoints import check_endpoint, parse_tcp, port_plus_one
 from recorder.errors import UsageError
 from recorder.store.reader import StreamReader
-
-_TCP = re.compile(r"^tcp://(?P<host>[^:]+|\[[^\]]+\]):(?P<port>\d+)$")
 
 #: recorded (socket type, role) -> (served zmq type name, served role)
 _COUNTERPART = {
@@ -55,23 +54,18 @@ class StreamPlan:
 
 def serve_endpoint(recorded: str) -> str:
     """Where to bind to stand in for a server the recorder connected to: same port, any host."""
-    m = _TCP.match(recorded)
-    return f"tcp://*:{m['port']}" if m else recorded
+    tcp = parse_tcp(recorded)
+    if tcp is None or tcp.port is None:
+        return recorded
+    return str(tcp._replace(host="*"))
 
 
 def peer_endpoint(recorded: str) -> str:
     """Where to connect to reach clients that bound where the recorder bound."""
-    m = _TCP.match(recorded)
-    if m and m["host"] in ("*", "0.0.0.0"):
-        return f"tcp://127.0.0.1:{m['port']}"
-    return recorded
-
-
-def port_plus_one(endpoint: str, *, host: str | None = None) -> str:
-    m = _TCP.match(endpoint)
-    if not m:
-        raise UsageError(f"{endpoint!r} has no tcp port to put the control socket next to")
-    return f"tcp://{host or m['host']}:{int(m['port']) + 1}"
+    tcp = parse_tcp(recorded)
+    if tcp is None or tcp.port is None or tcp.host not in ("*", "0.0.0.0"):
+        return recorded
+    return str(tcp._replace(host="127.0.0.1"))
 
 
 def plan_stream(
@@ -81,6 +75,7 @@ def plan_stream(
     socket_type: str | None = None,
     controlled: bool = False,
 ) -> StreamPlan:
+    protocol = protocols.lookup(reader.protocol)
     recorded = (reader.socket_type, reader.role)
     if recorded not in _COUNTERPART:
         raise UsageError(
@@ -91,7 +86,7 @@ def plan_stream(
         socket_type = socket_type.upper()
         if socket_type not in SERVED_TYPES:
             raise UsageError(f"--socket takes {', '.join(SERVED_TYPES)}, not {socket_type!r}")
-        if reader.protocol == "reqrep" and socket_type != "REP":
+        if protocol.proxy and socket_type != "REP":
             raise UsageError("a request/reply service can only be replayed as REP")
         served, role = socket_type, "bind"
     bind = role == "bind"
@@ -106,12 +101,17 @@ def plan_stream(
         bind=bind,
         request=(reader.attrs.get("options") or {}).get("request", "next").encode("latin-1"),
     )
-    if reader.protocol == "openephys" and served == "PUB" and bind:
-        plan.controls["heartbeat"] = port_plus_one(endpoint)
-    if reader.protocol == "pymultivideo" and served == "PUB" and bind:
-        plan.controls["backchannel"] = port_plus_one(endpoint)
+    if served == "PUB" and bind:
+        for kind in protocol.replay_controls:
+            plan.controls[kind] = port_plus_one(endpoint)
     if controlled:
-        if reader.protocol != "adzmq":
-            raise UsageError("--controlled is the ADZMQ controlled-driver mode (adzmq streams)")
-        plan.controls["adzmq-control"] = port_plus_one(peer_endpoint(endpoint))
+        if protocol.controlled_by is None:
+            raise UsageError(
+                f"--controlled is the controlled-driver mode ({_controllable()} streams)"
+            )
+        plan.controls[protocol.controlled_by] = port_plus_one(peer_endpoint(endpoint))
     return plan
+
+
+def _controllable() -> str:
+    return ", ".join(d.name for d in protocols.descriptors() if d.controlled_by is not None)

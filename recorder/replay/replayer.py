@@ -17,13 +17,15 @@ from pathlib import Path
 
 import zmq
 
+from recorder import protocols
 from recorder.errors import UsageError
 from recorder.limits import check_replay
+from recorder.protocols.descriptor import Responder
 from recorder.replay.control_planes import (
-    AdzmqControl,
-    BackChannel,
-    HeartbeatServer,
+    CONTROL_PLANES,
+    ControlPlane,
     PeerCounter,
+    Serving,
     open_socket,
 )
 from recorder.replay.pacer import Pacer
@@ -124,8 +126,8 @@ class Replayer:
         self._peers: dict[str, PeerCounter] = {}
         self._subscribers: dict[str, int] = {}  # PUB streams: live subscriptions
         self._serviced = 0.0
-        self._controls: list = []
-        self._controls_closed: list = []  # kept after close: the back-channel run, if any
+        self._controls: list[ControlPlane] = []
+        self._controls_closed: list[ControlPlane] = []  # kept after close: back-channel runs
         self.started_at = time.monotonic()
         self.duration_s = self._duration()
 
@@ -181,18 +183,11 @@ class Replayer:
             t.start()
 
     def _open_controls(self, plan: StreamPlan) -> None:
+        serving = Serving(
+            self.ctx, self.runs_dir, self.run_id, plan.stream, pause=self.pause, resume=self.resume
+        )
         for kind, endpoint in plan.controls.items():
-            if kind == "heartbeat":
-                self._controls.append(HeartbeatServer(self.ctx, endpoint))
-            elif kind == "backchannel":
-                self._controls.append(
-                    BackChannel(self.ctx, endpoint, self.runs_dir, self.run_id, plan.stream)
-                )
-            elif kind == "adzmq-control":
-                self.pacer.pause()  # the driver says when to start
-                self._controls.append(
-                    AdzmqControl(self.ctx, endpoint, on_start=self.resume, on_stop=self.pause)
-                )
+            self._controls.append(CONTROL_PLANES[kind](endpoint, serving))
 
     def _spawn(self, fn, *args) -> None:
         def run():
@@ -239,10 +234,7 @@ class Replayer:
 
     def back_channel_runs(self) -> list:
         """Runs that hold what clients sent back (pyMultiVideo DRAW_BOX) during this replay."""
-        return [
-            c.run for c in [*self._controls, *self._controls_closed]
-            if isinstance(c, BackChannel) and c.run is not None
-        ]  # fmt: skip
+        return [c.run for c in [*self._controls, *self._controls_closed] if c.run is not None]
 
     # -- control (any thread) ------------------------------------------------------------------
 
@@ -411,12 +403,14 @@ class Replayer:
     # -- request-driven streams ----------------------------------------------------------------
 
     def _responder(self, name: str):
-        plan = self.plans[name]
-        if plan.protocol == "reqrep":
+        protocol = protocols.lookup(self.plans[name].protocol)
+        if protocol.responder is Responder.PAIRS:
             return PairResponder(
                 self.reader.stream(name), match=self.match, unknown=self.unknown_reply
             )
-        return SequentialResponder(self._messages([name], self.start_s), plan.protocol)
+        return SequentialResponder(
+            self._messages([name], self.start_s), refuse=protocol.refuse_request
+        )
 
     def _serve(self, name: str) -> None:
         """Answer each request; when the run has no more replies (after the last loop), stop

@@ -1,20 +1,19 @@
-"""What a replayed REP server answers, per protocol.
+"""What a replayed REP server answers; the protocol's descriptor says which responder.
 
-- karabo: one train per `next`, in recorded order; anything else gets the real server's error
-  reply and no train is consumed.
-- reqrep: the recorded reply of an exchange whose request had the same bytes (cycling through
-  them when asked again); a request never recorded gets a clear, configurable answer. With
-  `match="order"` replies come in recorded order whatever is asked.
-- anything else recorded with REQ: the next recorded reply for any request.
+- sequential: the next recorded message for any request, in recorded order. A protocol may
+  refuse some requests as its real server does (the Karabo bridge answers only `next`, and
+  anything else gets its error reply without consuming a train).
+- pairs (request/reply services): the recorded reply of an exchange whose request had the same
+  bytes (cycling through them when asked again); a request never recorded gets a clear,
+  configurable answer. With `match="order"` replies come in recorded order whatever is asked.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from recorder.protocols.karabo import NEXT_REQUEST, bad_request_reply
 from recorder.protocols.reqrep import unpack_pair
 from recorder.store.reader import Message, StreamReader
 
@@ -30,15 +29,21 @@ def _digest(frames) -> bytes:
 
 
 class SequentialResponder:
-    """Next recorded message per request (Karabo checks that the request is `next`)."""
+    """Next recorded message per request, unless `refuse(request)` gives the server's refusal."""
 
-    def __init__(self, messages: Iterator[Message], protocol: str):
+    def __init__(
+        self,
+        messages: Iterator[Message],
+        *,
+        refuse: Callable[[list[bytes]], list[bytes] | None] | None = None,
+    ):
         self.messages = messages
-        self.karabo = protocol == "karabo"
+        self.refuse = refuse
 
     def answer(self, request: list[bytes]) -> tuple[list, Message | None]:
-        if self.karabo and (len(request) != 1 or request[0] != NEXT_REQUEST):
-            return [bad_request_reply(request[0] if request else b"")], None
+        refusal = self.refuse(request) if self.refuse is not None else None
+        if refusal is not None:
+            return refusal, None
         msg = next(self.messages, None)
         if msg is None:
             return [], None

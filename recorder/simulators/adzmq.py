@@ -18,7 +18,7 @@ import zmq
 
 from recorder.errors import UsageError
 from recorder.protocols import adzmq
-from recorder.simulators.common import merge_options
+from recorder.simulators.base import Simulator, any_port, merge_options, stopped
 
 _DEFAULTS: dict[str, Any] = {
     "height": 48,
@@ -48,10 +48,12 @@ def socket_plan(server_host: str) -> tuple[str, int, bool]:
     return (address, zmq.PUB, True) if star else (address, zmq.PUSH, how == "BIND")
 
 
-class AdzmqSimulator:
+class AdzmqSimulator(Simulator):
     """Size options: height, width, dtype, variant (psi|pre14|chunk), ndattr (attach a few
     NDAttributes), send_stop (a final ``STOP`` frame), start_time (EPICS seconds of frame 1).
     `rate` is frames per second; `skip` holds frame numbers (message i is frame i + 1)."""
+
+    rate: float  # always a number here (0: as fast as possible)
 
     def __init__(
         self,
@@ -70,17 +72,16 @@ class AdzmqSimulator:
             raise UsageError(f"unknown ADZMQ variant {opts['variant']!r}")
         if np.dtype(opts["dtype"]).name not in adzmq.DTYPES:
             raise UsageError(f"NDPluginZMQ cannot send {opts['dtype']!r} arrays")
-        self.endpoint, self.rate, self.count = endpoint, float(rate), count
-        self.skip, self.seed, self.wait_for_subscriber = frozenset(skip), seed, wait_for_subscriber
+        super().__init__(
+            endpoint, rate=float(rate), count=count, skip=skip, seed=seed, ctx=ctx,
+            wait_for_subscriber=wait_for_subscriber,
+        )  # fmt: skip
         self.height, self.width = int(opts["height"]), int(opts["width"])
         self.dtype, self.variant = np.dtype(opts["dtype"]), opts["variant"]
         self.with_ndattr, self.send_stop = bool(opts["ndattr"]), bool(opts["send_stop"])
         self.start_time = float(opts["start_time"])
         self.address, self.socket_type, self.binds = socket_plan(endpoint)
-        self._ctx = ctx or zmq.Context.instance()
         self._sock: zmq.Socket | None = None
-        self.bound_endpoint: str | None = None
-        self.sent = 0
         self.dropped = 0
 
     def seq(self, i: int) -> int:
@@ -116,30 +117,26 @@ class AdzmqSimulator:
             self.image(i), self.seq(i), self.timestamp(i), self.ndattr(i), self.variant
         )
 
-    def bind(self) -> str:
-        """Create the socket and bind or connect it; idempotent."""
-        if self._sock is not None:
-            return self.bound_endpoint or ""
+    def _open(self) -> str:
+        """Create the socket and bind or connect it as the plugin would."""
         kind = self.socket_type
         if kind == zmq.PUB and self.wait_for_subscriber:
             kind = zmq.XPUB
-        sock = self._ctx.socket(kind)
-        sock.setsockopt(zmq.LINGER, 1000)
-        address = self.address[:-2] + ":*" if self.address.endswith(":0") else self.address
+        sock = self.socket(kind, linger=1000)
+        address = any_port(self.address)
         try:
             if self.binds:
                 sock.bind(address)
-                self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+                endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
             else:
                 sock.connect(address)
-                self.bound_endpoint = address
+                endpoint = address
         except zmq.ZMQError as exc:
-            sock.close(linger=0)
             raise UsageError(
                 f"cannot {'bind' if self.binds else 'connect'} {address!r}: {exc}"
             ) from exc
         self._sock = sock
-        return self.bound_endpoint
+        return endpoint
 
     def _wait_for_peer(self, stop: threading.Event | None) -> bool:
         """XPUB: until a subscription arrives. PUSH: until the socket can take a message."""
@@ -164,34 +161,31 @@ class AdzmqSimulator:
             return False
         return True
 
-    def run(self, stop: threading.Event | None = None) -> int:
-        """Bind or connect, then send until `count` frames (skipped ones included) or `stop`;
-        returns the number of arrays sent."""
-        self.bind()
-        try:
-            if self.wait_for_subscriber and not self._wait_for_peer(stop):
-                return self.sent
-            t0 = time.monotonic()
-            i = 0
-            while self.count is None or i < self.count:
-                if self.rate > 0:
-                    delay = t0 + i / self.rate - time.monotonic()
-                    if stop is not None and stop.wait(max(0.0, delay)):
-                        break
-                    if stop is None and delay > 0:
-                        time.sleep(delay)
-                elif stop is not None and stop.is_set():
+    def _serve(self, stop: threading.Event | None) -> bool:
+        """Send until `count` frames (skipped ones included) or `stop`; True at the end."""
+        if self.wait_for_subscriber and not self._wait_for_peer(stop):
+            return False
+        t0 = time.monotonic()
+        i = 0
+        finished = True
+        while self.count is None or i < self.count:
+            if self.rate > 0:
+                delay = t0 + i / self.rate - time.monotonic()
+                if stop is not None and stop.wait(max(0.0, delay)):
+                    finished = False
                     break
-                if self.seq(i) not in self.skip and self._send(self.message(i)):
-                    self.sent += 1
-                i += 1
-            if self.send_stop:
-                self._send([adzmq.STOP])
-            return self.sent
-        finally:
-            self.close()
+                if stop is None and delay > 0:
+                    time.sleep(delay)
+            elif stopped(stop):
+                finished = False
+                break
+            if self.seq(i) not in self.skip and self._send(self.message(i)):
+                self.sent += 1
+            i += 1
+        if self.send_stop:
+            self._send([adzmq.STOP])
+        return finished
 
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+    def close(self, linger: int | None = None) -> None:
+        super().close(linger)
+        self._sock = None

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import zmq
 
-from recorder.protocols.karabo import NEXT_REQUEST, bad_request_reply, encode_train
+from recorder.protocols.karabo import encode_train, refuse_request
+from recorder.simulators.base import Simulator, stopped
 
 FIRST_TRAIN = 10_000_000_000
 """The real simulator's first train id."""
@@ -45,8 +46,10 @@ _DETECTORS = {
 _XGM = "SA1_XTD2_XGM/DOOCS/MAIN"
 
 
-class KaraboSimulator:
+class KaraboSimulator(Simulator):
     """Serves trains like ``karabo-bridge-server-sim``; bind() then run() in a thread."""
+
+    drain_ms = 2000  # after the last train give zmq a moment to flush it, as serve-files does
 
     def __init__(
         self,
@@ -69,22 +72,15 @@ class KaraboSimulator:
             raise ValueError(f"protocol must be 1.0 or 2.2, not {protocol!r}")
         if detector not in _DETECTORS:
             raise ValueError(f"detector must be one of {sorted(_DETECTORS)}, not {detector!r}")
-        self.endpoint = endpoint
+        super().__init__(
+            endpoint, rate=rate, count=count, skip=skip, seed=seed, ctx=ctx,
+            wait_for_subscriber=wait_for_subscriber,
+        )  # fmt: skip
+        # `skip` holds train ids never sent (they show up as gaps)
         self.socket_type = socket
         self.protocol = protocol
-        self.rate = rate
-        self.count = count
-        self.skip = frozenset(skip)
-        """Train ids never sent (they show up as gaps)."""
-        self.seed = seed
         self.detector = _DETECTORS[detector]
         self.n_sources = n_sources
-        self.wait_for_subscriber = wait_for_subscriber
-        self.bound_endpoint: str | None = None
-        self.ready = threading.Event()
-        """Set once bound: a test thread may wait on it instead of sleeping."""
-        self._ctx = ctx
-        self._own_ctx = ctx is None
         self._sock: zmq.Socket | None = None
         self._base: np.ndarray | None = None
 
@@ -166,35 +162,19 @@ class KaraboSimulator:
 
     # ------------------------------------------------------------------ socket
 
-    def bind(self) -> str:
-        """Bind now (run() does it too); returns the real endpoint, random ports resolved."""
-        if self._sock is None:
-            if self._ctx is None:
-                self._ctx = zmq.Context()
-            kind = {"REP": zmq.REP, "PUSH": zmq.PUSH, "PUB": zmq.PUB}[self.socket_type]
-            if kind == zmq.PUB and self.wait_for_subscriber:
-                kind = zmq.XPUB  # same wire behaviour, but it tells us when a subscriber joins
-            sock = self._ctx.socket(kind)
-            sock.linger = 0
-            sock.set_hwm(1)
-            try:
-                sock.bind(self.endpoint)
-            except zmq.ZMQError:
-                sock.close(linger=0)
-                raise
-            self._sock = sock
-            self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-            self.ready.set()
-        assert self.bound_endpoint is not None
-        return self.bound_endpoint
+    def _open(self) -> str:
+        kind = {"REP": zmq.REP, "PUSH": zmq.PUSH, "PUB": zmq.PUB}[self.socket_type]
+        if kind == zmq.PUB and self.wait_for_subscriber:
+            kind = zmq.XPUB  # same wire behaviour, but it tells us when a subscriber joins
+        sock = self.socket(kind, linger=0)
+        sock.set_hwm(1)
+        sock.bind(self.endpoint)
+        self._sock = sock
+        return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
-    def close(self, linger: int = 0) -> None:
-        if self._sock is not None:
-            self._sock.close(linger=linger)
-            self._sock = None
-        if self._own_ctx and self._ctx is not None:
-            self._ctx.term()
-            self._ctx = None
+    def close(self, linger: int | None = None) -> None:
+        super().close(linger)
+        self._sock = None
 
     def _wait(self, events: int, stop: threading.Event | None) -> bool:
         """Poll until the socket is ready for `events`; False when stopped first."""
@@ -209,50 +189,44 @@ class KaraboSimulator:
         while self._sock.poll(0, zmq.POLLIN):
             self._sock.recv()
 
-    def run(self, stop: threading.Event | None = None) -> int:
-        """Bind and serve trains 0 .. `count`-1 (skipped and dropped ones included) or until
-        `stop` is set; returns the number of trains sent."""
-        self.bind()
+    def _serve(self, stop: threading.Event | None) -> bool:
+        """Serve trains 0 .. `count`-1 (skipped and dropped ones included) or until `stop`;
+        True when it ran to the end."""
         sock = self._sock
         assert sock is not None
         interval = 1.0 / self.rate if self.rate else 0.0
         due = time.monotonic()
-        sent, i, finished = 0, 0, False
-        try:
-            if sock.type == zmq.XPUB:
+        i = 0
+        if sock.type == zmq.XPUB:
+            if not self._wait(zmq.POLLIN, stop):
+                return False
+            self._drain_subscriptions()
+        while self.count is None or i < self.count:
+            if stopped(stop):
+                return False
+            index, i = i, i + 1
+            if self.train_id(index) in self.skip:
+                due += interval  # a missing train still takes its 100 ms slot
+                continue
+            frames = self.message(index)
+            if sock.type == zmq.REP:
                 if not self._wait(zmq.POLLIN, stop):
-                    return 0
+                    return False
+                refusal = refuse_request(sock.recv_multipart())
+                if refusal is not None:
+                    sock.send_multipart(refusal)
+                    continue  # the real server drops this train
+            else:
+                delay = due - time.monotonic()
+                if delay > 0 and stop is not None and stop.wait(delay):
+                    return False
+                if delay > 0 and stop is None:
+                    time.sleep(delay)
+                due = max(due, time.monotonic()) + interval  # late: no catch-up burst
+                if not self._wait(zmq.POLLOUT, stop):
+                    return False
+            sock.send_multipart(frames)
+            self.sent += 1
+            if sock.type == zmq.XPUB:
                 self._drain_subscriptions()
-            while self.count is None or i < self.count:
-                if stop is not None and stop.is_set():
-                    return sent
-                index, i = i, i + 1
-                if self.train_id(index) in self.skip:
-                    due += interval  # a missing train still takes its 100 ms slot
-                    continue
-                frames = self.message(index)
-                if sock.type == zmq.REP:
-                    if not self._wait(zmq.POLLIN, stop):
-                        return sent
-                    request = sock.recv_multipart()
-                    if request != [NEXT_REQUEST]:
-                        sock.send(bad_request_reply(request[0]))
-                        continue  # the real server drops this train
-                else:
-                    delay = due - time.monotonic()
-                    if delay > 0 and stop is not None and stop.wait(delay):
-                        return sent
-                    if delay > 0 and stop is None:
-                        time.sleep(delay)
-                    due = max(due, time.monotonic()) + interval  # late: no catch-up burst
-                    if not self._wait(zmq.POLLOUT, stop):
-                        return sent
-                sock.send_multipart(frames)
-                sent += 1
-                if sock.type == zmq.XPUB:
-                    self._drain_subscriptions()
-            finished = True
-            return sent
-        finally:
-            # After the last train give zmq a moment to flush it, as serve-files does.
-            self.close(linger=2000 if finished else 0)
+        return True

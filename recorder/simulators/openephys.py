@@ -9,7 +9,6 @@ a pure function of its index (`message`), so tests can compare what arrives with
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from typing import Any
@@ -19,7 +18,7 @@ import zmq
 
 from recorder.errors import UsageError
 from recorder.protocols import openephys as oe
-from recorder.simulators.common import merge_options, wait_for_subscriber
+from recorder.simulators.base import Simulator, merge_options, tcp_endpoint, wait_for_subscriber
 
 _DEFAULTS: dict[str, Any] = {
     "n_channels": 8,
@@ -34,14 +33,15 @@ _DEFAULTS: dict[str, Any] = {
     "spike_samples": 40,
     "start_ms": 1_700_000_000_000,
 }
-_TCP = re.compile(r"^(?P<base>tcp://[^ ]+):(?P<port>\*|\d{1,5})$")
 
 
-class OpenEphysSimulator:
+class OpenEphysSimulator(Simulator):
     """Size options: n_channels, n_samples, sample_rate, legacy (0.2.0 whole-block messages),
     stream, source_node, ttl_every / spike_every (blocks; 0 = never), spike_channels,
     spike_samples, start_ms (wall clock of block 0). `rate` is blocks per second, `count` counts
     messages and `skip` holds message_num values (message i has message_num i + 1)."""
+
+    rate: float  # always a number here (0: as fast as possible)
 
     def __init__(
         self,
@@ -56,22 +56,21 @@ class OpenEphysSimulator:
         **size_options: Any,
     ):
         opts = merge_options("Open Ephys", size_options, _DEFAULTS)
-        self.endpoint, self.rate, self.count = endpoint, float(rate), count
-        self.skip, self.seed, self.wait_for_subscriber = frozenset(skip), seed, wait_for_subscriber
+        super().__init__(
+            endpoint, rate=float(rate), count=count, skip=skip, seed=seed, ctx=ctx,
+            wait_for_subscriber=wait_for_subscriber,
+        )  # fmt: skip
         self.n_channels, self.n_samples = int(opts["n_channels"]), int(opts["n_samples"])
         self.sample_rate, self.legacy = float(opts["sample_rate"]), bool(opts["legacy"])
         self.stream, self.source_node = str(opts["stream"]), int(opts["source_node"])
         self.ttl_every, self.spike_every = int(opts["ttl_every"]), int(opts["spike_every"])
         self.spike_channels = max(1, min(int(opts["spike_channels"]), self.n_channels))
         self.spike_samples, self.start_ms = int(opts["spike_samples"]), int(opts["start_ms"])
-        self._ctx = ctx or zmq.Context.instance()
         self._pub: zmq.Socket | None = None
         self._rep: zmq.Socket | None = None
         self._poller = zmq.Poller()
-        self.bound_endpoint: str | None = None
         self.heartbeat_endpoint: str | None = None
         self.heartbeats: list[bytes] = []
-        self.sent = 0
         self._layout = self._period_layout()
 
     # ------------------------------------------------------------------ content
@@ -120,7 +119,11 @@ class OpenEphysSimulator:
         kind, block, channel = self.plan(i)
         sample_num = block * self.n_samples
         ts = self.start_ms + (sample_num * 1000) // int(self.sample_rate or 1)
-        common = {"message_num": self.seq(i), "stream": self.stream, "timestamp_ms": ts}
+        common: dict[str, Any] = {
+            "message_num": self.seq(i),
+            "stream": self.stream,
+            "timestamp_ms": ts,
+        }
         if kind == "legacy":
             buf = np.stack([self.samples(block, ch) for ch in range(self.n_channels)])
             return oe.encode_legacy(
@@ -154,52 +157,43 @@ class OpenEphysSimulator:
 
     # ------------------------------------------------------------------ sockets
 
-    def bind(self) -> str:
-        """Bind PUB (XPUB when waiting for a subscriber) and the heartbeat REP; idempotent."""
-        if self._pub is not None:
-            return self.bound_endpoint or ""
-        endpoint = self.endpoint[:-2] + ":*" if self.endpoint.endswith(":0") else self.endpoint
-        m = _TCP.match(endpoint)
-        if not m:
-            raise UsageError(f"Open Ephys needs a tcp://HOST:PORT endpoint, got {self.endpoint!r}")
-        random_port = m["port"] == "*"
-        port = 0 if random_port else int(m["port"])
+    def _open(self) -> str:
+        """Bind PUB (XPUB when waiting for a subscriber) and the heartbeat REP on port + 1."""
+        tcp = tcp_endpoint("Open Ephys", self.endpoint)
+        random_port = tcp.port is None
+        port = tcp.port
         for _ in range(20):
-            pub = self._ctx.socket(zmq.XPUB if self.wait_for_subscriber else zmq.PUB)
-            pub.setsockopt(zmq.LINGER, 1000)
+            pub = self.socket(zmq.XPUB if self.wait_for_subscriber else zmq.PUB, linger=1000)
+            rep = None
             try:
-                pub.bind(f"{m['base']}:{'*' if random_port else port}")
-                port = int(pub.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
-                rep = self._ctx.socket(zmq.REP)
-                rep.setsockopt(zmq.LINGER, 0)
-                try:
-                    rep.bind(f"{m['base']}:{port + 1}")
-                except zmq.ZMQError:
-                    rep.close()
-                    raise
-            except zmq.ZMQError:
-                pub.close(linger=0)
+                pub.bind(str(tcp._replace(port=port)))
+                bound = tcp_endpoint("Open Ephys", pub.getsockopt_string(zmq.LAST_ENDPOINT))
+                rep = self.socket(zmq.REP, linger=0)
+                rep.bind(str(tcp._replace(port=bound.port).next_port()))
+            except (zmq.ZMQError, UsageError):
+                for sock in (pub, rep):
+                    if sock is not None:
+                        self.discard(sock)
                 if not random_port:
-                    port += 2  # what the plugin does when its heartbeat port is taken
+                    port = (port or 0) + 2  # what the plugin does when its heartbeat port is taken
                 continue
             self._pub, self._rep = pub, rep
             self._poller = zmq.Poller()
             self._poller.register(rep, zmq.POLLIN)
-            self.bound_endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
             self.heartbeat_endpoint = rep.getsockopt_string(zmq.LAST_ENDPOINT)
-            return self.bound_endpoint
+            return pub.getsockopt_string(zmq.LAST_ENDPOINT)
         raise UsageError(
             f"could not bind Open Ephys data and heartbeat ports near {self.endpoint!r}"
         )
 
-    def _serve(self, until: float, stop: threading.Event | None) -> bool:
+    def _handle(self, until: float, stop: threading.Event | None) -> bool:
         """Answer heartbeats until `until` (monotonic); False if `stop` was set meanwhile."""
         assert self._rep is not None
         while True:
             if stop is not None and stop.is_set():
                 return False
             left = until - time.monotonic()
-            events = dict(self._poller.poll(max(0, min(left, 0.05)) * 1000))
+            events = dict(self._poller.poll(int(max(0, min(left, 0.05)) * 1000)))
             if self._rep in events:
                 request = self._rep.recv()
                 self.heartbeats.append(request)
@@ -207,31 +201,25 @@ class OpenEphysSimulator:
             elif left <= 0:
                 return True
 
-    def run(self, stop: threading.Event | None = None) -> int:
-        """Bind, then send until `count` messages (skipped ones included) or `stop`; returns
-        the number of messages sent. Heartbeats are answered throughout."""
-        self.bind()
+    def _serve(self, stop: threading.Event | None) -> bool:
+        """Send until `count` messages (skipped ones included) or `stop`, answering heartbeats
+        throughout; True when it ran to the end."""
         assert self._pub is not None
-        try:
-            if self.wait_for_subscriber and not wait_for_subscriber(self._pub, stop, self._serve):
-                return self.sent
-            t0 = time.monotonic()
-            i = 0
-            while self.count is None or i < self.count:
-                block = self.plan(i)[1]
-                until = t0 + block / self.rate if self.rate > 0 else time.monotonic()
-                if not self._serve(until, stop):
-                    break
-                if self.seq(i) not in self.skip:
-                    self._pub.send_multipart(self.message(i))
-                    self.sent += 1
-                i += 1
-            return self.sent
-        finally:
-            self.close()
+        if self.wait_for_subscriber and not wait_for_subscriber(self._pub, stop, self._handle):
+            return False
+        t0 = time.monotonic()
+        i = 0
+        while self.count is None or i < self.count:
+            block = self.plan(i)[1]
+            until = t0 + block / self.rate if self.rate > 0 else time.monotonic()
+            if not self._handle(until, stop):
+                return False
+            if self.seq(i) not in self.skip:
+                self._pub.send_multipart(self.message(i))
+                self.sent += 1
+            i += 1
+        return True
 
-    def close(self) -> None:
-        for sock in (self._pub, self._rep):
-            if sock is not None:
-                sock.close()
+    def close(self, linger: int | None = None) -> None:
+        super().close(linger)
         self._pub = self._rep = None

@@ -6,7 +6,6 @@ default) and keeps whatever analysis clients push back (e.g. DRAW_BOX commands) 
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from typing import Any
@@ -16,15 +15,16 @@ import zmq
 
 from recorder.errors import UsageError
 from recorder.protocols import pymultivideo as pmv
-from recorder.simulators.common import merge_options, wait_for_subscriber
+from recorder.simulators.base import Simulator, merge_options, tcp_endpoint, wait_for_subscriber
 
 _DEFAULTS: dict[str, Any] = {"height": 48, "width": 64, "unique_id": "cam0"}
-_TCP = re.compile(r"^(?P<base>tcp://[^ ]+):(?P<port>\*|\d{1,5})$")
 
 
-class PyMultiVideoSimulator:
+class PyMultiVideoSimulator(Simulator):
     """Size options: height, width, unique_id. `rate` is the put rate in frames per second.
     pyMultiVideo has no frame counter: `skip` holds message indices."""
+
+    rate: float  # always a number here (0: as fast as possible)
 
     def __init__(
         self,
@@ -40,17 +40,16 @@ class PyMultiVideoSimulator:
         **size_options: Any,
     ):
         opts = merge_options("pyMultiVideo", size_options, _DEFAULTS)
-        self.endpoint, self.rate, self.count = endpoint, float(rate), count
-        self.skip, self.seed, self.wait_for_subscriber = frozenset(skip), seed, wait_for_subscriber
+        super().__init__(
+            endpoint, rate=float(rate), count=count, skip=skip, seed=seed, ctx=ctx,
+            wait_for_subscriber=wait_for_subscriber,
+        )  # fmt: skip
         self.height, self.width = int(opts["height"]), int(opts["width"])
         self.unique_id = str(opts["unique_id"])
         self.pull_endpoint = pull_endpoint
-        self._ctx = ctx or zmq.Context.instance()
         self._pub: zmq.Socket | None = None
         self._pull: zmq.Socket | None = None
-        self.bound_endpoint: str | None = None
         self.received: list[list[bytes]] = []
-        self.sent = 0
 
     def timestamp(self, i: int) -> int:
         """Camera clock in ns; the first frame's timestamp is 0 as in the real GUI."""
@@ -66,39 +65,25 @@ class PyMultiVideoSimulator:
             self.image(i), unique_id=self.unique_id, timestamp=self.timestamp(i)
         )
 
-    @staticmethod
-    def _tcp(endpoint: str) -> re.Match:
-        m = _TCP.match(endpoint[:-2] + ":*" if endpoint.endswith(":0") else endpoint)
-        if not m:
-            raise UsageError(f"pyMultiVideo needs a tcp://HOST:PORT endpoint, got {endpoint!r}")
-        return m
-
-    def bind(self) -> str:
-        """Bind PUB (XPUB when waiting for a subscriber) and the PULL back-channel; idempotent."""
-        if self._pub is not None:
-            return self.bound_endpoint or ""
-        m = self._tcp(self.endpoint)
-        pub = self._ctx.socket(zmq.XPUB if self.wait_for_subscriber else zmq.PUB)
-        pub.setsockopt(zmq.LINGER, 1000)
-        pull = self._ctx.socket(zmq.PULL)
-        pull.setsockopt(zmq.LINGER, 0)
+    def _open(self) -> str:
+        """Bind PUB (XPUB when waiting for a subscriber) and the PULL back-channel on port + 1
+        (any free port when the data port is)."""
+        tcp = tcp_endpoint("pyMultiVideo", self.endpoint)
+        pub = self.socket(zmq.XPUB if self.wait_for_subscriber else zmq.PUB, linger=1000)
+        pull = self.socket(zmq.PULL, linger=0)
         try:
-            pub.bind(f"{m['base']}:{m['port']}")
-            self.bound_endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
+            pub.bind(str(tcp))
             if self.pull_endpoint is None:
-                port = m["port"] if m["port"] == "*" else str(int(m["port"]) + 1)
-                pull.bind(f"{m['base']}:{port}")
+                pull.bind(str(tcp if tcp.port is None else tcp.next_port()))
             else:
                 pull.bind(self.pull_endpoint)
-            self.pull_endpoint = pull.getsockopt_string(zmq.LAST_ENDPOINT)
         except zmq.ZMQError as exc:
-            pub.close(linger=0)
-            pull.close()
             raise UsageError(
                 f"cannot bind pyMultiVideo sockets at {self.endpoint!r}: {exc}"
             ) from exc
+        self.pull_endpoint = pull.getsockopt_string(zmq.LAST_ENDPOINT)
         self._pub, self._pull = pub, pull
-        return self.bound_endpoint
+        return pub.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def _collect(self, until: float, stop: threading.Event | None) -> bool:
         """Keep what arrives on the back-channel until `until`; False if stopped."""
@@ -107,35 +92,29 @@ class PyMultiVideoSimulator:
             if stop is not None and stop.is_set():
                 return False
             left = until - time.monotonic()
-            if self._pull.poll(max(0, min(left, 0.05)) * 1000):
+            if self._pull.poll(int(max(0, min(left, 0.05)) * 1000)):
                 self.received.append(self._pull.recv_multipart())
             elif left <= 0:
                 return True
 
-    def run(self, stop: threading.Event | None = None) -> int:
-        """Bind, then publish until `count` frames (skipped ones included) or `stop`; returns
-        the number of frames sent. With no `count`, runs until `stop`."""
-        self.bind()
+    def _serve(self, stop: threading.Event | None) -> bool:
+        """Publish until `count` frames (skipped ones included) or `stop`, keeping what comes
+        back; True when it ran to the end. With no `count`, runs until `stop`."""
         assert self._pub is not None
-        try:
-            if self.wait_for_subscriber and not wait_for_subscriber(self._pub, stop, self._collect):
-                return self.sent
-            t0 = time.monotonic()
-            i = 0
-            while self.count is None or i < self.count:
-                until = t0 + i / self.rate if self.rate > 0 else time.monotonic()
-                if not self._collect(until, stop):
-                    break
-                if i not in self.skip:
-                    self._pub.send_multipart(self.message(i))
-                    self.sent += 1
-                i += 1
-            return self.sent
-        finally:
-            self.close()
+        if self.wait_for_subscriber and not wait_for_subscriber(self._pub, stop, self._collect):
+            return False
+        t0 = time.monotonic()
+        i = 0
+        while self.count is None or i < self.count:
+            until = t0 + i / self.rate if self.rate > 0 else time.monotonic()
+            if not self._collect(until, stop):
+                return False
+            if i not in self.skip:
+                self._pub.send_multipart(self.message(i))
+                self.sent += 1
+            i += 1
+        return True
 
-    def close(self) -> None:
-        for sock in (self._pub, self._pull):
-            if sock is not None:
-                sock.close()
+    def close(self, linger: int | None = None) -> None:
+        super().close(linger)
         self._pub = self._pull = None

@@ -19,6 +19,7 @@ import numpy as np
 import zmq
 
 from recorder.protocols.reqrep import pack_pair, sniff_json, sniff_pickle
+from recorder.simulators.base import Simulator, stopped
 
 SHAPE = (100, 10)
 ERROR_REPLY = b"Error: expected a pickled or JSON array"
@@ -45,8 +46,10 @@ def _load_array(request: bytes) -> np.ndarray:
     return obj
 
 
-class ReqRepServer:
-    """The tutorial's REP service; bind() then run() in a thread."""
+class ReqRepServer(Simulator):
+    """The tutorial's REP service; bind() then run() in a thread. `sent` counts replies."""
+
+    drain_ms = 2000  # the last reply gets a moment to leave
 
     def __init__(
         self,
@@ -62,15 +65,7 @@ class ReqRepServer:
         at its clients' pace and must answer every request, so neither can apply."""
         if skip:
             raise ValueError("a REP service answers every request: skip must be empty")
-        self.endpoint = endpoint
-        self.rate = rate
-        self.count = count
-        self.skip = frozenset(skip)
-        self.seed = seed
-        self.bound_endpoint: str | None = None
-        self.ready = threading.Event()
-        self._ctx = ctx
-        self._own_ctx = ctx is None
+        super().__init__(endpoint, rate=rate, count=count, skip=skip, seed=seed, ctx=ctx)
         self._sock: zmq.Socket | None = None
 
     # ------------------------------------------------------------------ content
@@ -106,46 +101,25 @@ class ReqRepServer:
 
     # ------------------------------------------------------------------ socket
 
-    def bind(self) -> str:
-        if self._sock is None:
-            if self._ctx is None:
-                self._ctx = zmq.Context()
-            sock = self._ctx.socket(zmq.REP)
-            sock.linger = 0
-            try:
-                sock.bind(self.endpoint)
-            except zmq.ZMQError:
-                sock.close(linger=0)
-                raise
-            self._sock = sock
-            self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-            self.ready.set()
-        assert self.bound_endpoint is not None
-        return self.bound_endpoint
+    def _open(self) -> str:
+        sock = self.socket(zmq.REP, linger=0)
+        sock.bind(self.endpoint)
+        self._sock = sock
+        return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
-    def close(self, linger: int = 0) -> None:
-        if self._sock is not None:
-            self._sock.close(linger=linger)
-            self._sock = None
-        if self._own_ctx and self._ctx is not None:
-            self._ctx.term()
-            self._ctx = None
+    def close(self, linger: int | None = None) -> None:
+        super().close(linger)
+        self._sock = None
 
-    def run(self, stop: threading.Event | None = None) -> int:
-        """Bind and answer requests until `count` replies went out or `stop` is set."""
-        self.bind()
+    def _serve(self, stop: threading.Event | None) -> bool:
+        """Answer requests until `count` replies went out or `stop`; True at the end."""
         sock = self._sock
         assert sock is not None
-        replies, finished = 0, False
-        try:
-            while self.count is None or replies < self.count:
-                while not sock.poll(_POLL_MS, zmq.POLLIN):
-                    if stop is not None and stop.is_set():
-                        return replies
-                frames = sock.recv_multipart()
-                sock.send(self.reply_to(frames[0]) if len(frames) == 1 else ERROR_REPLY)
-                replies += 1
-            finished = True
-            return replies
-        finally:
-            self.close(linger=2000 if finished else 0)
+        while self.count is None or self.sent < self.count:
+            while not sock.poll(_POLL_MS, zmq.POLLIN):
+                if stopped(stop):
+                    return False
+            frames = sock.recv_multipart()
+            sock.send(self.reply_to(frames[0]) if len(frames) == 1 else ERROR_REPLY)
+            self.sent += 1
+        return True

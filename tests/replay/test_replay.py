@@ -10,13 +10,11 @@ has subscribed), never with a sleep.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -43,7 +41,7 @@ from recorder.simulators import (
 from recorder.store.reader import RunReader
 from recorder.store.recover import repair_run
 from tests.helpers import free_port, local, wait_for
-from tests.recordhelp import record
+from tests.recordhelp import record, running
 from tests.replayhelp import (
     client,
     make_run,
@@ -56,28 +54,6 @@ from tests.replayhelp import (
 )
 
 CLIENT_OF = {"PUB": zmq.SUB, "PUSH": zmq.PULL, "REP": zmq.REQ}
-
-
-@contextlib.contextmanager
-def running(sim):
-    """A simulator's run(stop) in a thread for the duration of the block."""
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def run():
-        try:
-            sim.run(stop)
-        except BaseException as exc:  # checked below
-            errors.append(exc)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        t.join(10)
-    assert not t.is_alive() and not errors, errors
 
 
 def bytes_of(messages) -> list[list[bytes]]:
@@ -217,6 +193,21 @@ def test_reqrep_replay_answers_each_request_with_its_recorded_reply(ctx, tmp_pat
     order = [3, 0, 2, 1, 3]  # any order, and again
     got = replay_all(ctx, path, len(order), requests=[[requests[i]] for i in order])
     assert got == [replies[i] for i in order]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("protocol", ["auto", "from-a-newer-recorder"])
+def test_streams_of_protocols_this_version_does_not_know_replay_as_raw(ctx, tmp_path, protocol):
+    """`auto` that never decided, or a name this version does not know: frames only."""
+    path = make_run(tmp_path, [0, 1, 2], protocol=protocol)
+    assert replay_all(ctx, path, 3) == recorded_frames(path)
+
+
+@pytest.mark.timeout(30)
+def test_controlled_is_for_protocols_with_a_controlled_driver(tmp_path):
+    path = make_run(tmp_path, [0, 1], protocol="karabo")
+    with pytest.raises(UsageError, match=r"--controlled .*\(adzmq streams\)"):
+        Replayer(path, controlled=True)
 
 
 # ------------------------------------------------------------------ clients like the real ones

@@ -1,0 +1,83 @@
+"""The simulators' common base: every protocol's simulator binds once, serves a real client,
+runs on its own thread and leaves nothing open behind it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import zmq
+
+from recorder import protocols
+from recorder.errors import UsageError
+from recorder.simulators import RawSimulator, make_simulator, simulator_names
+
+LOOPBACK = "tcp://127.0.0.1:*"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", simulator_names())
+def test_every_simulator_serves_a_client_from_its_thread(ctx, name):
+    d = protocols.get(name)
+    sim = make_simulator(name, LOOPBACK, rate=200)
+    endpoint = sim.start()
+    try:
+        assert sim.bind() == endpoint == sim.bound_endpoint and sim.ready.is_set()
+        if d.default_socket == "SUB":
+            sock = ctx.socket(zmq.SUB)
+            sock.subscribe(b"")
+        else:  # a REP server (or service): ask it
+            sock = ctx.socket(zmq.REQ)
+        sock.linger = 0
+        sock.connect(endpoint)
+        if sock.type == zmq.REQ:
+            sock.send(b"next")
+        assert sock.poll(10_000), f"{name} simulator sent nothing"
+        frames = sock.recv_multipart()
+        if sock.type == zmq.SUB:
+            d.codec().decode(frames)  # a real message of the protocol, not a reject
+        assert frames
+        sock.close()
+    finally:
+        sim.stop(10)
+    assert not sim.running and sim.error is None
+    again = ctx.socket(zmq.PUB)  # closed with the simulator: the port is free again at once
+    again.linger = 0
+    again.bind(endpoint)
+    again.close()
+
+
+@pytest.mark.timeout(30)
+def test_run_to_count_ends_the_thread_by_itself():
+    sim = RawSimulator(rate=0, count=3)
+    sim.start()
+    deadline = time.monotonic() + 10
+    while sim.running and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert not sim.running and sim.sent == 3 and sim.error is None
+    assert sim.stop() == 3
+
+
+@pytest.mark.timeout(30)
+def test_failed_bind_leaves_nothing_open(ctx):
+    holder = ctx.socket(zmq.PUB)
+    holder.linger = 0
+    holder.bind(LOOPBACK)
+    taken = holder.getsockopt_string(zmq.LAST_ENDPOINT)
+    try:
+        sim = make_simulator("karabo", taken)
+        with pytest.raises(zmq.ZMQError):
+            sim.bind()
+        assert sim.bound_endpoint is None and not sim.ready.is_set()
+        holder.close()
+        assert sim.bind() == taken  # nothing of the failed try is in the way
+        sim.close()
+    finally:
+        holder.close()
+
+
+def test_unknown_simulator_and_option():
+    with pytest.raises(UsageError, match="no simulator for 'nope'"):
+        make_simulator("nope")
+    with pytest.raises(UsageError, match="bad option for the raw simulator"):
+        make_simulator("raw", height=3)
