@@ -19,7 +19,7 @@ from recorder.errors import RecorderError
 from recorder.recording.recording import Recording, describe_error
 from recorder.recording.source_spec import SOCKET_TYPES, SourceSpec, known_protocols
 from recorder.simulators import SIMULATORS, make_simulator
-from recorder.store import annotations, layout
+from recorder.store import layout
 from recorder.store.find import resolve_run
 from recorder.store.reader import RunReader
 from recorder.store.recover import is_abandoned, repair_run, run_dirs
@@ -578,12 +578,7 @@ def tag(run, tags, remove, data, catalog):
     """Add (or --remove) tags on RUN."""
     folder, cat = open_data(data, catalog)
     path = resolve_run(config.runs_dir(folder), run)
-    if remove:
-        new = annotations.change_tags(path, remove=tags)
-    else:
-        new = annotations.change_tags(path, add=tags)
-    cat.ensure_indexed(path)
-    cat.set_tags(path.name, new)
+    new = cat.change_tags(path, remove=tags) if remove else cat.change_tags(path, add=tags)
     click.echo(f"{path.name}: {', '.join(new) or '(no tags)'}")
     return 0
 

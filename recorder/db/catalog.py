@@ -2,12 +2,13 @@
 
 The zarr stores are the truth; the catalog can always be rebuilt from them (`reindex`). So every
 write that users make (tags, notes) goes to the run's annotations group first (see
-recorder/store/annotations.py) and to the catalog second. SQLite by default; any SQLAlchemy URL
-(PostgreSQL for several hosts) works.
+recorder/store/annotations.py) and to the catalog second, both under the annotations lock.
+SQLite by default; any SQLAlchemy URL (PostgreSQL for several hosts) works.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from recorder.db.engine import Queries, guard_db_errors, row_dict
 from recorder.db.schema import ready_engine
 from recorder.db.tables import notes, runs, streams, tags
 from recorder.errors import RunNotFound
+from recorder.store import annotations
 from recorder.store.reader import RunReader
 
 _RUN_FIELDS = [c.name for c in runs.columns]
@@ -176,6 +178,17 @@ class Catalog(Queries):
                 conn.execute(table.delete().where(table.c.run_id == run_id))
 
     # -- tags and notes (copies of the run's annotations) --------------------------------------
+
+    def change_tags(
+        self, path: Path, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> list[str]:
+        """Tag or untag a run in its store, then here, under the annotations lock (so the CLI
+        and web processes editing one run at once lose nothing); returns its tags."""
+        with annotations.lock(path):
+            new = annotations.change_tags(path, add=add, remove=remove)
+            self.ensure_indexed(path)
+            self.set_tags(path.name, new)
+        return new
 
     @guard_db_errors()
     def set_tags(self, run_id: str, new_tags: list[str]) -> None:

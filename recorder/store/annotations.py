@@ -3,8 +3,8 @@
 They live in the run's `annotations` group, apart from the recorder's own attributes, so tagging
 a run while it records cannot race the recorder. Users edit them from the CLI (`recorder tag`)
 and the web app at the same time, and zarr has no locking: every change is a read-modify-write
-under one lock file per data folder, so no edit is lost. The catalog copies them afterwards (the
-store is the truth the catalog is rebuilt from).
+under one lock file per data folder, so no edit is lost. The catalog copies them afterwards,
+under the same lock (Catalog.change_tags); the store is the truth the catalog is rebuilt from.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from recorder.errors import StoreError
 from recorder.store import layout
 
 LOCK_FILE = "annotations.lock"
+_held = threading.local()  # lock files this thread holds
 
 
 def empty() -> dict:
@@ -35,12 +37,21 @@ def new_note(text: str, created_ns: int | None = None) -> dict:
 @contextlib.contextmanager
 def lock(run_path: Path) -> Iterator[None]:
     """One writer of annotations at a time across processes, for every run of a data folder
-    (runs are always <data>/runs/<run id>; the lock file sits in <data>)."""
-    with open(Path(run_path).parent.parent / LOCK_FILE, "a") as f:
+    (runs are always <data>/runs/<run id>; the lock file sits in <data>). Callers that copy the
+    change to the catalog hold it around both steps, so the copies land in the same order.
+    Re-entrant within a thread."""
+    path = str(Path(run_path).resolve().parent.parent / LOCK_FILE)
+    held = _held.__dict__.setdefault("paths", set())
+    if path in held:
+        yield
+        return
+    with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
+        held.add(path)
         try:
             yield
         finally:
+            held.discard(path)
             fcntl.flock(f, fcntl.LOCK_UN)
 
 

@@ -97,20 +97,21 @@ def patch_run(
 ) -> None:
     path = run_path(runs_dir, run_id)
     now = time.time_ns()
-    with annotations.editing(path) as ann:
+    with annotations.lock(path):
+        with annotations.editing(path) as ann:
+            if name is not None:
+                ann["name"] = name
+            if notes_ is not None:
+                ann["notes"] = [
+                    annotations.new_note(n["text"], n.get("created_ns") or now) for n in notes_
+                ]
+            if note is not None:
+                ann["notes"].append(annotations.new_note(note))
+        catalog.ensure_indexed(path)
         if name is not None:
-            ann["name"] = name
-        if notes_ is not None:
-            ann["notes"] = [
-                annotations.new_note(n["text"], n.get("created_ns") or now) for n in notes_
-            ]
-        if note is not None:
-            ann["notes"].append(annotations.new_note(note))
-    catalog.ensure_indexed(path)
-    if name is not None:
-        catalog.update_run(run_id, name=name)
-    if note is not None or notes_ is not None:
-        catalog.set_notes(run_id, ann["notes"])
+            catalog.update_run(run_id, name=name)
+        if note is not None or notes_ is not None:
+            catalog.set_notes(run_id, ann["notes"])
 
 
 def change_tags(
@@ -122,12 +123,9 @@ def change_tags(
     remove: str | None = None,
 ) -> list[str]:
     path = run_path(runs_dir, run_id)
-    tags = annotations.change_tags(
+    return catalog.change_tags(
         path, add=[add] if add is not None else [], remove=[remove] if remove is not None else []
     )
-    catalog.ensure_indexed(path)
-    catalog.set_tags(run_id, tags)
-    return tags
 
 
 def delete_run(runs_dir: Path, catalog: Catalog, control: Control, run_id: str) -> None:
