@@ -2,7 +2,7 @@
 
 The zarr stores are the truth; the catalog can always be rebuilt from them (`reindex`). So every
 write that users make (tags, notes) goes to the run's annotations group first (see
-recorder/store/annotations.py) and to the catalog second, both under the annotations lock.
+recorder/store/annotate.py) and to the catalog second, both under the annotations lock.
 SQLite by default; any SQLAlchemy URL (PostgreSQL for several hosts) works.
 """
 
@@ -17,7 +17,7 @@ from recorder.db.engine import Queries, guard_db_errors, row_dict
 from recorder.db.schema import ready_engine
 from recorder.db.tables import notes, runs, streams, tags
 from recorder.errors import RunNotFound
-from recorder.store import annotations
+from recorder.store import annotate
 from recorder.store.reader import RunReader
 
 _RUN_FIELDS = [c.name for c in runs.columns]
@@ -63,8 +63,8 @@ class Catalog(Queries):
                         run_id=row["run_id"], **{k: s.get(k) for k in _STREAM_FIELDS}
                     )
                 )
-            _insert_tags(conn, row["run_id"], summary.get("tags", []))
-            _insert_notes(conn, row["run_id"], summary.get("notes", []))
+            _insert_tags(conn, summary["run_id"], summary.get("tags", []))
+            _insert_notes(conn, summary["run_id"], summary.get("notes", []))
 
     def index_path(self, path: Path) -> dict:
         with RunReader(path) as reader:
@@ -115,7 +115,7 @@ class Catalog(Queries):
     ) -> tuple[list[dict], int]:
         """One page of the runs matching every given filter, each with its `tags`, and how many
         match in all. `q` matches name, id, tags and notes (case-insensitive substring)."""
-        conds = []
+        conds: list[sa.ColumnElement[bool]] = []
         if tag:
             conds.append(runs.c.run_id.in_(sa.select(tags.c.run_id).where(tags.c.tag == tag)))
         if protocol:
@@ -184,8 +184,8 @@ class Catalog(Queries):
     ) -> list[str]:
         """Tag or untag a run in its store, then here, under the annotations lock (so the CLI
         and web processes editing one run at once lose nothing); returns its tags."""
-        with annotations.lock(path):
-            new = annotations.change_tags(path, add=add, remove=remove)
+        with annotate.lock(path):
+            new = annotate.change_tags(path, add=add, remove=remove)
             self.ensure_indexed(path)
             self.set_tags(path.name, new)
         return new

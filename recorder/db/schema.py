@@ -18,7 +18,8 @@ catalog at the current head and review it, e.g.
     from recorder.db.schema import alembic_config
     command.revision(alembic_config("sqlite:////tmp/x.sqlite"), "what changed", autogenerate=True)
 
-and set HEAD below to the new revision (tests/db checks both).
+and set HEAD below to the new revision. tests/db checks both, and that the tables and the
+migrations agree (`command.check`, what `alembic check` runs).
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def alembic_config(url: str | None = None):
     return config
 
 
-def include_name(name: str | None, type_: str, _parents: dict) -> bool:
+def include_name(name: str | None, type_: str, _parents: object) -> bool:
     """What Alembic compares: the control tables only (the run index is not migrated)."""
     return type_ != "table" or name in control_metadata.tables
 

@@ -1,7 +1,7 @@
 """Runs as the API shows and edits them: search, detail, rename, notes, tags, delete.
 
 No Flask and no SQL here. The stores are the truth and the catalog is their index: every user
-edit goes to the run's `annotations` group first (recorder/store/annotations.py, locked, as for
+edit goes to the run's `annotations` group first (recorder/store/annotate.py, locked, as for
 `recorder tag`) and to the catalog second.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from recorder.db.catalog import Catalog
 from recorder.db.control import Control
 from recorder.errors import Conflict, RunNotFound, StoreError, UsageError
-from recorder.store import annotations, layout
+from recorder.store import annotate, layout
 from recorder.store.reader import RunReader
 from recorder.store.recover import recorder_alive
 
@@ -97,16 +97,16 @@ def patch_run(
 ) -> None:
     path = run_path(runs_dir, run_id)
     now = time.time_ns()
-    with annotations.lock(path):
-        with annotations.editing(path) as ann:
+    with annotate.lock(path):
+        with annotate.editing(path) as ann:
             if name is not None:
                 ann["name"] = name
             if notes_ is not None:
                 ann["notes"] = [
-                    annotations.new_note(n["text"], n.get("created_ns") or now) for n in notes_
+                    annotate.new_note(n["text"], n.get("created_ns") or now) for n in notes_
                 ]
             if note is not None:
-                ann["notes"].append(annotations.new_note(note))
+                ann["notes"].append(annotate.new_note(note))
         catalog.ensure_indexed(path)
         if name is not None:
             catalog.update_run(run_id, name=name)

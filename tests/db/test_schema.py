@@ -10,6 +10,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -173,6 +174,7 @@ def test_the_models_match_the_migrations(tmp_path):
         )
         assert compare_metadata(ctx, control_metadata) == []
     engine.dispose()
+    command.check(schema.alembic_config(url))  # the same, as the `alembic check` command
 
 
 def test_a_catalog_from_a_newer_recorder_is_refused(tmp_path):

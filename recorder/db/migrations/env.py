@@ -33,7 +33,7 @@ _conn = context.config.attributes.get("connection")
 if _conn is not None:
     _run(_conn)
 else:
-    _engine = make_engine(context.config.get_main_option("sqlalchemy.url"))
+    _engine = make_engine(context.config.get_main_option("sqlalchemy.url") or "")
     try:
         with _engine.begin() as _c:
             _run(_c)

@@ -12,7 +12,7 @@ import pytest
 from recorder import config
 from recorder.db.catalog import Catalog
 from recorder.errors import StoreError, UsageError
-from recorder.store import annotations
+from recorder.store import annotate
 from recorder.store.reader import RunReader
 from recorder.store.run_writer import RunWriter
 from recorder.web import create_app
@@ -91,11 +91,11 @@ def test_edits_are_written_only_when_something_changed(data):
     path = config.runs_dir(data) / _run(data, tags=["a"])
     meta = path / "annotations" / "zarr.json"
     before = meta.stat().st_mtime_ns
-    assert annotations.change_tags(path, add=["a"]) == ["a"]
+    assert annotate.change_tags(path, add=["a"]) == ["a"]
     assert meta.stat().st_mtime_ns == before
-    assert annotations.change_tags(path, add=["b"], remove=["a"]) == ["b"]
-    with annotations.lock(path), annotations.editing(path) as ann:  # the lock is re-entrant
-        ann["notes"].append(annotations.new_note("hello"))
+    assert annotate.change_tags(path, add=["b"], remove=["a"]) == ["b"]
+    with annotate.lock(path), annotate.editing(path) as ann:  # the lock is re-entrant
+        ann["notes"].append(annotate.new_note("hello"))
     with RunReader(path) as reader:
         assert reader.annotations()["tags"] == ["b"]
         assert reader.annotations()["notes"][0]["text"] == "hello"
@@ -104,6 +104,6 @@ def test_edits_are_written_only_when_something_changed(data):
 def test_bad_tags_and_missing_runs_are_refused(data):
     path = config.runs_dir(data) / _run(data)
     with pytest.raises(UsageError):
-        annotations.change_tags(path, add=["../x"])
+        annotate.change_tags(path, add=["../x"])
     with pytest.raises(StoreError):
-        annotations.change_tags(path.with_name("nope"), add=["x"])
+        annotate.change_tags(path.with_name("nope"), add=["x"])

@@ -5,6 +5,7 @@ a run while it records cannot race the recorder. Users edit them from the CLI (`
 and the web app at the same time, and zarr has no locking: every change is a read-modify-write
 under one lock file per data folder, so no edit is lost. The catalog copies them afterwards,
 under the same lock (Catalog.change_tags); the store is the truth the catalog is rebuilt from.
+(Named `annotate`: a module `annotations` would clash with `from __future__ import annotations`.)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import zarr
 from recorder.errors import StoreError
 from recorder.store import layout
 
-LOCK_FILE = "annotations.lock"
+LOCK_FILE = "annotate.lock"
 _held = threading.local()  # lock files this thread holds
 
 
