@@ -21,6 +21,14 @@ class StreamNotFound(RecorderError):
     """The run exists but has no stream of that name."""
 
 
+class NotFound(RecorderError):
+    """No source, job, token (or message, preview) with that name or id."""
+
+
+class Conflict(RecorderError):
+    """The request contradicts the current state (exists already, still running ...)."""
+
+
 class DataFolderError(RecorderError):
     """The data folder cannot be created, read or written."""
 

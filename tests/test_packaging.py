@@ -28,5 +28,7 @@ def test_wheel_ships_templates_and_static(tmp_path):
             if f.is_file():
                 assert f"recorder/{folder}/{f.relative_to(ROOT / folder)}" in names
     assert "recorder/cli/main.py" in names
+    for f in ("env.py", "script.py.mako", "versions/0001_initial.py"):  # run at start-up
+        assert f"recorder/db/migrations/{f}" in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "recorder = recorder.cli.main:main" in zipfile.ZipFile(wheel).read(entry).decode()

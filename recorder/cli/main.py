@@ -15,7 +15,6 @@ from recorder import __version__, config, protocols
 from recorder.cli.options import data_options, open_data
 from recorder.cli.serve import COMMANDS as SERVE_COMMANDS
 from recorder.cli.text import human_bytes, human_duration, human_time, table
-from recorder.db.catalog import write_annotations
 from recorder.errors import RecorderError
 from recorder.recording.recording import Recording, describe_error
 from recorder.recording.source_spec import (
@@ -580,17 +579,8 @@ def tag(run, tags, remove, data, catalog):
     """Add (or --remove) tags on RUN."""
     folder, cat = open_data(data, catalog)
     path = resolve_run(config.runs_dir(folder), run)
-    for t in tags:
-        layout.check_name("tag", t)
-    with RunReader(path) as reader:
-        current = set(reader.annotations().get("tags", []))
-    new = current - set(tags) if remove else current | set(tags)
-    write_annotations(path, tags=sorted(new))
-    if path.name in cat.run_ids():
-        cat.set_tags(path.name, sorted(new))
-    else:
-        cat.index_path(path)
-    click.echo(f"{path.name}: {', '.join(sorted(new)) or '(no tags)'}")
+    new = cat.change_tags(path, remove=tags) if remove else cat.change_tags(path, add=tags)
+    click.echo(f"{path.name}: {', '.join(new) or '(no tags)'}")
     return 0
 
 

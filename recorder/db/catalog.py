@@ -1,121 +1,49 @@
 """The catalog: an index of runs for listing, search, tags and notes.
 
 The zarr stores are the truth; the catalog can always be rebuilt from them (`reindex`). So every
-write that users make (tags, notes) goes to the run's annotations group first and to the catalog
-second. SQLite by default; any SQLAlchemy URL (PostgreSQL for several hosts) works.
+write that users make (tags, notes) goes to the run's annotations group first (see
+recorder/store/annotate.py) and to the catalog second, both under the annotations lock.
+SQLite by default; any SQLAlchemy URL (PostgreSQL for several hosts) works.
 """
 
 from __future__ import annotations
 
-import functools
-import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import sqlalchemy as sa
-import zarr
-from sqlalchemy import event
 
-from recorder.errors import RunNotFound, StoreError
-from recorder.store import layout
+from recorder.db.engine import Queries, guard_db_errors, row_dict
+from recorder.db.schema import ready_engine
+from recorder.db.tables import notes, runs, streams, tags
+from recorder.errors import RunNotFound
+from recorder.store import annotate
 from recorder.store.reader import RunReader
-
-metadata = sa.MetaData()
-
-runs = sa.Table(
-    "runs",
-    metadata,
-    sa.Column("run_id", sa.String(64), primary_key=True),
-    sa.Column("name", sa.String(256), nullable=False, default=""),
-    sa.Column("path", sa.Text, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("error", sa.Text),
-    sa.Column("format_version", sa.Integer),
-    sa.Column("host", sa.String(256)),
-    sa.Column("pid", sa.Integer),
-    sa.Column("started_ns", sa.BigInteger, nullable=False),
-    sa.Column("ended_ns", sa.BigInteger),
-    sa.Column("messages", sa.BigInteger, nullable=False, default=0),
-    sa.Column("bytes", sa.BigInteger, nullable=False, default=0),
-    sa.Column("gaps", sa.BigInteger, nullable=False, default=0),
-    sa.Column("drops", sa.BigInteger, nullable=False, default=0),
-    sa.Column("rejects", sa.BigInteger, nullable=False, default=0),
-    sa.Column("protocols", sa.String(256), nullable=False, default=""),
-)
-streams = sa.Table(
-    "streams",
-    metadata,
-    sa.Column("run_id", sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("protocol", sa.String(32), nullable=False),
-    sa.Column("endpoint", sa.Text, nullable=False),
-    sa.Column("socket_type", sa.String(8), nullable=False),
-    sa.Column("role", sa.String(8), nullable=False),
-    sa.Column("messages", sa.BigInteger, nullable=False, default=0),
-    sa.Column("bytes", sa.BigInteger, nullable=False, default=0),
-    sa.Column("gaps", sa.BigInteger, nullable=False, default=0),
-    sa.Column("drops", sa.BigInteger, nullable=False, default=0),
-    sa.Column("rejects", sa.BigInteger, nullable=False, default=0),
-)
-tags = sa.Table(
-    "tags",
-    metadata,
-    sa.Column("run_id", sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("tag", sa.String(64), primary_key=True),
-)
-notes = sa.Table(
-    "notes",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
-    sa.Column("created_ns", sa.BigInteger, nullable=False),
-    sa.Column("text", sa.Text, nullable=False),
-)
 
 _RUN_FIELDS = [c.name for c in runs.columns]
 _STREAM_FIELDS = [c.name for c in streams.columns if c.name != "run_id"]
+_INT64 = (-(2**63) + 1, 2**63 - 1)
+
+#: `sort` keys of search_runs (a leading "-" sorts descending).
+SORT_KEYS = {
+    "started": runs.c.started_ns,
+    "name": runs.c.name,
+    "duration": sa.func.coalesce(runs.c.ended_ns - runs.c.started_ns, 0),
+    "bytes": runs.c.bytes,
+    "messages": runs.c.messages,
+}
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+class Catalog(Queries):
+    """Opening a catalog (by URL, or on an engine another object made) brings its schema up to
+    date; the other query objects (Control) can share its engine."""
 
-
-def create_tables(meta: sa.MetaData, engine: sa.Engine, tries: int = 5) -> None:
-    """create_all, safe when several processes (gunicorn workers, the manager) open a fresh
-    catalog at once: checking and creating are not one step, so a process can lose the race
-    with "table ... already exists"; the next try finds the table and goes on."""
-    for attempt in range(tries):
-        try:
-            meta.create_all(engine)
-            return
-        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
-            if "already exists" not in str(exc) or attempt == tries - 1:
-                raise
-
-
-class Catalog:
-    """Every method raises StoreError (never a driver error) when the database fails."""
-
-    def __init__(self, url: str):
-        try:
-            self.engine = sa.create_engine(url)
-        except (sa.exc.ArgumentError, ImportError) as exc:
-            raise StoreError(f"cannot use catalog {url!r}: {exc}") from exc
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        try:
-            create_tables(metadata, self.engine)
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot open catalog: {exc.__class__.__name__}: {exc}") from exc
-
-    def close(self) -> None:
-        self.engine.dispose()
+    def __init__(self, engine_or_url: sa.Engine | str):
+        super().__init__(ready_engine(engine_or_url), own=isinstance(engine_or_url, str))
 
     # -- runs ----------------------------------------------------------------------------------
 
+    @guard_db_errors()
     def index_run(self, summary: dict) -> None:
         """Insert or replace a run (as RunReader.summary() describes it) with its streams."""
         row = {k: summary.get(k) for k in _RUN_FIELDS if k != "protocols"}
@@ -135,14 +63,8 @@ class Catalog:
                         run_id=row["run_id"], **{k: s.get(k) for k in _STREAM_FIELDS}
                     )
                 )
-            for t in sorted(set(summary.get("tags", []))):
-                conn.execute(tags.insert().values(run_id=row["run_id"], tag=t))
-            for n in summary.get("notes", []):
-                conn.execute(
-                    notes.insert().values(
-                        run_id=row["run_id"], created_ns=n["created_ns"], text=n["text"]
-                    )
-                )
+            _insert_tags(conn, summary["run_id"], summary.get("tags", []))
+            _insert_notes(conn, summary["run_id"], summary.get("notes", []))
 
     def index_path(self, path: Path) -> dict:
         with RunReader(path) as reader:
@@ -150,13 +72,21 @@ class Catalog:
         self.index_run(summary)
         return summary
 
+    def ensure_indexed(self, path: Path) -> None:
+        """Index a run found in the data folder that the catalog does not know yet."""
+        if not self.has_run(path.name):
+            self.index_path(path)
+
+    @guard_db_errors()
     def update_run(self, run_id: str, **values) -> None:
         with self.engine.begin() as conn:
             conn.execute(runs.update().where(runs.c.run_id == run_id).values(**values))
 
+    @guard_db_errors()
     def list_runs(
         self, *, tag: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[dict]:
+        """Runs newest first, each with its `tags` (what `recorder ls` shows)."""
         q = sa.select(runs).order_by(runs.c.started_ns.desc(), runs.c.run_id.desc())
         if tag:
             q = q.where(runs.c.run_id.in_(sa.select(tags.c.run_id).where(tags.c.tag == tag)))
@@ -165,89 +95,148 @@ class Catalog:
         if limit:
             q = q.limit(limit)
         with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(q)]
-            if rows:
-                ids = [r["run_id"] for r in rows]
-                tag_rows = conn.execute(
-                    sa.select(tags).where(tags.c.run_id.in_(ids)).order_by(tags.c.tag)
-                )
-                by_run: dict[str, list[str]] = {}
-                for t in tag_rows:
-                    by_run.setdefault(t.run_id, []).append(t.tag)
-                for r in rows:
-                    r["tags"] = by_run.get(r["run_id"], [])
+            rows = [row_dict(r) for r in conn.execute(q)]
+            _attach_tags(conn, rows)
         return rows
 
+    @guard_db_errors()
+    def search_runs(
+        self,
+        *,
+        q: str | None = None,
+        tag: str | None = None,
+        protocol: str | None = None,
+        status: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        sort: str = "-started",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[dict], int]:
+        """One page of the runs matching every given filter, each with its `tags`, and how many
+        match in all. `q` matches name, id, tags and notes (case-insensitive substring)."""
+        conds: list[sa.ColumnElement[bool]] = []
+        if tag:
+            conds.append(runs.c.run_id.in_(sa.select(tags.c.run_id).where(tags.c.tag == tag)))
+        if protocol:
+            conds.append(
+                runs.c.run_id.in_(sa.select(streams.c.run_id).where(streams.c.protocol == protocol))
+            )
+        if status:
+            conds.append(runs.c.status == status)
+        if since_ns is not None:
+            conds.append(runs.c.started_ns >= _clamp(since_ns))
+        if until_ns is not None:
+            conds.append(runs.c.started_ns < _clamp(until_ns))
+        if q:
+            pat = _like(q)
+            conds.append(
+                sa.or_(
+                    runs.c.name.ilike(pat, escape="\\"),
+                    runs.c.run_id.ilike(pat, escape="\\"),
+                    runs.c.run_id.in_(
+                        sa.select(tags.c.run_id).where(tags.c.tag.ilike(pat, escape="\\"))
+                    ),
+                    runs.c.run_id.in_(
+                        sa.select(notes.c.run_id).where(notes.c.text.ilike(pat, escape="\\"))
+                    ),
+                )
+            )
+        where = sa.and_(sa.true(), *conds)
+        page = sa.select(runs).where(where).order_by(*_order(sort)).limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(runs).where(where)).scalar()
+            rows = [row_dict(r) for r in conn.execute(page)]
+            _attach_tags(conn, rows)
+        return rows, int(total or 0)
+
+    @guard_db_errors()
     def get_run(self, run_id: str) -> dict:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
             if row is None:
                 raise RunNotFound(f"no run {run_id!r} in the catalog")
-            out = dict(row._mapping)
-            out["tags"] = [
-                t.tag
-                for t in conn.execute(
-                    sa.select(tags).where(tags.c.run_id == run_id).order_by(tags.c.tag)
-                )
-            ]
+            out = row_dict(row)
+            _attach_tags(conn, [out])
         return out
 
+    @guard_db_errors()
+    def has_run(self, run_id: str) -> bool:
+        with self.engine.connect() as conn:
+            q = sa.select(runs.c.run_id).where(runs.c.run_id == run_id)
+            return conn.execute(q).first() is not None
+
+    @guard_db_errors()
     def run_ids(self) -> list[str]:
         with self.engine.connect() as conn:
             return [r.run_id for r in conn.execute(sa.select(runs.c.run_id))]
 
+    @guard_db_errors()
     def remove_run(self, run_id: str) -> None:
         with self.engine.begin() as conn:
             for table in (streams, tags, notes, runs):
                 conn.execute(table.delete().where(table.c.run_id == run_id))
 
-    # -- tags and notes ------------------------------------------------------------------------
+    # -- tags and notes (copies of the run's annotations) --------------------------------------
 
+    def change_tags(
+        self, path: Path, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> list[str]:
+        """Tag or untag a run in its store, then here, under the annotations lock (so the CLI
+        and web processes editing one run at once lose nothing); returns its tags."""
+        with annotate.lock(path):
+            new = annotate.change_tags(path, add=add, remove=remove)
+            self.ensure_indexed(path)
+            self.set_tags(path.name, new)
+        return new
+
+    @guard_db_errors()
     def set_tags(self, run_id: str, new_tags: list[str]) -> None:
         with self.engine.begin() as conn:
             conn.execute(tags.delete().where(tags.c.run_id == run_id))
-            for t in sorted(set(new_tags)):
-                conn.execute(tags.insert().values(run_id=run_id, tag=t))
+            _insert_tags(conn, run_id, new_tags)
+
+    @guard_db_errors()
+    def set_notes(self, run_id: str, run_notes: list[dict]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(notes.delete().where(notes.c.run_id == run_id))
+            _insert_notes(conn, run_id, run_notes)
 
 
-def write_annotations(run_path: Path, *, tags: list[str] | None = None, note: str | None = None):
-    """Change a run's tags or add a note in its store (the source the catalog is rebuilt from)."""
-    try:
-        root = zarr.open_group(run_path, mode="r+", zarr_format=3)
-        group = root.require_group(layout.ANNOTATIONS_GROUP)
-    except (OSError, ValueError, FileNotFoundError) as exc:
-        raise StoreError(f"cannot update annotations of {run_path}: {exc}") from exc
-    attrs = dict(group.attrs) or {"tags": [], "notes": []}
-    if tags is not None:
-        attrs["tags"] = sorted(set(tags))
-    if note is not None:
-        attrs.setdefault("notes", []).append({"created_ns": time.time_ns(), "text": note})
-    group.attrs.put(attrs)
-    return attrs
+def _insert_tags(conn: sa.Connection, run_id: str, run_tags: list[str]) -> None:
+    for t in sorted(set(run_tags)):
+        conn.execute(tags.insert().values(run_id=run_id, tag=t))
 
 
-def guard_db_errors(method):
-    """Driver errors (locked, disk full, server gone) surface as StoreError with the cause."""
-
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        try:
-            return method(*args, **kwargs)
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(
-                f"catalog: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}"
-            ) from exc
-
-    return wrapper
+def _insert_notes(conn: sa.Connection, run_id: str, run_notes: list[dict]) -> None:
+    for n in run_notes:
+        conn.execute(
+            notes.insert().values(run_id=run_id, created_ns=n["created_ns"], text=n["text"])
+        )
 
 
-for _name in (
-    "index_run",
-    "update_run",
-    "list_runs",
-    "get_run",
-    "run_ids",
-    "remove_run",
-    "set_tags",
-):
-    setattr(Catalog, _name, guard_db_errors(getattr(Catalog, _name)))
+def _attach_tags(conn: sa.Connection, rows: list[dict]) -> None:
+    """Give each run row its sorted `tags`, in one query for the page."""
+    by_run: dict[str, list[str]] = {}
+    if rows:
+        q = sa.select(tags).where(tags.c.run_id.in_([r["run_id"] for r in rows]))
+        for t in conn.execute(q.order_by(tags.c.tag)):
+            by_run.setdefault(t.run_id, []).append(t.tag)
+    for r in rows:
+        r["tags"] = by_run.get(r["run_id"], [])
+
+
+def _order(sort: str) -> list:
+    """ORDER BY for a `sort` key such as "-bytes"; ties fall back to newest first."""
+    col = SORT_KEYS[sort.lstrip("-")]
+    first = col.desc() if sort.startswith("-") else col.asc()
+    return [first, runs.c.started_ns.desc(), runs.c.run_id.desc()]
+
+
+def _clamp(ns: int) -> int:
+    """Any date a user can type fits, clamped to what an int64 ns column holds."""
+    return max(_INT64[0], min(_INT64[1], ns))
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -10,15 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from recorder import limits
-from recorder.db.control import (
-    DESIRED_PAUSED,
-    DESIRED_RUNNING,
-    KIND_RECORD,
-    KIND_REPLAY,
-    Control,
-    NotFound,
-)
-from recorder.errors import UsageError
+from recorder.db.control import Control
+from recorder.db.jobs import DESIRED_PAUSED, DESIRED_RUNNING, KIND_RECORD, KIND_REPLAY
+from recorder.errors import NotFound, UsageError
 from recorder.recording.source_spec import SourceSpec
 from recorder.store import layout
 

@@ -25,14 +25,9 @@ import psutil
 
 from recorder import config
 from recorder.db.catalog import Catalog
-from recorder.db.control import (
-    DESIRED_STOPPED,
-    FAILED,
-    PENDING,
-    STOPPED,
-    Control,
-    hostname,
-)
+from recorder.db.control import Control
+from recorder.db.jobs import DESIRED_STOPPED, FAILED, PENDING, STOPPED
+from recorder.db.managers import hostname
 from recorder.errors import RecorderError, RunNotFound
 from recorder.manager.procs import Spare, WorkerProcess, exit_reason, find_worker, logs_dir, spawn
 
@@ -87,11 +82,6 @@ class Manager:
         except BaseException:
             self._unlock()
             raise
-
-    def run(self, stop: threading.Event) -> None:
-        """Start, reconcile until `stop` is set, then stop every worker in order."""
-        self.start()
-        self.serve(stop)
 
     def serve(self, stop: threading.Event) -> None:
         """Reconcile until `stop` is set (after `start()`), then shut down."""
@@ -326,7 +316,3 @@ class Manager:
             delay,
         )
         return False
-
-
-def run_manager(data: Path, catalog_url: str, stop: threading.Event, **options) -> None:
-    Manager(data, catalog_url, **options).run(stop)

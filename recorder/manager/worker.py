@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from recorder import config
-from recorder.db.control import (
+from recorder.db.control import Control
+from recorder.db.jobs import (
     DESIRED_PAUSED,
     DESIRED_STOPPED,
     FAILED,
@@ -33,7 +34,6 @@ from recorder.db.control import (
     PAUSED,
     RUNNING,
     STOPPED,
-    Control,
 )
 from recorder.errors import RecorderError, UsageError
 from recorder.store import layout

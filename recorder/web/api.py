@@ -17,7 +17,8 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from recorder import __version__
 from recorder.db.catalog import Catalog
-from recorder.db.control import (
+from recorder.db.control import Control
+from recorder.db.jobs import (
     ACTIVE_STATES,
     DESIRED_PAUSED,
     DESIRED_RUNNING,
@@ -25,11 +26,8 @@ from recorder.db.control import (
     KIND_RECORD,
     KIND_REPLAY,
     RUNNING,
-    Conflict,
-    Control,
-    NotFound,
 )
-from recorder.errors import UsageError
+from recorder.errors import Conflict, NotFound, UsageError
 from recorder.manager.jobs import normalize_source, start_recording, start_replay
 from recorder.store import layout
 from recorder.store.reader import RunReader

@@ -14,9 +14,10 @@ from flask import Flask, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from recorder.db.control import Conflict, NotFound
 from recorder.errors import (
+    Conflict,
     DataFolderError,
+    NotFound,
     RecorderError,
     RunNotFound,
     StoreError,

@@ -15,8 +15,7 @@ import math
 import msgpack
 import numpy as np
 
-from recorder.db.control import NotFound
-from recorder.errors import StreamNotFound, UsageError
+from recorder.errors import NotFound, StreamNotFound, UsageError
 from recorder.store.reader import ArraySegment, FrameRows, RunReader, StreamReader
 
 _BLOCK_ROWS = 1 << 20  # rows of a waveform read at once

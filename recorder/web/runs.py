@@ -1,26 +1,21 @@
 """Runs as the API shows and edits them: search, detail, rename, notes, tags, delete.
 
-No Flask here. The stores are the truth and the catalog is their index: every user edit goes to
-the run's `annotations` group first and to the catalog second (as `recorder tag` does), under a
-lock so two web processes editing one run's annotations cannot lose each other's change.
+No Flask and no SQL here. The stores are the truth and the catalog is their index: every user
+edit goes to the run's `annotations` group first (recorder/store/annotate.py, locked, as for
+`recorder tag`) and to the catalog second.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import sqlalchemy as sa
-import zarr
-
-from recorder.db.catalog import Catalog, notes, runs, streams, tags, write_annotations
-from recorder.db.control import Conflict, Control
-from recorder.errors import RunNotFound, StoreError
-from recorder.store import layout
+from recorder.db.catalog import Catalog
+from recorder.db.control import Control
+from recorder.errors import Conflict, RunNotFound, StoreError
+from recorder.store import annotate, layout
 from recorder.store.find import resolve_run
 from recorder.store.reader import RunReader
 from recorder.store.recover import recorder_alive
@@ -36,93 +31,23 @@ def _ns(t: datetime | None) -> int | None:
         return None
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
-    # Any date a user can type fits, clamped to what an int64 ns column holds.
-    return max(-(2**63) + 1, min(2**63 - 1, int(t.timestamp() * 1e9)))
-
-
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return int(t.timestamp() * 1e9)
 
 
 def search_runs(
     catalog: Catalog,
     *,
-    q: str | None = None,
-    tag: str | None = None,
-    protocol: str | None = None,
-    status: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    sort: str = "-started",
-    limit: int = 50,
-    offset: int = 0,
+    **filters,
 ) -> tuple[list[dict], int]:
-    """Runs matching every given filter, newest first, and how many match in all."""
-    conds = []
-    if tag:
-        conds.append(runs.c.run_id.in_(sa.select(tags.c.run_id).where(tags.c.tag == tag)))
-    if protocol:
-        conds.append(
-            runs.c.run_id.in_(sa.select(streams.c.run_id).where(streams.c.protocol == protocol))
-        )
-    if status:
-        conds.append(runs.c.status == status)
-    if since is not None:
-        conds.append(runs.c.started_ns >= _ns(since))
-    if until is not None:
-        conds.append(runs.c.started_ns < _ns(until))
-    if q:
-        pat = _like(q)
-        conds.append(
-            sa.or_(
-                runs.c.name.ilike(pat, escape="\\"),
-                runs.c.run_id.ilike(pat, escape="\\"),
-                runs.c.run_id.in_(
-                    sa.select(tags.c.run_id).where(tags.c.tag.ilike(pat, escape="\\"))
-                ),
-                runs.c.run_id.in_(
-                    sa.select(notes.c.run_id).where(notes.c.text.ilike(pat, escape="\\"))
-                ),
-            )
-        )
-    where = sa.and_(sa.true(), *conds)
-    try:
-        with catalog.engine.connect() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(runs).where(where)).scalar()
-            rows = [
-                dict(r._mapping)
-                for r in conn.execute(
-                    sa.select(runs).where(where).order_by(*_order(sort)).limit(limit).offset(offset)
-                )
-            ]
-            by_run: dict[str, list[str]] = {}
-            if rows:
-                for t in conn.execute(
-                    sa.select(tags)
-                    .where(tags.c.run_id.in_([r["run_id"] for r in rows]))
-                    .order_by(tags.c.tag)
-                ):
-                    by_run.setdefault(t.run_id, []).append(t.tag)
-    except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"catalog: {exc.__class__.__name__}") from exc
-    return [run_item(r, by_run.get(r["run_id"], [])) for r in rows], int(total or 0)
+    """Runs matching every given filter (see Catalog.search_runs), newest first, and how many
+    match in all."""
+    rows, total = catalog.search_runs(since_ns=_ns(since), until_ns=_ns(until), **filters)
+    return [run_item(r) for r in rows], total
 
 
-def _order(sort: str) -> list:
-    """ORDER BY for a `sort` key such as "-bytes"; ties fall back to newest first."""
-    key = sort.lstrip("-")
-    col = {
-        "started": runs.c.started_ns,
-        "name": runs.c.name,
-        "duration": sa.func.coalesce(runs.c.ended_ns - runs.c.started_ns, 0),
-        "bytes": runs.c.bytes,
-        "messages": runs.c.messages,
-    }[key]
-    first = col.desc() if sort.startswith("-") else col.asc()
-    return [first, runs.c.started_ns.desc(), runs.c.run_id.desc()]
-
-
-def run_item(r: dict, run_tags: list[str]) -> dict:
+def run_item(r: dict) -> dict:
     """A row of the runs list: the fields of `recorder ls --json` (docs/cli.md) and duration."""
     ended = r["ended_ns"]
     return {
@@ -139,7 +64,7 @@ def run_item(r: dict, run_tags: list[str]) -> dict:
         "drops": r["drops"] or 0,
         "rejects": r["rejects"] or 0,
         "protocols": [p for p in (r["protocols"] or "").split(",") if p],
-        "tags": run_tags,
+        "tags": r["tags"],
     }
 
 
@@ -155,35 +80,6 @@ def run_detail(runs_dir: Path, control: Control, run_id: str) -> dict:
     return out
 
 
-@contextlib.contextmanager
-def annotations_lock(runs_dir: Path):
-    """One writer of annotations at a time across processes (zarr has no locking)."""
-    lock = runs_dir.parent / "annotations.lock"
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _put_annotations(path: Path, **values) -> dict:
-    try:
-        root = zarr.open_group(path, mode="r+", zarr_format=3)
-        group = root.require_group(layout.ANNOTATIONS_GROUP)
-        attrs = dict(group.attrs) or {"tags": [], "notes": []}
-        attrs.update(values)
-        group.attrs.put(attrs)
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"cannot update annotations of {path.name}: {exc}") from exc
-    return attrs
-
-
-def _ensure_indexed(catalog: Catalog, path: Path) -> None:
-    if path.name not in catalog.run_ids():
-        catalog.index_path(path)
-
-
 def patch_run(
     runs_dir: Path,
     catalog: Catalog,
@@ -194,35 +90,22 @@ def patch_run(
     notes_: list[dict] | None = None,
 ) -> None:
     path = run_path(runs_dir, run_id)
-    with annotations_lock(runs_dir):
-        values: dict = {}
+    now = time.time_ns()
+    with annotate.lock(path):
+        with annotate.editing(path) as ann:
+            if name is not None:
+                ann["name"] = name
+            if notes_ is not None:
+                ann["notes"] = [
+                    annotate.new_note(n["text"], n.get("created_ns") or now) for n in notes_
+                ]
+            if note is not None:
+                ann["notes"].append(annotate.new_note(note))
+        catalog.ensure_indexed(path)
         if name is not None:
-            values["name"] = name
-        if notes_ is not None:
-            now = time.time_ns()
-            values["notes"] = [
-                {"created_ns": n.get("created_ns") or now, "text": n["text"]} for n in notes_
-            ]
-        attrs = _put_annotations(path, **values) if values else None
-        if note is not None:
-            attrs = write_annotations(path, note=note)
-    _ensure_indexed(catalog, path)
-    if name is not None:
-        catalog.update_run(run_id, name=name)
-    if attrs is not None and (note is not None or notes_ is not None):
-        _set_catalog_notes(catalog, run_id, attrs.get("notes", []))
-
-
-def _set_catalog_notes(catalog: Catalog, run_id: str, run_notes: list[dict]) -> None:
-    try:
-        with catalog.engine.begin() as conn:
-            conn.execute(notes.delete().where(notes.c.run_id == run_id))
-            for n in run_notes:
-                conn.execute(
-                    notes.insert().values(run_id=run_id, created_ns=n["created_ns"], text=n["text"])
-                )
-    except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"catalog: {exc.__class__.__name__}") from exc
+            catalog.update_run(run_id, name=name)
+        if note is not None or notes_ is not None:
+            catalog.set_notes(run_id, ann["notes"])
 
 
 def change_tags(
@@ -234,18 +117,9 @@ def change_tags(
     remove: str | None = None,
 ) -> list[str]:
     path = run_path(runs_dir, run_id)
-    for t in (add, remove):
-        if t is not None:
-            layout.check_name("tag", t)
-    with annotations_lock(runs_dir), RunReader(path) as reader:
-        current = set(reader.annotations().get("tags", []))
-        new = (current | {add}) if add else current
-        new = new - {remove} if remove else new
-        if new != current:
-            write_annotations(path, tags=sorted(new))
-    _ensure_indexed(catalog, path)
-    catalog.set_tags(run_id, sorted(new))
-    return sorted(new)
+    return catalog.change_tags(
+        path, add=[add] if add is not None else [], remove=[remove] if remove is not None else []
+    )
 
 
 def delete_run(runs_dir: Path, catalog: Catalog, control: Control, run_id: str) -> None:

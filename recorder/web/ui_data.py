@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from recorder.db.control import ACTIVE_STATES as ACTIVE
+from recorder.db.jobs import ACTIVE_STATES as ACTIVE
 from recorder.store.reader import RunReader
 
 

@@ -1,0 +1,82 @@
+"""The one place a database engine is made, and the one way driver errors leave this package.
+
+Every user of the catalog database (web processes, the manager, workers, the CLI) gets its engine
+from `make_engine`, so SQLite is set up the same way everywhere: WAL so readers never block the
+writer, a busy timeout so short write bursts from several processes wait instead of failing, and
+foreign keys on so deleting a run deletes its streams, tags and notes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from recorder.errors import StoreError
+
+
+def make_engine(url: str) -> sa.Engine:
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise StoreError(f"cannot use catalog {url!r}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def create_tables(meta: sa.MetaData, engine: sa.Engine, tries: int = 5) -> None:
+    """create_all, safe when several processes (gunicorn workers, the manager) open a fresh
+    catalog at once: checking and creating are not one step, so a process can lose the race
+    with "table ... already exists"; the next try finds the table and goes on."""
+    for attempt in range(tries):
+        try:
+            meta.create_all(engine)
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+            if "already exists" not in str(exc) or attempt == tries - 1:
+                raise
+
+
+@contextlib.contextmanager
+def guard_db_errors() -> Iterator[None]:
+    """Driver errors (locked, disk full, server gone) surface as StoreError with the cause, so
+    callers handle one exception whatever the database. A context manager that also works as a
+    decorator: `@guard_db_errors()` on a method, `with guard_db_errors():` around a block."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(
+            f"catalog: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}"
+        ) from exc
+
+
+class Queries:
+    """Base of the query classes (Catalog, Sources, Jobs, Managers, Tokens): SQL on one engine.
+
+    Every public method of a subclass is decorated with `@guard_db_errors()`, so it raises
+    StoreError (never a driver error) when the database fails.
+    """
+
+    def __init__(self, engine: sa.Engine, *, own: bool = False):
+        self.engine = engine
+        self._own_engine = own
+
+    def close(self) -> None:
+        """Close the engine's connections if this object made the engine."""
+        if self._own_engine:
+            self.engine.dispose()
+
+
+def row_dict(r: sa.Row) -> dict:
+    return dict(r._mapping)

@@ -1,0 +1,192 @@
+"""Recordings and replays (`jobs`) and runtime commands to a replay (`job_commands`).
+
+The web app never talks to a worker process: it writes what it wants here (start this recording,
+pause that replay) and reads back what the manager and the workers report. So any of the three can
+restart without the others losing track, and several web processes (gunicorn workers, several
+hosts with PostgreSQL) see one truth.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import sqlalchemy as sa
+
+from recorder.db.engine import Queries, guard_db_errors, row_dict
+from recorder.db.tables import commands, jobs
+from recorder.errors import NotFound
+
+KIND_RECORD = "record"
+KIND_REPLAY = "replay"
+
+DESIRED_RUNNING = "running"
+DESIRED_PAUSED = "paused"
+DESIRED_STOPPED = "stopped"
+
+PENDING = "pending"  # asked for, no manager has taken it yet
+STARTING = "starting"  # a manager started the worker process
+RUNNING = "running"
+PAUSED = "paused"  # replays only
+FINISHED = "finished"  # ended on its own: duration, count, end of the run
+STOPPED = "stopped"  # ended because someone asked
+FAILED = "failed"  # error, or the worker died: `error` says why
+ACTIVE_STATES = (PENDING, STARTING, RUNNING, PAUSED)
+FINAL_STATES = (FINISHED, STOPPED, FAILED)
+
+COMMANDS = ("seek", "speed", "step")
+
+
+class Jobs(Queries):
+    @guard_db_errors()
+    def create_job(
+        self,
+        kind: str,
+        params: dict,
+        *,
+        run_id: str | None = None,
+        desired: str = DESIRED_RUNNING,
+        host: str | None = None,
+    ) -> dict:
+        now = time.time_ns()
+        job_id = f"{'rec' if kind == KIND_RECORD else 'rep'}-{secrets.token_hex(6)}"
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs.insert().values(
+                    id=job_id,
+                    kind=kind,
+                    host=host,
+                    params=params,
+                    desired=desired,
+                    state=PENDING,
+                    run_id=run_id,
+                    created_ns=now,
+                    updated_ns=now,
+                )
+            )
+        return self.get_job(job_id)
+
+    @guard_db_errors()
+    def get_job(self, job_id: str, kind: str | None = None) -> dict:
+        q = sa.select(jobs).where(jobs.c.id == job_id)
+        if kind:
+            q = q.where(jobs.c.kind == kind)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            raise NotFound(f"no {kind or 'job'} {job_id!r}")
+        return row_dict(row)
+
+    @guard_db_errors()
+    def list_jobs(
+        self,
+        *,
+        kind: str | None = None,
+        active: bool | None = None,
+        run_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict]:
+        q = sa.select(jobs).order_by(jobs.c.created_ns.desc(), jobs.c.id)
+        if kind:
+            q = q.where(jobs.c.kind == kind)
+        if active is not None:
+            states = ACTIVE_STATES if active else FINAL_STATES
+            q = q.where(jobs.c.state.in_(states))
+        if run_id:
+            q = q.where(jobs.c.run_id == run_id)
+        if limit:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [row_dict(r) for r in conn.execute(q)]
+
+    @guard_db_errors()
+    def desired_of(self, job_id: str) -> str | None:
+        """What the worker polls ten times a second: one indexed column."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(jobs.c.desired).where(jobs.c.id == job_id)).scalar()
+
+    @guard_db_errors()
+    def set_desired(self, job_id: str, desired: str) -> dict:
+        """Ask for a job to run, pause or stop. A job that ended already stays as it is
+        (stopping it twice is not an error); a pending one is stopped on the spot."""
+        now = time.time_ns()
+        with self.engine.begin() as conn:
+            if desired == DESIRED_STOPPED:
+                conn.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id, jobs.c.state == PENDING)
+                    .values(
+                        desired=desired,
+                        state=STOPPED,
+                        ended_ns=now,
+                        updated_ns=now,
+                        stop_requested_ns=now,
+                    )
+                )
+            values: dict = {"desired": desired, "updated_ns": now}
+            if desired == DESIRED_STOPPED:
+                values["stop_requested_ns"] = sa.func.coalesce(jobs.c.stop_requested_ns, now)
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.state.in_(ACTIVE_STATES))
+                .values(**values)
+            )
+        return self.get_job(job_id)
+
+    @guard_db_errors()
+    def claim(self, job_id: str, manager_id: str) -> bool:
+        """Atomically take a pending job for one manager: exactly one of several wins."""
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id, jobs.c.state == PENDING)
+                    .values(state=STARTING, manager=manager_id, updated_ns=time.time_ns())
+                ).rowcount
+            )
+
+    @guard_db_errors()
+    def update_job(self, job_id: str, **values) -> None:
+        values["updated_ns"] = time.time_ns()
+        with self.engine.begin() as conn:
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
+
+    @guard_db_errors()
+    def finish_job(self, job_id: str, state: str, *, error: str | None = None, **values) -> bool:
+        """Record a final state unless one is recorded already (the worker's own word wins
+        over the manager's guess); returns whether this call set it."""
+        now = time.time_ns()
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id, jobs.c.state.in_(ACTIVE_STATES))
+                    .values(state=state, error=error, ended_ns=now, updated_ns=now, **values)
+                ).rowcount
+            )
+
+    # -- commands ------------------------------------------------------------------------------
+
+    @guard_db_errors()
+    def add_command(self, job_id: str, op: str, arg: float) -> None:
+        if op not in COMMANDS:
+            raise ValueError(f"unknown command {op!r}")
+        with self.engine.begin() as conn:
+            conn.execute(
+                commands.insert().values(job_id=job_id, op=op, arg=arg, created_ns=time.time_ns())
+            )
+
+    @guard_db_errors()
+    def take_commands(self, job_id: str) -> list[tuple[str, float]]:
+        """Commands in the order they were given, each handed out once."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(commands).where(commands.c.job_id == job_id).order_by(commands.c.id)
+            ).all()
+            if rows:
+                conn.execute(
+                    commands.delete().where(
+                        commands.c.job_id == job_id, commands.c.id <= rows[-1].id
+                    )
+                )
+        return [(r.op, r.arg) for r in rows]

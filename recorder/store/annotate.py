@@ -1,0 +1,94 @@
+"""A run's annotations (tags, notes, a new name): the one place they are changed.
+
+They live in the run's `annotations` group, apart from the recorder's own attributes, so tagging
+a run while it records cannot race the recorder. Users edit them from the CLI (`recorder tag`)
+and the web app at the same time, and zarr has no locking: every change is a read-modify-write
+under one lock file per data folder, so no edit is lost. The catalog copies them afterwards,
+under the same lock (Catalog.change_tags); the store is the truth the catalog is rebuilt from.
+(Named `annotate`: a module `annotations` would clash with `from __future__ import annotations`.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import fcntl
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import zarr
+
+from recorder.errors import StoreError
+from recorder.store import layout
+
+LOCK_FILE = "annotate.lock"
+_held = threading.local()  # lock files this thread holds
+
+
+def empty() -> dict:
+    return {"tags": [], "notes": []}
+
+
+def new_note(text: str, created_ns: int | None = None) -> dict:
+    return {"created_ns": created_ns or time.time_ns(), "text": text}
+
+
+@contextlib.contextmanager
+def lock(run_path: Path) -> Iterator[None]:
+    """One writer of annotations at a time across processes, for every run of a data folder
+    (runs are always <data>/runs/<run id>; the lock file sits in <data>). Callers that copy the
+    change to the catalog hold it around both steps, so the copies land in the same order.
+    Re-entrant within a thread."""
+    path = str(Path(run_path).resolve().parent.parent / LOCK_FILE)
+    held = _held.__dict__.setdefault("paths", set())
+    if path in held:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        held.add(path)
+        try:
+            yield
+        finally:
+            held.discard(path)
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def editing(run_path: Path) -> Iterator[dict]:
+    """Lock, read the annotations, let the caller change the dict, write it back if changed.
+
+    with editing(path) as ann:
+        ann["tags"] = sorted(set(ann["tags"]) | {"good"})
+    """
+    with lock(run_path):
+        try:
+            group = zarr.open_group(run_path, mode="r+", zarr_format=3).require_group(
+                layout.ANNOTATIONS_GROUP
+            )
+            before = dict(group.attrs) or empty()
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot update annotations of {Path(run_path).name}: {exc}") from exc
+        attrs = {**empty(), **copy.deepcopy(before)}
+        yield attrs
+        if attrs != before:
+            try:
+                group.attrs.put(attrs)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot update annotations of {Path(run_path).name}: {exc}"
+                ) from exc
+
+
+def change_tags(
+    run_path: Path, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+) -> list[str]:
+    """Add and remove tags (names checked first); returns the run's tags, sorted."""
+    add, remove = list(add), list(remove)
+    for t in (*add, *remove):
+        layout.check_name("tag", t)
+    with editing(run_path) as ann:
+        ann["tags"] = sorted((set(ann["tags"]) | set(add)) - set(remove))
+    return ann["tags"]

@@ -1,0 +1,238 @@
+"""The control tables' schema is versioned: a fresh catalog is made by the migrations, a catalog
+made before versions existed is stamped (never recreated) and keeps its rows, the models match
+the migrations, and several processes opening a fresh catalog at once all succeed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from recorder.db import schema
+from recorder.db.catalog import Catalog
+from recorder.db.control import Control
+from recorder.db.engine import make_engine
+from recorder.db.tables import control_metadata
+from recorder.errors import StoreError
+
+# The control tables exactly as `create_all` made them before they were versioned (copied from
+# recorder/db/control.py at that time): the shape of every catalog already out there.
+legacy = sa.MetaData()
+
+sources = sa.Table(
+    "sources",
+    legacy,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.Column("updated_ns", sa.BigInteger, nullable=False),
+)
+jobs = sa.Table(
+    "jobs",
+    legacy,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(8), nullable=False),  # KIND_RECORD or KIND_REPLAY
+    sa.Column("host", sa.String(256)),  # the host that must run it; NULL: any manager
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("desired", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("manager", sa.String(320)),  # id of the manager that claimed it
+    sa.Column("pid", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("stats", sa.JSON),  # written by the worker
+    sa.Column("proc", sa.JSON),  # written by the manager: cpu, memory of the worker process
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.Column("started_ns", sa.BigInteger),
+    sa.Column("ended_ns", sa.BigInteger),
+    sa.Column("updated_ns", sa.BigInteger, nullable=False),
+    sa.Column("stop_requested_ns", sa.BigInteger),
+    sa.Index("ix_jobs_state", "state"),
+)
+commands = sa.Table(
+    "job_commands",
+    legacy,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(32), nullable=False, index=True),
+    sa.Column("op", sa.String(16), nullable=False),
+    sa.Column("arg", sa.Float, nullable=False),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+)
+managers = sa.Table(
+    "managers",
+    legacy,
+    sa.Column("id", sa.String(320), primary_key=True),
+    sa.Column("host", sa.String(256), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("started_ns", sa.BigInteger, nullable=False),
+    sa.Column("heartbeat_ns", sa.BigInteger, nullable=False),
+)
+tokens = sa.Table(
+    "tokens",
+    legacy,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.Column("last_used_ns", sa.BigInteger),
+)
+
+
+def _url(tmp_path, name: str = "catalog.sqlite") -> str:
+    return f"sqlite:///{tmp_path / name}"
+
+
+def _revision(url: str) -> str | None:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return schema.revision(conn)
+    finally:
+        engine.dispose()
+
+
+def _legacy_catalog(url: str) -> None:
+    engine = sa.create_engine(url)
+    legacy.create_all(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO sources VALUES ('cam', '{\"endpoint\": \"tcp://h:1\"}', 1, 2)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO jobs (id, kind, params, desired, state, created_ns, updated_ns) "
+            "VALUES ('rec-1', 'record', '{}', 'stopped', 'finished', 1, 2)"
+        )
+        conn.exec_driver_sql("INSERT INTO tokens VALUES ('t1', 'ci', 'ab', 5, NULL)")
+    engine.dispose()
+
+
+def _table_sql(url: str) -> dict[str, str]:
+    """CREATE statements of the tables and indexes, as SQLite keeps them."""
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL")
+        out = {name: " ".join(sql.split()) for name, sql in rows}
+    engine.dispose()
+    return {k: v for k, v in out.items() if k != "alembic_version"}
+
+
+def test_head_is_the_newest_migration():
+    scripts = ScriptDirectory.from_config(schema.alembic_config())
+    assert scripts.get_current_head() == schema.HEAD
+
+
+def test_a_fresh_catalog_gets_the_head_revision(tmp_path):
+    url = _url(tmp_path)
+    Catalog(url).close()
+    assert _revision(url) == schema.HEAD
+    engine = make_engine(url)
+    names = set(sa.inspect(engine).get_table_names())
+    engine.dispose()
+    assert set(control_metadata.tables) | {"runs", "streams", "tags", "notes"} <= names
+
+
+def test_an_unversioned_catalog_is_stamped_and_keeps_its_rows(tmp_path):
+    url = _url(tmp_path)
+    _legacy_catalog(url)
+    before = _table_sql(url)
+    control = Control(url)
+    assert _revision(url) == schema.HEAD
+    assert control.get_source("cam")["config"] == {"endpoint": "tcp://h:1"}
+    assert control.get_job("rec-1")["state"] == "finished"
+    assert [t["name"] for t in control.list_tokens()] == ["ci"]
+    control.close()
+    after = _table_sql(url)
+    assert {k: after[k] for k in before} == before  # not recreated, not altered
+
+
+def test_the_migrations_make_exactly_the_tables_create_all_made(tmp_path):
+    legacy_url, migrated_url = _url(tmp_path, "legacy.sqlite"), _url(tmp_path, "migrated.sqlite")
+    _legacy_catalog(legacy_url)
+    Control(migrated_url).close()
+    want = _table_sql(legacy_url)
+    got = _table_sql(migrated_url)
+    assert {k: got.get(k) for k in want} == want  # tables and indexes, to the letter
+
+
+def test_the_models_match_the_migrations(tmp_path):
+    """`alembic check`: autogenerate finds nothing to add for tables.py's control tables."""
+    url = _url(tmp_path)
+    Control(url).close()
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(
+            conn, opts={"include_name": schema.include_name, "compare_type": True}
+        )
+        assert compare_metadata(ctx, control_metadata) == []
+    engine.dispose()
+    command.check(schema.alembic_config(url))  # the same, as the `alembic check` command
+
+
+def test_a_catalog_from_a_newer_recorder_is_refused(tmp_path):
+    url = _url(tmp_path)
+    Catalog(url).close()
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    engine.dispose()
+    with pytest.raises(StoreError, match="9999"):
+        Catalog(url)
+
+
+def test_half_the_control_tables_without_a_version_is_refused(tmp_path):
+    url = _url(tmp_path)
+    engine = sa.create_engine(url)
+    control_metadata.tables["sources"].create(engine)
+    engine.dispose()
+    with pytest.raises(StoreError, match="jobs"):
+        Control(url)
+
+
+OPEN = """
+import sys, time
+from pathlib import Path
+from recorder.db.catalog import Catalog
+from recorder.db.control import Control
+Path(sys.argv[3]).touch()
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.002)
+cat = Catalog(sys.argv[1])
+Control(cat.engine).create_token("p")
+"""
+
+
+@pytest.mark.timeout(120)
+def test_processes_opening_a_fresh_catalog_at_once_all_succeed(tmp_path):
+    url, go = _url(tmp_path), tmp_path / "go"
+    ready = [tmp_path / f"ready{i}" for i in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPEN, url, str(go), str(r)], stderr=subprocess.PIPE)
+        for r in ready
+    ]
+    deadline = time.monotonic() + 60
+    while not all(r.exists() for r in ready):  # all imported, all waiting for `go`
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.01)
+    go.touch()
+    for p in procs:
+        _, err = p.communicate(timeout=100)
+        assert p.returncode == 0, err.decode()
+    control = Control(url)
+    assert len(control.list_tokens()) == 4
+    control.close()
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
+            (schema.HEAD,)
+        ]
+    engine.dispose()
