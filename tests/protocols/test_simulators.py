@@ -11,6 +11,7 @@ import zmq
 from recorder import protocols
 from recorder.errors import UsageError
 from recorder.simulators import RawSimulator, make_simulator, simulator_names
+from tests.helpers import wait_for
 
 LOOPBACK = "tcp://127.0.0.1:*"
 
@@ -69,8 +70,16 @@ def test_failed_bind_leaves_nothing_open(ctx):
         with pytest.raises(zmq.ZMQError):
             sim.bind()
         assert sim.bound_endpoint is None and not sim.ready.is_set()
-        holder.close()
-        assert sim.bind() == taken  # nothing of the failed try is in the way
+        holder.close()  # zmq releases the port in its I/O thread, a moment later
+
+        def rebind() -> str | None:
+            try:
+                return sim.bind()
+            except zmq.ZMQError:
+                return None
+
+        # nothing of the failed try is in the way once the holder's port is free
+        assert wait_for(rebind, 10, "the port to be free again") == taken
         sim.close()
     finally:
         holder.close()
