@@ -7,7 +7,7 @@ import pytest
 
 from recorder import limits
 from recorder.errors import UsageError
-from recorder.manager.jobs import plan_recording, plan_replay
+from recorder.manager.planning import plan_recording, plan_replay
 from recorder.recording.recording import Recording
 from recorder.recording.source_spec import SourceSpec
 from recorder.replay import Replayer

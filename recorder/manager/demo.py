@@ -15,7 +15,7 @@ import zmq
 
 from recorder import protocols
 from recorder.db.control import Control
-from recorder.manager.jobs import normalize_source
+from recorder.manager.planning import normalize_source
 from recorder.simulators import Simulator, make_simulator
 
 PREFIX = "demo-"

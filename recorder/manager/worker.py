@@ -128,7 +128,7 @@ def record_stats(rec, rates: Rates) -> dict:
 
 
 def run_record(job: dict, control: Control, catalog, runs_dir: Path) -> int:
-    from recorder.manager.jobs import source_spec
+    from recorder.manager.planning import source_spec
     from recorder.recording.recording import describe_error
 
     job_id, p = job["id"], job["params"]

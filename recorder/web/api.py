@@ -28,7 +28,7 @@ from recorder.db.jobs import (
     RUNNING,
 )
 from recorder.errors import Conflict, NotFound, UsageError
-from recorder.manager.jobs import normalize_source, start_recording, start_replay
+from recorder.manager.planning import normalize_source, start_recording, start_replay
 from recorder.store import layout
 from recorder.store.reader import RunReader
 from recorder.web import models as m

@@ -120,10 +120,6 @@ class RecordingCreate(Request):
     )
 
 
-class JobStats(Response):
-    updated_ns: int | None = None
-
-
 class JobOut(Response):
     id: str
     kind: Literal["record", "replay"]

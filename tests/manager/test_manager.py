@@ -16,8 +16,8 @@ import pytest
 from recorder import config
 from recorder.db.catalog import Catalog
 from recorder.db.control import Control
-from recorder.manager.jobs import start_recording
 from recorder.manager.manager import Manager, ManagerRunning
+from recorder.manager.planning import start_recording
 from recorder.simulators import make_simulator
 from recorder.store.reader import RunReader
 from tests.helpers import CLI

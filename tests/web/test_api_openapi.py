@@ -15,7 +15,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
-from recorder.manager.jobs import start_recording, start_replay
+from recorder.manager.planning import start_recording, start_replay
 from recorder.web import create_app
 from tests.web.webhelp import API, recorded_run
 
