@@ -37,6 +37,7 @@ __all__ = ["Recording", "SourceSpec", "StreamRecorder", "describe_error"]
 _ZMQ_TYPES = {"SUB": zmq.SUB, "PULL": zmq.PULL, "REQ": zmq.REQ}
 _AUTO_MESSAGES = 10  # messages looked at before choosing a protocol ...
 _AUTO_SECONDS = 2.0  # ... or this long after the first one
+_REPLY_LINGER_MS = 2000  # the proxy's last forwarded reply gets this long to reach its client
 
 
 class StreamCounters:
@@ -122,6 +123,7 @@ class StreamRecorder:
         remaining = self._remaining
         if spec.proxy:
             front = self._socket(zmq.ROUTER, spec.endpoint, bind=True)
+            front.linger = _REPLY_LINGER_MS  # a reply sent just before closing still leaves
             self.bound_endpoint = front.getsockopt_string(zmq.LAST_ENDPOINT)
             back = self._socket(zmq.DEALER, spec.upstream, bind=False)
             return [front, back], lambda: proxy_loop(front, back, self._emit, self._stop, remaining)
@@ -190,7 +192,7 @@ class StreamRecorder:
             self._on_fatal(exc)
         finally:
             for sock in sockets:
-                sock.close(linger=0)
+                sock.close()  # with each socket's own linger: 0 but for the proxy's clients
             self.counters.done = True
             self.queue.close()
 
