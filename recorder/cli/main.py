@@ -280,6 +280,8 @@ def simulate(protocol, endpoint, rate, count, seed, skip, settings):
         if count <= 0:
             raise click.BadParameter("must be positive", param_hint="--count")
         options["count"] = count
+        # N messages sent before anyone listens would be N messages lost
+        options.setdefault("wait_for_subscriber", True)
     sim = make_simulator(protocol, endpoint, seed=seed, skip=frozenset(skip), **options)
     bound = sim.bind()
     click.echo(f"simulating {protocol} on {bound}", err=True)
