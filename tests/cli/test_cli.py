@@ -240,3 +240,35 @@ def test_simulate_count_waits_for_a_subscriber(ctx, protocol, settings):
     finally:
         sub.close()
         end_process(proc)
+
+
+# ----------------------------------------------------------------------------- silent sources
+
+
+@pytest.mark.timeout(60)
+def test_silent_source_is_warned_about_and_its_run_marked_empty(recorded, data_dir):
+    """Regression: a silent endpoint gave an empty `complete` run, exit 0 and not a word."""
+    from tests.helpers import free_port
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    out = run_cli(
+        "record", endpoint, "--duration", "1.5", "--warn-after", "0.5", "--data", data_dir, "-q"
+    )
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip()
+    assert out.stderr.splitlines() == [
+        f"warning: no message from {endpoint} after 0.5 s: is the source running, and does it "
+        "bind (this recorder's SUB connects)?",
+        f"warning: run {run_id} is empty: no message arrived",
+    ]
+    runs = {r["run_id"]: r for r in cli_json("ls", "--data", data_dir)}
+    assert runs[run_id]["status"] == "complete" and runs[run_id]["empty"] is True
+    assert runs[recorded[0]]["empty"] is False  # a run with messages is not marked
+    table = run_cli("ls", "--data", data_dir).stdout
+    [line] = [x for x in table.splitlines() if run_id in x]
+    assert "complete (empty)" in line
+    [other] = [x for x in table.splitlines() if recorded[0] in x]
+    assert "(empty)" not in other
+    text = run_cli("info", run_id, "--data", data_dir).stdout
+    assert "complete  (empty: no message arrived)" in text
+    assert "empty" not in run_cli("info", recorded[0], "--data", data_dir).stdout
