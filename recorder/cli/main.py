@@ -16,7 +16,7 @@ from recorder.cli.options import data_options, open_data
 from recorder.cli.serve import COMMANDS as SERVE_COMMANDS
 from recorder.cli.text import human_bytes, human_duration, human_time, table
 from recorder.errors import RecorderError
-from recorder.recording.recording import Recording, describe_error
+from recorder.recording.recording import SILENT_WARNING_S, Recording, describe_error
 from recorder.recording.source_spec import (
     SOCKET_TYPES,
     SourceSpec,
@@ -105,11 +105,15 @@ def main():
     "--queue-mb", type=int, default=1024, show_default=True,
     help="Receive queue bound; beyond it messages are dropped and counted.",
 )  # fmt: skip
+@click.option(
+    "--warn-after", type=float, default=SILENT_WARNING_S, show_default=True, metavar="SECONDS",
+    help="Warn when a source has sent nothing this long after the start.",
+)  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @data_options
 def record(
     endpoint, protocol, socket_type, bind, subscribe, request, listen, upstream, stream_name,
-    name, tags, duration, count, flush_interval, queue_mb, quiet, data, catalog,
+    name, tags, duration, count, flush_interval, queue_mb, warn_after, quiet, data, catalog,
 ):  # fmt: skip
     """Record the stream at ENDPOINT into a new run until --duration, --count or Ctrl-C.
 
@@ -126,6 +130,8 @@ def record(
         raise click.UsageError("missing ENDPOINT" + (" (or --listen)" if proxy else ""))
     if queue_mb <= 0:
         raise click.BadParameter("must be positive", param_hint="--queue-mb")
+    if warn_after <= 0:
+        raise click.BadParameter("must be positive", param_hint="--warn-after")
     folder, cat = open_data(data, catalog)
     spec = SourceSpec(
         endpoint=endpoint,
@@ -146,6 +152,7 @@ def record(
         duration=duration,
         flush_interval=flush_interval,
         queue_bytes=queue_mb << 20,
+        silent_warning_s=warn_after,
     )
     click.echo(rec.run_id)
     sys.stdout.flush()
@@ -160,7 +167,12 @@ def record(
     progress = Progress(enabled=not quiet)
     last_catalog = [time.monotonic()]
 
+    warned = [0]
+
     def tick(r: Recording):
+        for text in r.warnings[warned[0] :]:
+            progress.note(f"warning: {text}")
+        warned[0] = len(r.warnings)
         stats = r.stats()
         progress.show(stats)
         if time.monotonic() - last_catalog[0] >= 2:
@@ -181,6 +193,8 @@ def record(
     if status != layout.STATUS_COMPLETE:
         click.echo(f"error: run {rec.run_id} {status}: {describe_error(rec.error)}", err=True)
         return EXIT_FAILED
+    if not rec.stats()["messages"]:
+        click.echo(f"warning: run {rec.run_id} is empty: no message arrived", err=True)
     return 0
 
 
@@ -225,6 +239,10 @@ class Progress:
             click.echo(f"\r{line}\x1b[K" + ("\n" if final else ""), nl=False, err=True)
         else:
             click.echo(line, err=True)
+
+    def note(self, text: str) -> None:
+        """A line of its own, even with --quiet; on a terminal it replaces the live line."""
+        click.echo(("\r\x1b[K" if self.tty and self.enabled else "") + text, err=True)
 
 
 @main.command()
@@ -280,6 +298,8 @@ def simulate(protocol, endpoint, rate, count, seed, skip, settings):
         if count <= 0:
             raise click.BadParameter("must be positive", param_hint="--count")
         options["count"] = count
+        # N messages sent before anyone listens would be N messages lost
+        options.setdefault("wait_for_subscriber", True)
     sim = make_simulator(protocol, endpoint, seed=seed, skip=frozenset(skip), **options)
     bound = sim.bind()
     click.echo(f"simulating {protocol} on {bound}", err=True)
@@ -479,7 +499,7 @@ def ls(tag, status, as_json, data, catalog):
                 [
                     r["run_id"],
                     r["name"] or "-",
-                    r["status"],
+                    r["status"] + (" (empty)" if _empty(r) else ""),
                     human_time(r["started_ns"]),
                     human_duration(((r["ended_ns"] or r["started_ns"]) - r["started_ns"]) / 1e9),
                     str(r["messages"]),
@@ -493,11 +513,18 @@ def ls(tag, status, as_json, data, catalog):
     return 0
 
 
+def _empty(r: dict) -> bool:
+    """A run that ended well with nothing in it: a silent source or two peers that both
+    connect. Derived from the counts, so runs of every format version show it."""
+    return r["status"] == layout.STATUS_COMPLETE and not r["messages"]
+
+
 def _run_json(r: dict) -> dict:
     return {
         "run_id": r["run_id"],
         "name": r["name"],
         "status": r["status"],
+        "empty": _empty(r),
         "error": r["error"],
         "started_ns": r["started_ns"],
         "ended_ns": r["ended_ns"],
@@ -526,7 +553,9 @@ def info(run, as_json, data, catalog):
         return 0
     lines = [
         f"run       {s['run_id']}" + (f"  ({s['name']})" if s["name"] else ""),
-        f"status    {s['status']}" + (f": {s['error']}" if s["error"] else ""),
+        f"status    {s['status']}"
+        + (f": {s['error']}" if s["error"] else "")
+        + ("  (empty: no message arrived)" if _empty(s) else ""),
         f"started   {human_time(s['started_ns'])}",
         f"duration  {human_duration(s['duration_s'])}",
         f"messages  {s['messages']}   {human_bytes(s['bytes'])}   gaps {s['gaps']}   "

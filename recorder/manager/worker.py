@@ -122,6 +122,7 @@ def record_stats(rec, rates: Rates) -> dict:
         "queue_bytes": totals["queue_bytes"],
         "elapsed_s": totals["elapsed_s"],
         "last_error": None if rec.error is None else describe_error(rec.error),
+        "warnings": list(rec.warnings),
         "streams": per_stream,
         "updated_ns": time.time_ns(),
     }

@@ -32,11 +32,20 @@ from recorder.store import layout
 from recorder.store.run_writer import RunWriter
 from recorder.store.stream_writer import StreamWriter
 
-__all__ = ["Recording", "SourceSpec", "StreamRecorder", "describe_error"]
+__all__ = [
+    "SILENT_WARNING_S",
+    "Recording",
+    "SourceSpec",
+    "StreamRecorder",
+    "describe_error",
+    "silence_warning",
+]
 
 _ZMQ_TYPES = {"SUB": zmq.SUB, "PULL": zmq.PULL, "REQ": zmq.REQ}
 _AUTO_MESSAGES = 10  # messages looked at before choosing a protocol ...
 _AUTO_SECONDS = 2.0  # ... or this long after the first one
+SILENT_WARNING_S = 5.0  # a source that sent nothing for this long after the start gets a warning
+_REPLY_LINGER_MS = 2000  # the proxy's last forwarded reply gets this long to reach its client
 
 
 class StreamCounters:
@@ -122,6 +131,7 @@ class StreamRecorder:
         remaining = self._remaining
         if spec.proxy:
             front = self._socket(zmq.ROUTER, spec.endpoint, bind=True)
+            front.linger = _REPLY_LINGER_MS  # a reply sent just before closing still leaves
             self.bound_endpoint = front.getsockopt_string(zmq.LAST_ENDPOINT)
             back = self._socket(zmq.DEALER, spec.upstream, bind=False)
             return [front, back], lambda: proxy_loop(front, back, self._emit, self._stop, remaining)
@@ -190,7 +200,7 @@ class StreamRecorder:
             self._on_fatal(exc)
         finally:
             for sock in sockets:
-                sock.close(linger=0)
+                sock.close()  # with each socket's own linger: 0 but for the proxy's clients
             self.counters.done = True
             self.queue.close()
 
@@ -276,6 +286,7 @@ class Recording:
         flush_interval: float = 1.0,
         queue_bytes: int = 1 << 30,
         run_id: str | None = None,
+        silent_warning_s: float | None = SILENT_WARNING_S,
     ):
         if not sources:
             raise UsageError("nothing to record: give at least one endpoint")
@@ -285,6 +296,10 @@ class Recording:
         check_recording(count=count, duration=duration, flush_interval=flush_interval)
         self.sources = sources
         self.duration = duration
+        self.silent_warning_s = silent_warning_s
+        self.warnings: list[str] = []
+        """Said once each, for the user: e.g. a source that has sent nothing (`silence_warning`)."""
+        self._silence_checked = False
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self.ctx = zmq.Context()
@@ -341,7 +356,19 @@ class Recording:
     def done(self) -> bool:
         if self.duration is not None and time.monotonic() - self.started >= self.duration:
             self.stop()
+        self._check_silence()
         return all(s.finished for s in self.streams) or self.error is not None
+
+    def _check_silence(self) -> None:
+        """A silent or unresolvable endpoint, or two peers that both connect, look the same: no
+        message at all. Say so once, a few seconds in, instead of recording nothing quietly."""
+        wait = self.silent_warning_s
+        if self._silence_checked or wait is None or time.monotonic() - self.started < wait:
+            return
+        self._silence_checked = True
+        for s in self.streams:
+            if s.counters.received == 0 and not s.finished:
+                self.warnings.append(silence_warning(s.spec, s.bound_endpoint, wait))
 
     def wait(self, poll: float = 0.1, on_tick: Callable[[Recording], None] | None = None) -> None:
         while not self.done:
@@ -375,6 +402,20 @@ class Recording:
             totals["queue_bytes"] += s.queue.depth_bytes
         totals["elapsed_s"] = time.monotonic() - self.started
         return totals
+
+
+def silence_warning(spec: SourceSpec, bound: str | None, seconds: float) -> str:
+    if spec.proxy:
+        return (
+            f"no request through {bound or spec.endpoint} after {seconds:g} s: do the clients "
+            f"connect to it, and does {spec.upstream} answer?"
+        )
+    how = "binds" if spec.bind else "connects"
+    peer = "connect to it" if spec.bind else "bind"
+    return (
+        f"no message from {bound or spec.endpoint} after {seconds:g} s: is the source running, "
+        f"and does it {peer} (this recorder's {spec.socket_type} {how})?"
+    )
 
 
 def describe_error(exc: BaseException | None) -> str:

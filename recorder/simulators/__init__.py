@@ -32,8 +32,10 @@ def simulator_names() -> list[str]:
     return sorted(d.name for d in protocols.descriptors() if d.simulator is not None)
 
 
-def make_simulator(protocol: str, endpoint: str | None = None, **options) -> Simulator:
-    """A simulator of `protocol`; unknown options are a UsageError, not a TypeError."""
+def make_simulator(protocol: str, endpoint: str | None = None, /, **options) -> Simulator:
+    """A simulator of `protocol`; unknown options are a UsageError, not a TypeError.
+
+    Positional-only, so options may have the same names (the Karabo simulator's `protocol`)."""
     cls = protocols.get(protocol).simulator_class() if protocol in protocols.names() else None
     if cls is None:
         raise UsageError(f"no simulator for {protocol!r} (have: {', '.join(simulator_names())})")
@@ -41,5 +43,5 @@ def make_simulator(protocol: str, endpoint: str | None = None, **options) -> Sim
         options["endpoint"] = endpoint
     try:
         return cls(**options)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise UsageError(f"bad option for the {protocol} simulator: {exc}") from None

@@ -68,6 +68,7 @@ class KaraboSimulator(Simulator):
     ):
         if socket not in ("REP", "PUB", "PUSH"):
             raise ValueError(f"socket must be REP, PUB or PUSH, not {socket!r}")
+        protocol = str(protocol)  # `--set protocol=1.0` reads as the number 1.0
         if protocol not in ("1.0", "2.2"):
             raise ValueError(f"protocol must be 1.0 or 2.2, not {protocol!r}")
         if detector not in _DETECTORS:

@@ -28,7 +28,7 @@ class PyMultiVideoSimulator(Simulator):
 
     def __init__(
         self,
-        endpoint: str = "tcp://127.0.0.1:5555",
+        endpoint: str = "tcp://127.0.0.1:5560",
         *,
         rate: float = 10.0,
         count: int | None = None,

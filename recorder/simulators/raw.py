@@ -13,13 +13,14 @@ import time
 import numpy as np
 import zmq
 
-from recorder.simulators.base import Simulator, stopped
+from recorder.simulators.base import Simulator, stopped, wait_for_subscriber
 
 
 class RawSimulator(Simulator):
     """PUB on `endpoint` (a random loopback port by default); `rate` is messages per second."""
 
     rate: float  # always a number here (0: as fast as possible)
+    drain_ms = 1000  # the last messages of a `count` get a moment to leave
 
     def __init__(
         self,
@@ -30,8 +31,12 @@ class RawSimulator(Simulator):
         skip: frozenset[int] = frozenset(),
         seed: int = 0,
         ctx: zmq.Context | None = None,
+        wait_for_subscriber: bool = False,
     ):
-        super().__init__(endpoint, rate=float(rate), count=count, skip=skip, seed=seed, ctx=ctx)
+        super().__init__(
+            endpoint, rate=float(rate), count=count, skip=skip, seed=seed, ctx=ctx,
+            wait_for_subscriber=wait_for_subscriber,
+        )  # fmt: skip
         self._pub: zmq.Socket | None = None
 
     def message(self, i: int) -> list[bytes]:
@@ -41,7 +46,7 @@ class RawSimulator(Simulator):
         return [header, frame.tobytes()]
 
     def _open(self) -> str:
-        self._pub = self.socket(zmq.PUB, linger=0)
+        self._pub = self.socket(zmq.XPUB if self.wait_for_subscriber else zmq.PUB, linger=0)
         self._pub.bind(self.endpoint)
         return self._pub.getsockopt_string(zmq.LAST_ENDPOINT)
 
@@ -51,6 +56,8 @@ class RawSimulator(Simulator):
 
     def _serve(self, stop: threading.Event | None) -> bool:
         assert self._pub is not None
+        if self.wait_for_subscriber and not wait_for_subscriber(self._pub, stop, _pause):
+            return False
         t0 = time.monotonic()
         i = 0
         while self.count is None or i < self.count:
@@ -67,3 +74,12 @@ class RawSimulator(Simulator):
                 self.sent += 1
             i += 1
         return True
+
+
+def _pause(until: float, stop: threading.Event | None) -> bool:
+    """Nothing else to serve while waiting for a subscriber."""
+    delay = max(0.0, until - time.monotonic())
+    if stop is not None:
+        return not stop.wait(delay)
+    time.sleep(delay)
+    return True

@@ -53,16 +53,17 @@ class ReqRepServer(Simulator):
 
     def __init__(
         self,
-        endpoint: str = "tcp://127.0.0.1:5555",
+        endpoint: str = "tcp://127.0.0.1:5570",
         *,
         rate: float | None = None,
         count: int | None = None,
         skip: frozenset[int] | set[int] = frozenset(),
         seed: int = 0,
         ctx: zmq.Context | None = None,
+        wait_for_subscriber: bool = False,
     ):
-        """`rate` and `skip` exist for the common simulator shape only: a REP service answers
-        at its clients' pace and must answer every request, so neither can apply."""
+        """`rate`, `skip` and `wait_for_subscriber` exist for the common simulator shape only: a
+        REP service answers at its clients' pace and must answer every request, so none apply."""
         if skip:
             raise ValueError("a REP service answers every request: skip must be empty")
         super().__init__(endpoint, rate=rate, count=count, skip=skip, seed=seed, ctx=ctx)

@@ -218,7 +218,11 @@ def _channels(seg: ArraySegment) -> int:
 def _waveform_names(s: StreamReader, *, strict: bool = True) -> list[str]:
     """Arrays that plot as lines: scalars, 1-D blocks, placed arrays, and (channels, samples)
     blocks with many more samples than channels (a 48 x 64 frame is an image). Not `strict`
-    (the caller named the array): any numeric array with rows of at most two dimensions."""
+    (the caller named the array): any numeric array with rows of at most two dimensions.
+
+    Placed arrays (continuous data) come first, the rest in creation order: the first name is
+    the series' default, and which message happened to arrive first (a spike before any
+    continuous block) must not choose it."""
     out = []
     for seg in s.array_segments():
         shape = seg.shape
@@ -232,7 +236,8 @@ def _waveform_names(s: StreamReader, *, strict: bool = True) -> list[str]:
             wave = seg.placed or len(shape) <= 2
         if wave and np.dtype(seg.dtype).kind in "iufb" and seg.name not in out:
             out.append(seg.name)
-    return out
+    placed = {seg.name for seg in s.array_segments() if seg.placed}
+    return sorted(out, key=lambda name: name not in placed)  # stable: creation order kept
 
 
 def _add_rows(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import threading
 
 import pytest
@@ -190,3 +192,83 @@ def test_simulate_bad_option_is_one_line_and_exit_2():
     assert out.returncode == 2
     assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1
     assert "colour" in out.stderr
+
+
+# ----------------------------------------------------------------------------- simulate
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("protocol", "settings"),
+    [
+        ("openephys", []),
+        ("adzmq", []),
+        ("pymultivideo", []),
+        ("karabo", ["--set", "socket=PUB", "--set", "protocol=1.0"]),  # the README's example
+        ("raw", []),
+    ],
+)
+def test_simulate_count_waits_for_a_subscriber(ctx, protocol, settings):
+    """`--count N` sends N messages to someone: a PUB simulator holds the first until a
+    subscriber joins (regression: it sent them into the void at once and exited; and the
+    Karabo simulator's `protocol` option crashed `simulate` with a TypeError)."""
+    from tests.helpers import end_process, free_port, start_cli
+
+    endpoint = f"tcp://127.0.0.1:{free_port(2)}"  # Open Ephys, pyMultiVideo: control on + 1
+    suffix = " PUB" if protocol == "adzmq" else ""
+    proc = start_cli(
+        "simulate", protocol, "--bind", endpoint + suffix, "--count", "3", "--rate", "0",
+        *settings,
+    )  # fmt: skip
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # printed once bound: sending would start right now
+        assert line.startswith(f"simulating {protocol} on "), line + proc.stderr.read()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(1)  # nobody listens yet: it must not send its messages and end
+        assert proc.poll() is None, "sent its messages to nobody: " + proc.stderr.read()
+        sub.subscribe(b"")
+        sub.connect(endpoint)
+        got = []
+        while len(got) < 3 and sub.poll(20_000):
+            got.append(sub.recv_multipart())
+        assert len(got) == 3
+        assert proc.wait(20) == 0
+        assert "sent 3 messages" in proc.stderr.read()
+    finally:
+        sub.close()
+        end_process(proc)
+
+
+# ----------------------------------------------------------------------------- silent sources
+
+
+@pytest.mark.timeout(60)
+def test_silent_source_is_warned_about_and_its_run_marked_empty(recorded, data_dir):
+    """Regression: a silent endpoint gave an empty `complete` run, exit 0 and not a word."""
+    from tests.helpers import free_port
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    out = run_cli(
+        "record", endpoint, "--duration", "1.5", "--warn-after", "0.5", "--data", data_dir, "-q"
+    )
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip()
+    assert out.stderr.splitlines() == [
+        f"warning: no message from {endpoint} after 0.5 s: is the source running, and does it "
+        "bind (this recorder's SUB connects)?",
+        f"warning: run {run_id} is empty: no message arrived",
+    ]
+    runs = {r["run_id"]: r for r in cli_json("ls", "--data", data_dir)}
+    assert runs[run_id]["status"] == "complete" and runs[run_id]["empty"] is True
+    assert runs[recorded[0]]["empty"] is False  # a run with messages is not marked
+    table = run_cli("ls", "--data", data_dir).stdout
+    [line] = [x for x in table.splitlines() if run_id in x]
+    assert "complete (empty)" in line
+    [other] = [x for x in table.splitlines() if recorded[0] in x]
+    assert "(empty)" not in other
+    text = run_cli("info", run_id, "--data", data_dir).stdout
+    assert "complete  (empty: no message arrived)" in text
+    assert "empty" not in run_cli("info", recorded[0], "--data", data_dir).stdout

@@ -90,3 +90,28 @@ def test_unknown_simulator_and_option():
         make_simulator("nope")
     with pytest.raises(UsageError, match="bad option for the raw simulator"):
         make_simulator("raw", height=3)
+
+
+def test_default_ports_do_not_collide_with_each_other_or_the_readme():
+    """`recorder simulate X` with no --bind must not take a port the README's examples give
+    something else (regression: reqrep and pyMultiVideo defaulted to the reqrep proxy's 5555,
+    and pyMultiVideo's back channel on 5556 to Open Ephys' data port)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    listen = {int(p) for p in re.findall(r"--listen 'tcp://\*:(\d+)'", readme)}
+    assert listen, "the README's reqrep proxy example moved"
+    taken: dict[int, str] = {}
+    for name in simulator_names():
+        sim = make_simulator(name)
+        match = re.match(r"tcp://[^:]+:(\d+|\*)", sim.endpoint)
+        assert match, sim.endpoint
+        if match[1] == "*":
+            continue  # a random port
+        port = int(match[1])
+        span = 2 if name in ("openephys", "pymultivideo") else 1  # a control socket on + 1
+        for p in range(port, port + span):
+            assert p not in listen, f"{name} simulator takes the README's proxy port {p}"
+            assert p not in taken, f"{name} and {taken.get(p)} simulators both take {p}"
+            taken[p] = name

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -680,3 +681,51 @@ def test_malformed_messages_are_kept_verbatim_between_good_ones(ctx, tmp_path, p
     summary = summary_of(path)
     assert summary["status"] == "complete" and summary["rejects"] == len(reasons)
     assert summary["messages"] == len(sent) and summary["drops"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_reqrep_proxy_lets_the_last_reply_leave(ctx, tmp_path):
+    """With `count`, the proxy stops right after forwarding the last reply; that reply must
+    still reach the client (regression: the sockets closed with linger 0 and dropped it, about
+    1 in 10 CLI tries). A large reply takes long enough on the wire to lose it every time."""
+    reply = bytes(8 << 20)
+    service = ctx.socket(zmq.REP)
+    service.linger = 0
+    service.bind("tcp://127.0.0.1:*")
+    upstream = service.getsockopt_string(zmq.LAST_ENDPOINT)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            if service.poll(20):
+                service.recv()
+                service.send(reply)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    lost = []
+    try:
+        for attempt in range(20):
+            count = 1 + attempt % 2
+            clients: list[zmq.Socket] = []
+
+            def ask(rec, clients=clients, count=count):
+                for i in range(count):
+                    c = _client(ctx, rec.streams[0].bound_endpoint)
+                    clients.append(c)
+                    c.send(b"request %d" % i)
+
+            try:
+                record(tmp_path / str(attempt), _proxy_spec(upstream), count=count, on_started=ask)
+                # the recording has ended: every client must still get its whole reply
+                got = [c.recv() if c.poll(5_000) else None for c in clients]
+                if got != [reply] * count:
+                    lost.append(attempt)
+            finally:
+                for c in clients:
+                    c.close()
+    finally:
+        stop.set()
+        server.join(5)
+        service.close()
+    assert lost == [], f"replies lost in attempts {lost}"

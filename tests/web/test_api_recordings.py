@@ -196,7 +196,15 @@ def test_stopping_a_pending_recording_needs_no_worker(client):
 
 @pytest.mark.timeout(60)
 def test_series_of_placed_open_ephys_samples(client, data):
-    run_id = recorded_run(data, "openephys", 200)
+    """The default array is the continuous one even when a spike arrived first (regression:
+    the first segment created won, so a late subscriber sometimes got spikes)."""
+    # every block has a spike after its 8 channels; block 0's channels are never sent, so the
+    # first message the recorder sees (the simulator waits for it) is a spike
+    run_id = recorded_run(
+        data, "openephys", 200, spike_every=1, skip=set(range(1, 9)), wait_for_subscriber=True
+    )
+    with RunReader(data / "runs" / run_id) as reader:
+        assert reader.stream("main").array_segments()[0].name.startswith("spikes/")
     url = f"{API}/runs/{run_id}/streams/main/series"
     s = client.get(f"{url}?points=50").get_json()
     assert s["array"].startswith("continuous/") and len(s["channels"]) == 8
@@ -209,4 +217,4 @@ def test_series_of_placed_open_ephys_samples(client, data):
     assert window["start_s"] == s["t_s"][10] and window["samples"] < s["samples"]
     assert client.get(f"{url}?array=nope").status_code == 404
     assert client.get(f"{url}?start=5&end=1").status_code == 400
-    assert client.get(f"{API}/runs/{run_id}/streams/main/frames/0.png").status_code == 404
+    assert client.get(f"{API}/runs/{run_id}/streams/main/frames/1.png").status_code == 404
