@@ -8,9 +8,10 @@ The hot path (socket -> queue -> writer) passes plain tuples: a NamedTuple's con
 about twice a tuple literal per message, so received messages and writer items are tuple
 aliases whose field order is documented here instead. Everything stored in zarr attributes or
 handed to the catalog and the API is a TypedDict: still the plain dict JSON needs.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations` here: TypedDict reads NotRequired from evaluated
+annotations only (Python 3.11), and tests compare `__required_keys__` with what is stored.
+"""
 
 from collections.abc import Sequence
 from typing import Any, NotRequired, TypedDict
