@@ -13,6 +13,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from recorder.contracts import Note, RunSummary
 from recorder.db.engine import Queries, guard_db_errors, row_dict
 from recorder.db.schema import ready_engine
 from recorder.db.tables import notes, runs, streams, tags
@@ -44,7 +45,7 @@ class Catalog(Queries):
     # -- runs ----------------------------------------------------------------------------------
 
     @guard_db_errors()
-    def index_run(self, summary: dict) -> None:
+    def index_run(self, summary: RunSummary) -> None:
         """Insert or replace a run (as RunReader.summary() describes it) with its streams."""
         row = {k: summary.get(k) for k in _RUN_FIELDS if k != "protocols"}
         row["protocols"] = ",".join(sorted({s["protocol"] for s in summary["streams"]}))
@@ -66,7 +67,7 @@ class Catalog(Queries):
             _insert_tags(conn, summary["run_id"], summary.get("tags", []))
             _insert_notes(conn, summary["run_id"], summary.get("notes", []))
 
-    def index_path(self, path: Path) -> dict:
+    def index_path(self, path: Path) -> RunSummary:
         with RunReader(path) as reader:
             summary = reader.summary()
         self.index_run(summary)
@@ -197,7 +198,7 @@ class Catalog(Queries):
             _insert_tags(conn, run_id, new_tags)
 
     @guard_db_errors()
-    def set_notes(self, run_id: str, run_notes: list[dict]) -> None:
+    def set_notes(self, run_id: str, run_notes: list[Note]) -> None:
         with self.engine.begin() as conn:
             conn.execute(notes.delete().where(notes.c.run_id == run_id))
             _insert_notes(conn, run_id, run_notes)
@@ -208,7 +209,7 @@ def _insert_tags(conn: sa.Connection, run_id: str, run_tags: list[str]) -> None:
         conn.execute(tags.insert().values(run_id=run_id, tag=t))
 
 
-def _insert_notes(conn: sa.Connection, run_id: str, run_notes: list[dict]) -> None:
+def _insert_notes(conn: sa.Connection, run_id: str, run_notes: list[Note]) -> None:
     for n in run_notes:
         conn.execute(
             notes.insert().values(run_id=run_id, created_ns=n["created_ns"], text=n["text"])

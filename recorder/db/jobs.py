@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import secrets
 import time
+from typing import cast
 
 import sqlalchemy as sa
 
+from recorder.contracts import JobRow
 from recorder.db.engine import Queries, guard_db_errors, row_dict
 from recorder.db.tables import commands, jobs
 from recorder.errors import NotFound
@@ -47,7 +49,7 @@ class Jobs(Queries):
         run_id: str | None = None,
         desired: str = DESIRED_RUNNING,
         host: str | None = None,
-    ) -> dict:
+    ) -> JobRow:
         now = time.time_ns()
         job_id = f"{'rec' if kind == KIND_RECORD else 'rep'}-{secrets.token_hex(6)}"
         with self.engine.begin() as conn:
@@ -67,7 +69,7 @@ class Jobs(Queries):
         return self.get_job(job_id)
 
     @guard_db_errors()
-    def get_job(self, job_id: str, kind: str | None = None) -> dict:
+    def get_job(self, job_id: str, kind: str | None = None) -> JobRow:
         q = sa.select(jobs).where(jobs.c.id == job_id)
         if kind:
             q = q.where(jobs.c.kind == kind)
@@ -75,7 +77,7 @@ class Jobs(Queries):
             row = conn.execute(q).first()
         if row is None:
             raise NotFound(f"no {kind or 'job'} {job_id!r}")
-        return row_dict(row)
+        return _job_row(row)
 
     @guard_db_errors()
     def list_jobs(
@@ -85,7 +87,7 @@ class Jobs(Queries):
         active: bool | None = None,
         run_id: str | None = None,
         limit: int | None = None,
-    ) -> list[dict]:
+    ) -> list[JobRow]:
         q = sa.select(jobs).order_by(jobs.c.created_ns.desc(), jobs.c.id)
         if kind:
             q = q.where(jobs.c.kind == kind)
@@ -97,7 +99,7 @@ class Jobs(Queries):
         if limit:
             q = q.limit(limit)
         with self.engine.connect() as conn:
-            return [row_dict(r) for r in conn.execute(q)]
+            return [_job_row(r) for r in conn.execute(q)]
 
     @guard_db_errors()
     def desired_of(self, job_id: str) -> str | None:
@@ -106,7 +108,7 @@ class Jobs(Queries):
             return conn.execute(sa.select(jobs.c.desired).where(jobs.c.id == job_id)).scalar()
 
     @guard_db_errors()
-    def set_desired(self, job_id: str, desired: str) -> dict:
+    def set_desired(self, job_id: str, desired: str) -> JobRow:
         """Ask for a job to run, pause or stop. A job that ended already stays as it is
         (stopping it twice is not an error); a pending one is stopped on the spot."""
         now = time.time_ns()
@@ -190,3 +192,8 @@ class Jobs(Queries):
                     )
                 )
         return [(r.op, r.arg) for r in rows]
+
+
+def _job_row(row: sa.Row) -> JobRow:
+    """A row of the jobs table as its contract: the columns are JobRow's keys (tests check)."""
+    return cast(JobRow, row_dict(row))

@@ -38,7 +38,7 @@ class _ReqClient(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context = zmq.Context.instance()
         i = 0
         while not self.stop.is_set():
             sock = ctx.socket(zmq.REQ)

@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from recorder import config
+from recorder.contracts import JobRow
 from recorder.db.catalog import Catalog
 from recorder.db.control import Control
 from recorder.db.jobs import DESIRED_STOPPED, FAILED, PENDING, STOPPED
@@ -68,6 +69,16 @@ class Manager:
         self._lock_fd: int | None = None
         self.catalog: Catalog | None = None
         self.control: Control | None = None
+
+    def _control(self) -> Control:
+        if self.control is None:
+            raise RecorderError("the manager is not started")
+        return self.control
+
+    def _catalog(self) -> Catalog:
+        if self.catalog is None:
+            raise RecorderError("the manager is not started")
+        return self.catalog
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -154,7 +165,7 @@ class Manager:
     # -- reconciling ---------------------------------------------------------------------------
 
     def _tick(self) -> None:
-        control = self.control
+        control = self._control()
         now = time.monotonic()
         if now >= self._next_beat:
             self._next_beat = now + 1.0
@@ -173,15 +184,15 @@ class Manager:
         self._keep_spares()
 
     def _beat(self) -> None:
-        self.control.heartbeat(
+        self._control().heartbeat(
             self.id, pid=os.getpid(), data=str(self.data), started_ns=self.started_ns
         )
         for job_id, p in list(self.procs.items()):
             usage = p.usage()
             if usage is not None:
-                self.control.update_job(job_id, proc=usage)
+                self._control().update_job(job_id, proc=usage)
 
-    def _launch(self, job: dict) -> None:
+    def _launch(self, job: JobRow) -> None:
         job_id, kind = job["id"], job["kind"]
         log_path = logs_dir(self.data) / f"{job_id}.log"
         proc = None
@@ -193,14 +204,14 @@ class Manager:
             try:
                 popen = spawn(kind, job_id, self.data, self.catalog_url, log_path)
             except OSError as exc:
-                self.control.finish_job(job_id, FAILED, error=f"cannot start a worker: {exc}")
+                self._control().finish_job(job_id, FAILED, error=f"cannot start a worker: {exc}")
                 return
             proc = WorkerProcess(job_id, kind, log_path, popen=popen)
         self.procs[job_id] = proc
-        self.control.update_job(job_id, pid=proc.pid)
+        self._control().update_job(job_id, pid=proc.pid)
         log.info("manager: %s %s started as pid %d", kind, job_id, proc.pid)
 
-    def _enforce_stop(self, job: dict, proc: WorkerProcess) -> None:
+    def _enforce_stop(self, job: JobRow, proc: WorkerProcess) -> None:
         if job["desired"] != DESIRED_STOPPED or not job["stop_requested_ns"]:
             return
         waited = (time.time_ns() - job["stop_requested_ns"]) / 1e9
@@ -224,7 +235,7 @@ class Manager:
 
     def _reap(self, job_id: str, proc: WorkerProcess, rc: int | None) -> None:
         """A worker ended: keep its own final word, else record why it died; save its run."""
-        control = self.control
+        control = self._control()
         try:
             job = control.get_job(job_id)
             if job["kind"] == "record" and job["run_id"]:
@@ -258,21 +269,21 @@ class Manager:
                 abandoned = is_abandoned(reader.attrs)
             if abandoned:
                 repair_run(path)
-            self.catalog.index_path(path)
+            self._catalog().index_path(path)
         except RecorderError as exc:
             log.warning("manager: cannot repair run %s: %s", run_id, exc)
 
     def _adopt(self) -> None:
         """Jobs another manager on this host left behind: adopt live workers, fail the rest."""
         live = set()
-        for other in self.control.live_managers():
+        for other in self._control().live_managers():
             if other["id"] == self.id:
                 continue
             if other["host"] == self.host and not psutil.pid_exists(other["pid"]):
-                self.control.remove_manager(other["id"])  # died moments ago: not live
+                self._control().remove_manager(other["id"])  # died moments ago: not live
                 continue
             live.add(other["id"])
-        for job in self.control.list_jobs(active=True):
+        for job in self._control().list_jobs(active=True):
             owner = job["manager"]
             if job["state"] == PENDING or not owner or owner in live:
                 continue
@@ -284,12 +295,12 @@ class Manager:
                 self.procs[job["id"]] = WorkerProcess(
                     job["id"], job["kind"], log_path, adopted=proc
                 )
-                self.control.update_job(job["id"], manager=self.id)
+                self._control().update_job(job["id"], manager=self.id)
                 log.info("manager: adopted %s (pid %d)", job["id"], proc.pid)
                 continue
             if job["kind"] == "record" and job["run_id"]:
                 self._salvage(job["run_id"])
-            self.control.finish_job(
+            self._control().finish_job(
                 job["id"], FAILED, error="worker lost: it ended while no manager was watching"
             )
 

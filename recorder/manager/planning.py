@@ -8,8 +8,10 @@ same checks serve the web app and any other front end; nothing here opens a sock
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from recorder import limits
+from recorder.contracts import JobRow
 from recorder.db.control import Control
 from recorder.db.jobs import DESIRED_PAUSED, DESIRED_RUNNING, KIND_RECORD, KIND_REPLAY
 from recorder.errors import NotFound, UsageError
@@ -17,7 +19,7 @@ from recorder.recording.source_spec import SourceSpec
 from recorder.store import layout
 
 #: Fields of a saved source configuration (JSON), with their defaults.
-SOURCE_FIELDS = {
+SOURCE_FIELDS: dict[str, Any] = {
     "protocol": "raw",
     "endpoint": None,
     "socket_type": None,
@@ -114,7 +116,7 @@ def plan_recording(
     }
 
 
-def start_recording(control: Control, **request) -> dict:
+def start_recording(control: Control, **request) -> JobRow:
     """Create the recording job (state `pending`); the manager starts it. The run id is chosen
     now so the caller can follow the run before the worker has created it."""
     from recorder.store.run_writer import new_run_id
@@ -178,7 +180,7 @@ def plan_replay(
     }
 
 
-def start_replay(control: Control, runs_dir: Path, **request) -> dict:
+def start_replay(control: Control, runs_dir: Path, **request) -> JobRow:
     paused = bool(request.get("paused"))
     params = plan_replay(runs_dir, **request)
     return control.create_job(

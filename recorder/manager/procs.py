@@ -96,6 +96,8 @@ class WorkerProcess:
         if self.popen is not None:
             rc = self.popen.poll()
             return rc is not None, rc
+        if self.adopted is None:  # one of the two is always set
+            return True, None
         try:
             alive = self.adopted.is_running() and self.adopted.status() != psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
@@ -114,7 +116,7 @@ class WorkerProcess:
         with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
             if self.popen is not None:
                 self.popen.send_signal(sig)
-            else:
+            elif self.adopted is not None:
                 self.adopted.send_signal(sig)
 
     def usage(self) -> dict | None:

@@ -23,8 +23,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from recorder import config
+from recorder.contracts import JobRow, RecordJobStats, RecordStreamStats, ReplayJobStats
 from recorder.db.control import Control
 from recorder.db.jobs import (
     DESIRED_PAUSED,
@@ -38,6 +40,11 @@ from recorder.db.jobs import (
 from recorder.errors import RecorderError, UsageError
 from recorder.store import layout
 from recorder.store.find import resolve_run
+
+if TYPE_CHECKING:  # these load zmq, numpy, zarr: imported where a worker needs them
+    from recorder.db.catalog import Catalog
+    from recorder.recording.recording import Recording
+    from recorder.replay import Replayer
 
 POLL_S = 0.1  # desired state and commands
 STATS_S = 0.5  # counters to the catalog (the API promises at least every second)
@@ -86,18 +93,18 @@ def _stop_on_signals(event: threading.Event) -> None:
 # -- recording ---------------------------------------------------------------------------------
 
 
-def _recording(runs_dir: Path, specs, run_id: str, **options):
+def _recording(runs_dir: Path, specs, run_id: str | None, **options):
     """A Recording whose run gets the id the API already handed out."""
     from recorder.recording.recording import Recording
 
     return Recording(runs_dir, specs, run_id=run_id, **options)
 
 
-def record_stats(rec, rates: Rates) -> dict:
+def record_stats(rec: Recording, rates: Rates) -> RecordJobStats:
     from recorder.recording.recording import describe_error
 
     totals = rec.stats()
-    per_stream = []
+    per_stream: list[RecordStreamStats] = []
     for s in rec.streams:
         c = s.counters
         per_stream.append(
@@ -128,7 +135,7 @@ def record_stats(rec, rates: Rates) -> dict:
     }
 
 
-def run_record(job: dict, control: Control, catalog, runs_dir: Path) -> int:
+def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) -> int:
     from recorder.manager.planning import source_spec
     from recorder.recording.recording import describe_error
 
@@ -195,7 +202,9 @@ def run_record(job: dict, control: Control, catalog, runs_dir: Path) -> int:
 # -- replay ------------------------------------------------------------------------------------
 
 
-def replay_stats(rp, served: dict, warnings: list[str], last_error: str | None) -> dict:
+def replay_stats(
+    rp: Replayer, served: dict[str, Any], warnings: list[str], last_error: str | None
+) -> ReplayJobStats:
     st = rp.status()
     return {
         **st,
@@ -215,7 +224,7 @@ def _apply(rp, op: str, arg: float) -> None:
         rp.step(int(arg))
 
 
-def run_replay(job: dict, control: Control, catalog, runs_dir: Path) -> int:
+def run_replay(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) -> int:
     from recorder.recording.recording import describe_error
     from recorder.replay import Replayer
 

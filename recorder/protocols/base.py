@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from recorder.errors import MalformedMessage
 
@@ -90,7 +91,7 @@ def frame_sizes(frames: Sequence[FrameBytes]) -> list[int]:
         raise MalformedMessage("frames are not a sequence of byte buffers") from None
 
 
-def as_array(buf: FrameBytes, dtype: np.dtype | str, shape: Sequence[int]) -> np.ndarray:
+def as_array(buf: FrameBytes, dtype: DTypeLike, shape: Sequence[int]) -> np.ndarray:
     """View `buf` as an array of `dtype` and `shape`, or say why it cannot be one."""
     try:
         dt = np.dtype(dtype)

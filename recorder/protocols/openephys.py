@@ -531,15 +531,19 @@ class OpenEphysCodec:
         c = _dict(header, "content", "header")
         stream = _str(c, "stream", "content")
         num_samples = _int(c, "num_samples", "content", minimum=0)
+        channel = _int(c, "channel_num", "content")
+        sample = _int(c, "sample_num", "content")
+        rate = _number(c, "sample_rate", "content")
         columns: dict[str, int | float | str | bool] = {
             "stream": stream,
-            "channel_num": _int(c, "channel_num", "content"),
+            "channel_num": channel,
             "num_samples": num_samples,
-            "sample_num": _int(c, "sample_num", "content"),
-            "sample_rate": _number(c, "sample_rate", "content"),
+            "sample_num": sample,
+            "sample_rate": rate,
         }
-        if "channel_name" in c:
-            columns["channel_name"] = _str(c, "channel_name", "content")
+        channel_name = _str(c, "channel_name", "content") if "channel_name" in c else None
+        if channel_name is not None:
+            columns["channel_name"] = channel_name
         data_size = _int(header, "data_size", "header", minimum=0)
         if data_size != num_samples * 4:
             raise MalformedMessage(f"data_size {data_size} != 4 * num_samples ({num_samples})")
@@ -551,10 +555,10 @@ class OpenEphysCodec:
                 2,
                 f"continuous/{_safe(stream)}",
                 array,
-                row=columns["sample_num"],
-                column=columns["channel_num"],
-                sample_rate=columns["sample_rate"],
-                channel_name=columns.get("channel_name"),
+                row=sample,
+                column=channel,
+                sample_rate=rate,
+                channel_name=channel_name,
             )
         ]
         return Decoded("data", seq, "", source_ns, bulk, columns)

@@ -2,7 +2,8 @@
 
 Each loop runs on the stream's receive thread, owns its sockets (zmq sockets are not
 thread-safe), stamps every message with the host time it arrived and hands batches to `emit`.
-`emit(batch, nbytes)` takes a list of (recv_ns, frames, extra columns or None).
+`emit(batch, nbytes)` takes a Batch (recorder.contracts): (recv_ns, frames, extra columns or None)
+per message, built as plain tuples (a NamedTuple would double the per-message cost).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Protocol
 
 import zmq
 
+from recorder.contracts import Batch, ColumnValue
 from recorder.protocols.descriptor import HEARTBEAT
 from recorder.protocols.openephys import HeartbeatClient
 from recorder.protocols.reqrep import pack_pair
@@ -24,7 +26,7 @@ _DRAIN_BYTES = 2 << 20  # ... or this many bytes: large frames reach the writer 
 _COPY_BELOW = 64 << 10  # mean message size under which frames are received as bytes
 _POLL_MS = 100
 
-Emit = Callable[[list, int], None]
+Emit = Callable[[Batch, int], None]
 
 
 class Companion(Protocol):
@@ -93,7 +95,8 @@ def stream_loop(
             c.service(poller, events)
         if not events.get(sock):
             continue
-        batch, nbytes = [], 0
+        batch: Batch = []
+        nbytes = 0
         left = remaining()
         limit = _DRAIN if left is None else min(_DRAIN, left)
         for _ in range(limit):
@@ -168,7 +171,7 @@ def proxy_loop(
                     continue  # a reply to nobody we saw: the service misbehaved; not ours
                 t_req, request = asked
                 frames = pack_pair(request, reply)
-                extra = {"request_ns": t_req, "latency_ns": now - t_req}
+                extra: dict[str, ColumnValue] = {"request_ns": t_req, "latency_ns": now - t_req}
                 emit([(now, frames, extra)], sum(map(len, frames)))
                 left = remaining()
                 if left is not None and left <= 0:

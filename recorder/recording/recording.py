@@ -15,6 +15,7 @@ from pathlib import Path
 import zmq
 
 from recorder import protocols
+from recorder.contracts import Batch, RecordingStats, WriteItem
 from recorder.errors import MalformedMessage, RecorderError, UsageError
 from recorder.limits import check_recording
 from recorder.protocols import codec_for
@@ -78,7 +79,7 @@ class StreamRecorder:
         self.counters = StreamCounters()
         self.protocol = None if spec.protocol == AUTO else spec.protocol
         self.codec = codec_for(self.protocol) if self.protocol else None
-        self._undecided: list = []  # auto: messages waiting for the protocol to be chosen
+        self._undecided: Batch = []  # auto: messages waiting for the protocol to be chosen
         self._first_undecided = 0.0
         self._stop = threading.Event()
         self._on_fatal = on_fatal
@@ -133,9 +134,11 @@ class StreamRecorder:
             front = self._socket(zmq.ROUTER, spec.endpoint, bind=True)
             front.linger = _REPLY_LINGER_MS  # a reply sent just before closing still leaves
             self.bound_endpoint = front.getsockopt_string(zmq.LAST_ENDPOINT)
+            assert spec.upstream, "SourceSpec.check() requires it of a proxy"
             back = self._socket(zmq.DEALER, spec.upstream, bind=False)
             return [front, back], lambda: proxy_loop(front, back, self._emit, self._stop, remaining)
-        sock = self._socket(_ZMQ_TYPES[spec.socket_type], spec.endpoint, spec.bind)
+        socket_type = spec.socket_type or spec.default_socket()  # check() has set it
+        sock = self._socket(_ZMQ_TYPES[socket_type], spec.endpoint, spec.bind)
         self.bound_endpoint = (
             sock.getsockopt_string(zmq.LAST_ENDPOINT) if spec.bind else spec.endpoint
         )
@@ -177,7 +180,7 @@ class StreamRecorder:
     def _remaining(self) -> int | None:
         return None if self.count is None else self.count - self.counters.received
 
-    def _emit(self, batch: list, nbytes: int) -> None:
+    def _emit(self, batch: Batch, nbytes: int) -> None:
         c = self.counters
         c.received += len(batch)
         c.received_bytes += nbytes
@@ -230,14 +233,14 @@ class StreamRecorder:
             self._stop.set()
             self._on_fatal(exc)
 
-    def _write_batch(self, batch: list) -> None:
+    def _write_batch(self, batch: Batch) -> None:
         if self.codec is None:
             if not self._undecided:
                 self._first_undecided = time.monotonic()
             self._undecided.extend(batch)
             self._decide_if_due()
             return
-        items = []
+        items: list[WriteItem] = []
         decode = self.codec.decode
         for recv_ns, frames, extra in batch:
             if not isinstance(frames[0], bytes):
@@ -266,7 +269,8 @@ class StreamRecorder:
         ]
         self.protocol = detect_protocol(sample)
         self.codec = codec_for(self.protocol)
-        self.writer.attrs.update(protocol=self.protocol, protocol_detected=True)
+        self.writer.attrs["protocol"] = self.protocol
+        self.writer.attrs["protocol_detected"] = True
         pending, self._undecided = self._undecided, []
         self._write_batch(pending)
 
@@ -310,7 +314,7 @@ class Recording:
                 spec.stream,
                 protocol=spec.protocol,
                 endpoint=spec.endpoint,
-                socket_type=spec.socket_type,
+                socket_type=spec.socket_type or spec.default_socket(),  # check() has set it
                 role=spec.role,
                 options=spec.options(),
             )
@@ -392,8 +396,15 @@ class Recording:
             self.error = RecorderError(self.run.error or "the final flush failed")
         return self.run.status
 
-    def stats(self) -> dict:
-        totals = {"messages": 0, "bytes": 0, "drops": 0, "gaps": 0, "queue_bytes": 0}
+    def stats(self) -> RecordingStats:
+        totals: RecordingStats = {
+            "messages": 0,
+            "bytes": 0,
+            "drops": 0,
+            "gaps": 0,
+            "queue_bytes": 0,
+            "elapsed_s": 0.0,
+        }
         for s in self.streams:
             totals["messages"] += s.counters.received
             totals["bytes"] += s.counters.received_bytes

@@ -21,6 +21,7 @@ from recorder.protocols import RAW
 from recorder.protocols.descriptor import BACKCHANNEL, CONTROLLED_DRIVER, HEARTBEAT
 from recorder.protocols.openephys import heartbeat_reply
 from recorder.store.run_writer import RunWriter
+from recorder.store.stream_writer import StreamWriter
 
 _PEER_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
 
@@ -103,7 +104,7 @@ class BackChannel(ControlPlane):
         self.endpoint, self.runs_dir = endpoint, runs_dir
         self.replay_of, self.stream = replay_of, stream
         self.run: RunWriter | None = None
-        self.writer = None
+        self.writer: StreamWriter | None = None
         self.received = 0
         self._flushed = time.monotonic()
 

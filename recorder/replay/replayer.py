@@ -18,6 +18,7 @@ from pathlib import Path
 import zmq
 
 from recorder import protocols
+from recorder.contracts import ReplayStatus
 from recorder.errors import UsageError
 from recorder.limits import check_replay
 from recorder.protocols.descriptor import Responder
@@ -142,7 +143,7 @@ class Replayer:
                 )
                 first = a if first is None else min(first, a)
                 last = b if last is None else max(last, b)
-        return 0.0 if first is None else (last - self.reader.started_ns) / 1e9
+        return 0.0 if first is None or last is None else (last - self.reader.started_ns) / 1e9
 
     def _queue_messages(self, name: str) -> int:
         """zmq's send queue, in messages, holding about _QUEUE_BYTES of this stream: frames
@@ -262,7 +263,7 @@ class Replayer:
             raise UsageError("speed must be positive")
         self.pacer.set_speed(speed, None)
 
-    def status(self) -> dict:
+    def status(self) -> ReplayStatus:
         for p in self._peers.values():
             p.handle()
         state = (

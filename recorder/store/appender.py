@@ -14,13 +14,15 @@ chunk is ever read back. Three kinds, by what the array's chunks hold:
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import numpy as np
 import zarr
 
 from recorder.store.chunk_io import ChunkStream, stores_native_bytes, write_chunk, write_rows
 
 
-def appender_for(array: zarr.Array, *, pieces: bool = False):
+def appender_for(array: zarr.Array, *, pieces: bool = False) -> Appender:
     if not stores_native_bytes(array):
         return BufferedAppender(array)
     if pieces:
@@ -69,7 +71,7 @@ class PieceAppender:
     def append(self, row: np.ndarray) -> None:
         """Append one row of the array's dtype and row shape."""
         row = np.ascontiguousarray(row, dtype=self.array.dtype)
-        self._add(memoryview(row.reshape(-1).view(np.uint8)))
+        self._add(row.reshape(-1).view(np.uint8).data)
         self.rows += 1
 
     def flush(self) -> None:
@@ -182,4 +184,13 @@ class BufferedAppender:
         pass
 
 
-Appender = PieceAppender | DirectAppender | BufferedAppender
+class Appender(Protocol):
+    """What every kind above offers: rows so far, and the array they go to."""
+
+    array: zarr.Array
+    rows: int
+
+    def append(self, value: Any, /) -> None: ...
+    def extend(self, values: Any, /) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...

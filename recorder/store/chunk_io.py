@@ -19,8 +19,11 @@ import numpy as np
 import zarr
 from zarr.codecs import BytesCodec
 from zarr.core.buffer import default_buffer_prototype
+from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
+
+from recorder.errors import StoreError
 
 PARTIAL_SUFFIX = ".partial"  # temporary chunk files (zarr's LocalStore uses the same suffix)
 
@@ -29,6 +32,8 @@ def stores_native_bytes(array: zarr.Array) -> bool:
     """True when a chunk on disk is exactly its values' bytes in this machine's order."""
     if array.dtype.kind in "OTUV" or not array.dtype.isnative:
         return False
+    if not isinstance(array.metadata, ArrayV3Metadata):
+        return False  # runs are zarr v3; a v2 array is never written as raw bytes here
     codecs = array.metadata.codecs
     if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
         return False
@@ -100,11 +105,17 @@ class ChunkStream:
         if not self.local:
             return
         if self.fd is None:
-            path = chunk_file(self.array, index)
+            path = self._file(index)
             path.parent.mkdir(parents=True, exist_ok=True)
             self.tmp = _temp_for(path)
             self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         _write_all(self.fd, piece)
+
+    def _file(self, index: int) -> Path:
+        path = chunk_file(self.array, index)
+        if path is None:  # `local` said it has one
+            raise StoreError(f"chunk {index} of {self.array.path} has no file")
+        return path
 
     def finish(self, index: int, pieces: list) -> None:
         """The chunk is full: put it in place."""
@@ -113,12 +124,15 @@ class ChunkStream:
             return
         fd, tmp = self.fd, self.tmp
         self.fd = self.tmp = None
+        if fd is None or tmp is None:
+            raise StoreError(f"chunk {index} of {self.array.path} was never started")
         os.close(fd)
-        os.replace(tmp, chunk_file(self.array, index))
+        os.replace(tmp, self._file(index))
 
     def abort(self) -> None:
         """Drop an unfinished chunk file (its data reached the store at the last flush)."""
         if self.fd is not None:
             os.close(self.fd)
-            self.tmp.unlink(missing_ok=True)
+            if self.tmp is not None:
+                self.tmp.unlink(missing_ok=True)
             self.fd = self.tmp = None

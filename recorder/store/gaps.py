@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class GapCounter:
-    def __init__(self):
+    def __init__(self) -> None:
         self.last: dict[str, int] = {}
         self.missing = 0
         self.resets = 0

@@ -17,6 +17,7 @@ import numpy as np
 import zarr
 
 from recorder.store.chunk_io import chunk_file, stores_native_bytes
+from recorder.store.nodes import read_rows
 
 _MAPS_KEPT = 8  # chunks kept mapped: a few, so frames straddling chunk ends stay cheap
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # fault the whole chunk in with one call
@@ -42,9 +43,11 @@ class MappedWindow:
             return self.maps[index]
         path = chunk_file(self.array, index)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY) if path is not None else -1
         except FileNotFoundError:
-            view = None  # never written: fill value, read through zarr
+            fd = -1  # never written: fill value, read through zarr
+        if fd < 0:
+            view = None
         else:
             try:
                 mm = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ)
@@ -58,11 +61,12 @@ class MappedWindow:
 
     def get(self, start: int, count: int) -> np.ndarray:
         if count <= 0:
-            return self.array[start:start]
+            return read_rows(self.array, start, start)
         first, last = start // self.chunk, (start + count - 1) // self.chunk
-        views = [self._chunk(i) for i in range(first, last + 1)]
-        if any(v is None or len(v) != self.chunk for v in views):
-            return self.array[start : min(start + count, self.limit)]  # unusual: let zarr do it
+        chunks = [self._chunk(i) for i in range(first, last + 1)]
+        views = [v for v in chunks if v is not None and len(v) == self.chunk]
+        if len(views) != len(chunks):  # unusual: let zarr do it
+            return read_rows(self.array, start, min(start + count, self.limit))
         lo = start - first * self.chunk
         if first == last:
             return views[0][lo : lo + count]

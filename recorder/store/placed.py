@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 import zarr
+from zarr.core.common import JSON
 
+from recorder.contracts import SegmentInfo
 from recorder.protocols.base import BulkFrame
 from recorder.store import layout
 from recorder.store.chunk_io import stores_native_bytes, write_rows
@@ -45,7 +47,9 @@ def placeable(b: BulkFrame) -> bool:
         and a.size > 0
         and a.dtype.kind in "iuf"
         and a.dtype.isnative
+        and b.row is not None
         and b.row >= 0
+        and b.column is not None
         and 0 <= b.column < layout.PLACED_MAX_COLUMNS
     )
 
@@ -53,7 +57,7 @@ def placeable(b: BulkFrame) -> bool:
 class PlacedAppender:
     """One placed segment `arrays/<path>`; `info` is its entry in the stream's segment list."""
 
-    def __init__(self, group: zarr.Group, path: str, info: dict, first_message: int):
+    def __init__(self, group: zarr.Group, path: str, info: SegmentInfo, first_message: int):
         self.group, self.path, self.info = group, path, info
         self.first_message = first_message
         self.array: zarr.Array | None = None
@@ -73,6 +77,7 @@ class PlacedAppender:
 
     def place(self, b: BulkFrame) -> int:
         """Put the frame's values in their cells: its row offset, or NEW_SEGMENT / TO_HEAP."""
+        assert b.row is not None and b.column is not None, "only placeable frames are placed"
         if self.dtype is None:
             self.dtype, self.rate, self.first_sample = b.array.dtype, b.sample_rate, b.row
         elif b.array.dtype != self.dtype or b.sample_rate != self.rate:
@@ -85,6 +90,7 @@ class PlacedAppender:
         return self._put(b)
 
     def _put(self, b: BulkFrame) -> int:
+        assert b.row is not None and b.column is not None, "only placeable frames are placed"
         r0, c, n = b.row - self.first_sample, b.column, len(b.array)
         if r0 < 0 or c >= self.channels or r0 < self.col_end[c] or r0 - self.rows > self.max_gap:
             return NEW_SEGMENT
@@ -123,13 +129,15 @@ class PlacedAppender:
     def _create(self) -> None:
         """The first block is complete (or a flush came): make the array, place what was held."""
         held, self.held = self.held, []
-        self.channels = max(h.column for h in held) + 1
-        row_bytes = self.channels * self.dtype.itemsize
+        dtype = self.dtype
+        assert dtype is not None, "the first placement set the dtype"
+        self.channels = max(h.column or 0 for h in held) + 1
+        row_bytes = self.channels * dtype.itemsize
         block = max(len(h.array) for h in held)
         # a chunk holds at least one block, so two mutable chunks hold the block being filled
         self.chunk_rows = max(1, layout.PLACED_CHUNK_BYTES // row_bytes, block)
-        self.fill = np.nan if self.dtype.kind == "f" else 0
-        self.array = self.group.create_array(
+        self.fill = np.nan if dtype.kind == "f" else 0
+        self.array = array = self.group.create_array(
             self.path,
             shape=(0, self.channels),
             dtype=self.dtype,
@@ -138,8 +146,8 @@ class PlacedAppender:
             fill_value=self.fill,
             config={"write_empty_chunks": True},
         )
-        self.native = stores_native_bytes(self.array)
-        attrs: dict = {
+        self.native = stores_native_bytes(array)
+        attrs: dict[str, JSON] = {
             "name": self.info["name"],
             "first_message": self.first_message,
             "first_sample": self.first_sample,
@@ -149,8 +157,9 @@ class PlacedAppender:
         names = {h.column: h.channel_name for h in held if h.channel_name is not None}
         if names:
             attrs["channel_names"] = [names.get(c, "") for c in range(self.channels)]
-        self.array.attrs.update(attrs)
-        self.info.update(shape=[self.channels], first_sample=self.first_sample)
+        array.attrs.update(attrs)
+        self.info["shape"] = [self.channels]
+        self.info["first_sample"] = self.first_sample
         rate = self.rate if self.rate and self.rate > 0 else None
         gap = layout.PLACED_MAX_GAP_SECONDS * rate if rate else layout.PLACED_MAX_GAP_ROWS
         self.max_gap = int(min(gap, 2**62))
@@ -159,23 +168,29 @@ class PlacedAppender:
             self._put(h)  # fits: row 0, columns below the count, as many rows as a chunk
 
     def _write(self, k: int, buf: np.ndarray) -> None:
+        array = self._created()
         if self.native:
-            write_rows(self.array, k, buf)
+            write_rows(array, k, buf)
             return
         end = (k + 1) * self.chunk_rows  # zarr encodes it (another byte order)
-        if self.array.shape[0] < end:
-            self.array.resize((end, self.channels))
-        self.array[k * self.chunk_rows : end] = buf
+        if array.shape[0] < end:
+            array.resize((end, self.channels))
+        array[k * self.chunk_rows : end] = buf
+
+    def _created(self) -> zarr.Array:
+        if self.array is None:
+            self._create()
+        assert self.array is not None, "_create made it"
+        return self.array
 
     def flush(self) -> None:
         """Everything placed so far is in the store when this returns."""
-        if self.array is None:
-            self._create()
+        array = self._created()
         for k in sorted(self.dirty):
             self._write(k, self.buffers[k])
         self.dirty.clear()
-        if self.array.shape[0] != self.rows:
-            self.array.resize((self.rows, self.channels))
+        if array.shape[0] != self.rows:
+            array.resize((self.rows, self.channels))
 
     def close(self) -> None:
         self.buffers.clear()

@@ -10,16 +10,20 @@ import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import zarr
 
+from recorder.contracts import Annotations, RunSummary, SegmentInfo, StreamStats, StreamSummary
 from recorder.errors import RunNotFound, StoreError, StreamNotFound
-from recorder.store import layout
+from recorder.store import layout, nodes
 from recorder.store.mapped import MappedWindow, mappable
+from recorder.store.nodes import array, read_rows
 
 _WINDOW_BYTES = 32 << 20  # read heap and segments in windows this large
 _BLOCK_MESSAGES = 4096
+_FRAME_ROWS = ("segment", "offset", "length")  # frame table rows that every run has
 
 
 @dataclass(slots=True)
@@ -41,15 +45,15 @@ def _as_bytes_view(arr: np.ndarray, wire: np.dtype) -> memoryview:
     """The frame's bytes: in the dtype (byte order included) the message announced. zarr may
     hand a big-endian segment back in native order; converting back restores the wire bytes
     (and copies nothing when they already match)."""
-    return memoryview(np.ascontiguousarray(arr, dtype=wire).reshape(-1).view(np.uint8))
+    return np.ascontiguousarray(arr, dtype=wire).reshape(-1).view(np.uint8).data
 
 
-def _row_bytes(segment: dict) -> int:
+def _row_bytes(segment: SegmentInfo) -> int:
     return max(1, int(np.prod(segment["shape"])) * np.dtype(segment["dtype"]).itemsize)
 
 
-def _window(array: zarr.Array, limit: int, rows: int):
-    return MappedWindow(array, limit) if mappable(array) else _Window(array, limit, rows)
+def _window(arr: zarr.Array, limit: int, rows: int) -> MappedWindow | _Window:
+    return MappedWindow(arr, limit) if mappable(arr) else _Window(arr, limit, rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +102,14 @@ class _Window:
 
     def __init__(self, array: zarr.Array, limit: int, rows: int):
         self.array, self.limit, self.rows = array, limit, max(1, rows)
-        self.start, self.data = 0, None
+        self.start = 0
+        self.data: np.ndarray | None = None
 
     def get(self, start: int, count: int) -> np.ndarray:
         data = self.data
         if data is None or start < self.start or start + count > self.start + len(data):
             end = min(self.limit, max(start + count, start + self.rows))
-            self.data = data = self.array[start:end]
+            self.data = data = read_rows(self.array, start, end)
             self.start = start
         return data[start - self.start : start - self.start + count]
 
@@ -113,29 +118,45 @@ class StreamReader:
     def __init__(self, group: zarr.Group):
         self.group = group
         self.name = group.basename
-        self.attrs = dict(group.attrs)
+        self.attrs = nodes.stream_attrs(group)
         committed = self.attrs.get("committed") or {}
         self.n_messages = int(committed.get("messages", 0))
         self.n_frames = int(committed.get("frames", 0))
         self.heap_bytes = int(committed.get("heap_bytes", 0))
-        self.segment_rows = list(committed.get("segment_rows", []))
-        self.segments = list(self.attrs.get("segments", []))[: len(self.segment_rows)]
+        self.segment_rows: list[int] = [int(r) for r in committed.get("segment_rows", [])]
+        self.segments: list[SegmentInfo] = list(self.attrs.get("segments", []))[
+            : len(self.segment_rows)
+        ]
 
-    protocol = property(lambda self: self.attrs.get("protocol", "raw"))
-    endpoint = property(lambda self: self.attrs.get("endpoint", ""))
-    socket_type = property(lambda self: self.attrs.get("socket_type", ""))
-    role = property(lambda self: self.attrs.get("role", ""))
-    stats = property(lambda self: dict(self.attrs.get("stats") or {}))
+    @property
+    def protocol(self) -> str:
+        return self.attrs.get("protocol", "raw")
+
+    @property
+    def endpoint(self) -> str:
+        return self.attrs.get("endpoint", "")
+
+    @property
+    def socket_type(self) -> str:
+        return self.attrs.get("socket_type", "")
+
+    @property
+    def role(self) -> str:
+        return self.attrs.get("role", "")
+
+    @property
+    def stats(self) -> StreamStats:
+        return cast(StreamStats, dict(self.attrs.get("stats") or {}))
 
     def column(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """A per-message column (recv_ns, seq, source_ns, flags ...), committed rows only."""
         stop = self.n_messages if stop is None else min(stop, self.n_messages)
         if name in layout.MESSAGE_COLUMNS:
-            return self.group[name][start:stop]
+            return read_rows(array(self.group, name), start, stop)
         key = (self.attrs.get("columns") or {}).get(name)
         if key is None:
             raise StreamNotFound(f"stream {self.name} has no column {name!r}")
-        return self.group["columns"][key][start:stop]
+        return read_rows(array(self.group, f"columns/{key}"), start, stop)
 
     def column_names(self) -> list[str]:
         return [*layout.MESSAGE_COLUMNS, *(self.attrs.get("columns") or {})]
@@ -166,13 +187,13 @@ class StreamReader:
             raise StreamNotFound(f"stream {self.name} has no typed segment {segment}")
         stop = min(stop, int(self.segment_rows[segment]))
         start = min(start, stop)
-        return self.group[self.segments[segment]["path"]][start:stop]
+        return read_rows(array(self.group, self.segments[segment]["path"]), start, stop)
 
     def channel_names(self, name: str) -> list[str] | None:
         """The channel names of array `name`, when its messages carried them (Open Ephys)."""
         for seg in self.array_segments(name):
-            names = self.group[seg.path].attrs.get("channel_names")
-            if names:
+            names = array(self.group, seg.path).attrs.get("channel_names")
+            if isinstance(names, list) and names:
                 return [str(x) for x in names]
         return None
 
@@ -180,8 +201,8 @@ class StreamReader:
         """The frame table rows of committed messages [start, stop), in order."""
         stop = self.n_messages if stop is None else min(stop, self.n_messages)
         start = max(0, min(start, stop))
-        first = self.group["first_frame"][start:stop].astype(np.int64)
-        count = self.group["n_frames"][start:stop].astype(np.int64)
+        first = read_rows(array(self.group, "first_frame"), start, stop).astype(np.int64)
+        count = read_rows(array(self.group, "n_frames"), start, stop).astype(np.int64)
         if not len(first):
             empty = np.zeros(0, dtype=np.int64)
             return FrameRows(empty, empty, empty, empty, empty)
@@ -196,12 +217,13 @@ class StreamReader:
         Runs written before the `column` row existed (early format 1) have only whole-row
         frames: their column reads as WHOLE_ROWS. This is the one place that knows it.
         """
-        frames = self.group["frames"]
+        frames = nodes.subgroup(self.group, "frames")
         if "column" in frames:
-            col = frames["column"][f0:f1]
+            col = read_rows(array(frames, "column"), f0, f1)
         else:
             col = np.full(f1 - f0, layout.WHOLE_ROWS, dtype=np.int32)
-        return frames["segment"][f0:f1], frames["offset"][f0:f1], frames["length"][f0:f1], col
+        seg, off, length = (read_rows(array(frames, k), f0, f1) for k in _FRAME_ROWS)
+        return seg, off, length, col
 
     def arrays(self, name: str | None = None) -> list[np.ndarray]:
         """Typed segments (of one array name, or all), each cut to its committed rows.
@@ -212,7 +234,7 @@ class StreamReader:
         out = []
         for seg, rows in zip(self.segments, self.segment_rows, strict=False):
             if name is None or seg["name"] == name:
-                out.append(self.group[seg["path"]][:rows] if rows else None)
+                out.append(read_rows(array(self.group, seg["path"]), 0, rows) if rows else None)
         return [a for a in out if a is not None]
 
     def array_messages(self, name: str) -> list[np.ndarray]:
@@ -222,7 +244,7 @@ class StreamReader:
         out = []
         for seg, rows in zip(self.segments, self.segment_rows, strict=False):
             if seg["name"] == name and rows and "index" in seg:
-                out.append(self.group[seg["index"]][:rows])
+                out.append(read_rows(array(self.group, seg["index"]), 0, rows))
         return out
 
     def array_names(self) -> list[str]:
@@ -232,8 +254,8 @@ class StreamReader:
         n = int((self.attrs.get("committed") or {}).get("rejects", 0))
         if not n:
             return []
-        idx = self.group["rejects/message"][:n]
-        why = self.group["rejects/reason"][:n]
+        idx = read_rows(array(self.group, "rejects/message"), 0, n)
+        why = read_rows(array(self.group, "rejects/reason"), 0, n)
         return [(int(i), str(r)) for i, r in zip(idx, why, strict=True)]
 
     def messages(self, start: int = 0, stop: int | None = None) -> Iterator[Message]:
@@ -241,28 +263,29 @@ class StreamReader:
         stop = self.n_messages if stop is None else min(stop, self.n_messages)
         if start >= stop:
             return
-        heap = _window(self.group["heap"], self.heap_bytes, _WINDOW_BYTES)
+        heap = _window(array(self.group, "heap"), self.heap_bytes, _WINDOW_BYTES)
         seg_windows = [
-            _window(self.group[seg["path"]], rows, _WINDOW_BYTES // _row_bytes(seg))
+            _window(array(self.group, seg["path"]), rows, _WINDOW_BYTES // _row_bytes(seg))
             for seg, rows in zip(self.segments, self.segment_rows, strict=False)
         ]
         wire = [np.dtype(seg["dtype"]) for seg in self.segments]
-        g = self.group
+        g = {name: array(self.group, name) for name in layout.MESSAGE_COLUMNS}
         for b0 in range(start, stop, _BLOCK_MESSAGES):
             b1 = min(stop, b0 + _BLOCK_MESSAGES)
-            recv, seq, src = g["recv_ns"][b0:b1], g["seq"][b0:b1], g["source_ns"][b0:b1]
-            first, count, flags = g["first_frame"][b0:b1], g["n_frames"][b0:b1], g["flags"][b0:b1]
+            recv, seq = read_rows(g["recv_ns"], b0, b1), read_rows(g["seq"], b0, b1)
+            src, flags = read_rows(g["source_ns"], b0, b1), read_rows(g["flags"], b0, b1)
+            first, count = read_rows(g["first_frame"], b0, b1), read_rows(g["n_frames"], b0, b1)
             f0 = int(first[0])
             f1 = int(first[-1] + count[-1])
             f_seg, f_off, f_len, f_col = self._frame_table(f0, f1)
             for k in range(b1 - b0):
-                frames = []
+                frames: list[memoryview] = []
                 lo = int(first[k]) - f0
                 for j in range(lo, lo + int(count[k])):
                     seg, off, length = int(f_seg[j]), int(f_off[j]), int(f_len[j])
                     col = int(f_col[j])
                     if seg == layout.HEAP_SEGMENT:
-                        frames.append(memoryview(heap.get(off, length) if length else b""))
+                        frames.append(heap.get(off, length).data if length else memoryview(b""))
                     elif col == layout.WHOLE_ROWS:
                         frames.append(_as_bytes_view(seg_windows[seg].get(off, 1)[0], wire[seg]))
                     else:  # placed: `length` bytes down one column from row `off`
@@ -295,7 +318,7 @@ class RunReader:
             self.root = zarr.open_group(self.path, mode="r", zarr_format=3)
         except (OSError, ValueError) as exc:
             raise StoreError(f"cannot open run at {self.path}: {exc}") from exc
-        self.attrs = dict(self.root.attrs)
+        self.attrs = nodes.run_attrs(self.root)
         if self.attrs.get("format") != layout.FORMAT_NAME:
             raise StoreError(f"{self.path} is not a zmq-recorder run")
         version = self.attrs.get("format_version")
@@ -306,19 +329,29 @@ class RunReader:
             )
         self.streams: dict[str, StreamReader] = {}
         if layout.STREAMS_GROUP in self.root:
-            for name, group in sorted(self.root[layout.STREAMS_GROUP].groups()):
+            for name, group in sorted(nodes.subgroup(self.root, layout.STREAMS_GROUP).groups()):
                 self.streams[name] = StreamReader(group)
 
-    run_id = property(lambda self: self.attrs["run_id"])
-    name = property(lambda self: self.attrs.get("name", ""))
-    status = property(lambda self: self.attrs.get("status"))
-    started_ns = property(lambda self: int(self.attrs["started_ns"]))
+    @property
+    def run_id(self) -> str:
+        return self.attrs["run_id"]
 
-    def annotations(self) -> dict:
-        try:
-            return dict(self.root[layout.ANNOTATIONS_GROUP].attrs)
-        except KeyError:
+    @property
+    def name(self) -> str:
+        return self.attrs.get("name", "")
+
+    @property
+    def status(self) -> str | None:
+        return self.attrs.get("status")
+
+    @property
+    def started_ns(self) -> int:
+        return int(self.attrs["started_ns"])
+
+    def annotations(self) -> Annotations:
+        if layout.ANNOTATIONS_GROUP not in self.root:
             return {"tags": [], "notes": []}
+        return nodes.annotations_of(nodes.subgroup(self.root, layout.ANNOTATIONS_GROUP))
 
     def stream(self, name: str) -> StreamReader:
         try:
@@ -351,13 +384,14 @@ class RunReader:
         for *_, msg in heapq.merge(*iters, key=lambda t: t[:3]):
             yield msg
 
-    def summary(self) -> dict:
+    def summary(self) -> RunSummary:
         """The run as `recorder info --json` shows it and the catalog indexes it."""
-        streams = []
-        first = last = None
+        streams: list[StreamSummary] = []
+        first: int | None = None
+        last: int | None = None
         for s in self.streams.values():
             stats = s.stats
-            rec = s.column("recv_ns", s.n_messages - 1) if s.n_messages else []
+            rec = s.column("recv_ns", s.n_messages - 1) if s.n_messages else np.zeros(0)
             end = int(rec[-1]) if len(rec) else None
             begin = int(s.column("recv_ns", 0, 1)[0]) if s.n_messages else None
             first = begin if first is None or (begin is not None and begin < first) else first

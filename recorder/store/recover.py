@@ -14,8 +14,10 @@ from pathlib import Path
 import psutil
 import zarr
 
+from recorder.contracts import RunAttrs, SegmentInfo
 from recorder.errors import StoreError, UsageError
-from recorder.store import layout
+from recorder.store import layout, nodes
+from recorder.store.nodes import array, read_rows
 
 
 def run_dirs(runs_dir: Path) -> list[Path]:
@@ -24,7 +26,7 @@ def run_dirs(runs_dir: Path) -> list[Path]:
     return sorted(p for p in runs_dir.iterdir() if (p / "zarr.json").is_file())
 
 
-def recorder_alive(attrs: dict) -> bool:
+def recorder_alive(attrs: RunAttrs) -> bool:
     """Is the process that opened this run still running? (PIDs get reused: check start time.)"""
     if attrs.get("host") != socket.gethostname():
         return False  # cannot see other hosts' processes; recover is explicit there
@@ -38,7 +40,7 @@ def recorder_alive(attrs: dict) -> bool:
         return False
 
 
-def is_abandoned(attrs: dict) -> bool:
+def is_abandoned(attrs: RunAttrs) -> bool:
     return attrs.get("status") == layout.STATUS_RECORDING and not recorder_alive(attrs)
 
 
@@ -47,56 +49,59 @@ def _truncate(array: zarr.Array, rows: int) -> None:
         array.resize((rows, *array.shape[1:]))
 
 
-def repair_run(path: Path) -> dict:
+def repair_run(path: Path) -> RunAttrs:
     """Cut every array back to the committed counts and mark the run interrupted."""
     try:
         root = zarr.open_group(path, mode="r+", zarr_format=3)
     except (OSError, ValueError) as exc:
         raise StoreError(f"cannot open run at {path}: {exc}") from exc
-    attrs = dict(root.attrs)
+    attrs = nodes.run_attrs(root)
     if attrs.get("status") != layout.STATUS_RECORDING:
         raise UsageError(f"run {path.name} is {attrs.get('status')}, not left recording")
     if recorder_alive(attrs):
         raise UsageError(f"run {path.name} is still being recorded by pid {attrs.get('pid')}")
     last_ns = None
     if layout.STREAMS_GROUP in root:
-        for _, group in root[layout.STREAMS_GROUP].groups():
+        for _, group in nodes.subgroup(root, layout.STREAMS_GROUP).groups():
             last_ns = max(last_ns or 0, _repair_stream(group) or 0) or last_ns
-    attrs.update(
-        status=layout.STATUS_INTERRUPTED,
-        ended_ns=last_ns or attrs.get("started_ns"),
-        error=f"recorder stopped without closing the run; recovered at {time.ctime()}",
-    )
+    attrs["status"] = layout.STATUS_INTERRUPTED
+    attrs["ended_ns"] = last_ns or attrs.get("started_ns")
+    attrs["error"] = f"recorder stopped without closing the run; recovered at {time.ctime()}"
     layout.reserve_path(path).unlink(missing_ok=True)
-    root.attrs.put(attrs)
+    root.attrs.put(nodes.json_attrs(attrs))
     return attrs
 
 
 def _repair_stream(group: zarr.Group) -> int | None:
-    attrs = dict(group.attrs)
+    attrs = nodes.stream_attrs(group)
     c = attrs.get("committed") or {}
     n, f = int(c.get("messages", 0)), int(c.get("frames", 0))
     for name in layout.MESSAGE_COLUMNS:
-        _truncate(group[name], n)
+        _truncate(array(group, name), n)
+    frames = nodes.subgroup(group, "frames")
     for name in layout.FRAME_COLUMNS:
-        if name in group["frames"]:  # `column` is missing in runs written before it existed
-            _truncate(group["frames"][name], f)
-    _truncate(group["heap"], int(c.get("heap_bytes", 0)))
+        if name in frames:  # `column` is missing in runs written before it existed
+            _truncate(array(frames, name), f)
+    _truncate(array(group, "heap"), int(c.get("heap_bytes", 0)))
     rows = list(c.get("segment_rows", []))
     segments = list(attrs.get("segments", []))
     for seg, r in zip(segments, rows, strict=False):
-        for key in ("path", "index"):
-            if key in seg:
-                _truncate(group[seg[key]], int(r))
+        for path in _segment_arrays(seg):
+            _truncate(array(group, path), int(r))
     for seg in segments[len(rows) :]:  # created after the last flush: nothing committed
-        for key in ("path", "index"):
-            if key in seg and seg[key] in group:  # a placed segment gets its array late
-                _truncate(group[seg[key]], 0)
+        for path in _segment_arrays(seg):
+            if path in group:  # a placed segment gets its array late
+                _truncate(array(group, path), 0)
     attrs["segments"] = segments[: len(rows)]
     for key in (attrs.get("columns") or {}).values():
-        _truncate(group["columns"][key], n)
+        _truncate(array(group, f"columns/{key}"), n)
     rejects = int(c.get("rejects", 0))
-    _truncate(group["rejects/message"], rejects)
-    _truncate(group["rejects/reason"], rejects)
-    group.attrs.put(attrs)
-    return int(group["recv_ns"][n - 1]) if n else None
+    _truncate(array(group, "rejects/message"), rejects)
+    _truncate(array(group, "rejects/reason"), rejects)
+    group.attrs.put(nodes.json_attrs(attrs))
+    return int(read_rows(array(group, "recv_ns"), n - 1, n)[0]) if n else None
+
+
+def _segment_arrays(seg: SegmentInfo) -> list[str]:
+    """The arrays of a segment: its rows and, for whole-row segments, their message index."""
+    return [seg["path"], *([seg["index"]] if "index" in seg else [])]

@@ -12,12 +12,14 @@ import secrets
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import zarr
 
 from recorder import __version__
+from recorder.contracts import RunAttrs
 from recorder.errors import StoreError, UsageError
-from recorder.store import layout
+from recorder.store import layout, nodes
 from recorder.store.stream_writer import StreamWriter
 
 
@@ -41,7 +43,7 @@ class RunWriter:
         run_id: str | None = None,
         name: str = "",
         tags: list[str] | None = None,
-        meta: dict | None = None,
+        meta: dict[str, Any] | None = None,
     ):
         self.run_id = layout.check_name("run id", run_id or new_run_id())
         self.path = Path(runs_dir) / self.run_id
@@ -56,7 +58,7 @@ class RunWriter:
             raise UsageError(f"run {self.run_id} exists already") from exc
         except OSError as exc:
             raise StoreError(f"cannot create run at {self.path}: {exc.strerror or exc}") from exc
-        self._attrs = {
+        self._attrs: RunAttrs = {
             "format": layout.FORMAT_NAME,
             "format_version": layout.FORMAT_VERSION,
             "run_id": self.run_id,
@@ -70,7 +72,7 @@ class RunWriter:
             "recorder_version": __version__,
             "meta": meta or {},
         }
-        self.root.attrs.put(self._attrs)
+        self.root.attrs.put(nodes.json_attrs(self._attrs))
         self._reserve = layout.reserve_path(self.path)
         self._reserve.write_bytes(bytes(layout.RESERVE_BYTES))
         self._streams_group = self.root.create_group(layout.STREAMS_GROUP)
@@ -85,7 +87,7 @@ class RunWriter:
         endpoint: str,
         socket_type: str,
         role: str,
-        options: dict | None = None,
+        options: dict[str, Any] | None = None,
     ) -> StreamWriter:
         layout.check_name("stream name", name)
         if name in self.streams:
@@ -121,10 +123,11 @@ class RunWriter:
             for stream in self.streams.values():
                 stream.close()
         self.status, self.error = status, error
-        self._attrs.update(status=status, error=error, ended_ns=time.time_ns())
+        self._attrs["status"], self._attrs["error"] = status, error
+        self._attrs["ended_ns"] = time.time_ns()
         # On a full disk the final status still needs room: free the reserve first.
         self._reserve.unlink(missing_ok=True)
-        self.root.attrs.put(self._attrs)
+        self.root.attrs.put(nodes.json_attrs(self._attrs))
 
     def __enter__(self) -> RunWriter:
         return self

@@ -16,8 +16,17 @@ from collections.abc import Sequence
 import numpy as np
 import zarr
 
-from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded
-from recorder.store import layout
+from recorder.contracts import (
+    ColumnValue,
+    Committed,
+    SegmentInfo,
+    StreamAttrs,
+    StreamConfig,
+    StreamStats,
+    WriteItem,
+)
+from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded, FrameBytes
+from recorder.store import layout, nodes
 from recorder.store.appender import Appender, appender_for
 from recorder.store.gaps import GapCounter
 from recorder.store.placed import NEW_SEGMENT, TO_HEAP, PlacedAppender, placeable
@@ -37,13 +46,13 @@ def _new_array(group: zarr.Group, name: str, dtype, chunks, row_shape=()) -> zar
     )
 
 
-def _view_bytes(frame) -> memoryview:
+def _view_bytes(frame: FrameBytes) -> memoryview:
     mv = frame if isinstance(frame, memoryview) else memoryview(frame)
     return mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
 
 
 class StreamWriter:
-    def __init__(self, group: zarr.Group, attrs: dict):
+    def __init__(self, group: zarr.Group, attrs: StreamConfig):
         self.group = group
         self.name = group.basename
         self.attrs = attrs
@@ -70,8 +79,7 @@ class StreamWriter:
         self._reject_reason = self._appender(
             _new_array(rejects, "reason", str, layout.COLUMN_CHUNK)
         )
-        # {"path","name","dtype","shape"[,"placed","first_sample"]} in creation order
-        self.segments: list[dict] = []
+        self.segments: list[SegmentInfo] = []  # in creation order
         self._segment_appenders: list[Appender | PlacedAppender] = []
         self._current_segment: dict[str, int] = {}  # array name -> segment index in use
         self._current_placed: dict[str, int] = {}  # the same for placed segments
@@ -87,7 +95,7 @@ class StreamWriter:
         self.last_recv_ns: int | None = None
         self._write_attrs(committed=self._committed())
 
-    def _appender(self, array: zarr.Array, *, pieces: bool = False):
+    def _appender(self, array: zarr.Array, *, pieces: bool = False) -> Appender:
         return appender_for(array, pieces=pieces)
 
     # -- appending -----------------------------------------------------------------------------
@@ -95,39 +103,47 @@ class StreamWriter:
     def append(
         self,
         recv_ns: int,
-        frames: Sequence,
+        frames: Sequence[FrameBytes],
         decoded: Decoded | None = None,
         reject_reason: str | None = None,
     ) -> None:
         """Add one message. `frames` may be bytes, memoryviews or zmq.Frame buffers."""
         self.append_batch([(recv_ns, frames, decoded, reject_reason)])
 
-    def append_batch(self, items: Sequence[tuple]) -> None:
+    def append_batch(self, items: Sequence[WriteItem]) -> None:
         """Add messages given as (recv_ns, frames, decoded or None, reject reason or None).
 
         Batches keep the per-message cost low at high message rates: columns grow once per
         batch, and small frames reach the heap in one joined copy.
         """
-        recv, seq, src, first, nfr, flags = [], [], [], [], [], []
-        f_seg, f_off, f_len, f_col = [], [], [], []
-        small: list = []
+        recv: list[int] = []
+        seq: list[int] = []
+        src: list[int] = []
+        first: list[int] = []
+        nfr: list[int] = []
+        flags: list[int] = []
+        f_seg: list[int] = []
+        f_off: list[int] = []
+        f_len: list[int] = []
+        f_col: list[int] = []
+        small: list[FrameBytes] = []
         heap_pos = self.heap.rows
         n_frames = self.n_frames
         index = self.n_messages
         total = 0
         for recv_ns, frames, decoded, reason in items:
-            ok = decoded is not None and reason is None
-            bulk = {b.frame: b for b in decoded.bulk} if ok and decoded.bulk else None
+            ok = decoded if reason is None else None  # the decoded message, unless rejected
+            bulk = {b.frame: b for b in ok.bulk} if ok and ok.bulk else None
             recv.append(recv_ns)
             first.append(n_frames)
             nfr.append(len(frames))
-            seq.append(decoded.seq if ok else NO_SEQ)
-            src.append(decoded.source_ns if ok else NO_TIME)
+            seq.append(ok.seq if ok else NO_SEQ)
+            src.append(ok.source_ns if ok else NO_TIME)
             flags.append(layout.FLAG_REJECTED if reason else 0)
             for i, frame in enumerate(frames):
                 b = bulk.get(i) if bulk else None
                 where = self._store_bulk(b, index) if b is not None else None
-                if where is not None:
+                if b is not None and where is not None:
                     segment, row, column = where
                     length = b.array.nbytes
                 else:
@@ -154,11 +170,11 @@ class StreamWriter:
                 self._reject_message.append(index)
                 self._reject_reason.append(reason)
             elif ok:
-                if decoded.seq != NO_SEQ:
-                    self.gaps.see(decoded.seq_key, decoded.seq)
-                if decoded.columns:
-                    self._append_extra(index, decoded.columns)
-                for name, array in decoded.derived:
+                if ok.seq != NO_SEQ:
+                    self.gaps.see(ok.seq_key, ok.seq)
+                if ok.columns:
+                    self._append_extra(index, ok.columns)
+                for name, array in ok.derived:
                     self._append_bulk(name, array, index, derived=True)
             index += 1
         if not recv:
@@ -196,19 +212,30 @@ class StreamWriter:
         if not placeable(b):
             return None
         idx = self._current_placed.get(b.name)
-        row = NEW_SEGMENT if idx is None else self._segment_appenders[idx].place(b)
-        if row == NEW_SEGMENT:
+        row = NEW_SEGMENT if idx is None else self._placed(idx).place(b)
+        if idx is None or row == NEW_SEGMENT:
             idx = self._new_placed(b, index)
-            row = self._segment_appenders[idx].place(b)  # a fresh segment takes any frame
+            row = self._placed(idx).place(b)  # a fresh segment takes any frame
         if row == TO_HEAP:
             return None
         return idx, row, b.column
 
+    def _placed(self, idx: int) -> PlacedAppender:
+        app = self._segment_appenders[idx]
+        assert isinstance(app, PlacedAppender), "_current_placed holds placed segments"
+        return app
+
     def _new_placed(self, b: BulkFrame, index: int) -> int:
         """Reserve the segment now; its array appears once the channel count is known."""
         idx = len(self.segments)
-        info = {"path": f"arrays/{idx}", "name": b.name, "dtype": b.array.dtype.str}
-        info.update(shape=[], placed=True, first_sample=b.row)
+        info: SegmentInfo = {
+            "path": f"arrays/{idx}",
+            "name": b.name,
+            "dtype": b.array.dtype.str,
+            "shape": [],
+            "placed": True,
+            "first_sample": b.row or 0,  # placeable: row is set
+        }
         self.segments.append(info)
         self._segment_appenders.append(PlacedAppender(self._arrays_group, f"{idx}", info, index))
         self._current_placed[b.name] = idx
@@ -225,6 +252,7 @@ class StreamWriter:
         if idx is None:
             idx = self._new_segment(name, array, index, derived)
         app = self._segment_appenders[idx]
+        assert not isinstance(app, PlacedAppender), "_current_segment holds whole-row segments"
         row = app.rows
         app.append(array)
         self._segment_index[idx].append(index)
@@ -241,8 +269,13 @@ class StreamWriter:
             array.shape,
         )
         arr.attrs.update({"name": name, "first_message": index})
-        info = {"path": f"arrays/{path}", "name": name, "dtype": array.dtype.str}
-        info.update(shape=list(array.shape), index=f"index/{path}")
+        info: SegmentInfo = {
+            "path": f"arrays/{path}",
+            "name": name,
+            "dtype": array.dtype.str,
+            "shape": list(array.shape),
+            "index": f"index/{path}",
+        }
         if derived:
             info["derived"] = True
         self.segments.append(info)
@@ -253,7 +286,7 @@ class StreamWriter:
         self._current_segment[name] = idx
         return idx
 
-    def _append_extra(self, index: int, values: dict) -> None:
+    def _append_extra(self, index: int, values: dict[str, ColumnValue]) -> None:
         for key, value in values.items():
             app = self._extra.get(key)
             if app is None:
@@ -301,7 +334,7 @@ class StreamWriter:
             app.flush()
         self._write_attrs(committed=self._committed())
 
-    def _committed(self) -> dict:
+    def _committed(self) -> Committed:
         return {
             "messages": self.n_messages,
             "frames": self.n_frames,
@@ -316,7 +349,7 @@ class StreamWriter:
         for app in self._all_appenders():
             app.close()
 
-    def stats(self) -> dict:
+    def stats(self) -> StreamStats:
         return {
             "messages": self.n_messages,
             "frames": self.n_frames,
@@ -329,13 +362,15 @@ class StreamWriter:
             "last_recv_ns": self.last_recv_ns,
         }
 
-    def _write_attrs(self, committed: dict) -> None:
-        attrs = dict(self.attrs)
-        attrs["segments"] = self.segments
-        attrs["columns"] = {k: a.array.basename for k, a in self._extra.items()}
-        attrs["stats"] = self.stats()
-        attrs["committed"] = committed
-        self.group.attrs.put(attrs)
+    def _write_attrs(self, committed: Committed) -> None:
+        attrs: StreamAttrs = {
+            **self.attrs,
+            "segments": self.segments,
+            "columns": {k: a.array.basename for k, a in self._extra.items()},
+            "stats": self.stats(),
+            "committed": committed,
+        }
+        self.group.attrs.put(nodes.json_attrs(attrs))
 
 
 def _kind_of(value) -> str:

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from recorder import config
 from recorder.db.catalog import Catalog
@@ -43,7 +44,8 @@ def create_app(data: str | os.PathLike | None = None, catalog: str | None = None
     )
     app.jinja_env.filters.update(FILTERS)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):  # it is, unless an extension swapped it
+        app.json.sort_keys = False
     app.extensions["recorder"] = AppState(
         data=folder, runs_dir=config.runs_dir(folder), catalog=cat, control=Control(cat.engine)
     )

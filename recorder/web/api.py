@@ -12,10 +12,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from recorder import __version__
+from recorder.contracts import JobRow
 from recorder.db.catalog import Catalog
 from recorder.db.control import Control
 from recorder.db.jobs import (
@@ -30,7 +32,7 @@ from recorder.db.jobs import (
 from recorder.errors import Conflict, NotFound, UsageError
 from recorder.manager.planning import normalize_source, start_recording, start_replay
 from recorder.store import layout
-from recorder.store.reader import RunReader
+from recorder.store.reader import RunReader, StreamReader
 from recorder.web import models as m
 from recorder.web import previews
 from recorder.web import runs as run_ops
@@ -178,13 +180,13 @@ _RECORD_STATS = {"messages": 0, "bytes": 0, "rate_bytes_s": 0.0, "rate_messages_
                  "gaps": 0, "drops": 0, "queue_bytes": 0, "last_error": None}  # fmt: skip
 
 
-def _job_out(job: dict) -> dict:
+def _job_out(job: JobRow) -> dict[str, Any]:
     out = {k: v for k, v in job.items() if k not in ("manager", "host", "stop_requested_ns")}
     out["kind"] = job["kind"]
     return out
 
 
-def _recording_out(job: dict) -> dict:
+def _recording_out(job: JobRow) -> dict[str, Any]:
     stats = job["stats"] or {}
     return {**_job_out(job), **{k: stats.get(k, v) for k, v in _RECORD_STATS.items()}}
 
@@ -232,7 +234,7 @@ _REPLAY_STATS = {"position_s": 0.0, "duration_s": 0.0, "messages": 0, "bytes": 0
                  "speed": None, "loop": 0, "last_error": None}  # fmt: skip
 
 
-def _replay_out(job: dict) -> dict:
+def _replay_out(job: JobRow) -> dict[str, Any]:
     stats = job["stats"] or {}
     out = {**_job_out(job), **{k: stats.get(k, v) for k, v in _REPLAY_STATS.items()}}
     out["endpoints"] = {n: s["endpoint"] for n, s in (stats.get("streams") or {}).items()}
@@ -261,7 +263,7 @@ def get_replay(job_id: str):
     return _replay_out(state().control.get_job(job_id, KIND_REPLAY))
 
 
-def _active_replay(job_id: str) -> dict:
+def _active_replay(job_id: str) -> JobRow:
     job = state().control.get_job(job_id, KIND_REPLAY)
     if job["state"] not in ACTIVE_STATES or job["desired"] == DESIRED_STOPPED:
         raise Conflict(f"replay {job_id} is {job['state']}")
@@ -377,7 +379,7 @@ def delete_run(run_id: str, query: m.DeleteQuery):
     run_ops.delete_run(st.runs_dir, st.catalog, st.control, run_id)
 
 
-def _stream(run_id: str, stream: str) -> tuple[RunReader, object]:
+def _stream(run_id: str, stream: str) -> tuple[RunReader, StreamReader]:
     path = run_ops.run_path(state().runs_dir, run_id)
     reader = RunReader(path)
     return reader, reader.stream(_checked("stream", stream))

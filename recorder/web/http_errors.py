@@ -12,7 +12,7 @@ import logging
 
 from flask import Flask, jsonify
 from pydantic import ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from recorder.errors import (
     Conflict,
@@ -94,7 +94,7 @@ def install(app: Flask) -> None:
     def _http(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
         headers = {}
-        if exc.code == 405 and exc.valid_methods:
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)
         return envelope(exc.code or 500, code, exc.description or exc.name, None, headers)
 

@@ -8,7 +8,7 @@ allow extra fields: the contract is that responses may gain fields, never lose t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,7 +21,10 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64, examples=["main
 Tag = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64, examples=["calibration"])]
 Text = Annotated[str, Field(max_length=10_000)]
 Endpoint = Annotated[str, Field(min_length=1, max_length=1000, examples=["tcp://127.0.0.1:5556"])]
-Protocol = Literal[tuple(known_protocols())]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    Protocol = str  # the registry's names: known at run time only
+else:
+    Protocol = Literal[tuple(known_protocols())]
 Status = Literal[layout.STATUSES]  # type: ignore[valid-type]
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from recorder.web.http_errors import ApiError
 from recorder.web.models import ErrorEnvelope
@@ -148,7 +148,7 @@ class Api:
     # -- the OpenAPI document ------------------------------------------------------------------
 
     def openapi(self, *, title: str, version: str, prefix: str) -> dict:
-        models = {(ErrorEnvelope, "serialization")}
+        models: set[tuple[type[BaseModel], JsonSchemaMode]] = {(ErrorEnvelope, "serialization")}
         for op in self.ops:
             if op.body is not None:
                 models.add((op.body, "validation"))

@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from recorder.contracts import RunSummary
 from recorder.db.catalog import Catalog
 from recorder.db.control import Control
 from recorder.errors import Conflict, RunNotFound, StoreError
@@ -68,16 +69,22 @@ def run_item(r: dict) -> dict:
     }
 
 
-def run_detail(runs_dir: Path, control: Control, run_id: str) -> dict:
+class RunDetail(RunSummary):
+    """GET /runs/<id> (models.RunOut shows it)."""
+
+    jobs: list[str]  # active recordings and replays of the run
+
+
+def run_detail(runs_dir: Path, control: Control, run_id: str) -> RunDetail:
     """The run as `recorder info --json` shows it, plus its active jobs."""
     path = run_path(runs_dir, run_id)
     with RunReader(path) as reader:
-        out = reader.summary()
+        summary = reader.summary()
         name = reader.annotations().get("name")
     if name is not None:  # a rename (PATCH) lives with the annotations
-        out["name"] = name
-    out["jobs"] = [j["id"] for j in control.list_jobs(run_id=run_id, active=True)]
-    return out
+        summary["name"] = name
+    jobs = [j["id"] for j in control.list_jobs(run_id=run_id, active=True)]
+    return {**summary, "jobs": jobs}
 
 
 def patch_run(

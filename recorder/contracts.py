@@ -1,0 +1,256 @@
+"""The shapes of data that cross rooms: named here once, so writer, reader, recover, previews,
+catalog, worker and API models agree on them and mypy checks that they do.
+
+At the bottom of the house: imports nothing from the package but `protocols.base` (the decoded
+message, `Decoded`/`BulkFrame`/`FrameBytes`, lives there beside the codecs that make it).
+
+The hot path (socket -> queue -> writer) passes plain tuples: a NamedTuple's constructor costs
+about twice a tuple literal per message, so received messages and writer items are tuple
+aliases whose field order is documented here instead. Everything stored in zarr attributes or
+handed to the catalog and the API is a TypedDict: still the plain dict JSON needs.
+
+No `from __future__ import annotations` here: TypedDict reads NotRequired from evaluated
+annotations only (Python 3.11), and tests compare `__required_keys__` with what is stored.
+"""
+
+from collections.abc import Sequence
+from typing import Any, NotRequired, TypedDict
+
+from recorder.protocols.base import Decoded, FrameBytes
+
+# -- the hot path ------------------------------------------------------------------------------
+
+#: A scalar column value of one message (ndattr values, train ids, request latency ...).
+ColumnValue = int | float | str | bool
+
+#: One received message: (recv_ns, frames, extra columns or None). The frames are what
+#: `recv_multipart` gave: bytes, or zmq.Frame objects when received without copying.
+Received = tuple[int, Sequence[Any], dict[str, ColumnValue] | None]
+
+#: What a receive loop hands the writer thread at once.
+Batch = list[Received]
+
+#: One message for `StreamWriter.append_batch`: (recv_ns, frames, decoded or None, reject
+#: reason or None). A message with a reason is stored verbatim and flagged rejected.
+WriteItem = tuple[int, Sequence[FrameBytes], Decoded | None, str | None]
+
+
+# -- zarr attributes of a run ------------------------------------------------------------------
+
+
+class RunAttrs(TypedDict):
+    """The run group's attributes (docs/format.md)."""
+
+    format: str
+    format_version: int
+    run_id: str
+    name: str
+    status: str
+    started_ns: int
+    ended_ns: int | None
+    error: str | None
+    host: str
+    pid: int
+    recorder_version: str
+    meta: dict[str, Any]
+
+
+class Note(TypedDict):
+    created_ns: int
+    text: str
+
+
+class Annotations(TypedDict):
+    """The `annotations` group's attributes: what users add after recording."""
+
+    tags: list[str]
+    notes: list[Note]
+    name: NotRequired[str]  # a rename
+
+
+class SegmentInfo(TypedDict):
+    """One typed segment in a stream's `segments` list, in creation order."""
+
+    path: str  # the array, e.g. ``arrays/3``
+    name: str  # array family (BulkFrame.name)
+    dtype: str  # wire dtype, e.g. ``<u2``
+    shape: list[int]  # one row's shape; (channels,) for placed segments
+    index: NotRequired[str]  # whole-row segments: the message index of each row
+    derived: NotRequired[bool]  # copies of arrays that live inside a verbatim frame
+    placed: NotRequired[bool]  # (samples, channels) cells, see store/placed.py
+    first_sample: NotRequired[int]  # placed: absolute sample number of row 0
+
+
+class Committed(TypedDict):
+    """What the last flush wrote: a reader reads this much, recover cuts back to it."""
+
+    messages: int
+    frames: int
+    heap_bytes: int
+    segment_rows: list[int]
+    rejects: int
+    committed_ns: int
+
+
+class StreamStats(TypedDict):
+    """A stream writer's counters (StreamWriter.stats(), stored as the `stats` attribute)."""
+
+    messages: int
+    frames: int
+    bytes: int
+    gaps: int
+    seq_resets: int
+    drops: int
+    rejects: int
+    first_recv_ns: int | None
+    last_recv_ns: int | None
+
+
+class StreamConfig(TypedDict):
+    """How a stream was recorded: the attributes a stream group starts with."""
+
+    protocol: str
+    endpoint: str
+    socket_type: str
+    role: str  # bind or connect
+    options: dict[str, Any]
+    protocol_detected: NotRequired[bool]  # `--protocol auto` picked it
+
+
+class StreamAttrs(StreamConfig):
+    """A stream group's attributes, as every flush rewrites them."""
+
+    segments: list[SegmentInfo]
+    columns: dict[str, str]  # column name -> array under `columns/`
+    stats: StreamStats
+    committed: Committed
+
+
+# -- summaries (RunReader.summary: `recorder info`, the catalog, the API) ------------------------
+
+
+class StreamSummary(TypedDict):
+    name: str
+    protocol: str
+    endpoint: str
+    socket_type: str
+    role: str
+    messages: int
+    frames: int
+    bytes: int
+    gaps: int
+    drops: int
+    rejects: int
+    arrays: list[str]
+    first_recv_ns: int | None
+    last_recv_ns: int | None
+
+
+class RunSummary(TypedDict):
+    run_id: str
+    name: str
+    status: str | None
+    error: str | None
+    format_version: int | None
+    started_ns: int
+    ended_ns: int | None
+    duration_s: float
+    host: str | None
+    pid: int | None
+    meta: dict[str, Any]
+    tags: list[str]
+    notes: list[Note]
+    messages: int
+    bytes: int
+    gaps: int
+    drops: int
+    rejects: int
+    streams: list[StreamSummary]
+    path: str
+
+
+# -- live counters (workers write them to the job row, the API shows them) -----------------------
+
+
+class RecordingStats(TypedDict):
+    """Recording.stats(): totals over the recording's streams so far."""
+
+    messages: int
+    bytes: int
+    drops: int
+    gaps: int
+    queue_bytes: int
+    elapsed_s: float
+
+
+class RecordStreamStats(TypedDict):
+    stream: str
+    messages: int
+    bytes: int
+    drops: int
+    gaps: int
+    queue_bytes: int
+    endpoint: str
+
+
+class RecordJobStats(TypedDict):
+    """A recording worker's `stats` in its job row."""
+
+    messages: int
+    bytes: int
+    rate_messages_s: float
+    rate_bytes_s: float
+    gaps: int
+    drops: int
+    queue_bytes: int
+    elapsed_s: float
+    last_error: str | None
+    streams: list[RecordStreamStats]
+    updated_ns: int
+
+
+class ReplayStatus(TypedDict):
+    """Replayer.status()."""
+
+    state: str  # playing, paused, stopped, finished
+    position_s: float
+    duration_s: float
+    messages: int
+    bytes: int
+    elapsed_s: float
+    loop: int
+    clients: int
+    speed: float | None
+    error: str | None
+
+
+class ReplayJobStats(ReplayStatus):
+    """A replay worker's `stats` in its job row."""
+
+    streams: dict[str, Any]  # stream -> where it is served
+    warnings: list[str]
+    last_error: str | None
+    updated_ns: int
+
+
+class JobRow(TypedDict):
+    """One row of the `jobs` table (db/tables.py) as db/jobs.py hands it out."""
+
+    id: str
+    kind: str  # record or replay
+    host: str | None
+    params: dict[str, Any]
+    desired: str
+    state: str
+    run_id: str | None
+    manager: str | None
+    pid: int | None
+    error: str | None
+    exit_code: int | None
+    stats: dict[str, Any] | None  # RecordJobStats or ReplayJobStats, as JSON came back
+    proc: dict[str, Any] | None
+    created_ns: int
+    started_ns: int | None
+    ended_ns: int | None
+    updated_ns: int
+    stop_requested_ns: int | None

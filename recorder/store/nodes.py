@@ -1,0 +1,68 @@
+"""Typed access to the nodes of a run: `group[key]` is an array or a group and attributes are
+any JSON to zarr; the run format says which, so a node of the wrong kind means a malformed run
+(StoreError), never an AttributeError deep in the reader."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+import numpy as np
+import zarr
+from zarr.core.common import JSON
+
+from recorder.contracts import Annotations, RunAttrs, StreamAttrs
+from recorder.errors import StoreError
+
+
+def _node(group: zarr.Group, key: str) -> zarr.Array | zarr.Group:
+    try:
+        return group[key]
+    except KeyError:
+        raise StoreError(f"{group.path or 'run'}: {key} is missing") from None
+
+
+def array(group: zarr.Group, key: str) -> zarr.Array:
+    """The array at `key` under `group`."""
+    node = _node(group, key)
+    if not isinstance(node, zarr.Array):
+        raise StoreError(f"{group.path or 'run'}: {key} is a group, not an array")
+    return node
+
+
+def subgroup(group: zarr.Group, key: str) -> zarr.Group:
+    """The group at `key` under `group`."""
+    node = _node(group, key)
+    if not isinstance(node, zarr.Group):
+        raise StoreError(f"{group.path or 'run'}: {key} is an array, not a group")
+    return node
+
+
+def read_rows(arr: zarr.Array, start: int, stop: int | None) -> np.ndarray:
+    """Rows [start, stop) of an array as numpy (zarr types a slice as any array-like)."""
+    return np.asarray(arr[start:stop])
+
+
+def attrs_of(node: zarr.Group | zarr.Array) -> dict[str, Any]:
+    """A node's attributes as a plain dict (a copy)."""
+    return dict(node.attrs)
+
+
+def json_attrs(attrs: Mapping[str, Any]) -> dict[str, JSON]:
+    """Typed attributes as zarr's `attrs.put` takes them (they hold JSON values only)."""
+    return cast(dict[str, JSON], dict(attrs))
+
+
+def run_attrs(root: zarr.Group) -> RunAttrs:
+    """The run's attributes. RunReader checks format and version before trusting the rest."""
+    return cast(RunAttrs, attrs_of(root))
+
+
+def stream_attrs(group: zarr.Group) -> StreamAttrs:
+    """A stream group's attributes. Written by StreamWriter on creation and every flush; keys
+    a run from an older writer lacks are read with `.get` and a default."""
+    return cast(StreamAttrs, attrs_of(group))
+
+
+def annotations_of(group: zarr.Group) -> Annotations:
+    return cast(Annotations, attrs_of(group))
