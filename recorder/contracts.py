@@ -205,6 +205,8 @@ class RecordJobStats(TypedDict):
     queue_bytes: int
     elapsed_s: float
     last_error: str | None
+    warnings: list[str]
+    """Things the user should look at, such as a source that has sent nothing yet."""
     streams: list[RecordStreamStats]
     updated_ns: int
 
