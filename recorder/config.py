@@ -1,10 +1,12 @@
-"""Where data and the catalog live: flag, else environment, else the embedded default."""
+"""Where data and the catalog live, and the endpoint policy of the server: flag, else
+environment, else the embedded default."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from recorder.endpoint_policy import DEFAULT_CONNECT, Allowed, EndpointPolicy
 from recorder.errors import DataFolderError
 from recorder.store import layout
 
@@ -34,3 +36,28 @@ def catalog_url(option: str | None, data: Path) -> str:
     if url:
         return url
     return f"sqlite:///{(data / 'catalog.sqlite').resolve()}"
+
+
+IPC_DIR_ENV = "RECORDER_IPC_DIR"
+ALLOW_BIND_ENV = "RECORDER_ALLOW_BIND"
+ALLOW_CONNECT_ENV = "RECORDER_ALLOW_CONNECT"
+
+
+def endpoint_policy(
+    data: Path,
+    *,
+    ipc_dir: str | os.PathLike | None = None,
+    allow_bind: str | None = None,
+    allow_connect: str | None = None,
+) -> EndpointPolicy:
+    """The rules for endpoints given over HTTP: options, else the environment, else the
+    defaults (no ipc://, binds on loopback, connects to loopback and private networks)."""
+    folder = ipc_dir or os.environ.get(IPC_DIR_ENV) or None
+    bind = allow_bind if allow_bind is not None else os.environ.get(ALLOW_BIND_ENV, "")
+    connect = allow_connect if allow_connect is not None else os.environ.get(ALLOW_CONNECT_ENV)
+    return EndpointPolicy(
+        ipc_dir=Path(folder).expanduser() if folder else None,
+        data_dir=data,
+        allow_bind=Allowed.parse(bind),
+        allow_connect=Allowed.parse(DEFAULT_CONNECT if connect is None else connect),
+    )

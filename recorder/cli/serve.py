@@ -181,8 +181,11 @@ def _no_control_socket() -> list[str]:
     )
 
 
-def start_web(host: str, port: int, workers: int, folder, catalog_url: str) -> subprocess.Popen:
-    """gunicorn in its own process: it forks its workers, which only serve HTTP."""
+def start_web(
+    host: str, port: int, workers: int, folder, catalog_url: str, policy_env: dict | None = None
+) -> subprocess.Popen:
+    """gunicorn in its own process: it forks its workers, which only serve HTTP. The endpoint
+    policy reaches the app as its environment variables (config.endpoint_policy)."""
     cmd = [
         sys.executable, "-m", "gunicorn",
         "--bind", _bind(host, port),
@@ -195,7 +198,8 @@ def start_web(host: str, port: int, workers: int, folder, catalog_url: str) -> s
         *_no_control_socket(),
         "recorder.web:create_app()",
     ]  # fmt: skip
-    env = {**os.environ, config.DATA_ENV: str(folder), config.CATALOG_ENV: catalog_url}
+    env = {**os.environ, config.DATA_ENV: str(folder), config.CATALOG_ENV: catalog_url,
+           **(policy_env or {})}  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=sys.stderr.fileno(), stdin=subprocess.DEVNULL)
 
 
@@ -214,8 +218,18 @@ def _end(web: subprocess.Popen, timeout: float = 10) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("--demo", is_flag=True, help="Also simulate every protocol, saved as sources.")
 @click.option("--web-workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--ipc-dir", type=click.Path(file_okay=False), default=None,
+              help="The only folder where requests may use ipc:// endpoints "
+                   f"[env {config.IPC_DIR_ENV}; default: none, ipc:// refused].")  # fmt: skip
+@click.option("--allow-bind", default=None, metavar="LIST",
+              help="Comma-separated networks, addresses or interface names (or *) requests may "
+                   f"bind on besides loopback [env {config.ALLOW_BIND_ENV}].")  # fmt: skip
+@click.option("--allow-connect", default=None, metavar="LIST",
+              help="Comma-separated networks, addresses or hosts (or *) requests may connect "
+                   f"to [env {config.ALLOW_CONNECT_ENV}; default: loopback and private "
+                   "networks].")  # fmt: skip
 @data_options
-def serve(host, port, demo, web_workers, data, catalog):
+def serve(host, port, demo, web_workers, ipc_dir, allow_bind, allow_connect, data, catalog):
     """Serve the web UI and API with a manager, all in one command (SQLite, local data)."""
     from recorder.db.control import Control
     from recorder.manager.demo import DemoSources
@@ -223,6 +237,14 @@ def serve(host, port, demo, web_workers, data, catalog):
 
     folder = config.data_dir(data).resolve()
     url = config.catalog_url(catalog, folder)
+    policy = config.endpoint_policy(
+        folder, ipc_dir=ipc_dir, allow_bind=allow_bind, allow_connect=allow_connect
+    )  # refuses a malformed list now rather than in every web worker
+    policy_env = {
+        config.IPC_DIR_ENV: str(policy.ipc_dir or ""),
+        config.ALLOW_BIND_ENV: str(policy.allow_bind),
+        config.ALLOW_CONNECT_ENV: str(policy.allow_connect),
+    }
     _check_free(host, port)
     _log_to_stderr()
     mgr = Manager(folder, url)
@@ -240,7 +262,7 @@ def serve(host, port, demo, web_workers, data, catalog):
             click.echo(f"demo sources: {', '.join(names)}", err=True)
         control.revoke_tokens_named(SERVE_TOKEN_NAME)
         secret, _ = control.create_token(SERVE_TOKEN_NAME)
-        web = start_web(host, port, web_workers, folder, url)
+        web = start_web(host, port, web_workers, folder, url, policy_env)
         _wait_ready(host, port, web)
         base = f"http://{_display_host(host)}:{port}"
         click.echo(f"recorder serving {base} (data {folder}); Ctrl-C stops", err=True)

@@ -27,6 +27,7 @@ from recorder.db.jobs import (
     KIND_REPLAY,
     RUNNING,
 )
+from recorder.endpoint_policy import EndpointPolicy, EndpointRefused
 from recorder.errors import Conflict, NotFound, UsageError
 from recorder.manager.planning import normalize_source, start_recording, start_replay
 from recorder.store import layout
@@ -35,7 +36,7 @@ from recorder.web import models as m
 from recorder.web import previews
 from recorder.web import runs as run_ops
 from recorder.web.auth import authenticate, check_same_origin
-from recorder.web.http_errors import ApiError
+from recorder.web.http_errors import ApiError, envelope
 from recorder.web.routing import Api
 
 PREFIX = "/api/v1"
@@ -49,6 +50,8 @@ class AppState:
     runs_dir: Path
     catalog: Catalog
     control: Control
+    policy: EndpointPolicy
+    """What endpoints requests may bind or connect (the operator's settings, config.py)."""
 
 
 def state() -> AppState:
@@ -59,6 +62,11 @@ def state() -> AppState:
 def _guard():
     check_same_origin(request)
     g.token = authenticate(state().control, request)
+
+
+@bp.errorhandler(EndpointRefused)
+def _endpoint_refused(exc: EndpointRefused):
+    return envelope(403, "endpoint_refused", str(exc), {"endpoint": exc.endpoint, "rule": exc.rule})
 
 
 def _checked(kind: str, name: str, *, missing=NotFound) -> str:
@@ -146,7 +154,7 @@ def list_sources():
         status=201, errors=(409,))  # fmt: skip
 def create_source(body: m.SourceCreate):
     """Save a stream configuration under a new name."""
-    config = normalize_source(body.model_dump(exclude={"name"}))
+    config = normalize_source(body.model_dump(exclude={"name"}), state().policy)
     return _source_out(state().control.create_source(body.name, config))
 
 
@@ -161,7 +169,8 @@ def get_source(name: str):
 def put_source(name: str, body: m.SourceConfig):
     """Create or replace a saved stream configuration."""
     name = _checked("source", name, missing=UsageError)
-    row, created = state().control.put_source(name, normalize_source(body.model_dump()))
+    config = normalize_source(body.model_dump(), state().policy)
+    row, created = state().control.put_source(name, config)
     return _source_out(row), 201 if created else 200
 
 
@@ -201,6 +210,7 @@ def create_recording(body: m.RecordingCreate):
         duration_s=body.duration_s,
         count=body.count,
         flush_interval_s=body.flush_interval_s,
+        policy=state().policy,
     )
     return {"id": job["id"], "run_id": job["run_id"], "state": job["state"]}
 
@@ -244,7 +254,7 @@ def _replay_out(job: dict) -> dict:
 def create_replay(body: m.ReplayCreate):
     """Serve a stored run over ZMQ with the original protocol and bytes."""
     st = state()
-    job = start_replay(st.control, st.runs_dir, **body.model_dump())
+    job = start_replay(st.control, st.runs_dir, **body.model_dump(), policy=st.policy)
     return {"id": job["id"], "run_id": job["run_id"], "state": job["state"]}
 
 
