@@ -56,11 +56,14 @@ def token():
 
 @token.command("create")
 @click.option("--name", default="", help="What the token is for (shown by `token list`).")
+@click.option("--expires", default=None, metavar="DURATION",
+              help="Valid for this long, e.g. 12h, 30d, 2w (default: until revoked).")  # fmt: skip
 @data_options
-def token_create(name, data, catalog):
+def token_create(name, expires, data, catalog):
     """Print a new API token alone on the last line of stdout."""
+    expires_s = None if expires is None else config.parse_duration(expires)
     _, _, control = _control(data, catalog)
-    secret, rec = control.create_token(name)
+    secret, rec = control.create_token(name, expires_s=expires_s)
     click.echo(
         f"token {rec['id']}{f' ({name})' if name else ''} created; it is shown only now", err=True
     )
@@ -79,12 +82,19 @@ def token_list(data, catalog):
     if not rows:
         click.echo("no tokens", err=True)
         return 0
+    now = time.time_ns()
+
+    def expiry(ns):
+        if ns is None:
+            return "never"
+        return human_time(ns) + (" (expired)" if ns <= now else "")
+
     body = [
         [r["id"], r["name"] or "-", human_time(r["created_ns"]),
-         human_time(r["last_used_ns"]) if r["last_used_ns"] else "-"]
+         human_time(r["last_used_ns"]) if r["last_used_ns"] else "-", expiry(r["expires_ns"])]
         for r in rows
     ]  # fmt: skip
-    click.echo(table(["ID", "NAME", "CREATED", "LAST USED"], body))
+    click.echo(table(["ID", "NAME", "CREATED", "LAST USED", "EXPIRES"], body))
     return 0
 
 
@@ -92,10 +102,11 @@ def token_list(data, catalog):
 @click.argument("token_id")
 @data_options
 def token_revoke(token_id, data, catalog):
-    """Revoke the token with id TOKEN_ID (see `token list`)."""
+    """Revoke the token with id TOKEN_ID (see `token list`) and end the browser sessions signed
+    in with it."""
     _, _, control = _control(data, catalog)
     control.revoke_token(token_id)
-    click.echo(f"revoked token {token_id}", err=True)
+    click.echo(f"revoked token {token_id} (and its browser sessions)", err=True)
     return 0
 
 

@@ -1,7 +1,8 @@
 """The web app: `create_app()` is the factory gunicorn serves (`recorder.web:create_app()`).
 
 Configuration comes from arguments, else the environment (`RECORDER_DATA`, `RECORDER_CATALOG`,
-the endpoint policy's `RECORDER_IPC_DIR`, `RECORDER_ALLOW_BIND`, `RECORDER_ALLOW_CONNECT`),
+the endpoint policy's `RECORDER_IPC_DIR`, `RECORDER_ALLOW_BIND`, `RECORDER_ALLOW_CONNECT`, the
+browser sessions' `RECORDER_SESSION_IDLE`, `RECORDER_SESSION_MAX`),
 else the embedded defaults, exactly as for the CLI. The app keeps no state of its own: it reads
 and writes the catalog, so any number of gunicorn workers serve the same truth.
 """
@@ -43,6 +44,7 @@ def create_app(
     (RECORDER_IPC_DIR, RECORDER_ALLOW_BIND, RECORDER_ALLOW_CONNECT; config.endpoint_policy)."""
     folder = Path(config.data_dir(data)).resolve()
     cat = Catalog(config.catalog_url(catalog, folder))
+    idle_s, max_s = config.session_lifetimes()
     assets = _assets_root()
     app = Flask(
         "recorder.web",
@@ -58,6 +60,8 @@ def create_app(
         catalog=cat,
         control=Control(cat.engine),
         policy=policy or config.endpoint_policy(folder),
+        session_idle_s=idle_s,
+        session_max_s=max_s,
     )
     errors.install(app)
     app.register_blueprint(api_bp)

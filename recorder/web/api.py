@@ -52,6 +52,10 @@ class AppState:
     control: Control
     policy: EndpointPolicy
     """What endpoints requests may bind or connect (the operator's settings, config.py)."""
+    session_idle_s: float = 12 * 3600
+    """A browser session ends this long after its last use ..."""
+    session_max_s: float = 7 * 86400
+    """... and this long after sign-in at the latest."""
 
 
 def state() -> AppState:
@@ -130,6 +134,34 @@ def get_status():
 def get_openapi():
     """This API as an OpenAPI 3.1 document, generated from the models that validate requests."""
     return jsonify(api.openapi(title="zmq-recorder", version=__version__, prefix=PREFIX))
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+
+def _token_out(row: dict) -> dict:
+    out = {k: row.get(k) for k in ("id", "name", "created_ns", "last_used_ns", "expires_ns")}
+    out["current"] = row["id"] == g.token["id"]
+    return out
+
+
+@api.op("GET", "/tokens", tag="tokens", response=m.TokenList)
+def list_tokens():
+    """API tokens: names, when created, last used and when they expire (never the tokens)."""
+    return {"tokens": [_token_out(r) for r in state().control.list_tokens()]}
+
+
+@api.op("POST", "/tokens", tag="tokens", body=m.TokenCreate, response=m.TokenCreated, status=201)
+def create_token(body: m.TokenCreate):
+    """Create a token; the response holds the token itself, shown only this once."""
+    secret, row = state().control.create_token(body.name, expires_s=body.expires_s)
+    return {**_token_out(row), "token": secret}
+
+
+@api.op("DELETE", "/tokens/<token_id>", tag="tokens", status=204)
+def revoke_token(token_id: str):
+    """Revoke a token, and end the browser sessions signed in with it."""
+    state().control.revoke_token(_checked("token", token_id))
 
 
 # -- sources -----------------------------------------------------------------------------------

@@ -78,7 +78,8 @@ def test_tokens_are_stored_hashed_and_revocable(app, control, data, anon):
 
 @pytest.mark.timeout(60)
 def test_token_create_prints_the_token_alone_on_the_last_line(data, anon):
-    out = subprocess.run([*CLI, "token", "create", "--name", "robot", "--data", str(data)],
+    out = subprocess.run([*CLI, "token", "create", "--name", "robot", "--expires", "30d",
+                          "--data", str(data)],
                          capture_output=True, text=True, timeout=50, check=False)  # fmt: skip
     assert out.returncode == 0, out.stderr
     secret = out.stdout.splitlines()[-1]
@@ -89,6 +90,10 @@ def test_token_create_prints_the_token_alone_on_the_last_line(data, anon):
     listed = subprocess.run([*CLI, "token", "list", "--data", str(data)],
                             capture_output=True, text=True, timeout=50, check=False)  # fmt: skip
     assert "robot" in listed.stdout and secret not in listed.stdout
+    assert "EXPIRES" in listed.stdout and "never" not in listed.stdout
+    bad = subprocess.run([*CLI, "token", "create", "--expires", "soon", "--data", str(data)],
+                         capture_output=True, text=True, timeout=50, check=False)  # fmt: skip
+    assert bad.returncode == 2 and "not a duration" in bad.stderr
     bad = subprocess.run([*CLI, "token", "revoke", "nope", "--data", str(data)],
                          capture_output=True, text=True, timeout=50, check=False)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
