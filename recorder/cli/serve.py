@@ -84,7 +84,7 @@ def token_list(data, catalog):
         return 0
     now = time.time_ns()
 
-    def expiry(ns):
+    def expiry(ns: int | None) -> str:
         if ns is None:
             return "never"
         return human_time(ns) + (" (expired)" if ns <= now else "")

@@ -107,6 +107,6 @@ class BrowserSessions(Queries):
         with self.engine.connect() as conn:
             return [row_dict(r) for r in conn.execute(query)]
 
-    def _delete(self, where) -> int:
+    def _delete(self, where: sa.ColumnElement[bool]) -> int:
         with self.engine.begin() as conn:
             return conn.execute(browser_sessions.delete().where(where)).rowcount

@@ -12,6 +12,7 @@ replay's endpoints and control planes, defaults included) is checked before the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recorder import limits
 from recorder.db.control import Control
@@ -20,6 +21,9 @@ from recorder.endpoint_policy import EndpointPolicy
 from recorder.errors import NotFound, UsageError
 from recorder.recording.source_spec import SourceSpec
 from recorder.store import layout
+
+if TYPE_CHECKING:
+    from recorder.replay.plan import StreamPlan
 
 #: Fields of a saved source configuration (JSON), with their defaults.
 SOURCE_FIELDS = {
@@ -199,7 +203,7 @@ def plan_replay(
     }
 
 
-def _check_replay_endpoints(plan, policy: EndpointPolicy) -> None:
+def _check_replay_endpoints(plan: StreamPlan, policy: EndpointPolicy) -> None:
     """The served endpoint (given, or derived from the recorded one) and the control planes
     next to it, each as the bind or connect the replayer will make."""
     from recorder import protocols
