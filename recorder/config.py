@@ -1,11 +1,14 @@
-"""Where data and the catalog live: flag, else environment, else the embedded default."""
+"""Where data and the catalog live, the server's endpoint policy and session lifetimes: flag,
+else environment, else the embedded default."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-from recorder.errors import DataFolderError
+from recorder.endpoint_policy import DEFAULT_CONNECT, Allowed, EndpointPolicy
+from recorder.errors import DataFolderError, UsageError
 from recorder.store import layout
 
 DATA_ENV = "RECORDER_DATA"
@@ -34,3 +37,52 @@ def catalog_url(option: str | None, data: Path) -> str:
     if url:
         return url
     return f"sqlite:///{(data / 'catalog.sqlite').resolve()}"
+
+
+IPC_DIR_ENV = "RECORDER_IPC_DIR"
+ALLOW_BIND_ENV = "RECORDER_ALLOW_BIND"
+ALLOW_CONNECT_ENV = "RECORDER_ALLOW_CONNECT"
+
+
+def endpoint_policy(
+    data: Path,
+    *,
+    ipc_dir: str | os.PathLike | None = None,
+    allow_bind: str | None = None,
+    allow_connect: str | None = None,
+) -> EndpointPolicy:
+    """The rules for endpoints given over HTTP: options, else the environment, else the
+    defaults (no ipc://, binds on loopback, connects to loopback and private networks)."""
+    folder = ipc_dir or os.environ.get(IPC_DIR_ENV) or None
+    bind = allow_bind if allow_bind is not None else os.environ.get(ALLOW_BIND_ENV, "")
+    connect = allow_connect if allow_connect is not None else os.environ.get(ALLOW_CONNECT_ENV)
+    return EndpointPolicy(
+        ipc_dir=Path(folder).expanduser() if folder else None,
+        data_dir=data,
+        allow_bind=Allowed.parse(bind),
+        allow_connect=Allowed.parse(DEFAULT_CONNECT if connect is None else connect),
+    )
+
+
+SESSION_IDLE_ENV = "RECORDER_SESSION_IDLE"
+SESSION_MAX_ENV = "RECORDER_SESSION_MAX"
+SESSION_IDLE_DEFAULT = "12h"
+SESSION_MAX_DEFAULT = "7d"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90``, ``90s``, ``15m``, ``12h``, ``30d`` or ``2w`` (UsageError otherwise)."""
+    m = _DURATION.match(text or "")
+    if not m or float(m[1]) <= 0:
+        raise UsageError(f"not a duration: {text!r} (e.g. 90s, 15m, 12h, 30d, 2w)")
+    return float(m[1]) * _UNIT_S[m[2]]
+
+
+def session_lifetimes() -> tuple[float, float]:
+    """How long a browser session lasts without use, and at most (seconds), from the
+    environment: RECORDER_SESSION_IDLE (default 12h), RECORDER_SESSION_MAX (default 7d)."""
+    idle = parse_duration(os.environ.get(SESSION_IDLE_ENV) or SESSION_IDLE_DEFAULT)
+    most = parse_duration(os.environ.get(SESSION_MAX_ENV) or SESSION_MAX_DEFAULT)
+    return min(idle, most), most

@@ -118,6 +118,15 @@ const forms = {
     await R.api("PUT", `/sources/${enc(f.elements.name.value.trim())}`, body);
     location.reload();
   },
+  "create-token": async (f) => {
+    const body = { name: f.elements.name.value.trim() };
+    if (num(f.expires_s.value)) body.expires_s = num(f.expires_s.value);
+    const out = await R.api("POST", "/tokens", body);
+    document.getElementById("new-token-value").textContent = out.token;
+    document.getElementById("new-token").hidden = false;
+    R.flash("Token " + out.id + " created.", "ok");
+    f.reset();
+  },
 };
 
 document.addEventListener("submit", (ev) => {
@@ -145,6 +154,10 @@ document.addEventListener("click", (ev) => {
   } else if (b.dataset.deleteSource) {
     if (!confirm("Delete the source " + b.dataset.deleteSource + "? Runs keep their copy.")) return;
     R.run(async () => { await R.api("DELETE", "/sources/" + enc(b.dataset.deleteSource)); location.reload(); });
+  } else if (b.dataset.revokeToken) {
+    const what = b.dataset.revokeToken + (b.dataset.tokenName ? " (" + b.dataset.tokenName + ")" : "");
+    if (!confirm("Revoke the token " + what + "? Browsers signed in with it are signed out.")) return;
+    R.run(async () => { await R.api("DELETE", "/tokens/" + enc(b.dataset.revokeToken)); location.reload(); });
   } else if (b.dataset.editSource) {
     const s = JSON.parse(b.dataset.editSource);
     const f = document.getElementById("source-form");

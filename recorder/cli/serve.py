@@ -56,11 +56,14 @@ def token():
 
 @token.command("create")
 @click.option("--name", default="", help="What the token is for (shown by `token list`).")
+@click.option("--expires", default=None, metavar="DURATION",
+              help="Valid for this long, e.g. 12h, 30d, 2w (default: until revoked).")  # fmt: skip
 @data_options
-def token_create(name, data, catalog):
+def token_create(name, expires, data, catalog):
     """Print a new API token alone on the last line of stdout."""
+    expires_s = None if expires is None else config.parse_duration(expires)
     _, _, control = _control(data, catalog)
-    secret, rec = control.create_token(name)
+    secret, rec = control.create_token(name, expires_s=expires_s)
     click.echo(
         f"token {rec['id']}{f' ({name})' if name else ''} created; it is shown only now", err=True
     )
@@ -79,12 +82,19 @@ def token_list(data, catalog):
     if not rows:
         click.echo("no tokens", err=True)
         return 0
+    now = time.time_ns()
+
+    def expiry(ns: int | None) -> str:
+        if ns is None:
+            return "never"
+        return human_time(ns) + (" (expired)" if ns <= now else "")
+
     body = [
         [r["id"], r["name"] or "-", human_time(r["created_ns"]),
-         human_time(r["last_used_ns"]) if r["last_used_ns"] else "-"]
+         human_time(r["last_used_ns"]) if r["last_used_ns"] else "-", expiry(r["expires_ns"])]
         for r in rows
     ]  # fmt: skip
-    click.echo(table(["ID", "NAME", "CREATED", "LAST USED"], body))
+    click.echo(table(["ID", "NAME", "CREATED", "LAST USED", "EXPIRES"], body))
     return 0
 
 
@@ -92,10 +102,11 @@ def token_list(data, catalog):
 @click.argument("token_id")
 @data_options
 def token_revoke(token_id, data, catalog):
-    """Revoke the token with id TOKEN_ID (see `token list`)."""
+    """Revoke the token with id TOKEN_ID (see `token list`) and end the browser sessions signed
+    in with it."""
     _, _, control = _control(data, catalog)
     control.revoke_token(token_id)
-    click.echo(f"revoked token {token_id}", err=True)
+    click.echo(f"revoked token {token_id} (and its browser sessions)", err=True)
     return 0
 
 
@@ -181,8 +192,11 @@ def _no_control_socket() -> list[str]:
     )
 
 
-def start_web(host: str, port: int, workers: int, folder, catalog_url: str) -> subprocess.Popen:
-    """gunicorn in its own process: it forks its workers, which only serve HTTP."""
+def start_web(
+    host: str, port: int, workers: int, folder, catalog_url: str, policy_env: dict | None = None
+) -> subprocess.Popen:
+    """gunicorn in its own process: it forks its workers, which only serve HTTP. The endpoint
+    policy reaches the app as its environment variables (config.endpoint_policy)."""
     cmd = [
         sys.executable, "-m", "gunicorn",
         "--bind", _bind(host, port),
@@ -195,7 +209,8 @@ def start_web(host: str, port: int, workers: int, folder, catalog_url: str) -> s
         *_no_control_socket(),
         "recorder.web:create_app()",
     ]  # fmt: skip
-    env = {**os.environ, config.DATA_ENV: str(folder), config.CATALOG_ENV: catalog_url}
+    env = {**os.environ, config.DATA_ENV: str(folder), config.CATALOG_ENV: catalog_url,
+           **(policy_env or {})}  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=sys.stderr.fileno(), stdin=subprocess.DEVNULL)
 
 
@@ -214,8 +229,18 @@ def _end(web: subprocess.Popen, timeout: float = 10) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("--demo", is_flag=True, help="Also simulate every protocol, saved as sources.")
 @click.option("--web-workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--ipc-dir", type=click.Path(file_okay=False), default=None,
+              help="The only folder where requests may use ipc:// endpoints "
+                   f"[env {config.IPC_DIR_ENV}; default: none, ipc:// refused].")  # fmt: skip
+@click.option("--allow-bind", default=None, metavar="LIST",
+              help="Comma-separated networks, addresses or interface names (or *) requests may "
+                   f"bind on besides loopback [env {config.ALLOW_BIND_ENV}].")  # fmt: skip
+@click.option("--allow-connect", default=None, metavar="LIST",
+              help="Comma-separated networks, addresses or hosts (or *) requests may connect "
+                   f"to [env {config.ALLOW_CONNECT_ENV}; default: loopback and private "
+                   "networks].")  # fmt: skip
 @data_options
-def serve(host, port, demo, web_workers, data, catalog):
+def serve(host, port, demo, web_workers, ipc_dir, allow_bind, allow_connect, data, catalog):
     """Serve the web UI and API with a manager, all in one command (SQLite, local data)."""
     from recorder.db.control import Control
     from recorder.manager.demo import DemoSources
@@ -223,6 +248,14 @@ def serve(host, port, demo, web_workers, data, catalog):
 
     folder = config.data_dir(data).resolve()
     url = config.catalog_url(catalog, folder)
+    policy = config.endpoint_policy(
+        folder, ipc_dir=ipc_dir, allow_bind=allow_bind, allow_connect=allow_connect
+    )  # refuses a malformed list now rather than in every web worker
+    policy_env = {
+        config.IPC_DIR_ENV: str(policy.ipc_dir or ""),
+        config.ALLOW_BIND_ENV: str(policy.allow_bind),
+        config.ALLOW_CONNECT_ENV: str(policy.allow_connect),
+    }
     _check_free(host, port)
     _log_to_stderr()
     mgr = Manager(folder, url)
@@ -240,7 +273,7 @@ def serve(host, port, demo, web_workers, data, catalog):
             click.echo(f"demo sources: {', '.join(names)}", err=True)
         control.revoke_tokens_named(SERVE_TOKEN_NAME)
         secret, _ = control.create_token(SERVE_TOKEN_NAME)
-        web = start_web(host, port, web_workers, folder, url)
+        web = start_web(host, port, web_workers, folder, url, policy_env)
         _wait_ready(host, port, web)
         base = f"http://{_display_host(host)}:{port}"
         click.echo(f"recorder serving {base} (data {folder}); Ctrl-C stops", err=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from recorder.db.browser_sessions import BrowserSessions
 from recorder.db.jobs import Jobs
 from recorder.db.managers import Managers
 from recorder.db.schema import ready_engine
@@ -17,7 +18,7 @@ from recorder.db.sources import Sources
 from recorder.db.tokens import Tokens
 
 
-class Control(Sources, Jobs, Managers, Tokens):
+class Control(Sources, Jobs, Managers, Tokens, BrowserSessions):
     """Every method raises StoreError (never a driver error) when the database fails."""
 
     def __init__(self, engine_or_url: sa.Engine | str):

@@ -38,9 +38,11 @@ from recorder.errors import StoreError
 
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 #: The newest revision in migrations/versions.
-HEAD = "0001"
+HEAD = "0002"
 #: The revision whose tables are exactly what `create_all` made before migrations existed.
 UNVERSIONED = "0001"
+#: Its tables (later revisions add more, which such a catalog cannot have).
+UNVERSIONED_TABLES = frozenset({"sources", "jobs", "job_commands", "managers", "tokens"})
 VERSION_TABLE = "alembic_version"
 _PG_LOCK_KEY = 0x7265636F7264  # "record": one advisory lock for every recorder migrating
 _ready: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
@@ -100,8 +102,8 @@ def _unversioned_tables(conn: sa.Connection) -> bool:
     """Whether the control tables exist without a version: all of them (stamp), none (fresh),
     anything else is refused rather than guessed."""
     found = set(control_metadata.tables) & set(sa.inspect(conn).get_table_names())
-    if found and found != set(control_metadata.tables):
-        missing = ", ".join(sorted(set(control_metadata.tables) - found))
+    if found and found != UNVERSIONED_TABLES:
+        missing = ", ".join(sorted(UNVERSIONED_TABLES - found))
         raise StoreError(f"the catalog has some control tables but not {missing}, and no version")
     return bool(found)
 

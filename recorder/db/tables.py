@@ -124,4 +124,16 @@ tokens = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_ns", sa.BigInteger, nullable=False),
     sa.Column("last_used_ns", sa.BigInteger),
+    sa.Column("expires_ns", sa.BigInteger),  # NULL: never (revision 0002)
+)
+browser_sessions = sa.Table(
+    "browser_sessions",
+    control_metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("token_id", sa.String(16), nullable=False, index=True),  # signed in with it
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.Column("last_seen_ns", sa.BigInteger, nullable=False),
+    sa.Column("idle_ns", sa.BigInteger, nullable=False),  # ends this long after last_seen_ns
+    sa.Column("expires_ns", sa.BigInteger, nullable=False),  # ends then, however active
 )

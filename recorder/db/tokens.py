@@ -1,4 +1,9 @@
-"""API tokens (`tokens`), stored as SHA-256 hashes only: the plain text is shown once."""
+"""API tokens (`tokens`), stored as SHA-256 hashes only: the plain text is shown once.
+
+A token may expire (`expires_ns`; NULL: never); an expired token is refused like a revoked one
+and its row stays, so `token list` still shows it. Revoking a token also ends the browser
+sessions signed in with it (browser_sessions.py).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import time
 import sqlalchemy as sa
 
 from recorder.db.engine import Queries, guard_db_errors, row_dict
-from recorder.db.tables import tokens
+from recorder.db.tables import browser_sessions, tokens
 from recorder.errors import NotFound
 
 _TOKEN_PREFIX = "rec_"
@@ -23,14 +28,18 @@ def token_hash(token: str) -> str:
 
 class Tokens(Queries):
     @guard_db_errors()
-    def create_token(self, name: str = "") -> tuple[str, dict]:
-        """A new token: the plain text is returned once and never stored."""
+    def create_token(self, name: str = "", expires_s: float | None = None) -> tuple[str, dict]:
+        """A new token, valid for `expires_s` seconds (None: until revoked): the plain text is
+        returned once and never stored."""
         token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = time.time_ns()
         row = {
             "id": secrets.token_hex(4),
             "name": name,
             "hash": token_hash(token),
-            "created_ns": time.time_ns(),
+            "created_ns": now,
+            "last_used_ns": None,
+            "expires_ns": None if expires_s is None else now + int(expires_s * 1e9),
         }
         with self.engine.begin() as conn:
             conn.execute(tokens.insert().values(**row))
@@ -49,6 +58,8 @@ class Tokens(Queries):
         out = row_dict(row)
         out.pop("hash")
         now = time.time_ns()
+        if out["expires_ns"] is not None and now >= out["expires_ns"]:
+            return None
         if not out["last_used_ns"] or now - out["last_used_ns"] > 60e9:  # at most once a minute
             with self.engine.begin() as conn:
                 conn.execute(
@@ -66,11 +77,15 @@ class Tokens(Queries):
 
     @guard_db_errors()
     def revoke_token(self, token_id: str) -> None:
+        """Delete the token and end every browser session signed in with it."""
         with self.engine.begin() as conn:
             if not conn.execute(tokens.delete().where(tokens.c.id == token_id)).rowcount:
                 raise NotFound(f"no token {token_id!r}")
+            conn.execute(browser_sessions.delete().where(browser_sessions.c.token_id == token_id))
 
     @guard_db_errors()
     def revoke_tokens_named(self, name: str) -> int:
         with self.engine.begin() as conn:
+            ids = sa.select(tokens.c.id).where(tokens.c.name == name)
+            conn.execute(browser_sessions.delete().where(browser_sessions.c.token_id.in_(ids)))
             return conn.execute(tokens.delete().where(tokens.c.name == name)).rowcount

@@ -3,20 +3,28 @@
 Everything that can be known wrong before a worker starts is refused here, with the package's
 own errors, so an API caller gets a 4xx at once instead of a job that fails a second later. The
 same checks serve the web app and any other front end; nothing here opens a socket.
+
+A request that comes over HTTP is planned with the operator's `EndpointPolicy`: every endpoint
+the job will bind or connect (sources, the reqrep proxy's listen and upstream endpoints, a
+replay's endpoints and control planes, defaults included) is checked before the job exists.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recorder import limits
 from recorder.contracts import JobRow
 from recorder.db.control import Control
 from recorder.db.jobs import DESIRED_PAUSED, DESIRED_RUNNING, KIND_RECORD, KIND_REPLAY
+from recorder.endpoint_policy import EndpointPolicy
 from recorder.errors import NotFound, UsageError
 from recorder.recording.source_spec import SourceSpec
 from recorder.store import layout
+
+if TYPE_CHECKING:
+    from recorder.replay.plan import StreamPlan
 
 #: Fields of a saved source configuration (JSON), with their defaults.
 SOURCE_FIELDS: dict[str, Any] = {
@@ -59,12 +67,23 @@ def source_spec(config: dict, *, default_stream: str = "main") -> SourceSpec:
     return spec.check()
 
 
-def normalize_source(config: dict) -> dict:
+def check_source_endpoints(spec: SourceSpec, policy: EndpointPolicy | None) -> None:
+    """The policy's word on a source: its endpoint as the bind or connect it is (a reqrep
+    proxy's listen endpoint is a bind, its upstream a connect: never an open relay). The
+    control planes a connecting client keeps alive are on the same host, port + 1."""
+    if policy is None:
+        return
+    policy.check(spec.endpoint, bind=spec.bind, what=f"source {spec.stream!r}:")
+    if spec.upstream:
+        policy.check(spec.upstream, bind=False, what=f"source {spec.stream!r} upstream:")
+
+
+def normalize_source(config: dict, policy: EndpointPolicy | None = None) -> dict:
     """Validate a configuration to save; returns it with every field present."""
     out = {k: config.get(k, v) for k, v in SOURCE_FIELDS.items()}
     if out["stream"] is not None:
         layout.check_name("stream name", out["stream"])
-    source_spec(out)
+    check_source_endpoints(source_spec(out), policy)
     return out
 
 
@@ -77,6 +96,7 @@ def plan_recording(
     duration_s: float | None = None,
     count: int | None = None,
     flush_interval_s: float = limits.FLUSH_INTERVAL_DEFAULT_S,
+    policy: EndpointPolicy | None = None,
 ) -> dict:
     """Job parameters of a recording: each source resolved (saved name or inline config) to a
     complete configuration, so later edits to a saved source do not change a running job."""
@@ -95,6 +115,7 @@ def plan_recording(
             default = "main" if len(sources) == 1 else f"s{i}"
         config["stream"] = config.get("stream") or default
         spec = source_spec(config)
+        check_source_endpoints(spec, policy)
         resolved.append(
             {**config, "stream": spec.stream, "source": src if isinstance(src, str) else None}
         )
@@ -140,6 +161,7 @@ def plan_replay(
     sockets: dict[str, str] | None = None,
     paused: bool = False,
     match: str = "bytes",
+    policy: EndpointPolicy | None = None,
 ) -> dict:
     """Job parameters of a replay, checked against the stored run the way the replayer will
     use it (streams, endpoints, socket types), without opening any socket."""
@@ -160,11 +182,13 @@ def plan_replay(
             if n not in names:
                 raise UsageError(f"endpoints/sockets name stream {n!r}, which is not replayed")
         for n in names:
-            plan_stream(
+            plan = plan_stream(
                 reader.stream(n),
                 endpoint=(endpoints or {}).get(n),
                 socket_type=(sockets or {}).get(n),
             )
+            if policy is not None:
+                _check_replay_endpoints(plan, policy)
     return {
         "run_id": run_id,
         "streams": names,
@@ -178,6 +202,19 @@ def plan_replay(
         "sockets": dict(sockets or {}),
         "match": match,
     }
+
+
+def _check_replay_endpoints(plan: StreamPlan, policy: EndpointPolicy) -> None:
+    """The served endpoint (given, or derived from the recorded one) and the control planes
+    next to it, each as the bind or connect the replayer will make."""
+    from recorder import protocols
+
+    what = f"replay of stream {plan.stream!r}:"
+    policy.check(plan.endpoint, bind=plan.bind, what=what)
+    controlled_by = protocols.lookup(plan.protocol).controlled_by
+    for kind, endpoint in plan.controls.items():
+        bind = plan.bind and kind != controlled_by
+        policy.check(endpoint, bind=bind, what=f"replay of stream {plan.stream!r} ({kind}):")
 
 
 def start_replay(control: Control, runs_dir: Path, **request) -> JobRow:

@@ -1,6 +1,8 @@
 """The web app: `create_app()` is the factory gunicorn serves (`recorder.web:create_app()`).
 
-Configuration comes from arguments, else the environment (`RECORDER_DATA`, `RECORDER_CATALOG`),
+Configuration comes from arguments, else the environment (`RECORDER_DATA`, `RECORDER_CATALOG`,
+the endpoint policy's `RECORDER_IPC_DIR`, `RECORDER_ALLOW_BIND`, `RECORDER_ALLOW_CONNECT`, the
+browser sessions' `RECORDER_SESSION_IDLE`, `RECORDER_SESSION_MAX`),
 else the embedded defaults, exactly as for the CLI. The app keeps no state of its own: it reads
 and writes the catalog, so any number of gunicorn workers serve the same truth.
 """
@@ -16,6 +18,7 @@ from flask.json.provider import DefaultJSONProvider
 from recorder import config
 from recorder.db.catalog import Catalog
 from recorder.db.control import Control
+from recorder.endpoint_policy import EndpointPolicy
 from recorder.web import download as _download  # noqa: F401  registers its route
 from recorder.web import http_errors as errors
 from recorder.web.api import AppState
@@ -33,9 +36,16 @@ def _assets_root() -> Path:
     return package if (package / "templates").is_dir() else package.parent
 
 
-def create_app(data: str | os.PathLike | None = None, catalog: str | None = None) -> Flask:
+def create_app(
+    data: str | os.PathLike | None = None,
+    catalog: str | None = None,
+    policy: EndpointPolicy | None = None,
+) -> Flask:
+    """`policy`: what endpoints requests may use; by default the environment's settings
+    (RECORDER_IPC_DIR, RECORDER_ALLOW_BIND, RECORDER_ALLOW_CONNECT; config.endpoint_policy)."""
     folder = Path(config.data_dir(data)).resolve()
     cat = Catalog(config.catalog_url(catalog, folder))
+    idle_s, max_s = config.session_lifetimes()
     assets = _assets_root()
     app = Flask(
         "recorder.web",
@@ -47,7 +57,13 @@ def create_app(data: str | os.PathLike | None = None, catalog: str | None = None
     if isinstance(app.json, DefaultJSONProvider):  # it is, unless an extension swapped it
         app.json.sort_keys = False
     app.extensions["recorder"] = AppState(
-        data=folder, runs_dir=config.runs_dir(folder), catalog=cat, control=Control(cat.engine)
+        data=folder,
+        runs_dir=config.runs_dir(folder),
+        catalog=cat,
+        control=Control(cat.engine),
+        policy=policy or config.endpoint_policy(folder),
+        session_idle_s=idle_s,
+        session_max_s=max_s,
     )
     errors.install(app)
     app.register_blueprint(api_bp)

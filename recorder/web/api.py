@@ -29,6 +29,7 @@ from recorder.db.jobs import (
     KIND_REPLAY,
     RUNNING,
 )
+from recorder.endpoint_policy import EndpointPolicy, EndpointRefused
 from recorder.errors import Conflict, NotFound, UsageError
 from recorder.manager.planning import normalize_source, start_recording, start_replay
 from recorder.store import layout
@@ -37,7 +38,7 @@ from recorder.web import models as m
 from recorder.web import previews
 from recorder.web import runs as run_ops
 from recorder.web.auth import authenticate, check_same_origin
-from recorder.web.http_errors import ApiError
+from recorder.web.http_errors import ApiError, envelope
 from recorder.web.routing import Api
 
 PREFIX = "/api/v1"
@@ -51,6 +52,12 @@ class AppState:
     runs_dir: Path
     catalog: Catalog
     control: Control
+    policy: EndpointPolicy
+    """What endpoints requests may bind or connect (the operator's settings, config.py)."""
+    session_idle_s: float = 12 * 3600
+    """A browser session ends this long after its last use ..."""
+    session_max_s: float = 7 * 86400
+    """... and this long after sign-in at the latest."""
 
 
 def state() -> AppState:
@@ -61,6 +68,11 @@ def state() -> AppState:
 def _guard():
     check_same_origin(request)
     g.token = authenticate(state().control, request)
+
+
+@bp.errorhandler(EndpointRefused)
+def _endpoint_refused(exc: EndpointRefused):
+    return envelope(403, "endpoint_refused", str(exc), {"endpoint": exc.endpoint, "rule": exc.rule})
 
 
 def _checked(kind: str, name: str, *, missing=NotFound) -> str:
@@ -126,6 +138,34 @@ def get_openapi():
     return jsonify(api.openapi(title="zmq-recorder", version=__version__, prefix=PREFIX))
 
 
+# -- tokens ------------------------------------------------------------------------------------
+
+
+def _token_out(row: dict) -> dict:
+    out = {k: row.get(k) for k in ("id", "name", "created_ns", "last_used_ns", "expires_ns")}
+    out["current"] = row["id"] == g.token["id"]
+    return out
+
+
+@api.op("GET", "/tokens", tag="tokens", response=m.TokenList)
+def list_tokens():
+    """API tokens: names, when created, last used and when they expire (never the tokens)."""
+    return {"tokens": [_token_out(r) for r in state().control.list_tokens()]}
+
+
+@api.op("POST", "/tokens", tag="tokens", body=m.TokenCreate, response=m.TokenCreated, status=201)
+def create_token(body: m.TokenCreate):
+    """Create a token; the response holds the token itself, shown only this once."""
+    secret, row = state().control.create_token(body.name, expires_s=body.expires_s)
+    return {**_token_out(row), "token": secret}
+
+
+@api.op("DELETE", "/tokens/<token_id>", tag="tokens", status=204)
+def revoke_token(token_id: str):
+    """Revoke a token, and end the browser sessions signed in with it."""
+    state().control.revoke_token(_checked("token", token_id))
+
+
 # -- sources -----------------------------------------------------------------------------------
 
 
@@ -148,7 +188,7 @@ def list_sources():
         status=201, errors=(409,))  # fmt: skip
 def create_source(body: m.SourceCreate):
     """Save a stream configuration under a new name."""
-    config = normalize_source(body.model_dump(exclude={"name"}))
+    config = normalize_source(body.model_dump(exclude={"name"}), state().policy)
     return _source_out(state().control.create_source(body.name, config))
 
 
@@ -163,7 +203,8 @@ def get_source(name: str):
 def put_source(name: str, body: m.SourceConfig):
     """Create or replace a saved stream configuration."""
     name = _checked("source", name, missing=UsageError)
-    row, created = state().control.put_source(name, normalize_source(body.model_dump()))
+    config = normalize_source(body.model_dump(), state().policy)
+    row, created = state().control.put_source(name, config)
     return _source_out(row), 201 if created else 200
 
 
@@ -203,6 +244,7 @@ def create_recording(body: m.RecordingCreate):
         duration_s=body.duration_s,
         count=body.count,
         flush_interval_s=body.flush_interval_s,
+        policy=state().policy,
     )
     return {"id": job["id"], "run_id": job["run_id"], "state": job["state"]}
 
@@ -246,7 +288,7 @@ def _replay_out(job: JobRow) -> dict[str, Any]:
 def create_replay(body: m.ReplayCreate):
     """Serve a stored run over ZMQ with the original protocol and bytes."""
     st = state()
-    job = start_replay(st.control, st.runs_dir, **body.model_dump())
+    job = start_replay(st.control, st.runs_dir, **body.model_dump(), policy=st.policy)
     return {"id": job["id"], "run_id": job["run_id"], "state": job["state"]}
 
 

@@ -1,7 +1,9 @@
 """Who may call the API, in one place: bearer tokens, the login cookie, and the same-origin rule.
 
-A token arrives as `Authorization: Bearer <token>` (automation) or as the login cookie the UI
-sets (`/login`); both are checked the same way against the hashed tokens in the catalog. Because
+A token arrives as `Authorization: Bearer <token>` (automation), checked against the hashed
+tokens in the catalog. A browser instead holds the session cookie `/login` sets: the secret of a
+server-side session made from a valid token (never the token itself), checked against the hashed
+sessions, so signing out, expiry and revoking the token all end it (db/browser_sessions.py). Because
 a browser sends cookies with cross-site requests, every state-changing request (POST, PUT, PATCH,
 DELETE) must come from this site: `Sec-Fetch-Site` says so in modern browsers, `Origin` in older
 ones; requests with neither come from scripts and tools, which cannot be forged by a web page.
@@ -42,21 +44,31 @@ def check_same_origin(request: Request) -> None:
 
 
 def presented_token(request: Request) -> str | None:
+    """The bearer token of the Authorization header ("" if the header is not one), else None."""
     header = request.headers.get("Authorization")
     if header:
         scheme, _, value = header.partition(" ")
         return value.strip() if scheme.lower() == "bearer" and value.strip() else ""
-    return request.cookies.get(COOKIE)
+    return None
+
+
+def caller(control: Control, request: Request) -> dict | None:
+    """The caller's token record, from the bearer token or else the session cookie; None when
+    neither is valid (or the session has ended)."""
+    token = presented_token(request)
+    if token is not None:
+        return control.verify_token(token) if token else None
+    session = request.cookies.get(COOKIE)
+    return control.verify_session(session) if session else None
 
 
 def authenticate(control: Control, request: Request) -> dict:
-    """The caller's token record; 401 without a valid token. Never logs the token."""
-    token = presented_token(request)
-    if token is None:
+    """The caller's token record; 401 without a valid token or session. Never logs either."""
+    if presented_token(request) is None and not request.cookies.get(COOKIE):
         raise _unauthorized("authentication required: send Authorization: Bearer <token>")
-    record = control.verify_token(token)
+    record = caller(control, request)
     if record is None:
-        raise _unauthorized("invalid token")
+        raise _unauthorized("invalid token, or the session has ended: sign in again")
     return record
 
 

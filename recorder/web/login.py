@@ -2,7 +2,10 @@
 
 The token travels in the URL *fragment*, which browsers never send to the server, so it cannot
 end up in access logs or proxies; the page's script posts it (same origin) and the server turns
-it into an HttpOnly, SameSite=Strict cookie that the API accepts like a bearer token (auth.py).
+it into a server-side browser session, whose secret (never the token) goes into an HttpOnly,
+SameSite=Strict cookie that the API accepts like a bearer token (auth.py). Signing out ends the
+session; it also ends after a while without use and at most a few days after sign-in
+(RECORDER_SESSION_IDLE, RECORDER_SESSION_MAX), and with its token.
 Without JavaScript the page is a plain form to paste a token into. After signing in the browser
 goes back to the page it came from (`?next=`, a path on this site only).
 """
@@ -67,19 +70,28 @@ def login_page():
 def login():
     check_same_origin(request)
     token = request.form.get("token", "")
-    control = current_app.extensions["recorder"].control
-    if control.verify_token(token) is None:
+    st = current_app.extensions["recorder"]
+    record = st.control.verify_token(token)
+    if record is None:
         return _page(secrets.token_urlsafe(16), 401, "That token is not valid (or was revoked).")
+    st.control.expire_sessions()  # sign-ins are rare: a good moment to drop ended sessions
+    secret, _ = st.control.create_session(
+        record["id"], idle_s=st.session_idle_s, max_s=st.session_max_s
+    )
     resp = redirect(_safe_next(request.form.get("next")), code=303)
     resp.set_cookie(
-        COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure, path="/"
-    )
+        COOKIE, secret, max_age=int(st.session_max_s), httponly=True, samesite="Strict",
+        secure=request.is_secure, path="/",
+    )  # fmt: skip
     return resp
 
 
 @bp.post("/logout")
 def logout():
     check_same_origin(request)
+    session = request.cookies.get(COOKIE)
+    if session:
+        current_app.extensions["recorder"].control.revoke_session(session)
     resp = redirect("/login", code=303)
     resp.delete_cookie(COOKIE, path="/")
     return resp

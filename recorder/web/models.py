@@ -105,6 +105,33 @@ class SourceList(Response):
     sources: list[SourceOut]
 
 
+# -- tokens ------------------------------------------------------------------------------------
+
+
+class TokenCreate(Request):
+    name: Annotated[str, Field(max_length=128)] = Field("", description="What it is for.")
+    expires_s: float | None = Field(
+        None, gt=0, le=10 * 365 * 86400, description="Valid this many seconds; null: until revoked."
+    )
+
+
+class TokenOut(Response):
+    id: str
+    name: str
+    created_ns: int
+    last_used_ns: int | None = None
+    expires_ns: int | None = Field(None, description="null: never expires.")
+    current: bool = Field(False, description="The token this request was made with.")
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The token itself: shown only now, never stored.")
+
+
+class TokenList(Response):
+    tokens: list[TokenOut]
+
+
 # -- recordings and replays --------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, g, redirect, render_template, request
@@ -22,7 +23,7 @@ from recorder.store import layout
 from recorder.web import api as api_views
 from recorder.web import models as m
 from recorder.web import ui_data
-from recorder.web.auth import presented_token
+from recorder.web.auth import caller
 from recorder.web.http_errors import ApiError, status_of, validation_details
 from recorder.web.runs import run_path
 
@@ -51,9 +52,7 @@ class NotSignedIn(Exception):
 
 @bp.before_request
 def _signed_in():
-    control = api_views.state().control
-    token = presented_token(request)
-    g.token = control.verify_token(token) if token else None
+    g.token = caller(api_views.state().control, request)
     if g.token is None:
         raise NotSignedIn
 
@@ -169,6 +168,13 @@ def run_page(run_id: str):
 def sources():
     return page("sources.html", active="sources", sources=api_views.list_sources()["sources"],
                 protocols=known_protocols())  # fmt: skip
+
+
+@bp.get("/tokens")
+def tokens():
+    """API tokens: list, revoke, create (through the JSON API, like every action)."""
+    return page("tokens.html", active="tokens", tokens=api_views.list_tokens()["tokens"],
+                now_ns=time.time_ns())  # fmt: skip
 
 
 @bp.get("/replays/<job_id>")

@@ -50,7 +50,9 @@ def test_unsafe_cross_origin_requests_are_refused(client):
     )
     same = {"Sec-Fetch-Site": "same-origin"}
     assert (
-        client.put(f"{API}/sources/a", json={"endpoint": "tcp://h:1"}, headers=same).status_code
+        client.put(
+            f"{API}/sources/a", json={"endpoint": "tcp://127.0.0.1:1"}, headers=same
+        ).status_code
         == 200
     )
     assert client.get(f"{API}/sources", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
@@ -76,7 +78,8 @@ def test_tokens_are_stored_hashed_and_revocable(app, control, data, anon):
 
 @pytest.mark.timeout(60)
 def test_token_create_prints_the_token_alone_on_the_last_line(data, anon):
-    out = subprocess.run([*CLI, "token", "create", "--name", "robot", "--data", str(data)],
+    out = subprocess.run([*CLI, "token", "create", "--name", "robot", "--expires", "30d",
+                          "--data", str(data)],
                          capture_output=True, text=True, timeout=50, check=False)  # fmt: skip
     assert out.returncode == 0, out.stderr
     secret = out.stdout.splitlines()[-1]
@@ -87,6 +90,10 @@ def test_token_create_prints_the_token_alone_on_the_last_line(data, anon):
     listed = subprocess.run([*CLI, "token", "list", "--data", str(data)],
                             capture_output=True, text=True, timeout=50, check=False)  # fmt: skip
     assert "robot" in listed.stdout and secret not in listed.stdout
+    assert "EXPIRES" in listed.stdout and "never" not in listed.stdout
+    bad = subprocess.run([*CLI, "token", "create", "--expires", "soon", "--data", str(data)],
+                         capture_output=True, text=True, timeout=50, check=False)  # fmt: skip
+    assert bad.returncode == 2 and "not a duration" in bad.stderr
     bad = subprocess.run([*CLI, "token", "revoke", "nope", "--data", str(data)],
                          capture_output=True, text=True, timeout=50, check=False)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
@@ -129,7 +136,9 @@ def test_names_cannot_leave_the_data_folder(client, data):
         r = client.get(API + path)
         assert r.status_code == 404, (path, r.status_code)
         assert r.mimetype == "application/json"
-    assert client.put(f"{API}/sources/..", json={"endpoint": "tcp://h:1"}).status_code == 400
+    assert (
+        client.put(f"{API}/sources/..", json={"endpoint": "tcp://127.0.0.1:1"}).status_code == 400
+    )
     assert client.delete(f"{API}/runs/..?confirm=..").status_code == 404
     assert client.post(f"{API}/runs/{run_id}/tags", json={"tag": "../../x"}).status_code == 422
     assert (data / "runs" / run_id / "zarr.json").is_file()
@@ -137,7 +146,7 @@ def test_names_cannot_leave_the_data_folder(client, data):
 
 def test_user_text_is_never_served_as_html(client, anon):
     evil = "<script>alert(1)</script>"
-    client.put(f"{API}/sources/x", json={"endpoint": "tcp://h:1", "description": evil})
+    client.put(f"{API}/sources/x", json={"endpoint": "tcp://127.0.0.1:1", "description": evil})
     for r in (client.get(f"{API}/sources/x"), client.get(f"{API}/sources/{evil}"),
               client.get(f"{API}/runs?q={evil}")):  # fmt: skip
         assert r.mimetype == "application/json"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import pytest
+import zmq
 from PIL import Image
 
 from recorder.store.reader import RunReader
@@ -27,7 +28,8 @@ def test_sources_crud_and_validation(client):
     assert r.status_code == 200 and r.get_json()["subscribe"] == ["\u0000a"]
     assert client.get(f"{API}/sources/cam").get_json()["endpoint"] == "tcp://127.0.0.1:6000"
     r = client.put(
-        f"{API}/sources/new", json={"endpoint": "tcp://*:6001", "socket_type": "PULL", "bind": True}
+        f"{API}/sources/new",
+        json={"endpoint": "tcp://127.0.0.1:6001", "socket_type": "PULL", "bind": True},
     )
     assert r.status_code == 201
 
@@ -36,11 +38,14 @@ def test_sources_crud_and_validation(client):
     assert bad.status_code == 400
     assert "endpoint" in bad.get_json()["error"]["message"]
     bad = client.put(
-        f"{API}/sources/x", json={"endpoint": "tcp://h:1", "socket_type": "REQ", "bind": True}
+        f"{API}/sources/x",
+        json={"endpoint": "tcp://127.0.0.1:1", "socket_type": "REQ", "bind": True},
     )
     assert bad.status_code == 400
     # Schema violations are 422 with where and why, without echoing the input.
-    bad = client.post(f"{API}/sources", json={"name": "x", "endpoint": "tcp://h:1", "colour": 1})
+    bad = client.post(
+        f"{API}/sources", json={"name": "x", "endpoint": "tcp://127.0.0.1:1", "colour": 1}
+    )
     assert bad.status_code == 422
     assert bad.get_json()["error"]["details"][0]["loc"] == ["colour"]
     assert (
@@ -164,12 +169,15 @@ def test_recording_with_a_duration_finishes_by_itself(client, manager, adzmq_sim
 
 
 @pytest.mark.timeout(60)
-def test_a_source_that_cannot_open_fails_with_the_reason(client, manager):
+def test_a_source_that_cannot_open_fails_with_the_reason(client, manager, ctx):
+    holder = ctx.socket(zmq.PULL)
+    holder.bind("tcp://127.0.0.1:*")
+    endpoint = holder.getsockopt_string(zmq.LAST_ENDPOINT)
     busy = client.post(f"{API}/recordings", json={"sources": [
-        {"endpoint": "tcp://8.8.8.8:5555", "socket_type": "PULL", "bind": True}]})  # fmt: skip
+        {"endpoint": endpoint, "socket_type": "PULL", "bind": True}]})  # fmt: skip
     failed = wait_json(client, f"{API}/recordings/{busy.get_json()['id']}",
                        lambda j: j["state"] == "failed")  # fmt: skip
-    assert "bind" in failed["error"] and "8.8.8.8" in failed["error"]
+    assert "bind" in failed["error"] and endpoint in failed["error"]
     run = client.get(f"{API}/runs/{failed['run_id']}").get_json()
     assert run["status"] == "failed"
 
@@ -180,15 +188,18 @@ def test_recording_requests_are_checked_before_any_worker(client):
 
     assert post({"sources": ["missing"]}).status_code == 400
     assert post({"sources": []}).status_code == 422
-    assert post({"sources": [{"endpoint": "tcp://h:1"}], "duration_s": -1}).status_code == 422
-    assert post({"sources": [{"endpoint": "tcp://h:1"}, {"endpoint": "tcp://h:2", "stream": "s0"}]
-                 }).status_code == 400  # fmt: skip
-    assert post({"sources": [{"endpoint": "tcp://h:1"}], "tags": ["../x"]}).status_code == 422
+    one = [{"endpoint": "tcp://127.0.0.1:1"}]
+    assert post({"sources": one, "duration_s": -1}).status_code == 422
+    assert post({"sources": [*one, {"endpoint": "tcp://127.0.0.2:2", "stream": "s0"}]}
+                ).status_code == 400  # fmt: skip
+    assert post({"sources": one, "tags": ["../x"]}).status_code == 422
     assert client.get(f"{API}/recordings").get_json()["recordings"] == []
 
 
 def test_stopping_a_pending_recording_needs_no_worker(client):
-    job = client.post(f"{API}/recordings", json={"sources": [{"endpoint": "tcp://h:1"}]}).get_json()
+    job = client.post(
+        f"{API}/recordings", json={"sources": [{"endpoint": "tcp://127.0.0.1:1"}]}
+    ).get_json()
     r = client.post(f"{API}/recordings/{job['id']}/stop").get_json()
     assert r["state"] == "stopped"
     assert client.get(f"{API}/recordings/nope").status_code == 404
