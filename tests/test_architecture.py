@@ -72,8 +72,8 @@ def test_bottom_modules_import_only_the_bottom():
             continue
         for module in _imports(path):
             target = _room_of(module)
-            if target is None:
-                continue
+            if target is None or module in ("recorder.store", "recorder.protocols"):
+                continue  # `from recorder.store import layout` names the module it takes
             # the run layout's names and the decoded-message types are contracts themselves
             assert module.startswith(BOTTOM_MAY_USE), f"{path.name} imports {module}"
 
