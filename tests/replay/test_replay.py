@@ -656,7 +656,9 @@ def test_start_end_window(ctx, tmp_path):
 @pytest.mark.timeout(60)
 def test_streams_replay_together_on_one_clock_in_recorded_order(ctx, tmp_path):
     owner = ["a", "b", "b", "a", "b", "a", "a", "b"]
-    times = [100 + 25 * i for i in range(len(owner))]
+    # 250 ms apart: two sockets cannot tell which of two waiting messages came first, so the
+    # spacing must outlast a scheduling stall of this test's thread on a busy machine
+    times = [100 + 250 * i for i in range(len(owner))]
     path = make_run(
         tmp_path, times, [[b"%d" % i] for i in range(len(owner))],
         streams={"a": ("PULL", "connect"), "b": ("SUB", "connect")}, owner=owner,
