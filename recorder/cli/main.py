@@ -12,9 +12,10 @@ import time
 import click
 
 from recorder import __version__, config, protocols
-from recorder.cli.options import data_options, open_data
+from recorder.cli.options import data_options, open_data, read_data
 from recorder.cli.serve import COMMANDS as SERVE_COMMANDS
 from recorder.cli.text import human_bytes, human_duration, human_time, table
+from recorder.db.catalog import run_row
 from recorder.errors import RecorderError
 from recorder.recording.recording import Recording, describe_error
 from recorder.recording.source_spec import (
@@ -50,9 +51,14 @@ class RecorderGroup(click.Group):
             click.echo("aborted", err=True)
             sys.exit(130)
         except RecorderError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {one_line(str(exc))}", err=True)
             sys.exit(EXIT_USAGE)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def one_line(text: str) -> str:
+    """An error is one line, whatever a driver or library put in its message."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def unescape(text: str) -> bytes:
@@ -464,8 +470,19 @@ class ReplayProgress(Progress):
 @data_options
 def ls(tag, status, as_json, data, catalog):
     """List runs, newest first."""
-    _, cat = open_data(data, catalog)
-    rows = cat.list_runs(tag=tag, status=status)
+    folder, cat, why = read_data(data, catalog)
+    rows = None
+    if cat is not None:
+        try:
+            rows = cat.list_runs(tag=tag, status=status)
+        except RecorderError as exc:
+            why = str(exc)
+        finally:
+            cat.close()
+    if rows is None:
+        if why:
+            click.echo(f"warning: {one_line(why)}; listing the run stores instead", err=True)
+        rows = _runs_from_stores(folder, tag=tag, status=status)
     if as_json:
         click.echo(json.dumps([_run_json(r) for r in rows], indent=2))
         return 0
@@ -493,6 +510,23 @@ def ls(tag, status, as_json, data, catalog):
     return 0
 
 
+def _runs_from_stores(folder, *, tag: str | None, status: str | None) -> list[dict]:
+    """What the catalog would list, read from the run stores themselves (slower, but needs
+    nothing written: a read-only folder, a full disk, a damaged catalog)."""
+    rows = []
+    for p in run_dirs(config.runs_dir(folder)):
+        try:
+            with RunReader(p) as reader:
+                s = reader.summary()
+        except RecorderError as exc:
+            click.echo(f"skipped {p.name}: {one_line(str(exc))}", err=True)
+            continue
+        row = run_row(s) | {"tags": sorted(set(s.get("tags") or []))}
+        if (tag is None or tag in row["tags"]) and (status is None or row["status"] == status):
+            rows.append(row)
+    return sorted(rows, key=lambda r: (r["started_ns"], r["run_id"]), reverse=True)
+
+
 def _run_json(r: dict) -> dict:
     return {
         "run_id": r["run_id"],
@@ -518,7 +552,7 @@ def _run_json(r: dict) -> dict:
 @data_options
 def info(run, as_json, data, catalog):
     """Show a run: streams, protocol, endpoint, counts, bytes, duration, gaps, status."""
-    folder = config.data_dir(data)
+    folder = config.data_dir(data, create=False)
     with RunReader(resolve_run(config.runs_dir(folder), run)) as reader:
         s = reader.summary()
     if as_json:

@@ -21,7 +21,7 @@ import urllib.request
 import click
 
 from recorder import config
-from recorder.cli.options import data_options, open_data
+from recorder.cli.options import data_options, open_data, read_data
 from recorder.errors import RecorderError
 
 SERVE_TOKEN_NAME = "serve sign-in link"
@@ -73,9 +73,12 @@ def token_create(name, data, catalog):
 def token_list(data, catalog):
     """List tokens (ids and names; the tokens themselves are not stored)."""
     from recorder.cli.text import human_time, table
+    from recorder.db.control import Control
 
-    _, _, control = _control(data, catalog)
-    rows = control.list_tokens()
+    _, cat, why = read_data(data, catalog)  # only reads: a missing catalog is not created
+    if cat is None and why:
+        raise RecorderError(why)
+    rows = Control(cat.engine).list_tokens() if cat is not None else []
     if not rows:
         click.echo("no tokens", err=True)
         return 0

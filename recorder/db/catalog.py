@@ -46,11 +46,7 @@ class Catalog(Queries):
     @guard_db_errors()
     def index_run(self, summary: dict) -> None:
         """Insert or replace a run (as RunReader.summary() describes it) with its streams."""
-        row = {k: summary.get(k) for k in _RUN_FIELDS if k != "protocols"}
-        row["protocols"] = ",".join(sorted({s["protocol"] for s in summary["streams"]}))
-        row["name"] = row["name"] or ""
-        for k in ("messages", "bytes", "gaps", "drops", "rejects"):
-            row[k] = row[k] or 0
+        row = run_row(summary)
         with self.engine.begin() as conn:
             conn.execute(streams.delete().where(streams.c.run_id == row["run_id"]))
             conn.execute(tags.delete().where(tags.c.run_id == row["run_id"]))
@@ -201,6 +197,16 @@ class Catalog(Queries):
         with self.engine.begin() as conn:
             conn.execute(notes.delete().where(notes.c.run_id == run_id))
             _insert_notes(conn, run_id, run_notes)
+
+
+def run_row(summary: dict) -> dict:
+    """A run's row in the index, from its summary (RunReader.summary())."""
+    row = {k: summary.get(k) for k in _RUN_FIELDS if k != "protocols"}
+    row["protocols"] = ",".join(sorted({s["protocol"] for s in summary["streams"]}))
+    row["name"] = row["name"] or ""
+    for k in ("messages", "bytes", "gaps", "drops", "rejects"):
+        row[k] = row[k] or 0
+    return row
 
 
 def _insert_tags(conn: sa.Connection, run_id: str, run_tags: list[str]) -> None:
