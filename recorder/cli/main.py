@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 import signal
 import sys
 import threading
@@ -649,8 +650,26 @@ def recover(run, data, catalog):
 @main.command()
 @data_options
 def reindex(data, catalog):
-    """Rebuild the catalog from the run stores in the data folder."""
+    """Rebuild the catalog from the run stores in the data folder (a damaged catalog file is
+    moved aside first, and sources, tokens and jobs come back from its copy)."""
+    from recorder.db import backup
+    from recorder.db.catalog import damage, set_aside
+    from recorder.db.engine import sqlite_file
+
+    folder = config.data_dir(data)
+    url = config.catalog_url(catalog, folder)
+    problem = damage(url)
+    if problem is not None:
+        _no_manager(folder, f"the catalog is damaged ({problem})")
+        aside = set_aside(url)
+        click.echo(f"the catalog was damaged ({problem}): moved to {aside}", err=True)
     folder, cat = open_data(data, catalog)
+    db = sqlite_file(url)
+    if db is not None:
+        restored = backup.restore(cat.engine, backup.copy_path(db))
+        if restored is not None:
+            what = ", ".join(f"{n} {t}" for t, n in restored.items())
+            click.echo(f"restored {what} from {backup.copy_path(db).name}", err=True)
     found = set()
     failed = 0
     for p in run_dirs(config.runs_dir(folder)):
@@ -665,6 +684,26 @@ def reindex(data, catalog):
         cat.remove_run(r)
     click.echo(f"indexed {len(found)} runs, removed {len(gone)} missing, skipped {failed}")
     return 0
+
+
+def _no_manager(folder, why: str) -> None:
+    """Refuse to replace the catalog under a running manager (it would go on writing to the
+    old file): `serve` or `manager` holds the data folder's lock while it runs."""
+    import fcntl
+
+    from recorder.manager.manager import LOCK_FILE
+
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.read(fd, 64).decode(errors="replace").strip() or "?"
+        raise RecorderError(f"{why}; stop the manager (pid {pid}) and run reindex again") from None
+    finally:
+        os.close(fd)
 
 
 for _command in SERVE_COMMANDS:  # serve, manager, token: the long-running side

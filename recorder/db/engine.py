@@ -25,6 +25,11 @@ def make_engine(url: str) -> sa.Engine:
         raise StoreError(f"cannot use catalog {url!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        db = sqlite_file(engine)
+        if db is not None:
+            from recorder.db import backup
+
+            backup.watch(engine, db)
     return engine
 
 
