@@ -14,7 +14,11 @@ import pytest
 
 from recorder import config
 from recorder.cli.serve import SERVE_PID_ENV, WEB_APP, _is_web_worker
+from recorder.db.control import Control
+from recorder.manager.planning import start_recording
+from recorder.simulators import make_simulator
 from tests.helpers import CLI, end_process, free_port, wait_for
+from tests.recordhelp import running
 
 
 class Served:
@@ -48,23 +52,45 @@ def log(tmp_path):
         sys.stderr.write(f.read().decode(errors="replace")[-4000:])
 
 
-@pytest.mark.timeout(180)
-def test_serve_comes_back_on_its_port_after_sigkill(tmp_path, log):
+def _job(control: Control, job_id: str, pred, what: str) -> dict:
+    def check():
+        job = control.get_job(job_id)
+        return job if pred(job) else None
+
+    return wait_for(check, 60, what, 0.05)
+
+
+@pytest.mark.timeout(240)
+def test_serve_comes_back_on_its_port_after_sigkill_and_adopts_the_recording(tmp_path, log):
     data, port = tmp_path / "data", free_port()
     first = Served(data, port, log)
     first.link()
     web = first.web_server()
-    first.proc.kill()
-    first.proc.wait(10)
-    killed = time.monotonic()
-    # the web server gets SIGTERM from the kernel: no server without its manager
-    wait_for(lambda: not web.is_running() or web.status() == psutil.STATUS_ZOMBIE, 30, "web gone")
-    second = Served(data, port, log)
-    try:
-        assert f":{port}/login#token=" in second.link()
-        print(f"serve up again {time.monotonic() - killed:.1f} s after SIGKILL")
-    finally:
-        end_process(second.proc, grace=60)
+    sim = make_simulator("adzmq", "tcp://127.0.0.1:* PUB", rate=100)
+    source = {"protocol": "adzmq", "endpoint": sim.bind()}
+    control = Control(config.catalog_url(None, data.resolve()))
+    with running(sim):
+        job = start_recording(control, sources=[source])
+        live = _job(control, job["id"], lambda j: j["state"] == "running", "recording")
+        first.proc.kill()
+        first.proc.wait(10)
+        killed = time.monotonic()
+        # the web server gets SIGTERM from the kernel: no server without its manager
+        wait_for(lambda: not web.is_running() or web.status() == psutil.STATUS_ZOMBIE, 30, "web")
+        web_gone = time.monotonic() - killed
+        second = Served(data, port, log)
+        try:
+            assert f":{port}/login#token=" in second.link()
+            print(f"web server gone {web_gone:.1f} s after SIGKILL of serve; "
+                  f"serve up again after {time.monotonic() - killed:.1f} s")  # fmt: skip
+            # the recording went on and the new serve's manager adopted it
+            adopted = _job(control, job["id"], lambda j: j["manager"] != live["manager"], "adopt")
+            assert adopted["state"] == "running" and adopted["pid"] == live["pid"]
+            control.set_desired(job["id"], "stopped")
+            _job(control, job["id"], lambda j: j["state"] == "stopped", "stopped")
+        finally:
+            end_process(second.proc, grace=60)
+            control.close()
     assert second.proc.returncode == 0
 
 
