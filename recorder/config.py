@@ -17,12 +17,19 @@ DEFAULT_DATA = "recorder-data"
 
 
 def data_dir(option: str | os.PathLike | None = None, *, create: bool = True) -> Path:
+    """The data folder, made ready for writing; with `create=False`, an existing folder that
+    is only read (listing must work on a read-only or full disk and must make nothing)."""
     path = Path(option or os.environ.get(DATA_ENV) or DEFAULT_DATA).expanduser()
-    if create:
-        try:
-            (path / layout.RUNS_DIR).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DataFolderError(f"cannot use data folder {path}: {exc.strerror or exc}") from exc
+    if not create:
+        if not path.is_dir():
+            raise DataFolderError(f"no data folder {path}")
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise DataFolderError(f"data folder {path} is not readable")
+        return path
+    try:
+        (path / layout.RUNS_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataFolderError(f"cannot use data folder {path}: {exc.strerror or exc}") from exc
     if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
         raise DataFolderError(f"data folder {path} is not readable and writable")
     return path

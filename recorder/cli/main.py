@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 import signal
 import sys
 import threading
@@ -12,9 +13,10 @@ import time
 import click
 
 from recorder import __version__, config, protocols
-from recorder.cli.options import data_options, open_data
+from recorder.cli.options import data_options, open_data, read_data
 from recorder.cli.serve import COMMANDS as SERVE_COMMANDS
 from recorder.cli.text import human_bytes, human_duration, human_time, table
+from recorder.db.catalog import run_row
 from recorder.errors import RecorderError
 from recorder.recording.recording import SILENT_WARNING_S, Recording, describe_error
 from recorder.recording.source_spec import (
@@ -50,9 +52,14 @@ class RecorderGroup(click.Group):
             click.echo("aborted", err=True)
             sys.exit(130)
         except RecorderError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {one_line(str(exc))}", err=True)
             sys.exit(EXIT_USAGE)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def one_line(text: str) -> str:
+    """An error is one line, whatever a driver or library put in its message."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def unescape(text: str) -> bytes:
@@ -484,8 +491,19 @@ class ReplayProgress(Progress):
 @data_options
 def ls(tag, status, as_json, data, catalog):
     """List runs, newest first."""
-    _, cat = open_data(data, catalog)
-    rows = cat.list_runs(tag=tag, status=status)
+    folder, cat, why = read_data(data, catalog)
+    rows = None
+    if cat is not None:
+        try:
+            rows = cat.list_runs(tag=tag, status=status)
+        except RecorderError as exc:
+            why = str(exc)
+        finally:
+            cat.close()
+    if rows is None:
+        if why:
+            click.echo(f"warning: {one_line(why)}; listing the run stores instead", err=True)
+        rows = _runs_from_stores(folder, tag=tag, status=status)
     if as_json:
         click.echo(json.dumps([_run_json(r) for r in rows], indent=2))
         return 0
@@ -519,6 +537,23 @@ def _empty(r: dict) -> bool:
     return r["status"] == layout.STATUS_COMPLETE and not r["messages"]
 
 
+def _runs_from_stores(folder, *, tag: str | None, status: str | None) -> list[dict]:
+    """What the catalog would list, read from the run stores themselves (slower, but needs
+    nothing written: a read-only folder, a full disk, a damaged catalog)."""
+    rows = []
+    for p in run_dirs(config.runs_dir(folder)):
+        try:
+            with RunReader(p) as reader:
+                s = reader.summary()
+        except RecorderError as exc:
+            click.echo(f"skipped {p.name}: {one_line(str(exc))}", err=True)
+            continue
+        row = run_row(s) | {"tags": sorted(set(s.get("tags") or []))}
+        if (tag is None or tag in row["tags"]) and (status is None or row["status"] == status):
+            rows.append(row)
+    return sorted(rows, key=lambda r: (r["started_ns"], r["run_id"]), reverse=True)
+
+
 def _run_json(r: dict) -> dict:
     return {
         "run_id": r["run_id"],
@@ -545,7 +580,7 @@ def _run_json(r: dict) -> dict:
 @data_options
 def info(run, as_json, data, catalog):
     """Show a run: streams, protocol, endpoint, counts, bytes, duration, gaps, status."""
-    folder = config.data_dir(data)
+    folder = config.data_dir(data, create=False)
     with RunReader(resolve_run(config.runs_dir(folder), run)) as reader:
         s = reader.summary()
     if as_json:
@@ -644,8 +679,26 @@ def recover(run, data, catalog):
 @main.command()
 @data_options
 def reindex(data, catalog):
-    """Rebuild the catalog from the run stores in the data folder."""
+    """Rebuild the catalog from the run stores in the data folder (a damaged catalog file is
+    moved aside first, and sources, tokens and jobs come back from its copy)."""
+    from recorder.db import backup
+    from recorder.db.catalog import damage, set_aside
+    from recorder.db.engine import sqlite_file
+
+    folder = config.data_dir(data)
+    url = config.catalog_url(catalog, folder)
+    problem = damage(url)
+    if problem is not None:
+        _no_manager(folder, f"the catalog is damaged ({problem})")
+        aside = set_aside(url)
+        click.echo(f"the catalog was damaged ({problem}): moved to {aside}", err=True)
     folder, cat = open_data(data, catalog)
+    db = sqlite_file(url)
+    if db is not None:
+        restored = backup.restore(cat.engine, backup.copy_path(db))
+        if restored is not None:
+            what = ", ".join(f"{n} {t}" for t, n in restored.items())
+            click.echo(f"restored {what} from {backup.copy_path(db).name}", err=True)
     found = set()
     failed = 0
     for p in run_dirs(config.runs_dir(folder)):
@@ -660,6 +713,26 @@ def reindex(data, catalog):
         cat.remove_run(r)
     click.echo(f"indexed {len(found)} runs, removed {len(gone)} missing, skipped {failed}")
     return 0
+
+
+def _no_manager(folder, why: str) -> None:
+    """Refuse to replace the catalog under a running manager (it would go on writing to the
+    old file): `serve` or `manager` holds the data folder's lock while it runs."""
+    import fcntl
+
+    from recorder.manager.manager import LOCK_FILE
+
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.read(fd, 64).decode(errors="replace").strip() or "?"
+        raise RecorderError(f"{why}; stop the manager (pid {pid}) and run reindex again") from None
+    finally:
+        os.close(fd)
 
 
 for _command in SERVE_COMMANDS:  # serve, manager, token: the long-running side

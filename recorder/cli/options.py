@@ -8,6 +8,8 @@ import click
 
 from recorder import config
 from recorder.db.catalog import Catalog
+from recorder.db.engine import sqlite_file
+from recorder.errors import RecorderError
 
 
 def data_options(f):
@@ -28,3 +30,19 @@ def data_options(f):
 def open_data(data: str | None, catalog: str | None) -> tuple[Path, Catalog]:
     folder = config.data_dir(data)
     return folder, Catalog(config.catalog_url(catalog, folder))
+
+
+def read_data(data: str | None, catalog: str | None) -> tuple[Path, Catalog | None, str]:
+    """For commands that only read: the existing data folder (never created) and its catalog,
+    or None and why not when it cannot be opened (read-only folder, full disk, damaged file);
+    the caller then reads the run stores, which are the truth. A missing SQLite catalog is not
+    created (no reason given: a folder nobody indexed yet)."""
+    folder = config.data_dir(data, create=False)
+    url = config.catalog_url(catalog, folder)
+    db = sqlite_file(url)
+    if db is not None and not db.exists():
+        return folder, None, ""
+    try:
+        return folder, Catalog(url), ""
+    except RecorderError as exc:
+        return folder, None, str(exc)

@@ -8,6 +8,7 @@ commands are plain click commands; recorder/cli.py adds them to the `recorder` g
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -21,10 +22,15 @@ import urllib.request
 import click
 
 from recorder import config
-from recorder.cli.options import data_options, open_data
+from recorder.cli.options import data_options, open_data, read_data
 from recorder.errors import RecorderError
+from recorder.manager import lifeline
 
 SERVE_TOKEN_NAME = "serve sign-in link"
+WEB_APP = "recorder.web:create_app()"
+#: Set in the web server's environment: the pid of the `serve` that started it, so a later
+#: `serve` can tell a web server left behind by a killed one from a live one's.
+SERVE_PID_ENV = "RECORDER_SERVE_PID"
 #: Our own server on this host: never through an HTTP proxy from the environment.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -76,9 +82,12 @@ def token_create(name, expires, data, catalog):
 def token_list(data, catalog):
     """List tokens (ids and names; the tokens themselves are not stored)."""
     from recorder.cli.text import human_time, table
+    from recorder.db.control import Control
 
-    _, _, control = _control(data, catalog)
-    rows = control.list_tokens()
+    _, cat, why = read_data(data, catalog)  # only reads: a missing catalog is not created
+    if cat is None and why:
+        raise RecorderError(why)
+    rows = Control(cat.engine).list_tokens() if cat is not None else []
     if not rows:
         click.echo("no tokens", err=True)
         return 0
@@ -160,7 +169,79 @@ def _check_free(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
-            raise RecorderError(f"cannot listen on {_bind(host, port)}: {exc.strerror}") from None
+            raise RecorderError(
+                f"cannot listen on {_bind(host, port)}: {exc.strerror}{_listener(port)}"
+            ) from None
+
+
+def _listener(port: int) -> str:
+    """Who listens on the port, when we may know (" (pid N: command)"), else nothing."""
+    import psutil
+
+    try:
+        for c in psutil.net_connections("tcp"):
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+                cmd = " ".join(psutil.Process(c.pid).cmdline())[:200]
+                return f" (pid {c.pid}: {cmd})"
+    except (psutil.Error, OSError):
+        pass
+    return ""
+
+
+def orphaned_web_servers(folder) -> list:
+    """Web servers (gunicorn masters) that a `serve` of this data folder started and that
+    outlived it (it was SIGKILLed before the parent-death signal existed, or they ignored it):
+    marked with SERVE_PID_ENV, serving this folder, and no longer that serve's children."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["ppid", "cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if WEB_APP not in cmd or not any("gunicorn" in c for c in cmd):
+            continue
+        try:
+            env = p.environ()
+            owner = env.get(SERVE_PID_ENV)
+            if not owner or env.get(config.DATA_ENV) != str(folder):
+                continue
+            if p.info["ppid"] == int(owner):
+                continue  # its serve is alive
+        except (psutil.Error, ValueError):
+            continue
+        if _is_web_worker(p):
+            continue  # it goes with its master
+        found.append(p)
+    return found
+
+
+def _is_web_worker(p) -> bool:
+    """A gunicorn worker: its parent is the master, the same command."""
+    import psutil
+
+    try:
+        parent = p.parent()
+        return parent is not None and WEB_APP in parent.cmdline()
+    except psutil.Error:
+        return False
+
+
+def end_orphans(folder, timeout: float = 15.0) -> list[int]:
+    """Stop what a killed `serve` of this folder left behind (ours: same data folder); their
+    pids. SIGTERM (gunicorn finishes its requests), SIGKILL after `timeout` s."""
+    import psutil
+
+    masters = orphaned_web_servers(folder)
+    family = []
+    for p in masters:
+        with contextlib.suppress(psutil.Error):
+            family += [p, *p.children(recursive=True)]
+            p.terminate()
+    _, alive = psutil.wait_procs(family, timeout=timeout)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return [p.pid for p in masters]
 
 
 def _wait_ready(host: str, port: int, web: subprocess.Popen, timeout: float = 60) -> None:
@@ -195,8 +276,11 @@ def _no_control_socket() -> list[str]:
 def start_web(
     host: str, port: int, workers: int, folder, catalog_url: str, policy_env: dict | None = None
 ) -> subprocess.Popen:
-    """gunicorn in its own process: it forks its workers, which only serve HTTP. The endpoint
-    policy reaches the app as its environment variables (config.endpoint_policy)."""
+    """gunicorn in its own process: it forks its workers, which only serve HTTP. It gets SIGTERM
+    when this process dies, even by SIGKILL (a web server without its manager would accept
+    recordings nobody starts, and keep the port from the next `serve`); its workers follow
+    their master on their own. The endpoint policy reaches the app as its environment
+    variables (config.endpoint_policy)."""
     cmd = [
         sys.executable, "-m", "gunicorn",
         "--bind", _bind(host, port),
@@ -207,11 +291,21 @@ def start_web(
         "--graceful-timeout", "5",
         "--log-level", "warning",
         *_no_control_socket(),
-        "recorder.web:create_app()",
+        WEB_APP,
     ]  # fmt: skip
-    env = {**os.environ, config.DATA_ENV: str(folder), config.CATALOG_ENV: catalog_url,
-           **(policy_env or {})}  # fmt: skip
-    return subprocess.Popen(cmd, env=env, stdout=sys.stderr.fileno(), stdin=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        config.DATA_ENV: str(folder),
+        config.CATALOG_ENV: catalog_url,
+        SERVE_PID_ENV: str(os.getpid()),
+        **(policy_env or {}),
+    }
+    return subprocess.Popen(
+        lifeline.command(signal.SIGTERM, cmd),
+        env=env,
+        stdout=sys.stderr.fileno(),
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _end(web: subprocess.Popen, timeout: float = 10) -> None:
@@ -256,6 +350,8 @@ def serve(host, port, demo, web_workers, ipc_dir, allow_bind, allow_connect, dat
         config.ALLOW_BIND_ENV: str(policy.allow_bind),
         config.ALLOW_CONNECT_ENV: str(policy.allow_connect),
     }
+    for pid in end_orphans(folder):
+        click.echo(f"stopped web server pid {pid}, left behind by a killed serve", err=True)
     _check_free(host, port)
     _log_to_stderr()
     mgr = Manager(folder, url)

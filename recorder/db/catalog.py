@@ -8,13 +8,17 @@ SQLite by default; any SQLAlchemy URL (PostgreSQL for several hosts) works.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from recorder.contracts import Note, RunSummary
-from recorder.db.engine import Queries, guard_db_errors, row_dict
+from recorder.db.engine import Queries, guard_db_errors, row_dict, sqlite_file
 from recorder.db.schema import ready_engine
 from recorder.db.tables import notes, runs, streams, tags
 from recorder.errors import RunNotFound
@@ -47,11 +51,7 @@ class Catalog(Queries):
     @guard_db_errors()
     def index_run(self, summary: RunSummary) -> None:
         """Insert or replace a run (as RunReader.summary() describes it) with its streams."""
-        row = {k: summary.get(k) for k in _RUN_FIELDS if k != "protocols"}
-        row["protocols"] = ",".join(sorted({s["protocol"] for s in summary["streams"]}))
-        row["name"] = row["name"] or ""
-        for k in ("messages", "bytes", "gaps", "drops", "rejects"):
-            row[k] = row[k] or 0
+        row = run_row(summary)
         with self.engine.begin() as conn:
             conn.execute(streams.delete().where(streams.c.run_id == row["run_id"]))
             conn.execute(tags.delete().where(tags.c.run_id == row["run_id"]))
@@ -202,6 +202,48 @@ class Catalog(Queries):
         with self.engine.begin() as conn:
             conn.execute(notes.delete().where(notes.c.run_id == run_id))
             _insert_notes(conn, run_id, run_notes)
+
+
+def damage(url: str) -> str | None:
+    """What is wrong with an SQLite catalog file (SQLite's own words), None if it is sound,
+    missing, or not an SQLite file catalog."""
+    db = sqlite_file(url)
+    if db is None or not db.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(db, timeout=10)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    problems = [r[0] for r in rows if r[0] != "ok"]
+    return "; ".join(problems[:3]) if problems else None
+
+
+def set_aside(url: str) -> Path:
+    """Move a damaged SQLite catalog (with its -wal and -shm files) to
+    `<name>.corrupt-<timestamp>`, kept for a post-mortem; a new one is made when next opened."""
+    db = sqlite_file(url)
+    assert db is not None
+    aside = db.with_name(f"{db.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(f"{db}{suffix}")
+        if src.exists():
+            os.replace(src, f"{aside}{suffix}")
+    return aside
+
+
+def run_row(summary: RunSummary) -> dict[str, Any]:
+    """A run's row in the index, from its summary (RunReader.summary())."""
+    fields: Mapping[str, Any] = summary
+    row = {k: fields.get(k) for k in _RUN_FIELDS if k != "protocols"}
+    row["protocols"] = ",".join(sorted({s["protocol"] for s in summary["streams"]}))
+    row["name"] = row["name"] or ""
+    for k in ("messages", "bytes", "gaps", "drops", "rejects"):
+        row[k] = row[k] or 0
+    return row
 
 
 def _insert_tags(conn: sa.Connection, run_id: str, run_tags: list[str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -24,7 +25,29 @@ def make_engine(url: str) -> sa.Engine:
         raise StoreError(f"cannot use catalog {url!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        db = sqlite_file(engine)
+        if db is not None:
+            from recorder.db import backup
+
+            backup.watch(engine, db)
     return engine
+
+
+def sqlite_file(engine_or_url: sa.Engine | str) -> Path | None:
+    """The database file of an SQLite catalog; None for an in-memory one or another database."""
+    url = engine_or_url.url if isinstance(engine_or_url, sa.Engine) else sa.make_url(engine_or_url)
+    db = url.database
+    if url.get_backend_name() != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return Path(db)
+
+
+def error_text(exc: BaseException) -> str:
+    """A driver error on one line: the driver's own message, without SQLAlchemy's SQL echo and
+    "Background on this error" link (a CLI error is one line)."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0] if text else exc.__class__.__name__}"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -56,9 +79,7 @@ def guard_db_errors() -> Iterator[None]:
     try:
         yield
     except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(
-            f"catalog: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}"
-        ) from exc
+        raise StoreError(f"catalog: {error_text(exc)}") from exc
 
 
 class Queries:

@@ -12,8 +12,12 @@ import sqlalchemy as sa
 from recorder.db.engine import Queries, guard_db_errors, row_dict
 from recorder.db.tables import managers
 
-#: A manager whose heartbeat is older than this is considered gone.
-MANAGER_TIMEOUT_S = 3.0
+#: How often a manager publishes its heartbeat.
+HEARTBEAT_INTERVAL_S = 1.0
+#: A manager whose heartbeat is older than this is considered gone: ten missed beats, because a
+#: loaded host (a flush, a busy disk, the catalog locked by a writer) delays a beat by 2-3 s
+#: routinely, and a live manager reported dead sends users after a problem that is not there.
+MANAGER_TIMEOUT_S = 10 * HEARTBEAT_INTERVAL_S
 
 
 def hostname() -> str:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from recorder.db.engine import create_tables, make_engine
+from recorder.db.engine import create_tables, error_text, make_engine
 from recorder.db.tables import control_metadata, index_metadata
 from recorder.errors import StoreError
 
@@ -64,7 +64,7 @@ def prepare_schema(engine: sa.Engine) -> None:
         create_tables(index_metadata, engine)
         upgrade_control_tables(engine)
     except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"cannot open catalog: {exc.__class__.__name__}: {exc}") from exc
+        raise StoreError(f"cannot open catalog: {error_text(exc)}") from exc
 
 
 def upgrade_control_tables(engine: sa.Engine) -> None:

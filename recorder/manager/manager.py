@@ -28,7 +28,7 @@ from recorder.contracts import JobRow
 from recorder.db.catalog import Catalog
 from recorder.db.control import Control
 from recorder.db.jobs import DESIRED_STOPPED, FAILED, PENDING, STOPPED
-from recorder.db.managers import hostname
+from recorder.db.managers import HEARTBEAT_INTERVAL_S, hostname
 from recorder.errors import RecorderError, RunNotFound
 from recorder.manager.procs import Spare, WorkerProcess, exit_reason, find_worker, logs_dir, spawn
 
@@ -168,7 +168,7 @@ class Manager:
         control = self._control()
         now = time.monotonic()
         if now >= self._next_beat:
-            self._next_beat = now + 1.0
+            self._next_beat = now + HEARTBEAT_INTERVAL_S
             self._beat()
         for job in control.list_jobs(active=True):
             if job["state"] == PENDING:

@@ -6,6 +6,10 @@ Importing numpy, zarr and zmq takes a second or two, so the manager keeps a *spa
 that has imported everything and waits on stdin for its job; starting a recording is then one
 line written to a pipe. Each worker gets its own session (a Ctrl-C at the terminal reaches the
 manager, which stops workers in order) and its own log file, whose last line explains a crash.
+Workers deliberately outlive a manager (or `serve`) that is killed: a recording goes on and
+keeps everything, the workers follow the stop requests in the catalog themselves, and the next
+manager for the folder adopts them (a spare, whose stdin closes, just exits). Only the web
+server, which would serve without a manager, dies with `serve` (see recorder/cli/serve.py).
 The catalog URL goes through the environment, not argv, so a password in it never shows in
 `ps` output.
 """

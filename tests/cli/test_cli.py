@@ -93,7 +93,9 @@ def test_ls_tag_and_reindex(recorded, data_dir):
     (data_dir / "catalog.sqlite").unlink()
     for extra in ("catalog.sqlite-wal", "catalog.sqlite-shm"):
         (data_dir / extra).unlink(missing_ok=True)
-    assert cli_json("ls", "--data", data_dir) == []
+    # ls makes no catalog: it reads the stores themselves
+    assert [r["run_id"] for r in cli_json("ls", "--data", data_dir)] == [row["run_id"]]
+    assert not (data_dir / "catalog.sqlite").exists()
     out = run_cli("reindex", "--data", data_dir)
     assert out.returncode == 0 and "indexed 1 runs" in out.stdout
     [again] = cli_json("ls", "--data", data_dir)
@@ -153,9 +155,12 @@ def test_bad_input_is_one_line_and_exit_2(args, message, data_dir):
 def test_unusable_data_folder_is_one_line_and_exit_2(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    out = run_cli("ls", "--data", blocker / "data")
+    out = run_cli("recover", "--data", blocker / "data")
     assert out.returncode == 2
     assert out.stderr.startswith("error: cannot use data folder") and out.stderr.count("\n") == 1
+    out = run_cli("ls", "--data", blocker / "data")
+    assert out.returncode == 2
+    assert out.stderr == f"error: no data folder {blocker / 'data'}\n"
 
 
 @pytest.mark.timeout(60)
