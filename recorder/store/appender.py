@@ -3,7 +3,10 @@
 zarr has no cheap append: each call rewrites metadata and the touched chunks. So rows gather in
 memory per chunk and a full chunk is written at once; the partial last chunk is written at each
 flush from what is still gathering, so the next flush rewrites that chunk from memory and no
-chunk is ever read back. Three kinds, by what the array's chunks hold:
+chunk is ever read back. An array's shape grows a whole chunk at a time (its metadata is
+rewritten once per chunk, not once per flush): readers use the stream's committed counts, and
+`trim` cuts the shape to the rows when the array is finished. Three kinds, by what the array's
+chunks hold:
 
 - PieceAppender (the byte heap, typed payload segments): a chunk is a list of views of the
   received frames, streamed into the chunk file as they arrive; nothing is copied.
@@ -18,6 +21,19 @@ import numpy as np
 import zarr
 
 from recorder.store.chunk_io import ChunkStream, stores_native_bytes, write_chunk, write_rows
+
+
+def grow(array: zarr.Array, rows: int) -> None:
+    """Make room for `rows` rows, rounded up to whole chunks (one metadata write per chunk)."""
+    if array.shape[0] < rows:
+        chunk = int(array.chunks[0])
+        array.resize((-(-rows // chunk) * chunk, *array.shape[1:]))
+
+
+def trim(array: zarr.Array, rows: int) -> None:
+    """The final shape: exactly the rows written."""
+    if array.shape[0] != rows:
+        array.resize((rows, *array.shape[1:]))
 
 
 def appender_for(array: zarr.Array, *, pieces: bool = False):
@@ -78,12 +94,15 @@ class PieceAppender:
             return
         if self.fill:
             write_chunk(self.array, self.index, self.pieces, pad=self.chunk_bytes - self.fill)
-        if self.array.shape[0] != self.rows:
-            self.array.resize((self.rows, *self.row_shape))
+        grow(self.array, self.rows)
         self.persisted = self.rows
+
+    def trim(self) -> None:
+        trim(self.array, self.persisted)
 
     def close(self) -> None:
         self.stream.abort()
+        self.pieces = []  # the received frames they point to can go
 
 
 class DirectAppender:
@@ -101,13 +120,15 @@ class DirectAppender:
         self.persisted = 0
 
     def _new_buffer(self) -> np.ndarray:
-        return np.zeros((self.chunk, *self.row_shape), dtype=self.dtype)
+        # rows not appended yet read as the fill value (the missing value of a scalar column)
+        fill = self.array.fill_value
+        return np.full((self.chunk, *self.row_shape), 0 if fill is None else fill, self.dtype)
 
     def _next_buffer(self) -> None:
         write_rows(self.array, self.index, self.cur)
         self.index += 1
         self.fill = 0
-        self.cur[:] = 0
+        self.cur = self._new_buffer()
 
     def append(self, value) -> None:
         self.cur[self.fill] = value
@@ -132,10 +153,12 @@ class DirectAppender:
         if self.rows == self.persisted:
             return
         if self.fill:
-            write_rows(self.array, self.index, self.cur)  # rows past fill are still zero
-        if self.array.shape[0] != self.rows:
-            self.array.resize((self.rows, *self.row_shape))
+            write_rows(self.array, self.index, self.cur)  # rows past fill hold the fill value
+        grow(self.array, self.rows)
         self.persisted = self.rows
+
+    def trim(self) -> None:
+        trim(self.array, self.persisted)
 
     def close(self) -> None:
         pass
@@ -165,7 +188,7 @@ class BufferedAppender:
         if self.rows == self.persisted:
             return
         end = self.base + len(self.held)
-        self.array.resize((end, *self.row_shape))
+        grow(self.array, end)
         if self.array.dtype.kind in "OT":  # variable-length strings, one per row
             data = np.empty(len(self.held), dtype=object)
             data[:] = self.held
@@ -177,6 +200,9 @@ class BufferedAppender:
         self.held = self.held[whole:]
         self.base += whole
         self.persisted = end
+
+    def trim(self) -> None:
+        trim(self.array, self.persisted)
 
     def close(self) -> None:
         pass

@@ -135,7 +135,14 @@ class StreamReader:
         key = (self.attrs.get("columns") or {}).get(name)
         if key is None:
             raise StreamNotFound(f"stream {self.name} has no column {name!r}")
-        return self.group["columns"][key][start:stop]
+        array = self.group["columns"][key]
+        values = array[start:stop]
+        want = max(0, stop - start)
+        if len(values) < want:  # a live run: the column has no value for the newest messages
+            missing = array.attrs.get("missing")
+            pad = np.full(want - len(values), np.nan if missing == "NaN" else missing)
+            values = np.concatenate([values, pad.astype(values.dtype)])
+        return values
 
     def column_names(self) -> list[str]:
         return [*layout.MESSAGE_COLUMNS, *(self.attrs.get("columns") or {})]
@@ -375,6 +382,9 @@ class RunReader:
                     "gaps": int(stats.get("gaps", 0)),
                     "drops": int(stats.get("drops", 0)),
                     "rejects": len(s.rejects()),
+                    # values kept only in the message bytes: the stream hit a cap (layout.MAX_*)
+                    "columns_dropped": int(stats.get("columns_dropped", 0)),
+                    "segments_capped": int(stats.get("segments_capped", 0)),
                     "arrays": s.array_names(),
                     "first_recv_ns": begin,
                     "last_recv_ns": end,
