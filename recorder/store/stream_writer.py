@@ -90,6 +90,7 @@ class StreamWriter:
         self._finished: set[int] = set()  # segments written for the last time
         self.columns_dropped = 0  # values not given a column: past layout.MAX_COLUMNS
         self.segments_capped = 0  # arrays not given a segment: past layout.MAX_SEGMENTS
+        self.slowest_flush_ns = 0
         self.n_messages = 0
         self.n_frames = 0
         self.bytes = 0
@@ -347,6 +348,7 @@ class StreamWriter:
         key: its fill value is the missing value. So a flush costs what changed, not how many
         columns or past segments the stream has.
         """
+        t0 = time.perf_counter_ns()
         for app in self._all_appenders():
             app.flush()
         for app in self._extra.values():
@@ -360,6 +362,8 @@ class StreamWriter:
                 a.close()
             self._finished.add(idx)
         self._retired = []
+        # measured up to the attributes' write: what the SIGKILL loss bound adds to the interval
+        self.slowest_flush_ns = max(self.slowest_flush_ns, time.perf_counter_ns() - t0)
         self._write_attrs(committed=self._committed())
 
     def _committed(self) -> dict:
@@ -397,6 +401,7 @@ class StreamWriter:
             "rejects": self.rejects,
             "columns_dropped": self.columns_dropped,
             "segments_capped": self.segments_capped,
+            "slowest_flush_ns": self.slowest_flush_ns,
             "first_recv_ns": self.first_recv_ns,
             "last_recv_ns": self.last_recv_ns,
         }
