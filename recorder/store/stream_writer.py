@@ -21,7 +21,7 @@ import zarr
 from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded
 from recorder.store import layout
 from recorder.store.appender import Appender, appender_for, trim
-from recorder.store.gaps import GapCounter
+from recorder.store.gaps import RESTART_FIRST_SEQ, GapCounter
 from recorder.store.placed import NEW_SEGMENT, TO_HEAP, PlacedAppender, placeable
 
 _BIG_FRAME = 64 << 10  # frames this large are copied into the heap on their own, not joined
@@ -169,7 +169,8 @@ class StreamWriter:
                 self._reject_reason.append(reason)
             elif ok:
                 if decoded.seq != NO_SEQ:
-                    self.gaps.see(decoded.seq_key, decoded.seq)
+                    restart = RESTART_FIRST_SEQ.get(self.attrs.get("protocol", ""))
+                    self.gaps.see(decoded.seq_key, decoded.seq, restart)
                 if decoded.columns:
                     self._append_extra(index, decoded.columns)
                 for name, array in decoded.derived:

@@ -205,3 +205,34 @@ def test_recovered_run_reads_missing_cells_as_missing(tmp_path, kind):
     with RunReader(run.path) as r:
         c = r.stream("s").column("x").tolist()
         assert c[0] == value and (math.isnan(c[1]) if kind == "float" else c[1] == "")
+
+
+def test_frames_lost_before_an_adzmq_restart_count_as_gaps(tmp_path):
+    from recorder.protocols.adzmq import AdzmqCodec
+    from recorder.simulators.adzmq import AdzmqSimulator
+
+    run = RunWriter(tmp_path, name="t")
+    s = run.add_stream(
+        "cam", protocol="adzmq", endpoint="tcp://h:1", socket_type="SUB", role="connect"
+    )
+    codec = AdzmqCodec()
+    sim = AdzmqSimulator(height=4, width=4)
+    # frames 1..10, then the IOC restarts: frames 1..3 of the new acquisition are lost, we see
+    # 4..6; then frame 9 of that acquisition is lost too
+    for i in [*range(10), 3, 4, 5, 7]:
+        frames = sim.message(i)
+        s.append(i, frames, codec.decode(frames))
+    run.close()
+    with RunReader(run.path) as r:
+        stats = r.stream("cam").stats
+        assert stats["seq_resets"] == 1
+        assert stats["gaps"] == 3 + 1
+
+
+def test_a_restart_of_a_protocol_without_a_known_first_number_is_a_reset_only(tmp_path):
+    run, s = new_stream(tmp_path)  # protocol "test"
+    for seq in [5, 6, 7, 3, 4]:
+        s.append(seq, [b"m"], Decoded(seq=seq))
+    run.close()
+    with RunReader(run.path) as r:
+        assert (r.stream("s").stats["gaps"], r.stream("s").stats["seq_resets"]) == (0, 1)
