@@ -20,7 +20,13 @@ from __future__ import annotations
 import numpy as np
 import zarr
 
-from recorder.store.chunk_io import ChunkStream, stores_native_bytes, write_chunk, write_rows
+from recorder.store.chunk_io import (
+    ChunkStream,
+    patch_chunk,
+    stores_native_bytes,
+    write_chunk,
+    write_rows,
+)
 
 
 def grow(array: zarr.Array, rows: int) -> None:
@@ -116,6 +122,7 @@ class DirectAppender:
         self.cur = self._new_buffer()
         self.fill = 0  # rows in cur
         self.index = 0  # chunk index of cur
+        self.on_disk = 0  # rows of cur already in its chunk file (written whole by a flush)
         self.rows = 0
         self.persisted = 0
 
@@ -127,7 +134,7 @@ class DirectAppender:
     def _next_buffer(self) -> None:
         write_rows(self.array, self.index, self.cur)
         self.index += 1
-        self.fill = 0
+        self.fill = self.on_disk = 0
         self.cur = self._new_buffer()
 
     def append(self, value) -> None:
@@ -153,7 +160,15 @@ class DirectAppender:
         if self.rows == self.persisted:
             return
         if self.fill:
-            write_rows(self.array, self.index, self.cur)  # rows past fill hold the fill value
+            # the first time whole (rows past fill hold the fill value), then only new rows
+            flat = self.cur.reshape(len(self.cur), -1).view(np.uint8)
+            row_bytes = flat.shape[1]
+            new = flat[self.on_disk : self.fill].reshape(-1)
+            if not self.on_disk or not patch_chunk(
+                self.array, self.index, new, self.on_disk * row_bytes
+            ):
+                write_rows(self.array, self.index, self.cur)
+            self.on_disk = self.fill
         grow(self.array, self.rows)
         self.persisted = self.rows
 
