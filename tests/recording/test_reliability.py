@@ -1,5 +1,7 @@
-"""The SIGKILL loss bound: flushes on a fixed clock, and a real recorder killed at random points
-loses at most one flush interval plus one flush (plus a margin for a loaded machine)."""
+"""Reliability of a real recording: hostile field names from the wire, the counters of a stream
+that hit its caps in `recorder info`, and the SIGKILL loss bound: flushes on a fixed clock, and a
+real recorder killed at random points loses at most one flush interval plus one flush (plus a
+margin for a loaded machine)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,56 @@ import time
 import pytest
 import zmq
 
-from recorder.recording.recording import next_flush_after
+from recorder.protocols.base import Decoded
+from recorder.recording.recording import SourceSpec, next_flush_after
+from recorder.simulators import AdzmqSimulator
+from recorder.store import layout
 from recorder.store.reader import RunReader
+from recorder.store.run_writer import RunWriter
 from tests.clihelp import committed_messages
 from tests.helpers import run_cli, start_cli, wait_for
+from tests.recordhelp import record, running
+
+LONG = "Detector" + "_very_long_attribute_name" * 12  # 300 bytes, as an EPICS site may have
+
+
+class HostileNames(AdzmqSimulator):
+    """NDAttributes whose names are a file name that is too long, paths and odd characters (a NUL
+    would be a malformed header here: the store-level fuzz test has it)."""
+
+    def ndattr(self, i):
+        return {LONG: 1.0 * i, "../../etc/passwd": 2.0, "Ω/b c": 3.0, "zarr.json": 4.0}
+
+
+@pytest.mark.timeout(60)
+def test_a_recording_survives_any_ndattr_name(tmp_path):
+    sim = HostileNames("tcp://127.0.0.1:* PUB", rate=200, height=4, width=4)
+    spec = SourceSpec(sim.bind(), protocol="adzmq", subscribe=[b"{"])
+    with running(sim):
+        path = record(tmp_path, spec, count=20)
+    with RunReader(path) as run:
+        assert run.status == "complete"
+        stream = run.stream("main")
+        first = int(stream.column("seq")[0]) - 1  # message i of the simulator is frame i + 1
+        assert stream.column(f"ndattr.{LONG}").tolist() == [float(first + k) for k in range(20)]
+        assert set(stream.column("ndattr.../../etc/passwd").tolist()) == {2.0}
+        assert set(stream.column("ndattr.Ω/b c").tolist()) == {3.0}
+        assert set(stream.column("ndattr.zarr.json").tolist()) == {4.0}
+    assert not (tmp_path / "etc").exists()
+
+
+@pytest.mark.timeout(60)
+def test_info_shows_what_a_stream_kept_only_verbatim(tmp_path, monkeypatch):
+    monkeypatch.setattr(layout, "MAX_COLUMNS", 2)
+    runs = tmp_path / "data" / "runs"
+    run = RunWriter(runs, name="t")
+    s = run.add_stream("s", protocol="raw", endpoint="tcp://h:1", socket_type="SUB", role="connect")
+    s.append(1, [b"m"], Decoded(seq=0, columns={f"k{i}": i for i in range(5)}))
+    run.close()
+    out = run_cli("info", run.run_id, "--data", tmp_path / "data")
+    assert out.returncode == 0, out.stderr
+    assert "stream s: 3 values past the column cap, 0 arrays past the segment cap" in out.stdout
+
 
 INTERVAL = 0.5
 MARGIN = 0.5  # the writer's queue poll, batching and a busy CI machine
