@@ -85,6 +85,19 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
+def valid_text(text: str) -> str:
+    """Text from the wire as UTF-8 can hold it: a lone surrogate (a JSON header may carry
+    "\\ud800") would fail the write of the attributes or of a string column, so it is kept
+    as the 6 characters of its escape instead."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def segment_chunk_rows(row_shape: tuple[int, ...], dtype: np.dtype) -> int:
     """Rows per chunk so a chunk holds about SEGMENT_CHUNK_BYTES (8 x 1 MiB images)."""
     row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * np.dtype(dtype).itemsize)

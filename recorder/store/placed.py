@@ -148,7 +148,9 @@ class PlacedAppender:
         }
         if self.rate is not None:
             attrs["sample_rate"] = self.rate
-        names = {h.column: h.channel_name for h in held if h.channel_name is not None}
+        names = {
+            h.column: layout.valid_text(h.channel_name) for h in held if h.channel_name is not None
+        }
         if names:
             attrs["channel_names"] = [names.get(c, "") for c in range(self.channels)]
         self.array.attrs.update(attrs)

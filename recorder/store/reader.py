@@ -132,7 +132,7 @@ class StreamReader:
         stop = self.n_messages if stop is None else min(stop, self.n_messages)
         if name in layout.MESSAGE_COLUMNS:
             return self.group[name][start:stop]
-        key = (self.attrs.get("columns") or {}).get(name)
+        key = (self.attrs.get("columns") or {}).get(layout.valid_text(name))
         if key is None:
             raise StreamNotFound(f"stream {self.name} has no column {name!r}")
         array = self.group["columns"][key]

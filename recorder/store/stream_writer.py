@@ -174,7 +174,10 @@ class StreamWriter:
                 if decoded.columns:
                     self._append_extra(index, decoded.columns)
                 for name, array in decoded.derived:
-                    if self._append_bulk(name, array, index, derived=True) is None:
+                    if (
+                        self._append_bulk(layout.valid_text(name), array, index, derived=True)
+                        is None
+                    ):
                         self.segments_capped += 1
             index += 1
         if not recv:
@@ -208,34 +211,35 @@ class StreamWriter:
     def _store_bulk(self, b: BulkFrame, index: int) -> tuple[int, int, int] | None:
         """(segment, row, column) of a bulk frame's bytes, or None: keep it in the heap."""
         if b.row is None or b.column is None:
-            where = self._append_bulk(b.name, b.array, index)
+            where = self._append_bulk(layout.valid_text(b.name), b.array, index)
             if where is None:
                 self.segments_capped += 1
                 return None
             return (*where, layout.WHOLE_ROWS)
         if not placeable(b):
             return None
-        idx = self._current_placed.get(b.name)
+        name = layout.valid_text(b.name)
+        idx = self._current_placed.get(name)
         row = NEW_SEGMENT if idx is None else self._segment_appenders[idx].place(b)
         if row == NEW_SEGMENT:
             if len(self.segments) >= layout.MAX_SEGMENTS:
                 self.segments_capped += 1
                 return None
-            idx = self._new_placed(b, index)
+            idx = self._new_placed(name, b, index)
             row = self._segment_appenders[idx].place(b)  # a fresh segment takes any frame
         if row == TO_HEAP:
             return None
         return idx, row, b.column
 
-    def _new_placed(self, b: BulkFrame, index: int) -> int:
+    def _new_placed(self, name: str, b: BulkFrame, index: int) -> int:
         """Reserve the segment now; its array appears once the channel count is known."""
         idx = len(self.segments)
-        info = {"path": f"arrays/{idx}", "name": b.name, "dtype": b.array.dtype.str}
+        info = {"path": f"arrays/{idx}", "name": name, "dtype": b.array.dtype.str}
         info.update(shape=[], placed=True, first_sample=b.row)
         self.segments.append(info)
         self._segment_appenders.append(PlacedAppender(self._arrays_group, f"{idx}", info, index))
-        self._retire(self._current_placed.get(b.name))
-        self._current_placed[b.name] = idx
+        self._retire(self._current_placed.get(name))
+        self._current_placed[name] = idx
         return idx
 
     def _retire(self, idx: int | None) -> None:
@@ -288,6 +292,7 @@ class StreamWriter:
 
     def _append_extra(self, index: int, values: dict) -> None:
         for key, value in values.items():
+            key = layout.valid_text(key)
             app = self._extra.get(key)
             if app is None:
                 app = self._new_extra(key, value, index)
@@ -296,6 +301,8 @@ class StreamWriter:
                     continue
             kind = self._extra_kinds[key]
             missing = index - app.rows
+            if missing < 0:  # two keys that are one name once made valid text: keep the first
+                continue
             if missing:
                 app.extend([_missing(kind)] * missing)
             app.append(_coerce(kind, value))
@@ -441,7 +448,7 @@ def _missing_attr(kind: str):
 def _coerce(kind: str, value):
     """Keep a column's first type; a value of another type is stored as missing, not mangled."""
     if _kind_of(value) == kind or (kind == "float" and _kind_of(value) == "int"):
-        return value
+        return layout.valid_text(value) if kind == "str" else value
     return _missing(kind)
 
 
