@@ -104,6 +104,9 @@ class StreamStats(TypedDict):
     rejects: int
     first_recv_ns: int | None
     last_recv_ns: int | None
+    columns_dropped: NotRequired[int]  # values past the column cap (absent in older runs)
+    segments_capped: NotRequired[int]  # arrays past the segment cap (absent in older runs)
+    slowest_flush_ns: NotRequired[int]  # what the SIGKILL loss bound adds to the interval
 
 
 class StreamConfig(TypedDict):
@@ -141,6 +144,8 @@ class StreamSummary(TypedDict):
     gaps: int
     drops: int
     rejects: int
+    columns_dropped: int
+    segments_capped: int
     arrays: list[str]
     first_recv_ns: int | None
     last_recv_ns: int | None

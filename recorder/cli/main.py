@@ -629,6 +629,13 @@ def info(run, as_json, data, catalog):
             ],
         )
     )
+    for st in s["streams"]:  # a stream that hit a cap: those values are only in the bytes
+        if st.get("columns_dropped") or st.get("segments_capped"):
+            click.echo(
+                f"stream {st['name']}: {st.get('columns_dropped', 0)} values past the column cap, "
+                f"{st.get('segments_capped', 0)} arrays past the segment cap "
+                "(kept verbatim in the messages only)"
+            )
     for note in s["notes"]:
         click.echo(f"note {human_time(note['created_ns'])}: {note['text']}")
     return 0

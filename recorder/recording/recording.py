@@ -58,6 +58,15 @@ class StreamCounters:
         self.done = False
 
 
+def next_flush_after(deadline: float, interval: float, now: float | None = None) -> float:
+    """The flush after the one due at `deadline`: on a fixed clock, so a message waits at most
+    one interval plus one flush to be committed (scheduling from the end of a flush would add
+    the flush's duration every time). Ticks missed while a slow flush ran are skipped."""
+    now = time.monotonic() if now is None else now
+    missed = max(0.0, (now - deadline) // interval)
+    return deadline + (missed + 1) * interval
+
+
 class StreamRecorder:
     """Receive and write one stream; `start()`, then `stop()` and `join()`."""
 
@@ -223,7 +232,7 @@ class StreamRecorder:
                     self.writer.add_drops(dropped)
                 if time.monotonic() >= next_flush:
                     self.writer.flush()
-                    next_flush = time.monotonic() + self.flush_interval
+                    next_flush = next_flush_after(next_flush, self.flush_interval)
                 if batch is None and self.queue.drained:
                     break
             if self.codec is None and self._undecided:

@@ -3,7 +3,10 @@
 zarr has no cheap append: each call rewrites metadata and the touched chunks. So rows gather in
 memory per chunk and a full chunk is written at once; the partial last chunk is written at each
 flush from what is still gathering, so the next flush rewrites that chunk from memory and no
-chunk is ever read back. Three kinds, by what the array's chunks hold:
+chunk is ever read back. An array's shape grows a whole chunk at a time (its metadata is
+rewritten once per chunk, not once per flush): readers use the stream's committed counts, and
+`trim` cuts the shape to the rows when the array is finished. Three kinds, by what the array's
+chunks hold:
 
 - PieceAppender (the byte heap, typed payload segments): a chunk is a list of views of the
   received frames, streamed into the chunk file as they arrive; nothing is copied.
@@ -19,7 +22,26 @@ from typing import Any, Protocol
 import numpy as np
 import zarr
 
-from recorder.store.chunk_io import ChunkStream, stores_native_bytes, write_chunk, write_rows
+from recorder.store.chunk_io import (
+    ChunkStream,
+    patch_chunk,
+    stores_native_bytes,
+    write_chunk,
+    write_rows,
+)
+
+
+def grow(array: zarr.Array, rows: int) -> None:
+    """Make room for `rows` rows, rounded up to whole chunks (one metadata write per chunk)."""
+    if array.shape[0] < rows:
+        chunk = int(array.chunks[0])
+        array.resize((-(-rows // chunk) * chunk, *array.shape[1:]))
+
+
+def trim(array: zarr.Array, rows: int) -> None:
+    """The final shape: exactly the rows written."""
+    if array.shape[0] != rows:
+        array.resize((rows, *array.shape[1:]))
 
 
 def appender_for(array: zarr.Array, *, pieces: bool = False) -> Appender:
@@ -80,12 +102,15 @@ class PieceAppender:
             return
         if self.fill:
             write_chunk(self.array, self.index, self.pieces, pad=self.chunk_bytes - self.fill)
-        if self.array.shape[0] != self.rows:
-            self.array.resize((self.rows, *self.row_shape))
+        grow(self.array, self.rows)
         self.persisted = self.rows
+
+    def trim(self) -> None:
+        trim(self.array, self.persisted)
 
     def close(self) -> None:
         self.stream.abort()
+        self.pieces = []  # the received frames they point to can go
 
 
 class DirectAppender:
@@ -99,17 +124,20 @@ class DirectAppender:
         self.cur = self._new_buffer()
         self.fill = 0  # rows in cur
         self.index = 0  # chunk index of cur
+        self.on_disk = 0  # rows of cur already in its chunk file (written whole by a flush)
         self.rows = 0
         self.persisted = 0
 
     def _new_buffer(self) -> np.ndarray:
-        return np.zeros((self.chunk, *self.row_shape), dtype=self.dtype)
+        # rows not appended yet read as the fill value (the missing value of a scalar column)
+        fill = self.array.fill_value
+        return np.full((self.chunk, *self.row_shape), 0 if fill is None else fill, self.dtype)
 
     def _next_buffer(self) -> None:
         write_rows(self.array, self.index, self.cur)
         self.index += 1
-        self.fill = 0
-        self.cur[:] = 0
+        self.fill = self.on_disk = 0
+        self.cur = self._new_buffer()
 
     def append(self, value) -> None:
         self.cur[self.fill] = value
@@ -134,10 +162,20 @@ class DirectAppender:
         if self.rows == self.persisted:
             return
         if self.fill:
-            write_rows(self.array, self.index, self.cur)  # rows past fill are still zero
-        if self.array.shape[0] != self.rows:
-            self.array.resize((self.rows, *self.row_shape))
+            # the first time whole (rows past fill hold the fill value), then only new rows
+            flat = self.cur.reshape(len(self.cur), -1).view(np.uint8)
+            row_bytes = flat.shape[1]
+            new = flat[self.on_disk : self.fill].reshape(-1)
+            if not self.on_disk or not patch_chunk(
+                self.array, self.index, new, self.on_disk * row_bytes
+            ):
+                write_rows(self.array, self.index, self.cur)
+            self.on_disk = self.fill
+        grow(self.array, self.rows)
         self.persisted = self.rows
+
+    def trim(self) -> None:
+        trim(self.array, self.persisted)
 
     def close(self) -> None:
         pass
@@ -167,7 +205,7 @@ class BufferedAppender:
         if self.rows == self.persisted:
             return
         end = self.base + len(self.held)
-        self.array.resize((end, *self.row_shape))
+        grow(self.array, end)
         if self.array.dtype.kind in "OT":  # variable-length strings, one per row
             data = np.empty(len(self.held), dtype=object)
             data[:] = self.held
@@ -180,6 +218,9 @@ class BufferedAppender:
         self.base += whole
         self.persisted = end
 
+    def trim(self) -> None:
+        trim(self.array, self.persisted)
+
     def close(self) -> None:
         pass
 
@@ -189,8 +230,11 @@ class Appender(Protocol):
 
     array: zarr.Array
     rows: int
+    persisted: int
+    """Rows in the store at the last flush."""
 
     def append(self, value: Any, /) -> None: ...
     def extend(self, values: Any, /) -> None: ...
     def flush(self) -> None: ...
+    def trim(self) -> None: ...
     def close(self) -> None: ...

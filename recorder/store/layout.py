@@ -48,6 +48,15 @@ RESERVE_SUFFIX = ".reserve"
 RESERVE_BYTES = 256 << 10
 
 COLUMN_CHUNK = 65536  # rows per chunk of per-message/per-frame columns (512 KiB of int64)
+# Scalar columns a protocol extracts (`columns/`): smaller chunks, since a flush rewrites the
+# partial chunk of every column that got values and a stream may have many columns.
+EXTRA_COLUMN_CHUNK = 4096
+# What one stream may grow to, so a source whose keys or shapes keep changing cannot stall the
+# writer: past these, values stay only in the verbatim message bytes (nothing is lost for
+# replay) and the stream's stats count them (`columns_dropped`, `segments_capped`).
+MAX_COLUMNS = 1024  # scalar columns per stream
+MAX_COLUMN_NAME_BYTES = 1 << 20  # their names together (UTF-8), kept in the stream attributes
+MAX_SEGMENTS = 256  # typed arrays (segments) per stream
 HEAP_CHUNK = 8 << 20  # bytes per heap chunk
 SEGMENT_CHUNK_BYTES = 8 << 20  # target bytes per chunk of a typed array
 SEGMENT_MAX_CHUNK_ROWS = 4096
@@ -74,6 +83,19 @@ def check_name(kind: str, name: str) -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+def valid_text(text: str) -> str:
+    """Text from the wire as UTF-8 can hold it: a lone surrogate (a JSON header may carry
+    "\\ud800") would fail the write of the attributes or of a string column, so it is kept
+    as the 6 characters of its escape instead."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def segment_chunk_rows(row_shape: tuple[int, ...], dtype: np.dtype) -> int:

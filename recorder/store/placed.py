@@ -33,6 +33,7 @@ from zarr.core.common import JSON
 from recorder.contracts import SegmentInfo
 from recorder.protocols.base import BulkFrame
 from recorder.store import layout
+from recorder.store.appender import grow, trim
 from recorder.store.chunk_io import stores_native_bytes, write_rows
 
 NEW_SEGMENT = -1  # `place` answers: start a new segment and place the frame there
@@ -66,6 +67,7 @@ class PlacedAppender:
         self.first_sample = 0
         self.held: list[BulkFrame] = []  # the first block, until the channel count is known
         self.rows = 0  # rows up to the end of the furthest placement
+        self.persisted = 0  # rows in the store at the last flush
         self.channels = self.chunk_rows = self.max_gap = 0
         self.col_end = np.zeros(0, dtype=np.int64)  # per column: end row of its last placement
         self.base = 0  # first chunk that may still change
@@ -154,7 +156,9 @@ class PlacedAppender:
         }
         if self.rate is not None:
             attrs["sample_rate"] = self.rate
-        names = {h.column: h.channel_name for h in held if h.channel_name is not None}
+        names = {
+            h.column: layout.valid_text(h.channel_name) for h in held if h.channel_name is not None
+        }
         if names:
             attrs["channel_names"] = [names.get(c, "") for c in range(self.channels)]
         array.attrs.update(attrs)
@@ -189,8 +193,13 @@ class PlacedAppender:
         for k in sorted(self.dirty):
             self._write(k, self.buffers[k])
         self.dirty.clear()
-        if array.shape[0] != self.rows:
-            array.resize((self.rows, self.channels))
+        grow(array, self.rows)
+        self.persisted = self.rows
+
+    def trim(self) -> None:
+        if self.array is not None:
+            trim(self.array, self.persisted)
 
     def close(self) -> None:
         self.buffers.clear()
+        self.held = []

@@ -153,10 +153,17 @@ class StreamReader:
         stop = self.n_messages if stop is None else min(stop, self.n_messages)
         if name in layout.MESSAGE_COLUMNS:
             return read_rows(array(self.group, name), start, stop)
-        key = (self.attrs.get("columns") or {}).get(name)
+        key = (self.attrs.get("columns") or {}).get(layout.valid_text(name))
         if key is None:
             raise StreamNotFound(f"stream {self.name} has no column {name!r}")
-        return read_rows(array(self.group, f"columns/{key}"), start, stop)
+        column = array(self.group, f"columns/{key}")
+        values = read_rows(column, start, stop)
+        want = max(0, stop - start)
+        if len(values) < want:  # a live run: the column has no value for the newest messages
+            missing = column.attrs.get("missing")
+            pad = np.full(want - len(values), np.nan if missing == "NaN" else missing)
+            values = np.concatenate([values, pad.astype(values.dtype)])
+        return values
 
     def column_names(self) -> list[str]:
         return [*layout.MESSAGE_COLUMNS, *(self.attrs.get("columns") or {})]
@@ -409,6 +416,9 @@ class RunReader:
                     "gaps": int(stats.get("gaps", 0)),
                     "drops": int(stats.get("drops", 0)),
                     "rejects": len(s.rejects()),
+                    # values kept only in the message bytes: the stream hit a cap (layout.MAX_*)
+                    "columns_dropped": int(stats.get("columns_dropped", 0)),
+                    "segments_capped": int(stats.get("segments_capped", 0)),
                     "arrays": s.array_names(),
                     "first_recv_ns": begin,
                     "last_recv_ns": end,

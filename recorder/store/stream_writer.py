@@ -10,6 +10,8 @@ counts in the stream's attributes.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from collections.abc import Sequence
 
@@ -27,21 +29,26 @@ from recorder.contracts import (
 )
 from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded, FrameBytes
 from recorder.store import layout, nodes
-from recorder.store.appender import Appender, appender_for
-from recorder.store.gaps import GapCounter
+from recorder.store.appender import Appender, appender_for, trim
+from recorder.store.gaps import RESTART_FIRST_SEQ, GapCounter
 from recorder.store.placed import NEW_SEGMENT, TO_HEAP, PlacedAppender, placeable
 
 _BIG_FRAME = 64 << 10  # frames this large are copied into the heap on their own, not joined
 
 
-def _new_array(group: zarr.Group, name: str, dtype, chunks, row_shape=()) -> zarr.Array:
+def _new_array(
+    group: zarr.Group, name: str, dtype, chunks, row_shape=(), *, fill=None, attributes=None
+) -> zarr.Array:
+    if fill is None and np.dtype(dtype).kind not in "OTU":
+        fill = 0
     return group.create_array(
         name,
         shape=(0, *row_shape),
         dtype=dtype,
         chunks=(chunks, *row_shape),
         compressors=None,
-        fill_value=None if np.dtype(dtype).kind in "OTU" else 0,
+        fill_value=fill,
+        attributes=attributes,
         config={"write_empty_chunks": True},
     )
 
@@ -85,6 +92,13 @@ class StreamWriter:
         self._current_placed: dict[str, int] = {}  # the same for placed segments
         self._extra: dict[str, Appender] = {}  # per-message scalar columns
         self._extra_kinds: dict[str, str] = {}
+        self._extra_paths: set[str] = set()  # array names taken under columns/
+        self._name_bytes = 0  # of the column names, bounded by layout.MAX_COLUMN_NAME_BYTES
+        self._retired: list[int] = []  # segments no longer current, finished at the next flush
+        self._finished: set[int] = set()  # segments written for the last time
+        self.columns_dropped = 0  # values not given a column: past layout.MAX_COLUMNS
+        self.segments_capped = 0  # arrays not given a segment: past layout.MAX_SEGMENTS
+        self.slowest_flush_ns = 0
         self.n_messages = 0
         self.n_frames = 0
         self.bytes = 0
@@ -171,11 +185,16 @@ class StreamWriter:
                 self._reject_reason.append(reason)
             elif ok:
                 if ok.seq != NO_SEQ:
-                    self.gaps.see(ok.seq_key, ok.seq)
+                    restart = RESTART_FIRST_SEQ.get(self.attrs.get("protocol", ""))
+                    self.gaps.see(ok.seq_key, ok.seq, restart)
                 if ok.columns:
                     self._append_extra(index, ok.columns)
                 for name, array in ok.derived:
-                    self._append_bulk(name, array, index, derived=True)
+                    placed_at = self._append_bulk(
+                        layout.valid_text(name), array, index, derived=True
+                    )
+                    if placed_at is None:
+                        self.segments_capped += 1
             index += 1
         if not recv:
             return
@@ -208,13 +227,21 @@ class StreamWriter:
     def _store_bulk(self, b: BulkFrame, index: int) -> tuple[int, int, int] | None:
         """(segment, row, column) of a bulk frame's bytes, or None: keep it in the heap."""
         if b.row is None or b.column is None:
-            return (*self._append_bulk(b.name, b.array, index), layout.WHOLE_ROWS)
+            where = self._append_bulk(layout.valid_text(b.name), b.array, index)
+            if where is None:
+                self.segments_capped += 1
+                return None
+            return (*where, layout.WHOLE_ROWS)
         if not placeable(b):
             return None
-        idx = self._current_placed.get(b.name)
+        name = layout.valid_text(b.name)
+        idx = self._current_placed.get(name)
         row = NEW_SEGMENT if idx is None else self._placed(idx).place(b)
         if idx is None or row == NEW_SEGMENT:
-            idx = self._new_placed(b, index)
+            if len(self.segments) >= layout.MAX_SEGMENTS:
+                self.segments_capped += 1
+                return None
+            idx = self._new_placed(name, b, index)
             row = self._placed(idx).place(b)  # a fresh segment takes any frame
         if row == TO_HEAP:
             return None
@@ -225,12 +252,12 @@ class StreamWriter:
         assert isinstance(app, PlacedAppender), "_current_placed holds placed segments"
         return app
 
-    def _new_placed(self, b: BulkFrame, index: int) -> int:
+    def _new_placed(self, name: str, b: BulkFrame, index: int) -> int:
         """Reserve the segment now; its array appears once the channel count is known."""
         idx = len(self.segments)
         info: SegmentInfo = {
             "path": f"arrays/{idx}",
-            "name": b.name,
+            "name": name,
             "dtype": b.array.dtype.str,
             "shape": [],
             "placed": True,
@@ -238,18 +265,27 @@ class StreamWriter:
         }
         self.segments.append(info)
         self._segment_appenders.append(PlacedAppender(self._arrays_group, f"{idx}", info, index))
-        self._current_placed[b.name] = idx
+        self._retire(self._current_placed.get(name))
+        self._current_placed[name] = idx
         return idx
+
+    def _retire(self, idx: int | None) -> None:
+        """A segment that is not current any more is written one last time, then let go."""
+        if idx is not None:
+            self._retired.append(idx)
 
     def _append_bulk(
         self, name: str, array: np.ndarray, index: int, *, derived: bool = False
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int] | None:
+        """(segment, row) of the array's copy, or None: no segment left for a new shape."""
         idx = self._current_segment.get(name)
         if idx is not None:
             seg = self.segments[idx]
             if seg["dtype"] != array.dtype.str or tuple(seg["shape"]) != array.shape:
                 idx = None
         if idx is None:
+            if len(self.segments) >= layout.MAX_SEGMENTS:
+                return None
             idx = self._new_segment(name, array, index, derived)
         app = self._segment_appenders[idx]
         assert not isinstance(app, PlacedAppender), "_current_segment holds whole-row segments"
@@ -267,8 +303,8 @@ class StreamWriter:
             array.dtype,
             layout.segment_chunk_rows(array.shape, array.dtype),
             array.shape,
+            attributes={"name": name, "first_message": index},
         )
-        arr.attrs.update({"name": name, "first_message": index})
         info: SegmentInfo = {
             "path": f"arrays/{path}",
             "name": name,
@@ -283,55 +319,92 @@ class StreamWriter:
         self._segment_index[idx] = self._appender(
             _new_array(self._index_group, path, "int64", layout.COLUMN_CHUNK)
         )
+        self._retire(self._current_segment.get(name))
         self._current_segment[name] = idx
         return idx
 
     def _append_extra(self, index: int, values: dict[str, ColumnValue]) -> None:
         for key, value in values.items():
+            key = layout.valid_text(key)
             app = self._extra.get(key)
             if app is None:
                 app = self._new_extra(key, value, index)
+                if app is None:
+                    self.columns_dropped += 1
+                    continue
             kind = self._extra_kinds[key]
             missing = index - app.rows
+            if missing < 0:  # two keys that are one name once made valid text: keep the first
+                continue
             if missing:
                 app.extend([_missing(kind)] * missing)
             app.append(_coerce(kind, value))
 
-    def _new_extra(self, key: str, value, index: int) -> Appender:
+    def _new_extra(self, key: str, value, index: int) -> Appender | None:
+        """A column for a new key, or None when the stream has as many as it may hold."""
+        name_bytes = len(key.encode("utf-8", "surrogatepass"))
+        if (
+            len(self._extra) >= layout.MAX_COLUMNS
+            or self._name_bytes + name_bytes > layout.MAX_COLUMN_NAME_BYTES
+        ):
+            return None
         kind = _kind_of(value)
         dtype = {"bool": "bool", "int": "int64", "float": "float64", "str": str}[kind]
-        path = _column_path(key)
-        taken = {a.array.basename for a in self._extra.values()}
-        if path in taken:
-            path = f"{path}-{len(self._extra)}"
-        arr = _new_array(self._columns_group, path, dtype, layout.COLUMN_CHUNK)
-        arr.attrs.update({"name": key, "missing": _missing_attr(kind)})
+        path = _column_path(key, self._extra_paths)
+        # cells no value reached (rows the column never got) read as the missing value
+        arr = _new_array(
+            self._columns_group,
+            path,
+            dtype,
+            layout.EXTRA_COLUMN_CHUNK,
+            fill=_missing(kind),
+            attributes={"name": key, "missing": _missing_attr(kind)},
+        )
         app = self._appender(arr)
         self._extra[key] = app
         self._extra_kinds[key] = kind
+        self._extra_paths.add(path)
+        self._name_bytes += name_bytes
         return app
 
     # -- committing ----------------------------------------------------------------------------
 
     def _all_appenders(self):
         yield self.heap
-        yield from self._segment_appenders
-        yield from self._segment_index.values()
+        for idx, app in enumerate(self._segment_appenders):
+            if idx not in self._finished:
+                yield app
+                if idx in self._segment_index:
+                    yield self._segment_index[idx]
         yield from self.frames.values()
         yield from self.columns.values()
         yield self._reject_message
         yield self._reject_reason
 
     def flush(self) -> None:
-        """Write everything appended so far, then record it as committed (in that order)."""
-        n = self.n_messages
-        for key, app in self._extra.items():  # pad columns that a message did not carry
-            if app.rows < n:
-                app.extend([_missing(self._extra_kinds[key])] * (n - app.rows))
+        """Write everything appended so far, then record it as committed (in that order).
+
+        Only arrays that got rows since the last flush are written (an appender with nothing
+        new returns at once), and a column is not padded for messages that did not carry its
+        key: its fill value is the missing value. So a flush costs what changed, not how many
+        columns or past segments the stream has.
+        """
+        t0 = time.perf_counter_ns()
         for app in self._all_appenders():
             app.flush()
         for app in self._extra.values():
             app.flush()
+        for idx in self._retired:
+            app = self._segment_appenders[idx]
+            index = self._segment_index.get(idx)
+            for a in (app, index) if index is not None else (app,):
+                a.flush()  # already flushed above unless it failed: then this raises again
+                a.trim()
+                a.close()
+            self._finished.add(idx)
+        self._retired = []
+        # measured up to the attributes' write: what the SIGKILL loss bound adds to the interval
+        self.slowest_flush_ns = max(self.slowest_flush_ns, time.perf_counter_ns() - t0)
         self._write_attrs(committed=self._committed())
 
     def _committed(self) -> Committed:
@@ -345,9 +418,18 @@ class StreamWriter:
         }
 
     def close(self) -> None:
-        """Drop unfinished chunk files (after the final flush, which stored their data)."""
+        """Drop unfinished chunk files (after the final flush, which stored their data) and cut
+        every array to the rows stored (scalar columns to every stored message: the cells past
+        a column's last value are its fill value, the missing value)."""
         for app in self._all_appenders():
             app.close()
+        try:
+            for app in self._all_appenders():
+                app.trim()
+            for app in self._extra.values():
+                trim(app.array, self.columns["recv_ns"].persisted)
+        except OSError:  # a full disk: the committed counts still say what is valid
+            pass
 
     def stats(self) -> StreamStats:
         return {
@@ -358,6 +440,9 @@ class StreamWriter:
             "seq_resets": self.gaps.resets,
             "drops": self.drops,
             "rejects": self.rejects,
+            "columns_dropped": self.columns_dropped,
+            "segments_capped": self.segments_capped,
+            "slowest_flush_ns": self.slowest_flush_ns,
             "first_recv_ns": self.first_recv_ns,
             "last_recv_ns": self.last_recv_ns,
         }
@@ -398,10 +483,27 @@ def _missing_attr(kind: str):
 def _coerce(kind: str, value):
     """Keep a column's first type; a value of another type is stored as missing, not mangled."""
     if _kind_of(value) == kind or (kind == "float" and _kind_of(value) == "int"):
-        return value
+        return layout.valid_text(value) if kind == "str" else value
     return _missing(kind)
 
 
-def _column_path(key: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "_.-" else "_" for c in key)
-    return safe.lstrip(".") or "column"
+_PLAIN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
+
+
+def _column_path(key: str, taken: set[str]) -> str:
+    """The array name under columns/ for a key from the wire: never a path.
+
+    A short plain name is kept as it is (readable for plain zarr users); anything else (long,
+    `/`, `..`, NUL, non-ASCII, a name zarr reserves) becomes a short sanitized prefix and a hash
+    of the key. The key itself lives in the array's `name` attribute and the stream's
+    `columns` map, which is how readers find it.
+    """
+    lower = {t.lower() for t in taken}  # case-insensitive file systems
+    if _PLAIN_NAME.fullmatch(key) and not key.endswith(".json") and key.lower() not in lower:
+        return key
+    prefix = re.sub(r"[^A-Za-z0-9_.\-]", "_", key)[:32].lstrip("._-") or "column"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    path, n = f"{prefix}-{digest}", 1
+    while path.lower() in lower:
+        path, n = f"{prefix}-{digest}-{n}", n + 1
+    return path

@@ -312,6 +312,8 @@ class StreamOut(Response):
     gaps: int
     drops: int
     rejects: int
+    columns_dropped: int = Field(0, description="Values past the stream's column cap.")
+    segments_capped: int = Field(0, description="Arrays past the stream's segment cap.")
     arrays: list[str]
     first_recv_ns: int | None = None
     last_recv_ns: int | None = None
