@@ -10,6 +10,8 @@ from recorder import config
 from recorder.endpoint_policy import Allowed, EndpointPolicy, EndpointRefused
 from recorder.errors import UsageError
 
+pytestmark = pytest.mark.reliability  # issue 10's reliability suite: pytest -m reliability
+
 
 def refused(policy: EndpointPolicy, endpoint: str, *, bind: bool) -> str:
     with pytest.raises(EndpointRefused) as info:

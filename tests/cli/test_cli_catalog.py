@@ -10,6 +10,8 @@ from recorder.db.control import Control
 from recorder.db.jobs import FAILED, FINISHED, KIND_RECORD
 from tests.helpers import cli_json, run_cli
 
+pytestmark = pytest.mark.reliability  # issue 10's reliability suite: pytest -m reliability
+
 
 @pytest.mark.timeout(120)
 def test_reindex_replaces_a_damaged_catalog_and_restores_control_rows(data_dir):

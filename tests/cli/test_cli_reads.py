@@ -10,6 +10,8 @@ import pytest
 from tests.cli.conftest import fill, remount_read_only
 from tests.helpers import cli_json, run_cli
 
+pytestmark = pytest.mark.reliability  # issue 10's reliability suite: pytest -m reliability
+
 
 @pytest.mark.parametrize("args", [["ls"], ["info", "20260101-000000-abcdef"], ["token", "list"]])
 def test_a_missing_data_folder_is_one_error_line_and_stays_missing(tmp_path, args):

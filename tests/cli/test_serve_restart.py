@@ -20,6 +20,8 @@ from recorder.simulators import make_simulator
 from tests.helpers import CLI, end_process, free_port, wait_for
 from tests.recordhelp import running
 
+pytestmark = pytest.mark.reliability  # issue 10's reliability suite: pytest -m reliability
+
 
 class Served:
     """`recorder serve` in a subprocess, its stdout lines collected, its log in a file."""

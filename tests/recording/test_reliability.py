@@ -24,6 +24,8 @@ from tests.clihelp import committed_messages
 from tests.helpers import run_cli, start_cli, wait_for
 from tests.recordhelp import record, running
 
+pytestmark = pytest.mark.reliability  # issue 10's reliability suite: pytest -m reliability
+
 LONG = "Detector" + "_very_long_attribute_name" * 12  # 300 bytes, as an EPICS site may have
 
 

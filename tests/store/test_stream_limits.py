@@ -17,6 +17,8 @@ from recorder.store import layout
 from recorder.store.reader import RunReader
 from recorder.store.run_writer import RunWriter
 
+pytestmark = pytest.mark.reliability  # issue 10's reliability suite: pytest -m reliability
+
 
 def new_stream(folder: Path):
     run = RunWriter(folder, name="t")

@@ -10,6 +10,8 @@ from recorder.endpoint_policy import Allowed, EndpointPolicy
 from recorder.web import create_app
 from tests.web.webhelp import API, recorded_run
 
+pytestmark = pytest.mark.reliability  # issue 10's reliability suite: pytest -m reliability
+
 
 @pytest.fixture
 def victim(tmp_path):

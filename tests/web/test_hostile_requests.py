@@ -7,6 +7,8 @@ from urllib.parse import unquote
 
 import pytest
 
+pytestmark = pytest.mark.reliability  # issue 10's reliability suite: pytest -m reliability
+
 
 @pytest.mark.parametrize(
     "next_value",
