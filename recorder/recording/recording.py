@@ -144,7 +144,11 @@ class StreamRecorder:
             front.linger = _REPLY_LINGER_MS  # a reply sent just before closing still leaves
             self.bound_endpoint = front.getsockopt_string(zmq.LAST_ENDPOINT)
             assert spec.upstream, "SourceSpec.check() requires it of a proxy"
-            back = self._socket(zmq.DEALER, spec.upstream, bind=False)
+            try:
+                back = self._socket(zmq.DEALER, spec.upstream, bind=False)
+            except BaseException:
+                front.close(linger=0)  # an open socket would keep ctx.term() waiting forever
+                raise
             return [front, back], lambda: proxy_loop(front, back, self._emit, self._stop, remaining)
         socket_type = spec.socket_type or spec.default_socket()  # check() has set it
         sock = self._socket(_ZMQ_TYPES[socket_type], spec.endpoint, spec.bind)
