@@ -292,6 +292,9 @@ DESCRIPTOR = ProtocolDescriptor(
     codec=AdzmqCodec,
     default_socket="SUB",  # NDPluginZMQ binds PUB for `tcp://*:port`
     controlled_by=CONTROLLED_DRIVER,
+    # the frame number is the NDArray uniqueId, which counts from 1 again when the driver's
+    # array counter is reset (a new acquisition, an IOC restart)
+    restart_first_seq=1,
     sniff=sniff,
     simulator="recorder.simulators.adzmq:AdzmqSimulator",
     demo=Demo(options={"rate": 20}),

@@ -125,6 +125,9 @@ class ProtocolDescriptor:
     controlled_by: str | None = None
     """The control plane that starts and stops sending with ``replay --controlled``
     (`CONTROLLED_DRIVER`: connected next to the data socket's peer endpoint)."""
+    restart_first_seq: int | None = None
+    """The sequence number a restarted source begins with, if the protocol says: the numbers
+    before the first one seen after a restart were lost and count as gaps."""
     responder: Responder = Responder.SEQUENTIAL
     """How a replayed REP server answers requests."""
     refuse_request: Callable[[list[bytes]], list[bytes] | None] | None = None

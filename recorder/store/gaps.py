@@ -2,16 +2,14 @@
 
 A jump forward counts the numbers skipped; a jump backwards is a restart of the source (Open
 Ephys restarts message_num at each acquisition), counted separately so it is not mistaken for loss.
-Where the protocol says what number a restarted source begins with, the numbers between that
-and the first one seen after the restart were lost too, and count as gaps.
+Where the protocol says what number a restarted source begins with (its descriptor's
+`restart_first_seq`), the numbers between that and the first one seen after the restart were lost
+too and count as gaps; a small step back there (a frame delivered out of order or twice, as
+areaDetector plugins with several threads do) is counted as a reset only and does not move the
+sequence back, so neither it nor the frames after it count as loss.
 """
 
 from __future__ import annotations
-
-#: The first sequence number of a restarted source, for protocols whose numbers tell it.
-#: ADZMQ: the frame number is the NDArray uniqueId, which counts from 1 again when the detector
-#: driver's array counter is reset (a new acquisition, an IOC restart).
-RESTART_FIRST_SEQ: dict[str, int] = {"adzmq": 1}
 
 
 class GapCounter:
@@ -28,6 +26,9 @@ class GapCounter:
                 self.missing += seq - last - 1
             elif seq <= last:
                 self.resets += 1
-                if restart_first is not None and seq > restart_first:
-                    self.missing += seq - restart_first
+                if restart_first is not None:
+                    if seq >= last // 2:  # late or repeated, not a new acquisition
+                        return
+                    if seq > restart_first:
+                        self.missing += seq - restart_first
         self.last[key] = seq

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import zarr
 
+from recorder import protocols
 from recorder.contracts import (
     ColumnValue,
     Committed,
@@ -30,7 +31,7 @@ from recorder.contracts import (
 from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded, FrameBytes
 from recorder.store import layout, nodes
 from recorder.store.appender import Appender, appender_for, trim
-from recorder.store.gaps import RESTART_FIRST_SEQ, GapCounter
+from recorder.store.gaps import GapCounter
 from recorder.store.placed import NEW_SEGMENT, TO_HEAP, PlacedAppender, placeable
 
 _BIG_FRAME = 64 << 10  # frames this large are copied into the heap on their own, not joined
@@ -141,6 +142,8 @@ class StreamWriter:
         f_len: list[int] = []
         f_col: list[int] = []
         small: list[FrameBytes] = []
+        # asked per batch: `--protocol auto` names the protocol after the first messages
+        restart_first = protocols.lookup(self.attrs.get("protocol", "")).restart_first_seq
         heap_pos = self.heap.rows
         n_frames = self.n_frames
         index = self.n_messages
@@ -185,8 +188,7 @@ class StreamWriter:
                 self._reject_reason.append(reason)
             elif ok:
                 if ok.seq != NO_SEQ:
-                    restart = RESTART_FIRST_SEQ.get(self.attrs.get("protocol", ""))
-                    self.gaps.see(ok.seq_key, ok.seq, restart)
+                    self.gaps.see(ok.seq_key, ok.seq, restart_first)
                 if ok.columns:
                     self._append_extra(index, ok.columns)
                 for name, array in ok.derived:

@@ -250,6 +250,27 @@ def test_frames_lost_before_an_adzmq_restart_count_as_gaps(tmp_path):
         assert stats["gaps"] == 3 + 1
 
 
+def test_adzmq_frames_out_of_order_or_twice_are_not_counted_as_loss(tmp_path):
+    from recorder.protocols.adzmq import AdzmqCodec
+    from recorder.simulators.adzmq import AdzmqSimulator
+
+    run = RunWriter(tmp_path, name="t")
+    s = run.add_stream(
+        "cam", protocol="adzmq", endpoint="tcp://h:1", socket_type="SUB", role="connect"
+    )
+    codec, sim = AdzmqCodec(), AdzmqSimulator(height=4, width=4)
+    # frame ids 1..100, then 102, 101 (out of order, as several plugin threads deliver), 103,
+    # 103 again, 104: nothing was lost
+    for i in [*range(100), 101, 100, 102, 102, 103]:
+        frames = sim.message(i)
+        s.append(i, frames, codec.decode(frames))
+    run.close()
+    with RunReader(run.path) as r:
+        stats = r.stream("cam").stats
+        assert stats["gaps"] == 1  # 101 was skipped when 102 came; it came late, but came
+        assert stats["seq_resets"] == 2
+
+
 def test_a_restart_of_a_protocol_without_a_known_first_number_is_a_reset_only(tmp_path):
     run, s = new_stream(tmp_path)  # protocol "test"
     for seq in [5, 6, 7, 3, 4]:
