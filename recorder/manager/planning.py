@@ -18,7 +18,8 @@ from recorder import limits
 from recorder.contracts import JobRow
 from recorder.db.control import Control
 from recorder.db.jobs import DESIRED_PAUSED, DESIRED_RUNNING, KIND_RECORD, KIND_REPLAY
-from recorder.endpoint_policy import EndpointPolicy
+from recorder.endpoint_policy import EndpointPolicy, EndpointRefused
+from recorder.endpoints import parse_tcp
 from recorder.errors import NotFound, UsageError
 from recorder.recording.source_spec import SourceSpec
 from recorder.store import layout
@@ -181,14 +182,23 @@ def plan_replay(
         for n in [*(endpoints or {}), *(sockets or {})]:
             if n not in names:
                 raise UsageError(f"endpoints/sockets name stream {n!r}, which is not replayed")
+        chosen = dict(endpoints or {})
         for n in names:
-            plan = plan_stream(
-                reader.stream(n),
-                endpoint=(endpoints or {}).get(n),
-                socket_type=(sockets or {}).get(n),
-            )
-            if policy is not None:
+            socket_type = (sockets or {}).get(n)
+            plan = plan_stream(reader.stream(n), endpoint=chosen.get(n), socket_type=socket_type)
+            if policy is None:
+                continue
+            try:
                 _check_replay_endpoints(plan, policy)
+            except EndpointRefused:
+                loopback = _on_loopback(plan.endpoint)
+                if n in chosen or not plan.bind or loopback is None:
+                    raise
+                # Nothing asked for: serve the recorded port on loopback, where the policy
+                # allows a bind, rather than refuse (the job says which endpoint it took).
+                plan = plan_stream(reader.stream(n), endpoint=loopback, socket_type=socket_type)
+                _check_replay_endpoints(plan, policy)
+                chosen[n] = loopback
     return {
         "run_id": run_id,
         "streams": names,
@@ -198,10 +208,18 @@ def plan_replay(
         "loop": loop,
         "start_s": start_s,
         "end_s": end_s,
-        "endpoints": dict(endpoints or {}),
+        "endpoints": chosen,
         "sockets": dict(sockets or {}),
         "match": match,
     }
+
+
+def _on_loopback(endpoint: str) -> str | None:
+    """The same tcp port on 127.0.0.1, for an endpoint that binds every interface."""
+    tcp = parse_tcp(endpoint)
+    if tcp is None or tcp.port is None or tcp.host not in ("*", "0.0.0.0", "[::]"):
+        return None
+    return str(tcp._replace(host="127.0.0.1"))
 
 
 def _check_replay_endpoints(plan: StreamPlan, policy: EndpointPolicy) -> None:
