@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from recorder import config
-from recorder.cli.serve import SERVE_PID_ENV, WEB_APP, _is_web_worker
+from recorder.cli.serve import SERVE_PID_ENV, WEB_APP, _is_web_worker, _no_control_socket
 from recorder.db.control import Control
 from recorder.manager.planning import start_recording
 from recorder.simulators import make_simulator
@@ -109,7 +109,7 @@ def test_serve_stops_a_web_server_a_killed_serve_left_behind(tmp_path, log):
         "import os, subprocess, sys\n"
         "env = dict(os.environ, " + SERVE_PID_ENV + "=str(os.getpid()))\n"
         f"subprocess.Popen([sys.executable, '-m', 'gunicorn', '--bind', '127.0.0.1:{port}',"
-        f" '--workers', '1', '--no-control-socket', {WEB_APP!r}], env=env)\n"
+        f" '--workers', '1', *{_no_control_socket()!r}, {WEB_APP!r}], env=env)\n"
     )
     subprocess.run([sys.executable, "-c", starter], env=env, check=True, timeout=30)
 
