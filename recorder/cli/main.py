@@ -1,4 +1,9 @@
-"""The `recorder` command. Errors become one line and exit code 2 here, and only here."""
+"""The `recorder` command. Errors become one line and exit code 2 here, and only here.
+
+Only what builds the command tree is imported here: zarr, SQLAlchemy and the rest load inside
+the commands that use them, so `--help` is quick and a recorder or replayer opens its sockets
+before anything it does not need yet (tests/cli/test_startup.py, benchmarks/startup.py).
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,12 @@ import time
 import click
 
 from recorder import __version__, config, protocols
-from recorder.cli.options import data_options, open_data, read_data
+from recorder.cli.options import data_options, open_catalog, open_data, read_data
 from recorder.cli.serve import COMMANDS as SERVE_COMMANDS
 from recorder.cli.text import human_bytes, human_duration, human_time, table
-from recorder.db.catalog import run_row
 from recorder.errors import RecorderError
-from recorder.recording.recording import SILENT_WARNING_S, Recording, describe_error
 from recorder.recording.source_spec import (
+    SILENT_WARNING_S,
     SOCKET_TYPES,
     SourceSpec,
     known_protocols,
@@ -27,9 +31,6 @@ from recorder.recording.source_spec import (
 )
 from recorder.simulators import make_simulator, simulator_names
 from recorder.store import layout
-from recorder.store.find import resolve_run
-from recorder.store.reader import RunReader
-from recorder.store.recover import is_abandoned, repair_run, run_dirs
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -127,6 +128,8 @@ def record(
     For --protocol reqrep the recorder is a transparent proxy: clients connect to --listen
     (or ENDPOINT) and every request goes on to --upstream, the real service.
     """
+    from recorder.recording.recording import Recording, describe_error
+
     proxy = protocol in proxy_protocols()
     if listen and not proxy:
         raise click.UsageError(f"--listen is only for --protocol {' or '.join(proxy_protocols())}")
@@ -139,7 +142,7 @@ def record(
         raise click.BadParameter("must be positive", param_hint="--queue-mb")
     if warn_after <= 0:
         raise click.BadParameter("must be positive", param_hint="--warn-after")
-    folder, cat = open_data(data, catalog)
+    folder = config.data_dir(data)
     spec = SourceSpec(
         endpoint=endpoint,
         socket_type=socket_type,
@@ -161,10 +164,15 @@ def record(
         queue_bytes=queue_mb << 20,
         silent_warning_s=warn_after,
     )
-    click.echo(rec.run_id)
-    sys.stdout.flush()
-    _catalog_softly(cat.index_path, rec.run.path)
+    cat = None
     stopping = []
+    shown = []
+
+    def show_run_id():
+        if not shown:
+            shown.append(rec.run_id)
+            click.echo(rec.run_id)
+            sys.stdout.flush()
 
     def on_signal(signum, _frame):
         stopping.append(signum)
@@ -190,13 +198,21 @@ def record(
 
     try:
         rec.start()
+        # the catalog (SQLAlchemy, a schema check) only once the sockets are up: a source that
+        # sends as soon as we subscribe is not kept waiting; what it sends meanwhile is queued.
+        # The run id is printed once the run is in the catalog, as `ls` would show it.
+        cat = open_catalog(catalog, folder)
+        _catalog_softly(cat.index_path, rec.run.path)
+        show_run_id()
         rec.wait(on_tick=tick)
     finally:
+        show_run_id()  # a run that failed to start has its id printed too
         status = rec.finish()
         for s, handler in old.items():
             signal.signal(s, handler)
         progress.show(rec.stats(), final=True)
-        _catalog_softly(cat.index_path, rec.run.path)
+        if cat is not None:
+            _catalog_softly(cat.index_path, rec.run.path)
     if status != layout.STATUS_COMPLETE:
         click.echo(f"error: run {rec.run_id} {status}: {describe_error(rec.error)}", err=True)
         return EXIT_FAILED
@@ -387,10 +403,12 @@ def replay(
     While it plays, stdin takes commands: p (pause), r (resume), s [N] (step), seek SECONDS,
     speed X, q (stop).
     """
+    from recorder.recording.recording import describe_error
     from recorder.replay import Replayer
     from recorder.replay.responders import DEFAULT_UNKNOWN_REPLY
+    from recorder.store.find import resolve_run
 
-    folder, cat = open_data(data, catalog)
+    folder = config.data_dir(data)
     path = resolve_run(config.runs_dir(folder), run)
     rp = Replayer(
         path,
@@ -428,13 +446,25 @@ def replay(
         status = rp.status()
         rp.close()
         progress.show(status, final=True)
-    for back in rp.back_channel_runs():
+    backs = rp.back_channel_runs()
+    # the catalog only now: opening it while the replay starts would delay the start
+    cat = _catalog_or_warning(catalog, folder) if backs else None
+    for back in backs if cat is not None else ():
         _catalog_softly(cat.index_path, back.path)
         click.echo(f"back-channel messages recorded in run {back.run_id}", err=True)
     if rp.error is not None:
         click.echo(f"error: replay failed: {describe_error(rp.error)}", err=True)
         return EXIT_FAILED
     return 0
+
+
+def _catalog_or_warning(catalog, folder):
+    """The catalog to index a run in, or None after a warning: like `_catalog_softly`."""
+    try:
+        return open_catalog(catalog, folder)
+    except RecorderError as exc:
+        click.echo(f"warning: {exc} (run `recorder reindex` later)", err=True)
+        return None
 
 
 def _stdin_commands(rp) -> None:
@@ -540,6 +570,10 @@ def _empty(r: dict) -> bool:
 def _runs_from_stores(folder, *, tag: str | None, status: str | None) -> list[dict]:
     """What the catalog would list, read from the run stores themselves (slower, but needs
     nothing written: a read-only folder, a full disk, a damaged catalog)."""
+    from recorder.db.catalog import run_row
+    from recorder.store.reader import RunReader
+    from recorder.store.recover import run_dirs
+
     rows = []
     for p in run_dirs(config.runs_dir(folder)):
         try:
@@ -580,6 +614,9 @@ def _run_json(r: dict) -> dict:
 @data_options
 def info(run, as_json, data, catalog):
     """Show a run: streams, protocol, endpoint, counts, bytes, duration, gaps, status."""
+    from recorder.store.find import resolve_run
+    from recorder.store.reader import RunReader
+
     folder = config.data_dir(data, create=False)
     with RunReader(resolve_run(config.runs_dir(folder), run)) as reader:
         s = reader.summary()
@@ -648,6 +685,8 @@ def info(run, as_json, data, catalog):
 @data_options
 def tag(run, tags, remove, data, catalog):
     """Add (or --remove) tags on RUN."""
+    from recorder.store.find import resolve_run
+
     folder, cat = open_data(data, catalog)
     path = resolve_run(config.runs_dir(folder), run)
     new = cat.change_tags(path, remove=tags) if remove else cat.change_tags(path, add=tags)
@@ -660,6 +699,10 @@ def tag(run, tags, remove, data, catalog):
 @data_options
 def recover(run, data, catalog):
     """Repair runs a killed recorder left behind and mark them interrupted."""
+    from recorder.store.find import resolve_run
+    from recorder.store.reader import RunReader
+    from recorder.store.recover import is_abandoned, repair_run, run_dirs
+
     folder, cat = open_data(data, catalog)
     runs_dir = config.runs_dir(folder)
     if run:
@@ -691,6 +734,7 @@ def reindex(data, catalog):
     from recorder.db import backup
     from recorder.db.catalog import damage, set_aside
     from recorder.db.engine import sqlite_file
+    from recorder.store.recover import run_dirs
 
     folder = config.data_dir(data)
     url = config.catalog_url(catalog, folder)

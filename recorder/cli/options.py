@@ -1,15 +1,21 @@
-"""Options and set-up every CLI command shares: where the data folder and the catalog are."""
+"""Options and set-up every CLI command shares: where the data folder and the catalog are.
+
+The catalog (SQLAlchemy, Alembic) is imported only by the functions that open it, so that
+`recorder --help` and the commands that never touch it start fast (tests/cli/test_startup.py).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from recorder import config
-from recorder.db.catalog import Catalog
-from recorder.db.engine import sqlite_file
 from recorder.errors import RecorderError
+
+if TYPE_CHECKING:
+    from recorder.db.catalog import Catalog
 
 
 def data_options(f):
@@ -29,7 +35,14 @@ def data_options(f):
 
 def open_data(data: str | None, catalog: str | None) -> tuple[Path, Catalog]:
     folder = config.data_dir(data)
-    return folder, Catalog(config.catalog_url(catalog, folder))
+    return folder, open_catalog(catalog, folder)
+
+
+def open_catalog(catalog: str | None, folder: Path) -> Catalog:
+    """The catalog of a data folder, its schema brought up to date."""
+    from recorder.db.catalog import Catalog
+
+    return Catalog(config.catalog_url(catalog, folder))
 
 
 def read_data(data: str | None, catalog: str | None) -> tuple[Path, Catalog | None, str]:
@@ -37,6 +50,9 @@ def read_data(data: str | None, catalog: str | None) -> tuple[Path, Catalog | No
     or None and why not when it cannot be opened (read-only folder, full disk, damaged file);
     the caller then reads the run stores, which are the truth. A missing SQLite catalog is not
     created (no reason given: a folder nobody indexed yet)."""
+    from recorder.db.catalog import Catalog
+    from recorder.db.engine import sqlite_file
+
     folder = config.data_dir(data, create=False)
     url = config.catalog_url(catalog, folder)
     db = sqlite_file(url)

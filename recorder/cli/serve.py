@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import click
 
@@ -31,8 +30,6 @@ WEB_APP = "recorder.web:create_app()"
 #: Set in the web server's environment: the pid of the `serve` that started it, so a later
 #: `serve` can tell a web server left behind by a killed one from a live one's.
 SERVE_PID_ENV = "RECORDER_SERVE_PID"
-#: Our own server on this host: never through an HTTP proxy from the environment.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _control(data, catalog):
@@ -246,13 +243,17 @@ def end_orphans(folder, timeout: float = 15.0) -> list[int]:
 
 def _wait_ready(host: str, port: int, web: subprocess.Popen, timeout: float = 60) -> None:
     """Until our app answers (its sign-in page), not merely until something accepts."""
+    import urllib.request  # here, not at the top: `recorder --help` needs no HTTP client
+
     url = f"http://{_display_host(host)}:{port}/login"
+    # our own server on this host: never through an HTTP proxy from the environment
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if web.poll() is not None:
             raise RecorderError(f"the web server exited with code {web.returncode}")
         try:
-            with _DIRECT.open(url, timeout=2) as resp:
+            with direct.open(url, timeout=2) as resp:
                 if resp.status == 200 and b"zmq-recorder" in resp.read():
                     return
         except (OSError, ValueError):

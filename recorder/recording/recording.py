@@ -28,7 +28,7 @@ from recorder.recording.receive import (
     request_loop,
     stream_loop,
 )
-from recorder.recording.source_spec import AUTO, SourceSpec
+from recorder.recording.source_spec import AUTO, SILENT_WARNING_S, SourceSpec
 from recorder.store import layout
 from recorder.store.run_writer import RunWriter
 from recorder.store.stream_writer import StreamWriter
@@ -45,7 +45,6 @@ __all__ = [
 _ZMQ_TYPES = {"SUB": zmq.SUB, "PULL": zmq.PULL, "REQ": zmq.REQ}
 _AUTO_MESSAGES = 10  # messages looked at before choosing a protocol ...
 _AUTO_SECONDS = 2.0  # ... or this long after the first one
-SILENT_WARNING_S = 5.0  # a source that sent nothing for this long after the start gets a warning
 _REPLY_LINGER_MS = 2000  # the proxy's last forwarded reply gets this long to reach its client
 
 

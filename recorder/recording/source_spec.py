@@ -14,6 +14,7 @@ AUTO = "auto"
 AUTO_SOCKET = "SUB"
 """Before `--protocol auto` has seen a message it listens like most clients do."""
 SOCKET_TYPES = ("SUB", "PULL", "REQ")
+SILENT_WARNING_S = 5.0  # a source that sent nothing for this long after the start gets a warning
 
 
 def known_protocols() -> list[str]:

@@ -1,0 +1,164 @@
+"""Start-up: `--help` loads none of the heavy libraries, and a recorder or replayer opens its
+sockets before the catalog (SQLAlchemy) is even imported. A source such as the Open Ephys GUI
+gives up on a peer that takes seconds to appear; the times are in benchmarks/startup.py.
+
+The order is checked, never a time: a gate in the child process holds the first import of
+SQLAlchemy until the test releases it, so a command that needs the catalog before its sockets
+never gets to open them.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+
+import pytest
+import zmq
+
+from recorder import config
+from tests.helpers import free_port, local, wait_for
+from tests.replayhelp import make_run
+
+HEAVY = ("zarr", "sqlalchemy", "alembic", "pydantic", "flask", "werkzeug", "psutil", "gunicorn")
+
+_HELP_PAGES = """
+import json, sys
+import click
+from recorder.cli.main import main
+
+def pages(cmd, path):
+    yield path
+    if isinstance(cmd, click.Group):
+        for name, sub in cmd.commands.items():
+            yield from pages(sub, [*path, name])
+
+for args in list(pages(main, [])):
+    try:
+        main([*args, "--help"])
+    except SystemExit:
+        pass
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(sys.argv[1])))
+print("LOADED " + json.dumps(heavy))
+"""
+
+# Runs `recorder ARGS` with the first import of a module named in argv[1] held until the file
+# argv[2] exists (and says so on stderr when it holds one).
+_GATED = """
+import os, sys, time
+gated, release = sys.argv[1].split(","), sys.argv[2]
+class Gate:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in gated and not os.path.exists(release):
+            print("gated " + name, file=sys.stderr, flush=True)
+            while not os.path.exists(release):
+                time.sleep(0.01)
+        return None
+sys.meta_path.insert(0, Gate())
+sys.argv = ["recorder", *sys.argv[3:]]
+from recorder.cli.main import main
+main()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_help_pages_load_no_heavy_library():
+    proc = subprocess.run(
+        [sys.executable, "-c", _HELP_PAGES, json.dumps(HEAVY)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage:" in proc.stdout
+    loaded = json.loads(proc.stdout.rsplit("LOADED ", 1)[1])
+    assert loaded == []
+
+
+def _gated(release, *args) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", _GATED, "sqlalchemy", str(release), *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _lines(pipe) -> queue.Queue:
+    """Lines of a child's pipe as they come, so waiting for one has a timeout."""
+    q: queue.Queue = queue.Queue()
+
+    def read():
+        for line in pipe:
+            q.put(line)
+        q.put(None)  # the end
+
+    threading.Thread(target=read, daemon=True).start()
+    return q
+
+
+def _finish(proc: subprocess.Popen, release) -> None:
+    release.touch()
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(30)
+
+
+@pytest.mark.timeout(120)
+def test_recorder_subscribes_before_it_loads_the_catalog(ctx, data_dir, tmp_path):
+    release = tmp_path / "release"
+    pub = ctx.socket(zmq.XPUB)
+    port = free_port()
+    pub.bind(local(port))
+    proc = _gated(release, "record", local(port), "--count", "1", "-q", "--data", data_dir)
+    try:
+        err = _lines(proc.stderr)
+        assert pub.poll(60_000), "no subscription while SQLAlchemy was held back"
+        assert pub.recv() == b"\x01"  # subscribed to everything
+        # then the catalog is opened (and held back until now)
+        assert err.get(timeout=60).startswith("gated sqlalchemy")
+        release.touch()
+        pub.send(b"hello")
+        wait_for(lambda: proc.poll() is not None, 60, "the recording to end")
+    finally:
+        _finish(proc, release)
+    assert proc.returncode == 0, _rest(err)
+    assert proc.stdout is not None
+    run_id = proc.stdout.read().strip()
+    assert (config.runs_dir(data_dir) / run_id).is_dir()
+    assert (data_dir / "catalog.sqlite").exists()
+
+
+@pytest.mark.timeout(120)
+def test_replayer_binds_without_loading_the_catalog(ctx, data_dir, tmp_path):
+    release = tmp_path / "release"
+    runs = config.runs_dir(data_dir)
+    runs.mkdir(parents=True)
+    run = make_run(runs, [0.0, 1.0, 2.0])
+    endpoint = local(free_port())
+    proc = _gated(release, "replay", run.name, "--endpoint", endpoint, "-q", "--data", data_dir)
+    try:
+        err = _lines(proc.stderr)
+        line = err.get(timeout=60)
+        assert line.strip() == f"main: PUSH on {endpoint}", line
+        pull = ctx.socket(zmq.PULL)
+        pull.connect(endpoint)
+        got = [pull.recv_multipart() for _ in range(3) if pull.poll(30_000)]
+        assert got == [[b"0"], [b"1"], [b"2"]]
+        wait_for(lambda: proc.poll() is not None, 60, "the replay to end")
+    finally:
+        _finish(proc, release)
+    assert proc.returncode == 0, _rest(err)
+    assert not any(line.startswith("gated") for line in _rest(err))
+
+
+def _rest(lines: queue.Queue) -> list[str]:
+    """The remaining lines, up to the end of a child that has exited."""
+    out = []
+    while (line := lines.get(timeout=30)) is not None:
+        out.append(line)
+    return out
