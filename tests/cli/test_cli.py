@@ -222,7 +222,7 @@ def test_simulate_count_waits_for_a_subscriber(ctx, protocol, settings):
     endpoint = f"tcp://127.0.0.1:{free_port(2)}"  # Open Ephys, pyMultiVideo: control on + 1
     suffix = " PUB" if protocol == "adzmq" else ""
     proc = start_cli(
-        "simulate", protocol, "--bind", endpoint + suffix, "--count", "3", "--rate", "0",
+        "simulate", protocol, "--bind", endpoint + suffix, "--count", "3", "--rate", "20",
         *settings,
     )  # fmt: skip
     sub = ctx.socket(zmq.SUB)
@@ -237,9 +237,11 @@ def test_simulate_count_waits_for_a_subscriber(ctx, protocol, settings):
         sub.subscribe(b"")
         sub.connect(endpoint)
         got = []
-        while len(got) < 3 and sub.poll(20_000):
+        while len(got) < 3 and sub.poll(20_000 if not got else 5_000):
             got.append(sub.recv_multipart())
-        assert len(got) == 3
+        # the Karabo bridge's PUB has a send high-water mark of 1, as the real one: a client
+        # slower than the trains loses some, by design; the first always arrives
+        assert len(got) == 3 or (protocol == "karabo" and got)
         assert proc.wait(20) == 0
         assert "sent 3 messages" in proc.stderr.read()
     finally:
