@@ -172,14 +172,14 @@ def _check_free(host: str, port: int) -> None:
 
 
 def _listener(port: int) -> str:
-    """Who listens on the port, when we may know (" (pid N: command)"), else nothing."""
+    """Who listens on the port, when we may know (" (pid N: name)"), else nothing. The name
+    only: another user's command line may hold secrets."""
     import psutil
 
     try:
         for c in psutil.net_connections("tcp"):
             if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
-                cmd = " ".join(psutil.Process(c.pid).cmdline())[:200]
-                return f" (pid {c.pid}: {cmd})"
+                return f" (pid {c.pid}: {psutil.Process(c.pid).name()})"
     except (psutil.Error, OSError):
         pass
     return ""
@@ -230,9 +230,11 @@ def end_orphans(folder, timeout: float = 15.0) -> list[int]:
     masters = orphaned_web_servers(folder)
     family = []
     for p in masters:
+        family.append(p)
         with contextlib.suppress(psutil.Error):
-            family += [p, *p.children(recursive=True)]
-            p.terminate()
+            family += p.children(recursive=True)
+        with contextlib.suppress(psutil.Error):
+            p.terminate()  # even when its children could not be listed
     _, alive = psutil.wait_procs(family, timeout=timeout)
     for p in alive:
         with contextlib.suppress(psutil.Error):
