@@ -32,7 +32,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from recorder.db.engine import create_tables, error_text, make_engine
+from recorder.db.engine import REINDEX_HINT, create_tables, error_text, is_damage, make_engine
 from recorder.db.tables import control_metadata, index_metadata
 from recorder.errors import StoreError
 
@@ -64,7 +64,8 @@ def prepare_schema(engine: sa.Engine) -> None:
         create_tables(index_metadata, engine)
         upgrade_control_tables(engine)
     except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"cannot open catalog: {error_text(exc)}") from exc
+        hint = f" ({REINDEX_HINT})" if is_damage(exc) else ""
+        raise StoreError(f"cannot open catalog: {error_text(exc)}{hint}") from exc
 
 
 def upgrade_control_tables(engine: sa.Engine) -> None:
