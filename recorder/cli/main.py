@@ -691,6 +691,7 @@ def reindex(data, catalog):
     from recorder.db import backup
     from recorder.db.catalog import damage, set_aside
     from recorder.db.engine import sqlite_file
+    from recorder.db.schema import restored as restored_when_opened
 
     folder = config.data_dir(data)
     url = config.catalog_url(catalog, folder)
@@ -702,7 +703,9 @@ def reindex(data, catalog):
     folder, cat = open_data(data, catalog)
     db = sqlite_file(url)
     if db is not None:
-        restored = backup.restore(cat.engine, backup.copy_path(db))
+        restored = restored_when_opened.get(cat.engine) or backup.restore(
+            cat.engine, backup.copy_path(db)
+        )
         if restored is not None:
             what = ", ".join(f"{n} {t}" for t, n in restored.items())
             click.echo(f"restored {what} from {backup.copy_path(db).name}", err=True)
