@@ -691,7 +691,6 @@ def reindex(data, catalog):
     from recorder.db import backup
     from recorder.db.catalog import damage, set_aside
     from recorder.db.engine import sqlite_file
-    from recorder.db.schema import restored as restored_when_opened
 
     folder = config.data_dir(data)
     url = config.catalog_url(catalog, folder)
@@ -703,6 +702,8 @@ def reindex(data, catalog):
     folder, cat = open_data(data, catalog)
     db = sqlite_file(url)
     if db is not None:
+        from recorder.db.schema import restored as restored_when_opened
+
         restored = restored_when_opened.get(cat.engine) or backup.restore(
             cat.engine, backup.copy_path(db)
         )
