@@ -80,11 +80,17 @@ _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``90``, ``90s``, ``15m``, ``12h``, ``30d`` or ``2w`` (UsageError otherwise)."""
+    """Seconds in ``90``, ``90s``, ``15m``, ``12h``, ``30d`` or ``2w`` (UsageError otherwise),
+    at most limits.LIFETIME_MAX_S (ten years): a longer one would not fit a nanosecond column."""
+    from recorder.limits import LIFETIME_MAX_S
+
     m = _DURATION.match(text or "")
     if not m or float(m[1]) <= 0:
         raise UsageError(f"not a duration: {text!r} (e.g. 90s, 15m, 12h, 30d, 2w)")
-    return float(m[1]) * _UNIT_S[m[2]]
+    seconds = float(m[1]) * _UNIT_S[m[2]]
+    if seconds > LIFETIME_MAX_S:
+        raise UsageError(f"duration too long: {text!r} (at most {LIFETIME_MAX_S // 86400}d)")
+    return seconds
 
 
 def session_lifetimes() -> tuple[float, float]:

@@ -40,7 +40,7 @@ PRIVATE = (
 )
 #: The server's default for connects: this host and the private networks instruments sit on.
 #: Not link-local (169.254.0.0/16 holds cloud metadata services) and not the internet.
-DEFAULT_CONNECT = "127.0.0.0/8,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+DEFAULT_CONNECT = ",".join(str(n) for n in LOOPBACK + PRIVATE)
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "lo"})
 _ANY_ADDRESSES = frozenset({"*", "0.0.0.0", "::", "[::]"})
 

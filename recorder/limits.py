@@ -41,6 +41,12 @@ def check_recording(
             raise UsageError(f"{names[key]} must be positive")
 
 
+# -- tokens and sessions ----------------------------------------------------------------------
+
+#: The longest lifetime a token or a browser session may be given, whoever asks: beyond it a
+#: nanosecond time would no longer fit SQLite's 64-bit INTEGER, and no lab means longer.
+LIFETIME_MAX_S = 10 * 365 * 86400
+
 # -- replay ------------------------------------------------------------------------------------
 
 SPEED_MAX = 1000  # timing factor

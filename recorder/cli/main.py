@@ -746,7 +746,11 @@ def reindex(data, catalog):
     folder, cat = open_data(data, catalog)
     db = sqlite_file(url)
     if db is not None:
-        restored = backup.restore(cat.engine, backup.copy_path(db))
+        from recorder.db.schema import restored as restored_when_opened
+
+        restored = restored_when_opened.get(cat.engine) or backup.restore(
+            cat.engine, backup.copy_path(db)
+        )
         if restored is not None:
             what = ", ".join(f"{n} {t}" for t, n in restored.items())
             click.echo(f"restored {what} from {backup.copy_path(db).name}", err=True)

@@ -19,7 +19,8 @@ from recorder.db.tables import browser_sessions, tokens
 from recorder.db.tokens import token_hash
 
 _SESSION_PREFIX = "ses_"
-#: last_seen_ns is written at most this often (a page polls every second).
+#: last_seen_ns is written at most this often (a page polls every second), or every quarter of
+#: the idle time if that is shorter, so a session in use never reaches its idle end.
 _TOUCH_NS = 60_000_000_000
 
 
@@ -43,9 +44,10 @@ class BrowserSessions(Queries):
         return secret, {k: v for k, v in row.items() if k != "hash"}
 
     @guard_db_errors()
-    def verify_session(self, secret: str) -> dict | None:
+    def verify_session(self, secret: str, *, now: int | None = None) -> dict | None:
         """The record of the token the session was signed in with, if the session and the
-        token are both still valid; else None (and an ended session's row is removed)."""
+        token are both still valid at `now` (ns; default: the clock); else None (and an ended
+        session's row is removed). Using it restarts its idle clock."""
         if not secret or len(secret) > 200:
             return None
         digest = token_hash(secret)
@@ -59,12 +61,12 @@ class BrowserSessions(Queries):
             row = conn.execute(query).first()
         if row is None or not secrets.compare_digest(row.hash, digest):
             return None
-        now = time.time_ns()
+        now = time.time_ns() if now is None else now
         token_expired = row.tok_expires_ns is not None and now >= row.tok_expires_ns
         if now >= row.expires_ns or now - row.last_seen_ns >= row.idle_ns or token_expired:
             self._delete(browser_sessions.c.id == row.id)
             return None
-        if now - row.last_seen_ns > _TOUCH_NS:
+        if now - row.last_seen_ns > min(_TOUCH_NS, row.idle_ns // 4):
             with self.engine.begin() as conn:
                 conn.execute(
                     browser_sessions.update()
@@ -81,10 +83,6 @@ class BrowserSessions(Queries):
         if not secret or len(secret) > 200:
             return False
         return self._delete(browser_sessions.c.hash == token_hash(secret)) > 0
-
-    @guard_db_errors()
-    def revoke_sessions_of(self, token_id: str) -> int:
-        return self._delete(browser_sessions.c.token_id == token_id)
 
     @guard_db_errors()
     def expire_sessions(self) -> int:

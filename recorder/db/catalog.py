@@ -18,10 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from recorder.contracts import Note, RunSummary
-from recorder.db.engine import Queries, guard_db_errors, row_dict, sqlite_file
+from recorder.db.engine import Queries, guard_db_errors, is_damage, row_dict, sqlite_file
 from recorder.db.schema import ready_engine
 from recorder.db.tables import notes, runs, streams, tags
-from recorder.errors import RunNotFound
+from recorder.errors import RunNotFound, StoreError
 from recorder.store import annotate
 from recorder.store.reader import RunReader
 
@@ -204,20 +204,24 @@ class Catalog(Queries):
             _insert_notes(conn, run_id, run_notes)
 
 
-def damage(url: str) -> str | None:
+def damage(url: str, *, timeout: float = 10) -> str | None:
     """What is wrong with an SQLite catalog file (SQLite's own words), None if it is sound,
-    missing, or not an SQLite file catalog."""
+    missing, or not an SQLite file catalog. Only a file SQLite calls corrupt or not a database
+    is damaged: a catalog it cannot check now (locked, unreadable, a failing disk) is a
+    StoreError, so `reindex` does not move a healthy catalog aside."""
     db = sqlite_file(url)
     if db is None or not db.is_file():
         return None
     try:
-        conn = sqlite3.connect(db, timeout=10)
+        conn = sqlite3.connect(db, timeout=timeout)
         try:
             rows = conn.execute("PRAGMA quick_check").fetchall()
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
-        return str(exc)
+        if is_damage(exc):
+            return str(exc)
+        raise StoreError(f"cannot check catalog {db}: {exc}") from exc
     problems = [r[0] for r in rows if r[0] != "ok"]
     return "; ".join(problems[:3]) if problems else None
 
@@ -228,10 +232,13 @@ def set_aside(url: str) -> Path:
     db = sqlite_file(url)
     assert db is not None
     aside = db.with_name(f"{db.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-    for suffix in ("", "-wal", "-shm"):
-        src = Path(f"{db}{suffix}")
-        if src.exists():
-            os.replace(src, f"{aside}{suffix}")
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{db}{suffix}")
+            if src.exists():
+                os.replace(src, f"{aside}{suffix}")
+    except OSError as exc:
+        raise StoreError(f"cannot move the damaged catalog {db} aside: {exc}") from exc
     return aside
 
 

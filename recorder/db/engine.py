@@ -9,6 +9,7 @@ foreign keys on so deleting a run deletes its streams, tags and notes.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +49,27 @@ def error_text(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip().splitlines()
     return f"{exc.__class__.__name__}: {text[0] if text else exc.__class__.__name__}"
+
+
+#: SQLite's result codes for a file that is not (or no longer) a sound database.
+_SQLITE_DAMAGE_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+_SQLITE_DAMAGE_TEXT = ("file is not a database", "database disk image is malformed")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether a driver error says the SQLite file itself is damaged, as opposed to a catalog
+    that is locked, unreadable or on a failing disk (which moving it aside would not mend)."""
+    orig = getattr(exc, "orig", None) or exc
+    if not isinstance(orig, sqlite3.DatabaseError):
+        return False
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _SQLITE_DAMAGE_CODES
+    return any(text in str(orig) for text in _SQLITE_DAMAGE_TEXT)
+
+
+#: Said with every error that `recorder reindex` mends.
+REINDEX_HINT = "run `recorder reindex` to rebuild it"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

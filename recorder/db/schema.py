@@ -9,7 +9,10 @@ recognised and stamped with the first revision, whose tables are exactly those, 
 Opening a catalog that is up to date costs two small queries and never imports Alembic, so a
 worker process starts as fast as before. Several processes may open a fresh catalog at once
 (gunicorn workers, the manager, its workers): one migrates while the others wait, on a lock
-file beside an SQLite database or an advisory lock in PostgreSQL, then find it done.
+file beside an SQLite database or an advisory lock in PostgreSQL, then find it done. The one
+that creates the control tables from nothing also restores the JSON copy kept beside an SQLite
+catalog (backup.py), in the same transaction, so a deleted catalog comes back with its sources,
+tokens and jobs whichever command opens it first.
 
 To write a new migration: change recorder/db/tables.py, then generate the script against a
 catalog at the current head and review it, e.g.
@@ -32,7 +35,15 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from recorder.db.engine import create_tables, error_text, make_engine
+from recorder.db import backup
+from recorder.db.engine import (
+    REINDEX_HINT,
+    create_tables,
+    error_text,
+    is_damage,
+    make_engine,
+    sqlite_file,
+)
 from recorder.db.tables import control_metadata, index_metadata
 from recorder.errors import StoreError
 
@@ -46,6 +57,8 @@ UNVERSIONED_TABLES = frozenset({"sources", "jobs", "job_commands", "managers", "
 VERSION_TABLE = "alembic_version"
 _PG_LOCK_KEY = 0x7265636F7264  # "record": one advisory lock for every recorder migrating
 _ready: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+#: What was restored from the JSON copy into a catalog an engine found new (backup.py).
+restored: weakref.WeakKeyDictionary[sa.Engine, dict[str, int] | None] = weakref.WeakKeyDictionary()
 
 
 def ready_engine(engine_or_url: sa.Engine | str) -> sa.Engine:
@@ -64,7 +77,8 @@ def prepare_schema(engine: sa.Engine) -> None:
         create_tables(index_metadata, engine)
         upgrade_control_tables(engine)
     except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"cannot open catalog: {error_text(exc)}") from exc
+        hint = f" ({REINDEX_HINT})" if is_damage(exc) else ""
+        raise StoreError(f"cannot open catalog: {error_text(exc)}{hint}") from exc
 
 
 def upgrade_control_tables(engine: sa.Engine) -> None:
@@ -74,21 +88,33 @@ def upgrade_control_tables(engine: sa.Engine) -> None:
     from alembic import command
     from alembic.util.exc import CommandError
 
+    not_restored: StoreError | None = None
     with _one_migrator(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
         config = alembic_config()
         config.attributes["connection"] = conn
         current = revision(conn)
+        fresh = False
         try:
-            if current is None and _unversioned_tables(conn):
-                command.stamp(config, UNVERSIONED)
+            if current is None:
+                fresh = not _unversioned_tables(conn)
+                if not fresh:
+                    command.stamp(config, UNVERSIONED)
             command.upgrade(config, "head")
         except CommandError as exc:
             raise StoreError(
                 f"cannot migrate the catalog's control tables from revision {current!r} "
                 f"(is it from a newer recorder?): {exc}"
             ) from exc
+        db = sqlite_file(engine)
+        if fresh and db is not None:
+            try:
+                restored[engine] = backup.restore_fresh(conn, db)
+            except StoreError as exc:  # said once the new tables are committed
+                not_restored = exc
+    if not_restored is not None:
+        raise not_restored
 
 
 def revision(conn: sa.Connection) -> str | None:

@@ -26,6 +26,12 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def end_sessions_of(conn: sa.Connection, which: sa.ColumnElement[bool]) -> int:
+    """Delete the browser sessions signed in with the tokens `which` selects (in the caller's
+    transaction: revoking a token and ending its sessions is one step)."""
+    return conn.execute(browser_sessions.delete().where(which)).rowcount
+
+
 class Tokens(Queries):
     @guard_db_errors()
     def create_token(self, name: str = "", expires_s: float | None = None) -> tuple[str, dict]:
@@ -81,11 +87,11 @@ class Tokens(Queries):
         with self.engine.begin() as conn:
             if not conn.execute(tokens.delete().where(tokens.c.id == token_id)).rowcount:
                 raise NotFound(f"no token {token_id!r}")
-            conn.execute(browser_sessions.delete().where(browser_sessions.c.token_id == token_id))
+            end_sessions_of(conn, browser_sessions.c.token_id == token_id)
 
     @guard_db_errors()
     def revoke_tokens_named(self, name: str) -> int:
         with self.engine.begin() as conn:
             ids = sa.select(tokens.c.id).where(tokens.c.name == name)
-            conn.execute(browser_sessions.delete().where(browser_sessions.c.token_id.in_(ids)))
+            end_sessions_of(conn, browser_sessions.c.token_id.in_(ids))
             return conn.execute(tokens.delete().where(tokens.c.name == name)).rowcount

@@ -111,7 +111,10 @@ class SourceList(Response):
 class TokenCreate(Request):
     name: Annotated[str, Field(max_length=128)] = Field("", description="What it is for.")
     expires_s: float | None = Field(
-        None, gt=0, le=10 * 365 * 86400, description="Valid this many seconds; null: until revoked."
+        None,
+        gt=0,
+        le=limits.LIFETIME_MAX_S,
+        description="Valid this many seconds; null: until revoked.",
     )
 
 

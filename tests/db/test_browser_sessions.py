@@ -11,6 +11,8 @@ import pytest
 from recorder.db.control import Control
 from recorder.db.tables import browser_sessions, tokens
 
+S = 1_000_000_000  # ns per second
+
 
 @pytest.fixture
 def control(tmp_path):
@@ -50,12 +52,25 @@ def test_revoking_a_session_ends_it(control):
 
 def test_a_session_ends_after_its_idle_time(control):
     _, rec = control.create_token()
-    secret, _ = control.create_session(rec["id"], idle_s=60, max_s=86400)
-    _age(control, browser_sessions, 59, last_seen_ns=1)
-    assert control.verify_session(secret) is not None  # used: the idle clock restarts
-    _age(control, browser_sessions, 61, last_seen_ns=1)
-    assert control.verify_session(secret) is None
+    secret, session = control.create_session(rec["id"], idle_s=60, max_s=86400)
+    start = session["created_ns"]
+    assert control.verify_session(secret, now=start + 59 * S) is not None
+    [seen] = control.list_sessions()
+    assert seen["last_seen_ns"] == start + 59 * S  # used: the idle clock restarts
+    assert control.verify_session(secret, now=start + 118 * S) is not None
+    assert control.verify_session(secret, now=start + 118 * S + 61 * S) is None
     assert control.list_sessions() == []  # an ended session's row is removed
+
+
+@pytest.mark.parametrize("idle_s", [2, 30, 600])
+def test_a_session_used_every_half_idle_time_stays_valid(control, idle_s):
+    _, rec = control.create_token()
+    secret, session = control.create_session(rec["id"], idle_s=idle_s, max_s=86400)
+    now = session["created_ns"]
+    for _ in range(8):  # four idle periods
+        now += idle_s * S // 2
+        assert control.verify_session(secret, now=now) is not None
+    assert control.list_sessions()[0]["last_seen_ns"] > now - idle_s * S // 2
 
 
 def test_a_session_ends_at_its_absolute_end_however_active(control):
