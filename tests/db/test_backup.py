@@ -19,6 +19,8 @@ from recorder.db.tables import jobs
 from recorder.errors import StoreError
 from tests.helpers import run_cli
 
+pytestmark = pytest.mark.reliability  # issue 10's reliability suite: pytest -m reliability
+
 
 def _delete_catalog(data_dir) -> None:
     for suffix in ("", "-wal", "-shm"):

@@ -13,6 +13,8 @@ from recorder.db.control import Control
 from recorder.errors import StoreError
 from tests.helpers import run_cli
 
+pytestmark = pytest.mark.reliability  # issue 10's reliability suite: pytest -m reliability
+
 
 def _locked(data_dir) -> sqlite3.Connection:
     """A sound catalog, held by another connection's exclusive lock."""

@@ -10,6 +10,8 @@ from recorder.errors import UsageError
 from recorder.web.models import TokenCreate
 from tests.helpers import run_cli
 
+pytestmark = pytest.mark.reliability  # issue 10's reliability suite: pytest -m reliability
+
 
 def test_durations_are_capped_at_ten_years():
     assert config.parse_duration("3650d") == limits.LIFETIME_MAX_S
