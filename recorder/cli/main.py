@@ -391,12 +391,27 @@ def _pairs(values, what: str) -> dict[str, str]:
     "--match", type=click.Choice(["bytes", "order"]), default="bytes", show_default=True,
     help="reqrep: find replies by request bytes, or serve them in recorded order.",
 )  # fmt: skip
-@click.option("--unknown-reply", help="reqrep: the answer to a request never recorded.")
+@click.option(
+    "--unknown-reply", metavar="TEXT",
+    help="reqrep: answer requests never recorded with TEXT (default: no answer).",
+)  # fmt: skip
+@click.option(
+    "--unanswered", type=click.Choice(["silent", "unknown-reply"]), default="silent",
+    show_default=True,
+    help="reqrep: requests recorded without a reply (or with none left) get no answer, as "
+    "live, or the unknown-reply text.",
+)  # fmt: skip
+@click.option(
+    "--reply-timing", type=click.Choice(["recorded", "immediate"]), default="recorded",
+    show_default=True,
+    help="reqrep: answer after the recorded latency (scaled by --speed), or at once.",
+)  # fmt: skip
+@click.option("--cycle", is_flag=True, help="reqrep: reuse recorded replies in turn.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @data_options
 def replay(
     run, streams, endpoints, sockets, speed, max_speed, rate, loop, start, end, paused,
-    controlled, match, unknown_reply, quiet, data, catalog,
+    controlled, match, unknown_reply, unanswered, reply_timing, cycle, quiet, data, catalog,
 ):  # fmt: skip
     """Serve RUN over ZMQ as the original servers did, byte for byte and in time.
 
@@ -405,7 +420,6 @@ def replay(
     """
     from recorder.recording.recording import describe_error
     from recorder.replay import Replayer
-    from recorder.replay.responders import DEFAULT_UNKNOWN_REPLY
     from recorder.store.find import resolve_run
 
     folder = config.data_dir(data)
@@ -424,7 +438,10 @@ def replay(
         paused=paused,
         controlled=controlled,
         match=match,
-        unknown_reply=unescape(unknown_reply) if unknown_reply else DEFAULT_UNKNOWN_REPLY,
+        unknown_reply=unescape(unknown_reply) if unknown_reply else None,
+        unanswered=unanswered,
+        reply_timing=reply_timing,
+        cycle=cycle,
         runs_dir=config.runs_dir(folder),
     )
     for w in rp.warnings:

@@ -48,8 +48,9 @@ class StreamPlan:
 
     @property
     def zmq_type(self) -> int:
-        # XPUB is PUB on the wire; it also reports subscribers and can refuse to drop.
-        return {"PUB": zmq.XPUB, "PUSH": zmq.PUSH, "REP": zmq.REP}[self.socket_type]
+        # XPUB is PUB on the wire; it also reports subscribers and can refuse to drop. ROUTER
+        # is REP on the wire to REQ clients, and can leave a request unanswered.
+        return {"PUB": zmq.XPUB, "PUSH": zmq.PUSH, "REP": zmq.ROUTER}[self.socket_type]
 
 
 def serve_endpoint(recorded: str) -> str:

@@ -31,13 +31,14 @@ from recorder.replay.control_planes import (
 )
 from recorder.replay.pacer import Pacer
 from recorder.replay.plan import StreamPlan, plan_stream
-from recorder.replay.responders import DEFAULT_UNKNOWN_REPLY, PairResponder, SequentialResponder
+from recorder.replay.responders import UNANSWERED_MODES, PairResponder, SequentialResponder
 from recorder.store import layout
 from recorder.store.reader import Message, RunReader
 
 _ZERO_COPY = 64 << 10  # frames at least this large are sent without a copy
 _QUEUE_BYTES = 64 << 20  # bytes a stream may have waiting in zmq's send queue
 _SERVICE_S = 0.05  # control planes and subscriptions are looked at least this often
+REPLY_TIMINGS = ("recorded", "immediate")  # REP replies: after the recorded latency, or at once
 _DELIVER_MS = 5000  # a replay that ran to its end gives queued messages this long to leave
 
 
@@ -69,7 +70,10 @@ class Replayer:
         paused: bool = False,
         controlled: bool = False,
         match: str = "bytes",
-        unknown_reply: bytes = DEFAULT_UNKNOWN_REPLY,
+        unknown_reply: bytes | None = None,
+        unanswered: str = "silent",
+        reply_timing: str = "recorded",
+        cycle: bool = False,
         runs_dir: Path | None = None,
     ):
         check_replay(
@@ -107,7 +111,12 @@ class Replayer:
             for n in names
         }
         self.start_s, self.end_s, self.loops = start, end, loop
+        if unanswered not in UNANSWERED_MODES:
+            raise UsageError(f"--unanswered takes one of {', '.join(UNANSWERED_MODES)}")
+        if reply_timing not in REPLY_TIMINGS:
+            raise UsageError(f"--reply-timing takes one of {', '.join(REPLY_TIMINGS)}")
         self.match, self.unknown_reply = match, unknown_reply
+        self.unanswered, self.reply_timing, self.cycle = unanswered, reply_timing, cycle
         self.runs_dir = runs_dir or Path(run_path).parent
         self.pacer = Pacer(speed=1.0 if speed is None else speed, rate=rate, max_speed=max_speed)
         if paused:
@@ -407,15 +416,28 @@ class Replayer:
         protocol = protocols.lookup(self.plans[name].protocol)
         if protocol.responder is Responder.PAIRS:
             return PairResponder(
-                self.reader.stream(name), match=self.match, unknown=self.unknown_reply
+                self.reader.stream(name),
+                match=self.match,
+                unknown=self.unknown_reply,
+                unanswered=self.unanswered,
+                cycle=self.cycle,
             )
         return SequentialResponder(
             self._messages([name], self.start_s), refuse=protocol.refuse_request
         )
 
+    def _reply_delay(self, latency_ns: int) -> float:
+        """Seconds to wait before answering, as the recorded server took (scaled by speed)."""
+        if self.reply_timing != "recorded" or self.pacer.max_speed or latency_ns <= 0:
+            return 0.0
+        return latency_ns / 1e9 / self.pacer.speed
+
     def _serve(self, name: str) -> None:
         """Answer each request; when the run has no more replies (after the last loop), stop
-        answering, as karabo-bridge-serve-files does after its last train."""
+        answering, as karabo-bridge-serve-files does after its last train.
+
+        The socket is a ROUTER (the REP wire protocol to REQ clients): unlike REP it can leave a
+        request unanswered and take the next one, as a live server that never replied did."""
         sock = self._sockets[name]
         stop = self.stop_event
         responder = self._responder(name)
@@ -424,17 +446,39 @@ class Replayer:
                 continue
             while self.pacer.paused and not stop.is_set():
                 time.sleep(0.02)
-            request = sock.recv_multipart()
-            frames, msg = responder.answer(request)
-            if not frames:
+            envelope, request = split_envelope(sock.recv_multipart())
+            if envelope is None:
+                continue  # no REQ envelope: a REP socket would drop it too
+            frames, msg, latency_ns = responder.answer(request)
+            if frames == []:
                 if self.loops and self.loop_index + 1 >= self.loops:
-                    return
+                    last_word = getattr(responder, "no_reply", None)
+                    if last_word is None:
+                        return
+                    self.sent_bytes += send_frames(sock, [*envelope, last_word])
+                    continue  # --unanswered unknown-reply: that text, for ever after
                 self.loop_index += 1
                 responder = self._responder(name)
-                frames, msg = responder.answer(request)
-                if not frames:
+                frames, msg, latency_ns = responder.answer(request)
+                if frames == []:
                     return  # an empty selection: nothing to serve at all
-            self.sent_bytes += send_frames(sock, frames)
+            if msg is not None:
+                self.position_ns = msg.recv_ns
+            if frames is None:
+                continue  # recorded (or left) unanswered: the client's timeout fires
+            delay = self._reply_delay(latency_ns)
+            if delay and stop.wait(delay):
+                return
+            self.sent_bytes += send_frames(sock, [*envelope, *frames])
             if msg is not None:
                 self.sent += 1
-                self.position_ns = msg.recv_ns
+
+
+def split_envelope(msg: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:
+    """A ROUTER message from a REQ: (routing frames up to and with the empty delimiter, body);
+    (None, msg) when there is no delimiter."""
+    try:
+        cut = msg.index(b"")
+    except ValueError:
+        return None, msg
+    return msg[: cut + 1], msg[cut + 1 :]

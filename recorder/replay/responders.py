@@ -4,8 +4,14 @@
   refuse some requests as its real server does (the Karabo bridge answers only `next`, and
   anything else gets its error reply without consuming a train).
 - pairs (request/reply services): the recorded reply of an exchange whose request had the same
-  bytes (cycling through them when asked again); a request never recorded gets a clear,
-  configurable answer. With `match="order"` replies come in recorded order whatever is asked.
+  bytes, each used once as the live server gave it once (`cycle=True`: reused in turn). An
+  exchange recorded without a reply gets none, so the client's own timeout fires as it did live;
+  so does a request never recorded, unless a configured answer is asked for
+  (`unanswered="unknown-reply"`, or `unknown` given for never-recorded requests only). With
+  `match="order"` replies come in recorded order whatever is asked. Once every recorded
+  exchange is used (without `cycle`) the run is exhausted: `answer` gives `[]`.
+
+`answer` gives (frames, message, latency in ns): frames `None` means "leave unanswered".
 """
 
 from __future__ import annotations
@@ -14,10 +20,15 @@ import hashlib
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 
+import numpy as np
+
+from recorder.errors import StreamNotFound
 from recorder.protocols.reqrep import unpack_pair
 from recorder.store.reader import Message, StreamReader
 
 DEFAULT_UNKNOWN_REPLY = b"zmq-recorder replay: no recorded reply for this request"
+UNANSWERED_MODES = ("silent", "unknown-reply")
+Answer = tuple[list | None, Message | None, int]
 
 
 def _digest(frames) -> bytes:
@@ -40,21 +51,32 @@ class SequentialResponder:
         self.messages = messages
         self.refuse = refuse
 
-    def answer(self, request: list[bytes]) -> tuple[list, Message | None]:
+    def answer(self, request: list[bytes]) -> Answer:
         refusal = self.refuse(request) if self.refuse is not None else None
         if refusal is not None:
-            return refusal, None
+            return refusal, None, 0
         msg = next(self.messages, None)
         if msg is None:
-            return [], None
-        return msg.frames, msg
+            return [], None, 0
+        return msg.frames, msg, 0
 
 
 class PairResponder:
     """Replies of a recorded request/reply service, found by request bytes."""
 
-    def __init__(self, reader: StreamReader, *, match: str = "bytes", unknown: bytes):
-        self.reader, self.match, self.unknown = reader, match, unknown
+    def __init__(
+        self,
+        reader: StreamReader,
+        *,
+        match: str = "bytes",
+        unknown: bytes | None = None,
+        unanswered: str = "silent",
+        cycle: bool = False,
+    ):
+        self.reader, self.match, self.cycle = reader, match, cycle
+        # what a request gets when the recording has no reply for it (None: nothing)
+        self.no_reply = (unknown or DEFAULT_UNKNOWN_REPLY) if unanswered != "silent" else None
+        self.never_recorded = unknown if self.no_reply is None else self.no_reply
         self.by_request: dict[bytes, deque[int]] = defaultdict(deque)
         self.order: deque[int] = deque()
         for msg in reader.messages():
@@ -63,18 +85,38 @@ class PairResponder:
             request, _ = unpack_pair(msg.frames)
             self.by_request[_digest(request)].append(msg.index)
             self.order.append(msg.index)
+        self.left = len(self.order)
+        try:  # recorded by the proxy: how long the live service took to answer
+            latency = reader.column("latency_ns")
+        except StreamNotFound:
+            latency = np.zeros(reader.n_messages)
+        self.latency = np.nan_to_num(latency.astype(np.float64), nan=0.0).clip(min=0)
 
-    def answer(self, request: list[bytes]) -> tuple[list, Message | None]:
+    def answer(self, request: list[bytes]) -> Answer:
+        if self.left <= 0 and not self.cycle:
+            return [], None, 0  # every recorded exchange used: exhausted
         if self.match == "order":
             if not self.order:
-                return [self.unknown], None
+                return self._no_reply(self.never_recorded)
             index = self.order.popleft()
+            if self.cycle:
+                self.order.append(index)
         else:
             candidates = self.by_request.get(_digest(request))
             if not candidates:
-                return [self.unknown], None
-            index = candidates[0]
-            candidates.rotate(-1)
+                return self._no_reply(self.never_recorded if candidates is None else self.no_reply)
+            if self.cycle:
+                index = candidates[0]
+                candidates.rotate(-1)
+            else:
+                index = candidates.popleft()
+        self.left -= 1
         msg = next(self.reader.messages(index, index + 1))
         _, reply = unpack_pair(msg.frames)
-        return (reply or [self.unknown]), msg
+        if not reply:  # recorded without a reply
+            return self._no_reply(self.no_reply)[0], msg, 0
+        return reply, msg, int(self.latency[index]) if index < len(self.latency) else 0
+
+    @staticmethod
+    def _no_reply(text: bytes | None) -> Answer:
+        return (None if text is None else [text]), None, 0

@@ -190,8 +190,8 @@ def test_reqrep_replay_answers_each_request_with_its_recorded_reply(ctx, tmp_pat
     path, pairs, requests = rec_reqrep(ctx, tmp_path)
     assert recorded_frames(path) == bytes_of(pairs)
     replies = [p[2:] for p in bytes_of(pairs)]  # [count, request, reply...]
-    order = [3, 0, 2, 1, 3]  # any order, and again
-    got = replay_all(ctx, path, len(order), requests=[[requests[i]] for i in order])
+    order = [3, 0, 2, 1, 3]  # any order, and again (--cycle)
+    got = replay_all(ctx, path, len(order), requests=[[requests[i]] for i in order], cycle=True)
     assert got == [replies[i] for i in order]
 
 
@@ -410,14 +410,14 @@ def test_reqrep_unknown_requests_get_a_clear_configurable_answer(ctx, tmp_path):
         tmp_path, [0, 1, 2], pairs, streams={"main": ("REP", "bind")}, protocol="reqrep"
     )
     asked = [[b"a"], [b"zzz"], [b"b"], [b"a"], [b"a"], [b"a", b"more"]]
-    got = replay_all(ctx, path, 4, requests=asked)
+    got = replay_all(ctx, path, 4, requests=asked, unanswered="unknown-reply", cycle=True)
     # same request bytes: the recorded replies in turn; never recorded: the default answer
     assert got == [[b"1"], [DEFAULT_UNKNOWN_REPLY], [b"2", b"two"], [b"3"], [b"1"],
                    [DEFAULT_UNKNOWN_REPLY]]  # fmt: skip
     got = replay_all(ctx, path, 1, requests=[[b"nope"], [b"b"]], unknown_reply=b"ERR unknown")
     assert got == [[b"ERR unknown"], [b"2", b"two"]]
     # --match order: replies in recorded order whatever is asked, then the unknown answer
-    got = replay_all(ctx, path, 3, requests=[[b"x"]] * 4, match="order")
+    got = replay_all(ctx, path, 3, requests=[[b"x"]] * 4, match="order", unanswered="unknown-reply")
     assert got == [[b"1"], [b"2", b"two"], [b"3"], [DEFAULT_UNKNOWN_REPLY]]
 
 
