@@ -162,6 +162,9 @@ def plan_replay(
     sockets: dict[str, str] | None = None,
     paused: bool = False,
     match: str = "bytes",
+    reply_timing: str = "recorded",
+    unanswered: str = "silent",
+    cycle: bool = False,
     policy: EndpointPolicy | None = None,
 ) -> dict:
     """Job parameters of a replay, checked against the stored run the way the replayer will
@@ -211,6 +214,9 @@ def plan_replay(
         "endpoints": chosen,
         "sockets": dict(sockets or {}),
         "match": match,
+        "reply_timing": reply_timing,
+        "unanswered": unanswered,
+        "cycle": bool(cycle),
     }
 
 

@@ -250,6 +250,9 @@ def run_replay(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
         end=p.get("end_s"),
         paused=desired == DESIRED_PAUSED,
         match=p.get("match") or "bytes",
+        reply_timing=p.get("reply_timing") or "recorded",
+        unanswered=p.get("unanswered") or "silent",
+        cycle=bool(p.get("cycle")),
         runs_dir=runs_dir,
     )
     try:

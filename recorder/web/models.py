@@ -207,6 +207,13 @@ class ReplayCreate(Request):
     sockets: dict[Name, Literal["PUB", "PUSH", "REP"]] | None = Field(None, max_length=64)
     paused: bool = Field(False, description="Open the sockets but wait for resume.")
     match: Literal[limits.MATCH_MODES] = "bytes"  # type: ignore[valid-type]
+    reply_timing: Literal["recorded", "immediate"] = Field(
+        "recorded", description="reqrep: reply after the recorded latency, or at once."
+    )
+    unanswered: Literal["silent", "unknown-reply"] = Field(
+        "silent", description="reqrep: no answer where none was recorded, or the unknown reply."
+    )
+    cycle: bool = Field(False, description="reqrep: reuse recorded replies in turn.")
 
 
 class ReplayOut(JobOut):

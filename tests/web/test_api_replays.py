@@ -114,3 +114,37 @@ def test_replay_of_a_busy_endpoint_fails_with_the_reason(client, manager, data, 
     failed = wait_json(client, f"{API}/replays/{r.get_json()['id']}",
                        lambda j: j["state"] == "failed")  # fmt: skip
     assert "in use" in failed["error"]
+
+
+@pytest.mark.timeout(60)
+def test_reqrep_reply_options_reach_the_worker(client, manager, data, ctx):
+    """Defaults: an exchange recorded without a reply gets none; the old behaviour on request."""
+    from recorder.protocols.reqrep import pack_pair
+    from recorder.replay.responders import DEFAULT_UNKNOWN_REPLY
+    from tests.replayhelp import make_run
+
+    pairs = [pack_pair([b"a"], [b"1"]), pack_pair([b"b"], []), pack_pair([b"c"], [b"3"])]
+    path = make_run(data / "runs", [0, 1, 2], pairs, streams={"main": ("REP", "bind")},
+                    protocol="reqrep")  # fmt: skip
+
+    def ask(body, requests, want):
+        endpoint = free_endpoint()
+        r = client.post(f"{API}/replays", json={
+            "run_id": path.name, "endpoints": {"main": endpoint}, **body})  # fmt: skip
+        assert r.status_code == 201, r.get_json()
+        got = []
+        for req, expected in zip(requests, want, strict=True):
+            sock = ctx.socket(zmq.REQ)
+            sock.linger = 0
+            sock.connect(endpoint)
+            sock.send(req)
+            got.append(sock.recv() if sock.poll(20_000 if expected else 1500) else None)
+            sock.close()
+        client.post(f"{API}/replays/{r.get_json()['id']}/stop")
+        return got
+
+    want = [b"1", None, None]
+    assert ask({}, [b"a", b"b", b"a"], want) == want
+    old = {"unanswered": "unknown-reply", "cycle": True, "reply_timing": "immediate"}
+    want = [b"1", DEFAULT_UNKNOWN_REPLY, b"1"]
+    assert ask(old, [b"a", b"b", b"a"], want) == want
