@@ -151,3 +151,43 @@ def test_pinned_resolves_once_and_checks_every_address():
     assert named.pinned("tcp://cam.example:5000") == "tcp://cam.example:5000"
     with pytest.raises(EndpointRefused, match="does not resolve"):
         EndpointPolicy(resolve=lambda h: []).pinned("tcp://nowhere.example:5000")
+
+
+@pytest.mark.timeout(180)
+def test_serve_gives_its_policy_options_to_the_workers_too(tmp_path, monkeypatch):
+    """`recorder serve --ipc-dir DIR` without RECORDER_IPC_DIR in the environment: the job the
+    web app allowed is allowed where it runs as well."""
+    import json
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    from tests.clihelp import serve_demo
+
+    monkeypatch.delenv("RECORDER_IPC_DIR", raising=False)
+    sockets = tmp_path / "sockets"
+    sockets.mkdir()
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with serve_demo(tmp_path, extra=("--ipc-dir", str(sockets))) as (link, _proc):
+        parts = urlsplit(link)
+        base, token = f"http://{parts.netloc}/api/v1", parts.fragment.removeprefix("token=")
+
+        def call(path: str, body=None) -> dict:
+            data = None if body is None else json.dumps(body).encode()
+            req = urllib.request.Request(base + path, data=data, method="POST" if data else "GET")
+            req.add_header("Authorization", f"Bearer {token}")
+            req.add_header("Content-Type", "application/json")
+            with direct.open(req, timeout=20) as resp:
+                return json.loads(resp.read())
+
+        src = {"endpoint": f"ipc://{sockets}/cam.sock", "socket_type": "PULL", "bind": True}
+        job = call("/recordings", {"sources": [src]})
+        state = wait_for(
+            lambda: (
+                (s := call(f"/recordings/{job['id']}")["state"]) not in ("pending", "starting")
+                and s
+            ),
+            60,
+            "the recording to start",
+        )
+        assert state == "running", call(f"/recordings/{job['id']}")
+        call(f"/recordings/{job['id']}/stop", {})
