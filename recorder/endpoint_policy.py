@@ -23,7 +23,7 @@ import ipaddress
 import os
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from recorder.endpoints import check_endpoint, parse_tcp
@@ -143,6 +143,28 @@ class EndpointPolicy:
         if bind:
             return self._check_bind(endpoint, tcp.host, what)
         return self._check_connect(endpoint, tcp.host, what)
+
+    def pinned(self, endpoint: str, *, what: str = "endpoint") -> str:
+        """A connect endpoint checked and made numeric: a host name is resolved once, every
+        address checked, and ``tcp://ADDRESS:PORT`` returned, so the connect goes to an address
+        the check saw. libzmq resolves a name again when it connects, and a name whose address
+        changes in between (DNS rebinding) would take it past the networks allowed. A name the
+        operator allows by name, ``*``, numeric and non-tcp endpoints come back as they are."""
+        tcp = parse_tcp(endpoint)
+        allowed = self.allow_connect
+        if (
+            tcp is None
+            or _address(tcp.host) is not None
+            or allowed.everything
+            or tcp.host.lower() in allowed.names
+        ):
+            return self.check(endpoint, bind=False, what=what)
+        addresses = self.resolve(tcp.host)
+        once = replace(self, resolve=lambda _host: addresses)
+        once.check(endpoint, bind=False, what=what)  # [] is refused: the name does not resolve
+        # zmq sockets speak IPv4 only unless told otherwise: prefer an IPv4 address
+        first = sorted(addresses, key=lambda a: ":" in a)[0]
+        return str(tcp._replace(host=f"[{first}]" if ":" in first else first))
 
     def _check_ipc(self, endpoint: str, what: str) -> str:
         if self.ipc_dir is None:

@@ -50,14 +50,17 @@ class NumberedPusher(threading.Thread):
 
 
 @contextmanager
-def serve_demo(folder: Path, timeout: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
+def serve_demo(
+    folder: Path, timeout: float = 60.0, extra: tuple[str, ...] = ()
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """`recorder serve --demo` on a free port with its data in folder/data and its log in
     folder/serve.log; yields the sign-in link it prints and the process. Always ended
     afterwards (SIGTERM, then SIGKILL)."""
     port = free_port()
     log = open(folder / "serve.log", "w+b")  # noqa: SIM115  closed below
     proc = subprocess.Popen(
-        [*CLI, "serve", "--demo", "--port", str(port), "--data", str(folder / "data")],
+        [*CLI, "serve", "--demo", "--port", str(port), "--data", str(folder / "data"),
+         *extra],
         stdout=subprocess.PIPE, stderr=log, text=True,
     )  # fmt: skip
     lines: list[str] = []

@@ -357,6 +357,7 @@ def serve(host, port, demo, web_workers, ipc_dir, allow_bind, allow_connect, dat
         click.echo(f"stopped web server pid {pid}, left behind by a killed serve", err=True)
     _check_free(host, port)
     _log_to_stderr()
+    os.environ.update(policy_env)  # the manager's workers check API jobs against it again
     mgr = Manager(folder, url)
     mgr.start()  # refuses a second manager for this folder before anything else starts
     stop = threading.Event()

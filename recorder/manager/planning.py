@@ -135,6 +135,7 @@ def plan_recording(
         "duration_s": duration_s,
         "count": count,
         "flush_interval_s": flush_interval_s,
+        **_policy_mark(policy),
     }
 
 
@@ -217,7 +218,14 @@ def plan_replay(
         "reply_timing": reply_timing,
         "unanswered": unanswered,
         "cycle": bool(cycle),
+        **_policy_mark(policy),
     }
+
+
+def _policy_mark(policy: EndpointPolicy | None) -> dict:
+    """Jobs planned under a policy say so: the worker checks them again against its own
+    (recorder/manager/worker.py), as another host's manager may run them."""
+    return {} if policy is None else {"policy": True}
 
 
 def _on_loopback(endpoint: str) -> str | None:

@@ -37,6 +37,8 @@ from recorder.db.jobs import (
     RUNNING,
     STOPPED,
 )
+from recorder.endpoint_policy import EndpointPolicy, EndpointRefused
+from recorder.endpoints import parse_tcp, port_plus_one
 from recorder.errors import RecorderError, UsageError
 from recorder.store import layout
 from recorder.store.find import resolve_run
@@ -44,6 +46,7 @@ from recorder.store.find import resolve_run
 if TYPE_CHECKING:  # these load zmq, numpy, zarr: imported where a worker needs them
     from recorder.db.catalog import Catalog
     from recorder.recording.recording import Recording
+    from recorder.recording.source_spec import SourceSpec
     from recorder.replay import Replayer
 
 POLL_S = 0.1  # desired state and commands
@@ -88,6 +91,79 @@ class Rates:
 def _stop_on_signals(event: threading.Event) -> None:
     for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, lambda *_: event.set())
+
+
+# -- endpoint policy ---------------------------------------------------------------------------
+#
+# A job created over HTTP was checked against the web app's policy when it was planned. The
+# worker checks it again against its own (config.endpoint_policy(): this process's RECORDER_IPC_DIR,
+# RECORDER_ALLOW_BIND, RECORDER_ALLOW_CONNECT) before it opens any socket: with several hosts,
+# another host's manager may run the job, and a host name checked in the web process may resolve
+# elsewhere by the time the worker connects (DNS rebinding). So host names to connect to are
+# resolved here once, every address is checked, and the socket connects to the checked address.
+# Jobs without the mark (planned without a policy, or before the mark existed) run as before;
+# CLI recordings and replays are not jobs at all.
+
+
+def _policy(job: JobRow, runs_dir: Path) -> EndpointPolicy | None:
+    if not job["params"].get("policy"):
+        return None
+    return config.endpoint_policy(runs_dir.parent)
+
+
+@contextlib.contextmanager
+def _refused_here():
+    """A refusal says it came from the worker's policy (the web app's accepted the job), and
+    which rule: the settings on this host differ from the web app's."""
+    try:
+        yield
+    except EndpointRefused as exc:
+        raise EndpointRefused(
+            f"refused by the endpoint policy where the job runs (rule {exc.rule}): {exc}",
+            endpoint=exc.endpoint, rule=exc.rule,
+        ) from None  # fmt: skip
+
+
+def policy_sources(specs: list[SourceSpec], policy: EndpointPolicy) -> None:
+    """Every endpoint the sources will bind or connect, checked, connects made numeric (in
+    place); EndpointRefused names the rule."""
+    from recorder.manager.planning import check_source_endpoints
+
+    for spec in specs:
+        what = f"source {spec.stream!r}"
+        if not spec.bind:
+            spec.endpoint = policy.pinned(spec.endpoint, what=f"{what}:")
+        if spec.upstream:
+            spec.upstream = policy.pinned(spec.upstream, what=f"{what} upstream:")
+        check_source_endpoints(spec, policy)
+        kinds = spec.descriptor.companions if spec.descriptor is not None else ("auto",)
+        if spec.heartbeat and not spec.bind and kinds and parse_tcp(spec.endpoint) is not None:
+            companion = port_plus_one(spec.endpoint)  # kept alive next to the data socket
+            policy.check(companion, bind=False, what=f"{what} control plane:")
+
+
+def policy_replay(p: dict, runs_dir: Path, policy: EndpointPolicy) -> dict[str, str]:
+    """The replay's endpoints with every served endpoint and control plane checked, and
+    connects made numeric; EndpointRefused names the rule."""
+    from recorder.manager.planning import _check_replay_endpoints
+    from recorder.replay.plan import plan_stream
+    from recorder.store.reader import RunReader
+
+    endpoints = dict(p.get("endpoints") or {})
+    sockets = p.get("sockets") or {}
+    with RunReader(resolve_run(runs_dir, p["run_id"], prefix=False)) as reader:
+        for n in p.get("streams") or list(reader.streams):
+            plan = plan_stream(
+                reader.stream(n), endpoint=endpoints.get(n), socket_type=sockets.get(n)
+            )
+            if not plan.bind:
+                what = f"replay of stream {n!r}:"
+                endpoints[n] = policy.pinned(plan.endpoint, what=what)
+                plan = plan_stream(
+                    reader.stream(n), endpoint=endpoints[n], socket_type=sockets.get(n)
+                )
+            _check_replay_endpoints(plan, policy)
+    return endpoints
 
 
 # -- recording ---------------------------------------------------------------------------------
@@ -147,6 +223,10 @@ def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
         control.finish_job(job_id, STOPPED)
         return 0
     specs = [source_spec(c) for c in p["sources"]]
+    policy = _policy(job, runs_dir)
+    if policy is not None:
+        with _refused_here():
+            policy_sources(specs, policy)  # refused: main() fails the job, nothing was opened
     rec = _recording(
         runs_dir,
         specs,
@@ -237,10 +317,15 @@ def run_replay(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
         control.finish_job(job_id, STOPPED)
         return 0
     path = resolve_run(runs_dir, p["run_id"], prefix=False)
+    policy = _policy(job, runs_dir)
+    endpoints = p.get("endpoints") or {}
+    if policy is not None:
+        with _refused_here():
+            endpoints = policy_replay(p, runs_dir, policy)  # refused: main() fails the job
     rp = Replayer(
         path,
         streams=p.get("streams") or None,
-        endpoints=p.get("endpoints") or {},
+        endpoints=endpoints,
         sockets=p.get("sockets") or {},
         speed=p.get("speed"),
         max_speed=bool(p.get("max_speed")),
