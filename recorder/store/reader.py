@@ -95,6 +95,10 @@ class FrameRows:
         return self.column != layout.WHOLE_ROWS
 
 
+DECODED_PREFIX = "columns/"
+"""How `column_names()` and `column()` name a decoded column that has a message column's name."""
+
+
 class _Window:
     """A contiguous slice of a 1-D or N-D array kept in memory, refilled on a miss."""
 
@@ -149,11 +153,17 @@ class StreamReader:
         return cast(StreamStats, dict(self.attrs.get("stats") or {}))
 
     def column(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """A per-message column (recv_ns, seq, source_ns, flags ...), committed rows only."""
+        """A per-message column (recv_ns, seq, source_ns, flags ...), committed rows only.
+
+        A decoded column named like a message column (an NDAttribute called `seq`) is
+        `columns/<name>`, as `column_names()` lists it: the message columns keep their names."""
         stop = self.n_messages if stop is None else min(stop, self.n_messages)
         if name in layout.MESSAGE_COLUMNS:
             return read_rows(array(self.group, name), start, stop)
-        key = (self.attrs.get("columns") or {}).get(layout.valid_text(name))
+        columns = self.attrs.get("columns") or {}
+        key = columns.get(layout.valid_text(name))
+        if key is None and name.startswith(DECODED_PREFIX):
+            key = columns.get(layout.valid_text(name[len(DECODED_PREFIX) :]))
         if key is None:
             raise StreamNotFound(f"stream {self.name} has no column {name!r}")
         column = array(self.group, f"columns/{key}")
@@ -166,7 +176,11 @@ class StreamReader:
         return values
 
     def column_names(self) -> list[str]:
-        return [*layout.MESSAGE_COLUMNS, *(self.attrs.get("columns") or {})]
+        decoded = self.attrs.get("columns") or {}
+        return [
+            *layout.MESSAGE_COLUMNS,
+            *(DECODED_PREFIX + n if n in layout.MESSAGE_COLUMNS else n for n in decoded),
+        ]
 
     def array_segments(self, name: str | None = None) -> list[ArraySegment]:
         """The committed typed segments (of one array name, or all) with what they hold."""
