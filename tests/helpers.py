@@ -7,14 +7,16 @@ it), karabotools (the karabo-bridge tools as peers), web/webhelp (the API)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -94,3 +96,23 @@ def end_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def running_manager(data) -> Iterator:
+    """A real manager (spawning real worker processes) for a data folder, serving on a thread
+    until the block ends; it must shut down within 30 s."""
+    from recorder import config
+    from recorder.manager.manager import Manager
+
+    m = Manager(data, config.catalog_url(None, data), stop_grace_s=5.0, kill_grace_s=3.0)
+    m.start()
+    stop = threading.Event()
+    t = threading.Thread(target=m.serve, args=(stop,), name="manager", daemon=True)
+    t.start()
+    try:
+        yield m
+    finally:
+        stop.set()
+        t.join(30)
+    assert not t.is_alive(), "manager did not shut down"

@@ -20,7 +20,7 @@ from recorder.manager.manager import Manager, ManagerRunning
 from recorder.manager.planning import start_recording
 from recorder.simulators import make_simulator
 from recorder.store.reader import RunReader
-from tests.helpers import CLI
+from tests.helpers import CLI, running_manager
 from tests.recordhelp import running
 
 
@@ -47,14 +47,8 @@ def source():
 
 @pytest.fixture
 def manager(folder):
-    m = Manager(folder, config.catalog_url(None, folder), stop_grace_s=5.0, kill_grace_s=3.0)
-    m.start()
-    stop = threading.Event()
-    t = threading.Thread(target=m.serve, args=(stop,), daemon=True)
-    t.start()
-    yield m
-    stop.set()
-    t.join(30)
+    with running_manager(folder) as m:
+        yield m
 
 
 def wait_job(control: Control, job_id: str, pred, timeout: float = 20.0) -> dict:

@@ -4,17 +4,14 @@ the time the worker connects (DNS rebinding). Real web app, real manager, real w
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from recorder import config
 from recorder.db.jobs import DESIRED_STOPPED, FAILED, KIND_RECORD, RUNNING
 from recorder.endpoint_policy import Allowed, EndpointPolicy, EndpointRefused
-from recorder.manager.manager import Manager
 from recorder.simulators import make_simulator
 from recorder.web import create_app
-from tests.helpers import wait_for
+from tests.helpers import running_manager, wait_for
 from tests.recordhelp import running
 from tests.web.webhelp import API, recorded_run
 
@@ -50,15 +47,8 @@ def strict_manager(data, monkeypatch):
     connects to loopback and private networks (its workers inherit the environment)."""
     for name in ("RECORDER_IPC_DIR", "RECORDER_ALLOW_BIND", "RECORDER_ALLOW_CONNECT"):
         monkeypatch.delenv(name, raising=False)
-    m = Manager(data, config.catalog_url(None, data), stop_grace_s=5.0, kill_grace_s=3.0)
-    m.start()
-    stop = threading.Event()
-    t = threading.Thread(target=m.serve, args=(stop,), name="manager", daemon=True)
-    t.start()
-    yield m
-    stop.set()
-    t.join(30)
-    assert not t.is_alive(), "manager did not shut down"
+    with running_manager(data) as m:
+        yield m
 
 
 def _ended(control, job_id: str) -> dict:

@@ -3,15 +3,14 @@ a real manager with real worker processes, and runs recorded for real from simul
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
 from recorder import config
-from recorder.manager.manager import Manager
 from recorder.simulators import make_simulator
 from recorder.web import create_app
+from tests.helpers import running_manager
 from tests.recordhelp import running
 
 
@@ -54,15 +53,8 @@ def anon(app):
 @pytest.fixture
 def manager(data):
     """A real manager (spawning real worker processes) for the test's data folder."""
-    m = Manager(data, config.catalog_url(None, data), stop_grace_s=5.0, kill_grace_s=3.0)
-    m.start()
-    stop = threading.Event()
-    t = threading.Thread(target=m.serve, args=(stop,), name="manager", daemon=True)
-    t.start()
-    yield m
-    stop.set()
-    t.join(30)
-    assert not t.is_alive(), "manager did not shut down"
+    with running_manager(data) as m:
+        yield m
 
 
 @pytest.fixture
