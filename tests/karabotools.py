@@ -7,6 +7,7 @@ import re
 import select
 import subprocess
 import time
+from pathlib import Path
 
 
 def start_tool(args: list[str], timeout: float = 45) -> tuple[subprocess.Popen, int]:
@@ -31,3 +32,16 @@ def start_tool(args: list[str], timeout: float = 45) -> tuple[subprocess.Popen, 
     proc.kill()
     proc.wait()
     raise RuntimeError(f"{args[0]} did not report its endpoint: {out.decode(errors='replace')}")
+
+
+def write_mock_run(folder: Path, ntrains: int = 4) -> Path:
+    """A small extra_data mock run file (an XGM and a GEC camera), as karabo-bridge-serve-files
+    serves it."""
+    from extra_data.tests.mockdata import write_file
+    from extra_data.tests.mockdata.gec_camera import GECCamera
+    from extra_data.tests.mockdata.xgm import XGM
+
+    path = folder / "RAW-R0001-DA01-S00000.h5"
+    sources = [XGM("SA1_XTD2_XGM/DOOCS/MAIN"), GECCamera("FXE_XAD_GEC/CAM/CAMERA")]
+    write_file(str(path), sources, ntrains=ntrains)
+    return path

@@ -27,7 +27,7 @@ from recorder.protocols.karabo import (
     v1_arrays,
 )
 from recorder.simulators.karabo import FIRST_TRAIN, KaraboSimulator
-from tests.karabotools import start_tool
+from tests.karabotools import start_tool, write_mock_run
 
 CODEC = KaraboCodec()
 PROTOCOLS = ["2.2", "1.0"]
@@ -498,15 +498,7 @@ def test_real_server_error_reply_matches_ours(tools, ctx):
 
 @pytest.fixture(scope="module")
 def mock_run(tmp_path_factory):
-    from extra_data.tests.mockdata import write_file
-    from extra_data.tests.mockdata.gec_camera import GECCamera
-    from extra_data.tests.mockdata.xgm import XGM
-
-    path = tmp_path_factory.mktemp("karabo") / "RAW-R0001-DA01-S00000.h5"
-    write_file(
-        str(path), [XGM("SA1_XTD2_XGM/DOOCS/MAIN"), GECCamera("FXE_XAD_GEC/CAM/CAMERA")], ntrains=4
-    )
-    return path
+    return write_mock_run(tmp_path_factory.mktemp("karabo"))
 
 
 @pytest.mark.timeout(60)

@@ -21,7 +21,7 @@ from karabo_bridge.serializer import deserialize, serialize
 
 from recorder.recording.recording import SourceSpec
 from recorder.simulators.karabo import FIRST_TRAIN
-from tests.karabotools import start_tool
+from tests.karabotools import start_tool, write_mock_run
 from tests.recordhelp import (
     assert_rows_equal,
     frames_of,
@@ -129,13 +129,7 @@ N_TRAINS = 4
 def mock_run(tmp_path_factory):
     """A small extra_data mock run; the per-train arrays (zeros as written) get seeded random
     values so that a train served in the wrong place or order could not go unnoticed."""
-    from extra_data.tests.mockdata import write_file
-    from extra_data.tests.mockdata.gec_camera import GECCamera
-    from extra_data.tests.mockdata.xgm import XGM
-
-    path = tmp_path_factory.mktemp("karabo") / "RAW-R0001-DA01-S00000.h5"
-    sources = [XGM("SA1_XTD2_XGM/DOOCS/MAIN"), GECCamera("FXE_XAD_GEC/CAM/CAMERA")]
-    write_file(str(path), sources, ntrains=N_TRAINS)
+    path = write_mock_run(tmp_path_factory.mktemp("karabo"), N_TRAINS)
     rng = np.random.default_rng(11)
 
     def fill(name, obj):

@@ -15,7 +15,7 @@ from karabo_bridge.serializer import deserialize
 
 from recorder.recording.recording import SourceSpec
 from tests.helpers import free_port, local, wait_for
-from tests.karabotools import start_tool
+from tests.karabotools import start_tool, write_mock_run
 from tests.recordhelp import record
 from tests.replayhelp import (
     client,
@@ -57,15 +57,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def mock_run(tmp_path_factory):
-    from extra_data.tests.mockdata import write_file
-    from extra_data.tests.mockdata.gec_camera import GECCamera
-    from extra_data.tests.mockdata.xgm import XGM
-
-    path = tmp_path_factory.mktemp("karabo") / "RAW-R0001-DA01-S00000.h5"
-    write_file(
-        str(path), [XGM("SA1_XTD2_XGM/DOOCS/MAIN"), GECCamera("FXE_XAD_GEC/CAM/CAMERA")], ntrains=4
-    )
-    return path
+    return write_mock_run(tmp_path_factory.mktemp("karabo"))
 
 
 def assert_same(a, b, where: str = "") -> None:
