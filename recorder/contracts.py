@@ -118,6 +118,7 @@ class StreamConfig(TypedDict):
     role: str  # bind or connect
     options: dict[str, Any]
     protocol_detected: NotRequired[bool]  # `--protocol auto` picked it
+    compression: NotRequired[str]  # layout.COMPRESSIONS (format 2; absent: none)
 
 
 class StreamAttrs(StreamConfig):

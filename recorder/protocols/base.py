@@ -52,6 +52,13 @@ class BulkFrame:
     """Placed frames: rows per second, if known (a change starts a new segment)."""
     channel_name: str | None = None
     """Placed frames: name of the channel, if known (segment attribute ``channel_names``)."""
+    ragged: bool = False
+    """Rows along the first axis: messages may carry different counts of them (pulses per
+    train). Stored as one array of rows with a per-message (first, count) index, as EuXFEL's
+    EXDF files do, instead of one array per shape."""
+    dims: tuple[str, ...] | None = None
+    """Names of the array's dimensions as the source means them (``("y", "x")`` for an image;
+    for a ragged array the first one names the ragged axis). None: generic names."""
 
 
 @dataclass(slots=True)

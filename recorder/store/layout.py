@@ -75,6 +75,19 @@ STATUSES = (STATUS_RECORDING, STATUS_COMPLETE, STATUS_INTERRUPTED, STATUS_FAILED
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
+#: Per-stream compression of typed arrays and the heap: "none" keeps chunks as raw bytes (the
+#: write path copies nothing); the others trade CPU for disk (docs/format.md, benchmarks/).
+COMPRESSIONS = ("none", "zstd", "blosc-zstd")
+
+
+def check_compression(name: str | None) -> str:
+    if name is None:
+        return "none"
+    if name not in COMPRESSIONS:
+        raise UsageError(f"unknown compression {name!r}: use one of {', '.join(COMPRESSIONS)}")
+    return name
+
+
 def check_name(kind: str, name: str) -> str:
     """Stream names and run ids become folder names: keep them to a safe alphabet."""
     if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):

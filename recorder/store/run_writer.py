@@ -88,8 +88,12 @@ class RunWriter:
         socket_type: str,
         role: str,
         options: dict[str, Any] | None = None,
+        compression: str | None = None,
     ) -> StreamWriter:
+        """`compression` (one of layout.COMPRESSIONS, None: none) applies to the stream's
+        typed arrays and heap: it trades write speed for disk (docs/format.md)."""
         layout.check_name("stream name", name)
+        compression = layout.check_compression(compression)
         if name in self.streams:
             raise UsageError(f"stream {name!r} is in the run already")
         if role not in ("bind", "connect"):
@@ -103,6 +107,7 @@ class RunWriter:
                 "socket_type": socket_type,
                 "role": role,
                 "options": options or {},
+                "compression": compression,
             },
         )
         self.streams[name] = writer
