@@ -56,6 +56,11 @@ class BulkFrame:
     """Rows along the first axis: messages may carry different counts of them (pulses per
     train). Stored as one array of rows with a per-message (first, count) index, as EuXFEL's
     EXDF files do, instead of one array per shape."""
+    units: str | None = None
+    """Physical unit of the values after `scale` (Open Ephys: ``uV``), if the source says."""
+    scale: float | None = None
+    """Multiply the stored values by this to get `units` (Open Ephys ``bit_volts``); placed
+    segments keep one per channel (attribute ``scale``)."""
     dims: tuple[str, ...] | None = None
     """Names of the array's dimensions as the source means them (``("y", "x")`` for an image;
     for a ragged array the first one names the ragged axis). None: generic names."""

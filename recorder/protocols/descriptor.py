@@ -104,6 +104,32 @@ class Demo:
 
 
 @dataclass(frozen=True)
+class StreamMeaning:
+    """What a stream's numbers mean, stored with every stream (format 2: the stream's `meaning`
+    attribute, and CF attributes on `seq` and `source_ns`) so a run explains itself."""
+
+    seq: str = ""
+    """What the sequence number is (e.g. ``frame id (NDArray uniqueId)``); "" when the protocol
+    has none (seq is then always -1)."""
+    source_time: str = ""
+    """What `source_ns` is (e.g. ``NDArray timestamp``); "" when the protocol sends none."""
+    source_epoch: str | None = None
+    """When `source_ns` counts from as an ISO date (``1970-01-01`` Unix, ``1990-01-01`` EPICS),
+    or None when it is not a wall clock (a sample counter's time, a device clock)."""
+    columns: Mapping[str, str] = field(default_factory=dict)
+    """Meaning of decoded columns, by column name (or by a name's prefix ending in ``/`` or
+    ``.``): units, what codes such as an event_type stand for."""
+
+    def as_attrs(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "source_time": self.source_time,
+            "source_epoch": self.source_epoch,
+            "columns": dict(self.columns),
+        }
+
+
+@dataclass(frozen=True)
 class ProtocolDescriptor:
     name: str
     """What users type after ``--protocol`` and what a run's stream attributes say."""
@@ -139,6 +165,8 @@ class ProtocolDescriptor:
     """``module:Class`` of the faithful simulator, imported only when asked for."""
     demo: Demo | None = None
     """How ``serve --demo`` runs the simulator; None: not part of the demo."""
+    meaning: StreamMeaning = field(default_factory=StreamMeaning)
+    """What seq, source_ns and the decoded columns of this protocol's streams mean."""
 
     def simulator_class(self) -> type | None:
         if self.simulator is None:
