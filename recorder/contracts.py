@@ -53,6 +53,7 @@ class RunAttrs(TypedDict):
     pid: int
     recorder_version: str
     meta: dict[str, Any]
+    format_doc: NotRequired[str]  # format 2: where the format is documented
 
 
 class Note(TypedDict):
@@ -78,6 +79,7 @@ class SegmentInfo(TypedDict):
     index: NotRequired[str]  # whole-row segments: the message index of each row
     derived: NotRequired[bool]  # copies of arrays that live inside a verbatim frame
     placed: NotRequired[bool]  # (samples, channels) cells, see store/placed.py
+    ragged: NotRequired[bool]  # format 2: a frame is rows along the first axis (pulses)
     first_sample: NotRequired[int]  # placed: absolute sample number of row 0
 
 
@@ -124,6 +126,7 @@ class StreamConfig(TypedDict):
 class StreamAttrs(StreamConfig):
     """A stream group's attributes, as every flush rewrites them."""
 
+    meaning: NotRequired[dict[str, Any]]  # format 2: the protocol's StreamMeaning
     segments: list[SegmentInfo]
     columns: dict[str, str]  # column name -> array under `columns/`
     stats: StreamStats

@@ -21,7 +21,7 @@ from pathlib import Path
 import zarr
 
 from recorder.errors import StoreError
-from recorder.store import layout
+from recorder.store import layout, nodes
 
 LOCK_FILE = "annotate.lock"
 _held = threading.local()  # lock files this thread holds
@@ -65,9 +65,8 @@ def editing(run_path: Path) -> Iterator[dict]:
     """
     with lock(run_path):
         try:
-            group = zarr.open_group(run_path, mode="r+", zarr_format=3).require_group(
-                layout.ANNOTATIONS_GROUP
-            )
+            root = zarr.open_group(run_path, mode="r+", zarr_format=3, use_consolidated=False)
+            group = root.require_group(layout.ANNOTATIONS_GROUP)
             before = dict(group.attrs) or empty()
         except (OSError, ValueError) as exc:
             raise StoreError(f"cannot update annotations of {Path(run_path).name}: {exc}") from exc
@@ -76,6 +75,8 @@ def editing(run_path: Path) -> Iterator[dict]:
         if attrs != before:
             try:
                 group.attrs.put(attrs)
+                if nodes.is_consolidated(run_path):  # a closed run: keep its copy current
+                    nodes.consolidate(run_path)
             except OSError as exc:
                 raise StoreError(
                     f"cannot update annotations of {Path(run_path).name}: {exc}"

@@ -9,7 +9,8 @@ rewritten once per chunk, not once per flush): readers use the stream's committe
 chunks hold:
 
 - PieceAppender (the byte heap, typed payload segments): a chunk is a list of views of the
-  received frames, streamed into the chunk file as they arrive; nothing is copied.
+  received frames, streamed into the chunk file as they arrive when it is stored raw; nothing
+  is copied (compressed chunks are encoded when full, or at a flush).
 - DirectAppender (per-message columns): values built in Python, gathered in a numpy chunk buffer.
 - BufferedAppender (strings, non-native byte order): chunks zarr must encode; written through
   zarr at flush time.
@@ -24,8 +25,9 @@ import zarr
 
 from recorder.store.chunk_io import (
     ChunkStream,
+    chunk_format,
+    file_rows,
     patch_chunk,
-    stores_native_bytes,
     write_chunk,
     write_rows,
 )
@@ -34,7 +36,7 @@ from recorder.store.chunk_io import (
 def grow(array: zarr.Array, rows: int) -> None:
     """Make room for `rows` rows, rounded up to whole chunks (one metadata write per chunk)."""
     if array.shape[0] < rows:
-        chunk = int(array.chunks[0])
+        chunk = file_rows(array)
         array.resize((-(-rows // chunk) * chunk, *array.shape[1:]))
 
 
@@ -45,7 +47,7 @@ def trim(array: zarr.Array, rows: int) -> None:
 
 
 def appender_for(array: zarr.Array, *, pieces: bool = False) -> Appender:
-    if not stores_native_bytes(array):
+    if chunk_format(array) is None:
         return BufferedAppender(array)
     if pieces:
         return PieceAppender(array)
@@ -63,7 +65,7 @@ class PieceAppender:
         self.stream = ChunkStream(array)
         self.row_shape = tuple(array.shape[1:])
         self.row_bytes = max(1, int(np.prod(self.row_shape))) * array.dtype.itemsize
-        self.chunk_rows = int(array.chunks[0])
+        self.chunk_rows = file_rows(array)
         self.chunk_bytes = self.chunk_rows * self.row_bytes
         self.pieces: list = []
         self.fill = 0  # bytes gathered for the current chunk
@@ -96,12 +98,20 @@ class PieceAppender:
         self._add(row.reshape(-1).view(np.uint8).data)
         self.rows += 1
 
+    def extend_rows(self, rows: np.ndarray) -> None:
+        """Append the rows of an array of rows (its first axis), e.g. a train's pulses."""
+        rows = np.ascontiguousarray(rows, dtype=self.array.dtype)
+        if rows.size:
+            self._add(rows.reshape(-1).view(np.uint8).data)
+        self.rows += len(rows)
+
     def flush(self) -> None:
         """Everything appended is in the store when this returns (the partial chunk too)."""
         if self.rows == self.persisted:
             return
         if self.fill:
-            write_chunk(self.array, self.index, self.pieces, pad=self.chunk_bytes - self.fill)
+            rows = -(-self.fill // self.row_bytes)
+            write_chunk(self.array, self.index, self.pieces, rows)
         grow(self.array, self.rows)
         self.persisted = self.rows
 
@@ -120,7 +130,7 @@ class DirectAppender:
         self.array = array
         self.row_shape = tuple(array.shape[1:])
         self.dtype = array.dtype
-        self.chunk = int(array.chunks[0])
+        self.chunk = file_rows(array)
         self.cur = self._new_buffer()
         self.fill = 0  # rows in cur
         self.index = 0  # chunk index of cur
@@ -146,6 +156,9 @@ class DirectAppender:
         if self.fill == self.chunk:
             self._next_buffer()
 
+    def extend_rows(self, rows) -> None:
+        self.extend(rows)
+
     def extend(self, values) -> None:
         values = np.asarray(values, dtype=self.dtype)
         n, done = len(values), 0
@@ -169,7 +182,7 @@ class DirectAppender:
             if not self.on_disk or not patch_chunk(
                 self.array, self.index, new, self.on_disk * row_bytes
             ):
-                write_rows(self.array, self.index, self.cur)
+                write_rows(self.array, self.index, self.cur, self.fill)
             self.on_disk = self.fill
         grow(self.array, self.rows)
         self.persisted = self.rows
@@ -187,7 +200,7 @@ class BufferedAppender:
     def __init__(self, array: zarr.Array):
         self.array = array
         self.row_shape = tuple(array.shape[1:])
-        self.chunk = int(array.chunks[0])
+        self.chunk = file_rows(array)
         self.rows = 0
         self.persisted = 0
         self.base = 0  # first row held in self.held
@@ -200,6 +213,9 @@ class BufferedAppender:
     def extend(self, values) -> None:
         self.held.extend(values)
         self.rows += len(values)
+
+    def extend_rows(self, rows) -> None:
+        self.extend(list(rows))
 
     def flush(self) -> None:
         if self.rows == self.persisted:
@@ -235,6 +251,7 @@ class Appender(Protocol):
 
     def append(self, value: Any, /) -> None: ...
     def extend(self, values: Any, /) -> None: ...
+    def extend_rows(self, rows: Any, /) -> None: ...
     def flush(self) -> None: ...
     def trim(self) -> None: ...
     def close(self) -> None: ...

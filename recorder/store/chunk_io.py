@@ -1,11 +1,21 @@
-"""Writing whole zarr chunks without zarr's codec pipeline, for arrays that need no codec work.
+"""Writing whole zarr chunks without zarr's codec pipeline, for the arrays the recorder appends to.
 
-When an array has no compression and stores values in this machine's byte order, a chunk on
-disk is just its rows' bytes one after the other. Large frames then go from the receive buffer
-into the chunk file with no copy in our process: `ChunkStream` writes each piece into the
-chunk's temporary file as it arrives (while the bytes are still in the CPU cache) and renames it
-into place when the chunk is full, the same temp-and-rename discipline zarr's LocalStore uses.
-Other stores get the pieces joined and handed to `store.set`.
+zarr would encode every write through its async pipeline and read back partial chunks. The
+recorder knows each array's layout (docs/format.md) and writes chunk files itself:
+
+- raw chunks (format 1, and format 2 message columns' inner data): a chunk on disk is just its
+  rows' bytes, so large frames go from the receive buffer into the chunk file with no copy in
+  our process: `ChunkStream` writes each piece into the chunk's temporary file as it arrives
+  (while the bytes are still in the CPU cache) and renames it into place when the chunk is full,
+  the same temp-and-rename discipline zarr's LocalStore uses;
+- shards (format 2 heap and typed arrays): the file is its inner chunks one after the other and
+  an index (offset, size per inner chunk, then a CRC32C of the index) at the end, as zarr's
+  `sharding_indexed` codec reads it. Inner chunks no row reached are left out (the index says
+  "empty"), which is how the last, partly filled shard of an array stays as small as its data;
+- compressed chunks (zstd or blosc after the bytes codec, inside a shard or not): the rows'
+  bytes through the same numcodecs codec zarr uses, so zarr decodes them unchanged.
+
+Anything else (strings, another byte order, codecs not listed here) goes through zarr.
 """
 
 from __future__ import annotations
@@ -13,11 +23,15 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 import zarr
-from zarr.codecs import BytesCodec
+from numcodecs import Blosc, Zstd  # type: ignore[import-untyped]
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
@@ -26,19 +40,127 @@ from zarr.storage import LocalStore
 from recorder.errors import StoreError
 
 PARTIAL_SUFFIX = ".partial"  # temporary chunk files (zarr's LocalStore uses the same suffix)
+_EMPTY = np.uint64(2**64 - 1)  # a shard index entry for an inner chunk that was never written
+
+Encode = Callable[[memoryview], bytes]
+
+
+@dataclass(frozen=True)
+class ChunkFormat:
+    """How one chunk file of an array is made from its rows' bytes (in row order)."""
+
+    row_bytes: int
+    chunk_rows: int
+    """Rows per chunk file (per shard, for a sharded array)."""
+    inner_rows: int | None = None
+    """Sharded: rows per inner chunk."""
+    encode: Encode | None = None
+    """Compressor of each (inner) chunk; None: raw bytes."""
+
+    @property
+    def chunk_bytes(self) -> int:
+        return self.chunk_rows * self.row_bytes
+
+    @property
+    def raw(self) -> bool:
+        """Rows sit in the file as their bytes at row_bytes * row (a mapped reader can use it)."""
+        return self.encode is None
+
+    def index_bytes(self) -> int:
+        if self.inner_rows is None:
+            return 0
+        return -(-self.chunk_rows // self.inner_rows) * 16 + 4
+
+
+def file_rows(array: zarr.Array) -> int:
+    """Rows per chunk file: the shard's rows for a sharded array (`array.chunks` gives the
+    inner chunks there), else the chunk's."""
+    grid = array.metadata.chunk_grid
+    shape = getattr(grid, "chunk_shape", None)
+    return int(shape[0]) if shape else int(array.chunks[0])
+
+
+class _NotOurs:
+    """A codec pipeline the recorder does not write itself (zarr encodes it)."""
+
+
+NOT_OURS = _NotOurs()
+
+
+def _encoder(codec) -> Encode | _NotOurs:
+    """A bytes-to-bytes codec's encoder, or NOT_OURS."""
+    if isinstance(codec, ZstdCodec):
+        z = Zstd.from_config({"level": codec.level, "checksum": codec.checksum})
+        return lambda data: bytes(z.encode(data))
+    if isinstance(codec, BloscCodec) and codec.typesize is not None:
+        shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[codec.shuffle.value]
+        b = Blosc.from_config(
+            {
+                "cname": codec.cname.value,
+                "clevel": codec.clevel,
+                "shuffle": shuffle,
+                "blocksize": codec.blocksize,
+                "typesize": codec.typesize,
+            }
+        )
+        return lambda data: bytes(b.encode(np.frombuffer(data, dtype=np.uint8)))
+    return NOT_OURS
+
+
+def _bytes_pipeline(codecs, itemsize: int) -> Encode | _NotOurs | None:
+    """(bytes codec [+ one compressor]) -> its encoder (None: raw), or NOT_OURS."""
+    if not codecs or not isinstance(codecs[0], BytesCodec):
+        return NOT_OURS
+    endian = codecs[0].endian
+    if itemsize != 1 and endian is not None and endian.value != sys.byteorder:
+        return NOT_OURS
+    if len(codecs) == 1:
+        return None
+    if len(codecs) == 2:
+        return _encoder(codecs[1])
+    return NOT_OURS
+
+
+def chunk_format(array: zarr.Array) -> ChunkFormat | None:
+    """How the recorder writes this array's chunks itself, or None: zarr must encode them."""
+    dtype = array.dtype
+    if (
+        dtype.kind in "OTUV"
+        or not dtype.isnative
+        or not isinstance(array.metadata, ArrayV3Metadata)
+    ):
+        return None
+    row_bytes = max(1, int(np.prod(array.shape[1:], dtype=np.int64))) * dtype.itemsize
+    chunk_rows = file_rows(array)
+    codecs = array.metadata.codecs
+    if len(codecs) == 1 and isinstance(codecs[0], ShardingCodec):
+        shard = codecs[0]
+        index = shard.index_codecs
+        inner_shape = tuple(shard.chunk_shape)
+        if (
+            shard.index_location.value != "end"
+            or len(index) != 2
+            or not isinstance(index[0], BytesCodec)
+            or not isinstance(index[1], Crc32cCodec)
+            or inner_shape[1:] != tuple(array.shape[1:])
+            or chunk_rows % inner_shape[0]
+        ):
+            return None
+        enc = _bytes_pipeline(shard.codecs, dtype.itemsize)
+        if isinstance(enc, _NotOurs):
+            return None
+        return ChunkFormat(row_bytes, chunk_rows, int(inner_shape[0]), enc)
+    enc = _bytes_pipeline(codecs, dtype.itemsize)
+    if isinstance(enc, _NotOurs):
+        return None
+    return ChunkFormat(row_bytes, chunk_rows, None, enc)
 
 
 def stores_native_bytes(array: zarr.Array) -> bool:
-    """True when a chunk on disk is exactly its values' bytes in this machine's order."""
-    if array.dtype.kind in "OTUV" or not array.dtype.isnative:
-        return False
-    if not isinstance(array.metadata, ArrayV3Metadata):
-        return False  # runs are zarr v3; a v2 array is never written as raw bytes here
-    codecs = array.metadata.codecs
-    if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
-        return False
-    endian = codecs[0].endian
-    return array.dtype.itemsize == 1 or endian is None or endian.value == sys.byteorder
+    """True when a chunk on disk is exactly its values' bytes in this machine's order (a
+    format-1 raw array: no shard, no compression)."""
+    fmt = chunk_format(array)
+    return fmt is not None and fmt.raw and fmt.inner_rows is None
 
 
 def _chunk_key(array: zarr.Array, index: int) -> str:
@@ -64,20 +186,82 @@ def _write_all(fd: int, piece) -> None:
         view = view[n:]
 
 
-def write_chunk(array: zarr.Array, index: int, pieces: list, pad: int = 0) -> None:
-    """Store chunk `index` as the concatenation of `pieces` and `pad` zero bytes."""
-    if pad:
-        pieces = [*pieces, bytes(pad)]
+def shard_index(fmt: ChunkFormat, sizes: list[int]) -> bytes:
+    """The index zarr's sharding codec reads at the end of a shard: inner chunks in order,
+    `sizes` of the first len(sizes) of them (the rest empty), then the index's CRC32C."""
+    assert fmt.inner_rows is not None, "only shards have an index"
+    n_inner = -(-fmt.chunk_rows // fmt.inner_rows)
+    index = np.full((n_inner, 2), _EMPTY, dtype="<u8")
+    if sizes:
+        ends = np.cumsum(np.asarray(sizes, dtype=np.uint64))
+        index[: len(sizes), 0] = ends - np.asarray(sizes, dtype=np.uint64)
+        index[: len(sizes), 1] = sizes
+    raw = index.tobytes()
+    return raw + np.uint32(google_crc32c.value(raw)).tobytes()
+
+
+def contiguous_rows(fmt: ChunkFormat, tail: bytes) -> int:
+    """Rows readable straight from a raw shard whose last bytes are `tail` (its index): inner
+    chunks written in order from the start, each whole. 0 when the shard is laid out otherwise
+    (then zarr reads it)."""
+    assert fmt.inner_rows is not None and fmt.raw, "only raw shards are read mapped"
+    index = np.frombuffer(tail[:-4], dtype="<u8").reshape(-1, 2)
+    present = index[:, 0] != _EMPTY
+    k = int(np.argmin(present)) if not present.all() else len(present)
+    inner_bytes = fmt.inner_rows * fmt.row_bytes
+    expect = np.arange(k, dtype=np.uint64) * np.uint64(inner_bytes)
+    if present[k:].any() or not (index[:k, 0] == expect).all():
+        return 0
+    if not (index[:k, 1] == inner_bytes).all():
+        return 0
+    return min(k * fmt.inner_rows, fmt.chunk_rows)
+
+
+def _encoded_pieces(fmt: ChunkFormat, pieces: list, rows: int) -> list:
+    """The file's bytes for the first `rows` rows of a chunk given as `pieces` of raw bytes."""
+    data = memoryview(b"".join(pieces)).cast("B") if len(pieces) != 1 else memoryview(pieces[0])
+    data = data.cast("B")
+    need = rows * fmt.row_bytes
+    if fmt.inner_rows is None:
+        whole = fmt.chunk_bytes
+        if data.nbytes < whole:
+            data = memoryview(bytes(data) + bytes(whole - data.nbytes))
+        return [fmt.encode(data[:whole]) if fmt.encode else data[:whole]]
+    inner_bytes = fmt.inner_rows * fmt.row_bytes
+    n_inner = -(-need // inner_bytes) if need else 0
+    if data.nbytes < n_inner * inner_bytes:  # the last inner chunk is padded to its size
+        data = memoryview(bytes(data) + bytes(n_inner * inner_bytes - data.nbytes))
+    out: list = []
+    sizes: list[int] = []
+    for j in range(n_inner):
+        part = data[j * inner_bytes : (j + 1) * inner_bytes]
+        enc = fmt.encode(part) if fmt.encode else part
+        out.append(enc)
+        sizes.append(len(enc) if fmt.encode else inner_bytes)
+    out.append(shard_index(fmt, sizes))
+    return out
+
+
+def write_chunk(array: zarr.Array, index: int, pieces: list, rows: int | None = None) -> None:
+    """Store chunk `index` holding the concatenation of `pieces` (raw row bytes): `rows` rows
+    of it (default: whole). A plain chunk is padded to its size; a shard gets only the inner
+    chunks its rows reach."""
+    fmt = chunk_format(array)
+    if fmt is None:
+        raise StoreError(f"{array.path}: chunks of this array are written through zarr")
+    if rows is None:
+        rows = fmt.chunk_rows
+    out = _encoded_pieces(fmt, pieces, rows)
     path = chunk_file(array, index)
     if path is None:
-        buf = default_buffer_prototype().buffer.from_bytes(b"".join(pieces))
+        buf = default_buffer_prototype().buffer.from_bytes(b"".join(bytes(p) for p in out))
         sync((array.store_path / _chunk_key(array, index)).set(buf))
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_for(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        for piece in pieces:
+        for piece in out:
             _write_all(fd, piece)
     except BaseException:
         os.close(fd)
@@ -90,11 +274,14 @@ def write_chunk(array: zarr.Array, index: int, pieces: list, pad: int = 0) -> No
 def patch_chunk(array: zarr.Array, index: int, data, offset: int) -> bool:
     """Write `data` at byte `offset` of chunk `index`'s file, in place.
 
-    Only for a chunk file this process wrote whole before (so it has its full size) and only for
-    bytes past what was committed: bytes readers may use never change, and a write cut short
-    by a crash leaves only uncommitted bytes torn. Cheaper than a new file and a rename when a
-    flush adds a few rows to each of many columns. False: no such file here (write it whole).
+    Only for a raw, unsharded chunk file this process wrote whole before (so it has its full
+    size) and only for bytes past what was committed: bytes readers may use never change, and a
+    write cut short by a crash leaves only uncommitted bytes torn. Cheaper than a new file and a
+    rename when a flush adds a few rows to each of many columns. False: not possible here
+    (write it whole).
     """
+    if not stores_native_bytes(array):
+        return False
     path = chunk_file(array, index)
     if path is None:
         return False
@@ -112,17 +299,20 @@ def patch_chunk(array: zarr.Array, index: int, data, offset: int) -> bool:
     return True
 
 
-def write_rows(array: zarr.Array, index: int, rows: np.ndarray) -> None:
-    """Store a whole chunk held as one numpy buffer."""
-    write_chunk(array, index, [rows.reshape(-1).view(np.uint8)])
+def write_rows(array: zarr.Array, index: int, rows: np.ndarray, valid: int | None = None) -> None:
+    """Store a whole chunk held as one numpy buffer (`valid`: rows that hold data)."""
+    write_chunk(array, index, [rows.reshape(-1).view(np.uint8).data], valid)
 
 
 class ChunkStream:
-    """The chunk being filled, written piece by piece as pieces arrive."""
+    """The chunk being filled, written piece by piece as pieces arrive (raw arrays on a local
+    store only; others are written whole when full)."""
 
     def __init__(self, array: zarr.Array):
         self.array = array
-        self.local = chunk_file(array, 0) is not None
+        fmt = chunk_format(array)
+        self.fmt = fmt
+        self.local = fmt is not None and fmt.raw and chunk_file(array, 0) is not None
         self.fd: int | None = None
         self.tmp: Path | None = None
 
@@ -151,6 +341,17 @@ class ChunkStream:
         self.fd = self.tmp = None
         if fd is None or tmp is None:
             raise StoreError(f"chunk {index} of {self.array.path} was never started")
+        fmt = self.fmt
+        assert fmt is not None, "local streams have a format"
+        if fmt.inner_rows is not None:  # a whole raw shard: every inner chunk, in order
+            inner_bytes = fmt.inner_rows * fmt.row_bytes
+            n_inner = -(-fmt.chunk_rows // fmt.inner_rows)
+            try:
+                _write_all(fd, shard_index(fmt, [inner_bytes] * n_inner))
+            except BaseException:
+                os.close(fd)
+                tmp.unlink(missing_ok=True)
+                raise
         os.close(fd)
         os.replace(tmp, self._file(index))
 

@@ -13,13 +13,32 @@ import numpy as np
 from recorder.errors import UsageError
 
 FORMAT_NAME = "zmq-recorder-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Versions this code can read. Reading anything else is refused, never guessed.
-READABLE_VERSIONS = frozenset({1})
+READABLE_VERSIONS = frozenset({1, 2})
+FORMAT_DOC = (
+    "docs/format.md of zmq-recorder (https://github.com/zmq-recorder/zmq-recorder): "
+    "the run format, version 2"
+)
 
 RUNS_DIR = "runs"
 STREAMS_GROUP = "streams"
 ANNOTATIONS_GROUP = "annotations"
+DATA_GROUP = "data"  # format 2: typed arrays, one group per array family
+
+# Dimension names (format 2: every array has zarr v3 `dimension_names`, so xarray opens it).
+MESSAGE_DIM = "message"
+FRAME_DIM = "zmq_frame"  # rows of the frame table (parts of multipart messages)
+HEAP_DIM = "heap_byte"
+REJECT_DIM = "reject"
+STACKED_DIM = "frame"  # rows of a stacked typed array: one per message that carried it
+RAGGED_DIM = "row"  # rows of a ragged typed array when the source does not name its first axis
+SAMPLE_DIM = "sample"
+CHANNEL_DIM = "channel"
+#: Names a family group uses for its coordinates: the values array never takes one of them.
+FAMILY_RESERVED = frozenset(
+    {"message", "first", "count", "recv_ns", "seq", "sample", "channel", "time"}
+)
 
 # Per-message columns of a stream: name -> dtype.
 MESSAGE_COLUMNS: dict[str, str] = {
@@ -29,6 +48,20 @@ MESSAGE_COLUMNS: dict[str, str] = {
     "first_frame": "int64",  # index of the message's first row in the frame table
     "n_frames": "int32",
     "flags": "uint8",  # FLAG_* bits
+}
+# Format 2: the missing value of a message column is its fill value (the sentinel readers see).
+MESSAGE_FILL: dict[str, int] = {"seq": -1, "source_ns": -1}
+MESSAGE_ATTRS: dict[str, dict] = {
+    "recv_ns": {
+        "units": "nanoseconds since 1970-01-01",
+        "calendar": "proleptic_gregorian",
+        "long_name": "host receive time",
+    },
+    "seq": {"long_name": "sequence number", "missing": -1},
+    "source_ns": {"long_name": "source timestamp", "missing": -1},
+    "first_frame": {"long_name": "row of the message's first frame in frames/"},
+    "n_frames": {"long_name": "frames of the multipart message"},
+    "flags": {"long_name": "bit 0: rejected (kept verbatim in the heap)"},
 }
 # Per-frame table: where each frame's bytes are.
 FRAME_COLUMNS: dict[str, str] = {
@@ -57,9 +90,16 @@ EXTRA_COLUMN_CHUNK = 4096
 MAX_COLUMNS = 1024  # scalar columns per stream
 MAX_COLUMN_NAME_BYTES = 1 << 20  # their names together (UTF-8), kept in the stream attributes
 MAX_SEGMENTS = 256  # typed arrays (segments) per stream
-HEAP_CHUNK = 8 << 20  # bytes per heap chunk
-SEGMENT_CHUNK_BYTES = 8 << 20  # target bytes per chunk of a typed array
-SEGMENT_MAX_CHUNK_ROWS = 4096
+HEAP_CHUNK = 8 << 20  # bytes per heap chunk (a shard, in format 2)
+SEGMENT_CHUNK_BYTES = 8 << 20  # target bytes per chunk (shard) of a typed array
+SEGMENT_MAX_CHUNK_ROWS = 4096  # rows per shard of a stacked array: one piece per row in memory
+RAGGED_MAX_CHUNK_ROWS = 1 << 20  # a ragged array gets one piece per message, not per row
+#: Format 2: shards hold inner chunks of about this much, and only those rows reached are
+#: written: the last shard of an array is as small as its data (plus one partial inner chunk).
+INNER_CHUNK_BYTES = 64 << 10
+#: Compression of per-message, per-frame and scalar columns (format 2): small data, and the
+#: padding of a column's last chunk compresses to nothing.
+COLUMN_ZSTD_LEVEL = 1
 # Placed segments (samples, channels): see recorder/store/placed.py.
 PLACED_CHUNK_BYTES = 4 << 20  # target bytes per chunk (at least one block of rows)
 PLACED_MAX_COLUMNS = 4096  # a channel index beyond this is not placed (keeps rows bounded)
@@ -111,10 +151,18 @@ def valid_text(text: str) -> str:
     return text
 
 
-def segment_chunk_rows(row_shape: tuple[int, ...], dtype: np.dtype) -> int:
+def segment_chunk_rows(row_shape: tuple[int, ...], dtype: np.dtype, *, ragged: bool = False) -> int:
     """Rows per chunk so a chunk holds about SEGMENT_CHUNK_BYTES (8 x 1 MiB images)."""
     row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
-    return int(max(1, min(SEGMENT_MAX_CHUNK_ROWS, SEGMENT_CHUNK_BYTES // row_bytes)))
+    cap = RAGGED_MAX_CHUNK_ROWS if ragged else SEGMENT_MAX_CHUNK_ROWS
+    return int(max(1, min(cap, SEGMENT_CHUNK_BYTES // row_bytes)))
+
+
+def shard_rows(chunk_rows: int, row_bytes: int) -> tuple[int, int]:
+    """(rows per shard, rows per inner chunk) for a shard of about `chunk_rows` rows: inner
+    chunks of about INNER_CHUNK_BYTES (at least a row), the shard a whole number of them."""
+    inner = max(1, min(chunk_rows, INNER_CHUNK_BYTES // max(1, row_bytes)))
+    return -(-chunk_rows // inner) * inner, inner
 
 
 def reserve_path(run_path):

@@ -4,6 +4,7 @@ any JSON to zarr; the run format says which, so a node of the wrong kind means a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -41,6 +42,23 @@ def subgroup(group: zarr.Group, key: str) -> zarr.Group:
 def read_rows(arr: zarr.Array, start: int, stop: int | None) -> np.ndarray:
     """Rows [start, stop) of an array as numpy (zarr types a slice as any array-like)."""
     return np.asarray(arr[start:stop])
+
+
+def consolidate(path) -> None:
+    """Put every node's metadata into the root's zarr.json, so a finished run opens in one read
+    (xarray, dask). Our own reader ignores the copy: annotations change after a run closed."""
+    with warnings.catch_warnings():  # "not part of the zarr v3 spec yet": xarray reads it
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(path))
+
+
+def is_consolidated(path) -> bool:
+    """Has this run (a closed format-2 run) a consolidated copy of its metadata?"""
+    try:
+        with open(f"{path}/zarr.json", "rb") as f:
+            return b'"consolidated_metadata"' in f.read()
+    except OSError:
+        return False
 
 
 def attrs_of(node: zarr.Group | zarr.Array) -> dict[str, Any]:

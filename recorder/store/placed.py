@@ -32,9 +32,9 @@ from zarr.core.common import JSON
 
 from recorder.contracts import SegmentInfo
 from recorder.protocols.base import BulkFrame
-from recorder.store import layout
+from recorder.store import arrays, layout
 from recorder.store.appender import grow, trim
-from recorder.store.chunk_io import stores_native_bytes, write_rows
+from recorder.store.chunk_io import chunk_format, write_rows
 
 NEW_SEGMENT = -1  # `place` answers: start a new segment and place the frame there
 TO_HEAP = -2  # `place` answers: keep the frame verbatim in the heap
@@ -58,8 +58,16 @@ def placeable(b: BulkFrame) -> bool:
 class PlacedAppender:
     """One placed segment `arrays/<path>`; `info` is its entry in the stream's segment list."""
 
-    def __init__(self, group: zarr.Group, path: str, info: SegmentInfo, first_message: int):
+    def __init__(
+        self,
+        group: zarr.Group,
+        path: str,
+        info: SegmentInfo,
+        first_message: int,
+        compression: str = "none",
+    ):
         self.group, self.path, self.info = group, path, info
+        self.compression = compression
         self.first_message = first_message
         self.array: zarr.Array | None = None
         self.dtype: np.dtype | None = None
@@ -137,18 +145,20 @@ class PlacedAppender:
         row_bytes = self.channels * dtype.itemsize
         block = max(len(h.array) for h in held)
         # a chunk holds at least one block, so two mutable chunks hold the block being filled
-        self.chunk_rows = max(1, layout.PLACED_CHUNK_BYTES // row_bytes, block)
+        chunk_rows = max(1, layout.PLACED_CHUNK_BYTES // row_bytes, block)
+        self.chunk_rows, _ = layout.shard_rows(chunk_rows, row_bytes)
         self.fill = np.nan if dtype.kind == "f" else 0
-        self.array = array = self.group.create_array(
+        self.array = array = arrays.bulk(
+            self.group,
             self.path,
-            shape=(0, self.channels),
-            dtype=self.dtype,
-            chunks=(self.chunk_rows, self.channels),
-            compressors=None,
-            fill_value=self.fill,
-            config={"write_empty_chunks": True},
+            dtype,
+            self.chunk_rows,
+            [layout.SAMPLE_DIM, layout.CHANNEL_DIM],
+            row_shape=(self.channels,),
+            compression=self.compression,
+            fill=self.fill,
         )
-        self.native = stores_native_bytes(array)
+        self.native = chunk_format(array) is not None
         attrs: dict[str, JSON] = {
             "name": self.info["name"],
             "first_message": self.first_message,
@@ -161,6 +171,12 @@ class PlacedAppender:
         }
         if names:
             attrs["channel_names"] = [names.get(c, "") for c in range(self.channels)]
+        scales = {h.column: float(h.scale) for h in held if h.scale is not None}
+        if scales:  # values x scale = `units` (Open Ephys bit_volts), per channel
+            attrs["scale"] = [scales.get(c) for c in range(self.channels)]
+        units = [h.units for h in held if h.units]
+        if units:
+            attrs["units"] = layout.valid_text(units[0])
         array.attrs.update(attrs)
         self.info["shape"] = [self.channels]
         self.info["first_sample"] = self.first_sample
@@ -173,8 +189,8 @@ class PlacedAppender:
 
     def _write(self, k: int, buf: np.ndarray) -> None:
         array = self._created()
-        if self.native:
-            write_rows(array, k, buf)
+        if self.native:  # rows past the furthest placement are fill: not written (a shard)
+            write_rows(array, k, buf, max(1, min(self.chunk_rows, self.rows - k * self.chunk_rows)))
             return
         end = (k + 1) * self.chunk_rows  # zarr encodes it (another byte order)
         if array.shape[0] < end:

@@ -60,8 +60,9 @@ def _window(arr: zarr.Array, limit: int, rows: int) -> MappedWindow | _Window:
 class ArraySegment:
     """One typed segment of a stream, as the frame table's `segment` numbers it.
 
-    Whole-row segments hold one row of `shape` per frame; placed segments are (samples,
-    channels) with `shape == (channels,)` and row r being sample `first_sample + r`.
+    Whole-row segments hold one row of `shape` per frame (ragged ones, format 2: a frame is
+    `length // row bytes` rows of `shape`, its array's first axis); placed segments are
+    (samples, channels) with `shape == (channels,)` and row r being sample `first_sample + r`.
     `dtype` is the wire dtype as stored (e.g. ``"<u2"``); `rows` the committed row count.
     """
 
@@ -73,6 +74,7 @@ class ArraySegment:
     rows: int
     placed: bool = False
     first_sample: int | None = None
+    ragged: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +200,7 @@ class StreamReader:
                         rows=int(rows),
                         placed=bool(seg.get("placed", False)),
                         first_sample=None if first is None else int(first),
+                        ragged=bool(seg.get("ragged", False)),
                     )
                 )
         return out
@@ -290,6 +293,8 @@ class StreamReader:
             for seg, rows in zip(self.segments, self.segment_rows, strict=False)
         ]
         wire = [np.dtype(seg["dtype"]) for seg in self.segments]
+        ragged = [bool(seg.get("ragged")) for seg in self.segments]
+        row_bytes = [_row_bytes(seg) for seg in self.segments]
         g = {name: array(self.group, name) for name in layout.MESSAGE_COLUMNS}
         for b0 in range(start, stop, _BLOCK_MESSAGES):
             b1 = min(stop, b0 + _BLOCK_MESSAGES)
@@ -307,6 +312,9 @@ class StreamReader:
                     col = int(f_col[j])
                     if seg == layout.HEAP_SEGMENT:
                         frames.append(heap.get(off, length).data if length else memoryview(b""))
+                    elif col == layout.WHOLE_ROWS and ragged[seg]:  # rows along the first axis
+                        rows = seg_windows[seg].get(off, length // row_bytes[seg])
+                        frames.append(_as_bytes_view(rows, wire[seg]))
                     elif col == layout.WHOLE_ROWS:
                         frames.append(_as_bytes_view(seg_windows[seg].get(off, 1)[0], wire[seg]))
                     else:  # placed: `length` bytes down one column from row `off`
@@ -336,7 +344,8 @@ class RunReader:
         if not (self.path / "zarr.json").is_file():
             raise RunNotFound(f"no run at {self.path}")
         try:
-            self.root = zarr.open_group(self.path, mode="r", zarr_format=3)
+            # not the consolidated copy: annotations change after the run closed
+            self.root = zarr.open_group(self.path, mode="r", zarr_format=3, use_consolidated=False)
         except (OSError, ValueError) as exc:
             raise StoreError(f"cannot open run at {self.path}: {exc}") from exc
         self.attrs = nodes.run_attrs(self.root)

@@ -16,7 +16,7 @@ import zarr
 
 from recorder.contracts import RunAttrs, SegmentInfo
 from recorder.errors import StoreError, UsageError
-from recorder.store import layout, nodes
+from recorder.store import coordinates, layout, nodes
 from recorder.store.nodes import array, read_rows
 
 
@@ -52,7 +52,7 @@ def _truncate(array: zarr.Array, rows: int) -> None:
 def repair_run(path: Path) -> RunAttrs:
     """Cut every array back to the committed counts and mark the run interrupted."""
     try:
-        root = zarr.open_group(path, mode="r+", zarr_format=3)
+        root = zarr.open_group(path, mode="r+", zarr_format=3, use_consolidated=False)
     except (OSError, ValueError) as exc:
         raise StoreError(f"cannot open run at {path}: {exc}") from exc
     attrs = nodes.run_attrs(root)
@@ -69,6 +69,8 @@ def repair_run(path: Path) -> RunAttrs:
     attrs["error"] = f"recorder stopped without closing the run; recovered at {time.ctime()}"
     layout.reserve_path(path).unlink(missing_ok=True)
     root.attrs.put(nodes.json_attrs(attrs))
+    if attrs.get("format_version", 1) >= 2:
+        nodes.consolidate(path)
     return attrs
 
 
@@ -99,6 +101,8 @@ def _repair_stream(group: zarr.Group) -> int | None:
     _truncate(array(group, "rejects/message"), rejects)
     _truncate(array(group, "rejects/reason"), rejects)
     group.attrs.put(nodes.json_attrs(attrs))
+    if layout.DATA_GROUP in group:  # format 2: the coordinates a closed stream has
+        coordinates.write_stream(group, c, attrs["segments"])
     return int(read_rows(array(group, "recv_ns"), n - 1, n)[0]) if n else None
 
 

@@ -71,6 +71,7 @@ class RunWriter:
             "pid": os.getpid(),
             "recorder_version": __version__,
             "meta": meta or {},
+            "format_doc": layout.FORMAT_DOC,
         }
         self.root.attrs.put(nodes.json_attrs(self._attrs))
         self._reserve = layout.reserve_path(self.path)
@@ -133,6 +134,8 @@ class RunWriter:
         # On a full disk the final status still needs room: free the reserve first.
         self._reserve.unlink(missing_ok=True)
         self.root.attrs.put(nodes.json_attrs(self._attrs))
+        with contextlib.suppress(OSError):  # a full disk: the run reads without it
+            nodes.consolidate(self.path)
 
     def __enter__(self) -> RunWriter:
         return self

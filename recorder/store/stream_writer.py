@@ -29,29 +29,32 @@ from recorder.contracts import (
     WriteItem,
 )
 from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded, FrameBytes
-from recorder.store import layout, nodes
+from recorder.store import arrays, coordinates, layout, nodes
 from recorder.store.appender import Appender, appender_for, trim
+from recorder.store.family_names import FamilyPaths
 from recorder.store.gaps import GapCounter
 from recorder.store.placed import NEW_SEGMENT, TO_HEAP, PlacedAppender, placeable
 
 _BIG_FRAME = 64 << 10  # frames this large are copied into the heap on their own, not joined
+_MSG = [layout.MESSAGE_DIM]
 
 
-def _new_array(
-    group: zarr.Group, name: str, dtype, chunks, row_shape=(), *, fill=None, attributes=None
-) -> zarr.Array:
-    if fill is None and np.dtype(dtype).kind not in "OTU":
-        fill = 0
-    return group.create_array(
-        name,
-        shape=(0, *row_shape),
-        dtype=dtype,
-        chunks=(chunks, *row_shape),
-        compressors=None,
-        fill_value=fill,
-        attributes=attributes,
-        config={"write_empty_chunks": True},
-    )
+def _row_dims(b: BulkFrame | None, array: np.ndarray, ragged: bool) -> list[str]:
+    """Dimension names of a typed array: the row axis, then the source's names for the rest
+    when it gave valid ones, else dim_1, dim_2 ..."""
+    rest = array.ndim - 1 if ragged else array.ndim
+    given = list(b.dims) if b is not None and b.dims else []
+    first = layout.RAGGED_DIM if ragged else layout.STACKED_DIM
+    if ragged and len(given) == array.ndim:
+        first, given = given[0], given[1:]
+    if len(given) != rest:
+        given = [f"dim_{i + 1}" for i in range(rest)]
+    dims = [first, *given]
+    ok = all(isinstance(d, str) and d for d in dims) and len(set(dims)) == len(dims)
+    if not ok or set(dims) & {layout.MESSAGE_DIM}:
+        dims = [first if first != layout.MESSAGE_DIM else layout.RAGGED_DIM]
+        dims += [f"dim_{i + 1}" for i in range(rest)]
+    return [layout.valid_text(d)[:64] for d in dims]
 
 
 def _view_bytes(frame: FrameBytes) -> memoryview:
@@ -64,28 +67,49 @@ class StreamWriter:
         self.group = group
         self.name = group.basename
         self.attrs = attrs
+        self.compression = attrs.get("compression", "none")
         self.columns = {
-            name: self._appender(_new_array(group, name, dt, layout.COLUMN_CHUNK))
+            name: self._appender(
+                arrays.column(
+                    group,
+                    name,
+                    dt,
+                    layout.COLUMN_CHUNK,
+                    _MSG,
+                    fill=layout.MESSAGE_FILL.get(name),
+                    attributes=layout.MESSAGE_ATTRS.get(name),
+                )
+            )
             for name, dt in layout.MESSAGE_COLUMNS.items()
         }
         frames = group.create_group("frames")
         self.frames = {
-            name: self._appender(_new_array(frames, name, dt, layout.COLUMN_CHUNK))
+            name: self._appender(
+                arrays.column(frames, name, dt, layout.COLUMN_CHUNK, [layout.FRAME_DIM])
+            )
             for name, dt in layout.FRAME_COLUMNS.items()
         }
         self.heap = self._appender(
-            _new_array(group, "heap", "uint8", layout.HEAP_CHUNK), pieces=True
+            arrays.bulk(
+                group,
+                "heap",
+                "uint8",
+                layout.HEAP_CHUNK,
+                [layout.HEAP_DIM],
+                compression=self.compression,
+            ),
+            pieces=True,
         )
-        self._arrays_group = group.create_group("arrays")
-        self._index_group = group.create_group("index")
+        self._data_group = group.create_group(layout.DATA_GROUP)
+        self._family_paths = FamilyPaths()
         self._segment_index: dict[int, Appender] = {}  # segment -> message index per row
         self._columns_group = group.create_group("columns")
         rejects = group.create_group("rejects")
         self._reject_message = self._appender(
-            _new_array(rejects, "message", "int64", layout.COLUMN_CHUNK)
+            arrays.column(rejects, "message", "int64", layout.COLUMN_CHUNK, [layout.REJECT_DIM])
         )
         self._reject_reason = self._appender(
-            _new_array(rejects, "reason", str, layout.COLUMN_CHUNK)
+            arrays.column(rejects, "reason", str, layout.COLUMN_CHUNK, [layout.REJECT_DIM])
         )
         self.segments: list[SegmentInfo] = []  # in creation order
         self._segment_appenders: list[Appender | PlacedAppender] = []
@@ -191,9 +215,11 @@ class StreamWriter:
                     self.gaps.see(ok.seq_key, ok.seq, restart_first)
                 if ok.columns:
                     self._append_extra(index, ok.columns)
-                for name, array in ok.derived:
+                for item in ok.derived:
+                    d = item if isinstance(item, BulkFrame) else None
+                    name, array = (d.name, d.array) if d is not None else item
                     placed_at = self._append_bulk(
-                        layout.valid_text(name), array, index, derived=True
+                        layout.valid_text(name), array, index, derived=True, frame=d
                     )
                     if placed_at is None:
                         self.segments_capped += 1
@@ -229,7 +255,7 @@ class StreamWriter:
     def _store_bulk(self, b: BulkFrame, index: int) -> tuple[int, int, int] | None:
         """(segment, row, column) of a bulk frame's bytes, or None: keep it in the heap."""
         if b.row is None or b.column is None:
-            where = self._append_bulk(layout.valid_text(b.name), b.array, index)
+            where = self._append_bulk(layout.valid_text(b.name), b.array, index, frame=b)
             if where is None:
                 self.segments_capped += 1
                 return None
@@ -254,11 +280,21 @@ class StreamWriter:
         assert isinstance(app, PlacedAppender), "_current_placed holds placed segments"
         return app
 
+    def _family_group(self, name: str, kind: str, segment: int) -> tuple[zarr.Group, str, str]:
+        """(group, values array name, its path under the stream) of a new segment of `name`."""
+        count = sum(1 for s in self.segments if s["name"] == name)
+        path, leaf = self._family_paths.place(name, count)
+        rel = path[len(layout.DATA_GROUP) + 1 :]
+        group = self._data_group.require_group(rel)
+        group.attrs.update({"name": name, "kind": kind, "segment": segment})
+        return group, leaf, f"{path}/{leaf}"
+
     def _new_placed(self, name: str, b: BulkFrame, index: int) -> int:
         """Reserve the segment now; its array appears once the channel count is known."""
         idx = len(self.segments)
+        group, leaf, path = self._family_group(name, "placed", idx)
         info: SegmentInfo = {
-            "path": f"arrays/{idx}",
+            "path": path,
             "name": name,
             "dtype": b.array.dtype.str,
             "shape": [],
@@ -266,7 +302,7 @@ class StreamWriter:
             "first_sample": b.row or 0,  # placeable: row is set
         }
         self.segments.append(info)
-        self._segment_appenders.append(PlacedAppender(self._arrays_group, f"{idx}", info, index))
+        self._segment_appenders.append(PlacedAppender(group, leaf, info, index, self.compression))
         self._retire(self._current_placed.get(name))
         self._current_placed[name] = idx
         return idx
@@ -277,49 +313,96 @@ class StreamWriter:
             self._retired.append(idx)
 
     def _append_bulk(
-        self, name: str, array: np.ndarray, index: int, *, derived: bool = False
+        self,
+        name: str,
+        array: np.ndarray,
+        index: int,
+        *,
+        derived: bool = False,
+        frame: BulkFrame | None = None,
     ) -> tuple[int, int] | None:
-        """(segment, row) of the array's copy, or None: no segment left for a new shape."""
+        """(segment, first row) of the array's copy, or None: no segment left for a new shape.
+
+        A stacked segment takes one row per message, a ragged one the array's rows (its first
+        axis). A stacked segment whose arrays change only in their first dimension is
+        followed by a ragged one: the first axis varies, as pulses per train do.
+        """
+        ragged = bool(frame is not None and frame.ragged and array.ndim >= 1)
         idx = self._current_segment.get(name)
         if idx is not None:
             seg = self.segments[idx]
-            if seg["dtype"] != array.dtype.str or tuple(seg["shape"]) != array.shape:
+            shape = tuple(seg["shape"])
+            if seg["dtype"] != array.dtype.str:
+                idx = None
+            elif seg.get("ragged"):
+                if array.ndim < 1 or shape != array.shape[1:]:
+                    idx = None
+                else:
+                    ragged = True
+            elif shape != array.shape:
+                if array.ndim >= 1 and len(shape) == array.ndim and shape[1:] == array.shape[1:]:
+                    ragged = True  # only the first dimension changed
                 idx = None
         if idx is None:
             if len(self.segments) >= layout.MAX_SEGMENTS:
                 return None
-            idx = self._new_segment(name, array, index, derived)
+            idx = self._new_segment(name, array, index, derived, ragged, frame)
         app = self._segment_appenders[idx]
         assert not isinstance(app, PlacedAppender), "_current_segment holds whole-row segments"
         row = app.rows
-        app.append(array)
-        self._segment_index[idx].append(index)
+        if ragged:
+            app.extend_rows(array)
+            if len(array):
+                self._segment_index[idx].extend(np.full(len(array), index, dtype=np.int64))
+        else:
+            app.append(array)
+            self._segment_index[idx].append(index)
         return idx, row
 
-    def _new_segment(self, name: str, array: np.ndarray, index: int, derived: bool) -> int:
+    def _new_segment(
+        self,
+        name: str,
+        array: np.ndarray,
+        index: int,
+        derived: bool,
+        ragged: bool,
+        frame: BulkFrame | None,
+    ) -> int:
         idx = len(self.segments)
-        path = f"{idx}"
-        arr = _new_array(
-            self._arrays_group,
-            path,
+        kind = "ragged" if ragged else "stacked"
+        group, leaf, path = self._family_group(name, kind, idx)
+        row_shape = array.shape[1:] if ragged else array.shape
+        dims = _row_dims(frame, array, ragged)
+        attrs: dict = {"name": name, "first_message": index}
+        if frame is not None and frame.units:
+            attrs["units"] = layout.valid_text(frame.units)
+        if frame is not None and frame.scale is not None:
+            attrs["scale"] = float(frame.scale)
+        arr = arrays.bulk(
+            group,
+            leaf,
             array.dtype,
-            layout.segment_chunk_rows(array.shape, array.dtype),
-            array.shape,
-            attributes={"name": name, "first_message": index},
+            layout.segment_chunk_rows(row_shape, array.dtype, ragged=ragged),
+            dims,
+            row_shape=row_shape,
+            compression=self.compression,
+            attributes=attrs,
         )
         info: SegmentInfo = {
-            "path": f"arrays/{path}",
+            "path": path,
             "name": name,
             "dtype": array.dtype.str,
-            "shape": list(array.shape),
-            "index": f"index/{path}",
+            "shape": list(row_shape),
+            "index": f"{path.rsplit('/', 1)[0]}/message",
         }
+        if ragged:
+            info["ragged"] = True
         if derived:
             info["derived"] = True
         self.segments.append(info)
         self._segment_appenders.append(self._appender(arr, pieces=True))
         self._segment_index[idx] = self._appender(
-            _new_array(self._index_group, path, "int64", layout.COLUMN_CHUNK)
+            arrays.column(group, "message", "int64", layout.COLUMN_CHUNK, [dims[0]], fill=-1)
         )
         self._retire(self._current_segment.get(name))
         self._current_segment[name] = idx
@@ -354,11 +437,12 @@ class StreamWriter:
         dtype = {"bool": "bool", "int": "int64", "float": "float64", "str": str}[kind]
         path = _column_path(key, self._extra_paths)
         # cells no value reached (rows the column never got) read as the missing value
-        arr = _new_array(
+        arr = arrays.column(
             self._columns_group,
             path,
             dtype,
             layout.EXTRA_COLUMN_CHUNK,
+            _MSG,
             fill=_missing(kind),
             attributes={"name": key, "missing": _missing_attr(kind)},
         )
@@ -430,6 +514,7 @@ class StreamWriter:
                 app.trim()
             for app in self._extra.values():
                 trim(app.array, self.columns["recv_ns"].persisted)
+            coordinates.write_stream(self.group, self._committed(), self.segments)
         except OSError:  # a full disk: the committed counts still say what is valid
             pass
 
@@ -452,6 +537,7 @@ class StreamWriter:
     def _write_attrs(self, committed: Committed) -> None:
         attrs: StreamAttrs = {
             **self.attrs,
+            "meaning": protocols.lookup(self.attrs.get("protocol", "")).meaning.as_attrs(),
             "segments": self.segments,
             "columns": {k: a.array.basename for k, a in self._extra.items()},
             "stats": self.stats(),

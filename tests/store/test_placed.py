@@ -212,9 +212,9 @@ def test_many_blocks_write_each_final_chunk_once_with_bounded_memory(tmp_path, m
     writes: list[int] = []
     real = placed.write_rows
 
-    def counting(array, index, rows):
+    def counting(array, index, rows, valid=None):
         writes.append(index)
-        real(array, index, rows)
+        real(array, index, rows, valid)
 
     monkeypatch.setattr(placed, "write_rows", counting)
     s = sim()
@@ -299,7 +299,7 @@ def test_misfits_go_to_new_segments_or_the_heap(tmp_path, monkeypatch):
 
 
 def test_unplaceable_frames_and_other_byte_orders_stay_exact(tmp_path, monkeypatch):
-    monkeypatch.setattr(placed, "stores_native_bytes", lambda array: False)  # zarr encodes
+    monkeypatch.setattr(placed, "chunk_format", lambda array: None)  # zarr encodes
     run, st = new_stream(tmp_path)
     sent, decoded = [], []
     for k in range(30):

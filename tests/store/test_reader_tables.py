@@ -55,8 +55,8 @@ def test_array_segments_describe_whole_row_segments(tmp_path):
         s = r.stream("s")
         segs = s.array_segments()
         assert segs == [
-            ArraySegment(0, "image", "arrays/0", "<u2", (4, 6), rows=4),
-            ArraySegment(1, "image", "arrays/1", "<u2", (2, 3), rows=2),
+            ArraySegment(0, "image", "data/image/image", "<u2", (4, 6), rows=4),
+            ArraySegment(1, "image", "data/image@1/image", "<u2", (2, 3), rows=2),
         ]
         assert s.array_segments("image") == segs and s.array_segments("nope") == []
         np.testing.assert_array_equal(s.read_segment(0, 1, 3), imgs[1:3])

@@ -213,8 +213,8 @@ def test_segments_past_the_cap_go_verbatim_to_the_heap_and_are_counted(tmp_path,
         # past the cap only the current segment still takes rows (i = 22 has its shape)
         assert st_.stats["segments_capped"] == 30 - 9
         assert [[bytes(f) for f in m.frames] for m in r.messages()] == sent
-    assert sorted(os.listdir(run.path / "streams/s/arrays")) == sorted(
-        [*map(str, range(8)), "zarr.json"]
+    assert sorted(os.listdir(run.path / "streams/s/data")) == sorted(
+        ["image", *(f"image@{k}" for k in range(1, 8)), "zarr.json"]
     )
 
 

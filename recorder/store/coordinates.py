@@ -1,0 +1,100 @@
+"""The coordinates a format-2 stream gets when it closes, so xarray opens each array labelled.
+
+While recording, a typed array only gets the one thing the writer needs per row: the index of
+the message it came from. When the stream closes (and when `recorder recover` repairs a killed
+run) the rest is derived from the committed data, in one pass per family: per message `first`
+and `count` (the EXDF index: which rows a message carried), per row `recv_ns` and `seq`; for
+placed (samples, channels) arrays the sample numbers, their times and the channel names. They
+are derived, never a second truth: a reader that finds them missing (a run still being
+recorded) works from the message index alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import zarr
+from zarr.core.common import JSON
+
+from recorder.contracts import Committed, SegmentInfo
+from recorder.store import arrays, layout, nodes
+from recorder.store.nodes import read_rows
+
+TIME_ATTRS: dict[str, JSON] = {
+    "units": "nanoseconds since 1970-01-01",
+    "calendar": "proleptic_gregorian",
+    "long_name": "host receive time",
+}
+
+
+def write_stream(group: zarr.Group, committed: Committed, segments: Sequence[SegmentInfo]) -> None:
+    n = int(committed["messages"])
+    rows = [int(r) for r in committed["segment_rows"]]
+    recv = read_rows(nodes.array(group, "recv_ns"), 0, n)
+    seq = read_rows(nodes.array(group, "seq"), 0, n)
+    _describe_source_time(group)
+    for seg, r in zip(segments, rows, strict=False):
+        family = nodes.subgroup(group, seg["path"].rsplit("/", 1)[0])
+        values = nodes.array(group, seg["path"])
+        if seg.get("placed"):
+            _placed(family, values, r)
+        elif "index" in seg:
+            _rows(family, values, read_rows(nodes.array(group, seg["index"]), 0, r), recv, seq)
+
+
+def _describe_source_time(group: zarr.Group) -> None:
+    """source_ns in the source's epoch: CF units when it is a wall clock, so xarray decodes it
+    to datetime64 (its -1 'none' becomes NaT)."""
+    meaning = nodes.attrs_of(group).get("meaning") or {}
+    attrs: dict[str, JSON] = {"_FillValue": -1}
+    if meaning.get("source_time"):
+        attrs["long_name"] = str(meaning["source_time"])
+    epoch = meaning.get("source_epoch")
+    if epoch:
+        attrs["units"] = f"nanoseconds since {epoch}"
+        attrs["calendar"] = "proleptic_gregorian"
+    nodes.array(group, "source_ns").attrs.update(attrs)
+    if meaning.get("seq"):
+        nodes.array(group, "seq").attrs.update({"long_name": str(meaning["seq"])})
+
+
+def _rows(
+    family: zarr.Group,
+    values: zarr.Array,
+    message: np.ndarray,
+    recv: np.ndarray,
+    seq: np.ndarray,
+) -> None:
+    n = len(recv)
+    names = getattr(values.metadata, "dimension_names", None) or (layout.STACKED_DIM,)
+    row_dim = names[0] or layout.RAGGED_DIM
+    message = message.astype(np.int64)
+    valid = (message >= 0) & (message < n)
+    count = np.bincount(message[valid], minlength=n)[:n].astype(np.int64)
+    first = np.cumsum(count) - count
+    msg_dims = [layout.MESSAGE_DIM]
+    arrays.small(family, "count", count, msg_dims, {"long_name": "rows of each message"})
+    arrays.small(family, "first", first, msg_dims, {"long_name": "first row of each message"})
+    safe = np.where(valid, message, 0)
+    arrays.small(family, "recv_ns", np.where(valid, recv[safe], 0), [str(row_dim)], TIME_ATTRS)
+    arrays.small(family, "seq", np.where(valid, seq[safe], -1), [str(row_dim)], fill=-1)
+    values.attrs.update({"coordinates": "message recv_ns seq"})
+
+
+def _placed(family: zarr.Group, values: zarr.Array, rows: int) -> None:
+    attrs = nodes.attrs_of(values)
+    first = int(attrs.get("first_sample", 0))
+    samples = first + np.arange(rows, dtype=np.int64)
+    dim = [layout.SAMPLE_DIM]
+    arrays.small(family, "sample", samples, dim, {"long_name": "sample number"})
+    rate = attrs.get("sample_rate")
+    if isinstance(rate, int | float) and rate > 0:
+        arrays.small(family, "time", samples / float(rate), dim, {"units": "s"})
+    channels = values.shape[1] if values.ndim == 2 else 0
+    names = attrs.get("channel_names")
+    if isinstance(names, list) and len(names) == channels:
+        labels = np.array([str(x) for x in names], dtype=object)
+    else:
+        labels = np.arange(channels, dtype=np.int64)
+    arrays.small(family, "channel", labels, [layout.CHANNEL_DIM])
