@@ -19,6 +19,10 @@ from zarr.core.common import JSON
 
 from recorder.store import layout
 
+#: Chunk files sit in the array's folder as `c.0.0` (not `c/0/0`): fewer folders, and on most
+#: file systems every folder takes a block of its own.
+CHUNK_KEYS: dict[str, JSON] = {"name": "default", "configuration": {"separator": "."}}
+
 
 def _compressors(compression: str, dtype: np.dtype) -> list | None:
     if compression == "zstd":
@@ -52,6 +56,7 @@ def column(
         fill_value=fill,
         attributes=attributes,
         dimension_names=dims,
+        chunk_key_encoding=CHUNK_KEYS,
         config={"write_empty_chunks": True},
         overwrite=overwrite,
     )
@@ -83,6 +88,7 @@ def bulk(
         fill_value=fill,
         attributes=attributes,
         dimension_names=dims,
+        chunk_key_encoding=CHUNK_KEYS,
         config={"write_empty_chunks": False},
     )
 

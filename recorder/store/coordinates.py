@@ -47,13 +47,14 @@ def _describe_source_time(group: zarr.Group) -> None:
     """source_ns in the source's epoch: CF units when it is a wall clock, so xarray decodes it
     to datetime64 (its -1 'none' becomes NaT)."""
     meaning = nodes.attrs_of(group).get("meaning") or {}
-    attrs: dict[str, JSON] = {"_FillValue": -1}
+    attrs: dict[str, JSON] = {}
     if meaning.get("source_time"):
         attrs["long_name"] = str(meaning["source_time"])
     epoch = meaning.get("source_epoch")
-    if epoch:
+    if epoch:  # masked only as a time: as a plain number, float64 would lose nanoseconds
         attrs["units"] = f"nanoseconds since {epoch}"
         attrs["calendar"] = "proleptic_gregorian"
+        attrs["_FillValue"] = -1
     nodes.array(group, "source_ns").attrs.update(attrs)
     if meaning.get("seq"):
         nodes.array(group, "seq").attrs.update({"long_name": str(meaning["seq"])})

@@ -26,16 +26,25 @@ def _hashed(part: str) -> str:
     return f"{prefix}-{digest}"
 
 
-def _safe(part: str) -> str:
-    """A plain part as it is; anything else, or a name a family group uses for its
-    coordinates (a group called `message` would sit where an array is), hashed."""
-    if (
-        _PLAIN.fullmatch(part)
+def _plain(part: str) -> bool:
+    return (
+        _PLAIN.fullmatch(part) is not None
         and not part.startswith("__")
         and part not in (".", "..")
         and part not in layout.FAMILY_RESERVED
-    ):
+    )
+
+
+def _safe(part: str) -> str:
+    """A plain part as it is; one with a few other characters (Karabo's ``CAM:output``) with
+    those made ``_`` (FamilyPaths hashes it if that meets another name); anything else, or a
+    name a family group uses for its coordinates (a group called `message` would sit where an
+    array is), hashed."""
+    if _plain(part):
         return part
+    readable = re.sub(r"[^A-Za-z0-9_.\-]", "_", part)
+    if len(readable) <= 64 and _plain(readable) and len(part) == len(readable):
+        return readable
     return _hashed(part)
 
 

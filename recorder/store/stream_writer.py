@@ -29,7 +29,7 @@ from recorder.contracts import (
     WriteItem,
 )
 from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded, FrameBytes
-from recorder.store import arrays, coordinates, layout, nodes
+from recorder.store import arrays, compact, coordinates, layout, nodes
 from recorder.store.appender import Appender, appender_for, trim
 from recorder.store.family_names import FamilyPaths
 from recorder.store.gaps import GapCounter
@@ -515,8 +515,16 @@ class StreamWriter:
             for app in self._extra.values():
                 trim(app.array, self.columns["recv_ns"].persisted)
             coordinates.write_stream(self.group, self._committed(), self.segments)
+            self._compact()
         except OSError:  # a full disk: the committed counts still say what is valid
             pass
+
+    def _compact(self) -> None:
+        """Arrays of one shard become one exact chunk (compact.py): a short run is small."""
+        compact.compact(self.group, "heap")
+        for seg in self.segments:
+            parent, _, leaf = seg["path"].rpartition("/")
+            compact.compact(nodes.subgroup(self.group, parent), leaf)
 
     def stats(self) -> StreamStats:
         return {

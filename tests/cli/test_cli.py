@@ -9,6 +9,7 @@ import threading
 import pytest
 import zmq
 
+from recorder.store import layout
 from tests.helpers import cli_json, run_cli
 
 
@@ -58,7 +59,7 @@ def test_record_prints_run_id_and_info_shows_the_run(recorded, data_dir):
     assert stream["endpoint"] == endpoint
     assert (stream["socket_type"], stream["role"], stream["protocol"]) == ("REQ", "connect", "raw")
     assert stream["frames"] == 15 and stream["gaps"] == 0 and stream["drops"] == 0
-    assert info["format_version"] == 1
+    assert info["format_version"] == layout.FORMAT_VERSION
     text = run_cli("info", run_id[:12], "--data", data_dir)  # a unique prefix is enough
     assert text.returncode == 0 and run_id in text.stdout and "REQ/connect" in text.stdout
 

@@ -141,17 +141,17 @@ def test_large_frames_reach_disk_as_whole_chunks_with_bounded_memory(tmp_path):
     payload = np.random.default_rng(1).bytes(1 << 20)
     for i in range(100):
         s.append(i, [payload])
-    chunks = run.path / "streams/cam/heap/c"
+    heap = run.path / "streams/cam/heap"
     whole = 100 * (1 << 20) // layout.HEAP_CHUNK
-    written = sorted(int(p.name) for p in chunks.iterdir() if p.name.isdigit())
+    written = sorted(int(p.name[2:]) for p in heap.glob("c.*") if p.name[2:].isdigit())
     assert written == list(range(whole))  # full chunks went out; the partial one waits
     index = (layout.HEAP_CHUNK // layout.INNER_CHUNK_BYTES) * 16 + 4  # a shard's index
-    assert all((chunks / str(k)).stat().st_size == layout.HEAP_CHUNK + index for k in written)
+    assert all((heap / f"c.{k}").stat().st_size == layout.HEAP_CHUNK + index for k in written)
     assert len(s.heap.pieces) <= layout.HEAP_CHUNK // (1 << 20) + 1  # only the open chunk held
     run.close()
     # the last shard holds only the inner chunks its bytes reached: no padding to 8 MiB
     rest = 100 * (1 << 20) - whole * layout.HEAP_CHUNK
-    assert (chunks / str(whole)).stat().st_size == rest + index
+    assert (heap / f"c.{whole}").stat().st_size == rest + index
     with RunReader(run.path) as r:
         assert r.stream("cam").heap_bytes == 100 << 20
         assert all(bytes(m.frames[0]) == payload for m in r.messages())

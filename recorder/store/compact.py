@@ -1,0 +1,72 @@
+"""Compaction when a stream closes: a sharded array that fits in one shard becomes one exact chunk.
+
+Shards keep the write path fast and bound what a partly filled shard wastes to one inner chunk,
+but for a short run (ten messages) one inner chunk of padding is most of the array. When a stream
+closes, every bulk array (heap, typed arrays) that is no longer than one shard is rewritten as
+a plain array whose only chunk is exactly its rows. Longer arrays keep their shards: what the
+last one wastes is small next to their data.
+
+The rewrite never leaves a moment without a readable array: the compact copy is written beside
+the original (`<name>.compact`), then swapped in by renaming directories; a crash between the
+two renames leaves `<name>.old`, which `recorder recover` and this module's `cleanup` remove.
+Local stores only (other stores keep the shards).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from recorder.store import arrays, nodes
+from recorder.store.chunk_io import chunk_file
+
+_NEW, _OLD = ".compact", ".old"
+
+
+def compact(group: zarr.Group, name: str) -> bool:
+    """Rewrite array `name` of `group` as one exact chunk if it fits in one shard. True if done."""
+    arr = nodes.array(group, name)
+    shards = arr.shards
+    path = chunk_file(arr, 0)
+    if shards is None or path is None or arr.shape[0] > shards[0]:
+        return False
+    folder = Path(arr.store_path.store.root) / arr.store_path.path  # type: ignore[attr-defined]
+    data = np.asarray(arr[...])
+    rows = int(arr.shape[0])
+    new = group.create_array(
+        name + _NEW,
+        shape=arr.shape,
+        dtype=arr.dtype,
+        chunks=(max(1, rows), *arr.shape[1:]),
+        compressors=arr.compressors or None,
+        fill_value=arr.fill_value,
+        dimension_names=arr.metadata.dimension_names,  # type: ignore[union-attr]
+        attributes=dict(arr.attrs),
+        chunk_key_encoding=arrays.CHUNK_KEYS,
+        overwrite=True,
+    )
+    if rows:
+        new[...] = data
+    old = folder.with_name(folder.name + _OLD)
+    os.replace(folder, old)
+    os.replace(folder.with_name(folder.name + _NEW), folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+def cleanup(folder: Path) -> None:
+    """Finish a compaction a crash interrupted, anywhere under `folder`."""
+    for done in sorted(folder.rglob("*" + _OLD)):
+        target = done.with_name(done.name[: -len(_OLD)])
+        new = done.with_name(done.name[: -len(_OLD)] + _NEW)
+        with contextlib.suppress(OSError):
+            if not target.exists():
+                os.replace(new if new.exists() else done, target)
+            shutil.rmtree(done, ignore_errors=True)
+    for new in sorted(folder.rglob("*" + _NEW)):  # the original was never moved: drop the copy
+        shutil.rmtree(new, ignore_errors=True)
