@@ -16,7 +16,7 @@ import zarr
 
 from recorder.contracts import RunAttrs, SegmentInfo
 from recorder.errors import StoreError, UsageError
-from recorder.store import coordinates, layout, nodes
+from recorder.store import compact, coordinates, layout, nodes
 from recorder.store.nodes import array, read_rows
 
 
@@ -60,6 +60,7 @@ def repair_run(path: Path) -> RunAttrs:
         raise UsageError(f"run {path.name} is {attrs.get('status')}, not left recording")
     if recorder_alive(attrs):
         raise UsageError(f"run {path.name} is still being recorded by pid {attrs.get('pid')}")
+    compact.cleanup(path)  # a compaction the crash cut short
     last_ns = None
     if layout.STREAMS_GROUP in root:
         for _, group in nodes.subgroup(root, layout.STREAMS_GROUP).groups():
