@@ -108,7 +108,7 @@ PLAIN = textwrap.dedent(
 
 @pytest.mark.timeout(120)
 def test_plain_zarr_and_xarray_open_a_run_without_the_recorder(tmp_path):
-    path, sent = record_sims(tmp_path, 6)
+    path, _ = record_sims(tmp_path, 6)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
         [sys.executable, "-c", PLAIN, str(path)],
@@ -211,7 +211,7 @@ def test_ragged_arrays_are_one_array_with_first_and_count(tmp_path):
 
 def test_a_shape_changing_only_in_its_first_axis_becomes_ragged(tmp_path):
     """An ADZMQ ROI whose height changes every frame: two segments, not one per frame."""
-    path, sent, arrays_ = _ragged_stream(tmp_path, [5, 6, 7, 8, 9, 10, 11], flag=False)
+    path, sent, _ = _ragged_stream(tmp_path, [5, 6, 7, 8, 9, 10, 11], flag=False)
     with RunReader(path) as r:
         s = r.stream("kb")
         assert [[bytes(f) for f in m.frames] for m in s.messages()] == sent
