@@ -40,7 +40,8 @@ def write_stream(group: zarr.Group, committed: Committed, segments: Sequence[Seg
         if seg.get("placed"):
             _placed(family, values, r)
         elif "index" in seg:
-            _rows(family, values, read_rows(nodes.array(group, seg["index"]), 0, r), recv, seq)
+            message = read_rows(nodes.array(group, seg["index"]), 0, r)
+            _rows(family, values, message, recv, seq, bool(seg.get("ragged")))
 
 
 def _describe_source_time(group: zarr.Group) -> None:
@@ -66,17 +67,22 @@ def _rows(
     message: np.ndarray,
     recv: np.ndarray,
     seq: np.ndarray,
+    ragged: bool,
 ) -> None:
+    """Per row: recv_ns and seq. Ragged only: per message of the stream, first and count (a
+    stacked row is one message, and one index per message for each of up to 256 shapes would
+    cost segments x messages)."""
     n = len(recv)
     names = getattr(values.metadata, "dimension_names", None) or (layout.STACKED_DIM,)
     row_dim = names[0] or layout.RAGGED_DIM
     message = message.astype(np.int64)
     valid = (message >= 0) & (message < n)
-    count = np.bincount(message[valid], minlength=n)[:n].astype(np.int64)
-    first = np.cumsum(count) - count
-    msg_dims = [layout.MESSAGE_DIM]
-    arrays.small(family, "count", count, msg_dims, {"long_name": "rows of each message"})
-    arrays.small(family, "first", first, msg_dims, {"long_name": "first row of each message"})
+    if ragged:
+        count = np.bincount(message[valid], minlength=n)[:n].astype(np.int64)
+        first = np.cumsum(count) - count
+        msg_dims = [layout.MESSAGE_DIM]
+        arrays.small(family, "count", count, msg_dims, {"long_name": "rows of each message"})
+        arrays.small(family, "first", first, msg_dims, {"long_name": "first row of each message"})
     safe = np.where(valid, message, 0)
     arrays.small(family, "recv_ns", np.where(valid, recv[safe], 0), [str(row_dim)], TIME_ATTRS)
     arrays.small(family, "seq", np.where(valid, seq[safe], -1), [str(row_dim)], fill=-1)
