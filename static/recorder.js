@@ -65,6 +65,7 @@ const forms = {
     const tags = f.tags.value.split(",").map((t) => t.trim()).filter(Boolean);
     if (tags.length) body.tags = tags;
     if (num(f.duration_s.value)) body.duration_s = num(f.duration_s.value);
+    if (f.compression.value !== "none") body.compression = f.compression.value;
     const out = await R.api("POST", "/recordings", body);
     R.flash("Recording started: run " + out.run_id, "ok");
     f.reset();
@@ -114,6 +115,7 @@ const forms = {
   "save-source": async (f) => {
     const body = { endpoint: f.endpoint.value.trim(), protocol: f.protocol.value, bind: f.bind.checked };
     if (f.socket_type.value) body.socket_type = f.socket_type.value;
+    if (f.compression.value) body.compression = f.compression.value;
     if (f.description.value.trim()) body.description = f.description.value.trim();
     await R.api("PUT", `/sources/${enc(f.elements.name.value.trim())}`, body);
     location.reload();
@@ -166,6 +168,7 @@ document.addEventListener("click", (ev) => {
     f.endpoint.value = s.endpoint;
     f.socket_type.value = s.socket_type || "";
     f.bind.checked = !!s.bind;
+    f.compression.value = s.compression || "";
     f.description.value = s.description || "";
     document.getElementById("source-form-title").textContent = "Edit " + s.name;
     f.scrollIntoView({ behavior: "smooth" });

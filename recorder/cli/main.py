@@ -117,11 +117,16 @@ def main():
     "--warn-after", type=float, default=SILENT_WARNING_S, show_default=True, metavar="SECONDS",
     help="Warn when a source has sent nothing this long after the start.",
 )  # fmt: skip
+@click.option(
+    "--compression", type=click.Choice(layout.COMPRESSIONS), default="none", show_default=True,
+    help="Compress the stream's arrays on disk: saves disk, costs CPU (benchmarks/compression.py).",
+)  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @data_options
 def record(
     endpoint, protocol, socket_type, bind, subscribe, request, listen, upstream, stream_name,
-    name, tags, duration, count, flush_interval, queue_mb, warn_after, quiet, data, catalog,
+    name, tags, duration, count, flush_interval, queue_mb, warn_after, compression, quiet, data,
+    catalog,
 ):  # fmt: skip
     """Record the stream at ENDPOINT into a new run until --duration, --count or Ctrl-C.
 
@@ -152,6 +157,7 @@ def record(
         protocol=protocol,
         stream=stream_name,
         upstream=upstream,
+        compression=compression,
     )
     rec = Recording(
         config.runs_dir(folder),

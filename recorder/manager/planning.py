@@ -38,6 +38,7 @@ SOURCE_FIELDS: dict[str, Any] = {
     "upstream": None,
     "stream": None,
     "heartbeat": True,
+    "compression": None,  # None: the recording's choice, else none (layout.COMPRESSIONS)
     "description": "",
 }
 
@@ -64,6 +65,7 @@ def source_spec(config: dict, *, default_stream: str = "main") -> SourceSpec:
         stream=config.get("stream") or default_stream,
         upstream=config.get("upstream"),
         heartbeat=bool(config.get("heartbeat", True)),
+        compression=config.get("compression"),
     )
     return spec.check()
 
@@ -97,12 +99,15 @@ def plan_recording(
     duration_s: float | None = None,
     count: int | None = None,
     flush_interval_s: float = limits.FLUSH_INTERVAL_DEFAULT_S,
+    compression: str | None = None,
     policy: EndpointPolicy | None = None,
 ) -> dict:
     """Job parameters of a recording: each source resolved (saved name or inline config) to a
-    complete configuration, so later edits to a saved source do not change a running job."""
+    complete configuration, so later edits to a saved source do not change a running job.
+    `compression` applies to the sources whose configuration does not choose one."""
     if not sources:
         raise UsageError("nothing to record: give at least one source")
+    layout.check_compression(compression)
     resolved = []
     for i, src in enumerate(sources):
         if isinstance(src, str):
@@ -115,11 +120,13 @@ def plan_recording(
             config = {k: src.get(k, v) for k, v in SOURCE_FIELDS.items()}
             default = "main" if len(sources) == 1 else f"s{i}"
         config["stream"] = config.get("stream") or default
+        config["compression"] = config.get("compression") or compression
         spec = source_spec(config)
         check_source_endpoints(spec, policy)
-        resolved.append(
-            {**config, "stream": spec.stream, "source": src if isinstance(src, str) else None}
-        )
+        resolved.append({
+            **config, "stream": spec.stream, "compression": spec.compression,
+            "source": src if isinstance(src, str) else None,
+        })  # fmt: skip
     streams = [c["stream"] for c in resolved]
     if len(set(streams)) != len(streams):
         raise UsageError(f"two sources record into the same stream name: {streams}")

@@ -329,6 +329,7 @@ class Recording:
                 socket_type=spec.socket_type or spec.default_socket(),  # check() has set it
                 role=spec.role,
                 options=spec.options(),
+                compression=spec.compression,
             )
             self.streams.append(
                 StreamRecorder(

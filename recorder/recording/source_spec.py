@@ -38,6 +38,7 @@ class SourceSpec:
     stream: str = "main"
     upstream: str | None = None
     heartbeat: bool = True  # keep control planes alive like the system's own clients do
+    compression: str | None = None  # layout.COMPRESSIONS; None: none (raw chunks, fastest)
 
     @property
     def descriptor(self) -> protocols.ProtocolDescriptor | None:
@@ -58,6 +59,7 @@ class SourceSpec:
                 f"unknown protocol {self.protocol!r} (known: {', '.join(known_protocols())})"
             )
         layout.check_name("stream name", self.stream)
+        self.compression = layout.check_compression(self.compression)
         if self.proxy:
             return self._check_proxy()
         if self.upstream:

@@ -244,6 +244,7 @@ def create_recording(body: m.RecordingCreate):
         duration_s=body.duration_s,
         count=body.count,
         flush_interval_s=body.flush_interval_s,
+        compression=body.compression,
         policy=state().policy,
     )
     return {"id": job["id"], "run_id": job["run_id"], "state": job["state"]}

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 else:
     Protocol = Literal[tuple(known_protocols())]
 Status = Literal[layout.STATUSES]  # type: ignore[valid-type]
+Compression = Literal[layout.COMPRESSIONS]  # type: ignore[valid-type]
 
 
 class Request(BaseModel):
@@ -78,6 +79,11 @@ class SourceConfig(Request):
     upstream: Endpoint | None = Field(None, description="reqrep: the real service.")
     stream: Name | None = Field(None, description="Stream name in the run (default: source name).")
     heartbeat: bool = True
+    compression: Compression | None = Field(
+        None,
+        description="Compress the stream's arrays on disk (saves disk, costs CPU); "
+        "null: the recording's choice, else none.",
+    )
     description: Annotated[str, Field(max_length=2000)] = ""
 
 
@@ -96,6 +102,7 @@ class SourceOut(Response):
     upstream: str | None = None
     stream: str | None = None
     heartbeat: bool = True
+    compression: str | None = None
     description: str = ""
     created_ns: int
     updated_ns: int
@@ -150,6 +157,9 @@ class RecordingCreate(Request):
     count: int | None = Field(None, gt=0, le=limits.COUNT_MAX)
     flush_interval_s: float = Field(
         limits.FLUSH_INTERVAL_DEFAULT_S, gt=0, le=limits.FLUSH_INTERVAL_MAX_S
+    )
+    compression: Compression | None = Field(
+        None, description="For every source whose configuration does not choose one."
     )
 
 

@@ -115,7 +115,8 @@ def page(template: str, **values):
 @bp.get("/")
 def dashboard():
     return page("dashboard.html", active="dashboard", **_live(),
-                sources=api_views.list_sources()["sources"])  # fmt: skip
+                sources=api_views.list_sources()["sources"],
+                compressions=layout.COMPRESSIONS)  # fmt: skip
 
 
 @bp.get("/ui/live")
@@ -167,7 +168,7 @@ def run_page(run_id: str):
 @bp.get("/sources")
 def sources():
     return page("sources.html", active="sources", sources=api_views.list_sources()["sources"],
-                protocols=known_protocols())  # fmt: skip
+                protocols=known_protocols(), compressions=layout.COMPRESSIONS)  # fmt: skip
 
 
 @bp.get("/tokens")

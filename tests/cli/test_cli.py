@@ -10,6 +10,7 @@ import pytest
 import zmq
 
 from recorder.store import layout
+from recorder.store.reader import RunReader
 from tests.helpers import cli_json, run_cli
 
 
@@ -117,6 +118,21 @@ def test_data_folder_from_environment(ctx, tmp_path, monkeypatch):
 
 
 @pytest.mark.timeout(60)
+def test_record_compression_is_the_streams_choice(ctx, data_dir):
+    endpoint, t = serve_replies(ctx, 3)
+    out = run_cli(
+        "record", endpoint, "--socket", "REQ", "--count", "3", "--compression", "zstd",
+        "--data", data_dir, "-q",
+    )  # fmt: skip
+    t.join(5)
+    assert out.returncode == 0, out.stderr
+    with RunReader(data_dir / "runs" / out.stdout.strip()) as reader:
+        stream = reader.streams["main"]
+        assert stream.attrs["compression"] == "zstd"
+        assert [m.frames[2] for m in stream.messages(0, 3)] == [bytes(100 * i) for i in range(3)]
+
+
+@pytest.mark.timeout(60)
 def test_duration_stops_a_quiet_stream(data_dir):
     out = run_cli("record", "tcp://127.0.0.1:9", "--duration", "0.5", "--data", data_dir, "-q")
     assert out.returncode == 0, out.stderr
@@ -134,6 +150,7 @@ BAD = [
     (["record", "tcp://127.0.0.1:5555", "--socket", "REQ", "--bind"], "--bind"),
     (["record", "tcp://127.0.0.1:5555", "--stream", "../x"], "invalid stream name"),
     (["record", "tcp://127.0.0.1:5555", "--duration", "abc"], "--duration"),
+    (["record", "tcp://127.0.0.1:5555", "--compression", "lz4"], "--compression"),
     (["info", "no-such-run"], "no run 'no-such-run'"),
     (["info", "../../etc"], "no run"),
     (["tag", "no-such-run", "x"], "no run"),

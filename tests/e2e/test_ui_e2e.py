@@ -47,9 +47,15 @@ def test_record_tag_preview_replay_in_a_browser(tmp_path, page, shot):
         form.locator("input[value=demo-openephys]").check()
         form.locator("input[value=demo-karabo]").check()
         form.locator("input[name=name]").fill("e2e camera <b>run</b>")
+        form.locator("select[name=compression]").select_option("zstd")
         form.get_by_role("button", name="Start recording").click()
         row = page.locator("#recordings tbody tr").first
         row.wait_for()
+        chosen = page.evaluate(
+            "async () => (await R.api('GET', '/recordings')).recordings[0]"
+            ".params.sources.map((s) => s.compression)"
+        )
+        assert chosen == ["zstd"] * 3
         count = row.locator("td.messages")
         before, after = _rises(lambda: _int(count.inner_text()))
         assert after > before
@@ -146,6 +152,16 @@ def test_record_tag_preview_replay_in_a_browser(tmp_path, page, shot):
         # Sources, and an error reads as a message, not a stack trace.
         page.get_by_role("link", name="Sources", exact=True).click()
         page.locator("#sources").wait_for()
+        # Editing a source keeps what the form shows, compression included.
+        page.locator("tr[data-source=demo-openephys] button", has_text="Edit").click()
+        source_form = page.locator("#source-form")
+        source_form.locator("select[name=compression]").select_option("blosc-zstd")
+        with page.expect_navigation():  # saved, the page reloads
+            source_form.get_by_role("button", name="Save source").click()
+        edit = page.locator("tr[data-source=demo-openephys] button[data-edit-source]")
+        assert '"compression": "blosc-zstd"' in edit.get_attribute("data-edit-source")
+        page.locator("tr[data-source=demo-openephys] button", has_text="Edit").click()
+        assert source_form.locator("select[name=compression]").input_value() == "blosc-zstd"
         page.locator("tr[data-source=demo-openephys] button", has_text="Test").click()
         page.locator("tr[data-source=demo-openephys] .test-result", has_text="OK").wait_for(
             timeout=20_000

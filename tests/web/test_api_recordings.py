@@ -196,6 +196,54 @@ def test_recording_requests_are_checked_before_any_worker(client):
     assert client.get(f"{API}/recordings").get_json()["recordings"] == []
 
 
+def test_compression_is_chosen_per_source_or_for_the_recording(client):
+    def put(name, **extra):
+        return client.put(f"{API}/sources/{name}", json={"endpoint": "tcp://127.0.0.1:1", **extra})
+
+    assert put("dark", compression="zstd").get_json()["compression"] == "zstd"
+    assert put("raw", compression="none").get_json()["compression"] == "none"
+    assert put("any").get_json()["compression"] is None  # the recording's choice
+    bad = put("x", compression="lz4")
+    assert bad.status_code == 422 and bad.get_json()["error"]["details"][0]["loc"] == [
+        "compression"
+    ]
+    assert client.get(f"{API}/sources/x").status_code == 404
+
+    body = {"sources": ["dark", "raw", "any", {"endpoint": "tcp://127.0.0.1:2"}],
+            "compression": "blosc-zstd"}  # fmt: skip
+    job = client.post(f"{API}/recordings", json=body).get_json()
+    params = client.get(f"{API}/recordings/{job['id']}").get_json()["params"]
+    chosen = {s["stream"]: s["compression"] for s in params["sources"]}
+    assert chosen == {"dark": "zstd", "raw": "none", "any": "blosc-zstd", "s3": "blosc-zstd"}
+    job = client.post(f"{API}/recordings", json={"sources": ["any"]}).get_json()
+    params = client.get(f"{API}/recordings/{job['id']}").get_json()["params"]
+    assert params["sources"][0]["compression"] == "none"
+
+    for bad_body in (
+        {"sources": ["any"], "compression": "gzip"},
+        {"sources": [{"endpoint": "tcp://127.0.0.1:2", "compression": 3}]},
+    ):
+        r = client.post(f"{API}/recordings", json=bad_body)
+        assert r.status_code == 422 and r.get_json()["error"]["code"], r.get_json()
+    assert len(client.get(f"{API}/recordings").get_json()["recordings"]) == 2
+
+
+@pytest.mark.timeout(60)
+def test_recorded_streams_say_which_compression_they_got(client, manager, adzmq_sim, data):
+    cam = {"protocol": "adzmq", "endpoint": adzmq_sim, "compression": "zstd"}
+    assert client.put(f"{API}/sources/cam", json=cam).status_code == 201
+    r = client.post(f"{API}/recordings", json={
+        "sources": ["cam", {"protocol": "adzmq", "endpoint": adzmq_sim, "stream": "copy"}],
+        "compression": "blosc-zstd", "duration_s": 0.5})  # fmt: skip
+    assert r.status_code == 201, r.get_json()
+    done = wait_json(client, f"{API}/recordings/{r.get_json()['id']}",
+                     lambda j: j["state"] == "finished")  # fmt: skip
+    assert done["error"] is None
+    with RunReader(data / "runs" / done["run_id"]) as reader:
+        assert reader.streams["cam"].attrs["compression"] == "zstd"
+        assert reader.streams["copy"].attrs["compression"] == "blosc-zstd"
+
+
 def test_stopping_a_pending_recording_needs_no_worker(client):
     job = client.post(
         f"{API}/recordings", json={"sources": [{"endpoint": "tcp://127.0.0.1:1"}]}

@@ -132,3 +132,20 @@ def test_sign_out_ends_the_session(browser):
     r = browser.post("/logout")
     assert r.status_code == 303 and r.headers["Location"] == "/login"
     assert browser.get("/").status_code == 303
+
+
+def test_forms_offer_every_compression(browser, client):
+    """The source form keeps a saved source's choice when edited (it PUTs the whole source),
+    and the start form offers one for the recording."""
+    src = {"endpoint": "tcp://127.0.0.1:1", "compression": "zstd"}
+    assert client.put(f"{API}/sources/dark", json=src).status_code == 201
+    for path in ("/sources", "/"):
+        html = browser.get(path).get_data(as_text=True)
+        select = re.search(r'<select name="compression">(.*?)</select>', html)
+        assert select, path
+        assert re.findall(r"<option[^>]*>([^<]+)</option>", select[1])[-3:] == [
+            "none",
+            "zstd",
+            "blosc-zstd",
+        ]
+    assert "&#34;compression&#34;: &#34;zstd&#34;" in browser.get("/sources").get_data(as_text=True)
