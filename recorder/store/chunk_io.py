@@ -218,27 +218,38 @@ def contiguous_rows(fmt: ChunkFormat, tail: bytes) -> int:
 
 
 def _encoded_pieces(fmt: ChunkFormat, pieces: list, rows: int) -> list:
-    """The file's bytes for the first `rows` rows of a chunk given as `pieces` of raw bytes."""
-    data = memoryview(b"".join(pieces)).cast("B") if len(pieces) != 1 else memoryview(pieces[0])
-    data = data.cast("B")
-    need = rows * fmt.row_bytes
+    """The file's bytes for the first `rows` rows of a chunk given as `pieces` of raw bytes.
+
+    Raw pieces are passed on as they are (no join, no copy): only the zero padding of the last
+    (inner) chunk is new bytes."""
+    views = [memoryview(p).cast("B") for p in pieces]
+    have = sum(v.nbytes for v in views)
     if fmt.inner_rows is None:
-        whole = fmt.chunk_bytes
-        if data.nbytes < whole:
-            data = memoryview(bytes(data) + bytes(whole - data.nbytes))
-        return [fmt.encode(data[:whole]) if fmt.encode else data[:whole]]
-    inner_bytes = fmt.inner_rows * fmt.row_bytes
-    n_inner = -(-need // inner_bytes) if need else 0
-    if data.nbytes < n_inner * inner_bytes:  # the last inner chunk is padded to its size
-        data = memoryview(bytes(data) + bytes(n_inner * inner_bytes - data.nbytes))
-    out: list = []
-    sizes: list[int] = []
-    for j in range(n_inner):
-        part = data[j * inner_bytes : (j + 1) * inner_bytes]
-        enc = fmt.encode(part) if fmt.encode else part
-        out.append(enc)
-        sizes.append(len(enc) if fmt.encode else inner_bytes)
-    out.append(shard_index(fmt, sizes))
+        size = fmt.chunk_bytes
+    else:
+        inner_bytes = fmt.inner_rows * fmt.row_bytes
+        n_inner = -(-(rows * fmt.row_bytes) // inner_bytes) if rows else 0
+        size = n_inner * inner_bytes
+    views = _cut(views, size)
+    if have < size:
+        views.append(memoryview(bytes(size - have)))
+    if fmt.inner_rows is None:
+        return views if fmt.encode is None else [fmt.encode(memoryview(b"".join(views)))]
+    if fmt.encode is None:
+        return [*views, shard_index(fmt, [inner_bytes] * n_inner)]
+    data = memoryview(b"".join(views))
+    out = [fmt.encode(data[j * inner_bytes : (j + 1) * inner_bytes]) for j in range(n_inner)]
+    return [*out, shard_index(fmt, [len(e) for e in out])]
+
+
+def _cut(views: list[memoryview], size: int) -> list[memoryview]:
+    """The first `size` bytes of the pieces."""
+    out, left = [], size
+    for v in views:
+        if left <= 0:
+            break
+        out.append(v[:left] if v.nbytes > left else v)
+        left -= min(left, v.nbytes)
     return out
 
 
