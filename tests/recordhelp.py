@@ -89,8 +89,9 @@ def frames_of(stream: StreamReader) -> list[list[bytes]]:
 
 
 def rows(stream: StreamReader, name: str) -> list[np.ndarray]:
-    """The rows of every typed segment called `name`, in arrival order."""
-    return [row for segment in stream.arrays(name) for row in segment]
+    """Array `name` of every message that carried it (a stacked segment's row, or a message's
+    rows of a ragged one), in arrival order."""
+    return [a for _, a in stream.message_arrays(name)]
 
 
 def assert_rows_equal(got: list[np.ndarray], want: list[np.ndarray]) -> None:

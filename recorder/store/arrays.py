@@ -76,6 +76,19 @@ def bulk(
 ) -> zarr.Array:
     """A sharded, growing array of large data (starts empty)."""
     dtype = np.dtype(dtype)
+    if 0 in row_shape:  # rows of no values: nothing to shard (zarr cannot divide by 0)
+        return group.create_array(
+            name,
+            shape=(0, *row_shape),
+            dtype=dtype,
+            chunks=(chunk_rows, *row_shape),
+            compressors=None,
+            fill_value=fill,
+            attributes=attributes,
+            dimension_names=dims,
+            chunk_key_encoding=CHUNK_KEYS,
+            config={"write_empty_chunks": True},
+        )
     row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64))) * dtype.itemsize
     shard, inner = layout.shard_rows(chunk_rows, row_bytes)
     return group.create_array(

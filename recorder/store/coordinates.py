@@ -83,9 +83,14 @@ def _rows(
         msg_dims = [layout.MESSAGE_DIM]
         arrays.small(family, "count", count, msg_dims, {"long_name": "rows of each message"})
         arrays.small(family, "first", first, msg_dims, {"long_name": "first row of each message"})
-    safe = np.where(valid, message, 0)
-    arrays.small(family, "recv_ns", np.where(valid, recv[safe], 0), [str(row_dim)], TIME_ATTRS)
-    arrays.small(family, "seq", np.where(valid, seq[safe], -1), [str(row_dim)], fill=-1)
+    if n:
+        safe = np.where(valid, message, 0)
+        row_recv, row_seq = np.where(valid, recv[safe], 0), np.where(valid, seq[safe], -1)
+    else:  # rows without a committed message (a run that failed before its first flush)
+        row_recv = np.zeros(len(message), np.int64)
+        row_seq = np.full(len(message), -1, np.int64)
+    arrays.small(family, "recv_ns", row_recv, [str(row_dim)], TIME_ATTRS)
+    arrays.small(family, "seq", row_seq, [str(row_dim)], fill=-1)
     values.attrs.update({"coordinates": "message recv_ns seq"})
 
 

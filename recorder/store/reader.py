@@ -271,6 +271,47 @@ class StreamReader:
                 out.append(read_rows(array(self.group, seg["index"]), 0, rows))
         return out
 
+    def message_arrays(self, name: str) -> list[tuple[int, np.ndarray]]:
+        """Array `name` as each message carried it: (message index, array) in arrival order.
+
+        A stacked row is one message's array; a ragged segment's rows are split back into the
+        arrays messages carried (a message with zero rows gets an empty array)."""
+        out: list[tuple[int, np.ndarray]] = []
+        for seg in self.array_segments(name):
+            if seg.placed or not seg.rows:
+                continue
+            info = self.segments[seg.index]
+            values = self.read_segment(seg.index, 0, seg.rows)
+            index = read_rows(array(self.group, info["index"]), 0, seg.rows)
+            if not seg.ragged:
+                out.extend((int(m), row) for m, row in zip(index, values, strict=True))
+                continue
+            firsts = self._ragged_firsts(seg)
+            if firsts is not None:  # messages with zero rows too
+                for m, (lo, n) in firsts.items():
+                    out.append((m, values[lo : lo + n]))
+                continue
+            cuts = np.flatnonzero(np.diff(index)) + 1
+            for lo, hi in zip([0, *cuts], [*cuts, len(index)], strict=True):
+                out.append((int(index[lo]), values[lo:hi]))
+        out.sort(key=lambda t: t[0])
+        return out
+
+    def _ragged_firsts(self, seg: ArraySegment) -> dict[int, tuple[int, int]] | None:
+        """(first row, count) per message that has this segment's frame, from the frame table
+        (so a message that carried zero rows is there too)."""
+        if self.n_messages == 0:
+            return None
+        ft = self.frame_rows()
+        pick = (ft.segment == seg.index) & ~ft.placed
+        if not pick.any():
+            return None
+        row_bytes = _row_bytes(self.segments[seg.index])
+        return {
+            int(m): (int(o), int(n) // row_bytes)
+            for m, o, n in zip(ft.message[pick], ft.offset[pick], ft.length[pick], strict=True)
+        }
+
     def array_names(self) -> list[str]:
         return sorted({seg["name"] for seg in self.segments})
 
