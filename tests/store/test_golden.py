@@ -9,8 +9,6 @@ were made: tests/golden/README.md.
 from __future__ import annotations
 
 import hashlib
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,41 +18,11 @@ import zmq
 from recorder import config
 from recorder.protocols.reqrep import unpack_pair
 from recorder.store.reader import RunReader
+from tests.golden.goldens import FOLDERS, copy_into, digests, golden_run
 from tests.helpers import free_port, local
 from tests.replayhelp import client, quiet, receive, replaying, request, wait_clients
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
-FOLDERS = sorted(p.name for p in GOLDEN.glob("format*") if (p / "expected.json").is_file())
-
 pytestmark = pytest.mark.timeout(60)
-
-
-def golden_run(folder: str) -> tuple[Path, dict]:
-    """The committed run of `folder` (never written to: copy it first) and what it holds."""
-    expected = json.loads((GOLDEN / folder / "expected.json").read_text())
-    return GOLDEN / folder / expected["run_id"], expected
-
-
-def digests(messages) -> list[dict]:
-    return [
-        {
-            "stream": m.stream,
-            "index": m.index,
-            "recv_ns": m.recv_ns,
-            "seq": m.seq,
-            "flags": m.flags,
-            "frames": [hashlib.sha256(f).hexdigest() for f in m.frames],
-        }
-        for m in messages
-    ]
-
-
-def copy_into(folder: str, data: Path) -> Path:
-    """A copy of the golden run in data folder `data` (tests may write beside it)."""
-    path, _ = golden_run(folder)
-    target = config.runs_dir(config.data_dir(data)) / path.name
-    shutil.copytree(path, target)
-    return target
 
 
 @pytest.fixture(params=FOLDERS)
