@@ -99,7 +99,7 @@ def migrate_run(path: Path, *, backup: bool = True, force: bool = False) -> Path
     try:
         work.mkdir(exist_ok=True)
     except OSError as exc:
-        raise StoreError(f"cannot migrate run {run_id}: {exc.strerror or exc}") from exc
+        raise _failed(run_id, exc) from exc
     with _migrating(work, real.name):
         if kept.exists():
             raise UsageError(
@@ -137,7 +137,7 @@ def _migrating(work: Path, name: str) -> Iterator[None]:
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise StoreError(f"cannot migrate run {name}: {exc.strerror or exc}") from exc
+        raise _failed(name, exc) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -109,7 +109,8 @@ def test_migrate_on_a_read_only_disk_fails_and_says_why(small_disk):
     out = run_cli("migrate", path.name, "--data", data, *FORCE)
     assert out.returncode == 1, (out.stdout, out.stderr)
     assert out.stderr.strip() == (
-        f"error: cannot migrate run {path.name}: Read-only file system"
+        f"error: cannot migrate run {path.name}: Read-only file system: "
+        f"{data / 'runs' / WORK_DIR}; the run is left as it was"
     ), out.stderr
     assert tree_digest(path) == before
     assert json.loads(run_cli("info", path.name, "--data", data, "--json").stdout)["run_id"]

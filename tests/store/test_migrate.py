@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import zarr
 
 from recorder.errors import Conflict, StoreError, UsageError
-from recorder.store import layout
+from recorder.store import annotate, layout
 from recorder.store.migrate import WORK_DIR, backup_path, is_current, migrate_run
 from recorder.store.reader import RunReader
 from recorder.store.run_writer import RunWriter
@@ -189,3 +190,34 @@ def test_a_run_folder_that_is_a_symlink_is_migrated_where_it_lives(tmp_path):
     with RunReader(link) as run:
         assert digests(run.messages()) == golden_run("format1")[1]["messages"]
     shutil.rmtree(tmp_path / "elsewhere")
+
+
+def test_tags_added_while_the_run_is_migrated_are_all_kept(tmp_path):
+    """Users may tag the run from the web app meanwhile: the swap carries what changed over,
+    under the annotations' lock, and edits after it land on the new run."""
+    path = copy_into("format1", tmp_path / "data")
+    added: list[str] = []
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def tagger():
+        try:
+            while not done.is_set() or len(added) < 3:
+                tag = f"t{len(added)}"
+                annotate.change_tags(path, add=[tag])
+                added.append(tag)
+                done.wait(0.005)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=tagger, daemon=True)
+    thread.start()
+    try:
+        migrate(path)
+    finally:
+        done.set()
+        thread.join(30)
+    assert not errors and not thread.is_alive()
+    with RunReader(path) as run:
+        assert set(added) <= set(run.annotations()["tags"])
+        assert run.attrs["format_version"] == layout.FORMAT_VERSION
