@@ -18,6 +18,7 @@ import time
 import click
 
 from recorder import __version__, config, protocols
+from recorder.cli.migrate import migrate
 from recorder.cli.options import data_options, open_catalog, open_data, read_data
 from recorder.cli.serve import COMMANDS as SERVE_COMMANDS
 from recorder.cli.text import human_bytes, human_duration, human_time, table
@@ -815,6 +816,7 @@ def _no_manager(folder, why: str) -> None:
 
 for _command in SERVE_COMMANDS:  # serve, manager, token: the long-running side
     main.add_command(_command)
+main.add_command(migrate)
 
 
 if __name__ == "__main__":  # pragma: no cover
