@@ -392,7 +392,7 @@ def _scalar(value: Any) -> Scalar | None:
 
 def _numeric_array(value: list) -> np.ndarray | None:
     """A non-empty list of numbers (or of equal-length lists of them) as a typed array."""
-    if not value:
+    if not value or isinstance(value[0], str | dict):  # names (passports, sources): JSON
         return None
     try:
         arr = np.asarray(value)
@@ -436,10 +436,10 @@ class _TrainColumns:
         self._json_cache[name] = (value, text)
         self.columns[name] = text
 
-    def metadata(self, src: str, meta: Mapping[str, Any]) -> None:
-        """Per-source timestamps (sources of one train may differ) and the other keys."""
+    def metadata(self, src: str, meta: Mapping[str, Any], ns: int) -> None:
+        """Per-source timestamps (sources of one train may differ; `ns` is this source's
+        `_source_ns`) and the other keys."""
         prefix = f"{src}:metadata."
-        ns = _source_ns(meta)
         if ns != NO_TIME:
             self.columns[prefix + "timestamp_ns"] = ns
         tid = meta.get("timestamp.tid")
@@ -517,7 +517,8 @@ class KaraboCodec:
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
         train = _parse(frames)
         tids = [t for src, m in train.meta.items() if (t := _train_id(src, m)) is not None]
-        times = [ns for m in train.meta.values() if (ns := _source_ns(m)) != NO_TIME]
+        source_ns = {src: _source_ns(m) for src, m in train.meta.items()}
+        times = [ns for ns in source_ns.values() if ns != NO_TIME]
         seq = min(tids) if tids else NO_SEQ
         sources = sorted(train.meta)
         out = _TrainColumns(self._json_cache)
@@ -529,7 +530,7 @@ class KaraboCodec:
         )
         try:
             for src in sources:
-                out.metadata(src, train.meta[src])
+                out.metadata(src, train.meta[src], source_ns[src])
             for src in sources:
                 out.walk(f"{src}:", train.values[src])
         except RecursionError:
