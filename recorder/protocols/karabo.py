@@ -398,6 +398,8 @@ def _numeric_array(value: list) -> np.ndarray | None:
         arr = np.asarray(value)
     except (ValueError, OverflowError, TypeError):
         return None
+    if arr.dtype.kind == "f" and all(type(v) is int for v in value):
+        return None  # int64 and uint64 values mixed: float64 would round them; JSON keeps them
     return arr if arr.dtype.kind in "biuf" and arr.size else None
 
 

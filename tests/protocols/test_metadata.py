@@ -228,6 +228,7 @@ def test_karabo_value_types():
             "floats": [1, 2.5],
             "grid": [[1, 2], [3, 4]],
             "mixed": [1, "a"],
+            "wide": [-(2**63), 2**64 - 1],  # no one integer type holds both: JSON, not rounded
             "empty": [],
             "node": {"deep": {"v": 7}},
         }
@@ -238,6 +239,7 @@ def test_karabo_value_types():
     assert (type(c["S:i"]), type(c["S:f"]), type(c["S:b"]), c["S:t"]) == (int, float, bool, "text")
     assert c["S:node.deep.v"] == 7
     assert json.loads(c["S:mixed"]) == [1, "a"] and c["S:empty"] == "[]"
+    assert json.loads(c["S:wide"]) == [-(2**63), 2**64 - 1]
     assert json.loads(c["S:metadata.ignored_keys"]) == ["a", "b"]
     derived = dict(d.derived)
     assert derived["S:ints"].dtype == np.int64 and derived["S:ints"].tolist() == [1, 2, 3]
