@@ -356,3 +356,30 @@ def test_pymultivideo_dims_and_extra_meta():
     meta.update(fps=10.0, roi=[1, 2])
     d = pmv.PyMultiVideoCodec().decode([frames[0], msgpack.packb(meta), frames[2]])
     assert d.columns["fps"] == 10.0 and d.columns["roi"] == "[1,2]"
+
+
+def test_karabo_per_source_columns_read_back_from_a_run(tmp_path):
+    sim = KaraboSimulator()
+    codec = karabo.KaraboCodec()
+    run = RunWriter(tmp_path, name="trains")
+    stream = run.add_stream(
+        "bridge", protocol="karabo", endpoint="tcp://h:1", socket_type="REQ", role="connect"
+    )
+    for i in range(3):
+        frames = sim.message(i)
+        stream.append(1_000 + i, frames, codec.decode(frames))
+    run.close()
+    src = sim.detector.source
+    with RunReader(run.path) as r:
+        s = r.stream("bridge")
+        ns = s.column(f"{src}:metadata.timestamp_ns")
+        tid = s.column(f"{src}:metadata.timestamp.tid")
+        assert ns.dtype == np.int64 and tid.dtype == np.int64
+        for i in range(3):
+            meta = sim.train(i)[1][src]
+            want = int(meta["timestamp.sec"]) * 10**9 + int(meta["timestamp.frac"][:9])
+            assert (int(ns[i]), int(tid[i])) == (want, meta["timestamp.tid"])
+        passports = s.column(f"{src}:image.passport")
+        assert [json.loads(str(p)) for p in passports] == [
+            sim.train(i)[0][src]["image.passport"] for i in range(3)
+        ]
