@@ -34,6 +34,7 @@ from recorder.protocols.descriptor import (
     NEUTRAL,
     Demo,
     ProtocolDescriptor,
+    StreamMeaning,
     head,
     json_map,
     sniffer,
@@ -199,10 +200,41 @@ def _seconds_to_ns(ts: float) -> int:
     return ns
 
 
+_ATTR_KINDS = {name: ("float" if name.startswith("float") else "int") for name in DTYPES}
+_ATTR_KINDS.update(string="str", undefined="undefined")
+"""Column kind of each NDAttribute ``dataType`` the chunk-1.0 header names."""
+_COLOR_DIMS = {2: ("y", "x", "color"), 3: ("y", "color", "x"), 4: ("color", "y", "x")}
+"""C-order dimension names of a 3-D array by its ``ColorMode`` NDAttribute (NDColorMode_t:
+2 RGB1 = dims [3, x, y], 3 RGB2 = [x, 3, y], 4 RGB3 = [x, y, 3] in NDArray order)."""
+FLOAT_SUFFIX = ".float64"
+"""Column of an NDAttribute whose first value was printed as an integer and a later one with
+a fraction: a float64 attribute that happened to be integral (``%.17g`` prints 1.0 as ``1``).
+Its values from then on go to ``ndattr.<name>.float64``, so no value is stored as missing."""
+
+
+def _dims(shape: tuple[int, ...], color_mode: Any) -> tuple[str, ...] | None:
+    """What the axes of the C-order array are: NDArray dims[0] is x (fastest), dims[1] y."""
+    if len(shape) == 1:
+        return ("x",)
+    if len(shape) == 2:
+        return ("y", "x")
+    if len(shape) == 3 and _is_int(color_mode):
+        return _COLOR_DIMS.get(color_mode)
+    return None
+
+
 class AdzmqCodec:
-    """Decoder of NDPluginZMQ messages in all three dialects."""
+    """Decoder of NDPluginZMQ messages in all three dialects.
+
+    Keeps, per stream, the column kind each NDAttribute got first (a stored column keeps its
+    first type): the psi and pre14 headers carry no attribute types, only the printed values.
+    """
 
     name = NAME
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, str] = {}
+        self._widened: set[str] = set()
 
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
         sizes = frame_sizes(frames)
@@ -236,38 +268,74 @@ class AdzmqCodec:
         for key in ("statusMessage", "dataSource"):  # Diamond senders report back through these
             if isinstance(h.get(key), str):
                 columns[key] = h[key]
-        columns.update(self._ndattr(h.get("ndattr", {}), variant))
+        ndattr = h.get("ndattr", {})
+        self._ndattr(ndattr, variant, columns)
         bulk = []
         if encoding:
+            # no typed array: what the compressed buffer holds is only in these columns
             columns["encoding"] = encoding
+            columns["type"] = dtype
+            columns["shape"] = ",".join(str(d) for d in shape)
         else:
             need = math.prod(shape) * np.dtype(dtype).itemsize
             if sizes[1] != need:
                 raise MalformedMessage(
                     f"data is {sizes[1]} bytes but shape {list(shape)} of {dtype} needs {need}"
                 )
-            bulk.append(
-                BulkFrame(1, "image", as_array(frames[1], np.dtype(dtype).newbyteorder("<"), shape))
-            )
+            array = as_array(frames[1], np.dtype(dtype).newbyteorder("<"), shape)
+            color = ndattr.get("ColorMode") if len(shape) == 3 else None
+            if variant == "chunk" and isinstance(color, dict):
+                color = color.get("value")
+            bulk.append(BulkFrame(1, "image", array, dims=_dims(shape, color)))
         return Decoded("array", frame, "", source_ns, bulk, columns)
 
-    @staticmethod
-    def _ndattr(ndattr: Any, variant: str) -> dict[str, int | float]:
-        """Numeric attributes as float64 ``ndattr.<Name>`` columns (strings stay in the header).
+    def _ndattr(self, ndattr: Any, variant: str, out: dict[str, int | float | str | bool]) -> None:
+        """NDAttributes as ``ndattr.<Name>`` columns typed as the header says.
 
-        Always float: NDPluginZMQ prints a float64 attribute of 1.0 as ``1`` (``%.17g``), so
-        the type cannot be read off one value, and a column typed by its first value would lose
-        every later fraction. float64 holds the integer attributes (counters, ids) exactly.
+        chunk-1.0 names each attribute's dataType. psi/pre14 only print the value: an integer
+        literal is an integer attribute (int64 column), one with a fraction or exponent a
+        float, a quoted text a string. ``"Undefined"`` (an attribute without a value) is
+        skipped for an attribute already known as a number.
         """
         if not isinstance(ndattr, dict):
             raise MalformedMessage(f"ndattr is {type(ndattr).__name__}, not an object")
-        out: dict[str, int | float] = {}
+        kinds = self._kinds
         for name, value in ndattr.items():
             if variant == "chunk" and isinstance(value, dict):
+                data_type = value.get("dataType")
+                declared = _ATTR_KINDS.get(data_type) if isinstance(data_type, str) else None
                 value = value.get("value")
-            if _is_number(value) and (not _is_int(value) or _INT64_MIN <= value <= _INT64_MAX):
-                out[f"ndattr.{name}"] = float(value)
-        return out
+                if declared == "float" and _is_int(value):
+                    value = float(value)  # %g prints 1.0 as 1; the dataType says float
+                elif declared == "undefined":
+                    continue
+            if isinstance(value, bool) or value is None:
+                continue
+            if isinstance(value, int):
+                if not _INT64_MIN <= value <= _INT64_MAX:
+                    continue
+                kind = "int"
+            elif isinstance(value, float):
+                if not math.isfinite(value):
+                    continue
+                kind = "float"
+            elif isinstance(value, str):
+                kind = "str"
+            else:
+                continue
+            key = "ndattr." + name
+            first = kinds.get(name)
+            if first is None:
+                kinds[name] = first = kind
+            if first == kind or (first == "float" and kind == "int"):
+                if name in self._widened:
+                    out[key + FLOAT_SUFFIX] = float(value)
+                else:
+                    out[key] = value
+            elif first == "int" and kind == "float":
+                self._widened.add(name)
+                out[key + FLOAT_SUFFIX] = value
+            # anything else ("Undefined" for a number, a number for a text) stays in the header
 
 
 _SNIFF_HTYPES = ("array-1.0", ["array-1.0"], ["chunk-1.0"])
@@ -298,4 +366,27 @@ DESCRIPTOR = ProtocolDescriptor(
     sniff=sniff,
     simulator="recorder.simulators.adzmq:AdzmqSimulator",
     demo=Demo(options={"rate": 20}),
+    meaning=StreamMeaning(
+        seq="frame: the NDArray uniqueId (counts from 1 again after the driver's array "
+        "counter is reset)",
+        source_time="timeStamp: the NDArray timeStamp (seconds, usually from the IOC's "
+        "epicsTimeStamp at acquisition); absent in chunk-1.0 headers",
+        source_epoch="1990-01-01",
+        columns={
+            "timeStamp": "NDArray timeStamp in seconds since the EPICS epoch (1990-01-01 UTC), "
+            "as the header prints it",
+            "ndattr.": "NDAttributes by name, typed as the header says: an integer literal "
+            "(or a chunk-1.0 int dataType) as int64, a fraction or float dataType as float64, "
+            "a string as str; see ndattr.<name>.float64",
+            "ndattr.<name>.float64": "values of an NDAttribute first printed as an integer and "
+            "later with a fraction (a float64 attribute that was integral at first), from "
+            "the first fractional value on",
+            "encoding": "ADCore codec of a compressed buffer (no typed array then)",
+            "type": "element type of a compressed array",
+            "shape": "C-order shape of a compressed array, comma-separated",
+            "statusMessage": "Diamond data server status text for the IOC",
+            "dataSource": "Diamond data server source name",
+            "image": "the NDArray in C order: dims (y, x) for 2-D, by ColorMode for 3-D",
+        },
+    ),
 )

@@ -16,6 +16,7 @@ msgpack-numpy object arrays (pickled inside the map) are left undecoded.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,7 +26,13 @@ import numpy as np
 
 from recorder.errors import MalformedMessage
 from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded, FrameBytes, as_array
-from recorder.protocols.descriptor import Demo, ProtocolDescriptor, msgpack_map, sniffer
+from recorder.protocols.descriptor import (
+    Demo,
+    ProtocolDescriptor,
+    StreamMeaning,
+    msgpack_map,
+    sniffer,
+)
 
 NAME = "karabo"
 NEXT_REQUEST = b"next"
@@ -359,36 +366,139 @@ def v1_arrays(frame: FrameBytes) -> dict[str, np.ndarray]:
 
 _MAX_SCALAR_COLUMNS = 256
 _INT64 = (-(2**63), 2**63 - 1)
+_TIME_KEYS = frozenset(("source", "timestamp", "timestamp.sec", "timestamp.frac", "timestamp.tid"))
+"""Metadata keys that become `<source>:metadata.timestamp_ns` / `.timestamp.tid` (or, for
+``source``, are the column prefix itself)."""
+
+_MAX_CACHED_JSON = 4096
+
+Scalar = int | float | str | bool
+
+
+def _scalar(value: Any) -> Scalar | None:
+    """A value that fits a typed column as it is (numpy scalars of 1.0 trains unwrapped)."""
+    if isinstance(value, np.generic):
+        if value.dtype.kind not in "biuf":
+            return None
+        value = value.item()
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if _INT64[0] <= value <= _INT64[1] else None
+    if isinstance(value, float):
+        return value
+    return None
+
+
+def _numeric_array(value: list) -> np.ndarray | None:
+    """A non-empty list of numbers (or of equal-length lists of them) as a typed array."""
+    if not value or isinstance(value[0], str | dict):  # names (passports, sources): JSON
+        return None
+    try:
+        arr = np.asarray(value)
+    except (ValueError, OverflowError, TypeError):
+        return None
+    if arr.dtype.kind == "f" and all(type(v) is int for v in value):
+        return None  # int64 and uint64 values mixed: float64 would round them; JSON keeps them
+    return arr if arr.dtype.kind in "biuf" and arr.size else None
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(_plain(value), default=repr, ensure_ascii=False, allow_nan=True)
+
+
+class _TrainColumns:
+    """Collects one train's columns and typed copies. Kept by the codec between trains so
+    JSON text of list values that repeat train after train is not rebuilt each time."""
+
+    def __init__(self, json_cache: dict[str, tuple[Any, str]]):
+        self.columns: dict[str, Scalar] = {}
+        self.derived: list[tuple[str, np.ndarray]] = []
+        self._json_cache = json_cache
+
+    def full(self) -> bool:
+        return len(self.columns) >= _MAX_SCALAR_COLUMNS
+
+    def json(self, name: str, value: Any) -> None:
+        cached = self._json_cache.get(name)
+        if cached is not None and type(cached[0]) is type(value):
+            try:
+                same = bool(cached[0] == value)
+            except Exception:  # lists holding arrays (1.0 trains) do not compare
+                same = False
+            if same:
+                self.columns[name] = cached[1]
+                return
+        try:
+            text = _json_text(value)
+        except (TypeError, ValueError, RecursionError):
+            return  # what JSON cannot hold stays in the verbatim frame
+        if len(self._json_cache) >= _MAX_CACHED_JSON:
+            self._json_cache.clear()
+        self._json_cache[name] = (value, text)
+        self.columns[name] = text
+
+    def metadata(self, src: str, meta: Mapping[str, Any], ns: int) -> None:
+        """Per-source timestamps (sources of one train may differ; `ns` is this source's
+        `_source_ns`) and the other keys."""
+        prefix = f"{src}:metadata."
+        if ns != NO_TIME:
+            self.columns[prefix + "timestamp_ns"] = ns
+        tid = meta.get("timestamp.tid")
+        if tid is not None:
+            self.columns[prefix + "timestamp.tid"] = tid
+        for key, value in meta.items():
+            if key in _TIME_KEYS or not isinstance(key, str) or self.full():
+                continue
+            self.value(prefix + key, value)
+
+    def value(self, name: str, value: Any) -> None:
+        scalar = _scalar(value)
+        if scalar is not None:
+            self.columns[name] = scalar
+        elif isinstance(value, np.ndarray):
+            if value.dtype.kind in "biufc":
+                self.derived.append((name, value))
+        elif isinstance(value, list | tuple):
+            arr = _numeric_array(list(value))
+            if arr is not None:
+                self.derived.append((name, arr))
+            else:
+                self.json(name, value)
+        elif isinstance(value, dict):
+            self.json(name, value)
+
+    def walk(self, prefix: str, node: dict, top: bool = True) -> None:
+        """A source's values as `<source>:<dotted.path>`: scalars as typed columns, arrays
+        (1.0 trains) and numeric lists as typed copies, other lists as JSON text."""
+        for key, value in node.items():
+            if not isinstance(key, str) or (top and key == "metadata"):
+                continue
+            if isinstance(value, dict):
+                self.walk(f"{prefix}{key}.", value, False)
+            elif isinstance(value, np.ndarray):
+                self.value(prefix + key, value)  # typed copies are not capped as columns are
+            elif not self.full():
+                self.value(prefix + key, value)
 
 
 def scalar_columns(values: dict[str, dict]) -> dict[str, int | float | str | bool]:
     """The non-array values of a train as `<source>:<dotted.path>` columns, so per-train
     scalars (XGM pulse counts, motor positions) are a column away instead of a msgpack parse.
-    At most _MAX_SCALAR_COLUMNS per train: detector sources can carry thousands of keys."""
-    out: dict[str, int | float | str | bool] = {}
-
-    def walk(prefix: str, node: dict) -> None:
-        for key, value in node.items():
-            if len(out) >= _MAX_SCALAR_COLUMNS:
-                return
-            if not isinstance(key, str) or key == "metadata":
-                continue
-            if isinstance(value, dict):
-                walk(f"{prefix}{key}.", value)
-            elif isinstance(value, bool | float | str) or (
-                isinstance(value, int) and _INT64[0] <= value <= _INT64[1]
-            ):
-                out[f"{prefix}{key}"] = value
-
+    At most _MAX_SCALAR_COLUMNS per train: detector sources can carry thousands of keys.
+    Lists that are not numbers are JSON text (numeric ones are typed arrays, see the codec)."""
+    out = _TrainColumns({})
     for src in sorted(values):
-        walk(f"{src}:", values[src])
-    return out
+        out.walk(f"{src}:", values[src])
+    return out.columns
 
 
-def _v1_derived(frames: Sequence[FrameBytes]) -> list[tuple[str, np.ndarray]]:
-    """Protocol 1.0 arrays live inside the one msgpack frame (kept verbatim for replay):
-    typed copies of them give users the same per-path arrays as 2.2 trains."""
-    return [(name, arr) for name, arr in v1_arrays(frames[0]).items() if arr.dtype.kind in "biufc"]
+def _ragged(bulk: list[BulkFrame]) -> list[BulkFrame]:
+    """Karabo arrays of >= 1 dimension are per-train data whose first axis (pulses, cells,
+    detector frames) may change from train to train: stored ragged along it."""
+    for b in bulk:
+        b.ragged = b.array.ndim >= 1
+    return bulk
 
 
 class KaraboCodec:
@@ -396,25 +506,45 @@ class KaraboCodec:
 
     name = NAME
 
+    def __init__(self) -> None:
+        self._json_cache: dict[str, tuple[Any, str]] = {}
+        self._sources: tuple[tuple[str, ...], str] = ((), "")
+
+    def _source_list(self, names: list[str]) -> str:
+        key = tuple(names)
+        if key != self._sources[0]:
+            self._sources = (key, ",".join(key))
+        return self._sources[1]
+
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
         train = _parse(frames)
         tids = [t for src, m in train.meta.items() if (t := _train_id(src, m)) is not None]
-        times = [ns for m in train.meta.values() if (ns := _source_ns(m)) != NO_TIME]
+        source_ns = {src: _source_ns(m) for src, m in train.meta.items()}
+        times = [ns for ns in source_ns.values() if ns != NO_TIME]
         seq = min(tids) if tids else NO_SEQ
+        sources = sorted(train.meta)
+        out = _TrainColumns(self._json_cache)
+        out.columns.update(
+            train_id=seq,
+            sources=self._source_list(sources),
+            protocol_version=train.version,
+            tid_mismatch=len(set(tids)) > 1,
+        )
+        try:
+            for src in sources:
+                out.metadata(src, train.meta[src], source_ns[src])
+            for src in sources:
+                out.walk(f"{src}:", train.values[src])
+        except RecursionError:
+            raise MalformedMessage("values nested too deeply") from None
         return Decoded(
             kind="train",
             seq=seq,
             seq_key="",
             source_ns=min(times) if times else NO_TIME,
-            bulk=train.bulk,
-            derived=_v1_derived(frames) if train.version == "1.0" else [],
-            columns={
-                "train_id": seq,
-                "sources": ",".join(sorted(train.meta)),
-                "protocol_version": train.version,
-                "tid_mismatch": len(set(tids)) > 1,
-                **scalar_columns(train.values),
-            },
+            bulk=_ragged(train.bulk),
+            derived=out.derived,
+            columns=out.columns,
         )
 
 
@@ -441,4 +571,23 @@ DESCRIPTOR = ProtocolDescriptor(
     sniff=sniff,
     simulator="recorder.simulators.karabo:KaraboSimulator",
     demo=Demo(options={"socket": "PUB", "rate": 10}, source={"socket_type": "SUB"}),
+    meaning=StreamMeaning(
+        seq="train id: the lowest metadata timestamp.tid of the train's sources",
+        source_time="the earliest source timestamp of the train (metadata timestamp.sec and "
+        ".frac, else the float timestamp); per source in <source>:metadata.timestamp_ns",
+        source_epoch="1970-01-01",
+        columns={
+            "train_id": "train id (seq), -1 when no source sends timestamp.tid",
+            "sources": "names of the train's sources, sorted, comma-separated",
+            "protocol_version": "bridge protocol of the train: 2.2 (frame pairs) or 1.0",
+            "tid_mismatch": "the sources of one train carry different train ids",
+            "<source>:metadata.timestamp_ns": "that source's timestamp in ns since the Unix epoch "
+            "(timestamp.sec/.frac exactly, else the float timestamp)",
+            "<source>:metadata.timestamp.tid": "that source's train id",
+            "<source>:metadata.<key>": "other metadata keys of that source, typed as values are",
+            "<source>:<key>": "values: numbers, strings and bools as typed "
+            "columns (at most 256 per train); lists of numbers as typed arrays of the same "
+            "name; other lists and maps as JSON text",
+        },
+    ),
 )

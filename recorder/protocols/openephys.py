@@ -48,6 +48,7 @@ from recorder.protocols.descriptor import (
     HEARTBEAT,
     Demo,
     ProtocolDescriptor,
+    StreamMeaning,
     head,
     json_map,
     sniffer,
@@ -449,14 +450,28 @@ def _dict(obj: dict, key: str, where: str) -> dict:
     return v
 
 
-def _scalars(obj: dict) -> dict[str, int | float | str | bool]:
-    """Columns from a JSON object: its scalar members that fit a column."""
-    out: dict[str, int | float | str | bool] = {}
+def _scalars(
+    obj: dict, out: dict[str, int | float | str | bool] | None = None, skip: frozenset = frozenset()
+) -> dict[str, int | float | str | bool]:
+    """Columns from a JSON object's members (but `skip`): scalars typed as they are, lists and
+    objects as compact JSON text so they stay findable (the header frame keeps the original)."""
+    if out is None:
+        out = {}
     for k, v in obj.items():
+        if k in skip:
+            continue
         fits_int = isinstance(v, int) and _INT64_MIN <= v <= _INT64_MAX
         if fits_int or isinstance(v, bool | str) or (isinstance(v, float) and math.isfinite(v)):
             out[k] = v
+        elif isinstance(v, list | dict):
+            out[k] = json.dumps(v, separators=(",", ":"))
     return out
+
+
+_DATA_KEYS = frozenset(
+    ("stream", "channel_num", "channel_name", "num_samples", "sample_num", "sample_rate")
+)
+"""content keys of a data message the codec reads itself."""
 
 
 def _frame_count(frames: Sequence, expected: int, what: str) -> None:
@@ -544,6 +559,10 @@ class OpenEphysCodec:
         channel_name = _str(c, "channel_name", "content") if "channel_name" in c else None
         if channel_name is not None:
             columns["channel_name"] = channel_name
+        units = None
+        if len(c) > 5 + (channel_name is not None):  # keys beyond today's (bit_volts, units)
+            _scalars(c, columns, _DATA_KEYS)
+            units = c.get("units") if isinstance(c.get("units"), str) else None
         data_size = _int(header, "data_size", "header", minimum=0)
         if data_size != num_samples * 4:
             raise MalformedMessage(f"data_size {data_size} != 4 * num_samples ({num_samples})")
@@ -559,6 +578,7 @@ class OpenEphysCodec:
                 column=channel,
                 sample_rate=rate,
                 channel_name=channel_name,
+                units=units,
             )
         ]
         return Decoded("data", seq, "", source_ns, bulk, columns)
@@ -582,7 +602,7 @@ class OpenEphysCodec:
                 )
             if event_type == TTL and data_size == _TTL.size:
                 line, state, word = _TTL.unpack(bytes(frames[2]))
-                columns.update(line=line, state=state, word=word)
+                columns.update(line=line, state=bool(state), word=word)
         return Decoded("event", seq, "", source_ns, [], columns)
 
     @staticmethod
@@ -603,8 +623,16 @@ class OpenEphysCodec:
             "num_samples": n_s,
         }
         array = _floats(frames[2], (n_ch, n_s), "spike")
-        bulk = [BulkFrame(2, f"spikes/{_safe(stream)}/{_safe(electrode)}", array)]
-        return Decoded("spike", seq, "", source_ns, bulk, columns)
+        where = f"{_safe(stream)}/{_safe(electrode)}"
+        bulk = [BulkFrame(2, f"spikes/{where}", array, dims=("channel", "sample"))]
+        derived = []
+        threshold = s.get("threshold")
+        if isinstance(threshold, list) and threshold:
+            try:  # C++ floats: float32 holds them exactly
+                derived.append((f"spike_threshold/{where}", np.asarray(threshold, "<f4")))
+            except (TypeError, ValueError, OverflowError):
+                columns["threshold"] = json.dumps(threshold, separators=(",", ":"))
+        return Decoded("spike", seq, "", source_ns, bulk, columns, derived)
 
     @staticmethod
     def _legacy(envelope: bytes, header: dict, frames: Sequence) -> Decoded:
@@ -641,7 +669,9 @@ class OpenEphysCodec:
         if data_size != math.prod(shape) * 4:
             raise MalformedMessage(f"data_size {data_size} does not fit shape {list(shape)}")
         array = _floats(frames[2], shape, "legacy data")
-        return Decoded("data", seq, "", NO_TIME, [BulkFrame(2, name, array)], _scalars(c))
+        dims = ("channel", "sample") if len(shape) == 2 else ("sample",)
+        bulk = [BulkFrame(2, name, array, dims=dims)]
+        return Decoded("data", seq, "", NO_TIME, bulk, _scalars(c))
 
     @staticmethod
     def _broadcast(frames: Sequence) -> Decoded:
@@ -792,4 +822,46 @@ DESCRIPTOR = ProtocolDescriptor(
     sniff=sniff,
     simulator="recorder.simulators.openephys:OpenEphysSimulator",
     demo=Demo(options={"rate": 30}),
+    meaning=StreamMeaning(
+        seq="message_num: counts every ZMQ Interface message (data, event, spike) of an "
+        "acquisition from 1 (message_no before plugin 0.3); none for Event Broadcaster messages",
+        source_time="header timestamp: milliseconds since the Unix epoch on the GUI "
+        "computer's clock when the message was sent (absent in plugin 0.3.0 and legacy "
+        "messages); sample times are sample_num / sample_rate",
+        source_epoch="1970-01-01",
+        columns={
+            "stream": "name of the GUI data stream the message belongs to",
+            "channel_num": "channel index within the stream, from 0",
+            "channel_name": "channel name (newer plugins only)",
+            "num_samples": "samples in the block",
+            "sample_num": "sample number (within the stream, from acquisition start) of the "
+            "block's first sample, or of the event / spike",
+            "sample_rate": "samples per second (Hz) of the stream",
+            "bit_volts": "if sent: the channel's bit_volts (physical units per ADC count)",
+            "units": "if sent: the channel's physical units",
+            "event_type": "Open Ephys event type code: "
+            + ", ".join(f"{k} {v}" for k, v in EVENT_TYPES.items()),
+            "source_node": "id of the GUI processor that made the event or spike",
+            "line": "TTL line (0-based)",
+            "state": "TTL state: true = line went high",
+            "word": "TTL word: bit mask of all line states after the event (uint64 bits "
+            "stored as int64)",
+            "electrode": "spike: electrode name",
+            "sorted_id": "spike: sorted unit id (0 = unsorted)",
+            "num_channels": "spike: channels of the waveform",
+            "n_channels": "legacy: channels of the block",
+            "n_samples": "legacy: samples per channel of the block",
+            "n_real_samples": "legacy: valid samples per channel",
+            "timestamp": "legacy data: sample number of the block's first sample",
+            "sample_number": "Event Broadcaster: sample number of the event",
+            "format": "Event Broadcaster: json or binary body",
+            "continuous/": "float32 samples placed at (sample_num, channel_num): the GUI's "
+            "buffers are in physical units already (uV for electrode channels, V for ADC "
+            "channels), not ADC counts; the ZMQ Interface sends no bit_volts or units",
+            "spikes/": "float32 spike waveforms (num_channels, num_samples), uV",
+            "spike_threshold/": "float32 detection threshold per spike channel, uV",
+            "continuous_legacy": "legacy float32 blocks (n_channels, n_samples); only the "
+            "first n_real_samples of each channel are valid",
+        },
+    ),
 )

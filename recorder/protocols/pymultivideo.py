@@ -9,6 +9,7 @@ as ``{"DRAW_BOX": {...}}`` back to the camera's PULL socket; `encode_draw_box` b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from recorder.protocols.descriptor import (
     BACKCHANNEL,
     Demo,
     ProtocolDescriptor,
+    StreamMeaning,
     head,
     msgpack_map,
     sniffer,
@@ -59,6 +61,23 @@ def _int(meta: dict, key: str, minimum: int) -> int:
     return v
 
 
+_META_KEYS = ("unique_id", "timestamp", "height", "width")
+
+
+def _extra_columns(meta: dict, out: dict[str, int | float | str | bool]) -> None:
+    """meta keys beyond today's four (a newer GUI's), typed; others as JSON text."""
+    for key, value in meta.items():
+        if not isinstance(key, str) or key in _META_KEYS:
+            continue
+        if isinstance(value, bool | str | float) or (
+            isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX
+        ):
+            out[key] = value
+        elif isinstance(value, list | dict):
+            with contextlib.suppress(TypeError, ValueError, RecursionError):  # the frame keeps it
+                out[key] = json.dumps(value, separators=(",", ":"), default=repr)
+
+
 class PyMultiVideoCodec:
     """Decoder of pyMultiVideo image messages."""
 
@@ -89,9 +108,11 @@ class PyMultiVideoCodec:
                 f"image is {sizes[2]} bytes but {height}x{width} uint8 needs {height * width}"
             )
         image = as_array(frames[2], np.uint8, (height, width))
-        return Decoded(
-            "image", NO_SEQ, "", timestamp, [BulkFrame(2, "image", image)], {"unique_id": unique_id}
-        )
+        columns: dict[str, int | float | str | bool] = {"unique_id": unique_id}
+        if len(meta) > len(_META_KEYS):
+            _extra_columns(meta, columns)
+        bulk = [BulkFrame(2, "image", image, dims=("y", "x"))]
+        return Decoded("image", NO_SEQ, "", timestamp, bulk, columns)
 
 
 @sniffer
@@ -111,4 +132,14 @@ DESCRIPTOR = ProtocolDescriptor(
     sniff=sniff,
     simulator="recorder.simulators.pymultivideo:PyMultiVideoSimulator",
     demo=Demo(options={"rate": 10}),
+    meaning=StreamMeaning(
+        seq="",  # the GUI sends no frame counter
+        source_time="meta timestamp: the camera's frame timestamp in ns (its own clock; the "
+        "first frame may say 0)",
+        source_epoch=None,
+        columns={
+            "unique_id": "camera id the frame comes from",
+            "image": "uint8 mono frame, dims (y, x) = (height, width)",
+        },
+    ),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from recorder.protocols.base import Decoded, FrameBytes
-from recorder.protocols.descriptor import Demo, ProtocolDescriptor
+from recorder.protocols.descriptor import Demo, ProtocolDescriptor, StreamMeaning
 
 NAME = "raw"
 """Frames only: what a stream falls back to when nothing more is known."""
@@ -25,4 +25,5 @@ DESCRIPTOR = ProtocolDescriptor(
     sniff=None,  # what `--protocol auto` falls back to: never claimed by a sniff
     simulator="recorder.simulators.raw:RawSimulator",
     demo=Demo(options={"rate": 20}),
+    meaning=StreamMeaning(seq="", source_time=""),  # frames only: nothing is interpreted
 )

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from recorder.errors import MalformedMessage
 from recorder.protocols.base import Decoded, FrameBytes
-from recorder.protocols.descriptor import Demo, ProtocolDescriptor, Responder
+from recorder.protocols.descriptor import Demo, ProtocolDescriptor, Responder, StreamMeaning
 
 NAME = "reqrep"
 _COUNT = struct.Struct("<Q")
@@ -116,4 +116,19 @@ DESCRIPTOR = ProtocolDescriptor(
     sniff=None,  # stored pairs never travel on a wire: a service is recorded through the proxy
     simulator="recorder.simulators.reqrep:ReqRepServer",
     demo=Demo(),
+    meaning=StreamMeaning(
+        seq="",  # request/reply carries no sequence number
+        source_time="",
+        columns={
+            "request_bytes": "bytes of all request frames",
+            "reply_bytes": "bytes of all reply frames (0: the service never answered)",
+            "request_frames": "frames of the request",
+            "reply_frames": "frames of the reply",
+            "content": "first request frame judged from its bytes: pickle, json or bytes "
+            "(never unpickled)",
+            "reply_content": "first reply frame judged the same way; empty without a reply",
+            "request_ns": "when the proxy received the request, ns since the Unix epoch",
+            "latency_ns": "ns from the proxy receiving the request to receiving its reply",
+        },
+    ),
 )

@@ -111,8 +111,11 @@ def test_decode_simulator_messages(variant, i):
     np.testing.assert_array_equal(bulk.array, sim.image(i))
     attrs = sim.ndattr(i)
     assert d.columns["ndattr.ColorMode"] == 0 and d.columns["ndattr.Counter"] == i + 1
+    assert type(d.columns["ndattr.ColorMode"]) is int and type(d.columns["ndattr.Counter"]) is int
     assert np.float32(d.columns["ndattr.Exposure"]) == attrs["Exposure"]
-    assert "ndattr.Camera" not in d.columns  # strings stay in the header frame
+    assert type(d.columns["ndattr.Exposure"]) is float
+    assert d.columns["ndattr.Camera"] == "sim"
+    assert bulk.dims == ("y", "x") and not bulk.ragged
     if variant == "chunk":
         assert d.source_ns == NO_TIME and "timeStamp" not in d.columns
     else:
