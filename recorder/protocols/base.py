@@ -81,7 +81,7 @@ class Decoded:
     bulk: list[BulkFrame] = field(default_factory=list)
     columns: dict[str, int | float | str | bool] = field(default_factory=dict)
     """Per-message scalar values worth a column of their own (ndattr values, train ids ...)."""
-    derived: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    derived: list[tuple[str, np.ndarray] | BulkFrame] = field(default_factory=list)
     """Typed copies of arrays that live inside a verbatim frame (Karabo 1.0 keeps everything
     in one msgpack frame): stored as rows of their own, so users get typed arrays there too."""
 

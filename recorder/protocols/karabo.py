@@ -407,13 +407,19 @@ def _json_text(value: Any) -> str:
     return json.dumps(_plain(value), default=repr, ensure_ascii=False, allow_nan=True)
 
 
+def _derived(name: str, array: np.ndarray) -> BulkFrame:
+    """A typed copy of an array inside a verbatim frame (1.0 trains, lists): ragged like 2.2's
+    arrays (the first axis is pulses and varies per train). frame -1: no frame is these bytes."""
+    return BulkFrame(-1, name, array, ragged=array.ndim >= 1)
+
+
 class _TrainColumns:
     """Collects one train's columns and typed copies. Kept by the codec between trains so
     JSON text of list values that repeat train after train is not rebuilt each time."""
 
     def __init__(self, json_cache: dict[str, tuple[Any, str]]):
         self.columns: dict[str, Scalar] = {}
-        self.derived: list[tuple[str, np.ndarray]] = []
+        self.derived: list[tuple[str, np.ndarray] | BulkFrame] = []
         self._json_cache = json_cache
 
     def full(self) -> bool:
@@ -458,11 +464,11 @@ class _TrainColumns:
             self.columns[name] = scalar
         elif isinstance(value, np.ndarray):
             if value.dtype.kind in "biufc":
-                self.derived.append((name, value))
+                self.derived.append(_derived(name, value))
         elif isinstance(value, list | tuple):
             arr = _numeric_array(list(value))
             if arr is not None:
-                self.derived.append((name, arr))
+                self.derived.append(_derived(name, arr))
             else:
                 self.json(name, value)
         elif isinstance(value, dict):

@@ -625,7 +625,7 @@ class OpenEphysCodec:
         array = _floats(frames[2], (n_ch, n_s), "spike")
         where = f"{_safe(stream)}/{_safe(electrode)}"
         bulk = [BulkFrame(2, f"spikes/{where}", array, dims=("channel", "sample"))]
-        derived = []
+        derived: list[tuple[str, np.ndarray] | BulkFrame] = []
         threshold = s.get("threshold")
         if isinstance(threshold, list) and threshold:
             try:  # C++ floats: float32 holds them exactly

@@ -216,8 +216,11 @@ class StreamWriter:
                 if ok.columns:
                     self._append_extra(index, ok.columns)
                 for item in ok.derived:
-                    d = item if isinstance(item, BulkFrame) else None
-                    name, array = (d.name, d.array) if d is not None else item
+                    if isinstance(item, BulkFrame):
+                        d: BulkFrame | None = item
+                        name, array = item.name, item.array
+                    else:
+                        d, (name, array) = None, item
                     placed_at = self._append_bulk(
                         layout.valid_text(name), array, index, derived=True, frame=d
                     )

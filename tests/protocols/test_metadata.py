@@ -13,6 +13,7 @@ import pytest
 from recorder.protocols import adzmq, karabo, registry
 from recorder.protocols import openephys as oe
 from recorder.protocols import pymultivideo as pmv
+from recorder.protocols.base import BulkFrame
 from recorder.protocols.descriptor import StreamMeaning
 from recorder.simulators.adzmq import AdzmqSimulator
 from recorder.simulators.karabo import KaraboSimulator
@@ -37,6 +38,16 @@ def test_every_protocol_says_what_its_numbers_mean(name):
         assert meaning.seq and meaning.source_time
     if name in ("reqrep", "raw", "pymultivideo"):
         assert meaning.seq == ""  # these send no sequence number: seq is always -1
+
+
+def derived_map(d) -> dict:
+    """name -> array of a decoded message's typed copies (tuples or ragged BulkFrames)."""
+    return {
+        (b.name if isinstance(b, BulkFrame) else b[0]): (
+            b.array if isinstance(b, BulkFrame) else b[1]
+        )
+        for b in d.derived
+    }
 
 
 def test_source_epochs():
@@ -212,7 +223,7 @@ def test_karabo_list_and_string_values(protocol):
     passport = data[src]["image.passport"]
     assert json.loads(d.columns[f"{src}:image.passport"]) == passport  # list of str: JSON
     assert json.loads(d.columns[f"{src}:sources"]) == data[src]["sources"]
-    derived = dict(d.derived)
+    derived = derived_map(d)
     present = derived[f"{src}:modulesPresent"]  # list of bools: a typed array
     assert present.dtype == np.bool_ and present.tolist() == data[src]["modulesPresent"]
 
@@ -241,7 +252,7 @@ def test_karabo_value_types():
     assert json.loads(c["S:mixed"]) == [1, "a"] and c["S:empty"] == "[]"
     assert json.loads(c["S:wide"]) == [-(2**63), 2**64 - 1]
     assert json.loads(c["S:metadata.ignored_keys"]) == ["a", "b"]
-    derived = dict(d.derived)
+    derived = derived_map(d)
     assert derived["S:ints"].dtype == np.int64 and derived["S:ints"].tolist() == [1, 2, 3]
     assert derived["S:floats"].dtype == np.float64
     assert derived["S:grid"].shape == (2, 2)
@@ -253,7 +264,7 @@ def test_karabo_v1_numpy_scalars_are_typed_columns():
     d = karabo.KaraboCodec().decode(karabo.encode_train(data, meta, protocol="1.0"))
     assert d.columns["S:n"] == -4 and type(d.columns["S:n"]) is int
     assert d.columns["S:x"] == 0.25 and type(d.columns["S:x"]) is float
-    (name, arr), *_ = d.derived
+    (name, arr), *_ = derived_map(d).items()
     assert name == "S:arr" and arr.tolist() == [0, 1, 2]
 
 
@@ -266,7 +277,10 @@ def test_karabo_arrays_are_ragged_along_the_first_axis(protocol):
         ragged = {b.name: b.ragged for b in d.bulk}
         assert ragged == {"S:pulses": True, "S:scalar": False}
     else:  # 1.0: typed copies of the arrays inside the one msgpack frame
-        assert {name: arr.ndim for name, arr in d.derived} == {"S:pulses": 1, "S:scalar": 0}
+        assert {name: arr.ndim for name, arr in derived_map(d).items()} == {
+            "S:pulses": 1,
+            "S:scalar": 0,
+        }
 
 
 def test_karabo_simulator_bulk_is_ragged():
@@ -306,7 +320,7 @@ def test_openephys_spike_threshold_and_dims():
     )
     d = oe.OpenEphysCodec().decode(frames)
     assert d.bulk[0].dims == ("channel", "sample")
-    ((name, threshold),) = d.derived
+    ((name, threshold),) = derived_map(d).items()
     assert name == "spike_threshold/s/e" and threshold.dtype == np.float32
     assert threshold.tolist() == [-50.0, -42.5]
 
