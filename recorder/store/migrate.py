@@ -293,7 +293,7 @@ def _put_attrs(run: Path, group: str, values: dict[str, Any], *, replace: bool =
     node = root if not group else nodes.subgroup(root, group)
     node.attrs.put(nodes.json_attrs(values if replace else {**dict(node.attrs), **values}))
     if consolidated is not None:
-        zarr.consolidate_metadata(str(run), zarr_format=3)
+        nodes.consolidate(run)
 
 
 # -- checking and swapping -------------------------------------------------------------------

@@ -5,6 +5,7 @@ read-only disk) that exits 1 and leaves the run exactly as it was."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -84,10 +85,14 @@ def test_migrate_refuses_a_run_being_recorded(tmp_path):
 
 @pytest.mark.reliability
 def test_migrate_on_a_full_disk_fails_half_way_and_leaves_the_run(small_disk):
-    """The format-1 writer pads chunks to 8 MiB: the 24 MiB disk fills up half way through."""
+    """The disk is left with room for about half of the new run: it fills up half way."""
     data = small_disk / "data"
     path = copy_into("format1", data)
     before = tree_digest(path)
+    st = os.statvfs(small_disk)
+    room = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) // 2
+    with open(small_disk / "filler", "wb") as f:
+        f.write(bytes(max(0, st.f_bavail * st.f_frsize - room)))
     out = run_cli("migrate", path.name, "--data", data, *FORCE)
     assert out.returncode == 1, (out.stdout, out.stderr)
     [line] = out.stderr.splitlines()
