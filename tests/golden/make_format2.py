@@ -22,7 +22,7 @@ from recorder.store import layout, nodes
 from recorder.store.run_writer import RunWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import make_format1 as golden  # noqa: E402  (the shared messages and expected.json shape)
+import make_format1 as golden  # the shared messages and expected.json shape
 
 FORMAT = 2
 RUN_ID = "20261201-120000-902d02"

@@ -31,7 +31,7 @@ def golden(request) -> str:
 
 
 def test_there_is_a_golden_run_per_format():
-    assert "format1" in FOLDERS
+    assert "format1" in FOLDERS and "format2" in FOLDERS
 
 
 def test_reader_reads_the_golden_run(golden):
