@@ -1,0 +1,105 @@
+"""The typed arrays of a stream as families (one per array name), lazily, through the reader.
+
+A family is every committed segment of one name: format 1 starts a new segment when a shape
+changes, format 2 keeps one (ragged) array. Whichever it is, a family gives dask arrays cut to
+the committed rows, the message each row came from, and the attributes the writer left on the
+arrays (sample rate, channel names, units): the one place here that opens a segment's zarr
+array, by the path the reader names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from recorder.errors import StoreError
+from recorder.store import nodes
+from recorder.store.reader import ArraySegment, StreamReader
+
+if TYPE_CHECKING:
+    import dask.array
+
+
+def segment_attrs(reader: StreamReader, seg: ArraySegment) -> dict[str, Any]:
+    """What the writer says about a segment: its parent group's attributes (format 2 keeps the
+    real name and units there) overlaid with the array's own (sample rate, channel names)."""
+    out: dict[str, Any] = {}
+    parent = seg.path.rpartition("/")[0]
+    if parent:
+        with contextlib.suppress(StoreError):  # format 1: the array sits in a plain folder
+            out.update(nodes.attrs_of(nodes.subgroup(reader.group, parent)))
+    out.update(nodes.attrs_of(nodes.array(reader.group, seg.path)))
+    return out
+
+
+def dask_segment(reader: StreamReader, seg: ArraySegment) -> dask.array.Array:
+    """The segment's committed rows as a lazy dask array (nothing is read until computed)."""
+    import dask.array as da
+
+    return da.from_zarr(nodes.array(reader.group, seg.path))[: seg.rows]
+
+
+def dimension_names(reader: StreamReader, seg: ArraySegment) -> tuple[str | None, ...] | None:
+    """The segment's zarr v3 dimension names (format 2), or None (format 1 has none)."""
+    names = getattr(nodes.array(reader.group, seg.path).metadata, "dimension_names", None)
+    return tuple(names) if names else None
+
+
+@dataclass
+class Family:
+    """All committed segments of one array name in a stream, in the order they were made."""
+
+    reader: StreamReader
+    name: str
+    segments: list[ArraySegment]
+
+    @property
+    def placed(self) -> bool:
+        return any(s.placed for s in self.segments)
+
+    @cached_property
+    def messages(self) -> list[np.ndarray]:
+        """Per segment: the message index of each row (placed segments: empty)."""
+        per_path: dict[str, np.ndarray] = {}
+        rows_with_index = [s for s in self.segments if not s.placed]
+        indexes = self.reader.array_messages(self.name)
+        for seg, index in zip(rows_with_index, indexes, strict=False):
+            per_path[seg.path] = np.asarray(index, dtype=np.int64)[: seg.rows]
+        return [per_path.get(s.path, np.zeros(0, dtype=np.int64)) for s in self.segments]
+
+    def attrs(self, k: int = 0) -> dict[str, Any]:
+        return segment_attrs(self.reader, self.segments[k])
+
+    def dask(self, k: int) -> dask.array.Array:
+        return dask_segment(self.reader, self.segments[k])
+
+    def row_shapes(self) -> dict[tuple[int, ...], list[int]]:
+        """Segment numbers (positions in `segments`) by the shape of one row and dtype: segments
+        that agree can be concatenated into one array."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for k, seg in enumerate(self.segments):
+            key = (*seg.shape, np.dtype(seg.dtype).num)
+            groups.setdefault(key, []).append(k)
+        return groups
+
+    def rows_of_messages(self) -> list[tuple[int, int, int]]:
+        """(message, segment position, row) of every row, in message order: the n-th image of
+        a stream whatever segment it was written to."""
+        out: list[tuple[int, int, int]] = []
+        for k, index in enumerate(self.messages):
+            out.extend((int(m), k, r) for r, m in enumerate(index))
+        out.sort()
+        return out
+
+
+def families(reader: StreamReader) -> dict[str, Family]:
+    """The stream's array families by name, in the order their first segment was made."""
+    out: dict[str, Family] = {}
+    for seg in reader.array_segments():
+        if seg.rows:
+            out.setdefault(seg.name, Family(reader, seg.name, [])).segments.append(seg)
+    return out
