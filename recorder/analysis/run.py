@@ -178,7 +178,9 @@ class Run:
         ]
         width = max((len(x["name"]) for x in s["streams"]), default=0)
         for x in s["streams"]:
-            arrays = ", ".join(x["arrays"][:4]) + (" ..." if len(x["arrays"]) > 4 else "")
+            arrays = ", ".join(x["arrays"])
+            if len(arrays) > 60:  # Karabo streams have dozens of long names
+                arrays = f"{x['arrays'][0]} and {len(x['arrays']) - 1} more"
             lines.append(
                 f"  {x['name']:<{width}}  {x['protocol']:<12} {x['messages']:>8} messages "
                 f"{_size(x['bytes']):>10}" + (f"  arrays: {arrays}" if arrays else "")
