@@ -103,3 +103,75 @@ def families(reader: StreamReader) -> dict[str, Family]:
         if seg.rows:
             out.setdefault(seg.name, Family(reader, seg.name, [])).segments.append(seg)
     return out
+
+
+@dataclass
+class Placed:
+    """A placed family as one (samples, channels) array: `values` (dask) and the absolute
+    `sample_numbers` of its rows (they jump where the stream had a gap)."""
+
+    values: dask.array.Array
+    sample_numbers: np.ndarray
+    attrs: dict[str, Any]
+
+
+def _padded(x: dask.array.Array, top: int, bottom: int, right: int, fill: Any) -> Any:
+    import dask.array as da
+
+    if not (top or bottom or right):
+        return x
+    return da.pad(x, ((top, bottom), (0, right)), mode="constant", constant_values=fill)
+
+
+def _merge(parts: list[tuple[int, Any]], lo: int, hi: int, channels: int) -> Any:
+    """Segments (first sample, values) that overlap in samples as one array over [lo, hi):
+    each cell from the segment that holds a value there (a later one wins)."""
+    import dask.array as da
+
+    out = None
+    for first, x in parts:
+        top, bottom = first - lo, hi - first - x.shape[0]
+        right = channels - x.shape[1]
+        fill = np.nan if x.dtype.kind == "f" else 0
+        cells = _padded(x, top, bottom, right, fill)
+        if out is None:
+            out = cells
+            continue
+        if x.dtype.kind == "f":
+            held = ~da.isnan(cells)
+        else:
+            held = _padded(da.ones(x.shape, dtype=bool, chunks=x.chunks), top, bottom, right, False)
+        out = da.where(held, cells, out)
+    return out
+
+
+def placed(family: Family) -> Placed:
+    """Every segment of a placed family as one array. A new segment starts when the channel
+    count grows (a first flush that saw only some channels) or the sample numbers jump ahead;
+    segments that overlap in samples are merged cell by cell, the others follow each other."""
+    import dask.array as da
+
+    segs = sorted(
+        ((s.first_sample or 0, k) for k, s in enumerate(family.segments) if s.placed),
+        key=lambda t: t[0],
+    )
+    channels = max(family.segments[k].shape[0] for _, k in segs)
+    clusters: list[list[tuple[int, int]]] = []
+    end = None
+    for first, k in segs:
+        rows = family.segments[k].rows
+        if clusters and end is not None and first <= end:
+            clusters[-1].append((first, k))
+            end = max(end, first + rows)
+        else:
+            clusters.append([(first, k)])
+            end = first + rows
+    blocks, numbers = [], []
+    for cluster in clusters:
+        lo = min(first for first, _ in cluster)
+        hi = max(first + family.segments[k].rows for first, k in cluster)
+        blocks.append(_merge([(first, family.dask(k)) for first, k in cluster], lo, hi, channels))
+        numbers.append(np.arange(lo, hi, dtype=np.int64))
+    widest = max((k for _, k in segs), key=lambda k: family.segments[k].shape[0])
+    values = blocks[0] if len(blocks) == 1 else da.concatenate(blocks, axis=0)
+    return Placed(values, np.concatenate(numbers), family.attrs(widest))

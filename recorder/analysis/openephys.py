@@ -37,32 +37,26 @@ class Continuous:
         self.stream_name = family.name.removeprefix(CONTINUOUS_PREFIX)
 
     @cached_property
-    def _attrs(self) -> dict[str, Any]:
-        return self.family.attrs(0)
+    def _whole(self) -> arrays.Placed:
+        return arrays.placed(self.family)
 
     @property
     def metadata(self) -> dict[str, Any]:
-        attrs = self._attrs
+        attrs = self._whole.attrs
+        n = int(self._whole.values.shape[1])
         names = attrs.get("channel_names")
-        n = max(s.shape[0] for s in self.family.segments)
-        scale = attrs.get("scale")
         return {
             "stream_name": self.stream_name,
             "sample_rate": attrs.get("sample_rate"),
             "num_channels": n,
             "channel_names": list(names) if names else [f"CH{c + 1}" for c in range(n)],
-            "bit_volts": scale,
+            "bit_volts": attrs.get("scale"),
             "units": attrs.get("units"),
         }
 
-    @cached_property
+    @property
     def sample_numbers(self) -> np.ndarray:
-        return np.concatenate(
-            [
-                (s.first_sample or 0) + np.arange(s.rows, dtype=np.int64)
-                for s in self.family.segments
-            ]
-        )
+        return self._whole.sample_numbers
 
     @property
     def timestamps(self) -> np.ndarray:
@@ -74,23 +68,17 @@ class Continuous:
     @property
     def samples(self) -> np.ndarray:
         """All samples (samples x channels) as stored; cells no message filled are NaN."""
-        return np.concatenate(
-            [self.family.dask(k).compute() for k in range(len(self.family.segments))]
-        )
+        return np.asarray(self._whole.values.compute())
 
     def get_samples(
         self, start_sample_index: int, end_sample_index: int, selected_channels: Any = None
     ) -> np.ndarray:
         """Rows [start, end) of `samples` (indices, not sample numbers), reading only those;
         `selected_channels` picks columns."""
-        import dask.array as da
-
-        parts = [self.family.dask(k) for k in range(len(self.family.segments))]
-        whole = parts[0] if len(parts) == 1 else da.concatenate(parts, axis=0)
-        rows = whole[start_sample_index:end_sample_index]
+        rows = self._whole.values[start_sample_index:end_sample_index]
         if selected_channels is not None:
             rows = rows[:, selected_channels]
-        return rows.compute()
+        return np.asarray(rows.compute())
 
     def __repr__(self) -> str:
         m = self.metadata

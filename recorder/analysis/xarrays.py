@@ -17,6 +17,7 @@ Values stay in the run until computed: arrays are dask arrays over the run's zar
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -86,11 +87,36 @@ def _row_coords(
     }
 
 
+def _inner_dim(given: tuple[str | None, ...] | None, ndim: int, d: int) -> str:
+    """Name of a row's axis d: the one the source gave (``y``, ``x``), else ``dim_<d>``
+    (format 2 names unnamed axes ``dim_<d + 1>``, counting the row axis: not used, so names
+    are the same whatever the run's format)."""
+    name = given[d + 1] if given and len(given) == ndim else None
+    return name if name and not re.fullmatch(r"dim_\d+", name) else f"dim_{d}"
+
+
 def _family_vars(reader: StreamReader, family: arrays.Family) -> tuple[dict, dict]:
     import dask.array as da
 
     data_vars: dict[str, Any] = {}
     coords: dict[str, Any] = {}
+    if family.placed:
+        var = var_name(family.name)
+        whole = arrays.placed(family)
+        attrs = {k: _plain(v) for k, v in whole.attrs.items()}
+        attrs["name"] = family.name
+        sample, channel = f"{var}.sample", f"{var}.channel"
+        rate = attrs.get("sample_rate")
+        coords[f"{var}.sample_number"] = (sample, whole.sample_numbers)
+        if isinstance(rate, int | float) and rate > 0:
+            coords[f"{var}.time"] = (sample, whole.sample_numbers / float(rate), {"units": "s"})
+        names = attrs.pop("channel_names", None)
+        if isinstance(names, list) and len(names) == whole.values.shape[1]:
+            coords[f"{var}.channel_name"] = (channel, np.asarray(names, dtype=object))
+        for key in ("first_sample", "first_message", "segment", "kind"):
+            attrs.pop(key, None)  # of one segment: the coordinates say it for all of them
+        data_vars[var] = ((sample, channel), whole.values, attrs)
+        return data_vars, coords
     groups = list(family.row_shapes().values())
     for g, members in enumerate(groups):
         var = var_name(family.name) if g == 0 else f"{var_name(family.name)}#{g}"
@@ -99,28 +125,7 @@ def _family_vars(reader: StreamReader, family: arrays.Family) -> tuple[dict, dic
         attrs = {k: _plain(v) for k, v in family.attrs(members[0]).items()}
         attrs["name"] = family.name
         given = arrays.dimension_names(reader, family.segments[members[0]])
-        inner = [
-            f"{var}.{given[d + 1]}" if given and len(given) == values.ndim and given[d + 1]
-            else f"{var}.dim_{d}"
-            for d in range(values.ndim - 1)
-        ]  # fmt: skip
-        if family.placed:
-            sample, channel = f"{var}.sample", f"{var}.channel"
-            numbers = np.concatenate(
-                [
-                    (family.segments[k].first_sample or 0) + np.arange(family.segments[k].rows)
-                    for k in members
-                ]
-            )
-            rate = attrs.get("sample_rate")
-            coords[f"{var}.sample_number"] = (sample, numbers)
-            if isinstance(rate, int | float) and rate > 0:
-                coords[f"{var}.time"] = (sample, numbers / float(rate), {"units": "s"})
-            names = attrs.pop("channel_names", None)
-            if isinstance(names, list) and len(names) == values.shape[1]:
-                coords[f"{var}.channel_name"] = (channel, np.asarray(names, dtype=object))
-            data_vars[var] = ((sample, channel), values, attrs)
-            continue
+        inner = [f"{var}.{_inner_dim(given, values.ndim, d)}" for d in range(values.ndim - 1)]
         row = f"{var}.row"
         messages = np.concatenate([family.messages[k] for k in members])
         coords.update(_row_coords(reader, var, row, messages))

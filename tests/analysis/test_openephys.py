@@ -82,3 +82,69 @@ def test_spikes_are_rows_with_their_messages(sent):
     assert list(ds[f"{name}.seq"].values) == [k + 1 for k, _ in spikes]
     for row, (_, block) in enumerate(spikes):
         np.testing.assert_array_equal(ds[name][row].values, sent.ephys.waveform(block))
+
+
+def _write_run(tmp_path, batches):
+    """A run whose Open Ephys stream got `batches` of messages, each followed by a flush (the
+    recorder flushes on a clock, so any split between messages can happen)."""
+    from recorder.protocols import openephys as oe
+    from recorder.store.run_writer import RunWriter
+
+    codec = oe.OpenEphysCodec()
+    run = RunWriter(tmp_path, name="oe")
+    stream = run.add_stream(
+        "ephys", protocol="openephys", endpoint="tcp://h:5556", socket_type="SUB", role="connect"
+    )
+    t = 0
+    for batch in batches:
+        stream.append_batch([(t + i, m, codec.decode(m), None) for i, m in enumerate(batch)])
+        t += len(batch)
+        run.flush()
+    run.close()
+    return run.path
+
+
+def test_channels_that_first_came_alone_are_one_array(tmp_path):
+    """The first flush saw only channel 0 of block 0: the store starts a second, wider segment
+    at the same sample numbers. Continuous data is still one (samples, channels) array
+    (regression: channel 1 was missing, or the segments' rows were counted twice)."""
+    from recorder.simulators.openephys import OpenEphysSimulator
+
+    sim = OpenEphysSimulator(n_channels=2, n_samples=16, ttl_every=0, spike_every=0)
+    messages = [sim.message(i) for i in range(8)]  # blocks 0-3, channels 0 and 1
+    ephys = open_run(_write_run(tmp_path, [messages[:1], messages[1:]])).streams["ephys"]
+    assert len(ephys.reader.array_segments("continuous/example_data")) == 2  # the split
+    (cont,) = ephys.continuous
+    want = np.stack(
+        [np.concatenate([sim.samples(b, ch) for b in range(4)]) for ch in range(2)], axis=1
+    )
+    np.testing.assert_array_equal(cont.samples, want)
+    np.testing.assert_array_equal(cont.sample_numbers, np.arange(64))
+    assert cont.metadata["num_channels"] == 2
+    ds = ephys.to_xarray()
+    np.testing.assert_array_equal(ds["continuous.example_data"].values, want)
+
+
+def test_a_jump_in_sample_numbers_keeps_both_parts(tmp_path):
+    """Samples far apart (the GUI restarted acquisition ahead) are two segments; continuous data
+    lists both with their true sample numbers, without the gap between them."""
+    from recorder.protocols import openephys as oe
+
+    block = np.arange(16, dtype=np.float32)
+    far = 10_000_000
+
+    def data(num, channel, sample):
+        return oe.encode_data(
+            block + sample, message_num=num, stream="example_data", channel_num=channel,
+            sample_num=sample, sample_rate=30000.0, timestamp_ms=0,
+        )  # fmt: skip
+
+    messages = [data(1, 0, 0), data(2, 1, 0), data(3, 0, far), data(4, 1, far)]
+    ephys = open_run(_write_run(tmp_path, [messages])).streams["ephys"]
+    (cont,) = ephys.continuous
+    numbers = np.concatenate([np.arange(16), far + np.arange(16)])
+    np.testing.assert_array_equal(cont.sample_numbers, numbers)
+    np.testing.assert_array_equal(cont.samples, np.stack([block[:, None].repeat(2, 1),
+                                                          (block + far)[:, None].repeat(2, 1)]
+                                                         ).reshape(32, 2))  # fmt: skip
+    np.testing.assert_allclose(cont.timestamps, numbers / 30000.0)
