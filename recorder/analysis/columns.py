@@ -113,19 +113,40 @@ def with_missing(values: np.ndarray, missing: Any) -> pandas.api.extensions.Exte
     return arr
 
 
+def source_epoch(reader: StreamReader) -> str | None:
+    """The date `source_ns` counts from (format 2's `meaning`: ``1970-01-01`` Unix,
+    ``1990-01-01`` EPICS), or None when it is no wall clock or the run does not say."""
+    meaning = dict(reader.attrs).get("meaning") or {}
+    epoch = meaning.get("source_epoch") if isinstance(meaning, dict) else None
+    return epoch if isinstance(epoch, str) and epoch else None
+
+
+def source_times(values: np.ndarray, epoch: str) -> Any:
+    """`source_ns` (ns since `epoch`) as UTC times; -1 (none) becomes NaT."""
+    import pandas as pd
+
+    ns = pd.array(values, dtype="Int64")
+    ns[values == MESSAGE_MISSING["source_ns"]] = pd.NA
+    return pd.Timestamp(epoch, tz="UTC") + pd.to_timedelta(ns, unit="ns")
+
+
 def table(reader: StreamReader, columns: list[str] | None = None) -> pandas.DataFrame:
     """Per-message columns as a DataFrame with real missing values (see the module doc).
 
-    `recv_time` (UTC) is added next to `recv_ns`; the index is the message number.
+    `recv_time` (UTC) is added next to `recv_ns`, and `source_time` next to `source_ns` when
+    the run says which epoch the source's clock counts from; the index is the message number.
     """
     import pandas as pd
 
     names = column_names(reader) if columns is None else list(columns)
+    epoch = source_epoch(reader)
     data: dict[str, Any] = {}
     for name in names:
         values = reader.column(name)
         data[name] = with_missing(values, missing_of(reader, name, values.dtype))
         if name == "recv_ns":
             data["recv_time"] = pd.to_datetime(values, unit="ns", utc=True)
+        elif name == "source_ns" and epoch is not None:
+            data["source_time"] = source_times(values, epoch)
     index = pd.RangeIndex(reader.n_messages, name="message")
     return pd.DataFrame(data, index=index)

@@ -94,40 +94,69 @@ class KeyData:
         self.family = arrays.families(stream.reader).get(name)
 
     @cached_property
+    def _array(self) -> tuple[Any, np.ndarray]:
+        """The key's typed rows (dask) and the message of each row, in train order.
+
+        One shape: the rows as stored (format 2 ragged data already has one row per entry).
+        A first axis that varies between trains (format 1 made a segment per shape): each
+        train's entries follow each other, as extra_data gives pulse-resolved data.
+        """
+        import dask.array as da
+
+        family = self.family
+        assert family is not None
+        if len(family.row_shapes()) == 1:
+            rows = np.concatenate(family.messages) if family.messages else np.zeros(0, np.int64)
+            return self.stream.array(self.name), rows
+        tails = {(tuple(s.shape[1:]), s.dtype) for s in family.segments}
+        if len(tails) != 1 or any(not s.shape for s in family.segments):
+            shapes = sorted({tuple(s.shape) for s in family.segments})
+            raise ValueError(f"{self.source} {self.key} changes shape between trains: {shapes}")
+        order = family.rows_of_messages()
+        parts = [family.dask(k)[r] for _, k, r in order]
+        counts = [family.segments[k].shape[0] for _, k, _ in order]
+        return da.concatenate(parts, axis=0), np.repeat([m for m, _, _ in order], counts)
+
+    @cached_property
     def _rows(self) -> np.ndarray:
         """Message index of every value, in train order."""
         if self.family is not None:
-            return np.concatenate(self.family.messages) if self.family.messages else np.zeros(0)
+            return self._array[1]
         present = self.stream._messages_with(self.source)
         return np.flatnonzero(present)
 
+    def train_id_coordinates(self) -> np.ndarray:
+        """The train id of every entry (several per train for ragged data, e.g. pulses)."""
+        seq = self.stream.reader.column("seq")
+        return seq[self._rows.astype(np.int64)].astype(np.uint64)
+
     @property
     def train_ids(self) -> list[int]:
-        seq = self.stream.reader.column("seq")
-        return [int(t) for t in seq[self._rows.astype(np.int64)]]
+        """The trains that have this key, in order."""
+        return [int(t) for t in dict.fromkeys(self.train_id_coordinates().tolist())]
 
     def dask_array(self) -> Any:
         import dask.array as da
 
         if self.family is None:
             return da.from_array(self.ndarray())
-        return self.stream.array(self.name)
+        return self._array[0]
 
     def ndarray(self) -> np.ndarray:
         """All values, trains along the first axis (rows of all trains for ragged data)."""
         if self.family is not None:
-            return np.asarray(self.stream.array(self.name).compute())
+            return np.asarray(self._array[0].compute())
         values = self.stream.reader.column(self.name)
         values = values[self._rows.astype(np.int64)]
         return values.astype(object) if values.dtype.kind in "TU" else values
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.dask_array().shape) if self.family else (len(self._rows),)
+        return tuple(self.dask_array().shape) if self.family is not None else (len(self._rows),)
 
     @property
     def dtype(self) -> np.dtype:
-        return self.dask_array().dtype if self.family else self.ndarray().dtype
+        return self.dask_array().dtype if self.family is not None else self.ndarray().dtype
 
     @property
     def ndim(self) -> int:
@@ -142,7 +171,7 @@ class KeyData:
         return xr.DataArray(
             values,
             dims=dims,
-            coords={"trainId": np.asarray(self.train_ids, dtype=np.uint64)},
+            coords={"trainId": self.train_id_coordinates()},
             name=f"{self.source}.{self.key}",
         )
 
@@ -150,7 +179,7 @@ class KeyData:
         """A scalar key as a pandas Series indexed by ``trainId``."""
         import pandas as pd
 
-        index = pd.Index(np.asarray(self.train_ids, dtype=np.uint64), name="trainId")
+        index = pd.Index(self.train_id_coordinates(), name="trainId")
         return pd.Series(self.ndarray(), index=index, name=f"{self.source}.{self.key}")
 
     def __repr__(self) -> str:

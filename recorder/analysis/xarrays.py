@@ -54,6 +54,7 @@ def message_dataset(reader: StreamReader) -> dict[str, Any]:
     """Variables and coordinates of dimension ``message``."""
     data_vars: dict[str, Any] = {}
     coords: dict[str, Any] = {"message": np.arange(reader.n_messages)}
+    epoch = columns.source_epoch(reader)
     for name in columns.column_names(reader):
         values = columns.lazy_column(reader, name)
         attrs: dict[str, Any] = {}
@@ -70,6 +71,10 @@ def message_dataset(reader: StreamReader) -> dict[str, Any]:
             )
         elif name == "seq":
             coords["seq"] = ("message", values, attrs)
+        elif name == "source_ns" and epoch is not None:
+            data_vars[name] = ("message", values, attrs)
+            times = columns.source_times(reader.column(name), epoch).to_numpy("datetime64[ns]")
+            coords["source_time"] = ("message", times, {"long_name": f"source time since {epoch}"})
         else:
             data_vars[var_name(name)] = ("message", values, attrs)
     return {"data_vars": data_vars, "coords": coords}

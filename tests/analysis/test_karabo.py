@@ -73,12 +73,19 @@ def test_key_data_like_extra_data(sent):
     series = pos.series()
     assert list(series.index) == TIDS and series.index.name == "trainId"
     image = run[DET, "image.data"]
-    assert image.shape == (KARABO_COUNT, 2, 16, 32, 4) and image.dtype == np.float32
+    sent_images = [sent.bridge.train(i)[0][DET]["image.data"] for i in range(KARABO_COUNT)]
+    segments = run.streams["bridge"].reader.array_segments(image.name)
+    ragged = any(getattr(s, "ragged", False) for s in segments)  # format 2 only
+    # stacked: one row per train; ragged (format 2 may store it so): the trains' rows in a row
+    want = np.concatenate(sent_images) if ragged else np.stack(sent_images)
+    assert image.shape == want.shape and image.dtype == np.float32
+    np.testing.assert_array_equal(image.ndarray(), want)
+    assert image.train_ids == TIDS
     arr = run.get_array(DET, "image.data")
     assert isinstance(arr, xr.DataArray) and arr.dims[0] == "trainId"
-    assert list(arr["trainId"].values) == TIDS and arr.name == f"{DET}.image.data"
-    for i in range(KARABO_COUNT):
-        np.testing.assert_array_equal(arr[i].values, sent.bridge.train(i)[0][DET]["image.data"])
+    assert list(dict.fromkeys(arr["trainId"].values)) == TIDS and arr.name == f"{DET}.image.data"
+    for tid, sent_image in zip(TIDS, sent_images, strict=True):
+        np.testing.assert_array_equal(arr.sel(trainId=tid).values, sent_image)
     with pytest.raises(KeyError):
         run[DET, "no.such.key"]
 
@@ -112,3 +119,50 @@ def test_split_name_prefers_the_longest_known_source():
     assert split_name(f"{XGM}:output:data.xTD", sources) == (f"{XGM}:output", "data.xTD")
     assert split_name(f"{XGM}:state.value", sources) == (XGM, "state.value")
     assert split_name("A/B:c:key", set()) == ("A/B:c", "key")
+
+
+def test_entries_per_train_that_vary_follow_each_other(ctx, tmp_path):
+    """Pulse-resolved data whose count changes between trains (karabo-bridge-serve-files on a
+    run with varying frame counts): the entries of all trains follow each other with a trainId
+    each, as extra_data gives them, whatever way the run format stores them."""
+    from recorder.protocols.karabo import encode_train
+    from recorder.recording.recording import SourceSpec
+    from tests.recordhelp import record
+
+    src = "SPB_DET_AGIPD1M-1/DET/0CH0:xtdf"
+    pulses = [3, 3, 5, 1]
+    trains = []
+    for i, n in enumerate(pulses):
+        tid = 1000 + i
+        data = {src: {"image.data": np.full((n, 4, 2), i, np.uint16), "image.length": n}}
+        meta = {src: {"source": src, "timestamp.tid": tid, "timestamp": 1.7e9 + i / 10}}
+        trains.append(encode_train(data, meta, "2.2"))
+    spec = SourceSpec("tcp://127.0.0.1:*", socket_type="PULL", bind=True, protocol="karabo")
+    socks = []
+
+    def send(rec):
+        import zmq
+
+        sock = ctx.socket(zmq.PUSH)
+        socks.append(sock)
+        sock.connect(rec.streams[0].bound_endpoint)
+        for frames in trains:
+            sock.send_multipart(frames)
+
+    try:
+        path = record(tmp_path, spec, count=len(trains), on_started=send)
+    finally:
+        for sock in socks:
+            sock.close(linger=5000)
+    run = open_run(path)
+    key = run[src, "image.data"]
+    assert key.shape == (sum(pulses), 4, 2)
+    want = np.concatenate([np.full((n, 4, 2), i, np.uint16) for i, n in enumerate(pulses)])
+    np.testing.assert_array_equal(key.ndarray(), want)
+    assert key.train_ids == [1000, 1001, 1002, 1003]
+    assert list(key.train_id_coordinates()) == [
+        1000 + i for i, n in enumerate(pulses) for _ in range(n)
+    ]
+    arr = key.xarray()
+    np.testing.assert_array_equal(arr.sel(trainId=1002).values, np.full((5, 4, 2), 2, np.uint16))
+    assert list(run[src, "image.length"].ndarray()) == pulses

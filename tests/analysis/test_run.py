@@ -132,3 +132,27 @@ def test_importing_the_recorder_loads_no_analysis_library():
         "recorder.open_run\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_source_time_when_the_run_names_the_epoch(sent, tmp_path):
+    """A stream whose `meaning` names the epoch of source_ns (format 2: ``1990-01-01`` for
+    EPICS areaDetector) gets `source_time` in its table and Dataset, NaT where there is none."""
+    import shutil
+
+    import zarr
+
+    path = tmp_path / sent.path.name
+    shutil.copytree(sent.path, path)
+    group = zarr.open_group(path / "streams" / "camera", mode="r+")
+    group.attrs["meaning"] = {"seq": "NDArray uniqueId", "source_epoch": "1990-01-01"}
+    camera = open_run(path).streams["camera"]
+    table = camera.table()
+    epics = pd.Timestamp("1990-01-01", tz="UTC")
+    want = [epics + pd.Timedelta(seconds=sent.camera.timestamp(i)) for i in range(ADZMQ_COUNT)]
+    got = table["source_time"].iloc[:ADZMQ_COUNT]
+    assert all(abs(g - w) < pd.Timedelta(microseconds=1) for g, w in zip(got, want, strict=True))
+    assert pd.isna(table["source_time"].iloc[-1])  # STOP has no time
+    ds = camera.to_xarray()
+    assert ds["source_time"].dtype == np.dtype("datetime64[ns]")
+    assert np.isnat(ds["source_time"].values[-1])
+    assert "source_time" not in open_run(sent.path).streams["camera"].table()  # not said: none
