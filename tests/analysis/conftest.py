@@ -1,4 +1,4 @@
-"""A run of every analysed protocol, recorded once per module (recording takes seconds)."""
+"""A run of every analysed protocol, recorded once per test process (recording takes seconds)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import zmq
 from tests.analysis.runs import Sent, record_demo_run
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sent(tmp_path_factory) -> Sent:
     data = tmp_path_factory.mktemp("data")
     ctx = zmq.Context()
