@@ -22,6 +22,7 @@ from recorder.store.reader import ArraySegment, StreamReader
 
 if TYPE_CHECKING:
     import dask.array
+    from dask.array import Array as DaskArray  # Family.dask would shadow the module's name
 
 
 def segment_attrs(reader: StreamReader, seg: ArraySegment) -> dict[str, Any]:
@@ -85,6 +86,43 @@ class Family:
             key = (*seg.shape, np.dtype(seg.dtype).num)
             groups.setdefault(key, []).append(k)
         return groups
+
+    @property
+    def ragged(self) -> bool:
+        """Does any segment hold rows of a varying first axis (format 2: ``ragged``)?"""
+        return any(getattr(s, "ragged", False) for s in self.segments)
+
+    def entries(self) -> tuple[DaskArray, np.ndarray]:
+        """Every message's array split along its first axis, the entries of all messages one
+        after the other, with the message of each entry (pulse-resolved data, as EuXFEL's
+        files keep it). Works whether the store kept a segment per shape (format 1), a ragged
+        array (format 2) or a stacked segment followed by a ragged one."""
+        import dask.array as da
+
+        tails = set()
+        parts, messages = [], []
+        for k, seg in enumerate(self.segments):
+            x, msgs = self.dask(k), self.messages[k]
+            if getattr(seg, "ragged", False):
+                tails.add((tuple(seg.shape), seg.dtype))
+            elif not seg.shape:
+                raise ValueError(f"{self.name}: scalar rows have no first axis to split")
+            else:
+                tails.add((tuple(seg.shape[1:]), seg.dtype))
+                n = seg.shape[0]
+                x = x.reshape((x.shape[0] * n, *seg.shape[1:]))
+                msgs = np.repeat(msgs, n)
+            parts.append(x)
+            messages.append(msgs)
+        if len(tails) != 1:
+            shapes = sorted({tuple(s.shape) for s in self.segments})
+            raise ValueError(f"{self.name} changes shape beyond its first axis: {shapes}")
+        values = parts[0] if len(parts) == 1 else da.concatenate(parts, axis=0)
+        index = np.concatenate(messages) if messages else np.zeros(0, np.int64)
+        order = np.argsort(index, kind="stable")
+        if (order != np.arange(len(order))).any():  # segments whose messages interleave
+            values, index = values[order], index[order]
+        return values, index
 
     def rows_of_messages(self) -> list[tuple[int, int, int]]:
         """(message, segment position, row) of every row, in message order: the n-th image of

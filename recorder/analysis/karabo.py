@@ -97,25 +97,19 @@ class KeyData:
     def _array(self) -> tuple[Any, np.ndarray]:
         """The key's typed rows (dask) and the message of each row, in train order.
 
-        One shape: the rows as stored (format 2 ragged data already has one row per entry).
-        A first axis that varies between trains (format 1 made a segment per shape): each
-        train's entries follow each other, as extra_data gives pulse-resolved data.
+        One shape all along: one row per train. Else (a first axis that varies between
+        trains, stored ragged or as a segment per shape): each train's entries follow each
+        other, as extra_data gives pulse-resolved data.
         """
-        import dask.array as da
-
         family = self.family
         assert family is not None
-        if len(family.row_shapes()) == 1:
+        if len(family.row_shapes()) == 1 and not family.ragged:
             rows = np.concatenate(family.messages) if family.messages else np.zeros(0, np.int64)
             return self.stream.array(self.name), rows
-        tails = {(tuple(s.shape[1:]), s.dtype) for s in family.segments}
-        if len(tails) != 1 or any(not s.shape for s in family.segments):
-            shapes = sorted({tuple(s.shape) for s in family.segments})
-            raise ValueError(f"{self.source} {self.key} changes shape between trains: {shapes}")
-        order = family.rows_of_messages()
-        parts = [family.dask(k)[r] for _, k, r in order]
-        counts = [family.segments[k].shape[0] for _, k, _ in order]
-        return da.concatenate(parts, axis=0), np.repeat([m for m, _, _ in order], counts)
+        try:
+            return family.entries()
+        except ValueError as exc:
+            raise ValueError(f"{self.source} {self.key}: {exc}") from None
 
     @cached_property
     def _rows(self) -> np.ndarray:
