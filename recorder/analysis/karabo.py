@@ -239,8 +239,14 @@ class KaraboStream(Stream):
 
     def keys_for_source(self, source: str) -> set[str]:
         """The keys of `source` that have a typed array or column (lists and other values
-        are in ``trains()``)."""
-        return {k for k in self._keys.get(source, {}) if self._wanted(source, k)}
+        are in ``trains()``). Like extra_data, without the source's metadata (format 2 keeps
+        it as ``metadata.*`` columns, which ``stream[source, "metadata.timestamp.tid"]``
+        reads)."""
+        return {
+            k
+            for k in self._keys.get(source, {})
+            if not k.startswith("metadata.") and self._wanted(source, k)
+        }
 
     def select(self, seln_or_source_glob: Any, key_glob: str = "*") -> KaraboStream:
         """The same stream limited to matching sources and keys (globs, a list of

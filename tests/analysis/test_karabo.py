@@ -166,3 +166,14 @@ def test_entries_per_train_that_vary_follow_each_other(ctx, tmp_path):
     arr = key.xarray()
     np.testing.assert_array_equal(arr.sel(trainId=1002).values, np.full((5, 4, 2), 2, np.uint16))
     assert list(run[src, "image.length"].ndarray()) == pulses
+
+
+def test_keys_for_source_leave_out_the_metadata_columns(sent):
+    """Format 2 keeps each source's metadata as `<source>:metadata.*` columns: extra_data does
+    not list metadata among a source's keys, and neither do we."""
+    run = open_run(sent.path)
+    keys = run.keys_for_source(XGM)
+    assert keys == {
+        "pulseEnergy.photonFlux.value", "beamPosition.ixPos.value",
+        "beamPosition.iyPos.value", "state.value",
+    }  # fmt: skip
