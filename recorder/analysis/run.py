@@ -162,6 +162,12 @@ class Run:
     def get_array(self, source: str, key: str) -> xarray.DataArray:
         return self._karabo().get_array(source, key)
 
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.reader.close()
+
     # ---------------------------------------------------------------- showing it
 
     def __repr__(self) -> str:

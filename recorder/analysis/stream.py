@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recorder.analysis import arrays, columns
+from recorder.analysis import arrays
+from recorder.analysis import columns as _columns
 from recorder.store.reader import Message, StreamReader
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ class Stream:
     @property
     def columns(self) -> list[str]:
         """Names of the per-message columns (``table()`` has these, plus ``recv_time``)."""
-        return columns.column_names(self.reader)
+        return _columns.column_names(self.reader)
 
     @property
     def array_names(self) -> list[str]:
@@ -50,9 +51,10 @@ class Stream:
         """One per-message column as stored (sentinels included); ``table()`` masks them."""
         return self.reader.column(name)
 
-    def table(self, columns_: list[str] | None = None) -> pandas.DataFrame:
-        """Per-message columns as a pandas DataFrame, missing values as NA / NaN."""
-        return columns.table(self.reader, columns_)
+    def table(self, columns: list[str] | None = None) -> pandas.DataFrame:
+        """Per-message columns (all, or those named) as a pandas DataFrame, missing values as
+        NA / NaN."""
+        return _columns.table(self.reader, columns)
 
     def to_xarray(self) -> xarray.Dataset:
         """The stream as a lazy (dask) xarray.Dataset; docs/analysis.md shows its layout."""

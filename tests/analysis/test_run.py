@@ -26,7 +26,8 @@ def test_open_run_by_id_prefix_path_and_environment(sent, monkeypatch):
     data = sent.path.parent.parent
     assert open_run(RUN_ID, data=data).path == sent.path
     assert open_run("20261201-12", data=data).run_id == RUN_ID  # a unique start of the id
-    assert open_run(sent.path).run_id == RUN_ID
+    with open_run(sent.path) as run:
+        assert run.run_id == RUN_ID and run["video"].table(["seq"]).columns.tolist() == ["seq"]
     assert open_run(str(sent.path)).run_id == RUN_ID
     monkeypatch.setenv("RECORDER_DATA", str(data))
     run = recorder.open_run(RUN_ID)  # the lazy export; the data folder from the environment
