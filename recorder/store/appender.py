@@ -98,6 +98,9 @@ class PieceAppender:
         self._add(row.reshape(-1).view(np.uint8).data)
         self.rows += 1
 
+    def append_repeat(self, value, n: int) -> None:
+        self.extend_rows(np.full(n, value, dtype=self.array.dtype))
+
     def extend_rows(self, rows: np.ndarray) -> None:
         """Append the rows of an array of rows (its first axis), e.g. a train's pulses."""
         rows = np.ascontiguousarray(rows, dtype=self.array.dtype)
@@ -159,6 +162,17 @@ class DirectAppender:
     def extend_rows(self, rows) -> None:
         self.extend(rows)
 
+    def append_repeat(self, value, n: int) -> None:
+        """`n` rows of `value` (a ragged array's message index for each of its rows)."""
+        while n:
+            take = min(self.chunk - self.fill, n)
+            self.cur[self.fill : self.fill + take] = value
+            self.fill += take
+            self.rows += take
+            n -= take
+            if self.fill == self.chunk:
+                self._next_buffer()
+
     def extend(self, values) -> None:
         values = np.asarray(values, dtype=self.dtype)
         n, done = len(values), 0
@@ -217,6 +231,9 @@ class BufferedAppender:
     def extend_rows(self, rows) -> None:
         self.extend(list(rows))
 
+    def append_repeat(self, value, n: int) -> None:
+        self.extend([value] * n)
+
     def flush(self) -> None:
         if self.rows == self.persisted:
             return
@@ -252,6 +269,7 @@ class Appender(Protocol):
     def append(self, value: Any, /) -> None: ...
     def extend(self, values: Any, /) -> None: ...
     def extend_rows(self, rows: Any, /) -> None: ...
+    def append_repeat(self, value: Any, n: int, /) -> None: ...
     def flush(self) -> None: ...
     def trim(self) -> None: ...
     def close(self) -> None: ...

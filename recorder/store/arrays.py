@@ -10,14 +10,18 @@ Two kinds, by how much data they hold and how fast it arrives:
 
 from __future__ import annotations
 
+import os
+import shutil
 from typing import Any
 
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
+from zarr.core.array_spec import ArrayConfigParams
 from zarr.core.common import JSON
 
-from recorder.store import layout
+from recorder.store import fast_nodes, layout
+from recorder.store.chunk_io import chunk_file, chunk_format, write_rows
 
 #: Chunk files sit in the array's folder as `c.0.0` (not `c/0/0`): fewer folders, and on most
 #: file systems every folder takes a block of its own.
@@ -43,21 +47,38 @@ def column(
     row_shape: tuple[int, ...] = (),
     attributes: dict[str, JSON] | None = None,
     overwrite: bool = False,
+    rows: int = 0,
 ) -> zarr.Array:
-    """A compressed, growing array of small rows (starts empty)."""
-    if fill is None and np.dtype(dtype).kind not in "OTU":
+    """A compressed, growing array of small rows (starts with `rows` rows of fill)."""
+    is_str = dtype is str or np.dtype(dtype).kind in "OTU"
+    if fill is None and not is_str:
         fill = 0
-    return group.create_array(
+    config: ArrayConfigParams = {"write_empty_chunks": True}
+
+    def make() -> zarr.Array:
+        return group.create_array(
+            name,
+            shape=(rows, *row_shape),
+            dtype=dtype,
+            chunks=(chunk_rows, *row_shape),
+            compressors=[ZstdCodec(level=layout.COLUMN_ZSTD_LEVEL)],
+            fill_value=fill,
+            attributes=attributes,
+            dimension_names=dims,
+            chunk_key_encoding=CHUNK_KEYS,
+            config=config,
+            overwrite=overwrite,
+        )
+
+    kind = ("column", "str" if is_str else np.dtype(dtype).str, chunk_rows, row_shape, repr(fill))
+    return fast_nodes.array(
+        group,
         name,
-        shape=(0, *row_shape),
-        dtype=dtype,
-        chunks=(chunk_rows, *row_shape),
-        compressors=[ZstdCodec(level=layout.COLUMN_ZSTD_LEVEL)],
-        fill_value=fill,
+        kind,
+        make,
         attributes=attributes,
-        dimension_names=dims,
-        chunk_key_encoding=CHUNK_KEYS,
-        config={"write_empty_chunks": True},
+        dims=dims,
+        config=config,
         overwrite=overwrite,
     )
 
@@ -91,18 +112,26 @@ def bulk(
         )
     row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64))) * dtype.itemsize
     shard, inner = layout.shard_rows(chunk_rows, row_bytes)
-    return group.create_array(
-        name,
-        shape=(0, *row_shape),
-        dtype=dtype,
-        chunks=(inner, *row_shape),
-        shards=(shard, *row_shape),
-        compressors=_compressors(compression, dtype),
-        fill_value=fill,
-        attributes=attributes,
-        dimension_names=dims,
-        chunk_key_encoding=CHUNK_KEYS,
-        config={"write_empty_chunks": False},
+    config: ArrayConfigParams = {"write_empty_chunks": False}
+
+    def make() -> zarr.Array:
+        return group.create_array(
+            name,
+            shape=(0, *row_shape),
+            dtype=dtype,
+            chunks=(inner, *row_shape),
+            shards=(shard, *row_shape),
+            compressors=_compressors(compression, dtype),
+            fill_value=fill,
+            attributes=attributes,
+            dimension_names=dims,
+            chunk_key_encoding=CHUNK_KEYS,
+            config=config,
+        )
+
+    kind = ("bulk", dtype.str, shard, inner, row_shape, compression, repr(fill))
+    return fast_nodes.array(
+        group, name, kind, make, attributes=attributes, dims=dims, config=config
     )
 
 
@@ -114,18 +143,48 @@ def small(
     attributes: dict[str, JSON] | None = None,
     fill: Any = None,
 ) -> zarr.Array:
-    """A finished array written at once (coordinates made when a stream closes)."""
+    """A finished 1-D array written at once (coordinates made when a stream closes)."""
+    is_str = data.dtype.kind in "OTU"
     arr = column(
         group,
         name,
-        data.dtype if data.dtype.kind not in "OTU" else str,
-        max(1, min(len(data), 1 << 20)),
+        str if is_str else data.dtype,
+        layout.COLUMN_CHUNK,
         dims,
         fill=fill,
         attributes=attributes,
         overwrite=True,
+        rows=len(data),
     )
-    if len(data):
-        arr.resize((len(data),))
+    if not len(data):
+        return arr
+    if is_str or chunk_format(arr) is None:
         arr[:] = data
+        return arr
+    chunk = layout.COLUMN_CHUNK
+    for k in range(-(-len(data) // chunk)):
+        part = data[k * chunk : (k + 1) * chunk]
+        buf = np.full(chunk, arr.fill_value, dtype=data.dtype)
+        buf[: len(part)] = part
+        write_rows(arr, k, buf, len(part))
     return arr
+
+
+def twin(group: zarr.Group, name: str, source: zarr.Array, attributes: dict[str, JSON]) -> None:
+    """A second array holding the same values as `source` (another name and attributes): the
+    chunk files are linked, not encoded again (Open Ephys `time` is `sample` with a CF
+    scale_factor)."""
+    dims = list(source.metadata.dimension_names or [])  # type: ignore[union-attr]
+    arr = small(group, name, np.zeros(0, source.dtype), dims, attributes, source.fill_value)
+    arr.resize(source.shape)
+    src = chunk_file(source, 0)
+    dst = chunk_file(arr, 0)
+    if src is None or dst is None:
+        arr[:] = source[:]
+        return
+    for f in src.parent.glob("c.*"):
+        target = dst.parent / f.name
+        try:
+            os.link(f, target)
+        except OSError:
+            shutil.copyfile(f, target)

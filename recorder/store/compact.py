@@ -1,10 +1,11 @@
-"""Compaction when a stream closes: a sharded array that fits in one shard becomes one exact chunk.
+"""Compaction when a stream closes: a small sharded array becomes one exact chunk.
 
 Shards keep the write path fast and bound what a partly filled shard wastes to one inner chunk,
 but for a short run (ten messages) one inner chunk of padding is most of the array. When a stream
-closes, every bulk array (heap, typed arrays) that is no longer than one shard is rewritten as
-a plain array whose only chunk is exactly its rows. Longer arrays keep their shards: what the
-last one wastes is small next to their data.
+closes, every bulk array (heap, typed arrays) that fits in one shard and holds less than
+layout.COMPACT_BELOW is rewritten as a plain array whose only chunk is exactly its rows. Larger
+arrays keep their shards: the at most one inner chunk the last one wastes is a few percent of
+their data at most, not worth rewriting them.
 
 The rewrite never leaves a moment without a readable array: the compact copy is written beside
 the original (`<name>.compact`), then swapped in by renaming directories; a crash between the
@@ -22,18 +23,21 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from recorder.store import arrays, nodes
+from recorder.store import arrays, layout, nodes
 from recorder.store.chunk_io import chunk_file
 
 _NEW, _OLD = ".compact", ".old"
 
 
 def compact(group: zarr.Group, name: str) -> bool:
-    """Rewrite array `name` of `group` as one exact chunk if it fits in one shard. True if done."""
+    """Rewrite array `name` of `group` as one exact chunk if it fits in one shard and is small
+    enough that one inner chunk of padding matters (layout.COMPACT_BELOW). True if done."""
     arr = nodes.array(group, name)
     shards = arr.shards
     path = chunk_file(arr, 0)
     if shards is None or path is None or arr.shape[0] > shards[0]:
+        return False
+    if arr.nbytes >= layout.COMPACT_BELOW:
         return False
     folder = Path(arr.store_path.store.root) / arr.store_path.path  # type: ignore[attr-defined]
     data = np.asarray(arr[...])

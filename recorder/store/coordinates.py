@@ -99,10 +99,15 @@ def _placed(family: zarr.Group, values: zarr.Array, rows: int) -> None:
     first = int(attrs.get("first_sample", 0))
     samples = first + np.arange(rows, dtype=np.int64)
     dim = [layout.SAMPLE_DIM]
-    arrays.small(family, "sample", samples, dim, {"long_name": "sample number"})
+    sample = arrays.small(family, "sample", samples, dim, {"long_name": "sample number"})
     rate = attrs.get("sample_rate")
-    if isinstance(rate, int | float) and rate > 0:
-        arrays.small(family, "time", samples / float(rate), dim, {"units": "s"})
+    if isinstance(rate, int | float) and rate > 0:  # CF: time = sample x scale_factor
+        time_attrs: dict[str, JSON] = {
+            "units": "s",
+            "scale_factor": 1.0 / float(rate),
+            "long_name": "sample time (sample number / sample rate)",
+        }
+        arrays.twin(family, "time", sample, time_attrs)
     channels = values.shape[1] if values.ndim == 2 else 0
     names = attrs.get("channel_names")
     if isinstance(names, list) and len(names) == channels:

@@ -97,6 +97,9 @@ RAGGED_MAX_CHUNK_ROWS = 1 << 20  # a ragged array gets one piece per message, no
 #: Format 2: shards hold inner chunks of about this much, and only those rows reached are
 #: written: the last shard of an array is as small as its data (plus one partial inner chunk).
 INNER_CHUNK_BYTES = 64 << 10
+#: When a stream closes, sharded arrays smaller than this become one exact chunk (compact.py):
+#: below it, a partly filled inner chunk would waste more than 3 % of the array.
+COMPACT_BELOW = 2 << 20
 #: Compression of per-message, per-frame and scalar columns (format 2): small data, and the
 #: padding of a column's last chunk compresses to nothing.
 COLUMN_ZSTD_LEVEL = 1

@@ -29,7 +29,7 @@ from recorder.contracts import (
     WriteItem,
 )
 from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded, FrameBytes
-from recorder.store import arrays, compact, coordinates, layout, nodes
+from recorder.store import arrays, compact, coordinates, fast_nodes, layout, nodes
 from recorder.store.appender import Appender, appender_for, trim
 from recorder.store.family_names import FamilyPaths
 from recorder.store.gaps import GapCounter
@@ -103,6 +103,8 @@ class StreamWriter:
         self._data_group = group.create_group(layout.DATA_GROUP)
         self._family_paths = FamilyPaths()
         self._segment_index: dict[int, Appender] = {}  # segment -> message index per row
+        # whole-row segment -> (dtype, row shape, ragged): what the next array must match
+        self._segment_keys: dict[int, tuple[np.dtype, tuple[int, ...], bool]] = {}
         self._columns_group = group.create_group("columns")
         rejects = group.create_group("rejects")
         self._reject_message = self._appender(
@@ -288,8 +290,8 @@ class StreamWriter:
         count = sum(1 for s in self.segments if s["name"] == name)
         path, leaf = self._family_paths.place(name, count)
         rel = path[len(layout.DATA_GROUP) + 1 :]
-        group = self._data_group.require_group(rel)
-        group.attrs.update({"name": name, "kind": kind, "segment": segment})
+        attrs = {"name": name, "kind": kind, "segment": segment}
+        group = fast_nodes.group(self._data_group, rel, attrs)
         return group, leaf, f"{path}/{leaf}"
 
     def _new_placed(self, name: str, b: BulkFrame, index: int) -> int:
@@ -333,11 +335,10 @@ class StreamWriter:
         ragged = bool(frame is not None and frame.ragged and array.ndim >= 1)
         idx = self._current_segment.get(name)
         if idx is not None:
-            seg = self.segments[idx]
-            shape = tuple(seg["shape"])
-            if seg["dtype"] != array.dtype.str:
+            dtype, shape, seg_ragged = self._segment_keys[idx]
+            if dtype != array.dtype:
                 idx = None
-            elif seg.get("ragged"):
+            elif seg_ragged:
                 if array.ndim < 1 or shape != array.shape[1:]:
                     idx = None
                 else:
@@ -355,8 +356,7 @@ class StreamWriter:
         row = app.rows
         if ragged:
             app.extend_rows(array)
-            if len(array):
-                self._segment_index[idx].extend(np.full(len(array), index, dtype=np.int64))
+            self._segment_index[idx].append_repeat(index, len(array))
         else:
             app.append(array)
             self._segment_index[idx].append(index)
@@ -403,6 +403,7 @@ class StreamWriter:
         if derived:
             info["derived"] = True
         self.segments.append(info)
+        self._segment_keys[idx] = (array.dtype, tuple(row_shape), ragged)
         self._segment_appenders.append(self._appender(arr, pieces=True))
         self._segment_index[idx] = self._appender(
             arrays.column(group, "message", "int64", layout.COLUMN_CHUNK, [dims[0]], fill=-1)

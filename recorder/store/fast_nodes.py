@@ -1,0 +1,119 @@
+"""Creating zarr nodes at the cost of writing one small file.
+
+zarr-python's `create_array` and `require_group` take 3-6 ms each (existence checks of every
+parent, its async machinery), and a format-2 stream creates several arrays per typed family, in
+the writer thread, while messages wait. The metadata of arrays of one kind differs only in
+name, attributes and dimension names, so the first array of each kind is made by zarr itself
+and its `zarr.json` kept as a template; later ones get a copy of it written (temp file and
+rename, as zarr's LocalStore does) and a zarr.Array built on it. Groups likewise. Other stores
+than the local one go through zarr every time.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any
+
+import zarr
+from zarr.core.array import AsyncArray
+from zarr.core.array_spec import ArrayConfigParams
+from zarr.core.group import AsyncGroup, GroupMetadata
+from zarr.core.metadata import ArrayV3Metadata
+from zarr.storage import LocalStore, StorePath
+
+_TEMPLATES: dict[Hashable, dict[str, Any]] = {}
+_MAX_TEMPLATES = 512
+
+
+def _folder(group: zarr.Group) -> Path | None:
+    store = group.store_path.store
+    if not isinstance(store, LocalStore):
+        return None
+    return Path(store.root) / group.store_path.path
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
+    tmp.write_text(json.dumps(doc, allow_nan=True))
+    os.replace(tmp, path)
+
+
+def _child(group: zarr.Group, name: str) -> StorePath:
+    base = group.store_path.path
+    return StorePath(group.store_path.store, f"{base}/{name}" if base else name)
+
+
+def array(
+    group: zarr.Group,
+    name: str,
+    kind: Hashable,
+    make: Callable[[], zarr.Array],
+    *,
+    attributes: dict[str, Any] | None,
+    dims: list[str] | None,
+    config: ArrayConfigParams | None = None,
+    overwrite: bool = False,
+    shape: list[int] | None = None,
+) -> zarr.Array:
+    """Array `name` in `group`: made by `make()` (zarr) the first time a `kind` is seen, else
+    from that kind's template with these attributes and dimension names."""
+    folder = _folder(group)
+    template = _TEMPLATES.get(kind) if folder is not None else None
+    if template is None:
+        if overwrite and folder is not None:
+            shutil.rmtree(folder / name, ignore_errors=True)
+        arr = make()
+        if folder is not None:
+            if len(_TEMPLATES) >= _MAX_TEMPLATES:
+                _TEMPLATES.clear()
+            doc = json.loads((folder / name / "zarr.json").read_text())
+            _TEMPLATES[kind] = doc
+        return arr
+    assert folder is not None, "templates are kept for local stores only"
+    target = folder / name
+    if target.exists():
+        if not overwrite:
+            raise FileExistsError(f"{target} exists already")
+        shutil.rmtree(target)
+    doc = copy.deepcopy(template)
+    doc["attributes"] = dict(attributes or {})
+    doc["dimension_names"] = list(dims) if dims is not None else None
+    if shape is not None:
+        doc["shape"] = list(shape)
+    _write_json(target / "zarr.json", doc)
+    meta = ArrayV3Metadata.from_dict(doc)
+    return zarr.Array(AsyncArray(meta, _child(group, name), config=config))
+
+
+def group(parent: zarr.Group, rel: str, attributes: dict[str, Any] | None = None) -> zarr.Group:
+    """Group `rel` (a/b/c) under `parent`, making the missing levels; `attributes` are set on
+    the last level when it is made (and replace its attributes when it exists)."""
+    folder = _folder(parent)
+    if folder is None:
+        g = parent.require_group(rel)
+        if attributes:
+            g.attrs.update(attributes)
+        return g
+    parts = rel.split("/")
+    for i in range(1, len(parts)):
+        meta = folder.joinpath(*parts[:i]) / "zarr.json"
+        if not meta.exists():
+            _write_json(meta, {"zarr_format": 3, "node_type": "group", "attributes": {}})
+    last = folder.joinpath(*parts) / "zarr.json"
+    doc: dict[str, Any] = {
+        "zarr_format": 3,
+        "node_type": "group",
+        "attributes": dict(attributes or {}),
+    }
+    if last.exists() and not attributes:
+        doc = json.loads(last.read_text())
+    else:
+        _write_json(last, doc)
+    return zarr.Group(AsyncGroup(GroupMetadata(attributes=doc["attributes"]), _child(parent, rel)))
