@@ -80,6 +80,7 @@ def column(
         dims=dims,
         config=config,
         overwrite=overwrite,
+        shape=[rows, *row_shape],
     )
 
 
