@@ -32,6 +32,9 @@ from recorder.store.chunk_io import (
     write_rows,
 )
 
+SMALL_PIECE = 16 << 10  # pieces smaller than this are copied together ...
+SMALL_RUN = 256 << 10  # ... into runs of about this much
+
 
 def grow(array: zarr.Array, rows: int) -> None:
     """Make room for `rows` rows, rounded up to whole chunks (one metadata write per chunk)."""
@@ -68,20 +71,38 @@ class PieceAppender:
         self.chunk_rows = file_rows(array)
         self.chunk_bytes = self.chunk_rows * self.row_bytes
         self.pieces: list = []
+        # small pieces are copied together (one syscall and one list entry per SMALL_RUN bytes,
+        # not per train of a Karabo scalar): the chunk is `pieces` then `small`
+        self.small = bytearray()
         self.fill = 0  # bytes gathered for the current chunk
         self.index = 0  # current chunk
         self.rows = 0
         self.persisted = 0
 
+    def _settle(self) -> None:
+        """Small bytes gathered so far become a piece of the chunk."""
+        if self.small:
+            piece = bytes(self.small)
+            self.small = bytearray()
+            self.stream.write(self.index, piece)
+            self.pieces.append(piece)
+
     def _add(self, view: memoryview) -> None:
         while view.nbytes:
             take = min(self.chunk_bytes - self.fill, view.nbytes)
             piece = view[:take] if take < view.nbytes else view
-            self.stream.write(self.index, piece)
-            self.pieces.append(piece)
+            if take < SMALL_PIECE:
+                self.small += piece
+                if len(self.small) >= SMALL_RUN:
+                    self._settle()
+            else:
+                self._settle()
+                self.stream.write(self.index, piece)
+                self.pieces.append(piece)
             self.fill += take
             view = view[take:]
             if self.fill == self.chunk_bytes:
+                self._settle()
                 self.stream.finish(self.index, self.pieces)
                 self.index += 1
                 self.pieces, self.fill = [], 0
@@ -114,7 +135,7 @@ class PieceAppender:
             return
         if self.fill:
             rows = -(-self.fill // self.row_bytes)
-            write_chunk(self.array, self.index, self.pieces, rows)
+            write_chunk(self.array, self.index, [*self.pieces, bytes(self.small)], rows)
         grow(self.array, self.rows)
         self.persisted = self.rows
 
@@ -124,6 +145,7 @@ class PieceAppender:
     def close(self) -> None:
         self.stream.abort()
         self.pieces = []  # the received frames they point to can go
+        self.small = bytearray()
 
 
 class DirectAppender:

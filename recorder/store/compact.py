@@ -16,6 +16,7 @@ Local stores only (other stores keep the shards).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -23,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from recorder.store import arrays, layout, nodes
-from recorder.store.chunk_io import chunk_file
+from recorder.store import layout, nodes
+from recorder.store.chunk_io import chunk_file, chunk_format, write_rows
 
 _NEW, _OLD = ".compact", ".old"
 
@@ -40,22 +41,22 @@ def compact(group: zarr.Group, name: str) -> bool:
     if arr.nbytes >= layout.COMPACT_BELOW:
         return False
     folder = Path(arr.store_path.store.root) / arr.store_path.path  # type: ignore[attr-defined]
-    data = np.asarray(arr[...])
+    data = np.ascontiguousarray(arr[...])
     rows = int(arr.shape[0])
-    new = group.create_array(
-        name + _NEW,
-        shape=arr.shape,
-        dtype=arr.dtype,
-        chunks=(max(1, rows), *arr.shape[1:]),
-        compressors=arr.compressors or None,
-        fill_value=arr.fill_value,
-        dimension_names=arr.metadata.dimension_names,  # type: ignore[union-attr]
-        attributes=dict(arr.attrs),
-        chunk_key_encoding=arrays.CHUNK_KEYS,
-        overwrite=True,
-    )
+    doc = json.loads((folder / "zarr.json").read_text())
+    (sharding,) = doc["codecs"]  # a sharded array: its inner codecs become the array's
+    doc["codecs"] = sharding["configuration"]["codecs"]
+    doc["chunk_grid"]["configuration"]["chunk_shape"] = [max(1, rows), *arr.shape[1:]]
+    new_folder = folder.with_name(folder.name + _NEW)
+    shutil.rmtree(new_folder, ignore_errors=True)
+    new_folder.mkdir()
+    (new_folder / "zarr.json").write_text(json.dumps(doc, allow_nan=True))
     if rows:
-        new[...] = data
+        new = zarr.open_array(new_folder, mode="r+", zarr_format=3)
+        if chunk_format(new) is not None:
+            write_rows(new, 0, data)  # as chunk_io writes every chunk: no zarr pipeline
+        else:
+            new[...] = data
     old = folder.with_name(folder.name + _OLD)
     os.replace(folder, old)
     os.replace(folder.with_name(folder.name + _NEW), folder)

@@ -4,8 +4,10 @@ any JSON to zarr; the run format says which, so a node of the wrong kind means a
 
 from __future__ import annotations
 
-import warnings
+import json
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -44,12 +46,37 @@ def read_rows(arr: zarr.Array, start: int, stop: int | None) -> np.ndarray:
     return np.asarray(arr[start:stop])
 
 
+def _inline(metadata: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "inline", "must_understand": False, "metadata": metadata}
+
+
 def consolidate(path) -> None:
     """Put every node's metadata into the root's zarr.json, so a finished run opens in one read
-    (xarray, dask). Our own reader ignores the copy: annotations change after a run closed."""
-    with warnings.catch_warnings():  # "not part of the zarr v3 spec yet": xarray reads it
-        warnings.simplefilter("ignore")
-        zarr.consolidate_metadata(str(path))
+    (xarray, dask). Our own reader ignores the copy: annotations change after a run closed.
+
+    Written as zarr-python 3.1 writes it (`consolidated_metadata`, kind `inline`), but by
+    walking the folder once: zarr's own `consolidate_metadata` lists the store node by node
+    and took a good part of closing a run. Folders that are not nodes of the run (a
+    compaction's `.compact`/`.old` left by a crash) are left out."""
+    root = Path(path)
+    found: dict[str, Any] = {}
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if not d.endswith((".compact", ".old")))
+        if folder == str(root) or "zarr.json" not in files:
+            continue
+        doc = json.loads((Path(folder) / "zarr.json").read_text())
+        if doc.get("node_type") == "group":
+            doc["consolidated_metadata"] = {
+                "kind": "inline",
+                "must_understand": False,
+                "metadata": {},
+            }
+        found[Path(folder).relative_to(root).as_posix()] = doc
+    top = json.loads((root / "zarr.json").read_text())
+    top["consolidated_metadata"] = _inline(dict(sorted(found.items())))
+    tmp = root / f"zarr.json.{os.getpid()}.partial"
+    tmp.write_text(json.dumps(top, allow_nan=True))
+    os.replace(tmp, root / "zarr.json")
 
 
 def is_consolidated(path) -> bool:

@@ -580,9 +580,13 @@ def _missing_attr(kind: str):
     return "NaN" if kind == "float" else value
 
 
+_PLAIN_KINDS = {bool: "bool", int: "int", float: "float", str: "str"}
+
+
 def _coerce(kind: str, value):
     """Keep a column's first type; a value of another type is stored as missing, not mangled."""
-    if _kind_of(value) == kind or (kind == "float" and _kind_of(value) == "int"):
+    got = _PLAIN_KINDS.get(type(value)) or _kind_of(value)  # plain Python values: one lookup
+    if got == kind or (kind == "float" and got == "int"):
         return layout.valid_text(value) if kind == "str" else value
     return _missing(kind)
 
