@@ -23,7 +23,6 @@ sha256 of each frame, in the order `RunReader.messages()` yields them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -36,9 +35,10 @@ from recorder.errors import MalformedMessage
 from recorder.protocols import codec_for
 from recorder.protocols.reqrep import pack_pair
 from recorder.simulators import make_simulator
-from recorder.store import layout
+from recorder.store import layout, nodes
 from recorder.store.reader import RunReader
 from recorder.store.run_writer import RunWriter
+from tests.golden.goldens import digests
 
 HERE = Path(__file__).resolve().parent
 FORMAT = 1
@@ -140,9 +140,15 @@ def messages() -> dict[str, dict]:
     }
 
 
-def write(runs_dir: Path) -> Path:
-    w = RunWriter(runs_dir, run_id=RUN_ID, name="golden format 1", tags=["golden", "format1"],
-                  meta={"purpose": "golden format-1 run", "operator": "tests"})  # fmt: skip
+def write(runs_dir: Path, run_id: str = RUN_ID, fmt: int = FORMAT) -> Path:
+    """The golden run of format `fmt` (whatever format this recorder writes), fixed identity."""
+    w = RunWriter(
+        runs_dir,
+        run_id=run_id,
+        name=f"golden format {fmt}",
+        tags=["golden", f"format{fmt}"],
+        meta={"purpose": f"golden format-{fmt} run", "operator": "tests"},
+    )
     w.started_ns = STARTED_NS
     w._attrs.update(started_ns=STARTED_NS, host="golden-host", pid=1)
     for name, spec in messages().items():
@@ -166,15 +172,17 @@ def write(runs_dir: Path) -> Path:
         s.add_drops(spec.get("drops", 0))
     w.close()
     # the recorder stamps the end with the clock: fix it, as the start
-    root = zarr.open_group(w.path, mode="r+", zarr_format=3)
+    root = zarr.open_group(w.path, mode="r+", zarr_format=3, use_consolidated=False)
     attrs = dict(root.attrs)
     attrs["ended_ns"] = STARTED_NS + 900_000_000
     root.attrs.put(attrs)
     notes = root["annotations"]
     ann = dict(notes.attrs)
     ann["notes"] = [{"created_ns": STARTED_NS + 1_000_000_000, "text": "golden note <b>"}]
-    ann["name"] = "golden format 1 (renamed)"
+    ann["name"] = f"golden format {fmt} (renamed)"
     notes.attrs.put(ann)
+    if nodes.is_consolidated(w.path):  # format 2 keeps a consolidated copy: make it current
+        nodes.consolidate(w.path)
     return w.path
 
 
@@ -203,17 +211,7 @@ def shrink(run: Path) -> None:
 def expected(run: Path) -> dict:
     with RunReader(run) as reader:
         summary = reader.summary()
-        out = [
-            {
-                "stream": m.stream,
-                "index": m.index,
-                "recv_ns": m.recv_ns,
-                "seq": m.seq,
-                "flags": m.flags,
-                "frames": [hashlib.sha256(f).hexdigest() for f in m.frames],
-            }
-            for m in reader.messages()
-        ]
+        out = digests(reader.messages())
         streams = {
             name: {
                 "protocol": s.protocol,
