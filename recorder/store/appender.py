@@ -27,7 +27,6 @@ from recorder.store.chunk_io import (
     ChunkStream,
     chunk_format,
     file_rows,
-    patch_chunk,
     write_chunk,
     write_rows,
 )
@@ -159,7 +158,6 @@ class DirectAppender:
         self.cur = self._new_buffer()
         self.fill = 0  # rows in cur
         self.index = 0  # chunk index of cur
-        self.on_disk = 0  # rows of cur already in its chunk file (written whole by a flush)
         self.rows = 0
         self.persisted = 0
 
@@ -171,7 +169,7 @@ class DirectAppender:
     def _next_buffer(self) -> None:
         write_rows(self.array, self.index, self.cur)
         self.index += 1
-        self.fill = self.on_disk = 0
+        self.fill = 0
         self.cur = self._new_buffer()
 
     def append(self, value) -> None:
@@ -210,16 +208,8 @@ class DirectAppender:
     def flush(self) -> None:
         if self.rows == self.persisted:
             return
-        if self.fill:
-            # the first time whole (rows past fill hold the fill value), then only new rows
-            flat = self.cur.reshape(len(self.cur), -1).view(np.uint8)
-            row_bytes = flat.shape[1]
-            new = flat[self.on_disk : self.fill].reshape(-1)
-            if not self.on_disk or not patch_chunk(
-                self.array, self.index, new, self.on_disk * row_bytes
-            ):
-                write_rows(self.array, self.index, self.cur, self.fill)
-            self.on_disk = self.fill
+        if self.fill:  # the partial chunk, whole (compressed columns cannot be patched)
+            write_rows(self.array, self.index, self.cur, self.fill)
         grow(self.array, self.rows)
         self.persisted = self.rows
 

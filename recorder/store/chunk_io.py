@@ -282,34 +282,6 @@ def write_chunk(array: zarr.Array, index: int, pieces: list, rows: int | None = 
     os.replace(tmp, path)
 
 
-def patch_chunk(array: zarr.Array, index: int, data, offset: int) -> bool:
-    """Write `data` at byte `offset` of chunk `index`'s file, in place.
-
-    Only for a raw, unsharded chunk file this process wrote whole before (so it has its full
-    size) and only for bytes past what was committed: bytes readers may use never change, and a
-    write cut short by a crash leaves only uncommitted bytes torn. Cheaper than a new file and a
-    rename when a flush adds a few rows to each of many columns. False: not possible here
-    (write it whole).
-    """
-    if not stores_native_bytes(array):
-        return False
-    path = chunk_file(array, index)
-    if path is None:
-        return False
-    try:
-        fd = os.open(path, os.O_WRONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        view = memoryview(data).cast("B")
-        while view.nbytes:
-            n = os.pwrite(fd, view, offset)
-            view, offset = view[n:], offset + n
-    finally:
-        os.close(fd)
-    return True
-
-
 def write_rows(array: zarr.Array, index: int, rows: np.ndarray, valid: int | None = None) -> None:
     """Store a whole chunk held as one numpy buffer (`valid`: rows that hold data)."""
     write_chunk(array, index, [rows.reshape(-1).view(np.uint8).data], valid)
