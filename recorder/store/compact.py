@@ -28,6 +28,7 @@ from recorder.store import layout, nodes
 from recorder.store.chunk_io import chunk_file, chunk_format, write_rows
 
 _NEW, _OLD = ".compact", ".old"
+NEW_SUFFIX = _NEW  # where a replacement array is written before swap_in
 
 
 def compact(group: zarr.Group, name: str) -> bool:
@@ -57,11 +58,18 @@ def compact(group: zarr.Group, name: str) -> bool:
             write_rows(new, 0, data)  # as chunk_io writes every chunk: no zarr pipeline
         else:
             new[...] = data
+    swap_in(group, name)
+    return True
+
+
+def swap_in(group: zarr.Group, name: str) -> None:
+    """Put `<name>.compact` (written beside it) in the place of array `name` of `group`."""
+    store = group.store_path.store
+    folder = Path(store.root) / group.store_path.path / name  # type: ignore[attr-defined]
     old = folder.with_name(folder.name + _OLD)
     os.replace(folder, old)
     os.replace(folder.with_name(folder.name + _NEW), folder)
     shutil.rmtree(old, ignore_errors=True)
-    return True
 
 
 def cleanup(folder: Path) -> None:

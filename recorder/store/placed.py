@@ -32,9 +32,9 @@ from zarr.core.common import JSON
 
 from recorder.contracts import SegmentInfo
 from recorder.protocols.base import BulkFrame
-from recorder.store import arrays, layout
+from recorder.store import arrays, compact, layout, nodes
 from recorder.store.appender import grow, trim
-from recorder.store.chunk_io import chunk_format, write_rows
+from recorder.store.chunk_io import chunk_file, chunk_format, write_rows
 
 NEW_SEGMENT = -1  # `place` answers: start a new segment and place the frame there
 TO_HEAP = -2  # `place` answers: keep the frame verbatim in the heap
@@ -70,6 +70,11 @@ class PlacedAppender:
         self.compression = compression
         self.first_message = first_message
         self.array: zarr.Array | None = None
+        self.attrs: dict[str, JSON] = {}
+        # a flush made the array before the first block was complete: channels that block
+        # still brings widen the array instead of starting a new segment
+        self.widenable = False
+        self.attrs_changed = False
         self.dtype: np.dtype | None = None
         self.rate: float | None = None
         self.first_sample = 0
@@ -102,6 +107,12 @@ class PlacedAppender:
     def _put(self, b: BulkFrame) -> int:
         assert b.row is not None and b.column is not None, "only placeable frames are placed"
         r0, c, n = b.row - self.first_sample, b.column, len(b.array)
+        if c >= self.channels and self.widenable and r0 == 0:
+            self._widen(c + 1)
+        if r0 > 0:
+            self.widenable = False  # the first block is over: a new channel is a new layout
+        if b.channel_name is not None and c < self.channels:
+            self._note_name(c, b.channel_name)
         if r0 < 0 or c >= self.channels or r0 < self.col_end[c] or r0 - self.rows > self.max_gap:
             return NEW_SEGMENT
         cr = self.chunk_rows
@@ -148,17 +159,6 @@ class PlacedAppender:
         chunk_rows = max(1, layout.PLACED_CHUNK_BYTES // row_bytes, block)
         self.chunk_rows, _ = layout.shard_rows(chunk_rows, row_bytes)
         self.fill = np.nan if dtype.kind == "f" else 0
-        self.array = array = arrays.bulk(
-            self.group,
-            self.path,
-            dtype,
-            self.chunk_rows,
-            [layout.SAMPLE_DIM, layout.CHANNEL_DIM],
-            row_shape=(self.channels,),
-            compression=self.compression,
-            fill=self.fill,
-        )
-        self.native = chunk_format(array) is not None
         attrs: dict[str, JSON] = {
             "name": self.info["name"],
             "first_message": self.first_message,
@@ -177,7 +177,9 @@ class PlacedAppender:
         units = [h.units for h in held if h.units]
         if units:
             attrs["units"] = layout.valid_text(units[0])
-        array.attrs.update(attrs)
+        self.attrs = attrs
+        self.array = self._make_array(self.path)
+        self.native = chunk_format(self.array) is not None
         self.info["shape"] = [self.channels]
         self.info["first_sample"] = self.first_sample
         rate = self.rate if self.rate and self.rate > 0 else None
@@ -186,6 +188,59 @@ class PlacedAppender:
         self.col_end = np.zeros(self.channels, dtype=np.int64)
         for h in held:
             self._put(h)  # fits: row 0, columns below the count, as many rows as a chunk
+
+    def _note_name(self, c: int, name: str) -> None:
+        """A channel's name first seen after the array was made (written at the next flush)."""
+        names = self.attrs.get("channel_names")
+        if not isinstance(names, list):
+            names = [""] * self.channels
+        if names[c] == "":
+            names[c] = layout.valid_text(name)
+            self.attrs["channel_names"] = names
+            self.attrs_changed = True
+
+    def _make_array(self, name: str) -> zarr.Array:
+        assert self.dtype is not None, "the first placement set the dtype"
+        return arrays.bulk(
+            self.group,
+            name,
+            self.dtype,
+            self.chunk_rows,
+            [layout.SAMPLE_DIM, layout.CHANNEL_DIM],
+            row_shape=(self.channels,),
+            compression=self.compression,
+            fill=self.fill,
+            attributes=self.attrs,
+        )
+
+    def _widen(self, channels: int) -> None:
+        """More channels for an array a flush made during the first block (compact.swap_in:
+        the wider copy is written beside it, then swapped in; cells keep their rows/columns,
+        so the frame table stays valid)."""
+        if channels > layout.PLACED_MAX_COLUMNS or self.array is None:
+            return
+        if chunk_file(self.array, 0) is None:  # swapping folders needs a local store
+            return
+        old = self.channels
+        self.channels = channels
+        for k, buf in self.buffers.items():
+            wide = np.full((self.chunk_rows, channels), self.fill, self.dtype)
+            wide[:, :old] = buf
+            self.buffers[k] = wide
+        self.col_end = np.concatenate([self.col_end, np.zeros(channels - old, np.int64)])
+        for key in ("channel_names", "scale"):
+            values = self.attrs.get(key)
+            if isinstance(values, list):
+                pad: JSON = "" if key == "channel_names" else None
+                self.attrs[key] = [*values, *([pad] * (channels - old))]
+        self.array = self._make_array(self.path + compact.NEW_SUFFIX)
+        for k in sorted(self.buffers):
+            self._write(k, self.buffers[k])
+        grow(self.array, self.persisted)
+        self.dirty.clear()
+        compact.swap_in(self.group, self.path)
+        self.array = nodes.array(self.group, self.path)
+        self.info["shape"] = [channels]
 
     def _write(self, k: int, buf: np.ndarray) -> None:
         array = self._created()
@@ -199,6 +254,7 @@ class PlacedAppender:
 
     def _created(self) -> zarr.Array:
         if self.array is None:
+            self.widenable = True  # made by a flush: the first block may not be complete
             self._create()
         assert self.array is not None, "_create made it"
         return self.array
@@ -209,6 +265,9 @@ class PlacedAppender:
         for k in sorted(self.dirty):
             self._write(k, self.buffers[k])
         self.dirty.clear()
+        if self.attrs_changed:
+            array.attrs.update(self.attrs)
+            self.attrs_changed = False
         grow(array, self.rows)
         self.persisted = self.rows
 

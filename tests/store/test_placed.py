@@ -156,21 +156,37 @@ def test_flush_mid_block_commits_exactly_what_was_appended(tmp_path, monkeypatch
         np.testing.assert_array_equal(cont[: 22 * 16], expected(s, range(22)))
 
 
-def test_flush_inside_the_first_block_fixes_the_channel_count(tmp_path):
+def test_a_flush_inside_the_first_block_widens_the_array_for_the_rest_of_it(tmp_path):
+    """The flush fixes a provisional channel count; channels the first block still brings
+    widen the same array (one (samples, channels) array, not a second segment)."""
     s = sim(ttl_every=0, spike_every=0)
     sent = [s.message(i) for i in range(4 * 5)]
     run, st = new_stream(tmp_path)
     write(st, sent[:2])  # channels 0 and 1 of block 0, then a flush
     st.flush()
     assert messages_of(run.path) == sent[:2]
-    write(st, sent[2:])
+    write(st, sent[2:3])  # channel 2: wider, readable at once
+    st.flush()
+    assert messages_of(run.path) == sent[:3]
+    write(st, sent[3:])
     run.close()
     assert messages_of(run.path) == sent
     with RunReader(run.path) as r:
-        first, *rest = r.stream("oe").arrays(NAME)
-    np.testing.assert_array_equal(first, expected(s, [0])[:, :2])
-    assert [a.shape[1] for a in rest] == [4]  # channel 2 did not fit: a new segment
-    np.testing.assert_array_equal(rest[0][16:], expected(s, range(1, 5)))
+        (cont,) = r.stream("oe").arrays(NAME)
+    np.testing.assert_array_equal(cont, expected(s, range(5)))
+
+
+def test_a_new_channel_after_the_first_block_still_starts_a_new_segment(tmp_path):
+    s = sim(ttl_every=0, spike_every=0)
+    sent = [s.message(i) for i in range(4 * 3)]
+    narrow = [m for i, m in enumerate(sent) if s.plan(i)[2] < 2]  # channels 0, 1 only ...
+    run, st = new_stream(tmp_path)
+    write(st, narrow[:2])
+    st.flush()
+    write(st, narrow[2:] + sent[-2:])  # ... then channels 2, 3 appear in block 2
+    run.close()
+    with RunReader(run.path) as r:
+        assert [a.shape[1] for a in r.stream("oe").arrays(NAME)] == [2, 4]
 
 
 def test_dropped_messages_leave_nan_cells(tmp_path):
@@ -360,3 +376,26 @@ def test_runs_without_the_frame_column_read_as_whole_rows(tmp_path):
     frames = zarr.open_group(run.path / "streams/oe/frames", mode="r+")
     del frames["column"]  # as written before the column existed (format 1 before 0.1.0)
     assert messages_of(run.path) == sent
+
+
+def test_channel_names_seen_after_the_array_was_made_are_kept(tmp_path):
+    run, st = new_stream(tmp_path)
+    block = np.arange(16, dtype=np.float32)
+
+    def frame(b, c):
+        arr = block + 100 * c + 1000 * b
+        return [arr.tobytes()], Decoded(
+            bulk=[BulkFrame(0, NAME, arr, row=16 * b, column=c, channel_name=f"CH{c}")]
+        )
+
+    st.append(0, *frame(0, 0))
+    st.flush()  # the array is made with one channel
+    for i, (b, c) in enumerate([(0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]):
+        st.append(i + 1, *frame(b, c))
+    run.close()
+    with RunReader(run.path) as r:
+        reader = r.stream("oe")
+        (cont,) = reader.arrays(NAME)
+        assert reader.channel_names(NAME) == ["CH0", "CH1", "CH2"]
+    assert cont.shape == (32, 3)
+    np.testing.assert_array_equal(cont[16:, 2], block + 200 + 1000)
