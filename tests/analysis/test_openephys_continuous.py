@@ -105,15 +105,16 @@ def _write_run(tmp_path, batches):
 
 
 def test_channels_that_first_came_alone_are_one_array(tmp_path):
-    """The first flush saw only channel 0 of block 0: the store starts a second, wider segment
-    at the same sample numbers. Continuous data is still one (samples, channels) array
+    """The first flush saw only channel 0 of block 0: the store widens the array for channel 1
+    (format 1, and format 2 before the widening, started a second segment at the same sample
+    numbers, which continuous data merges). Continuous data is one (samples, channels) array
     (regression: channel 1 was missing, or the segments' rows were counted twice)."""
     from recorder.simulators.openephys import OpenEphysSimulator
 
     sim = OpenEphysSimulator(n_channels=2, n_samples=16, ttl_every=0, spike_every=0)
     messages = [sim.message(i) for i in range(8)]  # blocks 0-3, channels 0 and 1
     ephys = open_run(_write_run(tmp_path, [messages[:1], messages[1:]])).streams["ephys"]
-    assert len(ephys.reader.array_segments("continuous/example_data")) == 2  # the split
+    assert len(ephys.reader.array_segments("continuous/example_data")) == 1  # widened
     (cont,) = ephys.continuous
     want = np.stack(
         [np.concatenate([sim.samples(b, ch) for b in range(4)]) for ch in range(2)], axis=1
