@@ -56,7 +56,8 @@ def placeable(b: BulkFrame) -> bool:
 
 
 class PlacedAppender:
-    """One placed segment `arrays/<path>`; `info` is its entry in the stream's segment list."""
+    """One placed segment, array `path` of its family group (format 2: `data/continuous/<stream>/`);
+    `info` is its entry in the stream's segment list."""
 
     def __init__(
         self,
