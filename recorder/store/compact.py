@@ -7,10 +7,11 @@ layout.COMPACT_BELOW is rewritten as a plain array whose only chunk is exactly i
 arrays keep their shards: the at most one inner chunk the last one wastes is a few percent of
 their data at most, not worth rewriting them.
 
-The rewrite never leaves a moment without a readable array: the compact copy is written beside
-the original (`<name>.compact`), then swapped in by renaming directories; a crash between the
-two renames leaves `<name>.old`, which `recorder recover` and this module's `cleanup` remove.
-Local stores only (other stores keep the shards).
+A crash never loses the array: the compact copy is written beside the original
+(`<name>.compact`), then swapped in by two folder renames. Between them the array is missing for
+an instant (a reader of a run being closed may see that); a crash there leaves `<name>.old`,
+which `recorder recover` (this module's `cleanup`) puts back in place. Local stores only
+(other stores keep the shards).
 """
 
 from __future__ import annotations
