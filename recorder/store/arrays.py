@@ -98,31 +98,20 @@ def bulk(
 ) -> zarr.Array:
     """A sharded, growing array of large data (starts empty)."""
     dtype = np.dtype(dtype)
-    if 0 in row_shape:  # rows of no values: nothing to shard (zarr cannot divide by 0)
-        return group.create_array(
-            name,
-            shape=(0, *row_shape),
-            dtype=dtype,
-            chunks=(chunk_rows, *row_shape),
-            compressors=None,
-            fill_value=fill,
-            attributes=attributes,
-            dimension_names=dims,
-            chunk_key_encoding=CHUNK_KEYS,
-            config={"write_empty_chunks": True},
-        )
+    # rows of no values: nothing to shard or compress (zarr cannot divide a shard by 0)
+    empty = 0 in row_shape
     row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64))) * dtype.itemsize
     shard, inner = layout.shard_rows(chunk_rows, row_bytes)
-    config: ArrayConfigParams = {"write_empty_chunks": False}
+    config: ArrayConfigParams = {"write_empty_chunks": empty}
 
     def make() -> zarr.Array:
         return group.create_array(
             name,
             shape=(0, *row_shape),
             dtype=dtype,
-            chunks=(inner, *row_shape),
-            shards=(shard, *row_shape),
-            compressors=_compressors(compression, dtype),
+            chunks=((chunk_rows if empty else inner), *row_shape),
+            shards=None if empty else (shard, *row_shape),
+            compressors=None if empty else _compressors(compression, dtype),
             fill_value=fill,
             attributes=attributes,
             dimension_names=dims,
@@ -130,7 +119,7 @@ def bulk(
             config=config,
         )
 
-    kind = ("bulk", dtype.str, shard, inner, row_shape, compression, repr(fill))
+    kind = ("bulk", dtype.str, empty, chunk_rows, shard, inner, row_shape, compression, repr(fill))
     return fast_nodes.array(
         group, name, kind, make, attributes=attributes, dims=dims, config=config
     )

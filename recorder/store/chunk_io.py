@@ -156,13 +156,6 @@ def chunk_format(array: zarr.Array) -> ChunkFormat | None:
     return ChunkFormat(row_bytes, chunk_rows, None, enc)
 
 
-def stores_native_bytes(array: zarr.Array) -> bool:
-    """True when a chunk on disk is exactly its values' bytes in this machine's order (a
-    format-1 raw array: no shard, no compression)."""
-    fmt = chunk_format(array)
-    return fmt is not None and fmt.raw and fmt.inner_rows is None
-
-
 def _chunk_key(array: zarr.Array, index: int) -> str:
     return array.metadata.encode_chunk_key((index, *(0,) * (array.ndim - 1)))
 

@@ -31,17 +31,19 @@ TIME_ATTRS: dict[str, JSON] = {
 def write_stream(group: zarr.Group, committed: Committed, segments: Sequence[SegmentInfo]) -> None:
     n = int(committed["messages"])
     rows = [int(r) for r in committed["segment_rows"]]
-    recv = read_rows(nodes.array(group, "recv_ns"), 0, n)
-    seq = read_rows(nodes.array(group, "seq"), 0, n)
     _describe_source_time(group)
+    per_message: tuple[np.ndarray, np.ndarray] | None = None  # only streams with typed rows
     for seg, r in zip(segments, rows, strict=False):
         family = nodes.subgroup(group, seg["path"].rsplit("/", 1)[0])
         values = nodes.array(group, seg["path"])
         if seg.get("placed"):
             _placed(family, values, r)
         elif "index" in seg:
+            if per_message is None:
+                recv = read_rows(nodes.array(group, "recv_ns"), 0, n)
+                per_message = recv, read_rows(nodes.array(group, "seq"), 0, n)
             message = read_rows(nodes.array(group, seg["index"]), 0, r)
-            _rows(family, values, message, recv, seq, bool(seg.get("ragged")))
+            _rows(family, values, message, *per_message, bool(seg.get("ragged")))
 
 
 def _describe_source_time(group: zarr.Group) -> None:

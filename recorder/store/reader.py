@@ -277,6 +277,7 @@ class StreamReader:
         A stacked row is one message's array; a ragged segment's rows are split back into the
         arrays messages carried (a message with zero rows gets an empty array)."""
         out: list[tuple[int, np.ndarray]] = []
+        frames: FrameRows | None = None  # read once, for the first ragged segment
         for seg in self.array_segments(name):
             if seg.placed or not seg.rows:
                 continue
@@ -286,7 +287,9 @@ class StreamReader:
             if not seg.ragged:
                 out.extend((int(m), row) for m, row in zip(index, values, strict=True))
                 continue
-            firsts = self._ragged_firsts(seg)
+            if frames is None and self.n_messages:
+                frames = self.frame_rows()
+            firsts = self._ragged_firsts(seg, frames) if frames is not None else None
             if firsts is not None:  # messages with zero rows too
                 for m, (lo, n) in firsts.items():
                     out.append((m, values[lo : lo + n]))
@@ -297,12 +300,9 @@ class StreamReader:
         out.sort(key=lambda t: t[0])
         return out
 
-    def _ragged_firsts(self, seg: ArraySegment) -> dict[int, tuple[int, int]] | None:
+    def _ragged_firsts(self, seg: ArraySegment, ft: FrameRows) -> dict[int, tuple[int, int]] | None:
         """(first row, count) per message that has this segment's frame, from the frame table
         (so a message that carried zero rows is there too)."""
-        if self.n_messages == 0:
-            return None
-        ft = self.frame_rows()
         pick = (ft.segment == seg.index) & ~ft.placed
         if not pick.any():
             return None
