@@ -43,3 +43,8 @@ class MalformedMessage(RecorderError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class ExportError(RecorderError):
+    """An export or import cannot be done: unknown target, a stream the target cannot hold, the
+    disk filled mid-write (the partial file is removed), a file that is not what it claims."""

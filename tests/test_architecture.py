@@ -16,10 +16,14 @@ ALLOWED = {
     "simulators": {"protocols"},
     "recording": {"protocols", "store"},
     "replay": {"protocols", "store"},
-    "manager": {"protocols", "store", "db", "recording", "replay", "simulators"},
-    "web": {"store", "db", "manager", "recording"},
-    "cli": {"protocols", "store", "db", "recording", "replay", "manager", "simulators", "web"},
+    "manager": {"protocols", "store", "db", "recording", "replay", "simulators", "export"},
+    "web": {"store", "db", "manager", "recording", "export"},
+    "cli": {
+        *("protocols", "store", "db", "recording", "replay", "manager", "simulators", "web"),
+        "export",
+    },
     "analysis": {"protocols", "store"},
+    "export": {"protocols", "store", "analysis"},
 }
 BOTTOM = {"errors", "endpoints", "limits", "config", "contracts", "endpoint_policy", "__init__"}
 """Modules at the top of the package that everyone may use (they import only each other and
@@ -36,6 +40,7 @@ FORBIDDEN = {
     "simulators": {"flask", "sqlalchemy", "zarr"},
     "web": {"zmq"},
     "analysis": {"flask", "sqlalchemy", "zmq"},
+    "export": {"flask", "sqlalchemy", "zmq"},
 }
 
 

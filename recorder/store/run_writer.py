@@ -44,10 +44,12 @@ class RunWriter:
         name: str = "",
         tags: list[str] | None = None,
         meta: dict[str, Any] | None = None,
+        started_ns: int | None = None,
     ):
-        self.run_id = layout.check_name("run id", run_id or new_run_id())
+        """`started_ns` is now, except for a run imported from a file: its data's own start."""
+        self.started_ns = time.time_ns() if started_ns is None else int(started_ns)
+        self.run_id = layout.check_name("run id", run_id or new_run_id(self.started_ns))
         self.path = Path(runs_dir) / self.run_id
-        self.started_ns = time.time_ns()
         self.streams: dict[str, StreamWriter] = {}
         self.status = layout.STATUS_RECORDING
         self.error: str | None = None
