@@ -6,7 +6,8 @@ NeXus readers (silx, nexpy) find the image stack as the entry's NXdata signal.
 NDFileHDF5 writes one image shape and dtype per file; a recorded stream may change them. So
 each (stream, image shape, dtype) gets an NXentry of its own with its frames in message order
 and per-frame rows that line up with them: `/entry` when the export has one such block, else
-`/entry_<stream>` and `/entry_<stream>_<n>` for the stream's n-th other shape. The file is
+`/entry_<stream>` and `/entry_<stream>@<n>` for the stream's n-th other shape (stream names
+are letters, digits, `_ . -`: `@` keeps the two kinds of name apart). The file is
 written block by block from the store (datasets are chunked and sized from a first pass over
 the frame table), so memory does not grow with the run.
 """
@@ -54,10 +55,6 @@ class _Block:
     written: int = 0
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "_-." else "_" for c in name) or "_"
-
-
 def _plan(ctx: ExportContext) -> list[_Block]:
     """A first pass over the frame table: which blocks there are and how many frames each."""
     blocks: list[_Block] = []
@@ -76,7 +73,7 @@ def _plan(ctx: ExportContext) -> list[_Block]:
         seen: dict[str, int] = {}
         for b in blocks:
             k = seen[b.window.name] = seen.get(b.window.name, -1) + 1
-            b.name = f"entry_{_safe(b.window.name)}" + (f"_{k}" if k else "")
+            b.name = f"entry_{b.window.name}" + (f"@{k}" if k else "")
     return blocks
 
 
@@ -202,12 +199,14 @@ def _column_dataset(b: _Block, fld: Field, sample: np.ndarray) -> Any:
 def _write_stream(
     w: StreamWindow, blocks: dict[Key, _Block], fields: list[Field], tally: Tally
 ) -> None:
+    """Per frame table block: every field read once, images read a batch at a time."""
     for frames in image_frames(w.reader, w.lo, w.hi):
+        m0, m1 = frames[0].message, frames[-1].message + 1
+        columns = [_values(np.asarray(fld.read(m0, m1))) for fld in fields]
         for batch in batches(frames):
             images = read_images(w.reader, batch)
-            msgs = np.array([f.message for f in batch], dtype=np.int64)
-            m0, m1 = int(msgs.min()), int(msgs.max()) + 1
-            values = [_values(np.asarray(fld.read(m0, m1)))[msgs - m0] for fld in fields]
+            msgs = np.array([f.message for f in batch], dtype=np.int64) - m0
+            values = [col[msgs] for col in columns]
             by_key: dict[Key, list[int]] = {}
             for i, f in enumerate(batch):
                 by_key.setdefault(f.key, []).append(i)

@@ -194,6 +194,16 @@ def test_small_batches_write_the_same_file(sent, tmp_path, monkeypatch):
 
 
 @pytest.mark.timeout(60)
+def test_a_window_without_frames_gives_a_file_of_provenance_only(sent, tmp_path):
+    result, _ = export(sent.path, tmp_path / "late.h5", start=3600.0)
+    assert result.messages == 0
+    with h5py.File(result.out) as f:
+        assert list(f) == [] and "default" not in f.attrs
+        prov = json.loads(f.attrs["provenance"])
+        assert prov["start_s"] == 3600.0 and prov["messages"]["camera"] == [7, 7]
+
+
+@pytest.mark.timeout(60)
 def test_a_stream_it_cannot_hold_is_refused_by_name(sent, tmp_path):
     out = tmp_path / "bridge.h5"
     with pytest.raises(ExportError, match=r"cannot hold stream 'bridge': protocol karabo"):
@@ -214,7 +224,7 @@ class ResizingCamera(AdzmqSimulator):
         return ((np.arange(np.prod(shape)) + 7 * i) % 200).reshape(shape).astype(dtype)
 
     def ndattr(self, i: int) -> dict:
-        return {"Gain": 2 if i < 2 else 2.5, "Label": f"frame {i}"}
+        return {"Gain": 2 if i < 2 else 2.5, "Label": f"frame {i}", "ROI/1": np.int16(-i)}
 
 
 @pytest.mark.timeout(120)
@@ -227,7 +237,7 @@ def test_each_image_shape_and_dtype_gets_its_own_entry(tmp_path, ctx):
         path = record(tmp_path / "runs", spec, count=n)
     result, _ = export(path, tmp_path / "r.h5")
     with h5py.File(result.out) as f:
-        names = ["entry_cam", "entry_cam_1", "entry_cam_2", "entry_cam_3", "entry_cam_4"]
+        names = ["entry_cam", "entry_cam@1", "entry_cam@2", "entry_cam@3", "entry_cam@4"]
         assert sorted(f) == names
         entries = json.loads(f.attrs["entries"])
         got = [(tuple(entries[x]["shape"]), np.dtype(entries[x]["dtype"]).name) for x in names]
@@ -246,6 +256,8 @@ def test_each_image_shape_and_dtype_gets_its_own_entry(tmp_path, ctx):
             assert gain.dtype == np.float64  # int then float: one float dataset
             assert list(gain[:]) == [2.0 if i < 2 else 2.5 for i in want]
             assert strings(e["instrument/NDAttributes/Label"][:]) == [f"frame {i}" for i in want]
+            roi = e["instrument/NDAttributes/ROI_1"]  # a `/` cannot be in an HDF5 name
+            assert roi.attrs["ndattribute"] == "ROI/1" and list(roi[:]) == [-i for i in want]
 
 
 @pytest.mark.timeout(120)
