@@ -19,7 +19,7 @@ from recorder.store.reader import ArraySegment, StreamReader
 IMAGE = "image"
 """The array name both image protocols give their frames."""
 BLOCK_MESSAGES = 4096  # frame table rows read at once
-BATCH_BYTES = 32 << 20  # image bytes read at once
+BATCH_BYTES = 8 << 20  # image bytes read at once (one shard of the store)
 
 Key = tuple[tuple[int, ...], str]
 """(image shape, dtype string) of one image dataset."""
