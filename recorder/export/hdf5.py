@@ -24,15 +24,7 @@ import h5py  # type: ignore[import-untyped, unused-ignore]  # imported only for 
 import numpy as np
 
 from recorder.export.base import ExportContext, Progress, StreamWindow, Tally
-from recorder.export.hdf5_fields import (
-    DETECTOR_NDATTR,
-    FIELDS,
-    INT_MISSING,
-    NDATTR,
-    RECORDER,
-    Field,
-    fields_of,
-)
+from recorder.export.hdf5_fields import FIELDS, INT_MISSING, RECORDER, Field, fields_of
 from recorder.export.hdf5_frames import Key, batches, image_frames, image_segments, read_images
 from recorder.store.reader import StreamReader
 
@@ -266,4 +258,4 @@ class Hdf5Target:
 
 TARGET = Hdf5Target()
 
-__all__ = ["DETECTOR_NDATTR", "NDATTR", "PROTOCOLS", "RECORDER", "TARGET", "Hdf5Target"]
+__all__ = ["PROTOCOLS", "TARGET", "Hdf5Target"]
