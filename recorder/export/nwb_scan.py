@@ -1,0 +1,247 @@
+"""What an NWB export holds, found by one pass over the chosen messages, and the block readers
+that feed pynwb afterwards.
+
+The pass reads the frame table and a few columns block by block (never a whole stream) and
+notes, per Open Ephys data stream, which rows of each placed segment the window covers, how many
+TTL events and which spike rows it holds. The file is then written from those notes, reading
+the store again block by block, so memory stays flat in run length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recorder.export.base import StreamWindow
+from recorder.store import nodes
+from recorder.store.reader import ArraySegment, StreamReader
+
+BLOCK = 4096  # messages read at once
+CONTINUOUS, SPIKES = "continuous/", "spikes/"
+_MISSING_INT = np.iinfo(np.int64).min
+_TTL = 3  # Open Ephys event type of a TTL event
+
+
+def blocks(lo: int, hi: int, size: int = BLOCK) -> Iterator[tuple[int, int]]:
+    for b0 in range(lo, hi, size):
+        yield b0, min(hi, b0 + size)
+
+
+@dataclass
+class ContinuousPart:
+    """Rows [row_lo, row_hi) of one placed segment (one Open Ephys data stream's samples)."""
+
+    window: StreamWindow
+    seg: ArraySegment
+    oe_stream: str
+    row_lo: int
+    row_hi: int
+    first_recv_ns: int  # receive time of the message that carried row_lo
+    rate: float | None
+    channel_names: list[str]
+    units: str | None
+    scale: list[float | None] | None
+
+    @property
+    def rows(self) -> int:
+        return self.row_hi - self.row_lo
+
+    @property
+    def channels(self) -> int:
+        return int(self.seg.shape[0])
+
+    @property
+    def first_sample(self) -> int:
+        return int(self.seg.first_sample or 0) + self.row_lo
+
+
+@dataclass
+class SpikePart:
+    """Rows [row_lo, row_hi) of one spike segment: the waveforms of one electrode."""
+
+    window: StreamWindow
+    seg: ArraySegment
+    oe_stream: str
+    electrode: str
+    row_lo: int
+    row_hi: int
+
+    @property
+    def count(self) -> int:
+        return self.row_hi - self.row_lo
+
+
+@dataclass
+class TtlPart:
+    """The TTL events of one Open Ephys data stream in a window."""
+
+    window: StreamWindow
+    oe_stream: str
+    count: int = 0
+
+
+@dataclass
+class Scan:
+    continuous: list[ContinuousPart] = field(default_factory=list)
+    spikes: list[SpikePart] = field(default_factory=list)
+    ttl: list[TtlPart] = field(default_factory=list)
+
+
+def segment_attrs(reader: StreamReader, seg: ArraySegment) -> dict:
+    return nodes.attrs_of(nodes.array(reader.group, seg.path))
+
+
+def _name_tail(name: str, prefix: str) -> str:
+    return name[len(prefix) :] if name.startswith(prefix) else name
+
+
+class TtlColumns:
+    """Which columns say a message is a TTL event: the ZMQ Interface's (event_type 3 with a
+    line) and the Event Broadcaster's JSON (`line`, `state`, `sample_number`)."""
+
+    def __init__(self, reader: StreamReader):
+        names = set(reader.column_names())
+        self.reader = reader
+        self.usable = {"line", "state"} <= names
+        self.sample = "sample_num" if "sample_num" in names else "sample_number"
+        self.has_sample = self.sample in names
+        self.has_type = "event_type" in names
+        self.has_stream = "stream" in names
+        self.has_word = "word" in names
+
+    def block(self, b0: int, b1: int) -> dict[str, np.ndarray] | None:
+        """The TTL rows of messages [b0, b1): message index, line, state, sample, word,
+        stream; None when the stream holds no TTL columns."""
+        if not self.usable:
+            return None
+        r = self.reader
+        line = r.column("line", b0, b1)
+        pick = line != _MISSING_INT
+        if self.has_type:
+            kind = r.column("event_type", b0, b1)
+            pick &= (kind == _TTL) | (kind == _MISSING_INT)
+        idx = np.flatnonzero(pick)
+        n = len(idx)
+        out = {
+            "message": b0 + idx,
+            "line": line[idx].astype(np.int64),
+            "state": r.column("state", b0, b1)[idx].astype(bool),
+            "sample": (
+                r.column(self.sample, b0, b1)[idx].astype(np.int64)
+                if self.has_sample
+                else np.full(n, -1, np.int64)
+            ),
+            "word": (
+                r.column("word", b0, b1)[idx].astype(np.int64)
+                if self.has_word
+                else np.zeros(n, np.int64)
+            ),
+            "stream": np.array(
+                [str(x) for x in r.column("stream", b0, b1)[idx]] if self.has_stream else [""] * n,
+                dtype=object,
+            ),
+        }
+        out["sample"] = np.where(out["sample"] == _MISSING_INT, -1, out["sample"])
+        return out
+
+
+def _continuous_part(
+    window: StreamWindow, seg: ArraySegment, lo: int, hi: int, recv_ns: int
+) -> ContinuousPart:
+    attrs = segment_attrs(window.reader, seg)
+    names = attrs.get("channel_names")
+    names = [str(x) for x in names] if isinstance(names, list) else []
+    names = [names[c] if c < len(names) and names[c] else str(c) for c in range(int(seg.shape[0]))]
+    rate = attrs.get("sample_rate")
+    scale = attrs.get("scale")
+    return ContinuousPart(
+        window=window,
+        seg=seg,
+        oe_stream=_name_tail(seg.name, CONTINUOUS),
+        row_lo=lo,
+        row_hi=hi,
+        first_recv_ns=recv_ns,
+        rate=float(rate) if rate else None,
+        channel_names=names,
+        units=attrs.get("units") if isinstance(attrs.get("units"), str) else None,
+        scale=[None if s is None else float(s) for s in scale] if isinstance(scale, list) else None,
+    )
+
+
+def scan_window(window: StreamWindow, scan: Scan) -> None:
+    """Add what `window` holds to `scan`: placed rows, spike rows and TTL counts."""
+    reader = window.reader
+    segs = {s.index: s for s in reader.array_segments()}
+    placed = {k for k, s in segs.items() if s.placed and s.name.startswith(CONTINUOUS)}
+    spiky = {k for k, s in segs.items() if not s.placed and s.name.startswith(SPIKES)}
+    rows: dict[int, list[int]] = {}  # segment -> [lo, hi, message of lo]
+    spike_rows: dict[int, list] = {}  # segment -> [lo, hi, electrode]
+    ttl = TtlColumns(reader)
+    ttl_counts: dict[str, int] = {}
+    for b0, b1 in blocks(window.lo, window.hi):
+        fr = reader.frame_rows(b0, b1)
+        for k in placed & set(np.unique(fr.segment[fr.placed]).tolist()):
+            pick = fr.placed & (fr.segment == k)
+            itemsize = np.dtype(segs[k].dtype).itemsize
+            starts, ends = fr.offset[pick], fr.offset[pick] + fr.length[pick] // itemsize
+            j = int(np.argmin(starts))
+            lo, hi, msg = int(starts[j]), int(ends.max()), int(fr.message[pick][j])
+            got = rows.setdefault(k, [lo, hi, msg])
+            if lo < got[0]:
+                got[0], got[2] = lo, msg
+            got[1] = max(got[1], hi)
+        for k in spiky & set(np.unique(fr.segment[~fr.placed]).tolist()):
+            pick = ~fr.placed & (fr.segment == k)
+            off = fr.offset[pick]
+            seen = spike_rows.get(k)
+            if seen is None:
+                first = int(fr.message[pick][np.argmin(off)])
+                electrode = ""
+                if "electrode" in reader.column_names():
+                    electrode = str(reader.column("electrode", first, first + 1)[0])
+                seen = spike_rows[k] = [int(off.min()), int(off.max()) + 1, electrode]
+            seen[0], seen[1] = min(seen[0], int(off.min())), max(seen[1], int(off.max()) + 1)
+        events = ttl.block(b0, b1)
+        if events is not None:
+            for name, n in zip(*np.unique(events["stream"], return_counts=True), strict=True):
+                ttl_counts[str(name)] = ttl_counts.get(str(name), 0) + int(n)
+    for k, (lo, hi, msg) in sorted(rows.items()):
+        hi = min(hi, segs[k].rows)
+        if hi > lo:
+            recv = int(reader.column("recv_ns", msg, msg + 1)[0])
+            scan.continuous.append(_continuous_part(window, segs[k], lo, hi, recv))
+    for k, (lo, hi, electrode) in sorted(spike_rows.items()):
+        hi = min(hi, segs[k].rows)
+        if hi > lo:
+            tail = _name_tail(segs[k].name, SPIKES)
+            stream, _, safe_electrode = tail.partition("/")
+            part = SpikePart(window, segs[k], stream, electrode or safe_electrode, lo, hi)
+            scan.spikes.append(part)
+    for name, n in sorted(ttl_counts.items()):
+        scan.ttl.append(TtlPart(window, name, n))
+
+
+def spike_messages(part: SpikePart) -> Iterator[tuple[int, np.ndarray]]:
+    """(first message of the block, message index of each of the part's rows in it), in row
+    order, from the frame table block by block."""
+    reader = part.window.reader
+    k = part.seg.index
+    for b0, b1 in blocks(part.window.lo, part.window.hi):
+        fr = reader.frame_rows(b0, b1)
+        pick = ~fr.placed & (fr.segment == k) & (fr.offset < part.row_hi)
+        if pick.any():
+            yield b0, fr.message[pick][np.argsort(fr.offset[pick], kind="stable")]
+
+
+def ttl_events(part: TtlPart) -> Iterator[dict[str, np.ndarray]]:
+    """The TTL rows of `part`'s Open Ephys stream, block by block."""
+    ttl = TtlColumns(part.window.reader)
+    for b0, b1 in blocks(part.window.lo, part.window.hi):
+        events = ttl.block(b0, b1)
+        if events is None:
+            return
+        pick = events["stream"] == part.oe_stream
+        if pick.any():
+            yield {key: values[pick] for key, values in events.items()}
