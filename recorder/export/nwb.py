@@ -33,7 +33,6 @@ from recorder.export.nwb_scan import (
     SpikePart,
     TtlPart,
     scan_window,
-    spike_messages,
     ttl_events,
 )
 from recorder.store.reader import StreamReader
@@ -42,7 +41,6 @@ PROTOCOL = "openephys"
 _VOLTS = {"v": 1.0, "mv": 1e-3, "uv": 1e-6, "µv": 1e-6, "μv": 1e-6, "microvolts": 1e-6}
 _DEFAULT_UNITS = "uV"  # the GUI's buffers for electrode channels (protocol meaning "continuous/")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\- ]")
-_SPIKE_ROWS = 1024  # spike waveforms read at once
 UNKNOWN_SPECIES = "http://purl.obolibrary.org/obo/NCBITaxon_1"
 """The root of the NCBI taxonomy ("any organism"): the streams say nothing about the subject."""
 
@@ -226,14 +224,16 @@ class _Builder:
                 part.channel_names,
                 f"channels of Open Ephys data stream {part.oe_stream!r}",
             )
+        electrodes: dict[tuple[str, ...], int] = {}  # spike electrode -> most channels
         for spikes in self.scan.spikes:
             key = (spikes.window.name, spikes.oe_stream, spikes.electrode)
-            channels = int(spikes.seg.shape[0])
+            electrodes[key] = max(electrodes.get(key, 0), spikes.channels)
+        for key, channels in electrodes.items():
             self._group(
                 key,
-                [f"{spikes.electrode} {c}" for c in range(channels)],
-                f"spike electrode {spikes.electrode!r} of Open Ephys data stream "
-                f"{spikes.oe_stream!r} (the messages do not say which continuous channels)",
+                [f"{key[2]} {c}" for c in range(channels)],
+                f"spike electrode {key[2]!r} of Open Ephys data stream {key[1]!r} (the "
+                "messages do not say which continuous channels it records from)",
             )
 
     def _region(self, key: tuple[str, ...], channels: int, what: str) -> Any:
@@ -368,17 +368,13 @@ class _Builder:
     def _spikes(self, part: SpikePart) -> None:
         w, n = part.window, part.count
         reader = w.reader
-        channels, samples = (int(x) for x in part.seg.shape)
+        channels, samples = part.channels, part.samples
         name = self.names(f"Spikes_{w.name}_{part.oe_stream}_{part.electrode}")
         key = (w.name, part.oe_stream, part.electrode)
 
-        def waveforms() -> Iterator[np.ndarray]:
-            for r0 in range(part.row_lo, part.row_hi, _SPIKE_ROWS):
-                yield reader.read_segment(part.seg.index, r0, min(part.row_hi, r0 + _SPIKE_ROWS))
-
         def per_message(fn: Any) -> Any:
             def make() -> Iterator[np.ndarray]:
-                for _, messages in spike_messages(part):
+                for messages, _ in part.frames():
                     yield fn(messages)
 
             return make
@@ -394,7 +390,7 @@ class _Builder:
 
         series = SpikeEventSeries(
             name=name,
-            data=_gzip(Blocks(waveforms, n, np.float32, (channels, samples), self.tally)),
+            data=_gzip(Blocks(part.waveforms, n, np.float32, (channels, samples), self.tally)),
             timestamps=_gzip(
                 Blocks(per_message(lambda m: self._seconds(reader, m)), n, np.float64)
             ),

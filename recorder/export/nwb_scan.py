@@ -59,18 +59,43 @@ class ContinuousPart:
 
 @dataclass
 class SpikePart:
-    """Rows [row_lo, row_hi) of one spike segment: the waveforms of one electrode."""
+    """The spikes of one electrode with one waveform shape (channels, samples) in one segment.
+
+    A stacked segment holds a message's waveform as one row; a ragged one (format 2, once the
+    channel count changed) as `channels` rows of `samples`, so one segment can hold waveforms
+    of several shapes: each shape is a part of its own."""
 
     window: StreamWindow
     seg: ArraySegment
     oe_stream: str
     electrode: str
-    row_lo: int
-    row_hi: int
+    channels: int
+    samples: int
+    count: int = 0
 
-    @property
-    def count(self) -> int:
-        return self.row_hi - self.row_lo
+    def frames(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(message index, first row) of each of the part's waveforms, block by block."""
+        reader, k = self.window.reader, self.seg.index
+        row_bytes = self.samples * np.dtype(self.seg.dtype).itemsize
+        for b0, b1 in blocks(self.window.lo, self.window.hi):
+            fr = reader.frame_rows(b0, b1)
+            pick = ~fr.placed & (fr.segment == k) & (fr.offset < self.seg.rows)
+            if self.seg.ragged:
+                pick &= fr.length // row_bytes == self.channels
+            if pick.any():
+                yield fr.message[pick], fr.offset[pick]
+
+    def waveforms(self) -> Iterator[np.ndarray]:
+        """(spikes, channels, samples) blocks in message order."""
+        reader, k = self.window.reader, self.seg.index
+        height = self.channels if self.seg.ragged else 1
+        for _, rows in self.frames():
+            lo, hi = int(rows.min()), int(rows.max()) + height
+            values = reader.read_segment(k, lo, hi)
+            if self.seg.ragged:
+                yield np.stack([values[r - lo : r - lo + height] for r in rows])
+            else:
+                yield values[rows - lo]
 
 
 @dataclass
@@ -170,6 +195,17 @@ def _continuous_part(
     )
 
 
+def _spike_part(window: StreamWindow, seg: ArraySegment, channels: int, message: int) -> SpikePart:
+    """A spike part named after the electrode the message says (the segment's name is the
+    sanitized one)."""
+    reader = window.reader
+    stream, _, electrode = _name_tail(seg.name, SPIKES).partition("/")
+    if "electrode" in reader.column_names():
+        electrode = str(reader.column("electrode", message, message + 1)[0]) or electrode
+    samples = int(seg.shape[-1])
+    return SpikePart(window, seg, stream, electrode, channels, samples)
+
+
 def scan_window(window: StreamWindow, scan: Scan) -> None:
     """Add what `window` holds to `scan`: placed rows, spike rows and TTL counts."""
     reader = window.reader
@@ -177,7 +213,7 @@ def scan_window(window: StreamWindow, scan: Scan) -> None:
     placed = {k for k, s in segs.items() if s.placed and s.name.startswith(CONTINUOUS)}
     spiky = {k for k, s in segs.items() if not s.placed and s.name.startswith(SPIKES)}
     rows: dict[int, list[int]] = {}  # segment -> [lo, hi, message of lo]
-    spike_rows: dict[int, list] = {}  # segment -> [lo, hi, electrode]
+    spike_parts: dict[tuple[int, int], SpikePart] = {}  # (segment, channels) -> part
     ttl = TtlColumns(reader)
     ttl_counts: dict[str, int] = {}
     for b0, b1 in blocks(window.lo, window.hi):
@@ -193,16 +229,20 @@ def scan_window(window: StreamWindow, scan: Scan) -> None:
                 got[0], got[2] = lo, msg
             got[1] = max(got[1], hi)
         for k in spiky & set(np.unique(fr.segment[~fr.placed]).tolist()):
-            pick = ~fr.placed & (fr.segment == k)
-            off = fr.offset[pick]
-            seen = spike_rows.get(k)
-            if seen is None:
-                first = int(fr.message[pick][np.argmin(off)])
-                electrode = ""
-                if "electrode" in reader.column_names():
-                    electrode = str(reader.column("electrode", first, first + 1)[0])
-                seen = spike_rows[k] = [int(off.min()), int(off.max()) + 1, electrode]
-            seen[0], seen[1] = min(seen[0], int(off.min())), max(seen[1], int(off.max()) + 1)
+            seg = segs[k]
+            pick = ~fr.placed & (fr.segment == k) & (fr.offset < seg.rows)
+            if seg.ragged:
+                row_bytes = int(seg.shape[0]) * np.dtype(seg.dtype).itemsize
+                heights = fr.length[pick] // max(1, row_bytes)
+            else:
+                heights = np.full(int(pick.sum()), seg.shape[0])
+            for height, first in zip(*np.unique(heights, return_index=True), strict=True):
+                part = spike_parts.get((k, int(height)))
+                if part is None:
+                    part = spike_parts[(k, int(height))] = _spike_part(
+                        window, seg, int(height), int(fr.message[pick][first])
+                    )
+                part.count += int((heights == height).sum())
         events = ttl.block(b0, b1)
         if events is not None:
             for name, n in zip(*np.unique(events["stream"], return_counts=True), strict=True):
@@ -212,27 +252,9 @@ def scan_window(window: StreamWindow, scan: Scan) -> None:
         if hi > lo:
             recv = int(reader.column("recv_ns", msg, msg + 1)[0])
             scan.continuous.append(_continuous_part(window, segs[k], lo, hi, recv))
-    for k, (lo, hi, electrode) in sorted(spike_rows.items()):
-        hi = min(hi, segs[k].rows)
-        if hi > lo:
-            tail = _name_tail(segs[k].name, SPIKES)
-            stream, _, safe_electrode = tail.partition("/")
-            part = SpikePart(window, segs[k], stream, electrode or safe_electrode, lo, hi)
-            scan.spikes.append(part)
+    scan.spikes.extend(p for _, p in sorted(spike_parts.items()) if p.count)
     for name, n in sorted(ttl_counts.items()):
         scan.ttl.append(TtlPart(window, name, n))
-
-
-def spike_messages(part: SpikePart) -> Iterator[tuple[int, np.ndarray]]:
-    """(first message of the block, message index of each of the part's rows in it), in row
-    order, from the frame table block by block."""
-    reader = part.window.reader
-    k = part.seg.index
-    for b0, b1 in blocks(part.window.lo, part.window.hi):
-        fr = reader.frame_rows(b0, b1)
-        pick = ~fr.placed & (fr.segment == k) & (fr.offset < part.row_hi)
-        if pick.any():
-            yield b0, fr.message[pick][np.argsort(fr.offset[pick], kind="stable")]
 
 
 def ttl_events(part: TtlPart) -> Iterator[dict[str, np.ndarray]]:

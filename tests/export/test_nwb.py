@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -362,3 +363,92 @@ def test_a_run_still_recording_exports_what_was_committed(tmp_path):
         assert serious(out) == []
     finally:
         w.close()
+
+
+def test_spike_waveforms_that_change_shape_get_a_series_each(tmp_path):
+    waves = [np.full((2, 8), k, np.float32) for k in range(2)] + [np.full((3, 8), 7, np.float32)]
+    messages = [
+        oe.encode_spike(
+            wave,
+            message_num=k + 1,
+            stream="probe A",
+            source_node=1,
+            electrode="E1",
+            sample_num=100 * k,
+            sorted_id=k,
+        )
+        for k, wave in enumerate(waves)
+    ]
+    w = _write(tmp_path / "runs", messages)
+    out = tmp_path / "spikes.nwb"
+    export(w.path, out)
+    with NWBHDF5IO(str(out), "r") as io:
+        f = io.read()
+        first, second = (
+            f.acquisition["Spikes_ephys_probe A_E1"],
+            f.acquisition["Spikes_ephys_probe A_E1_2"],
+        )
+        np.testing.assert_array_equal(first.data[:], np.stack(waves[:2]))
+        np.testing.assert_array_equal(second.data[:], waves[2][None])
+        assert list(first.electrodes.data[:]) == [0, 1]
+        assert list(second.electrodes.data[:]) == [0, 1, 2]
+        assert list(f.electrodes.to_dataframe()["channel_name"]) == ["E1 0", "E1 1", "E1 2"]
+        assert list(f.acquisition["Spikes_ephys_probe A_E1_sorted_ids"].data[:]) == [0, 1]
+        assert list(f.acquisition["Spikes_ephys_probe A_E1_2_sample_numbers"].data[:]) == [200]
+        assert "ElectricalSeries_ephys_probe A" not in f.acquisition
+    assert serious(out) == []
+
+
+def test_a_window_without_messages_gives_a_file_of_metadata_only(tmp_path):
+    w = _write(tmp_path / "runs", [_data(1, 0, 0)])
+    out = tmp_path / "empty.nwb"
+    result, _ = export(w.path, out, start=100.0)
+    assert result.messages == 0
+    with NWBHDF5IO(str(out), "r") as io:
+        f = io.read()
+        assert len(f.acquisition) == 0 and f.identifier == w.run_id
+        assert json.loads(f.notes)["messages"] == {"ephys": [1, 1]}
+
+
+@pytest.mark.timeout(180)
+def test_memory_stays_flat_in_run_length(tmp_path, monkeypatch):
+    """16 MiB of samples go out through buffers of 1 MiB: the export never holds the stream.
+    (The buffer is made small here so a short run is many buffers long.)"""
+    from recorder.export import nwb_data
+
+    monkeypatch.setattr(nwb_data, "_BUFFER_BYTES", 1 << 20)
+    channels, block, blocks = 8, 2048, 256  # 524288 samples x 8 channels x 4 bytes = 16 MiB
+    w = RunWriter(tmp_path / "runs", name="long")
+    stream = w.add_stream(
+        "ephys", protocol="openephys", endpoint="tcp://127.0.0.1:5556", socket_type="SUB",
+        role="connect",
+    )  # fmt: skip
+    codec = codec_for("openephys")
+    ramp = np.arange(block, dtype=np.float32)
+    n = 0
+    for b in range(blocks):
+        for ch in range(channels):
+            n += 1
+            frames = oe.encode_data(
+                ramp + b * block + ch, message_num=n, stream="s", channel_num=ch,
+                sample_num=b * block, sample_rate=30000.0,
+            )  # fmt: skip
+            stream.append(w.started_ns + n * 1000, frames, codec.decode(frames))
+    w.close()
+    out = tmp_path / "long.nwb"
+    tracemalloc.start()
+    try:
+        export(w.path, out)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    total = blocks * block * channels * 4
+    assert peak < total / 2, f"peak {peak / 2**20:.1f} MiB for {total / 2**20:.0f} MiB of data"
+    with NWBHDF5IO(str(out), "r") as io:
+        es = io.read().acquisition["ElectricalSeries_ephys_s"]
+        assert es.data.shape == (blocks * block, channels)
+        assert es.data.chunks is not None and es.data.compression == "gzip"
+        for b in (0, 100, blocks - 1):
+            np.testing.assert_array_equal(
+                es.data[b * block : (b + 1) * block, 3], ramp + b * block + 3
+            )
