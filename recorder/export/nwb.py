@@ -29,10 +29,12 @@ from recorder.export.base import ExportContext, Progress, Tally
 from recorder.export.nwb_data import Blocks, Counting, SegmentRows
 from recorder.export.nwb_scan import (
     ContinuousPart,
+    Regularity,
     Scan,
     SpikePart,
     TtlPart,
     scan_window,
+    seconds,
     ttl_events,
 )
 from recorder.store.reader import StreamReader
@@ -86,7 +88,7 @@ class NwbTarget:
     def write(self, ctx: ExportContext, out: Path, progress: Progress) -> None:
         scan = Scan()
         for window in ctx.windows:
-            scan_window(window, scan)
+            scan_window(window, scan, ctx.run.started_ns)
         total = (
             sum(p.rows for p in scan.continuous)
             + sum(p.count for p in scan.ttl)
@@ -306,13 +308,22 @@ class _Builder:
 
     # ------------------------------------------------------------------ events
 
-    def _seconds(self, reader: StreamReader, messages: np.ndarray) -> np.ndarray:
-        """Receive times of `messages` (sorted indices) in seconds from the session start."""
-        if not len(messages):
-            return np.zeros(0)
-        lo, hi = int(messages[0]), int(messages[-1]) + 1
-        recv = reader.column("recv_ns", lo, hi)[messages - lo]
-        return (recv - self.t0) / 1e9
+    def _times(self, times: Regularity, stamps: Any) -> dict[str, Any]:
+        """Time arguments of an event series: evenly spaced times as starting_time and rate
+        (what the NWB Inspector asks for), else timestamps from the block iterator over
+        `stamps()` (its companions link to them)."""
+        if times.rate is not None:
+            return {"starting_time": times.first, "rate": times.rate}
+        return {"timestamps": _gzip(Blocks(stamps, times.n, np.float64))}
+
+    def _add_events(self, series: Any, times: Regularity, companions: list[dict]) -> None:
+        self.nwb.add_acquisition(series)
+        for kwargs in companions:
+            if times.rate is not None:
+                kwargs.update(starting_time=times.first, rate=times.rate)
+            else:
+                kwargs.update(timestamps=series)
+            self.nwb.add_acquisition(TimeSeries(continuity="instantaneous", **kwargs))
 
     def _ttl(self, part: TtlPart) -> None:
         w, n = part.window, part.count
@@ -328,41 +339,43 @@ class _Builder:
         def states(ev: dict[str, np.ndarray]) -> np.ndarray:
             return np.where(ev["state"], 1, -1) * (ev["line"] + 1)
 
+        def stamps() -> Iterator[np.ndarray]:
+            for ev in ttl_events(part):
+                yield seconds(w.reader, ev["message"], self.t0)
+
+        timing = self._times(part.times, stamps)
         series = TimeSeries(
             name=name,
             data=_gzip(Blocks(of(states), n, np.int16, tally=self.tally)),
-            timestamps=_gzip(
-                Blocks(of(lambda ev: self._seconds(w.reader, ev["message"])), n, np.float64)
-            ),
             unit="n.a.",
             continuity="instantaneous",
             description=(
                 f"TTL events of Open Ephys data stream {part.oe_stream!r} (recorder stream "
                 f"{w.name!r}): +(line + 1) when line went high, -(line + 1) when it went low, "
-                "lines counted from 0 (the Open Ephys 'states' convention); timestamps are host "
+                "lines counted from 0 (the Open Ephys 'states' convention); times are host "
                 f"receive times; {name}_sample_numbers and {name}_full_words hold the rest"
             ),
+            **timing,
         )
-        self.nwb.add_acquisition(series)
-        self.nwb.add_acquisition(
-            TimeSeries(
-                name=self.names(f"{name}_sample_numbers"),
-                data=_gzip(Blocks(of(lambda ev: ev["sample"]), n, np.int64)),
-                timestamps=series,
-                unit="samples",
-                continuity="instantaneous",
-                description=f"Open Ephys sample number of each event of {name} (-1: not sent)",
-            )
-        )
-        self.nwb.add_acquisition(
-            TimeSeries(
-                name=self.names(f"{name}_full_words"),
-                data=_gzip(Blocks(of(lambda ev: ev["word"].view(np.uint64)), n, np.uint64)),
-                timestamps=series,
-                unit="n.a.",
-                continuity="instantaneous",
-                description=f"TTL word (bit mask of all line states) after each event of {name}",
-            )
+        self._add_events(
+            series,
+            part.times,
+            [
+                {
+                    "name": self.names(f"{name}_sample_numbers"),
+                    "data": _gzip(Blocks(of(lambda ev: ev["sample"]), n, np.int64)),
+                    "unit": "samples",
+                    "description": f"Open Ephys sample number of each event of {name} "
+                    "(-1: not sent)",
+                },
+                {
+                    "name": self.names(f"{name}_full_words"),
+                    "data": _gzip(Blocks(of(lambda ev: ev["word"].view(np.uint64)), n, np.uint64)),
+                    "unit": "n.a.",
+                    "description": "TTL word (bit mask of all line states) after each event "
+                    f"of {name}",
+                },
+            ],
         )
 
     def _spikes(self, part: SpikePart) -> None:
@@ -388,34 +401,34 @@ class _Builder:
 
             return values
 
+        timing = self._times(part.times, per_message(lambda m: seconds(reader, m, self.t0)))
         series = SpikeEventSeries(
             name=name,
             data=_gzip(Blocks(part.waveforms, n, np.float32, (channels, samples), self.tally)),
-            timestamps=_gzip(
-                Blocks(per_message(lambda m: self._seconds(reader, m)), n, np.float64)
-            ),
             electrodes=self._region(key, channels, f"channels of {part.electrode}"),
             conversion=1e-6,
             description=(
                 f"spike waveforms of electrode {part.electrode!r}, Open Ephys data stream "
                 f"{part.oe_stream!r} (recorder stream {w.name!r}): float32 in uV (x conversion "
                 "= volts), (events, channels, samples) as the ZMQ Interface sent them; "
-                f"timestamps are host receive times; {name}_sample_numbers and "
+                f"times are host receive times; {name}_sample_numbers and "
                 f"{name}_sorted_ids hold the rest"
             ),
+            **timing,
         )
-        self.nwb.add_acquisition(series)
-        for suffix, col, what in (
-            ("sample_numbers", "sample_num", "Open Ephys sample number"),
-            ("sorted_ids", "sorted_id", "sorted unit id (0: unsorted)"),
-        ):
-            self.nwb.add_acquisition(
-                TimeSeries(
-                    name=self.names(f"{name}_{suffix}"),
-                    data=_gzip(Blocks(per_message(column(col)), n, np.int64)),
-                    timestamps=series,
-                    unit="samples" if col == "sample_num" else "n.a.",
-                    continuity="instantaneous",
-                    description=f"{what} of each spike of {name}",
+        self._add_events(
+            series,
+            part.times,
+            [
+                {
+                    "name": self.names(f"{name}_{suffix}"),
+                    "data": _gzip(Blocks(per_message(column(col)), n, np.int64)),
+                    "unit": "samples" if col == "sample_num" else "n.a.",
+                    "description": f"{what} of each spike of {name}",
+                }
+                for suffix, col, what in (
+                    ("sample_numbers", "sample_num", "Open Ephys sample number"),
+                    ("sorted_ids", "sorted_id", "sorted unit id (0: unsorted)"),
                 )
-            )
+            ],
+        )

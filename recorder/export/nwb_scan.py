@@ -29,6 +29,48 @@ def blocks(lo: int, hi: int, size: int = BLOCK) -> Iterator[tuple[int, int]]:
         yield b0, min(hi, b0 + size)
 
 
+def seconds(reader: StreamReader, messages: np.ndarray, t0_ns: int) -> np.ndarray:
+    """Receive times of `messages` (ascending indices) in seconds from `t0_ns`."""
+    if not len(messages):
+        return np.zeros(0)
+    lo, hi = int(messages[0]), int(messages[-1]) + 1
+    return (reader.column("recv_ns", lo, hi)[messages - lo] - t0_ns) / 1e9
+
+
+class Regularity:
+    """Are a series' times evenly spaced? The NWB Inspector wants such a series written with
+    `starting_time` and `rate` instead of timestamps (diffs equal to 9 decimals, as it checks);
+    this follows the times block by block."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.first: float | None = None
+        self.last: float | None = None
+        self.step: float | None = None
+        self.even = True
+
+    def add(self, times: np.ndarray) -> None:
+        if not len(times):
+            return
+        joined = times if self.last is None else np.concatenate([[self.last], times])
+        for step in np.unique(np.diff(joined).round(decimals=9)).tolist():
+            if self.step is None:
+                self.step = step
+            elif step != self.step:
+                self.even = False
+        if self.first is None:
+            self.first = float(times[0])
+        self.last = float(times[-1])
+        self.n += len(times)
+
+    @property
+    def rate(self) -> float | None:
+        """Events per second when the times are evenly spaced (and there are more than 2)."""
+        if self.even and self.n > 2 and self.step:
+            return 1.0 / self.step
+        return None
+
+
 @dataclass
 class ContinuousPart:
     """Rows [row_lo, row_hi) of one placed segment (one Open Ephys data stream's samples)."""
@@ -72,6 +114,7 @@ class SpikePart:
     channels: int
     samples: int
     count: int = 0
+    times: Regularity = field(default_factory=Regularity)
 
     def frames(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(message index, first row) of each of the part's waveforms, block by block."""
@@ -105,6 +148,7 @@ class TtlPart:
     window: StreamWindow
     oe_stream: str
     count: int = 0
+    times: Regularity = field(default_factory=Regularity)
 
 
 @dataclass
@@ -144,9 +188,12 @@ class TtlColumns:
         r = self.reader
         line = r.column("line", b0, b1)
         pick = line != _MISSING_INT
-        if self.has_type:
+        if self.has_type:  # ZMQ Interface: type code 3; Event Broadcaster JSON: "ttl"
             kind = r.column("event_type", b0, b1)
-            pick &= (kind == _TTL) | (kind == _MISSING_INT)
+            if kind.dtype.kind in "iu":
+                pick &= (kind == _TTL) | (kind == _MISSING_INT)
+            else:
+                pick &= np.array([str(k).lower() in ("ttl", "") for k in kind], dtype=bool)
         idx = np.flatnonzero(pick)
         n = len(idx)
         out = {
@@ -169,6 +216,7 @@ class TtlColumns:
             ),
         }
         out["sample"] = np.where(out["sample"] == _MISSING_INT, -1, out["sample"])
+        out["word"] = np.where(out["word"] == _MISSING_INT, 0, out["word"])  # none sent
         return out
 
 
@@ -206,8 +254,9 @@ def _spike_part(window: StreamWindow, seg: ArraySegment, channels: int, message:
     return SpikePart(window, seg, stream, electrode, channels, samples)
 
 
-def scan_window(window: StreamWindow, scan: Scan) -> None:
-    """Add what `window` holds to `scan`: placed rows, spike rows and TTL counts."""
+def scan_window(window: StreamWindow, scan: Scan, t0_ns: int) -> None:
+    """Add what `window` holds to `scan`: placed rows, spike rows and TTL counts, and whether
+    event times (receive times from `t0_ns`) are evenly spaced."""
     reader = window.reader
     segs = {s.index: s for s in reader.array_segments()}
     placed = {k for k, s in segs.items() if s.placed and s.name.startswith(CONTINUOUS)}
@@ -215,7 +264,7 @@ def scan_window(window: StreamWindow, scan: Scan) -> None:
     rows: dict[int, list[int]] = {}  # segment -> [lo, hi, message of lo]
     spike_parts: dict[tuple[int, int], SpikePart] = {}  # (segment, channels) -> part
     ttl = TtlColumns(reader)
-    ttl_counts: dict[str, int] = {}
+    ttl_parts: dict[str, TtlPart] = {}
     for b0, b1 in blocks(window.lo, window.hi):
         fr = reader.frame_rows(b0, b1)
         for k in placed & set(np.unique(fr.segment[fr.placed]).tolist()):
@@ -242,19 +291,23 @@ def scan_window(window: StreamWindow, scan: Scan) -> None:
                     part = spike_parts[(k, int(height))] = _spike_part(
                         window, seg, int(height), int(fr.message[pick][first])
                     )
-                part.count += int((heights == height).sum())
+                mine = heights == height
+                part.count += int(mine.sum())
+                part.times.add(seconds(reader, fr.message[pick][mine], t0_ns))
         events = ttl.block(b0, b1)
         if events is not None:
-            for name, n in zip(*np.unique(events["stream"], return_counts=True), strict=True):
-                ttl_counts[str(name)] = ttl_counts.get(str(name), 0) + int(n)
+            for name in np.unique(events["stream"]).tolist():
+                tp = ttl_parts.setdefault(name, TtlPart(window, name))
+                mine = events["stream"] == name
+                tp.count += int(mine.sum())
+                tp.times.add(seconds(reader, events["message"][mine], t0_ns))
     for k, (lo, hi, msg) in sorted(rows.items()):
         hi = min(hi, segs[k].rows)
         if hi > lo:
             recv = int(reader.column("recv_ns", msg, msg + 1)[0])
             scan.continuous.append(_continuous_part(window, segs[k], lo, hi, recv))
     scan.spikes.extend(p for _, p in sorted(spike_parts.items()) if p.count)
-    for name, n in sorted(ttl_counts.items()):
-        scan.ttl.append(TtlPart(window, name, n))
+    scan.ttl.extend(part for _, part in sorted(ttl_parts.items()))
 
 
 def ttl_events(part: TtlPart) -> Iterator[dict[str, np.ndarray]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,13 @@ def placed(stream: StreamReader, name: str = CONTINUOUS) -> list[tuple[int, np.n
     ]
 
 
+def times_of(series) -> np.ndarray:
+    """A series' times whether it has timestamps or (evenly spaced events) a rate."""
+    if series.timestamps is not None:
+        return np.asarray(series.timestamps[:])
+    return series.starting_time + np.arange(len(series.data)) / series.rate
+
+
 def seconds(run: RunReader, recv_ns) -> np.ndarray:
     return (np.asarray(recv_ns, dtype=np.int64) - run.started_ns) / 1e9
 
@@ -171,9 +179,9 @@ def test_whole_run_reads_back_value_for_value(recorded, tmp_path):
         assert list(f.acquisition[f"{TTL}_full_words"].data[:]) == want_words
         recv = stream.column("recv_ns")
         index = [int(np.searchsorted(stream.column("seq"), i + 1)) for i, _ in ttl_at]
-        np.testing.assert_allclose(ttl.timestamps[:], seconds(run, recv[index]))
-        assert f.acquisition[f"{TTL}_sample_numbers"].timestamps[:].tolist() == list(
-            ttl.timestamps[:]
+        np.testing.assert_allclose(times_of(ttl), seconds(run, recv[index]))
+        np.testing.assert_array_equal(
+            times_of(f.acquisition[f"{TTL}_sample_numbers"]), times_of(ttl)
         )
 
         # spikes: waveforms as sent, in uV, on the spike electrode's rows
@@ -183,7 +191,7 @@ def test_whole_run_reads_back_value_for_value(recorded, tmp_path):
         for k, (_, block) in enumerate(spike_at):
             np.testing.assert_array_equal(spikes.data[k], sim.waveform(block))
         index = [int(np.searchsorted(stream.column("seq"), i + 1)) for i, _ in spike_at]
-        np.testing.assert_allclose(spikes.timestamps[:], seconds(run, recv[index]))
+        np.testing.assert_allclose(times_of(spikes), seconds(run, recv[index]))
         assert list(spikes.electrodes.data[:]) == [4, 5]
         sample_numbers = f.acquisition[f"{SPIKES}_sample_numbers"].data[:]
         assert list(sample_numbers) == [block * 64 + 20 for _, block in spike_at]
@@ -228,7 +236,7 @@ def test_window_exports_the_samples_of_its_messages(recorded, tmp_path):
         sorted_id = stream.column("sorted_id", lo, hi)
         assert len(f.acquisition[SPIKES].data) == int((sorted_id >= 0).sum())
         np.testing.assert_allclose(
-            f.acquisition[TTL].timestamps[:],
+            times_of(f.acquisition[TTL]),
             seconds(run, recv[lo:hi][event_type == oe.TTL]),
         )
     assert serious(out) == []
@@ -452,3 +460,55 @@ def test_memory_stays_flat_in_run_length(tmp_path, monkeypatch):
             np.testing.assert_array_equal(
                 es.data[b * block : (b + 1) * block, 3], ramp + b * block + 3
             )
+
+
+@pytest.mark.timeout(120)
+def test_the_examples_of_the_nwb_page_run(recorded, tmp_path, monkeypatch, capsys):
+    """docs/export/nwb.md: the subject edit (h5py) and the reading example (pynwb), in the
+    order the page gives them, on an export of the recorded run."""
+    page = (Path(__file__).parents[2] / "docs" / "export" / "nwb.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
+    assert len(blocks) == 2
+    export(recorded.path, tmp_path / "run.nwb")
+    monkeypatch.chdir(tmp_path)
+    for code in blocks:
+        exec(compile(code, "docs/export/nwb.md", "exec"), {})
+    assert capsys.readouterr().out == "Mus musculus (768, 4) ['0', '1', '2', '3'] [ 71 199 327]\n"
+    with NWBHDF5IO(str(tmp_path / "run.nwb"), "r") as io:
+        subject = io.read().subject
+        assert (subject.subject_id, subject.sex) == ("m12", "F")
+
+
+def test_event_broadcaster_ttl_events(tmp_path):
+    """The Event Broadcaster's JSON TTL events (event_type "ttl", sample_number) are TTL too."""
+    bodies = [
+        {
+            "event_type": "ttl",
+            "stream": "probe A",
+            "source_node": 1,
+            "sample_rate": 30000.0,
+            "channel_name": "TTL",
+            "sample_number": 5 + 10 * k,
+            "line": 2,
+            "state": k % 2 == 0,
+        }
+        for k in range(3)
+    ]
+    spike = oe.encode_broadcast(oe.BROADCAST_SPIKE, b"\x04raw spike bytes")
+    messages = [oe.encode_broadcast(oe.BROADCAST_TTL, b) for b in bodies] + [spike]
+    w = _write(tmp_path / "runs", messages)
+    out = tmp_path / "broadcast.nwb"
+    export(w.path, out)
+    with NWBHDF5IO(str(out), "r") as io:
+        f = io.read()
+        ttl = f.acquisition["TTL_ephys_probe A"]
+        assert list(ttl.data[:]) == [3, -3, 3]
+        assert list(f.acquisition["TTL_ephys_probe A_sample_numbers"].data[:]) == [5, 15, 25]
+        # evenly spaced: starting_time and rate, as the NWB Inspector asks
+        assert ttl.timestamps is None
+        assert (ttl.starting_time, ttl.rate) == pytest.approx((0.001, 1000.0))
+        np.testing.assert_allclose(times_of(ttl), [0.001, 0.002, 0.003])
+        words = f.acquisition["TTL_ephys_probe A_full_words"]
+        assert (words.starting_time, words.rate) == (ttl.starting_time, ttl.rate)
+        assert list(words.data[:]) == [0, 0, 0]  # the broadcaster sends no word
+    assert serious(out) == []
