@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hdmf.backends.hdf5 import H5DataIO  # type: ignore[import-untyped]
-from pynwb import NWBHDF5IO, NWBFile, TimeSeries  # type: ignore[import-untyped]
-from pynwb.ecephys import ElectricalSeries, SpikeEventSeries  # type: ignore[import-untyped]
-from pynwb.file import Subject  # type: ignore[import-untyped]
+from hdmf.backends.hdf5 import H5DataIO  # type: ignore[import-untyped, unused-ignore]
+from pynwb import NWBHDF5IO, NWBFile, TimeSeries  # type: ignore[import-untyped, unused-ignore]
+from pynwb.ecephys import ElectricalSeries, SpikeEventSeries  # type: ignore[import-untyped, unused-ignore]
+from pynwb.file import Subject  # type: ignore[import-untyped, unused-ignore]
 
 from recorder import __version__
 from recorder.errors import ExportError
@@ -432,3 +432,6 @@ class _Builder:
                 )
             ],
         )
+
+
+__all__ = ["PROTOCOL", "TARGET", "UNKNOWN_SPECIES", "NwbTarget", "volts_per_unit"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import numpy as np
-from hdmf.data_utils import (  # type: ignore[import-untyped]
+from hdmf.data_utils import (  # type: ignore[import-untyped, unused-ignore]
     AbstractDataChunkIterator,
     DataChunk,
     GenericDataChunkIterator,
