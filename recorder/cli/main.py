@@ -317,7 +317,9 @@ def _catalog_latest(data, catalog) -> str:
 @click.option(
     "--set", "settings", multiple=True, metavar="KEY=VALUE",
     help="Protocol options: height, width, dtype, n_channels, n_samples, socket (karabo: "
-    "REP|PUB|PUSH), protocol (karabo: 2.2|1.0), variant (adzmq: psi|pre14|chunk) ...",
+    "REP|PUB|PUSH), protocol (karabo: 2.2|1.0), variant (adzmq: psi|pre14|chunk), plugin "
+    "(openephys: zmq-interface|event-broadcaster), format (openephys: current|older; "
+    "event-broadcaster: json|binary) ...",
 )  # fmt: skip
 def simulate(protocol, endpoint, rate, count, seed, skip, settings):
     """Serve a faithful simulated PROTOCOL stream until --count or Ctrl-C."""
