@@ -119,7 +119,7 @@ def plan_stream(
         request=(reader.attrs.get("options") or {}).get("request", "next").encode("latin-1"),
         auto=auto,
     )
-    if served == "PUB" and bind:
+    if served == "PUB" and bind and not _event_broadcaster(reader):
         for kind in protocol.replay_controls:
             plan.controls[kind] = AUTO_BIND if auto else port_plus_one(endpoint)
     if controlled:
@@ -129,6 +129,12 @@ def plan_stream(
             )
         plan.controls[protocol.controlled_by] = port_plus_one(peer_endpoint(endpoint))
     return plan
+
+
+def _event_broadcaster(reader: StreamReader) -> bool:
+    """An Open Ephys stream from the Event Broadcaster plugin (its messages have a `format`
+    column): the plugin binds no heartbeat REP next to its PUB, so its replay binds none."""
+    return reader.protocol == "openephys" and "format" in (reader.attrs.get("columns") or {})
 
 
 def _controllable() -> str:

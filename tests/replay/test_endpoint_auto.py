@@ -123,3 +123,23 @@ def test_cli_prints_where_an_auto_replay_serves_and_a_client_gets_the_run(ctx, d
     finally:
         end_process(proc)
         blocker.close()
+
+
+@pytest.mark.timeout(60)
+def test_an_event_broadcaster_replay_binds_no_heartbeat_socket(ctx, tmp_path):
+    """The plugin never had one: its replay is one PUB, also on an auto port."""
+    n = 6
+    sim = OpenEphysSimulator(
+        "tcp://127.0.0.1:*", plugin="event-broadcaster", rate=0, count=n,
+        wait_for_subscriber=True, ctx=ctx, ttl_every=1,
+    )  # fmt: skip
+    recorded = sim.bind()
+    with running(sim):
+        path = record(tmp_path, SourceSpec(endpoint=recorded, protocol="openephys"), n)
+    with replaying(path, endpoints={"": "auto"}, paused=True) as rp:
+        plan = rp.plans["main"]
+        assert plan.controls == {}
+        sub = client(ctx, zmq.SUB, plan.endpoint)
+        wait_clients(rp)
+        rp.resume()
+        assert receive(sub, n) == [sim.message(i) for i in range(n)]
