@@ -53,13 +53,21 @@ def open_served(ctx: zmq.Context, plan: StreamPlan) -> zmq.Socket:
     for _ in range(_AUTO_TRIES):
         sock = open_socket(ctx, plan.zmq_type, plan.endpoint, bind=True)
         bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        control = port_plus_one(bound) if plan.controls else None
-        if control is None or _port_free(control):
+        control = _next_port(bound) if plan.controls else None
+        if not plan.controls or (control is not None and _port_free(control)):
             plan.endpoint, plan.auto = bound, False
             plan.controls = dict.fromkeys(plan.controls, control or "")
             return sock
         sock.close(linger=0)
     raise UsageError(f"no free loopback port with a free port + 1 for stream {plan.stream}")
+
+
+def _next_port(endpoint: str) -> str | None:
+    """Port + 1, None for the last port there is."""
+    try:
+        return port_plus_one(endpoint)
+    except UsageError:
+        return None
 
 
 def _port_free(endpoint: str) -> bool:

@@ -143,3 +143,17 @@ def test_an_event_broadcaster_replay_binds_no_heartbeat_socket(ctx, tmp_path):
         wait_clients(rp)
         rp.resume()
         assert receive(sub, n) == [sim.message(i) for i in range(n)]
+
+
+def test_a_taken_or_missing_port_plus_one_is_not_used_for_a_control_plane(ctx):
+    from recorder.replay.control_planes import _next_port, _port_free
+
+    sock = ctx.socket(zmq.REP)
+    sock.linger = 0
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        assert not _port_free(f"tcp://127.0.0.1:{port}")
+    finally:
+        sock.close()
+    assert _next_port("tcp://127.0.0.1:65535") is None
+    assert _next_port("tcp://127.0.0.1:5556") == "tcp://127.0.0.1:5557"
