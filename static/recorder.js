@@ -98,6 +98,9 @@ const forms = {
       if (v) endpoints[s] = v;
     }
     if (Object.keys(endpoints).length) body.endpoints = endpoints;
+    // The rest on free loopback ports unless asked for the recorded ones (a port in use
+    // would fail the replay); the replay page shows where each stream is served.
+    if (!f.recorded_ports.checked) body.endpoint = "auto";
     const out = await R.api("POST", "/replays", body);
     location.href = "/replays/" + enc(out.id);
   },

@@ -317,7 +317,9 @@ def _catalog_latest(data, catalog) -> str:
 @click.option(
     "--set", "settings", multiple=True, metavar="KEY=VALUE",
     help="Protocol options: height, width, dtype, n_channels, n_samples, socket (karabo: "
-    "REP|PUB|PUSH), protocol (karabo: 2.2|1.0), variant (adzmq: psi|pre14|chunk) ...",
+    "REP|PUB|PUSH), protocol (karabo: 2.2|1.0), variant (adzmq: psi|pre14|chunk), plugin "
+    "(openephys: zmq-interface|event-broadcaster), format (openephys: current|older; "
+    "event-broadcaster: json|binary) ...",
 )  # fmt: skip
 def simulate(protocol, endpoint, rate, count, seed, skip, settings):
     """Serve a faithful simulated PROTOCOL stream until --count or Ctrl-C."""
@@ -377,7 +379,8 @@ def _pairs(values, what: str) -> dict[str, str]:
 @click.option("--stream", "streams", multiple=True, help="Replay only this stream (repeatable).")
 @click.option(
     "--endpoint", "endpoints", multiple=True, metavar="[STREAM=]ENDPOINT",
-    help="Serve a stream elsewhere (default: where the original server was).",
+    help="Serve a stream elsewhere (default: where the original server was); 'auto': a free "
+    "port on 127.0.0.1, printed on stdout as 'serving STREAM on ENDPOINT'.",
 )  # fmt: skip
 @click.option(
     "--socket", "sockets", multiple=True, metavar="[STREAM=]PUB|PUSH|REP",
@@ -458,6 +461,7 @@ def replay(
         extra = "".join(f", {k} {e}" for k, e in plan.controls.items())
         verb = "on" if plan.bind else "to"
         click.echo(f"{plan.stream}: {plan.socket_type} {verb} {plan.endpoint}{extra}", err=True)
+    _report_served(rp)
     old = {s: signal.signal(s, lambda *_: rp.stop()) for s in (signal.SIGINT, signal.SIGTERM)}
     threading.Thread(target=_stdin_commands, args=(rp,), daemon=True).start()
     progress = ReplayProgress(enabled=not quiet)
@@ -480,6 +484,14 @@ def replay(
         click.echo(f"error: replay failed: {describe_error(rp.error)}", err=True)
         return EXIT_FAILED
     return 0
+
+
+def _report_served(rp) -> None:
+    """One stdout line per stream with the endpoint actually bound (or connected to): what a
+    script reads to find an `--endpoint auto` replay."""
+    for plan in rp.plans.values():
+        click.echo(f"serving {plan.stream} on {plan.endpoint}")
+    sys.stdout.flush()
 
 
 def _catalog_or_warning(catalog, folder):

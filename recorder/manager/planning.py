@@ -167,6 +167,7 @@ def plan_replay(
     start_s: float | None = None,
     end_s: float | None = None,
     endpoints: dict[str, str] | None = None,
+    endpoint: str = "recorded",
     sockets: dict[str, str] | None = None,
     paused: bool = False,
     match: str = "bytes",
@@ -177,7 +178,7 @@ def plan_replay(
 ) -> dict:
     """Job parameters of a replay, checked against the stored run the way the replayer will
     use it (streams, endpoints, socket types), without opening any socket."""
-    from recorder.replay.plan import plan_stream
+    from recorder.replay.plan import plan_stream, spread_auto
     from recorder.store.find import resolve_run
     from recorder.store.reader import RunReader
 
@@ -193,7 +194,8 @@ def plan_replay(
         for n in [*(endpoints or {}), *(sockets or {})]:
             if n not in names:
                 raise UsageError(f"endpoints/sockets name stream {n!r}, which is not replayed")
-        chosen = dict(endpoints or {})
+        chosen = spread_auto({"": endpoint, **(endpoints or {})}, names)
+        chosen.pop("", None)  # "recorded": each stream's default
         for n in names:
             socket_type = (sockets or {}).get(n)
             plan = plan_stream(reader.stream(n), endpoint=chosen.get(n), socket_type=socket_type)

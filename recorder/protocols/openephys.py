@@ -683,10 +683,33 @@ class OpenEphysCodec:
             columns = _scalars(_json_object(frames[1], "Event Broadcaster JSON"))
             columns["format"] = "json"
         else:
-            columns = {"format": "binary"}
+            head = bytes(memoryview(frames[1])[:_BINARY_TTL_SIZE])
+            columns = _broadcast_binary(kind, head, _nbytes(frames[1]))
         return Decoded(
             "event" if kind == BROADCAST_TTL else "spike", NO_SEQ, "", NO_TIME, [], columns
         )
+
+
+_BINARY_HEAD = struct.Struct("<BBHHHq")  # base type, sub-type, processor, stream, channel, sample
+_BINARY_TTL_SIZE = 24 + _TTL.size  # EVENT_BASE_SIZE (the header, then a double time) + TTL data
+_PROCESSOR_EVENT, _SPIKE_EVENT, _TTL_CHANNEL = 1, 2, 3
+
+
+def _broadcast_binary(kind: int, head: bytes, size: int) -> dict[str, int | float | str | bool]:
+    """What the GUI's serialized event says in its header (EventBase: Event.h, Spike.h):
+    processor id and sample number, and for a TTL event without metadata line, state and word.
+    Anything shorter or of another layout is kept as bytes only."""
+    columns: dict[str, int | float | str | bool] = {"format": "binary"}
+    if size < _BINARY_HEAD.size:
+        return columns
+    base, sub, node, _stream, _channel, sample = _BINARY_HEAD.unpack_from(head)
+    if (kind, base) not in ((BROADCAST_TTL, _PROCESSOR_EVENT), (BROADCAST_SPIKE, _SPIKE_EVENT)):
+        return columns
+    columns.update(source_node=node, sample_number=sample)
+    if kind == BROADCAST_TTL and sub == _TTL_CHANNEL and size == _BINARY_TTL_SIZE:
+        line, state, word = _TTL.unpack_from(head, 24)
+        columns.update(line=line, state=bool(state), word=word)
+    return columns
 
 
 _EVENT_BROADCASTER_TYPES = (b"\x00\x00", b"\x01\x00")

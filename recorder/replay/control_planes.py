@@ -8,6 +8,7 @@ maps each key to the class that serves it.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,10 +17,12 @@ from pathlib import Path
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from recorder.endpoints import parse_tcp, port_plus_one
 from recorder.errors import UsageError
 from recorder.protocols import RAW
 from recorder.protocols.descriptor import BACKCHANNEL, CONTROLLED_DRIVER, HEARTBEAT
 from recorder.protocols.openephys import heartbeat_reply
+from recorder.replay.plan import StreamPlan
 from recorder.store.run_writer import RunWriter
 from recorder.store.stream_writer import StreamWriter
 
@@ -36,6 +39,48 @@ def open_socket(ctx: zmq.Context, kind: int, endpoint: str, *, bind: bool) -> zm
         why = "is already in use" if exc.errno == zmq.EADDRINUSE else f"failed: {exc}"
         raise UsageError(f"{'bind' if bind else 'connect'} {endpoint} {why}") from exc
     return sock
+
+
+_AUTO_TRIES = 20  # free ports whose port + 1 was taken, tried before giving up
+
+
+def open_served(ctx: zmq.Context, plan: StreamPlan) -> zmq.Socket:
+    """The stream's data socket, bound or connected as planned. An auto plan binds where
+    ZeroMQ chooses and learns its endpoint (and its control planes', on port + 1) only now;
+    a port whose neighbour is taken is given back and another one tried."""
+    if not plan.auto:
+        return open_socket(ctx, plan.zmq_type, plan.endpoint, bind=plan.bind)
+    for _ in range(_AUTO_TRIES):
+        sock = open_socket(ctx, plan.zmq_type, plan.endpoint, bind=True)
+        bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        control = _next_port(bound) if plan.controls else None
+        if not plan.controls or (control is not None and _port_free(control)):
+            plan.endpoint, plan.auto = bound, False
+            plan.controls = dict.fromkeys(plan.controls, control or "")
+            return sock
+        sock.close(linger=0)
+    raise UsageError(f"no free loopback port with a free port + 1 for stream {plan.stream}")
+
+
+def _next_port(endpoint: str) -> str | None:
+    """Port + 1, None for the last port there is."""
+    try:
+        return port_plus_one(endpoint)
+    except UsageError:
+        return None
+
+
+def _port_free(endpoint: str) -> bool:
+    """Whether a tcp port can be bound now. Checked with a plain socket, which gives the port
+    back at once (a closed ZeroMQ socket lets go of it later, in its I/O thread)."""
+    tcp = parse_tcp(endpoint)
+    assert tcp is not None and tcp.port is not None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((tcp.host, tcp.port))
+        except OSError:
+            return False
+    return True
 
 
 class PeerCounter:

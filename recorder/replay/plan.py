@@ -6,6 +6,10 @@ port the real server used so clients need no change. The control planes the prot
 descriptor names come along on data port + 1: those the real server binds next to its bound PUB
 (the Open Ephys heartbeat REP, the pyMultiVideo back-channel PULL), and with --controlled the one
 a driver binds that the data server connects to (ADZMQ's controlled-driver PUSH).
+
+``--endpoint auto`` binds a free loopback port instead (ZeroMQ picks it when the socket binds):
+for clients that cannot reach the original port, or when it is taken. The plan then holds
+`AUTO_BIND` until the replayer has bound and knows the port; control planes follow on port + 1.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ _COUNTERPART = {
     ("REP", "bind"): ("REP", "bind"),  # reqrep proxy: clients connected to the recorder
 }
 SERVED_TYPES = ("PUB", "PUSH", "REP")
+AUTO = "auto"
+"""The endpoint value that asks for a free loopback port."""
+AUTO_BIND = "tcp://127.0.0.1:*"
+"""Where an auto plan binds; the bound port replaces it once known."""
 
 
 @dataclass
@@ -40,6 +48,7 @@ class StreamPlan:
     bind: bool
     controls: dict[str, str] = field(default_factory=dict)  # control plane -> endpoint
     request: bytes = b"next"  # what a REQ recorder asked with (REP serving)
+    auto: bool = False  # bind a free loopback port: endpoint and controls are set when bound
 
     @property
     def on_request(self) -> bool:
@@ -91,6 +100,13 @@ def plan_stream(
             raise UsageError("a request/reply service can only be replayed as REP")
         served, role = socket_type, "bind"
     bind = role == "bind"
+    auto = endpoint == AUTO
+    if auto:
+        if controlled:
+            raise UsageError("--controlled needs a known port for the driver: not --endpoint auto")
+        # a stream the replayer connects from has no port to choose: it goes where it went
+        endpoint = AUTO_BIND if bind else None
+        auto = bind
     if endpoint is None:
         endpoint = serve_endpoint(reader.endpoint) if bind else peer_endpoint(reader.endpoint)
     check_endpoint(endpoint, bind=bind)
@@ -101,10 +117,11 @@ def plan_stream(
         endpoint=endpoint,
         bind=bind,
         request=(reader.attrs.get("options") or {}).get("request", "next").encode("latin-1"),
+        auto=auto,
     )
-    if served == "PUB" and bind:
+    if served == "PUB" and bind and not _event_broadcaster(reader):
         for kind in protocol.replay_controls:
-            plan.controls[kind] = port_plus_one(endpoint)
+            plan.controls[kind] = AUTO_BIND if auto else port_plus_one(endpoint)
     if controlled:
         if protocol.controlled_by is None:
             raise UsageError(
@@ -114,5 +131,19 @@ def plan_stream(
     return plan
 
 
+def _event_broadcaster(reader: StreamReader) -> bool:
+    """An Open Ephys stream from the Event Broadcaster plugin (its messages have a `format`
+    column): the plugin binds no heartbeat REP next to its PUB, so its replay binds none."""
+    return reader.protocol == "openephys" and "format" in (reader.attrs.get("columns") or {})
+
+
 def _controllable() -> str:
     return ", ".join(d.name for d in protocols.descriptors() if d.controlled_by is not None)
+
+
+def spread_auto(endpoints: dict[str, str], names: list[str]) -> dict[str, str]:
+    """A bare ``auto`` (no STREAM=) applies to every stream not given an endpoint of its own."""
+    if endpoints.get("") != AUTO:
+        return endpoints
+    given = {n: e for n, e in endpoints.items() if n}
+    return {**{n: AUTO for n in names}, **given}

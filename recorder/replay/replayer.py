@@ -27,10 +27,10 @@ from recorder.replay.control_planes import (
     ControlPlane,
     PeerCounter,
     Serving,
-    open_socket,
+    open_served,
 )
 from recorder.replay.pacer import Pacer
-from recorder.replay.plan import StreamPlan, plan_stream
+from recorder.replay.plan import StreamPlan, plan_stream, spread_auto
 from recorder.replay.responders import UNANSWERED_MODES, PairResponder, SequentialResponder
 from recorder.store import layout
 from recorder.store.reader import Message, RunReader
@@ -92,7 +92,7 @@ class Replayer:
         names = streams or list(self.reader.streams)
         for n in names:
             self.reader.stream(n)  # unknown stream -> StreamNotFound
-        endpoints, sockets = dict(endpoints or {}), dict(sockets or {})
+        endpoints, sockets = spread_auto(dict(endpoints or {}), names), dict(sockets or {})
         for option, given in (("--endpoint", endpoints), ("--socket", sockets)):
             if "" in given:  # no STREAM=: the only stream
                 if len(names) != 1:
@@ -168,7 +168,7 @@ class Replayer:
         """Open every socket (errors here, before anything is sent), then start sending."""
         try:
             for plan in self.plans.values():
-                sock = open_socket(self.ctx, plan.zmq_type, plan.endpoint, bind=plan.bind)
+                sock = open_served(self.ctx, plan)  # an auto plan learns its port here
                 if plan.socket_type == "PUB":
                     sock.setsockopt(zmq.XPUB_NODROP, int(self.pacer.max_speed))
                     # every (un)subscription, also on disconnect: a PUB client counts once

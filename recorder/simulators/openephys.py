@@ -4,6 +4,11 @@ It binds PUB on the data port and REP on data port + 1 like the plugin (moving b
 when the heartbeat port is taken), sends one DATA message per channel per block, a TTL event
 and a spike now and then, and answers heartbeats with the GUI's exact replies. Every message is
 a pure function of its index (`message`), so tests can compare what arrives with what was sent.
+
+``format``: ``current`` (data headers with ``channel_name``, as the plugin sends since mid-2025)
+or ``older`` (without it). ``plugin=event-broadcaster`` stands in for the GUI's other ZMQ plugin
+instead (recorder/simulators/event_broadcaster.py): TTL and spike events only, one PUB, no
+heartbeat socket.
 """
 
 from __future__ import annotations
@@ -32,16 +37,31 @@ _DEFAULTS: dict[str, Any] = {
     "spike_channels": 4,
     "spike_samples": 40,
     "start_ms": 1_700_000_000_000,
+    "format": "current",
 }
+FORMATS = ("current", "older")
+"""ZMQ Interface data headers: with ``channel_name`` (current) or without (older plugins)."""
+EVENT_BROADCASTER = "event-broadcaster"
+PLUGINS = ("zmq-interface", EVENT_BROADCASTER)
 
 
 class OpenEphysSimulator(Simulator):
     """Size options: n_channels, n_samples, sample_rate, legacy (0.2.0 whole-block messages),
-    stream, source_node, ttl_every / spike_every (blocks; 0 = never), spike_channels,
-    spike_samples, start_ms (wall clock of block 0). `rate` is blocks per second, `count` counts
-    messages and `skip` holds message_num values (message i has message_num i + 1)."""
+    format (current or older), stream, source_node, ttl_every / spike_every (blocks; 0 =
+    never), spike_channels, spike_samples, start_ms (wall clock of block 0). `rate` is blocks
+    per second, `count` counts messages and `skip` holds message_num values (message i has
+    message_num i + 1). ``plugin=event-broadcaster`` makes an `EventBroadcasterSimulator`."""
 
     rate: float  # always a number here (0: as fast as possible)
+
+    def __new__(cls, *args: Any, plugin: str = "zmq-interface", **kwargs: Any):
+        if plugin not in PLUGINS:
+            raise UsageError(f"Open Ephys plugin {plugin!r}: one of {', '.join(PLUGINS)}")
+        if cls is OpenEphysSimulator and plugin == EVENT_BROADCASTER:
+            from recorder.simulators.event_broadcaster import EventBroadcasterSimulator
+
+            return super().__new__(EventBroadcasterSimulator)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -53,9 +73,13 @@ class OpenEphysSimulator(Simulator):
         seed: int = 0,
         ctx: zmq.Context | None = None,
         wait_for_subscriber: bool = False,
+        plugin: str = "zmq-interface",
         **size_options: Any,
     ):
         opts = merge_options("Open Ephys", size_options, _DEFAULTS)
+        if opts["format"] not in FORMATS:
+            raise UsageError(f"Open Ephys format {opts['format']!r}: one of {', '.join(FORMATS)}")
+        self.format = str(opts["format"])
         super().__init__(
             endpoint, rate=float(rate), count=count, skip=skip, seed=seed, ctx=ctx,
             wait_for_subscriber=wait_for_subscriber,
@@ -133,6 +157,7 @@ class OpenEphysSimulator(Simulator):
             return oe.encode_data(
                 self.samples(block, channel),
                 channel_num=channel,
+                channel_name=f"CH{channel + 1}" if self.format == "current" else None,
                 sample_num=sample_num,
                 sample_rate=self.sample_rate,
                 **common,

@@ -35,7 +35,7 @@ from recorder.manager.planning import normalize_source, start_recording, start_r
 from recorder.store import layout
 from recorder.store.reader import RunReader, StreamReader
 from recorder.web import models as m
-from recorder.web import previews
+from recorder.web import previews, replay_start
 from recorder.web import runs as run_ops
 from recorder.web.auth import authenticate, check_same_origin
 from recorder.web.http_errors import ApiError, envelope
@@ -285,12 +285,15 @@ def _replay_out(job: JobRow) -> dict[str, Any]:
 
 
 @api.op("POST", "/replays", tag="replays", body=m.ReplayCreate, response=m.ReplayCreated,
-        status=201, errors=(404,))  # fmt: skip
+        status=201, errors=(404, 409))  # fmt: skip
 def create_replay(body: m.ReplayCreate):
-    """Serve a stored run over ZMQ with the original protocol and bytes."""
+    """Serve a stored run over ZMQ with the original protocol and bytes.
+
+    Answered once the replay's sockets are bound (with their endpoints), or with 409 when
+    binding failed; after 15 s without word from the worker, with the job as it is."""
     st = state()
     job = start_replay(st.control, st.runs_dir, **body.model_dump(), policy=st.policy)
-    return {"id": job["id"], "run_id": job["run_id"], "state": job["state"]}
+    return replay_start.created(replay_start.await_bound(st.control, job))
 
 
 @api.op("GET", "/replays", tag="replays", response=m.ReplayList)

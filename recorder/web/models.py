@@ -213,7 +213,14 @@ class ReplayCreate(Request):
     loop: int = Field(1, ge=0, le=limits.LOOP_MAX, description="Times to play; 0: forever.")
     start_s: float | None = Field(None, ge=0, le=limits.TIME_MAX_S)
     end_s: float | None = Field(None, gt=0, le=limits.TIME_MAX_S)
-    endpoints: dict[Name, Endpoint] | None = Field(None, max_length=64)
+    endpoints: dict[Name, Endpoint] | None = Field(
+        None, max_length=64, description="Per stream: where to serve it; 'auto' for a free port."
+    )
+    endpoint: Literal["recorded", "auto"] = Field(
+        "recorded",
+        description="Streams not in endpoints: served where the original server was, or on "
+        "free 127.0.0.1 ports (the answer's endpoints say which).",
+    )
     sockets: dict[Name, Literal["PUB", "PUSH", "REP"]] | None = Field(None, max_length=64)
     paused: bool = Field(False, description="Open the sockets but wait for resume.")
     match: Literal[limits.MATCH_MODES] = "bytes"  # type: ignore[valid-type]
@@ -242,6 +249,9 @@ class ReplayCreated(Response):
     id: str
     run_id: str
     state: str
+    bound: bool = Field(False, description="The sockets were bound when this was answered.")
+    endpoints: dict[str, str] = Field({}, description="Stream -> endpoint served (once bound).")
+    note: str | None = Field(None, description="Why the endpoints are not known yet.")
 
 
 class ReplayList(Response):

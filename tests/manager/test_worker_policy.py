@@ -79,8 +79,8 @@ def test_a_replay_the_web_app_allowed_is_refused_where_it_runs(
     run_id = recorded_run(data, "adzmq", 3)
     c, control = _client(data, EndpointPolicy(ipc_dir=tmp_path, data_dir=data))
     r = c.post(f"{API}/replays", json={"run_id": run_id, "endpoints": {"main": f"ipc://{victim}"}})
-    assert r.status_code == 201, r.get_json()
-    job = _ended(control, r.get_json()["id"])
+    assert r.status_code == 409, r.get_json()  # answered once the worker refused it
+    job = _ended(control, r.get_json()["error"]["details"]["id"])
     assert job["state"] == FAILED and "rule ipc_dir" in job["error"], job["error"]
     assert victim.read_text() == "keep me"
 

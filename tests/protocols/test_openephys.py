@@ -281,6 +281,7 @@ def test_decode_simulator_messages(i):
         assert d.columns == {
             "stream": "example_data",
             "channel_num": channel,
+            "channel_name": f"CH{channel + 1}",  # the current plugin's format, the default
             "num_samples": 16,
             "sample_num": block * 16,
             "sample_rate": 30000.0,

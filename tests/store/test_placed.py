@@ -66,7 +66,7 @@ def messages_of(path, **kw):
 
 
 def test_blocks_become_one_array_of_samples_by_channels(tmp_path):
-    s = sim()
+    s = sim(format="older")  # no channel_name: the array gets no channel_names either
     sent = [s.message(i) for i in range(data_index(s, 12, 3) + 1)]
     run, st = new_stream(tmp_path)
     write(st, sent)

@@ -4,6 +4,7 @@ byte, and obeys pause, resume, seek, speed, step and stop."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 import zmq
@@ -107,13 +108,55 @@ def test_replay_requests_are_checked_against_the_run(client, data, run_id):
 
 @pytest.mark.timeout(60)
 def test_replay_of_a_busy_endpoint_fails_with_the_reason(client, manager, data, run_id, ctx):
+    """The request itself fails, not a job that fails a moment after a 201."""
     holder = ctx.socket(zmq.PUB)
     holder.bind("tcp://127.0.0.1:*")
     endpoint = holder.getsockopt_string(zmq.LAST_ENDPOINT)
     r = client.post(f"{API}/replays", json={"run_id": run_id, "endpoints": {"main": endpoint}})
-    failed = wait_json(client, f"{API}/replays/{r.get_json()['id']}",
-                       lambda j: j["state"] == "failed")  # fmt: skip
-    assert "in use" in failed["error"]
+    assert r.status_code == 409, r.get_json()
+    error = r.get_json()["error"]
+    assert error["code"] == "replay_failed" and "in use" in error["message"], error
+    failed = client.get(f"{API}/replays/{error['details']['id']}").get_json()
+    assert failed["state"] == "failed" and "in use" in failed["error"]
+
+
+@pytest.mark.timeout(60)
+def test_an_auto_replay_answers_with_its_bound_endpoints(client, manager, data, run_id, ctx):
+    """`endpoint: auto` on a taken recorded port: the answer names the free port bound, and a
+    subscriber connecting there gets the whole run."""
+    recorded = stored(data, run_id)
+    with RunReader(data / "runs" / run_id) as reader:
+        holder = ctx.socket(zmq.PUB)
+        holder.bind(reader.stream("main").endpoint)  # where the original server was
+    r = client.post(f"{API}/replays", json={"run_id": run_id, "endpoint": "auto", "paused": True})
+    assert r.status_code == 201, r.get_json()
+    out = r.get_json()
+    assert out["bound"] is True and out["state"] == "paused" and "note" not in out, out
+    [(stream, endpoint)] = out["endpoints"].items()
+    assert stream == "main" and endpoint.startswith("tcp://127.0.0.1:"), endpoint
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(endpoint)
+    url = f"{API}/replays/{out['id']}"
+    wait_json(client, url, lambda j: j["clients"] == 1, what="the subscriber to show")
+    assert client.post(f"{url}/resume").status_code == 200
+    got = []
+    while len(got) < len(recorded):
+        assert sub.poll(20_000), f"replay stalled after {len(got)} messages"
+        got.append(sub.recv_multipart())
+    assert got == recorded
+    assert wait_json(client, url, lambda j: j["state"] == "finished")["endpoints"] == {
+        "main": endpoint
+    }
+
+
+def test_without_a_manager_a_replay_is_answered_at_once_and_says_why(client, data, run_id):
+    started = time.monotonic()
+    r = client.post(f"{API}/replays", json={"run_id": run_id, "endpoint": "auto"})
+    assert time.monotonic() - started < 5
+    out = r.get_json()
+    assert r.status_code == 201 and out["bound"] is False and out["endpoints"] == {}, out
+    assert out["state"] == "pending" and f"/replays/{out['id']}" in out["note"]
 
 
 @pytest.mark.timeout(60)
