@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from recorder import limits
+from recorder.export.targets import TARGET_NAMES
 from recorder.recording.source_spec import SOCKET_TYPES, known_protocols
 from recorder.store import layout
 
@@ -478,7 +479,7 @@ class StatusOut(Response):
 
 # -- exports -----------------------------------------------------------------------------------
 
-ExportTarget = Literal["nwb", "exdf", "hdf5", "mcap"]  # recorder.export.targets.TARGET_NAMES
+ExportTarget = Literal[TARGET_NAMES]  # type: ignore[valid-type]
 
 
 class ExportCreate(Request):
