@@ -222,3 +222,26 @@ def test_the_openapi_document_describes_exports(client):
     assert {"404", "400", "422"} <= set(post["responses"])
     download = doc["paths"][f"{API}/exports/{{job_id}}/download"]["get"]
     assert "409" in download["responses"]
+
+
+@pytest.mark.timeout(180)
+def test_progress_while_it_runs_and_a_stop_removes_the_partial_file(client, data):
+    """A run long enough to watch: the job's progress rises between 0 and 1, and DELETE stops
+    it: the worker removes what it wrote and the job reads `stopped`."""
+    run = make_run(config.runs_dir(data), [i * 0.01 for i in range(40_000)]).name
+    job_id = client.post(f"{API}/runs/{run}/exports", json={"target": "mcap"}).get_json()["id"]
+    with running_manager(data):
+        deadline = time.monotonic() + 60
+        while True:
+            job = client.get(f"{API}/exports/{job_id}").get_json()
+            if job["state"] == "running" and 0 < job["progress"] < 1:
+                break
+            assert job["state"] in ("pending", "starting", "running"), job
+            assert time.monotonic() < deadline, job
+            time.sleep(0.02)
+        assert client.delete(f"{API}/exports/{job_id}").status_code == 204  # stops it
+        stopped = wait_export(client, job_id)
+    assert stopped["state"] == "stopped" and stopped["download"] is None, stopped
+    assert not export_dir(data, job_id).exists()
+    assert client.delete(f"{API}/exports/{job_id}").status_code == 204  # now forgotten
+    envelope(client.get(f"{API}/exports/{job_id}"), 404)

@@ -223,3 +223,25 @@ def test_export_then_import_gives_a_run_that_lists(tmp_path, data, two_streams):
     listed = json.loads(recorder("ls", "--json", "--data", data, cwd=tmp_path).stdout)
     row = next(r for r in listed if r["run_id"] == new_id)  # indexed in the catalog
     assert row["name"] == "back" and row["messages"] == 10
+
+
+def test_an_exdf_folder_or_file_imports_as_a_run(tmp_path, data):
+    """`recorder import` tells an EXDF run (a folder of .h5 files, or one of them) from MCAP."""
+    if importlib.util.find_spec("recorder.export.exdf_import") is None:
+        pytest.skip("the exdf importer is not in this checkout")
+    from tests.web.webhelp import recorded_run
+
+    run_id = recorded_run(data, "karabo", 5)
+    folder = tmp_path / "exdf-run"
+    assert recorder("export", run_id, "--to", "exdf", "--out", folder, "--data", data,
+                    cwd=tmp_path).returncode == 0  # fmt: skip
+    (h5,) = folder.glob("*.h5")
+    ids = []
+    for source in (folder, h5):
+        proc = recorder("import", source, "--data", data, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        ids.append(proc.stdout.strip())
+    listed = {r["run_id"]: r for r in json.loads(recorder("ls", "--json", "--data", data,
+                                                          cwd=tmp_path).stdout)}  # fmt: skip
+    for new_id in ids:
+        assert listed[new_id]["messages"] == 5 and listed[new_id]["protocols"] == ["karabo"]
