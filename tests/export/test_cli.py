@@ -258,3 +258,32 @@ def test_an_exdf_folder_or_file_imports_as_a_run(tmp_path, data):
                                                           cwd=tmp_path).stdout)}  # fmt: skip
     for new_id in ids:
         assert listed[new_id]["messages"] == 5 and listed[new_id]["protocols"] == ["karabo"]
+
+
+def test_streams_the_target_cannot_hold_are_skipped_and_named(tmp_path, data):
+    """Without --stream, a stream the target cannot hold is left out, with why, on stderr."""
+    if importlib.util.find_spec("recorder.export.hdf5") is None:
+        pytest.skip("the hdf5 target is not in this checkout")
+    from recorder.recording.recording import Recording, SourceSpec
+    from recorder.simulators import make_simulator
+    from tests.helpers import wait_for
+    from tests.recordhelp import running
+
+    cam = make_simulator("adzmq", "tcp://127.0.0.1:* PUB", rate=200)
+    noise = make_simulator("raw", "tcp://127.0.0.1:*", rate=200)
+    specs = [
+        SourceSpec(endpoint=cam.bind(), protocol="adzmq", stream="cam"),
+        SourceSpec(endpoint=noise.bind(), protocol="raw", stream="noise"),
+    ]
+    with running(cam), running(noise):
+        rec = Recording(config.runs_dir(data), specs, flush_interval=0.05)
+        rec.start()
+        try:
+            wait_for(lambda: all(s.counters.received >= 5 for s in rec.streams), 20, "messages")
+        finally:
+            assert rec.finish() == "complete"
+    proc = recorder("export", rec.run_id, "--to", "hdf5", "--data", data, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert ": hdf5, 1 stream (cam), " in proc.stdout
+    (skipped,) = proc.stderr.strip().splitlines()
+    assert skipped.startswith("skipped stream noise: ") and len(skipped) > 25, skipped
