@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
+import signal
 import time
 import zipfile
 from pathlib import Path
@@ -255,3 +257,20 @@ def test_progress_while_it_runs_and_a_stop_removes_the_partial_file(client, data
     assert not export_dir(data, job_id).exists()
     assert client.delete(f"{API}/exports/{job_id}").status_code == 204  # now forgotten
     envelope(client.get(f"{API}/exports/{job_id}"), 404)
+
+
+@needs_mcap
+@pytest.mark.timeout(180)
+def test_a_worker_killed_mid_export_leaves_no_partial_file(client, control, data):
+    run = make_run(config.runs_dir(data), [i * 0.01 for i in range(40_000)]).name
+    job_id = client.post(f"{API}/runs/{run}/exports", json={"target": "mcap"}).get_json()["id"]
+    with running_manager(data):
+        deadline = time.monotonic() + 60
+        while not (control.get_job(job_id)["stats"] or {}).get("progress"):
+            assert time.monotonic() < deadline, control.get_job(job_id)
+            time.sleep(0.02)
+        assert any(p.name.startswith(".") for p in export_dir(data, job_id).iterdir())
+        os.kill(control.get_job(job_id)["pid"], signal.SIGKILL)
+        failed = wait_export(client, job_id)
+    assert failed["state"] == "failed" and "SIGKILL" in failed["error"], failed
+    assert not export_dir(data, job_id).exists()
