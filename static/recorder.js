@@ -104,6 +104,16 @@ const forms = {
     const out = await R.api("POST", "/replays", body);
     location.href = "/replays/" + enc(out.id);
   },
+  export: async (f) => {
+    const body = { target: f.target.value };
+    if (num(f.start.value) !== undefined) body.start = num(f.start.value);
+    if (num(f.end.value) !== undefined) body.end = num(f.end.value);
+    const chosen = [...f.querySelectorAll("input[name=export-stream]:checked")].map((i) => i.value);
+    if (chosen.length) body.streams = chosen;
+    await R.api("POST", `/runs/${enc(runId())}/exports`, body);
+    R.flash("Export started.", "ok");
+    htmx.trigger(document.getElementById("exports"), "refresh");
+  },
   seek: async (f) => {
     const id = document.getElementById("replay").dataset.replay;
     await R.api("POST", `/replays/${enc(id)}/seek`, { t_s: num(f.t_s.value) });
@@ -155,6 +165,11 @@ document.addEventListener("click", (ev) => {
     R.run(async () => {
       await R.api("DELETE", `/runs/${enc(runId())}/tags/${enc(b.dataset.removeTag)}`);
       location.reload();
+    });
+  } else if (b.dataset.deleteExport) {
+    R.run(async () => {
+      await R.api("DELETE", "/exports/" + enc(b.dataset.deleteExport));
+      htmx.trigger(document.getElementById("exports"), "refresh");
     });
   } else if (b.dataset.deleteSource) {
     if (!confirm("Delete the source " + b.dataset.deleteSource + "? Runs keep their copy.")) return;

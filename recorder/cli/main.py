@@ -18,6 +18,7 @@ import time
 import click
 
 from recorder import __version__, config, protocols
+from recorder.cli.export import COMMANDS as EXPORT_COMMANDS
 from recorder.cli.migrate import migrate
 from recorder.cli.options import data_options, open_catalog, open_data, read_data
 from recorder.cli.serve import COMMANDS as SERVE_COMMANDS
@@ -829,6 +830,8 @@ def _no_manager(folder, why: str) -> None:
 for _command in SERVE_COMMANDS:  # serve, manager, token: the long-running side
     main.add_command(_command)
 main.add_command(migrate)
+for _command in EXPORT_COMMANDS:  # export, import: runs to other ecosystems' files and back
+    main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

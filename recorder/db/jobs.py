@@ -21,6 +21,9 @@ from recorder.errors import NotFound
 
 KIND_RECORD = "record"
 KIND_REPLAY = "replay"
+KIND_EXPORT = "export"
+#: A job id starts with its kind's prefix, so an id in a log says what it is.
+ID_PREFIX = {KIND_RECORD: "rec", KIND_REPLAY: "rep", KIND_EXPORT: "exp"}
 
 DESIRED_RUNNING = "running"
 DESIRED_PAUSED = "paused"
@@ -51,7 +54,7 @@ class Jobs(Queries):
         host: str | None = None,
     ) -> JobRow:
         now = time.time_ns()
-        job_id = f"{'rec' if kind == KIND_RECORD else 'rep'}-{secrets.token_hex(6)}"
+        job_id = f"{ID_PREFIX[kind]}-{secrets.token_hex(6)}"
         with self.engine.begin() as conn:
             conn.execute(
                 jobs.insert().values(
@@ -166,6 +169,13 @@ class Jobs(Queries):
                     .values(state=state, error=error, ended_ns=now, updated_ns=now, **values)
                 ).rowcount
             )
+
+    @guard_db_errors()
+    def delete_job(self, job_id: str) -> None:
+        """Forget a job that has ended (an export whose file was removed)."""
+        with self.engine.begin() as conn:
+            conn.execute(commands.delete().where(commands.c.job_id == job_id))
+            conn.execute(jobs.delete().where(jobs.c.id == job_id, jobs.c.state.in_(FINAL_STATES)))
 
     # -- commands ------------------------------------------------------------------------------
 

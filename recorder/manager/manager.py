@@ -27,7 +27,7 @@ from recorder import config
 from recorder.contracts import JobRow
 from recorder.db.catalog import Catalog
 from recorder.db.control import Control
-from recorder.db.jobs import DESIRED_STOPPED, FAILED, PENDING, STOPPED
+from recorder.db.jobs import DESIRED_STOPPED, FAILED, FINISHED, KIND_EXPORT, PENDING, STOPPED
 from recorder.db.managers import HEARTBEAT_INTERVAL_S, hostname
 from recorder.errors import RecorderError, RunNotFound
 from recorder.manager.procs import Spare, WorkerProcess, exit_reason, find_worker, logs_dir, spawn
@@ -240,6 +240,8 @@ class Manager:
             job = control.get_job(job_id)
             if job["kind"] == "record" and job["run_id"]:
                 self._salvage(job["run_id"])  # first: whoever sees `failed` finds it readable
+            if job["kind"] == KIND_EXPORT and job["state"] != FINISHED:
+                self._discard_export(job_id)
             reason = exit_reason(rc, proc.log)
             if control.finish_job(job_id, FAILED, error=reason, exit_code=rc):
                 log.warning("manager: %s failed: %s", job_id, reason)
@@ -273,6 +275,14 @@ class Manager:
         except RecorderError as exc:
             log.warning("manager: cannot repair run %s: %s", run_id, exc)
 
+    def _discard_export(self, job_id: str) -> None:
+        """An export whose worker died leaves at most a partial file: never offer it."""
+        import shutil
+
+        from recorder.manager.planning import export_dir
+
+        shutil.rmtree(export_dir(self.data, job_id), ignore_errors=True)
+
     def _adopt(self) -> None:
         """Jobs another manager on this host left behind: adopt live workers, fail the rest."""
         live = set()
@@ -300,6 +310,8 @@ class Manager:
                 continue
             if job["kind"] == "record" and job["run_id"]:
                 self._salvage(job["run_id"])
+            if job["kind"] == KIND_EXPORT:
+                self._discard_export(job["id"])
             self._control().finish_job(
                 job["id"], FAILED, error="worker lost: it ended while no manager was watching"
             )

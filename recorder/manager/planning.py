@@ -267,3 +267,63 @@ def start_replay(control: Control, runs_dir: Path, **request) -> JobRow:
         run_id=params["run_id"],
         desired=DESIRED_PAUSED if paused else DESIRED_RUNNING,
     )
+
+
+# -- exports -----------------------------------------------------------------------------------
+
+EXPORTS_DIR = "exports"
+
+
+def export_dir(data: Path, job_id: str) -> Path:
+    """Where an export job writes its file: `<data>/exports/<job id>/`, a name of our own, so
+    nothing a request says is ever used as a path."""
+    return data / EXPORTS_DIR / layout.check_name("export job", job_id)
+
+
+def plan_export(
+    runs_dir: Path,
+    *,
+    run_id: str,
+    target: str,
+    streams: list[str] | None = None,
+    start_s: float | None = None,
+    end_s: float | None = None,
+) -> dict:
+    """Job parameters of an export, checked against the stored run the way the export will
+    read it (the run, the target, each stream and whether the target holds it, the window),
+    so a request that cannot work is refused before any worker starts."""
+    from recorder.export.base import ExportRequest, plan
+    from recorder.export.targets import export_name, target_named
+    from recorder.store.find import resolve_run
+    from recorder.store.reader import RunReader
+
+    path = resolve_run(runs_dir, run_id, prefix=False)
+    for value, what in ((start_s, "start"), (end_s, "end")):
+        if value is not None and not 0 <= value <= limits.TIME_MAX_S:
+            raise UsageError(f"{what} must be between 0 and {limits.TIME_MAX_S:g} s")
+    chosen = target_named(target)
+    request = ExportRequest(
+        run_path=path, target=target, out=path, streams=tuple(streams or ()),
+        start=start_s, end=end_s,
+    )  # fmt: skip
+    with RunReader(path) as reader:
+        ctx = plan(reader, chosen, request)
+        names = [w.name for w in ctx.windows]
+    return {
+        "run_id": run_id,
+        "target": target,
+        "streams": list(streams or ()),
+        "start_s": start_s,
+        "end_s": end_s,
+        "file": export_name(run_id, chosen.suffix, start_s, end_s),
+        "planned_streams": names,
+        "skipped": dict(ctx.skipped),
+    }
+
+
+def start_export(control: Control, runs_dir: Path, **request) -> JobRow:
+    """Create the export job (state `pending`); the manager hands it to a worker."""
+    from recorder.db.jobs import KIND_EXPORT
+
+    params = plan_export(runs_dir, **request)
+    return control.create_job(KIND_EXPORT, params, run_id=params["run_id"])

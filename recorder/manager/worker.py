@@ -1,7 +1,7 @@
 """Worker processes: one recording or one replay each, driven through the catalog.
 
-    python -m recorder.manager.worker record|replay --job ID --data DIR [--catalog URL]
-    python -m recorder.manager.worker spare --data DIR  # then `record ID` or `replay ID` on stdin
+    python -m recorder.manager.worker record|replay|export --job ID --data DIR [--catalog URL]
+    python -m recorder.manager.worker spare --data DIR  # then `MODE ID` on stdin
 
 The manager starts these (recorder/manager). A worker reads its job's parameters from the
 catalog, polls the job's desired state (stop, pause) and commands (seek, speed, step) ten times a
@@ -402,9 +402,76 @@ def run_replay(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
     return 0
 
 
+# -- export ------------------------------------------------------------------------------------
+
+
+class ExportStopped(Exception):
+    """Raised from the progress callback when the job is asked to stop: the export's core
+    removes the partial file on the way out."""
+
+
+def run_export(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) -> int:
+    """Write one export into `<data>/exports/<job id>/`, publishing `stats.progress` (0..1);
+    at the end the stats hold the export's result. A stop request ends it, file removed."""
+    import shutil
+
+    from recorder.export.base import ExportRequest, export_run
+    from recorder.manager.planning import export_dir
+
+    job_id, p = job["id"], job["params"]
+    softly = Softly()
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    if control.desired_of(job_id) == DESIRED_STOPPED:
+        control.finish_job(job_id, STOPPED)
+        return 0
+    folder = export_dir(runs_dir.parent, job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    request = ExportRequest(
+        run_path=resolve_run(runs_dir, p["run_id"], prefix=False),
+        target=p["target"],
+        out=folder / p["file"],
+        streams=tuple(p.get("streams") or ()),
+        start=p.get("start_s"),
+        end=p.get("end_s"),
+    )
+    softly(
+        control.update_job, job_id, state=RUNNING, pid=os.getpid(), started_ns=time.time_ns(),
+        stats={"progress": 0.0, "updated_ns": time.time_ns()},
+    )  # fmt: skip
+    next_report = [0.0]
+
+    def progress(done: float) -> None:
+        now = time.monotonic()
+        if now < next_report[0] and done < 1.0:
+            return
+        next_report[0] = now + STATS_S
+        if stop.is_set() or softly(control.desired_of, job_id) == DESIRED_STOPPED:
+            raise ExportStopped
+        stats = {"progress": round(min(1.0, max(0.0, done)), 4), "updated_ns": time.time_ns()}
+        softly(control.update_job, job_id, stats=stats)
+
+    try:
+        result = export_run(request, progress)
+    except ExportStopped:
+        shutil.rmtree(folder, ignore_errors=True)
+        control.finish_job(job_id, STOPPED)
+        return 0
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # main() records why it failed
+        raise
+    if stop.is_set() or softly(control.desired_of, job_id) == DESIRED_STOPPED:
+        shutil.rmtree(folder, ignore_errors=True)  # asked to stop as it finished
+        control.finish_job(job_id, STOPPED)
+        return 0
+    stats = {**result.as_dict(), "file": p["file"], "progress": 1.0, "updated_ns": time.time_ns()}
+    control.finish_job(job_id, FINISHED, stats=stats)
+    return 0
+
+
 # -- entry point -------------------------------------------------------------------------------
 
-RUNNERS = {"record": run_record, "replay": run_replay}
+RUNNERS = {"record": run_record, "replay": run_replay, "export": run_export}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from recorder.errors import (
     Conflict,
     DataFolderError,
+    ExportError,
     NotFound,
     RecorderError,
     RunNotFound,
@@ -44,6 +45,7 @@ STATUS_OF: list[tuple[type[BaseException], int, str]] = [
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),
     (UsageError, 400, "bad_request"),
+    (ExportError, 400, "bad_request"),  # unknown target, a stream it cannot hold, bad window
     (DataFolderError, 503, "data_folder_unavailable"),
     (StoreError, 503, "store_unavailable"),
     (RecorderError, 500, "error"),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from recorder import limits
+from recorder.export.targets import TARGET_NAMES
 from recorder.recording.source_spec import SOCKET_TYPES, known_protocols
 from recorder.store import layout
 
@@ -484,3 +485,53 @@ class StatusOut(Response):
     workers: list[WorkerInfo]
     data: str
     disk: DiskInfo
+
+
+# -- exports -----------------------------------------------------------------------------------
+
+ExportTarget = Literal[TARGET_NAMES]  # type: ignore[valid-type]
+
+
+class ExportCreate(Request):
+    target: ExportTarget = Field(description="nwb, exdf, hdf5 or mcap (docs/export.md).")
+    streams: list[Name] | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="Streams to export (default: every stream the target can hold).",
+    )
+    start: float | None = Field(None, ge=0, le=limits.TIME_MAX_S, description="Seconds in.")
+    end: float | None = Field(None, ge=0, le=limits.TIME_MAX_S, description="Seconds in.")
+
+
+class ExportOut(Response):
+    id: str
+    kind: Literal["export"] = "export"
+    state: str = Field(description="pending, starting, running, finished, stopped, failed")
+    desired: str
+    run_id: str
+    target: str
+    error: str | None = None
+    progress: float = Field(0.0, description="Fraction done, 0..1.")
+    file: str = Field(description="Name of the file (or zipped folder) to download.")
+    streams: list[str] = Field(description="Streams exported (planned until it finishes).")
+    skipped: dict[str, str] = Field(default_factory=dict, description="Stream: why left out.")
+    messages: int | None = None
+    bytes: int | None = None
+    partial: bool | None = Field(None, description="The run was still recording.")
+    download: str | None = Field(None, description="URL of the file once finished.")
+    created_ns: int
+    started_ns: int | None = None
+    ended_ns: int | None = None
+    updated_ns: int
+    params: dict[str, Any]
+
+
+class ExportCreated(Response):
+    id: str
+    run_id: str
+    state: str
+
+
+class ExportList(Response):
+    exports: list[ExportOut]

@@ -21,8 +21,8 @@ from recorder.errors import RecorderError
 from recorder.recording.source_spec import known_protocols
 from recorder.store import layout
 from recorder.web import api as api_views
+from recorder.web import exports, ui_data
 from recorder.web import models as m
-from recorder.web import ui_data
 from recorder.web.auth import caller
 from recorder.web.http_errors import ApiError, status_of, validation_details
 from recorder.web.runs import run_path
@@ -162,7 +162,24 @@ def run_page(run_id: str):
     st = api_views.state()
     timeline = ui_data.rate_timeline(run_path(st.runs_dir, run_id), run["started_ns"])
     return page("run.html", active="runs", run=run, timeline=timeline,
-                image_array=ui_data.image_array)  # fmt: skip
+                image_array=ui_data.image_array, exports=exports.run_exports(run_id),
+                export_targets=EXPORT_TARGETS)  # fmt: skip
+
+
+#: The run page's export formats, each with what it is for.
+EXPORT_TARGETS = {
+    "mcap": "every stream (Foxglove)",
+    "nwb": "Open Ephys (NWB)",
+    "exdf": "Karabo (EuXFEL HDF5)",
+    "hdf5": "images (NeXus-like HDF5)",
+}
+
+
+@bp.get("/ui/runs/<run_id>/exports")
+def exports_fragment(run_id: str):
+    """The run page's exports, polled by htmx while one is under way."""
+    run_path(api_views.state().runs_dir, run_id)
+    return render_template("_exports.html", run_id=run_id, exports=exports.run_exports(run_id))
 
 
 @bp.get("/sources")
