@@ -37,6 +37,7 @@ class _StreamImport:
         self.codec = codec_for(protocol)
         self.items: list[WriteItem] = []
         self.messages = 0
+        self.last_ns: int | None = None
 
     def append(self, recv_ns: int, frames: Sequence[bytes]) -> None:
         try:
@@ -46,6 +47,7 @@ class _StreamImport:
         else:
             self.items.append((recv_ns, frames, decoded, None))
         self.messages += 1
+        self.last_ns = recv_ns if self.last_ns is None else max(self.last_ns, recv_ns)
         if len(self.items) >= _BATCH:
             self.drain()
 
@@ -90,11 +92,13 @@ class RunImport:
         return self._streams[spec.name]
 
     def close(self, status: str = layout.STATUS_COMPLETE, error: str | None = None) -> None:
+        lasts = [s.last_ns for s in self._streams.values() if s.last_ns is not None]
+        ended = max(lasts) if lasts else self.run.started_ns  # the data's end, not the import's
         try:
             for s in self._streams.values():
                 s.drain()
         finally:
-            self.run.close(status, error)
+            self.run.close(status, error, ended_ns=ended)
 
     def __enter__(self) -> RunImport:
         return self

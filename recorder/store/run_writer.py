@@ -120,7 +120,14 @@ class RunWriter:
         for stream in self.streams.values():
             stream.flush()
 
-    def close(self, status: str = layout.STATUS_COMPLETE, error: str | None = None) -> None:
+    def close(
+        self,
+        status: str = layout.STATUS_COMPLETE,
+        error: str | None = None,
+        *,
+        ended_ns: int | None = None,
+    ) -> None:
+        """`ended_ns` is now, except for an imported run: its last message's receive time."""
         if self.status != layout.STATUS_RECORDING:
             return
         try:
@@ -132,7 +139,7 @@ class RunWriter:
                 stream.close()
         self.status, self.error = status, error
         self._attrs["status"], self._attrs["error"] = status, error
-        self._attrs["ended_ns"] = time.time_ns()
+        self._attrs["ended_ns"] = time.time_ns() if ended_ns is None else int(ended_ns)
         # On a full disk the final status still needs room: free the reserve first.
         self._reserve.unlink(missing_ok=True)
         self.root.attrs.put(nodes.json_attrs(self._attrs))
