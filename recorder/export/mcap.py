@@ -19,6 +19,7 @@ from mcap.writer import CompressionType, Writer
 from recorder import __version__
 from recorder.export import mcap_framing as fr
 from recorder.export.base import ExportContext, Progress, StreamWindow, Tally
+from recorder.export.mcap_foxglove import RAW_IMAGE, RAW_IMAGE_SCHEMA, StreamViews, has_images
 from recorder.store.reader import Message, StreamReader
 
 CHUNK_BYTES = 4 << 20
@@ -82,27 +83,50 @@ class McapTarget:
             writer = Writer(f, chunk_size=CHUNK_BYTES, compression=CompressionType.ZSTD)
             writer.start(profile="", library=f"zmq-recorder {__version__}")
             writer.add_metadata(fr.RUN_METADATA, _text(ctx.provenance))
-            raw: dict[str, int] = {}
-            for w in ctx.windows:
-                meta = stream_metadata(w.reader, fr.KIND_RAW)
-                meta[fr.FRAMING_KEY] = fr.FRAMING
-                raw[w.name] = writer.register_channel(
-                    topic=f"/{w.name}/raw",
-                    message_encoding=fr.MESSAGE_ENCODING,
-                    schema_id=0,
-                    metadata=meta,
-                )
+            raw, views = _channels(writer, ctx.windows)
             tally = Tally(sum(w.count for w in ctx.windows), progress)
             for msg in merged(ctx.windows):
+                published = publish_time(msg)
                 writer.add_message(
                     raw[msg.stream],
                     log_time=msg.recv_ns,
                     data=fr.pack(msg.frames),
-                    publish_time=publish_time(msg),
+                    publish_time=published,
                     sequence=sequence(msg),
                 )
+                shown = views.get(msg.stream)
+                if shown is not None:
+                    shown.write(msg, published)
                 tally.add()
             writer.finish()
+
+
+def _channels(
+    writer: Writer, windows: list[StreamWindow]
+) -> tuple[dict[str, int], dict[str, StreamViews]]:
+    """Register every stream's raw channel (and its Foxglove views): (raw channel id by
+    stream, views by stream for the streams that have any)."""
+    raw: dict[str, int] = {}
+    views: dict[str, StreamViews] = {}
+    image_schema: int | None = None
+    for w in windows:
+        meta = stream_metadata(w.reader, fr.KIND_RAW)
+        meta[fr.FRAMING_KEY] = fr.FRAMING
+        raw[w.name] = writer.register_channel(
+            topic=f"/{w.name}/raw",
+            message_encoding=fr.MESSAGE_ENCODING,
+            schema_id=0,
+            metadata=meta,
+        )
+        images = has_images(w.reader)
+        if images and image_schema is None:
+            image_schema = writer.register_schema(
+                RAW_IMAGE, "jsonschema", json.dumps(RAW_IMAGE_SCHEMA).encode()
+            )
+        view = StreamViews(writer, w.reader, image_schema if images else None)
+        if not view.empty:
+            views[w.name] = view
+    return raw, views
 
 
 TARGET = McapTarget()

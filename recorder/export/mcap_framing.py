@@ -28,6 +28,7 @@ SOCKET_TYPE = "zmq_recorder.socket_type"
 ROLE = "zmq_recorder.role"
 OPTIONS = "zmq_recorder.options"  # JSON object
 FRAMING_KEY = "zmq_recorder.framing"
+COLUMN_FIELDS = "zmq_recorder.column_fields"  # JSON: column name -> field of the JSON message
 KIND_RAW, KIND_IMAGE, KIND_COLUMNS = "raw", "image", "columns"
 
 RUN_METADATA = "zmq_recorder.run"

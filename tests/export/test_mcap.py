@@ -7,14 +7,17 @@ store's RunWriter as an import writes it (multipart messages, empty frames, inte
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zmq
 from mcap.reader import make_reader
 
+from recorder.analysis import columns
 from recorder.errors import ExportError
 from recorder.export import mcap_framing as fr
 from recorder.export.base import ExportRequest, export_run
@@ -123,6 +126,94 @@ def test_every_stream_of_the_demo_run_is_a_channel_of_its_wire_bytes(demo, tmp_p
     assert_raw_equal(out, demo, windows)
 
 
+def decoded(path: Path) -> tuple[dict, dict, dict]:
+    """(channel by topic, schema by topic, [(log_time, JSON body)] by topic) of the JSON
+    channels."""
+    channels, schemas, bodies = {}, {}, defaultdict(list)
+    with open(path, "rb") as f:
+        for schema, channel, message in make_reader(f).iter_messages(log_time_order=False):
+            if channel.message_encoding == "json":
+                channels[channel.topic], schemas[channel.topic] = channel, schema
+                bodies[channel.topic].append((message.log_time, json.loads(message.data)))
+    return channels, schemas, bodies
+
+
+@pytest.mark.timeout(120)
+def test_images_are_foxglove_raw_images_of_the_recorded_pixels(demo, tmp_path):
+    out = tmp_path / "demo.mcap"
+    export(demo, out)
+    channels, schemas, bodies = decoded(out)
+    with RunReader(demo) as r:
+        for name, encoding in (("camera", "mono16"), ("video", "mono8")):
+            topic = f"/{name}/image"
+            assert schemas[topic].name == "foxglove.RawImage"
+            assert schemas[topic].encoding == "jsonschema"
+            assert channels[topic].metadata[fr.STREAM] == name
+            stream = r.stream(name)
+            images = stream.message_arrays("image")
+            recv = stream.column("recv_ns")
+            assert len(bodies[topic]) == len(images) > 0
+            for (log_time, body), (m, image) in zip(bodies[topic], images, strict=True):
+                assert log_time == recv[m]
+                assert (body["height"], body["width"]) == image.shape
+                assert body["encoding"] == encoding
+                assert body["step"] == image.shape[1] * image.dtype.itemsize
+                assert body["frame_id"] == name
+                assert body["timestamp"]["sec"] * 10**9 + body["timestamp"]["nsec"] == recv[m]
+                pixels = np.frombuffer(base64.b64decode(body["data"]), dtype=image.dtype)
+                np.testing.assert_array_equal(pixels.reshape(image.shape), image)
+
+
+@pytest.mark.timeout(120)
+def test_decoded_columns_are_json_messages_with_the_stored_values(demo, tmp_path):
+    jsonschema = pytest.importorskip("jsonschema")
+    out = tmp_path / "demo.mcap"
+    export(demo, out)
+    channels, schemas, bodies = decoded(out)
+    with RunReader(demo) as r:
+        for name in ("bridge", "camera", "ephys", "video"):
+            topic = f"/{name}/columns"
+            stream = r.stream(name)
+            fields = json.loads(channels[topic].metadata[fr.COLUMN_FIELDS])
+            assert sorted(fields) == sorted(stream.attrs["columns"])
+            schema = json.loads(schemas[topic].data)
+            recv = list(stream.column("recv_ns"))
+            seen = 0
+            for log_time, body in bodies[topic]:
+                jsonschema.validate(body, schema)
+                m = recv.index(log_time)
+                for column, field in fields.items():
+                    stored = stream.column(column, m, m + 1)[0]
+                    missing = columns.missing_of(stream, column, np.asarray(stored).dtype)
+                    if field not in body:
+                        assert stored == missing or stored != stored, (name, column)
+                    elif isinstance(stored, float | np.floating):
+                        assert body[field] == pytest.approx(float(stored), nan_ok=True)
+                        seen += 1
+                    else:
+                        assert body[field] == stored, (name, column, m)
+                        seen += 1
+            assert seen > 0, name
+    assert {
+        "ndattr_Exposure",
+        "ndattr_Camera",
+    } <= set(json.loads(channels["/camera/columns"].metadata[fr.COLUMN_FIELDS]).values())
+
+
+def test_field_names_are_plain_and_unique():
+    from recorder.export.mcap_foxglove import field_names
+
+    got = field_names(["ndattr.X", "ndattr_X", "seq", "A/B:c.d", "1st", ""])
+    assert got == {
+        "ndattr.X": "ndattr_X",
+        "ndattr_X": "ndattr_X_2",
+        "seq": "seq_2",
+        "A/B:c.d": "A_B_c_d",
+        "1st": "_1st",
+        "": "column",
+    }
+
+
 def test_raw_and_reqrep_streams_keep_every_frame(tmp_path):
     run = write_mixed(tmp_path / "runs")
     out = tmp_path / "mixed.mcap"
@@ -137,8 +228,11 @@ def test_messages_are_in_receive_time_order_across_streams(tmp_path):
     out = tmp_path / "mixed.mcap"
     export(run, out)
     with open(out, "rb") as f:
-        times = [m.log_time for _, _, m in make_reader(f).iter_messages(log_time_order=False)]
-    assert times == sorted(times) and len(times) == 80
+        reader = make_reader(f)
+        got = [(c.topic, m.log_time) for _, c, m in reader.iter_messages(log_time_order=False)]
+    times = [t for _, t in got]
+    assert times == sorted(times)
+    assert len([t for t in got if t[0].endswith("/raw")]) == 80
 
 
 def test_the_file_says_which_run_streams_and_window_it_holds(tmp_path):
