@@ -22,7 +22,7 @@ from mcap.writer import Writer
 from recorder.analysis.images import IMAGE
 from recorder.errors import MalformedMessage, StoreError
 from recorder.export import mcap_framing as fr
-from recorder.protocols import codec_for
+from recorder.protocols import lookup
 from recorder.protocols.base import BulkFrame, Codec
 from recorder.store import layout
 from recorder.store.reader import Message, StreamReader
@@ -125,7 +125,7 @@ class StreamViews:
 
     def __init__(self, writer: Writer, reader: StreamReader, image_schema: int | None):
         self.writer = writer
-        self.codec: Codec = codec_for(reader.protocol)
+        self.codec: Codec = lookup(reader.protocol).codec()  # an unknown protocol: raw
         self.name = reader.name
         self.image: int | None = None
         self.columns: int | None = None

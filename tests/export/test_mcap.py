@@ -292,3 +292,188 @@ def test_framing_refuses_bytes_that_are_not_a_framed_message():
     for bad in (b"", b"\x02\x00\x00\x00", fr.pack([b"abc"])[:-1], fr.pack([b"abc"]) + b"!"):
         with pytest.raises(ExportError, match="zmq-multipart"):
             fr.unpack(bad)
+
+
+# --- import ------------------------------------------------------------------------------
+
+
+def stream_messages(run: Path, name: str) -> list[tuple[int, list[bytes]]]:
+    with RunReader(run) as r:
+        return [(m.recv_ns, [bytes(f) for f in m.frames]) for m in r.stream(name).messages()]
+
+
+def runs_in(runs_dir: Path) -> list[Path]:
+    return [p for p in runs_dir.iterdir() if p.is_dir()] if runs_dir.exists() else []
+
+
+def assert_same_streams(original: Path, imported: Path, names: list[str] | None = None) -> None:
+    with RunReader(original) as a, RunReader(imported) as b:
+        names = names or list(a.streams)
+        assert sorted(b.streams) == sorted(names)
+        assert b.started_ns == a.started_ns and b.status == "complete"
+        for name in names:
+            sa, sb = a.stream(name), b.stream(name)
+            for key in ("protocol", "endpoint", "socket_type", "role"):
+                assert getattr(sb, key) == getattr(sa, key), (name, key)
+            assert sb.attrs["options"] == sa.attrs["options"]
+    for name in names:
+        assert stream_messages(imported, name) == stream_messages(original, name), name
+
+
+@pytest.mark.timeout(120)
+def test_an_exported_run_imports_as_the_same_streams_and_messages(demo, tmp_path):
+    from recorder.export.mcap_import import import_file
+
+    out = tmp_path / "demo.mcap"
+    export(demo, out)
+    run = import_file(out, tmp_path / "runs")
+    assert_same_streams(demo, run)
+    with RunReader(run) as r, RunReader(demo) as d:
+        assert r.name == d.name
+        assert r.attrs["meta"]["imported_from"] == {
+            "format": "mcap",
+            "file": "demo.mcap",
+            "run_id": d.run_id,
+        }
+        camera = r.stream("camera")  # decoded as recorded: typed images, columns
+        assert camera.array_names() == d.stream("camera").array_names()
+        np.testing.assert_array_equal(
+            camera.column("ndattr.Exposure"), d.stream("camera").column("ndattr.Exposure")
+        )
+
+
+def test_raw_and_reqrep_streams_round_trip_and_a_window_imports_as_itself(tmp_path):
+    from recorder.export.mcap_import import import_file
+
+    run = write_mixed(tmp_path / "runs")
+    whole, cut = tmp_path / "whole.mcap", tmp_path / "cut.mcap"
+    export(run, whole)
+    assert_same_streams(run, import_file(whole, tmp_path / "imported"))
+    export(run, cut, streams=("service",), start=0.010, end=0.020)
+    back = import_file(cut, tmp_path / "imported", name="a window")
+    with RunReader(back) as r:
+        assert list(r.streams) == ["service"] and r.name == "a window"
+    assert stream_messages(back, "service") == stream_messages(run, "service")[10:20]
+
+
+def write_foreign(path: Path) -> list[tuple[str, int, bytes]]:
+    """An MCAP file as another program writes it: a JSON channel with a schema and a channel
+    of no schema, with messages out of log-time order on one channel."""
+    from mcap.writer import Writer
+
+    sent = []
+    with open(path, "wb") as f:
+        w = Writer(f)
+        w.start(profile="", library="someone else")
+        schema = w.register_schema("pose", "jsonschema", b'{"type": "object"}')
+        pose = w.register_channel("/robot/pose", "json", schema)
+        blob = w.register_channel("blob", "application/octet-stream", 0)
+        for i in range(20):
+            data = json.dumps({"x": i, "y": -i}).encode()
+            w.add_message(pose, log_time=T0 + i * 1000, data=data, publish_time=T0 + i * 1000)
+            sent.append(("robot_pose", T0 + i * 1000, data))
+            if i % 4 == 0:
+                w.add_message(blob, log_time=T0 + i * 1000 + 1, data=bytes(i), publish_time=0)
+                sent.append(("blob", T0 + i * 1000 + 1, bytes(i)))
+        w.finish()
+    return sent
+
+
+def test_a_foreign_mcap_imports_as_raw_streams_on_loopback(tmp_path):
+    from recorder.export.mcap_import import FOREIGN_PORT, import_file
+
+    source = tmp_path / "robot.mcap"
+    sent = write_foreign(source)
+    run = import_file(source, tmp_path / "runs")
+    with RunReader(run) as r:
+        assert sorted(r.streams) == ["blob", "robot_pose"]
+        pose, blob = r.stream("robot_pose"), r.stream("blob")
+        assert r.name == "robot" and r.started_ns == T0
+        # as a SUB recording a PUB: replay serves them from a PUB bound on these ports
+        assert (pose.protocol, pose.socket_type, pose.role) == ("raw", "SUB", "connect")
+        assert pose.endpoint == f"tcp://127.0.0.1:{FOREIGN_PORT}"
+        assert blob.endpoint == f"tcp://127.0.0.1:{FOREIGN_PORT + 1}"
+        assert pose.attrs["options"]["subscribe"] == [""]
+        assert pose.attrs["options"]["mcap"] == {
+            "topic": "/robot/pose",
+            "message_encoding": "json",
+            "schema": "pose",
+            "schema_encoding": "jsonschema",
+        }
+    for name in ("robot_pose", "blob"):
+        want = [(t, [d]) for n, t, d in sent if n == name]
+        assert stream_messages(run, name) == want
+
+
+@pytest.mark.timeout(60)
+def test_an_imported_foreign_file_replays_over_zmq_byte_for_byte(tmp_path):
+    from recorder.export.mcap_import import import_file
+    from tests.helpers import free_port, local
+    from tests.replayhelp import client, receive, replaying, wait_clients
+
+    source = tmp_path / "robot.mcap"
+    sent = [d for n, _, d in write_foreign(source) if n == "robot_pose"]
+    run = import_file(source, tmp_path / "runs")
+    port = free_port()
+    ctx = zmq.Context()
+    try:
+        with replaying(
+            run, streams=["robot_pose"], endpoints={"robot_pose": local(port)}, paused=True,
+            max_speed=True,
+        ) as rp:  # fmt: skip
+            sock = client(ctx, zmq.SUB, local(port))
+            wait_clients(rp)
+            rp.resume()
+            assert receive(sock, len(sent)) == [[d] for d in sent]
+    finally:
+        ctx.destroy(linger=0)
+
+
+def assert_refused(source: Path, runs_dir: Path, match: str) -> None:
+    from recorder.export.mcap_import import import_file
+
+    with pytest.raises(ExportError, match=match):
+        import_file(source, runs_dir)
+    assert runs_in(runs_dir) == []
+    assert list(runs_dir.glob("*.reserve")) == [] if runs_dir.exists() else True
+
+
+def test_a_file_that_is_not_mcap_is_refused(tmp_path):
+    (tmp_path / "notes.mcap").write_text("hello, I am not an MCAP file\n" * 10)
+    assert_refused(tmp_path / "notes.mcap", tmp_path / "runs", "not a complete, readable MCAP")
+    (tmp_path / "empty.mcap").write_bytes(b"")
+    assert_refused(tmp_path / "empty.mcap", tmp_path / "runs", "MCAP")
+    with pytest.raises(ExportError, match="cannot read"):
+        from recorder.export.mcap_import import import_file
+
+        import_file(tmp_path / "missing.mcap", tmp_path / "runs")
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.99])
+def test_a_truncated_mcap_is_refused_and_leaves_no_run(tmp_path, keep):
+    run = write_mixed(tmp_path / "source", n=200)
+    whole = tmp_path / "whole.mcap"
+    export(run, whole)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    assert_refused(cut, tmp_path / "runs", "truncated")
+
+
+def test_a_damaged_chunk_is_refused_and_the_half_written_run_removed(tmp_path):
+    with RunImport(tmp_path / "source", started_ns=T0) as imp:
+        big = imp.stream(ImportedStream("big", "raw", "tcp://127.0.0.1:5555", "SUB", "connect"))
+        for i in range(40):  # 8 MB: the export has several chunks
+            big.append(T0 + i, [bytes([i]) * 200_000])
+    whole = tmp_path / "whole.mcap"
+    export(imp.path, whole)
+    data = bytearray(whole.read_bytes())
+    with open(whole, "rb") as f:
+        chunks = make_reader(f).get_summary().chunk_indexes
+    assert len(chunks) > 1
+    chunk = chunks[-1]  # the messages of the first chunks are written by then
+    at = chunk.chunk_start_offset + chunk.chunk_length // 2
+    data[at : at + 64] = bytes(64)  # inside a chunk: its CRC no longer matches
+    bad = tmp_path / "bad.mcap"
+    bad.write_bytes(bytes(data))
+    assert_refused(bad, tmp_path / "runs", "damaged")
