@@ -123,7 +123,7 @@ def _channels(
             image_schema = writer.register_schema(
                 RAW_IMAGE, "jsonschema", json.dumps(RAW_IMAGE_SCHEMA).encode()
             )
-        view = StreamViews(writer, w.reader, image_schema if images else None)
+        view = StreamViews(writer, w.reader, w.lo, w.hi, image_schema if images else None)
         if not view.empty:
             views[w.name] = view
     return raw, views

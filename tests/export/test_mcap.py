@@ -24,18 +24,23 @@ from recorder.export.base import ExportRequest, export_run
 from recorder.export.importing import ImportedStream, RunImport
 from recorder.protocols.reqrep import pack_pair
 from recorder.store.reader import RunReader
-from tests.analysis.runs import record_demo_run
+from tests.analysis.runs import Sent, record_demo_run
 
 T0 = 1_700_000_000_000_000_000
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
+def sent(tmp_path_factory) -> Sent:
     ctx = zmq.Context()
     try:
-        return record_demo_run(tmp_path_factory.mktemp("demo") / "runs", ctx).path
+        return record_demo_run(tmp_path_factory.mktemp("demo") / "runs", ctx)
     finally:
         ctx.destroy(linger=0)
+
+
+@pytest.fixture(scope="module")
+def demo(sent) -> Path:
+    return sent.path
 
 
 def raw_messages(i: int) -> list[bytes]:
@@ -194,14 +199,33 @@ def test_decoded_columns_are_json_messages_with_the_stored_values(demo, tmp_path
                         assert body[field] == stored, (name, column, m)
                         seen += 1
             assert seen > 0, name
-    assert {
-        "ndattr_Exposure",
-        "ndattr_Camera",
-    } <= set(json.loads(channels["/camera/columns"].metadata[fr.COLUMN_FIELDS]).values())
+
+
+@pytest.mark.timeout(120)
+def test_columns_carry_what_the_simulators_sent(sent, tmp_path):
+    out = tmp_path / "demo.mcap"
+    export(sent.path, out)
+    _, _, bodies = decoded(out)
+    camera = [b for _, b in bodies["/camera/columns"]]
+    assert len(camera) == 6  # the STOP message carries no column
+    for i, body in enumerate(camera):
+        attrs = sent.camera.ndattr(i)
+        assert body["seq"] == sent.camera.seq(i) == body["ndattr_Counter"]
+        assert body["ndattr_Camera"] == "sim"
+        assert body["ndattr_Exposure"] == pytest.approx(float(attrs["Exposure"]))
+        assert body["timeStamp"] == pytest.approx(sent.camera.timestamp(i))
+    assert [b["unique_id"] for _, b in bodies["/video/columns"]] == ["cam7"] * 5
+    ephys = [b for _, b in bodies["/ephys/columns"]]
+    assert [b["seq"] for b in ephys] == [sent.ephys.seq(i) for i in range(len(ephys))]
+    for i, body in enumerate(ephys):
+        kind, block, channel = sent.ephys.plan(i)
+        if kind == "data":
+            assert body["channel_num"] == channel
+            assert body["sample_num"] == block * sent.ephys.n_samples
 
 
 def test_field_names_are_plain_and_unique():
-    from recorder.export.mcap_foxglove import field_names
+    from recorder.export.mcap_columns import field_names
 
     got = field_names(["ndattr.X", "ndattr_X", "seq", "A/B:c.d", "1st", ""])
     assert got == {
@@ -477,3 +501,28 @@ def test_a_damaged_chunk_is_refused_and_the_half_written_run_removed(tmp_path):
     bad = tmp_path / "bad.mcap"
     bad.write_bytes(bytes(data))
     assert_refused(bad, tmp_path / "runs", "damaged")
+
+
+def test_raw_image_encodings():
+    from recorder.export.mcap_foxglove import raw_image
+    from recorder.protocols.base import BulkFrame
+
+    mono = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert raw_image(BulkFrame(1, "image", mono, dims=("y", "x")))[:3] == (4, 3, "mono8")
+    big = np.arange(12, dtype=">u2").reshape(3, 4)  # shown little endian, same values
+    w, h, enc, px = raw_image(BulkFrame(1, "image", big, dims=("y", "x")))
+    assert (w, h, enc, px.dtype.str) == (4, 3, "mono16", "<u2")
+    np.testing.assert_array_equal(px, big)
+    ints = np.arange(12, dtype=np.int32).reshape(3, 4)
+    assert raw_image(BulkFrame(1, "image", ints, dims=("y", "x")))[2] == "32FC1"
+    line = np.arange(5, dtype=np.uint8)
+    assert raw_image(BulkFrame(1, "image", line, dims=("x",)))[:3] == (5, 1, "mono8")
+    rgb1 = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)  # ADZMQ RGB1: (y, x, color)
+    w, h, enc, px = raw_image(BulkFrame(1, "image", rgb1, dims=("y", "x", "color")))
+    assert (w, h, enc) == (4, 2, "rgb8")
+    rgb3 = np.ascontiguousarray(np.moveaxis(rgb1, 2, 0))  # RGB3: (color, y, x)
+    w, h, enc, px = raw_image(BulkFrame(1, "image", rgb3, dims=("color", "y", "x")))
+    np.testing.assert_array_equal(px, rgb1)
+    deep = np.zeros((2, 4, 3), dtype=np.uint16)  # 16-bit color: no RawImage for it
+    assert raw_image(BulkFrame(1, "image", deep, dims=("y", "x", "color"))) is None
+    assert raw_image(BulkFrame(1, "image", rgb1, dims=None)) is None
