@@ -47,13 +47,10 @@ def stream_metadata(reader: StreamReader, kind: str) -> dict[str, str]:
 
 
 def merged(windows: list[StreamWindow]) -> Iterator[Message]:
-    """The windows' messages in receive-time order (ties: stream order, then message order)."""
-    iters = [
-        ((m.recv_ns, order, m.index, m) for m in w.reader.messages(w.lo, w.hi))
-        for order, w in enumerate(windows)
-    ]
-    for *_, msg in heapq.merge(*iters, key=lambda t: t[:3]):
-        yield msg
+    """The windows' messages in receive-time order (ties: in the order of the windows; heapq
+    keeps its inputs' order among equal keys)."""
+    iters = [w.reader.messages(w.lo, w.hi) for w in windows]
+    yield from heapq.merge(*iters, key=lambda m: m.recv_ns)
 
 
 def publish_time(msg: Message) -> int:

@@ -526,3 +526,46 @@ def test_raw_image_encodings():
     deep = np.zeros((2, 4, 3), dtype=np.uint16)  # 16-bit color: no RawImage for it
     assert raw_image(BulkFrame(1, "image", deep, dims=("y", "x", "color"))) is None
     assert raw_image(BulkFrame(1, "image", rgb1, dims=None)) is None
+
+
+@pytest.mark.timeout(120)
+def test_memory_stays_flat_in_run_length(tmp_path):
+    import tracemalloc
+
+    def run_of(n: int) -> Path:
+        with RunImport(tmp_path / f"runs{n}", started_ns=T0) as imp:
+            big = imp.stream(ImportedStream("big", "raw", "tcp://127.0.0.1:1", "SUB", "connect"))
+            small = imp.stream(
+                ImportedStream("small", "raw", "tcp://127.0.0.1:2", "SUB", "connect")
+            )
+            for i in range(n):
+                big.append(T0 + i * 1000, [bytes([i % 256]) * 100_000])
+                small.append(T0 + i * 1000 + 1, [b"%d" % i])
+        return imp.path
+
+    peaks = {}
+    for n in (100, 400):  # 10 MB and 40 MB of frames
+        run = run_of(n)
+        tracemalloc.start()
+        try:
+            export(run, tmp_path / f"{n}.mcap")
+            peaks[n] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peaks[400] < 1.5 * peaks[100] + (2 << 20), peaks
+    assert peaks[400] < 25e6, peaks  # well under the 40 MB the run holds
+
+
+def test_equal_receive_times_keep_each_streams_order(tmp_path):
+    from recorder.export.mcap_import import import_file
+
+    with RunImport(tmp_path / "runs", started_ns=T0) as imp:
+        a = imp.stream(ImportedStream("a", "raw", "tcp://127.0.0.1:1", "SUB", "connect"))
+        b = imp.stream(ImportedStream("b", "raw", "tcp://127.0.0.1:2", "PULL", "bind"))
+        for i in range(30):  # three messages per stream at each time
+            a.append(T0 + i // 3, [b"a%d" % i])
+            b.append(T0 + i // 3, [b"b%d" % i, b"!"])
+    out = tmp_path / "ties.mcap"
+    export(imp.path, out)
+    assert_raw_equal(out, imp.path, {"a": (0, 30), "b": (0, 30)})
+    assert_same_streams(imp.path, import_file(out, tmp_path / "imported"))
