@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -218,7 +219,9 @@ def import_file(source: Path, runs_dir: Path, *, name: str = "") -> Path:
         if prov.get("run_id"):
             meta["imported_from"]["run_id"] = prov["run_id"]
         run_name = name or str(prov.get("run_name") or "") or source.stem
-        imp = RunImport(runs_dir, started_ns=started or 0, name=run_name, meta=meta)
+        if started is None:  # a file of no message
+            started = time.time_ns()
+        imp = RunImport(runs_dir, started_ns=started, name=run_name, meta=meta)
         try:
             with imp:
                 streams = _Streams(imp, source)
@@ -230,7 +233,13 @@ def import_file(source: Path, runs_dir: Path, *, name: str = "") -> Path:
                     if target is None:
                         continue
                     stream, framed = target
-                    frames = fr.unpack(message.data) if framed else [message.data]
+                    try:
+                        frames = fr.unpack(message.data) if framed else [message.data]
+                    except ExportError as exc:
+                        raise ExportError(
+                            f"{source}: channel {channel.topic!r}, message at log time "
+                            f"{message.log_time}: {exc}"
+                        ) from exc
                     stream.append(streams.recv_ns(channel, message.log_time), frames)
         except BaseException:
             shutil.rmtree(imp.path, ignore_errors=True)

@@ -569,3 +569,26 @@ def test_equal_receive_times_keep_each_streams_order(tmp_path):
     export(imp.path, out)
     assert_raw_equal(out, imp.path, {"a": (0, 30), "b": (0, 30)})
     assert_same_streams(imp.path, import_file(out, tmp_path / "imported"))
+
+
+def test_a_channel_that_claims_our_framing_but_does_not_fit_is_refused(tmp_path):
+    from mcap.writer import Writer
+
+    source = tmp_path / "fake.mcap"
+    with open(source, "wb") as f:
+        w = Writer(f)
+        w.start()
+        meta = {fr.KIND: "raw", fr.FRAMING_KEY: fr.FRAMING, fr.STREAM: "s", fr.PROTOCOL: "raw"}
+        meta |= {fr.ENDPOINT: "tcp://127.0.0.1:1", fr.SOCKET_TYPE: "SUB", fr.ROLE: "connect"}
+        ch = w.register_channel("/s/raw", fr.MESSAGE_ENCODING, 0, meta)
+        w.add_message(ch, log_time=T0, data=fr.pack([b"fine"]), publish_time=T0)
+        w.add_message(ch, log_time=T0 + 1, data=b"\x05\x00\x00\x00 not framed", publish_time=T0)
+        w.finish()
+    assert_refused(source, tmp_path / "runs", "channel '/s/raw', message at log time")
+    meta[fr.PROTOCOL] = "telepathy"
+    with open(source, "wb") as f:
+        w = Writer(f)
+        w.start()
+        w.register_channel("/s/raw", fr.MESSAGE_ENCODING, 0, meta)
+        w.finish()
+    assert_refused(source, tmp_path / "runs", "protocol 'telepathy'")
