@@ -592,3 +592,10 @@ def test_a_channel_that_claims_our_framing_but_does_not_fit_is_refused(tmp_path)
         w.register_channel("/s/raw", fr.MESSAGE_ENCODING, 0, meta)
         w.finish()
     assert_refused(source, tmp_path / "runs", "protocol 'telepathy'")
+
+
+def test_progress_rises_to_the_end(tmp_path):
+    run = write_mixed(tmp_path / "runs", n=300)
+    seen: list[float] = []
+    export_run(ExportRequest(run, "mcap", tmp_path / "p.mcap"), seen.append)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 10
