@@ -8,7 +8,8 @@ two writers make an MCAP file of the run, alternating which goes first:
 - baseline: the mcap library alone, given every message's frames from memory (read before
   the clock starts), one record per message, the same chunk size and compression;
 - ours: `export_run(..., "mcap")`: reading the run block by block, the raw-frames channels,
-  and the Foxglove views (images as base64 RawImage JSON, columns as JSON).
+  and the Foxglove views (images as base64 RawImage JSON, columns as JSON);
+- raw: the same export without the Foxglove views (reading the run and the framing only).
 
 Prints MB/s of wire bytes (all frames of every message), messages/s, file size, medians of
 the rounds, and the ratio to the baseline.
@@ -30,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import median, prefault
 
-from recorder.export.base import ExportRequest, export_run
-from recorder.export.mcap import CHUNK_BYTES
+from recorder.export.base import ExportRequest, export_run, no_progress, plan
+from recorder.export.mcap import CHUNK_BYTES, McapTarget
 from recorder.protocols import codec_for
 from recorder.simulators import AdzmqSimulator, OpenEphysSimulator
 from recorder.store.reader import RunReader
@@ -75,17 +76,25 @@ def ours(run: Path, out: Path) -> None:
     export_run(ExportRequest(run, "mcap", out))
 
 
+def ours_raw_only(run: Path, out: Path) -> None:
+    """The export without its Foxglove views: what reading the run and framing cost."""
+    target = McapTarget(views=False)
+    with RunReader(run) as reader:
+        target.write(plan(reader, target, ExportRequest(run, "mcap", out)), out, no_progress)
+
+
 def bench(name: str, run: Path, rounds: int, workdir: Path) -> float:
     messages = frames_of(run)
     wire = sum(len(f) for _, frames in messages for f in frames)
     writers: dict[str, Callable[[Path], None]] = {
         "mcap": lambda out: mcap_alone(messages, out),
         "ours": lambda out: ours(run, out),
+        "raw": lambda out: ours_raw_only(run, out),
     }
     times: dict[str, list[float]] = {k: [] for k in writers}
     sizes: dict[str, int] = {}
     for r in range(rounds):
-        for who in list(writers) if r % 2 == 0 else list(reversed(writers)):
+        for who in list(writers) if r % 2 == 0 else list(reversed(writers)):  # alternate
             out = workdir / f"{who}.mcap"
             out.unlink(missing_ok=True)
             prefault(0.5)

@@ -72,6 +72,9 @@ class McapTarget:
         "scalar columns as JSON) for Foxglove; `recorder import` reads it back"
     )
 
+    def __init__(self, *, views: bool = True):
+        self.views = views  # False: raw-frames channels only (the benchmark's breakdown)
+
     def cannot_hold(self, stream: StreamReader) -> str | None:
         return None  # any protocol: the raw frames are kept as they came
 
@@ -80,7 +83,7 @@ class McapTarget:
             writer = Writer(f, chunk_size=CHUNK_BYTES, compression=CompressionType.ZSTD)
             writer.start(profile="", library=f"zmq-recorder {__version__}")
             writer.add_metadata(fr.RUN_METADATA, _text(ctx.provenance))
-            raw, views = _channels(writer, ctx.windows)
+            raw, views = _channels(writer, ctx.windows, self.views)
             tally = Tally(sum(w.count for w in ctx.windows), progress)
             for msg in merged(ctx.windows):
                 published = publish_time(msg)
@@ -99,7 +102,7 @@ class McapTarget:
 
 
 def _channels(
-    writer: Writer, windows: list[StreamWindow]
+    writer: Writer, windows: list[StreamWindow], with_views: bool
 ) -> tuple[dict[str, int], dict[str, StreamViews]]:
     """Register every stream's raw channel (and its Foxglove views): (raw channel id by
     stream, views by stream for the streams that have any)."""
@@ -115,6 +118,8 @@ def _channels(
             schema_id=0,
             metadata=meta,
         )
+        if not with_views:
+            continue
         images = has_images(w.reader)
         if images and image_schema is None:
             image_schema = writer.register_schema(

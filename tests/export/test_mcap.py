@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -599,3 +600,29 @@ def test_progress_rises_to_the_end(tmp_path):
     seen: list[float] = []
     export_run(ExportRequest(run, "mcap", tmp_path / "p.mcap"), seen.append)
     assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 10
+
+
+def test_without_views_only_the_raw_channels_are_written(tmp_path):
+    from recorder.export.base import no_progress, plan
+    from recorder.export.mcap import McapTarget
+
+    run = write_mixed(tmp_path / "runs", n=5)
+    target, out = McapTarget(views=False), tmp_path / "raw.mcap"
+    with RunReader(run) as r:
+        target.write(plan(r, target, ExportRequest(run, "mcap", out)), out, no_progress)
+    channels, _, _ = read_channels(out)
+    assert sorted(channels) == ["/service/raw", "/wire/raw"]
+    assert_raw_equal(out, run, {"wire": (0, 5), "service": (0, 5)})
+
+
+@pytest.mark.timeout(120)
+def test_the_reading_example_in_the_docs_runs(demo, tmp_path, monkeypatch):
+    doc = Path(__file__).resolve().parents[2] / "docs" / "export" / "mcap.md"
+    (code,) = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+    export(demo, tmp_path / "run.mcap")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, str(doc), "exec"), scope)
+    with RunReader(demo) as r:
+        last = list(r.stream("camera").messages())[-1]
+    assert scope["parts"] == [bytes(f) for f in last.frames]
