@@ -626,3 +626,29 @@ def test_the_reading_example_in_the_docs_runs(demo, tmp_path, monkeypatch):
     with RunReader(demo) as r:
         last = list(r.stream("camera").messages())[-1]
     assert scope["parts"] == [bytes(f) for f in last.frames]
+
+
+def test_an_unindexed_foreign_file_imports_in_file_order_with_times_that_never_go_back(tmp_path):
+    from mcap.writer import IndexType, Writer
+
+    from recorder.export.mcap_import import import_file
+
+    source = tmp_path / "stream.mcap"
+    with open(source, "wb") as f:
+        w = Writer(
+            f, use_chunking=False, index_types=IndexType.NONE, use_statistics=False,
+            repeat_channels=False, repeat_schemas=False,
+        )  # fmt: skip
+        w.start()
+        ch = w.register_channel("/t", "cbor", 0)
+        for t in (T0 + 5, T0 + 3, T0 + 9):  # the second is logged earlier than the first
+            w.add_message(ch, log_time=t, data=b"%d" % t, publish_time=t)
+        w.finish()
+    run = import_file(source, tmp_path / "runs")
+    assert stream_messages(run, "t") == [
+        (T0 + 5, [b"%d" % (T0 + 5)]),
+        (T0 + 5, [b"%d" % (T0 + 3)]),
+        (T0 + 9, [b"%d" % (T0 + 9)]),
+    ]
+    with RunReader(run) as r:
+        assert r.started_ns == T0 + 5
