@@ -8,6 +8,7 @@ export's time). A value the message did not carry (the column's missing value) i
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -61,17 +62,26 @@ def _json_type(dtype: np.dtype) -> list[str]:
     return ["string", "null"]
 
 
-def _present(values: np.ndarray, missing: Any) -> list[Any]:
-    """The values as Python objects, None where the message had none (or JSON has none:
-    NaN and infinities)."""
+def _fragments(field: str, values: np.ndarray, missing: Any) -> list[str | None]:
+    """`"field":value` as JSON text per message, None where the message had no value (or JSON
+    has none: NaN and infinities). Made per block, so a message costs a join, not a dumps."""
     out = values.tolist()
-    if values.dtype.kind == "f":
-        keep = np.isfinite(values)
-    elif missing is None:  # bools: every value is one
-        return out
+    kind = values.dtype.kind
+    if kind == "f":
+        keep = np.isfinite(values).tolist()
+        texts: list[str] = [repr(v) for v in out]  # what json.dumps writes for a float
+    elif kind in "iu":
+        keep = (values != missing).tolist()
+        texts = [str(v) for v in out]
+    elif kind == "b":  # False is also the missing value: every value is written
+        keep = [True] * len(out)
+        texts = ["true" if v else "false" for v in out]
     else:
-        keep = values != missing
-    return [v if k else None for v, k in zip(out, keep.tolist(), strict=True)]
+        keep = (values != missing).tolist()
+        seen: dict[str, str] = {}
+        texts = [seen.get(v) or seen.setdefault(v, json.dumps(str(v))) for v in out]
+    key = f'"{field}":'
+    return [key + t if k else None for t, k in zip(texts, keep, strict=True)]
 
 
 class ColumnBlocks:
@@ -91,7 +101,7 @@ class ColumnBlocks:
         self.names = [n for n in self.names if n in self.dtypes]
         self._missing = {n: missing_of(reader, n, d) for n, d in self.dtypes.items()}
         self._start = self._stop = 0
-        self._values: list[list[Any]] = []
+        self._fragments: list[list[str | None]] = []
 
     def schema(self) -> dict[str, Any]:
         props: dict[str, Any] = {
@@ -107,24 +117,23 @@ class ColumnBlocks:
             "properties": props,
         }
 
-    def body(self, index: int, recv_ns: int, seq: int) -> dict[str, Any] | None:
+    def message(self, index: int, recv_ns: int, seq: int) -> bytes | None:
         """The JSON object of message `index`; None when it carried no column value."""
         if not self._start <= index < self._stop:
             self._read(index)
         k = index - self._start
-        body: dict[str, Any] = {}
-        for name, values in zip(self.names, self._values, strict=True):
-            value = values[k]
-            if value is not None:
-                body[self.fields[name]] = value
-        if not body:
+        parts = [f for column in self._fragments if (f := column[k]) is not None]
+        if not parts:
             return None
         sec, nsec = divmod(max(0, recv_ns), 1_000_000_000)
-        return {"timestamp": {"sec": sec, "nsec": nsec}, "seq": seq if seq >= 0 else None, **body}
+        head = f'{{"timestamp":{{"sec":{sec},"nsec":{nsec}}},"seq":{seq if seq >= 0 else "null"},'
+        return (head + ",".join(parts) + "}").encode()
 
     def _read(self, index: int) -> None:
         self._start, self._stop = index, min(self.hi, index + BLOCK)
-        self._values = [
-            _present(self.reader.column(n, self._start, self._stop), self._missing[n])
+        self._fragments = [
+            _fragments(
+                self.fields[n], self.reader.column(n, self._start, self._stop), self._missing[n]
+            )
             for n in self.names
         ]

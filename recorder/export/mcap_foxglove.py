@@ -121,9 +121,8 @@ class StreamViews:
                     self._image(msg, bulk, publish_time)
                     break
         if self.columns is not None:
-            body = self.blocks.body(msg.index, msg.recv_ns, msg.seq)
-            if body is not None:
-                data = json.dumps(body, separators=(",", ":")).encode()
+            data = self.blocks.message(msg.index, msg.recv_ns, msg.seq)
+            if data is not None:
                 self.writer.add_message(self.columns, msg.recv_ns, data, publish_time)
 
     def _image(self, msg: Message, bulk: BulkFrame, publish_time: int) -> None:

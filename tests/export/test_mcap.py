@@ -652,3 +652,23 @@ def test_an_unindexed_foreign_file_imports_in_file_order_with_times_that_never_g
     ]
     with RunReader(run) as r:
         assert r.started_ns == T0 + 5
+
+
+def test_column_fragments_are_json_and_leave_missing_values_out():
+    from recorder.analysis.columns import INT_MISSING
+    from recorder.export.mcap_columns import _fragments
+
+    def obj(parts):
+        return json.loads("{" + ",".join(p for p in parts if p is not None) + "}")
+
+    floats = _fragments("f", np.array([1.5, np.nan, np.inf, 1e300, -0.0]), float("nan"))
+    assert [p is None for p in floats] == [False, True, True, False, False]
+    assert obj(floats[:1]) == {"f": 1.5} and obj(floats[3:4]) == {"f": 1e300}
+    ints = _fragments("i", np.array([3, INT_MISSING, -7], dtype=np.int64), INT_MISSING)
+    assert [obj([p]) if p else None for p in ints] == [{"i": 3}, None, {"i": -7}]
+    texts = np.array(['say "hi"', "", "caf\u00e9 \\ \n", "\ud800x"], dtype=object)
+    got = _fragments("s", texts, "")
+    assert got[1] is None
+    assert [obj([p])["s"] for p in got if p] == ['say "hi"', "caf\u00e9 \\ \n", "\ud800x"]
+    bools = _fragments("b", np.array([True, False]), None)
+    assert [obj([p]) for p in bools] == [{"b": True}, {"b": False}]
