@@ -672,3 +672,17 @@ def test_column_fragments_are_json_and_leave_missing_values_out():
     assert [obj([p])["s"] for p in got if p] == ['say "hi"', "caf\u00e9 \\ \n", "\ud800x"]
     bools = _fragments("b", np.array([True, False]), None)
     assert [obj([p]) for p in bools] == [{"b": True}, {"b": False}]
+
+
+@pytest.mark.timeout(120)
+def test_the_mcap_cli_finds_nothing_wrong(demo, tmp_path):
+    import shutil
+    import subprocess
+
+    cli = shutil.which("mcap")  # the Go binary; not a pip package, so mostly absent
+    if cli is None:
+        pytest.skip("the mcap CLI is not installed")
+    out = tmp_path / "demo.mcap"
+    export(demo, out)
+    proc = subprocess.run([cli, "doctor", str(out)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
