@@ -4,7 +4,6 @@ file downloads (a folder as a zip) and DELETE removes it."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import signal
@@ -23,11 +22,6 @@ from tests.helpers import running_manager
 from tests.replayhelp import make_run
 
 pytestmark = pytest.mark.timeout(120)
-needs_mcap = pytest.mark.skipif(  # the target is its own branch's; the lead merges both
-    importlib.util.find_spec("recorder.export.mcap") is None,
-    reason="the mcap target is not in this checkout",
-)
-
 API = "/api/v1"
 TIMES_MS = [i * 100.0 for i in range(10)]
 
@@ -84,7 +78,6 @@ def run_id(data) -> str:
     ).name  # fmt: skip
 
 
-@needs_mcap
 def test_export_job_runs_in_a_worker_and_downloads(client, data, run_id, tmp_path):
     r = client.post(f"{API}/runs/{run_id}/exports", json={"target": "mcap"})
     assert r.status_code == 201, r.get_json()
@@ -121,7 +114,6 @@ def test_export_job_runs_in_a_worker_and_downloads(client, data, run_id, tmp_pat
     assert client.get(f"{API}/runs/{run_id}/exports").get_json()["exports"] == []
 
 
-@needs_mcap
 def test_window_streams_and_a_run_still_recording(client, data, control):
     run = make_run(
         config.runs_dir(data), TIMES_MS,
@@ -141,7 +133,6 @@ def test_window_streams_and_a_run_still_recording(client, data, control):
     assert control.get_job(job_id)["stats"]["progress"] == 1.0
 
 
-@needs_mcap
 def test_bad_requests_are_refused_before_any_job(client, control, run_id):
     url = f"{API}/runs/{run_id}/exports"
     assert "no run" in envelope(client.post(f"{API}/runs/nope/exports", json={"target": "mcap"}),
@@ -161,8 +152,6 @@ def test_bad_requests_are_refused_before_any_job(client, control, run_id):
 
 @pytest.mark.parametrize("target", ["nwb", "exdf"])
 def test_a_stream_the_target_cannot_hold(client, control, run_id, target):
-    if importlib.util.find_spec(f"recorder.export.{target}") is None:
-        pytest.skip(f"the {target} target is not in this checkout")
     url = f"{API}/runs/{run_id}/exports"
     msg = envelope(client.post(url, json={"target": target, "streams": ["a"]}), 400)
     assert msg.startswith(f"{target} cannot hold stream 'a': ")
@@ -171,7 +160,6 @@ def test_a_stream_the_target_cannot_hold(client, control, run_id, target):
     assert control.list_jobs(kind=KIND_EXPORT) == []
 
 
-@needs_mcap
 def test_a_failed_export_says_why_and_leaves_no_file(client, data, run_id):
     job_id = client.post(f"{API}/runs/{run_id}/exports", json={"target": "mcap"}).get_json()["id"]
     envelope(client.get(f"{API}/exports/{job_id}/download"), 409)  # not finished yet
@@ -188,7 +176,6 @@ def test_a_failed_export_says_why_and_leaves_no_file(client, data, run_id):
     envelope(client.get(f"{API}/exports/{job_id}"), 404)
 
 
-@needs_mcap
 def test_deleting_a_pending_export_cancels_it(client, control, run_id):
     job_id = client.post(f"{API}/runs/{run_id}/exports", json={"target": "mcap"}).get_json()["id"]
     assert client.delete(f"{API}/exports/{job_id}").status_code == 204
@@ -235,7 +222,6 @@ def test_the_openapi_document_describes_exports(client):
     assert "409" in download["responses"]
 
 
-@needs_mcap
 @pytest.mark.timeout(180)
 def test_progress_while_it_runs_and_a_stop_removes_the_partial_file(client, data):
     """A run long enough to watch: the job's progress rises between 0 and 1, and DELETE stops
@@ -259,7 +245,6 @@ def test_progress_while_it_runs_and_a_stop_removes_the_partial_file(client, data
     envelope(client.get(f"{API}/exports/{job_id}"), 404)
 
 
-@needs_mcap
 @pytest.mark.timeout(180)
 def test_a_worker_killed_mid_export_leaves_no_partial_file(client, control, data):
     run = make_run(config.runs_dir(data), [i * 0.01 for i in range(40_000)]).name

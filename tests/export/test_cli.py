@@ -4,7 +4,6 @@ bad input ending in one `error:` line and exit code 2, never a traceback."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import re
@@ -20,11 +19,6 @@ from tests.helpers import CLI
 from tests.replayhelp import make_run
 
 pytestmark = pytest.mark.timeout(120)
-needs_mcap = pytest.mark.skipif(  # the target is its own branch's; the lead merges both
-    importlib.util.find_spec("recorder.export.mcap") is None,
-    reason="the mcap target is not in this checkout",
-)
-
 TIMES_MS = [i * 100.0 for i in range(10)]  # message i received i * 0.1 s after the start
 
 
@@ -68,7 +62,6 @@ def two_streams(data) -> Path:
     )  # fmt: skip
 
 
-@needs_mcap
 def test_export_to_the_current_folder_by_run_id_prefix(tmp_path, data, two_streams):
     run_id = two_streams.name
     proc = recorder("export", run_id[:-2], "--to", "mcap", "--data", data, cwd=tmp_path)
@@ -81,7 +74,6 @@ def test_export_to_the_current_folder_by_run_id_prefix(tmp_path, data, two_strea
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
 
 
-@needs_mcap
 def test_window_and_stream_selection_with_json(tmp_path, data, two_streams):
     run_id = two_streams.name
     proc = recorder(
@@ -104,7 +96,6 @@ def test_window_and_stream_selection_with_json(tmp_path, data, two_streams):
     assert result["out"] == str(tmp_path / "only-b.mcap")
 
 
-@needs_mcap
 def test_a_run_still_recording_exports_what_was_committed(tmp_path, data):
     run = make_run(config.runs_dir(data), TIMES_MS[:6], close=False)  # flushed, not closed
     proc = recorder("export", run.name, "--to", "mcap", "--data", data, cwd=tmp_path)
@@ -119,7 +110,6 @@ def test_a_run_still_recording_exports_what_was_committed(tmp_path, data):
     assert out["partial"] is True and out["messages"] == 6
 
 
-@needs_mcap
 def test_progress_is_off_the_result_line(tmp_path, data, two_streams):
     """stdout holds only the result (scripts read it); progress would go to stderr."""
     proc = recorder("export", two_streams.name, "--to", "mcap", "--data", data, cwd=tmp_path)
@@ -135,7 +125,6 @@ def test_unknown_target(tmp_path, data, two_streams):
     assert "'--to'" in msg and "'csv' is not one of 'nwb', 'exdf', 'hdf5', 'mcap'" in msg
 
 
-@needs_mcap
 def test_unknown_run_and_stream(tmp_path, data, two_streams):
     msg = refused(recorder("export", "nope", "--to", "mcap", "--data", data, cwd=tmp_path))
     assert "nope" in msg
@@ -147,7 +136,6 @@ def test_unknown_run_and_stream(tmp_path, data, two_streams):
     assert list(tmp_path.glob("*.mcap")) == []
 
 
-@needs_mcap
 def test_bad_window(tmp_path, data, two_streams):
     msg = refused(
         recorder("export", two_streams.name, "--to", "mcap", "--start", "2", "--end", "1",
@@ -163,8 +151,6 @@ def test_bad_window(tmp_path, data, two_streams):
 
 @pytest.mark.parametrize("target", ["nwb", "exdf"])
 def test_a_stream_the_target_cannot_hold(tmp_path, data, two_streams, target):
-    if importlib.util.find_spec(f"recorder.export.{target}") is None:
-        pytest.skip(f"the {target} target is not in this checkout")
     msg = refused(
         recorder("export", two_streams.name, "--to", target, "--stream", "a", "--data", data,
                  cwd=tmp_path)
@@ -175,7 +161,6 @@ def test_a_stream_the_target_cannot_hold(tmp_path, data, two_streams, target):
     assert f"has no stream {target} can hold" in msg and "a: " in msg and "b: " in msg
 
 
-@needs_mcap
 def test_an_existing_out_is_never_overwritten(tmp_path, data, two_streams):
     out = tmp_path / "taken.mcap"
     out.write_bytes(b"mine")
@@ -187,7 +172,6 @@ def test_an_existing_out_is_never_overwritten(tmp_path, data, two_streams):
     assert out.read_bytes() == b"mine"
 
 
-@needs_mcap
 def test_a_full_disk_removes_the_partial_file(tmp_path, data):
     """A real ENOSPC: the export goes to a 64 kB tmpfs mounted in a private mount namespace."""
     if shutil.which("unshare") is None:
@@ -222,10 +206,7 @@ def test_import_needs_a_file_it_knows(tmp_path, data):
     assert "missing.mcap" in msg and "does not exist" in msg
 
 
-@needs_mcap
 def test_export_then_import_gives_a_run_that_lists(tmp_path, data, two_streams):
-    if importlib.util.find_spec("recorder.export.mcap_import") is None:
-        pytest.skip("the mcap importer is not in this checkout")
     out = tmp_path / "run.mcap"
     assert recorder("export", two_streams.name, "--to", "mcap", "--out", out, "--data", data,
                     cwd=tmp_path).returncode == 0  # fmt: skip
@@ -240,8 +221,6 @@ def test_export_then_import_gives_a_run_that_lists(tmp_path, data, two_streams):
 
 def test_an_exdf_folder_or_file_imports_as_a_run(tmp_path, data):
     """`recorder import` tells an EXDF run (a folder of .h5 files, or one of them) from MCAP."""
-    if importlib.util.find_spec("recorder.export.exdf_import") is None:
-        pytest.skip("the exdf importer is not in this checkout")
     from tests.web.webhelp import recorded_run
 
     run_id = recorded_run(data, "karabo", 5)
@@ -262,8 +241,6 @@ def test_an_exdf_folder_or_file_imports_as_a_run(tmp_path, data):
 
 def test_streams_the_target_cannot_hold_are_skipped_and_named(tmp_path, data):
     """Without --stream, a stream the target cannot hold is left out, with why, on stderr."""
-    if importlib.util.find_spec("recorder.export.hdf5") is None:
-        pytest.skip("the hdf5 target is not in this checkout")
     from recorder.recording.recording import Recording, SourceSpec
     from recorder.simulators import make_simulator
     from tests.helpers import wait_for
