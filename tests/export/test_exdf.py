@@ -11,11 +11,17 @@ import h5py
 import numpy as np
 import pytest
 
+from recorder.analysis import open_run
+from recorder.errors import ExportError
 from recorder.export.base import ExportRequest, export_run
 from recorder.export.exdf import file_name
+from recorder.export.exdf_import import import_file
+from recorder.export.importing import ImportedStream, RunImport
+from recorder.protocols.karabo import encode_train
 from recorder.recording.recording import SourceSpec
 from tests.karabotools import start_tool, write_mock_run
 from tests.recordhelp import record
+from tests.replayhelp import recorded_frames
 
 pytestmark = pytest.mark.timeout(120)
 N_TRAINS = 6
@@ -184,3 +190,308 @@ def RunReader_(path):
     from recorder.store.reader import RunReader
 
     return RunReader(path)
+
+
+# ----------------------------------------------------------------------------- made runs
+
+T0 = 1_700_000_000 * 10**9
+MOTOR = "SPB_XTD9/MOTOR/X"
+DET = "SPB_DET_AGIPD1M-1/DET/0CH0:xtdf"
+PULSES = [3, 3, 5, 1, 0, 4, 2, 2, 6, 3]  # entries per train: stored along the first axis
+
+
+def made_train(i: int, tid0: int = 2000) -> list[bytes]:
+    """Train i as a bridge would send it: a motor (control) and a detector module whose
+    pulse count changes from train to train (instrument, entries per pulse)."""
+    n = PULSES[i % len(PULSES)]
+    motor = {
+        "position.value": 1.5 * i,
+        "position.timestamp": 10**18 + i,
+        "state.value": "ON" if i % 2 else "OFF",
+        "mixed.value": i if i % 2 else "text",  # int or text: no EXDF dataset holds both
+    }
+    if i == 4:
+        del motor["state.value"]  # missing once: EXDF has a row per train, filled
+    data = {
+        MOTOR: motor,
+        DET: {
+            "image.data": np.full((n, 4, 2), i, np.uint16),
+            "image.cellId": np.arange(n, dtype=np.uint16),
+            "data.vec": [0.5 * i, 1.0, 2.0],
+            "data.count": n,
+        },
+    }
+    meta = {
+        src: {
+            "source": src,
+            "timestamp.tid": tid0 + i,
+            "timestamp.sec": str(T0 // 10**9 + i),
+            "timestamp.frac": "250000000000000000",
+        }
+        for src in data
+    }
+    return encode_train(data, meta)
+
+
+def karabo_stream(name: str) -> ImportedStream:
+    return ImportedStream(name, "karabo", "tcp://127.0.0.1:4545", "SUB", "connect")
+
+
+def made_run(runs, n: int = 10, **streams) -> object:
+    """A run written as a recording writes it: message i received 100 ms * i after T0.
+    `streams` maps extra stream names to (ImportedStream, list of frames)."""
+    with RunImport(runs, started_ns=T0, name="made") as imp:
+        bridge = imp.stream(karabo_stream("bridge"))
+        for i in range(n):
+            bridge.append(T0 + i * 100_000_000, made_train(i))
+        for spec, messages in streams.values():
+            s = imp.stream(spec)
+            for i, frames in enumerate(messages):
+                s.append(T0 + i * 100_000_000 + 1, frames)
+        return imp.path
+
+
+def test_export_entries_per_pulse_fills_and_left_out_keys(tmp_path):
+    from extra_data import RunDirectory
+
+    result = export(made_run(tmp_path / "runs"), tmp_path / "out")
+    ed = RunDirectory(str(result.out))
+    assert list(ed.train_ids) == [2000 + i for i in range(10)]
+    assert ed.instrument_sources == {DET} and ed.control_sources == {MOTOR}
+    assert ed.keys_for_source(DET) == {"image.data", "image.cellId", "data.vec", "data.count"}
+    assert ed.keys_for_source(MOTOR) == {"position.value", "position.timestamp", "state.value"}
+    image = ed.get_array(DET, "image.data")
+    assert image.shape == (sum(PULSES), 4, 2) and image.dtype == np.uint16
+    np.testing.assert_array_equal(
+        image.values,
+        np.concatenate([np.full((n, 4, 2), i, np.uint16) for i, n in enumerate(PULSES)]),
+    )
+    assert list(image["trainId"].values) == [
+        2000 + i for i, n in enumerate(PULSES) for _ in range(n)
+    ]
+    np.testing.assert_array_equal(ed[DET, "data.vec"].ndarray()[:, 0], [0.5 * i for i in range(10)])
+    assert list(ed[DET, "data.count"].ndarray()) == PULSES
+    states = list(ed.get_array(MOTOR, "state.value").values)
+    assert states == ["ON" if i % 2 else "OFF" for i in range(4)] + [""] + [
+        "ON" if i % 2 else "OFF" for i in range(5, 10)
+    ]
+    assert ed.get_run_value(MOTOR, "position") == 0.0
+    stamps = ed.train_timestamps()
+    assert [int(t.astype("datetime64[ns]").astype(np.int64)) for t in stamps] == [
+        T0 + i * 10**9 + 250_000_000 for i in range(10)
+    ]
+    for i, (tid, data) in enumerate(ed.trains()):
+        n = PULSES[i]
+        if n == 0:  # no entries in this train: extra_data gives no value
+            assert "image.data" not in data[DET]
+        else:  # one entry: extra_data drops the entry axis, as for any EXDF file
+            want = np.full((n, 4, 2), i, np.uint16)
+            same(data[DET]["image.data"], want[0] if n == 1 else want, str(tid))
+        assert data[MOTOR]["position.value"] == 1.5 * i
+    with h5py.File(result.out / file_name(1)) as f:
+        left_out = json.loads(f.attrs["not_exported"])
+    assert (
+        list(left_out) == [f"{MOTOR} mixed.value"] and "mixed" in left_out[f"{MOTOR} mixed.value"]
+    )
+
+
+def test_export_window_gives_the_trains_received_in_it(tmp_path):
+    from extra_data import RunDirectory
+
+    run = made_run(tmp_path / "runs")
+    result = export(run, tmp_path / "out", start=0.25, end=0.65)
+    ed = RunDirectory(str(result.out))
+    assert list(ed.train_ids) == [2003, 2004, 2005, 2006] and result.messages == 4
+    assert ed.get_run_value(MOTOR, "position") == 1.5 * 3  # RUN: the window's first value
+    np.testing.assert_array_equal(
+        ed.get_array(DET, "image.cellId").values,
+        np.concatenate([np.arange(PULSES[i], dtype=np.uint16) for i in range(3, 7)]),
+    )
+    with h5py.File(result.out / file_name(1)) as f:
+        prov = json.loads(f.attrs["provenance"])
+        assert list(f.attrs["messages"]) == [3, 7] and list(f.attrs["window_s"]) == [0.25, 0.65]
+    assert (prov["start_s"], prov["end_s"], prov["trains"]) == (0.25, 0.65, 4)
+
+
+def test_export_stream_selection_and_streams_it_cannot_hold(tmp_path):
+    from extra_data import H5File, RunDirectory
+
+    other = (ImportedStream("other", "raw", "tcp://127.0.0.1:5000", "SUB", "connect"), [[b"x"]])
+    xgm = "SA3_XTD10_XGM/XGM/DOOCS:output"
+    second = (
+        karabo_stream("second"),
+        [
+            encode_train(
+                {xgm: {"data.intensityTD": np.arange(4, dtype=np.float32) + i}},
+                {xgm: {"source": xgm, "timestamp.tid": 2000 + i}},
+            )
+            for i in range(3)
+        ],
+    )
+    run = made_run(tmp_path / "runs", other=other, second=second)
+    result = export(run, tmp_path / "all")
+    assert result.streams == ["bridge", "second"] and list(result.skipped) == ["other"]
+    assert "protocol raw" in result.skipped["other"]
+    assert sorted(p.name for p in result.out.glob("*.h5")) == [file_name(1), file_name(2)]
+    ed = RunDirectory(str(result.out))
+    assert ed.all_sources == {MOTOR, DET, xgm}
+    assert H5File(str(result.out / file_name(2))).all_sources == {xgm}
+    only = export(run, tmp_path / "second", streams=("second",))
+    ed = RunDirectory(str(only.out))
+    assert ed.all_sources == {xgm} and list(ed.train_ids) == [2000, 2001, 2002]
+    np.testing.assert_array_equal(ed[xgm, "data.intensityTD"].ndarray()[2], np.arange(4) + 2)
+    with pytest.raises(ExportError, match=r"'other'.*protocol raw: EXDF holds Karabo"):
+        export(run, tmp_path / "raw", streams=("bridge", "other"))
+    assert not (tmp_path / "raw").exists()
+
+
+def test_export_of_a_run_still_recording_takes_what_is_committed(tmp_path):
+    from extra_data import RunDirectory
+
+    imp = RunImport(tmp_path / "runs", started_ns=T0, name="live")
+    try:
+        bridge = imp.stream(karabo_stream("bridge"))
+        for i in range(5):
+            bridge.append(T0 + i * 100_000_000, made_train(i))
+        bridge.drain()
+        imp.run.flush()
+        bridge.append(T0 + 5 * 100_000_000, made_train(5))  # not committed yet
+        result = export(imp.path, tmp_path / "out")
+    finally:
+        imp.close()
+    assert result.partial and result.messages == 5
+    assert list(RunDirectory(str(result.out)).train_ids) == [2000 + i for i in range(5)]
+    with h5py.File(result.out / file_name(1)) as f:
+        assert bool(f.attrs["partial"]) and json.loads(f.attrs["provenance"])["partial"]
+
+
+def test_export_skips_messages_without_a_rising_train_id(tmp_path):
+    from extra_data import RunDirectory
+
+    src = "A/B/C:out"
+    msgs = [
+        encode_train({src: {"data.x": i}}, {src: {"source": src, "timestamp.tid": tid}})
+        for i, tid in enumerate([100, 101, 101, 99, 102])
+    ] + [[b"not a train"]]
+    with RunImport(tmp_path / "runs", started_ns=T0) as imp:
+        s = imp.stream(karabo_stream("bridge"))
+        for i, frames in enumerate(msgs):
+            s.append(T0 + i, frames)
+    result = export(imp.path, tmp_path / "out")
+    ed = RunDirectory(str(result.out))
+    assert list(ed.train_ids) == [100, 101, 102]
+    assert list(ed[src, "data.x"].ndarray()) == [0, 1, 4]
+    with h5py.File(result.out / file_name(1)) as f:
+        assert json.loads(f.attrs["provenance"])["messages_skipped"] == 3
+        assert f["INDEX/timestamp"].attrs["source"].startswith("host receive time")
+
+
+# ----------------------------------------------------------------------------- import
+
+
+def ed_trains(path) -> list[tuple[int, dict]]:
+    from extra_data import RunDirectory
+
+    return [(tid, ed_train(data)) for tid, data in RunDirectory(str(path)).trains()]
+
+
+def assert_same_train(got: dict, want: dict, where: str) -> None:
+    assert got.keys() == want.keys(), where
+    for src in want:
+        assert got[src].keys() == want[src].keys(), (where, src)
+        for key in want[src]:
+            same(got[src][key], want[src][key], f"{where} {src} {key}")
+
+
+def _decoded_equal(a, b) -> bool:
+    (da, ma), (db, mb) = a, b
+    assert ma == mb and da.keys() == db.keys()
+    for src in da:
+        assert da[src].keys() == db[src].keys()
+        for key, value in db[src].items():
+            same(da[src][key], value, f"{src} {key}")
+            assert type(da[src][key]) is type(value)
+    return True
+
+
+def test_import_gives_the_trains_serve_files_sends(mock, recorded, tmp_path):
+    """The imported run's messages are byte for byte what serve-files sent for the same run
+    (and the recorder recorded); the recorder's own reader gives extra_data's values."""
+    from karabo_bridge.serializer import deserialize
+
+    run = import_file(mock, tmp_path / "runs")
+    ours, sent = recorded_frames(run), recorded_frames(recorded)
+    assert len(ours) == len(sent) == N_TRAINS
+    for i, (a, b) in enumerate(zip(ours, sent, strict=True)):
+        # the same frames, up to the order of keys (serve-files sends them in set order)
+        assert sorted(a) == sorted(b) or _decoded_equal(deserialize(a), deserialize(b)), i
+    with RunReader_(run) as reader:
+        assert reader.status == "complete" and list(reader.streams) == ["main"]
+        stream = reader.stream("main")
+        assert (stream.protocol, stream.socket_type, stream.role) == ("karabo", "SUB", "connect")
+        assert stream.endpoint == "tcp://127.0.0.1:4545"
+        recv = stream.column("recv_ns")
+        assert list(np.diff(recv)) == [100_000_000] * (N_TRAINS - 1)  # no timestamps: 10 Hz
+        assert reader.attrs["meta"]["import_format"] == "exdf"
+    want = ed_trains(mock)
+    got = list(open_run(run).trains())
+    assert [t for t, _ in got] == [t for t, _ in want] == [10000 + i for i in range(N_TRAINS)]
+    for (tid, g), (_, w) in zip(got, want, strict=True):
+        assert_same_train(g, w, str(tid))
+    one = import_file(mock / file_name(1), tmp_path / "runs", name="one file")
+    assert recorded_frames(one) == recorded_frames(run)
+    # and back out: the export of the import reads as the mock run does
+    out = export(run, tmp_path / "exdf").out
+    assert ed_trains(out)[2][1].keys() == want[2][1].keys()
+    for (tid, g), (_, w) in zip(ed_trains(out), want, strict=True):
+        assert_same_train(g, w, f"re-exported {tid}")
+
+
+def test_import_replays_to_a_karabo_client(ctx, mock, tmp_path):
+    from karabo_bridge import Client
+
+    from tests.helpers import free_port, local
+    from tests.replayhelp import quiet, replaying, wait_clients
+
+    run = import_file(mock, tmp_path / "runs")
+    port = free_port()
+    with replaying(run, endpoints={"": local(port)}, paused=True, max_speed=True) as rp:
+        client = Client(local(port), sock="SUB", timeout=30, context=ctx)
+        try:
+            wait_clients(rp)
+            rp.resume()
+            trains = [client.next() for _ in range(N_TRAINS)]
+            assert rp.wait(10) and quiet(client._socket, 200)
+        finally:
+            client._socket.close(linger=0)
+        assert rp.status()["error"] is None
+    for (data, meta), (tid, want) in zip(trains, ed_trains(mock), strict=True):
+        assert {src: m["timestamp.tid"] for src, m in meta.items()} == dict.fromkeys(want, tid)
+        assert_same_train(
+            {src: {**values, "metadata": meta[src]} for src, values in data.items()},
+            want,
+            f"replayed {tid}",
+        )
+
+
+def test_import_refuses_what_is_not_exdf(tmp_path):
+    runs = tmp_path / "runs"
+    text = tmp_path / "notes.h5"
+    text.write_text("not hdf5")
+    with pytest.raises(ExportError, match="is not an EXDF file: not HDF5"):
+        import_file(text, runs)
+    plain = tmp_path / "plain.h5"
+    with h5py.File(plain, "w") as f:
+        f["data"] = np.arange(3)
+    with pytest.raises(ExportError, match="is not an EXDF file: it has no INDEX/trainId"):
+        import_file(plain, runs)
+    with h5py.File(plain, "a") as f:
+        f["INDEX/trainId"] = np.arange(1, 4, dtype=np.uint64)
+    with pytest.raises(ExportError, match="METADATA lists no data sources"):
+        import_file(plain, runs)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match=r"holds no \.h5 files"):
+        import_file(tmp_path / "empty", runs)
+    with pytest.raises(ExportError, match="does not exist"):
+        import_file(tmp_path / "nowhere", runs)
+    assert not runs.exists() or not any(runs.iterdir())
