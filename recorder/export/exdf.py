@@ -64,18 +64,18 @@ class _Rows:
         self.cast = object if dtype is object or np.dtype(dtype).kind == "O" else dtype
         self.ragged = ragged
         self.pending: list[np.ndarray] = []
-        self.nbytes = 0
 
-    def add(self, value: Any) -> None:
+    def add(self, value: Any) -> int:
+        """Keep a row (or a train's entries); return its size in bytes."""
         arr = np.asarray(value, dtype=self.cast)
         self.pending.append(arr)
-        self.nbytes += arr.nbytes
+        return arr.nbytes
 
     def flush(self) -> None:
         if not self.pending:
             return
         data = np.concatenate(self.pending) if self.ragged else np.stack(self.pending)
-        self.pending, self.nbytes = [], 0
+        self.pending = []
         n, start = len(data), self.ds.shape[0]
         if n:
             self.ds.resize(start + n, axis=0)
@@ -130,7 +130,7 @@ class _FileWriter:
                     self.f, f"{section}/{src}/{p.path}", p.dtype(), p.row, p.ragged
                 )
         self.run_done: set[tuple[str, str]] = set()
-        self.pending_trains = 0
+        self.pending_trains = self.pending_bytes = 0
 
     def _all_rows(self) -> list[_Rows]:
         out = [self.train_id, self.timestamp, self.flag, *self.rows.values()]
@@ -167,23 +167,22 @@ class _FileWriter:
                 n = len(next(iter(got.values()))) if ragged and got else 1
                 for p in members:
                     arr = got.get(p.key)
-                    self.rows[(src, p.key)].add(p.fill() if arr is None else arr)
+                    self.pending_bytes += self.rows[(src, p.key)].add(
+                        p.fill() if arr is None else arr
+                    )
                     if arr is not None and p.control and (src, p.key) not in self.run_done:
                         self._run_value(p, arr)
             first.add(counter[0])
             count.add(n)
             counter[0] += n
         self.pending_trains += 1
-        if (
-            self.pending_trains >= _BLOCK_TRAINS
-            or sum(r.nbytes for r in self.rows.values()) >= _BLOCK_BYTES
-        ):
+        if self.pending_trains >= _BLOCK_TRAINS or self.pending_bytes >= _BLOCK_BYTES:
             self.flush()
 
     def flush(self) -> None:
         for rows in self._all_rows():
             rows.flush()
-        self.pending_trains = 0
+        self.pending_trains = self.pending_bytes = 0
 
     def metadata(self, ctx: ExportContext, window: StreamWindow, s: Survey) -> None:
         h5py = self.h5py

@@ -251,9 +251,14 @@ def made_run(runs, n: int = 10, **streams) -> object:
         return imp.path
 
 
-def test_export_entries_per_pulse_fills_and_left_out_keys(tmp_path):
+@pytest.mark.parametrize("block", [3, 4096])
+def test_export_entries_per_pulse_fills_and_left_out_keys(tmp_path, monkeypatch, block):
+    """Rows are written in blocks of trains (3: several blocks, as a long run is)."""
     from extra_data import RunDirectory
 
+    from recorder.export import exdf
+
+    monkeypatch.setattr(exdf, "_BLOCK_TRAINS", block)
     result = export(made_run(tmp_path / "runs"), tmp_path / "out")
     ed = RunDirectory(str(result.out))
     assert list(ed.train_ids) == [2000 + i for i in range(10)]
@@ -363,6 +368,29 @@ def test_export_of_a_run_still_recording_takes_what_is_committed(tmp_path):
     assert list(RunDirectory(str(result.out)).train_ids) == [2000 + i for i in range(5)]
     with h5py.File(result.out / file_name(1)) as f:
         assert bool(f.attrs["partial"]) and json.loads(f.attrs["provenance"])["partial"]
+
+
+def test_export_protocol_1_trains(tmp_path):
+    """Protocol 1.0 packs a train in one msgpack frame, arrays and nested maps inside it."""
+    from extra_data import RunDirectory
+
+    src, ctl = "A/B/C:out", "A/B/MOTOR"
+    with RunImport(tmp_path / "runs", started_ns=T0) as imp:
+        s = imp.stream(karabo_stream("bridge"))
+        for i in range(3):
+            data = {
+                src: {"data": {"image": np.full((2, 3), i, np.int16), "n": i}},
+                ctl: {"position": {"value": 0.5 * i}},
+            }
+            meta = {k: {"source": k, "timestamp.tid": 50 + i} for k in data}
+            s.append(T0 + i, encode_train(data, meta, "1.0"))
+    ed = RunDirectory(str(export(imp.path, tmp_path / "out").out))
+    assert list(ed.train_ids) == [50, 51, 52]
+    assert ed.keys_for_source(src) == {"data.image", "data.n"}
+    np.testing.assert_array_equal(
+        ed[src, "data.image"].ndarray(), [np.full((2, 3), i, np.int16) for i in range(3)]
+    )
+    assert list(ed[ctl, "position.value"].ndarray()) == [0.0, 0.5, 1.0]
 
 
 def test_export_skips_messages_without_a_rising_train_id(tmp_path):
