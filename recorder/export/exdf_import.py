@@ -51,6 +51,7 @@ class ExdfFile:
         h5py = hdf5()
 
         self.path = path
+        self._datasets: dict[str, Any] = {}
         try:
             self.f = h5py.File(path, "r")
         except OSError as exc:
@@ -139,12 +140,18 @@ class ExdfFile:
                 firsts, counts = index
                 first, count = int(firsts[pos]), int(counts[pos])
                 if count == 1 or (src.control and count):
-                    values[key] = self.f[path][first]
+                    values[key] = self._dataset(path)[first]
                 elif count > 1:
-                    values[key] = self.f[path][first : first + count]
+                    values[key] = self._dataset(path)[first : first + count]
             _drop_object_arrays(values)
             out[src.name] = values
         return out
+
+    def _dataset(self, path: str) -> Any:
+        ds = self._datasets.get(path)
+        if ds is None:
+            ds = self._datasets[path] = self.f[path]
+        return ds
 
     def close(self) -> None:
         self.f.close()
@@ -207,7 +214,10 @@ def trains(
             pos = f.positions.get(tid)
             if pos is not None:
                 data.update(f.train(pos, tid))
-        yield tid, data
+            else:  # as extra_data: every source is in every train, if only with metadata
+                for src in f.sources:
+                    data.setdefault(src, {"metadata": {"source": src, "timestamp.tid": tid}})
+        yield tid, dict(sorted(data.items()))
 
 
 def import_file(source: Path, runs_dir: Path, *, name: str = "") -> Path:

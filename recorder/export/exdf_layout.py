@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from recorder.analysis.karabo import split_name
+from recorder.errors import MalformedMessage
 from recorder.protocols import karabo
 from recorder.store.reader import Message, StreamReader
 
@@ -203,7 +204,7 @@ class Trains:
                 continue
             try:
                 data = train_dict(msg.frames)
-            except Exception:  # a message that decodes no more (was not rejected): skip it
+            except MalformedMessage:  # recorded by a lenient codec version: skip it
                 yield None, None
                 continue
             last = msg.seq

@@ -523,3 +523,32 @@ def test_import_refuses_what_is_not_exdf(tmp_path):
     with pytest.raises(ExportError, match="does not exist"):
         import_file(tmp_path / "nowhere", runs)
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_import_merges_files_by_train_and_takes_their_timestamps(tmp_path):
+    """An export of two streams (two aggregator files) imported back: trains merged by id,
+    receive times from INDEX/timestamp, the values extra_data reads from the folder."""
+    xgm = "SA3_XTD10_XGM/XGM/DOOCS:output"
+    second = (
+        karabo_stream("second"),
+        [
+            encode_train(
+                {xgm: {"data.intensityTD": np.arange(4, dtype=np.float32) + i}},
+                {xgm: {"source": xgm, "timestamp.tid": 2000 + i}},
+            )
+            for i in range(3)
+        ],
+    )
+    folder = export(made_run(tmp_path / "runs", second=second), tmp_path / "out").out
+    run = import_file(folder, tmp_path / "imported")
+    got = list(open_run(run).trains())
+    want = ed_trains(folder)
+    assert [t for t, _ in got] == [t for t, _ in want] == [2000 + i for i in range(10)]
+    assert set(got[0][1]) == {MOTOR, DET, xgm} and set(got[5][1]) == {MOTOR, DET, xgm}
+    for (tid, g), (_, w) in zip(got, want, strict=True):
+        assert_same_train(g, w, str(tid))
+    with RunReader_(run) as reader:
+        recv = list(reader.stream("main").column("recv_ns"))
+        assert reader.attrs["meta"]["recv_ns"] == "INDEX/timestamp of each train"
+        assert reader.name == "out"
+    assert recv == [T0 + i * 10**9 + 250_000_000 for i in range(10)]
