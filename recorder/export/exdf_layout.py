@@ -255,6 +255,23 @@ def _kind(kinds: set[str]) -> str | None:
         return None
 
 
+def _in_step(ks: KeySurvey, step: bytes, present: int) -> bool:
+    return bool(ks.shape) and ks.same_tail and ks.present == present and ks.steps.digest() == step
+
+
+def _pulse_step(src: str, surveys: list[KeySurvey], present: int) -> bytes | None:
+    """The per-train entry counts (as a digest) when a pipeline group holds entries along the
+    first axis: some key's first axis changes between trains, and every such key changes in
+    step, in every train the group is in. None: one entry per train."""
+    if not is_instrument(src):
+        return None
+    varying = [ks for ks in surveys if not ks.same_shape]
+    if not varying:
+        return None
+    step = varying[0].steps.digest()
+    return step if all(_in_step(ks, step, present) for ks in varying) else None
+
+
 def plan(s: Survey) -> Layout:
     out = Layout()
     for src, keys in s.keys.items():
@@ -278,25 +295,24 @@ def plan(s: Survey) -> Layout:
             by_group.setdefault(group_of(src, key), []).append(key)
         plans: dict[str, KeyPlan] = {}
         for group, members in by_group.items():
-            surveys = [chosen[k][1] for k in members]
-            ragged = (
-                is_instrument(src)
-                and not all(ks.same_shape for ks in surveys)
-                and all(ks.same_tail and ks.shape for ks in surveys)
-                and all(ks.present == s.groups[(src, group)] for ks in surveys)
-                and len({ks.steps.digest() for ks in surveys}) == 1
-            )
-            out.ragged[(src, group)] = ragged
+            step = _pulse_step(src, [chosen[k][1] for k in members], s.groups[(src, group)])
+            out.ragged[(src, group)] = step is not None
             for key in members:
                 kind, ks = chosen[key]
                 assert ks.shape is not None
-                if not ragged and not ks.same_shape:
+                if step is not None and not _in_step(ks, step, s.groups[(src, group)]):
+                    out.left_out[f"{src} {key}"] = (
+                        "one entry per train in a group whose other keys have entries along "
+                        "their first axis (pulses)"
+                    )
+                    continue
+                if step is None and not ks.same_shape:
                     out.left_out[f"{src} {key}"] = (
                         "its shape changes between trains and not in step with the other "
                         "keys of its group"
                     )
                     continue
-                row = ks.shape[1:] if ragged else ks.shape
-                plans[key] = KeyPlan(src, key, kind, row, ragged)
+                row = ks.shape[1:] if step is not None else ks.shape
+                plans[key] = KeyPlan(src, key, kind, row, step is not None)
         out.keys[src] = plans
     return out

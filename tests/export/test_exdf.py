@@ -217,6 +217,7 @@ def made_train(i: int, tid0: int = 2000) -> list[bytes]:
         DET: {
             "image.data": np.full((n, 4, 2), i, np.uint16),
             "image.cellId": np.arange(n, dtype=np.uint16),
+            "image.length": n,  # one value per train beside entries per pulse: left out
             "data.vec": [0.5 * i, 1.0, 2.0],
             "data.count": n,
         },
@@ -295,9 +296,9 @@ def test_export_entries_per_pulse_fills_and_left_out_keys(tmp_path, monkeypatch,
         assert data[MOTOR]["position.value"] == 1.5 * i
     with h5py.File(result.out / file_name(1)) as f:
         left_out = json.loads(f.attrs["not_exported"])
-    assert (
-        list(left_out) == [f"{MOTOR} mixed.value"] and "mixed" in left_out[f"{MOTOR} mixed.value"]
-    )
+    assert sorted(left_out) == [f"{DET} image.length", f"{MOTOR} mixed.value"]
+    assert "mixed" in left_out[f"{MOTOR} mixed.value"]
+    assert "pulses" in left_out[f"{DET} image.length"]
 
 
 def test_export_window_gives_the_trains_received_in_it(tmp_path):
