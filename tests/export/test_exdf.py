@@ -305,7 +305,10 @@ def test_export_window_gives_the_trains_received_in_it(tmp_path):
     from extra_data import RunDirectory
 
     run = made_run(tmp_path / "runs")
-    result = export(run, tmp_path / "out", start=0.25, end=0.65)
+    said: list[float] = []
+    request = ExportRequest(run_path=run, target="exdf", out=tmp_path / "out", start=0.25, end=0.65)
+    result = export_run(request, said.append)
+    assert said == sorted(said) and said[-1] == 1.0 and len(said) > 2  # survey, write, done
     ed = RunDirectory(str(result.out))
     assert list(ed.train_ids) == [2003, 2004, 2005, 2006] and result.messages == 4
     assert ed.get_run_value(MOTOR, "position") == 1.5 * 3  # RUN: the window's first value
