@@ -82,6 +82,17 @@ class _Rows:
             self.ds[start:] = data
 
 
+_LISTED = 200  # keys left out named in the attributes (an HDF5 attribute stays under 64 KiB)
+
+
+def _capped(left_out: dict[str, str]) -> dict[str, str]:
+    if len(left_out) <= _LISTED:
+        return left_out
+    out = dict(list(left_out.items())[:_LISTED])
+    out["..."] = f"{len(left_out) - _LISTED} more keys left out"
+    return out
+
+
 def _stamp(ns: int) -> bytes:
     return _dt.datetime.fromtimestamp(ns / 1e9, _dt.UTC).strftime("%Y%m%dT%H%M%SZ").encode()
 
@@ -225,7 +236,7 @@ class _FileWriter:
                 "stream": window.name,
                 "trains": s.trains,
                 "messages_skipped": s.skipped,
-                "not_exported": self.layout.left_out,
+                "not_exported": _capped(self.layout.left_out),
             }
         )
         for key in ("run_id", "run_name", "recorder_version", "exported_at", "partial"):
@@ -236,7 +247,7 @@ class _FileWriter:
             np.nan if ctx.start is None else ctx.start,
             np.nan if ctx.end is None else ctx.end,
         ]
-        attrs["not_exported"] = json.dumps(self.layout.left_out)
+        attrs["not_exported"] = json.dumps(_capped(self.layout.left_out))
 
     def close(self) -> None:
         self.f.close()

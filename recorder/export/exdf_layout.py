@@ -275,14 +275,16 @@ def _pulse_step(src: str, surveys: list[KeySurvey], present: int) -> bytes | Non
 def plan(s: Survey) -> Layout:
     out = Layout()
     for src, keys in s.keys.items():
-        names = set(keys)
+        groups = {".".join(k.split(".")[:n]) for k in keys for n in range(1, k.count(".") + 1)}
         chosen: dict[str, tuple[str, KeySurvey]] = {}
         for key, ks in keys.items():
             why = None
             kind = _kind(ks.kinds)
             if kind is None:
                 why = "values of mixed or unsupported types (maps, None, uneven lists)"
-            elif any(other.startswith(key + ".") for other in names):
+            elif "/" in key or "" in key.split("."):
+                why = "the key has no HDF5 path (a '/' or an empty part in its name)"
+            elif key in groups:
                 why = "the key is also the group of other keys"
             elif is_instrument(src) and "." not in key:
                 why = "instrument keys need a group (a dotted name, e.g. data.x)"

@@ -556,3 +556,21 @@ def test_import_merges_files_by_train_and_takes_their_timestamps(tmp_path):
         assert reader.attrs["meta"]["recv_ns"] == "INDEX/timestamp of each train"
         assert reader.name == "out"
     assert recv == [T0 + i * 10**9 + 250_000_000 for i in range(10)]
+
+
+def test_export_leaves_out_keys_without_an_hdf5_path(tmp_path, monkeypatch):
+    from extra_data import RunDirectory
+
+    from recorder.export import exdf
+
+    monkeypatch.setattr(exdf, "_LISTED", 2)
+    src = "A/B/C:out"
+    values = {"data.a/b": 1, "data.x": 2, "data.x.y": 3, "data..z": 4, "data.ok": 5}
+    with RunImport(tmp_path / "runs", started_ns=T0) as imp:
+        s = imp.stream(karabo_stream("bridge"))
+        s.append(T0, encode_train({src: values}, {src: {"source": src, "timestamp.tid": 7}}))
+    result = export(imp.path, tmp_path / "out")
+    assert RunDirectory(str(result.out)).keys_for_source(src) == {"data.x.y", "data.ok"}
+    with h5py.File(result.out / file_name(1)) as f:
+        left_out = json.loads(f.attrs["not_exported"])
+    assert len(left_out) == 3 and left_out["..."] == "1 more keys left out"
