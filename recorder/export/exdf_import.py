@@ -78,7 +78,10 @@ class ExdfFile:
             raise ExportError(f"{self.path} is not an EXDF file: METADATA lists no data sources")
         tids = np.asarray(f["INDEX/trainId"][:], dtype=np.uint64)
         self.n = len(tids)
-        self.positions = {int(t): i for i, t in enumerate(tids) if t != 0}
+        self.positions: dict[int, int] = {}  # train id -> its first row (0: padding)
+        for i, t in enumerate(tids.tolist()):
+            if t:
+                self.positions.setdefault(t, i)
         stamps = f.get("INDEX/timestamp")
         self.timestamps = None if stamps is None else np.asarray(stamps[: self.n], np.uint64)
         self.created = None

@@ -574,3 +574,15 @@ def test_export_leaves_out_keys_without_an_hdf5_path(tmp_path, monkeypatch):
     with h5py.File(result.out / file_name(1)) as f:
         left_out = json.loads(f.attrs["not_exported"])
     assert len(left_out) == 3 and left_out["..."] == "1 more keys left out"
+
+
+def test_import_takes_the_first_row_of_a_repeated_train_id(tmp_path):
+    """As extra_data's train lookup (`_find_data`): a train id written twice in a file is its
+    first row."""
+    folder = export(made_run(tmp_path / "runs", n=3), tmp_path / "out").out
+    with h5py.File(folder / file_name(1), "r+") as f:
+        f["INDEX/trainId"][2] = 2001
+    run = import_file(folder, tmp_path / "imported")
+    got = list(open_run(run).trains())
+    assert [t for t, _ in got] == [2000, 2001]
+    assert got[1][1][MOTOR]["position.value"] == 1.5
