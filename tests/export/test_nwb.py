@@ -156,7 +156,8 @@ def test_whole_run_reads_back_value_for_value(recorded, tmp_path):
 
         # electrodes: one row per channel, then the spike electrode's channels
         table = f.electrodes.to_dataframe()
-        assert list(table["channel_name"]) == ["CH1", "CH2", "CH3", "CH4", "Tetrode 1 0", "Tetrode 1 1"]
+        names = ["CH1", "CH2", "CH3", "CH4", "Tetrode 1 0", "Tetrode 1 1"]
+        assert list(table["channel_name"]) == names
         assert (
             list(table["group_name"])
             == ["ephys_example_data"] * 4 + ["ephys_example_data_Tetrode 1"] * 2
@@ -473,7 +474,8 @@ def test_the_examples_of_the_nwb_page_run(recorded, tmp_path, monkeypatch, capsy
     monkeypatch.chdir(tmp_path)
     for code in blocks:
         exec(compile(code, "docs/export/nwb.md", "exec"), {})
-    assert capsys.readouterr().out == "Mus musculus (768, 4) ['CH1', 'CH2', 'CH3', 'CH4'] [ 71 199 327]\n"
+    printed = "Mus musculus (768, 4) ['CH1', 'CH2', 'CH3', 'CH4'] [ 71 199 327]\n"
+    assert capsys.readouterr().out == printed
     with NWBHDF5IO(str(tmp_path / "run.nwb"), "r") as io:
         subject = io.read().subject
         assert (subject.subject_id, subject.sex) == ("m12", "F")
