@@ -314,7 +314,10 @@ class Replayer:
     # -- the clock thread ----------------------------------------------------------------------
 
     def _idle(self, timeout: float) -> None:
-        """Serve control planes (and note subscriptions) while waiting for the next message."""
+        """Serve control planes (and note subscriptions) while waiting for the next message;
+        following, look for new flushes (their delays set the lag)."""
+        if self.follow:
+            self.timeline.watch()
         xpubs = [self._sockets[n] for n in self._subscribers if n in self._sockets]
         if not self._controls and not xpubs:
             time.sleep(timeout)
@@ -358,18 +361,18 @@ class Replayer:
 
         return self.timeline.follow(names, start, self.end_s, wait)
 
-    def _keep_behind(self, msg: Message) -> None:
-        """Following at the recorded pace: a message is due its recorded time plus the lag,
-        which grows to how late committed messages turn up (about one flush), so messages
-        leave as spaced as recorded, behind the recorder by that much. The backlog read at the
-        start goes at once."""
+    def _keep_behind(self) -> None:
+        """Following at the recorded pace: a message is due its recorded time plus the lag
+        (about one flush: the longest recent commit delay), so messages leave as spaced as
+        recorded and no later than one flush behind the recorder. The backlog read at the
+        start goes at once; a pause adds its length until the lag next changes."""
         p = self.pacer
         if not (self.follow and self.timeline.live) or p.max_speed or p.rate or p.speed != 1:
             return
-        late = time.time_ns() - msg.recv_ns
-        if late > self._lag_ns:
-            self._lag_ns = late
-            p.rebase(msg.recv_ns)
+        lag = self.timeline.lag_ns
+        if lag != self._lag_ns:
+            self._lag_ns = lag
+            p.rebase(time.time_ns() - lag)
 
     def _loops(self):
         n = 0
@@ -398,6 +401,8 @@ class Replayer:
         socks = {n: self._sockets[n] for n in names}
         stop = self.stop_event
         for _ in self._loops():
+            if self.follow:
+                self._await_resume(stop)
             it = self._clocked(names, self.start_s)
             self.pacer.rebase(time.time_ns() if self.follow else None)  # following: backlog at once
             msg: Message | None = None  # read, not sent yet: kept while commands are taken
@@ -412,7 +417,7 @@ class Replayer:
                         break
                     if msg is None:
                         continue  # following: nothing committed yet; commands, stop first
-                    self._keep_behind(msg)
+                    self._keep_behind()
                 ready = self._wait_for(msg, stop)
                 if ready is None:
                     continue  # a command came in first: take it before sending anything
@@ -427,6 +432,12 @@ class Replayer:
                     self._service()  # never starve control planes, even at --max-speed
             if stop.is_set():
                 return
+
+    def _await_resume(self, stop: threading.Event) -> None:
+        """Following starts when the replay is resumed (or stepped): a replay opened paused
+        would otherwise stay behind the recorder by as long as it waited."""
+        while self.pacer.paused and self._commands.empty() and not stop.is_set():
+            self._idle(_SERVICE_S)
 
     def _wait_for(self, msg: Message, stop: threading.Event) -> bool | None:
         """True when `msg` is due (or stepped), False when stopped, None when a seek or step

@@ -16,19 +16,26 @@ reads on from where the last round stopped; it ends once the run's status is no 
 
 from __future__ import annotations
 
+import contextlib
 import heapq
-from collections import Counter
+import logging
+import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from recorder import limits
-from recorder.errors import StreamNotFound, UsageError
+from recorder.errors import StoreError, StreamNotFound, UsageError
 from recorder.store import layout
 from recorder.store.reader import Message, RunReader, StreamReader
 
+log = logging.getLogger(__name__)
+
 SEP = "/"  # RUN/NAME: stream names and run ids never hold it
 FOLLOW_POLL_S = 0.05  # how often a followed run's committed counts are looked at
+_CLOSING = (StoreError, ValueError, OSError, KeyError)  # reads that meet a stream being closed
+_DELAYS_KEPT = 32  # the lag follows the commit delays of this many recent flushes
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,11 @@ class Timeline:
                 self.members[key] = Member(key, r, s, shift)
         self.started_ns = min(r.started_ns + shifts.get(r.run_id, 0) for r in self.runs)
         self.live = False  # following: the backlog was read, messages now come as committed
+        self._watched: list[Member] = []  # following: these streams
+        self._seen: list[int] = []  # their committed counts at the last look
+        self._watched_at = 0.0
+        self._recording = False
+        self._delays: deque[int] = deque(maxlen=_DELAYS_KEPT)
 
     @property
     def run_id(self) -> str:
@@ -144,30 +156,75 @@ class Timeline:
     ) -> Iterator[Message | None]:
         """Like `messages`, then on as flushes commit more, until the runs stop recording.
 
-        Between rounds `wait(seconds)` is called (False: stop following) and None is yielded,
-        so the caller can look at its commands while nothing new is committed."""
+        While nothing new is committed `wait(seconds)` is called (False: stop following) and
+        None is yielded, so the caller can look at its commands meanwhile."""
         members = [self.member(k) for k in keys]
-        runs = list({id(m.run): m.run for m in members}.values())
+        self._watched = members
         pos = [self._index(m, start, 0) for m in members]
         stop_ns = None if stop is None else self.started_ns + int(stop * 1e9)
-        self.live = False
+        self.live, self._delays = False, deque(maxlen=_DELAYS_KEPT)
+        self._seen = []  # the first look: what is committed now is the backlog
         while True:
-            recording = False
-            for run in runs:  # status before counts: a run that ended has its last counts
-                run.refresh()
-                recording = recording or run.status == layout.STATUS_RECORDING
+            recording = self.watch(force=True)
             ends = [m.stream.n_messages for m in members]
             if stop_ns is not None:
                 ends = [min(e, self._index(m, stop, e)) for m, e in zip(members, ends, strict=True)]
-            yield from _merged(members, list(zip(pos, ends, strict=True)))
+            order = {m.key: i for i, m in enumerate(members)}
+            try:
+                for msg in _merged(members, list(zip(pos, ends, strict=True))):
+                    pos[order[msg.stream]] = msg.index + 1
+                    yield msg
+            except _CLOSING as exc:
+                if not recording:
+                    raise
+                # the recorder is closing the stream: compaction swaps its arrays (compact.py)
+                # under the reader; read on from the same place once they are back
+                log.debug("following: %s; reading again", exc)
+                if not wait(FOLLOW_POLL_S):
+                    return
+                yield None
+                continue
             past_stop = stop_ns is not None and all(
                 e < m.stream.n_messages for m, e in zip(members, ends, strict=True)
             )
-            pos = ends
-            self.live = True
-            if not recording or past_stop or not wait(FOLLOW_POLL_S):
+            if not recording or past_stop:
                 return
-            yield None
+            self.live = True
+            if ends == pos:  # nothing new: wait for the next flush
+                if not wait(FOLLOW_POLL_S):
+                    return
+                yield None
+            pos = ends
+
+    def watch(self, force: bool = False) -> bool:
+        """Look at the followed runs (at most every FOLLOW_POLL_S unless forced): their status,
+        then their committed counts, noting how late newly committed messages became visible.
+        True while any is still recording. The replayer calls this while it waits, so delays
+        are measured as flushes land, not when the replay gets round to reading them."""
+        now = time.monotonic()
+        if not force and now - self._watched_at < FOLLOW_POLL_S:
+            return self._recording
+        self._watched_at = now
+        recording = False
+        for run in {id(m.run): m.run for m in self._watched}.values():
+            run.refresh()  # status before counts: a run that ended has its last counts
+            recording = recording or run.status == layout.STATUS_RECORDING
+        seen_ns = time.time_ns()
+        counts = [m.stream.n_messages for m in self._watched]
+        if self._seen:
+            for m, old, new in zip(self._watched, self._seen, counts, strict=True):
+                if new > old:  # the oldest newly visible message waited longest
+                    with contextlib.suppress(*_CLOSING):
+                        oldest = int(m.stream.column("recv_ns", old, old + 1)[0]) + m.shift_ns
+                        self._delays.append(seen_ns - oldest)
+        self._seen, self._recording = counts, recording
+        return recording
+
+    @property
+    def lag_ns(self) -> int:
+        """How far behind its recording a followed run can be served without waiting for a
+        flush: the longest a message took to become visible, over the last few flushes."""
+        return max(self._delays, default=0)
 
     def close(self) -> None:
         for r in self.runs:

@@ -89,11 +89,17 @@ def interleaved_check(ctx, runs, wanted: list[tuple[str, bytes, float]], **kwarg
     attempts = []
     for _ in range(3):
         got, status = serve_together(ctx, runs, len(wanted), **kwargs)
-        assert [(rid, frames) for rid, _, frames in got] == [(r, [f]) for r, f, _ in wanted]
-        if on_time(got, [ms - wanted[0][2] for *_, ms in wanted]):
+        for r in runs:  # each subscriber gets its run's messages, in its order, every time
+            assert [f for rid, _, f in got if rid == r.run_id] == [
+                [f] for rid, f, _ in wanted if rid == r.run_id
+            ]
+        # across the two sockets, order and timing can only be seen when this thread is not
+        # stalled (two messages waiting at one poll come out socket by socket)
+        in_order = [(rid, f) for rid, _, f in got] == [(r, [f]) for r, f, _ in wanted]
+        if in_order and on_time(got, [ms - wanted[0][2] for *_, ms in wanted]):
             return status
-        attempts.append([round((t - got[0][1]) * 1000, 1) for _, t, _ in got])
-    raise AssertionError(f"off the recorded timing in every attempt (ms): {attempts}")
+        attempts.append([(f[0], round((t - got[0][1]) * 1000, 1)) for _, t, f in got])
+    raise AssertionError(f"off the recorded order or timing in every attempt (ms): {attempts}")
 
 
 A_MS = [100.0 + 40 * i for i in range(6)]  # 100 140 ... 300
@@ -134,11 +140,11 @@ def test_an_offset_shifts_one_run_on_the_clock(ctx, two_runs):
     assert [w[1] for w in wanted[4:8]] == [b"a4", b"a5", b"b0", b"b1"]  # b moved past a's end
     status = interleaved_check(ctx, [a, b], wanted, offsets={b.run_id: 0.25})
     assert status["duration_s"] == pytest.approx((B_MS[-1] + 250) / 1000, abs=1e-3)
-    # a negative offset moves the clock's start: b's first message comes first, at once
-    got, _ = serve_together(ctx, [a, b], 12, offsets={b.run_id: -0.5}, max_speed=True)
-    assert [f[0] for *_, f in got] == [b"b%d" % i for i in range(6)] + [
-        b"a%d" % i for i in range(6)
-    ]
+    # a negative offset moves the clock's start: b's messages come first
+    wanted = [(b.run_id, b"b%d" % i, t - 500) for i, t in enumerate(B_MS)]
+    wanted += [(a.run_id, b"a%d" % i, t) for i, t in enumerate(A_MS)]
+    status = interleaved_check(ctx, [a, b], wanted, offsets={b.run_id: -0.5})
+    assert status["duration_s"] == pytest.approx((A_MS[-1] + 500 - 5) / 1000, abs=1e-3)
 
 
 @pytest.mark.timeout(60)
@@ -241,19 +247,26 @@ def test_two_simulators_recorded_side_by_side_replay_in_recorded_order(ctx, tmp_
     )
     first, last = recorded[0][0], recorded[-1][0]
     assert {rid for _, rid, _ in recorded[:20]} == {r.run_id for r in both}, "runs overlap"
-    got, status = serve_together(ctx, both, len(recorded))
-    for r in both:  # each subscriber gets its run's messages, byte for byte
-        assert [f for rid, _, f in got if rid == r.run_id] == recorded_frames(r.path)
-    # the interleaving follows the receive times: messages recorded more than 3 ms apart
-    # arrive in that order, and the arrivals keep the recorded spacing
-    arrived = {(rid, tuple(f)): k for k, (rid, _, f) in enumerate(got)}
-    assert len(arrived) == len(got)
-    for (t1, r1, f1), (t2, r2, f2) in itertools.pairwise(recorded):
-        if r1 != r2 and t2 - t1 > 3_000_000:
-            assert arrived[r1, f1] < arrived[r2, f2], "out of recorded order"
-    span_ms = (got[-1][1] - got[0][1]) * 1000
-    assert span_ms == pytest.approx((last - first) / 1e6, abs=60)
-    assert status["duration_s"] >= (last - first) / 1e9
+    attempts = []
+    for _ in range(3):  # order and spacing across two sockets need this thread not stalled
+        got, status = serve_together(ctx, both, len(recorded))
+        for r in both:  # each subscriber gets its run's messages, byte for byte
+            assert [f for rid, _, f in got if rid == r.run_id] == recorded_frames(r.path)
+        assert status["duration_s"] >= (last - first) / 1e9
+        # the interleaving follows the receive times: messages recorded more than 3 ms apart
+        # arrive in that order, and the arrivals keep the recorded spacing
+        arrived = {(rid, tuple(f)): k for k, (rid, _, f) in enumerate(got)}
+        assert len(arrived) == len(got)
+        swapped = [
+            (f1[:1], f2[:1])
+            for (t1, r1, f1), (t2, r2, f2) in itertools.pairwise(recorded)
+            if r1 != r2 and t2 - t1 > 3_000_000 and arrived[r1, f1] > arrived[r2, f2]
+        ]
+        span_ms = (got[-1][1] - got[0][1]) * 1000
+        if not swapped and abs(span_ms - (last - first) / 1e6) < 60:
+            return
+        attempts.append((swapped, span_ms))
+    raise AssertionError(f"out of recorded order or spacing: {attempts}")
 
 
 @pytest.mark.timeout(60)
