@@ -110,6 +110,7 @@ def test_follow_serves_a_live_recording_as_it_is_committed_and_ends_with_it(ctx,
                 assert rp.wait(10), "the replay ends by itself once the recording has ended"
                 take(time.monotonic() + 0.3)
                 status = rp.status()
+                lag_ns = rp.timeline.lag_ns
     finally:
         if not finished:
             rec.finish()
@@ -123,7 +124,9 @@ def test_follow_serves_a_live_recording_as_it_is_committed_and_ends_with_it(ctx,
     assert [frames for _, frames in arrivals] == recorded_frames(rec.run.path)
     # and each message about one flush after it was recorded (the backlog, recorded before the
     # replay was resumed and sent at once, aside): never before it was recorded, and as late
-    # as flushes land (on a loaded machine a 50 ms flush lands up to a few hundred ms late)
+    # as flushes land: the lag is the longest recent commit delay (a 50 ms flush, but on a
+    # loaded machine flushes land up to seconds late)
     live = [t - int(recv[i]) for i, (t, _) in enumerate(arrivals) if recv[i] > resumed_ns]
     assert len(live) > 100 and min(live) > 0
-    assert statistics.median(live) < 1e9, f"median lag {statistics.median(live) / 1e6} ms"
+    median = statistics.median(live)
+    assert median < max(1e9, 1.5 * lag_ns), f"median lag {median / 1e6} ms, commits {lag_ns}"
