@@ -91,11 +91,27 @@ const forms = {
     const streams = [...f.querySelectorAll("input[name=stream]")];
     const chosen = streams.filter((i) => i.checked).map((i) => i.value);
     if (!chosen.length) throw new Error("Choose at least one stream to replay.");
-    if (chosen.length < streams.length) body.streams = chosen;
+    // several runs on one clock: this run's streams are named RUN/NAME (names may clash)
+    const others = (f.with_runs?.value || "").split(/[\s,]+/).filter(Boolean);
+    const key = (s) => (others.length ? `${runId()}/${s}` : s);
+    if (others.length) {
+      body.with_runs = others;
+      if (chosen.length < streams.length)
+        throw new Error("With other runs every stream is replayed: keep all streams checked.");
+    } else if (chosen.length < streams.length) body.streams = chosen;
+    const offsets = {};
+    for (const pair of (f.offsets?.value || "").split(/[\s,]+/).filter(Boolean)) {
+      const [run, seconds] = pair.split("=");
+      const shift = num(seconds);
+      if (shift === undefined || Number.isNaN(shift)) throw new Error(`Offset ${pair} is not RUN=SECONDS.`);
+      offsets[run] = shift;
+    }
+    if (Object.keys(offsets).length) body.offsets = offsets;
+    if (f.follow?.checked) body.follow = true;
     const endpoints = {};
     for (const s of chosen) {
       const v = f.elements["endpoint:" + s].value.trim();
-      if (v) endpoints[s] = v;
+      if (v) endpoints[key(s)] = v;
     }
     if (Object.keys(endpoints).length) body.endpoints = endpoints;
     // The rest on free loopback ports unless asked for the recorded ones (a port in use

@@ -376,7 +376,7 @@ def _pairs(values, what: str) -> dict[str, str]:
 
 
 @main.command()
-@click.argument("run")
+@click.argument("runs", metavar="RUN...", nargs=-1, required=True)
 @click.option("--stream", "streams", multiple=True, help="Replay only this stream (repeatable).")
 @click.option(
     "--endpoint", "endpoints", multiple=True, metavar="[STREAM=]ENDPOINT",
@@ -418,25 +418,37 @@ def _pairs(values, what: str) -> dict[str, str]:
     help="reqrep: answer after the recorded latency (scaled by --speed), or at once.",
 )  # fmt: skip
 @click.option("--cycle", is_flag=True, help="reqrep: reuse recorded replies in turn.")
+@click.option(
+    "--offset", "offsets", multiple=True, metavar="RUN=SECONDS",
+    help="Several runs: shift RUN this far on the common clock (repeatable).",
+)  # fmt: skip
+@click.option(
+    "--follow", is_flag=True,
+    help="Serve a run still being recorded, one flush behind; end when the recording ends.",
+)  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @data_options
 def replay(
-    run, streams, endpoints, sockets, speed, max_speed, rate, loop, start, end, paused,
-    controlled, match, unknown_reply, unanswered, reply_timing, cycle, quiet, data, catalog,
+    runs, streams, endpoints, sockets, speed, max_speed, rate, loop, start, end, paused,
+    controlled, match, unknown_reply, unanswered, reply_timing, cycle, offsets, follow, quiet,
+    data, catalog,
 ):  # fmt: skip
     """Serve RUN over ZMQ as the original servers did, byte for byte and in time.
 
-    While it plays, stdin takes commands: p (pause), r (resume), s [N] (step), seek SECONDS,
-    speed X, q (stop).
+    Several runs are served together on one clock, aligned by their receive times (--offset
+    shifts one); a stream name two runs share is RUN/NAME. While it plays, stdin takes
+    commands: p (pause), r (resume), s [N] (step), seek SECONDS, speed X, q (stop).
     """
     from recorder.recording.recording import describe_error
     from recorder.replay import Replayer
     from recorder.store.find import resolve_run
 
     folder = config.data_dir(data)
-    path = resolve_run(config.runs_dir(folder), run)
+    paths = [resolve_run(config.runs_dir(folder), run) for run in runs]
     rp = Replayer(
-        path,
+        paths,
+        offsets=_run_offsets(offsets, config.runs_dir(folder)),
+        follow=follow,
         streams=list(streams) or None,
         endpoints=_pairs(endpoints, "--endpoint"),
         sockets=_pairs(sockets, "--socket"),
@@ -493,6 +505,27 @@ def _report_served(rp) -> None:
     for plan in rp.plans.values():
         click.echo(f"serving {plan.stream} on {plan.endpoint}")
     sys.stdout.flush()
+
+
+def _run_offsets(values, runs_dir) -> dict[str, float]:
+    """`RUN=SECONDS` (RUN as on the command line: an id or its unique start) -> {run id: s}."""
+    from recorder.store.find import resolve_run
+
+    out: dict[str, float] = {}
+    for v in values:
+        run, sep, seconds = v.partition("=")
+        try:
+            shift = float(seconds)
+        except ValueError:
+            shift = None
+        if not sep or shift is None:
+            raise click.BadParameter(f"{v!r} is not RUN=SECONDS", param_hint="--offset")
+        try:
+            run_id = resolve_run(runs_dir, run).name
+        except RecorderError:
+            run_id = run  # the replayer says it is not one of the replayed runs
+        out[run_id] = shift
+    return out
 
 
 def _catalog_or_warning(catalog, folder):

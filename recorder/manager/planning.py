@@ -11,6 +11,7 @@ replay's endpoints and control planes, defaults included) is checked before the 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -159,6 +160,9 @@ def plan_replay(
     runs_dir: Path,
     *,
     run_id: str,
+    with_runs: list[str] | None = None,
+    offsets: dict[str, float] | None = None,
+    follow: bool = False,
     streams: list[str] | None = None,
     speed: float | None = None,
     max_speed: bool = False,
@@ -178,27 +182,34 @@ def plan_replay(
 ) -> dict:
     """Job parameters of a replay, checked against the stored run the way the replayer will
     use it (streams, endpoints, socket types), without opening any socket."""
-    from recorder.replay.plan import plan_stream, spread_auto
-    from recorder.store.find import resolve_run
-    from recorder.store.reader import RunReader
+    from recorder.replay.plan import check_collisions, plan_stream, spread_auto
 
-    path = resolve_run(runs_dir, run_id, prefix=False)
+    ids = [run_id, *(with_runs or [])]
     limits.check_replay(
         speed=speed, max_speed=max_speed, rate=rate, loop=loop, start=start_s, end=end_s,
         match=match, names=limits.REPLAY_API,
     )  # fmt: skip
-    with RunReader(path) as reader:
-        names = list(streams or reader.streams)
+    if follow and (len(ids) != 1 or loop != 1):
+        raise UsageError("follow plays one run, once (loop 1)")
+    with replay_timeline(runs_dir, ids, offsets) as reader:
+        names = [reader.key(n) for n in streams] if streams else reader.streams
         if not names:
             raise UsageError(f"run {run_id} has no streams to replay")
-        for n in [*(endpoints or {}), *(sockets or {})]:
+        endpoints = {reader.find(n) or n: e for n, e in (endpoints or {}).items()}
+        sockets = {reader.find(n) or n: t for n, t in (sockets or {}).items()}
+        for n in [*endpoints, *sockets]:
             if n not in names:
                 raise UsageError(f"endpoints/sockets name stream {n!r}, which is not replayed")
-        chosen = spread_auto({"": endpoint, **(endpoints or {})}, names)
+        chosen = spread_auto({"": endpoint, **endpoints}, names)
         chosen.pop("", None)  # "recorded": each stream's default
+        plans = []
         for n in names:
             socket_type = (sockets or {}).get(n)
             plan = plan_stream(reader.stream(n), endpoint=chosen.get(n), socket_type=socket_type)
+            plan.stream = n
+            plans.append(plan)
+            if follow and plan.on_request:
+                raise UsageError(f"follow serves PUB and PUSH streams; {n} is served as REP")
             if policy is None:
                 continue
             try:
@@ -212,8 +223,11 @@ def plan_replay(
                 plan = plan_stream(reader.stream(n), endpoint=loopback, socket_type=socket_type)
                 _check_replay_endpoints(plan, policy)
                 chosen[n] = loopback
+                plan.stream, plans[-1] = n, plan
+        check_collisions(plans)
     return {
         "run_id": run_id,
+        **_several_runs(ids, offsets, follow),
         "streams": names,
         "speed": speed,
         "max_speed": bool(max_speed),
@@ -229,6 +243,28 @@ def plan_replay(
         "cycle": bool(cycle),
         **_policy_mark(policy),
     }
+
+
+def replay_timeline(runs_dir: Path, run_ids: list[str], offsets: dict[str, float] | None):
+    """The replayed runs as the replayer will see them (stream keys, offsets checked)."""
+    from recorder.replay.timeline import Timeline
+    from recorder.store.find import resolve_run
+
+    return contextlib.closing(
+        Timeline([resolve_run(runs_dir, r, prefix=False) for r in run_ids], offsets)
+    )
+
+
+def _several_runs(ids: list[str], offsets: dict[str, float] | None, follow: bool) -> dict:
+    """Job parameters only a replay of several runs, or a follow, has (older jobs lack them)."""
+    out: dict[str, Any] = {}
+    if len(ids) > 1:
+        out["with_runs"] = ids[1:]
+    if offsets:
+        out["offsets"] = dict(offsets)
+    if follow:
+        out["follow"] = True
+    return out
 
 
 def _policy_mark(policy: EndpointPolicy | None) -> dict:

@@ -145,13 +145,12 @@ def policy_sources(specs: list[SourceSpec], policy: EndpointPolicy) -> None:
 def policy_replay(p: dict, runs_dir: Path, policy: EndpointPolicy) -> dict[str, str]:
     """The replay's endpoints with every served endpoint and control plane checked, and
     connects made numeric; EndpointRefused names the rule."""
-    from recorder.manager.planning import _check_replay_endpoints
+    from recorder.manager.planning import _check_replay_endpoints, replay_timeline
     from recorder.replay.plan import plan_stream
-    from recorder.store.reader import RunReader
 
     endpoints = dict(p.get("endpoints") or {})
     sockets = p.get("sockets") or {}
-    with RunReader(resolve_run(runs_dir, p["run_id"], prefix=False)) as reader:
+    with replay_timeline(runs_dir, _run_ids(p), p.get("offsets")) as reader:
         for n in p.get("streams") or list(reader.streams):
             plan = plan_stream(
                 reader.stream(n), endpoint=endpoints.get(n), socket_type=sockets.get(n)
@@ -295,6 +294,11 @@ def replay_stats(
     }
 
 
+def _run_ids(p: dict) -> list[str]:
+    """The runs a replay job serves: several on one clock, or (older jobs) one."""
+    return [p["run_id"], *(p.get("with_runs") or [])]
+
+
 def _apply(rp, op: str, arg: float) -> None:
     if op == "seek":
         rp.seek(arg)
@@ -316,14 +320,16 @@ def run_replay(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
     if desired == DESIRED_STOPPED:
         control.finish_job(job_id, STOPPED)
         return 0
-    path = resolve_run(runs_dir, p["run_id"], prefix=False)
+    paths = [resolve_run(runs_dir, r, prefix=False) for r in _run_ids(p)]
     policy = _policy(job, runs_dir)
     endpoints = p.get("endpoints") or {}
     if policy is not None:
         with _refused_here():
             endpoints = policy_replay(p, runs_dir, policy)  # refused: main() fails the job
     rp = Replayer(
-        path,
+        paths,
+        offsets=p.get("offsets"),
+        follow=bool(p.get("follow")),
         streams=p.get("streams") or None,
         endpoints=endpoints,
         sockets=p.get("sockets") or {},

@@ -14,6 +14,7 @@ for clients that cannot reach the original port, or when it is taken. The plan t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import zmq
@@ -147,3 +148,37 @@ def spread_auto(endpoints: dict[str, str], names: list[str]) -> dict[str, str]:
         return endpoints
     given = {n: e for n, e in endpoints.items() if n}
     return {**{n: AUTO for n in names}, **given}
+
+
+def check_collisions(plans: Iterable[StreamPlan]) -> None:
+    """Refuse, before anything binds, two served sockets that would bind one address (streams
+    of several runs served where their servers were, say two cameras both on port 5556): the
+    second bind would fail after the first had bound."""
+    bound: list[tuple[str, str, str]] = []  # (endpoint, stream, what)
+    for plan in plans:
+        if not plan.bind:
+            continue
+        controlled_by = protocols.lookup(plan.protocol).controlled_by
+        mine = [(plan.endpoint, "")]
+        mine += [(e, f" ({kind})") for kind, e in plan.controls.items() if kind != controlled_by]
+        for endpoint, what in mine:
+            for other, stream, other_what in bound:
+                if _same_address(endpoint, other):
+                    raise UsageError(
+                        f"streams {stream}{other_what} and {plan.stream}{what} would both bind "
+                        f"{endpoint}: serve one elsewhere with --endpoint "
+                        f"{plan.stream}=ENDPOINT"
+                    )
+        bound += [(e, plan.stream, w) for e, w in mine]
+
+
+def _same_address(a: str, b: str) -> bool:
+    """Would binding both fail? A tcp port on one host (or on every interface) clashes; a port
+    left to the system (`*`, 0) never does; ipc and inproc names clash when equal."""
+    ta, tb = parse_tcp(a), parse_tcp(b)
+    if ta is None or tb is None:
+        return ta is None and tb is None and "://" in a and a == b
+    if not ta.port or ta.port != tb.port:
+        return False
+    wildcard = ("*", "0.0.0.0", "[::]", "::")
+    return ta.host == tb.host or ta.host in wildcard or tb.host in wildcard

@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import zmq
@@ -30,10 +30,11 @@ from recorder.replay.control_planes import (
     open_served,
 )
 from recorder.replay.pacer import Pacer
-from recorder.replay.plan import StreamPlan, plan_stream, spread_auto
+from recorder.replay.plan import StreamPlan, check_collisions, plan_stream, spread_auto
 from recorder.replay.responders import UNANSWERED_MODES, PairResponder, SequentialResponder
+from recorder.replay.timeline import Timeline
 from recorder.store import layout
-from recorder.store.reader import Message, RunReader
+from recorder.store.reader import Message
 
 _ZERO_COPY = 64 << 10  # frames at least this large are sent without a copy
 _QUEUE_BYTES = 64 << 20  # bytes a stream may have waiting in zmq's send queue
@@ -54,9 +55,12 @@ def send_frames(sock: zmq.Socket, frames: list, flags: int = 0) -> int:
 
 
 class Replayer:
+    """Serves one run, or several on one clock (`run_path` a list; `offsets` shifts runs by
+    run id, in seconds), or with `follow` a run that is still being recorded."""
+
     def __init__(
         self,
-        run_path: Path,
+        run_path: Path | Sequence[Path],
         *,
         streams: list[str] | None = None,
         endpoints: dict[str, str] | None = None,
@@ -75,41 +79,46 @@ class Replayer:
         reply_timing: str = "recorded",
         cycle: bool = False,
         runs_dir: Path | None = None,
+        offsets: dict[str, float] | None = None,
+        follow: bool = False,
     ):
         check_replay(
             speed=speed, max_speed=max_speed, rate=rate, loop=loop, start=start, end=end,
             match=match,
         )  # fmt: skip
-        self.reader = RunReader(run_path)
-        self.run_id = self.reader.run_id
-        self.warnings: list[str] = []
-        status = self.reader.status
-        if status != layout.STATUS_COMPLETE:
-            self.warnings.append(
-                f"run {self.run_id} is {status}: replaying what was committed"
-                + (" so far" if status == layout.STATUS_RECORDING else "")
-            )
-        names = streams or list(self.reader.streams)
-        for n in names:
-            self.reader.stream(n)  # unknown stream -> StreamNotFound
+        paths = [run_path] if isinstance(run_path, Path) else [Path(p) for p in run_path]
+        self.timeline = Timeline(paths, offsets)
+        self.run_id = self.timeline.run_id
+        self.follow = follow
+        if follow and (len(paths) != 1 or loop != 1):
+            raise UsageError("--follow plays one run, once (no --loop)")
+        self.warnings: list[str] = [self._status_warning(r) for r in self.timeline.runs]
+        self.warnings = [w for w in self.warnings if w]
+        names = [self.timeline.key(n) for n in streams] if streams else self.timeline.streams
         endpoints, sockets = spread_auto(dict(endpoints or {}), names), dict(sockets or {})
         for option, given in (("--endpoint", endpoints), ("--socket", sockets)):
             if "" in given:  # no STREAM=: the only stream
                 if len(names) != 1:
                     raise UsageError(f"{option} without STREAM= needs a one-stream replay")
                 given[names[0]] = given.pop("")
+            for n in list(given):
+                given[self.timeline.find(n) or n] = given.pop(n)
         for n in [*endpoints, *sockets]:
             if n not in names:
                 raise UsageError(f"--endpoint/--socket names stream {n!r}, not replayed")
-        self.plans: dict[str, StreamPlan] = {
-            n: plan_stream(
-                self.reader.stream(n),
+        self.plans: dict[str, StreamPlan] = {}
+        for n in names:
+            plan = plan_stream(
+                self.timeline.stream(n),
                 endpoint=endpoints.get(n),
                 socket_type=sockets.get(n),
                 controlled=controlled,
             )
-            for n in names
-        }
+            plan.stream = n
+            if follow and plan.on_request:
+                raise UsageError(f"--follow serves PUB and PUSH streams; {n} is served as REP")
+            self.plans[n] = plan
+        check_collisions(self.plans.values())
         self.start_s, self.end_s, self.loops = start, end, loop
         if unanswered not in UNANSWERED_MODES:
             raise UsageError(f"--unanswered takes one of {', '.join(UNANSWERED_MODES)}")
@@ -117,7 +126,7 @@ class Replayer:
             raise UsageError(f"--reply-timing takes one of {', '.join(REPLY_TIMINGS)}")
         self.match, self.unknown_reply = match, unknown_reply
         self.unanswered, self.reply_timing, self.cycle = unanswered, reply_timing, cycle
-        self.runs_dir = runs_dir or Path(run_path).parent
+        self.runs_dir = runs_dir or paths[0].parent
         self.pacer = Pacer(speed=1.0 if speed is None else speed, rate=rate, max_speed=max_speed)
         if paused:
             self.pacer.pause()
@@ -127,7 +136,7 @@ class Replayer:
         self.error: BaseException | None = None
         self.sent = 0
         self.sent_bytes = 0
-        self.position_ns = self.reader.started_ns + int((start or 0) * 1e9)
+        self.position_ns = self.timeline.started_ns + int((start or 0) * 1e9)
         self.loop_index = 0
         self.finished = False
         self.ctx = zmq.Context()
@@ -139,26 +148,24 @@ class Replayer:
         self._controls: list[ControlPlane] = []
         self._controls_closed: list[ControlPlane] = []  # kept after close: back-channel runs
         self.started_at = time.monotonic()
-        self.duration_s = self._duration()
+        self.duration_s = self.timeline.duration_s(self.plans)
+        self._lag_ns = 0  # following: how far behind the recording messages are sent
 
-    def _duration(self) -> float:
-        first, last = None, None
-        for n in self.plans:
-            s = self.reader.stream(n)
-            if s.n_messages:
-                a, b = (
-                    int(s.column("recv_ns", 0, 1)[0]),
-                    int(s.column("recv_ns", s.n_messages - 1)[0]),
-                )
-                first = a if first is None else min(first, a)
-                last = b if last is None else max(last, b)
-        return 0.0 if first is None or last is None else (last - self.reader.started_ns) / 1e9
+    def _status_warning(self, run) -> str:
+        status = run.status
+        if self.follow and status != layout.STATUS_RECORDING:
+            return f"run {run.run_id} is {status}, not recording: --follow plays what it holds"
+        if self.follow or status == layout.STATUS_COMPLETE:
+            return ""
+        return f"run {run.run_id} is {status}: replaying what was committed" + (
+            " so far" if status == layout.STATUS_RECORDING else ""
+        )
 
     def _queue_messages(self, name: str) -> int:
         """zmq's send queue, in messages, holding about _QUEUE_BYTES of this stream: frames
         in the queue keep their store pages resident, so the bound must be in bytes for
         memory to stay flat however long the run (1 MiB frames: 64 messages, not 1000)."""
-        stats = self.reader.stream(name).stats
+        stats = self.timeline.stream(name).stats
         mean = (stats.get("bytes") or 0) / max(1, stats.get("messages") or 0)
         return int(min(1000, max(16, _QUEUE_BYTES // max(1, mean))))
 
@@ -193,8 +200,14 @@ class Replayer:
             t.start()
 
     def _open_controls(self, plan: StreamPlan) -> None:
+        member = self.timeline.member(plan.stream)
         serving = Serving(
-            self.ctx, self.runs_dir, self.run_id, plan.stream, pause=self.pause, resume=self.resume
+            self.ctx,
+            self.runs_dir,
+            member.run.run_id,
+            member.stream.name,
+            pause=self.pause,
+            resume=self.resume,
         )
         for kind, endpoint in plan.controls.items():
             self._controls.append(CONTROL_PLANES[kind](endpoint, serving))
@@ -230,7 +243,7 @@ class Replayer:
         # --max-speed, up to the whole send queue) would drop what clients have not got yet
         self._close_sockets(linger=_DELIVER_MS if ran_out else 0)
         self.ctx.term()
-        self.reader.close()
+        self.timeline.close()
 
     def _close_sockets(self, linger: int = 0) -> None:
         for c in self._controls:
@@ -284,8 +297,8 @@ class Replayer:
         )
         return {
             "state": state,
-            "position_s": (self.position_ns - self.reader.started_ns) / 1e9,
-            "duration_s": self.duration_s,
+            "position_s": (self.position_ns - self.timeline.started_ns) / 1e9,
+            "duration_s": self._duration_now(),
             "messages": self.sent,
             "bytes": self.sent_bytes,
             "elapsed_s": time.monotonic() - self.started_at,
@@ -301,7 +314,10 @@ class Replayer:
     # -- the clock thread ----------------------------------------------------------------------
 
     def _idle(self, timeout: float) -> None:
-        """Serve control planes (and note subscriptions) while waiting for the next message."""
+        """Serve control planes (and note subscriptions) while waiting for the next message;
+        following, look for new flushes (their delays set the lag)."""
+        if self.follow:
+            self.timeline.watch()
         xpubs = [self._sockets[n] for n in self._subscribers if n in self._sockets]
         if not self._controls and not xpubs:
             time.sleep(timeout)
@@ -326,8 +342,37 @@ class Replayer:
                 elif event[:1] == b"\x00":
                     self._subscribers[name] = max(0, self._subscribers[name] - 1)
 
+    def _duration_now(self) -> float:
+        """A followed run grows: its duration is as far as the replay has got, at least."""
+        position = (self.position_ns - self.timeline.started_ns) / 1e9
+        return max(self.duration_s, position) if self.follow else self.duration_s
+
     def _messages(self, names: list[str], start: float | None) -> Iterator[Message]:
-        return self.reader.messages(names, start=start, stop=self.end_s)
+        return self.timeline.messages(names, start=start, stop=self.end_s)
+
+    def _clocked(self, names: list[str], start: float | None) -> Iterator[Message | None]:
+        """What the clock thread sends; following, None means nothing new was committed yet."""
+        if not self.follow:
+            return self._messages(names, start)
+
+        def wait(timeout: float) -> bool:
+            self._idle(timeout)
+            return not self.stop_event.is_set()
+
+        return self.timeline.follow(names, start, self.end_s, wait)
+
+    def _keep_behind(self) -> None:
+        """Following at the recorded pace: a message is due its recorded time plus the lag
+        (about one flush: the longest recent commit delay), so messages leave as spaced as
+        recorded and no later than one flush behind the recorder. The backlog read at the
+        start goes at once; a pause adds its length until the lag next changes."""
+        p = self.pacer
+        if not (self.follow and self.timeline.live) or p.max_speed or p.rate or p.speed != 1:
+            return
+        lag = self.timeline.lag_ns
+        if lag != self._lag_ns:
+            self._lag_ns = lag
+            p.rebase(time.time_ns() - lag)
 
     def _loops(self):
         n = 0
@@ -336,7 +381,9 @@ class Replayer:
             yield n
             n += 1
 
-    def _take_commands(self, names: list[str], it: Iterator[Message]) -> Iterator[Message]:
+    def _take_commands(
+        self, names: list[str], it: Iterator[Message | None]
+    ) -> Iterator[Message | None]:
         """Apply queued seeks and steps; a seek returns a new iterator."""
         while True:
             try:
@@ -344,8 +391,8 @@ class Replayer:
             except queue.Empty:
                 return it
             if cmd == "seek":
-                it = self._messages(names, arg)
-                self.position_ns = self.reader.started_ns + int(arg * 1e9)
+                it = self._clocked(names, arg)
+                self.position_ns = self.timeline.started_ns + int(arg * 1e9)
                 self.pacer.rebase(None)
             elif cmd == "step":
                 self._step += arg
@@ -354,17 +401,23 @@ class Replayer:
         socks = {n: self._sockets[n] for n in names}
         stop = self.stop_event
         for _ in self._loops():
-            it = self._messages(names, self.start_s)
-            self.pacer.rebase(None)
-            msg = None  # read, not sent yet: kept while commands are taken
+            if self.follow:
+                self._await_resume(stop)
+            it = self._clocked(names, self.start_s)
+            self.pacer.rebase(time.time_ns() if self.follow else None)  # following: backlog at once
+            msg: Message | None = None  # read, not sent yet: kept while commands are taken
             while not stop.is_set():
                 taken = self._take_commands(names, it)
                 if taken is not it:  # a seek: what was read is no longer next
                     it, msg = taken, None
                 if msg is None:
-                    msg = next(it, None)
-                if msg is None:
-                    break
+                    try:
+                        msg = next(it)
+                    except StopIteration:
+                        break
+                    if msg is None:
+                        continue  # following: nothing committed yet; commands, stop first
+                    self._keep_behind()
                 ready = self._wait_for(msg, stop)
                 if ready is None:
                     continue  # a command came in first: take it before sending anything
@@ -379,6 +432,12 @@ class Replayer:
                     self._service()  # never starve control planes, even at --max-speed
             if stop.is_set():
                 return
+
+    def _await_resume(self, stop: threading.Event) -> None:
+        """Following starts when the replay is resumed (or stepped): a replay opened paused
+        would otherwise stay behind the recorder by as long as it waited."""
+        while self.pacer.paused and self._commands.empty() and not stop.is_set():
+            self._idle(_SERVICE_S)
 
     def _wait_for(self, msg: Message, stop: threading.Event) -> bool | None:
         """True when `msg` is due (or stepped), False when stopped, None when a seek or step
@@ -416,7 +475,7 @@ class Replayer:
         protocol = protocols.lookup(self.plans[name].protocol)
         if protocol.responder is Responder.PAIRS:
             return PairResponder(
-                self.reader.stream(name),
+                self.timeline.stream(name),
                 match=self.match,
                 unknown=self.unknown_reply,
                 unanswered=self.unanswered,

@@ -124,7 +124,18 @@ class StreamReader:
     def __init__(self, group: zarr.Group):
         self.group = group
         self.name = group.basename
-        self.attrs = nodes.stream_attrs(group)
+        self._load()
+
+    def refresh(self) -> None:
+        """Re-read the committed counts: a run still being recorded has flushed since, and
+        `messages()` then reads on past the old end (replay --follow)."""
+        self.group = zarr.open_group(
+            self.group.store, path=self.group.path, mode="r", zarr_format=3, use_consolidated=False
+        )
+        self._load()
+
+    def _load(self) -> None:
+        self.attrs = nodes.stream_attrs(self.group)
         committed = self.attrs.get("committed") or {}
         self.n_messages = int(committed.get("messages", 0))
         self.n_frames = int(committed.get("frames", 0))
@@ -402,6 +413,14 @@ class RunReader:
         if layout.STREAMS_GROUP in self.root:
             for name, group in sorted(nodes.subgroup(self.root, layout.STREAMS_GROUP).groups()):
                 self.streams[name] = StreamReader(group)
+
+    def refresh(self) -> None:
+        """Re-read the run's attributes (its status), then every stream's committed counts, in
+        that order: a run seen no longer `recording` has its final counts read after."""
+        root = zarr.open_group(self.path, mode="r", zarr_format=3, use_consolidated=False)
+        self.attrs = nodes.run_attrs(root)
+        for s in self.streams.values():
+            s.refresh()
 
     @property
     def run_id(self) -> str:

@@ -203,9 +203,36 @@ class RecordingList(Response):
     recordings: list[RecordingOut]
 
 
+_STREAM_KEY = r"^([A-Za-z0-9][A-Za-z0-9_.\-]{0,63}/)?[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+StreamKey = Annotated[
+    str,
+    Field(
+        pattern=_STREAM_KEY,
+        max_length=129,
+        examples=["main"],
+        description="A stream's name; RUN/NAME in a replay of several runs that share it.",
+    ),
+]
+
+
+Offset = Annotated[float, Field(ge=-limits.TIME_MAX_S, le=limits.TIME_MAX_S)]
+
+
 class ReplayCreate(Request):
     run_id: Name
-    streams: list[Name] | None = Field(None, min_length=1, max_length=64)
+    with_runs: list[Name] | None = Field(
+        None,
+        min_length=1,
+        max_length=15,
+        description="More runs served with run_id on one clock, aligned by receive times.",
+    )
+    offsets: dict[Name, Offset] | None = Field(
+        None, max_length=16, description="Run id -> seconds to shift that run on the clock."
+    )
+    follow: bool = Field(
+        False, description="Serve a run still being recorded, about one flush behind."
+    )
+    streams: list[StreamKey] | None = Field(None, min_length=1, max_length=64)
     speed: float | None = Field(None, gt=0, le=limits.SPEED_MAX)
     max_speed: bool = False
     rate: float | None = Field(
@@ -214,7 +241,7 @@ class ReplayCreate(Request):
     loop: int = Field(1, ge=0, le=limits.LOOP_MAX, description="Times to play; 0: forever.")
     start_s: float | None = Field(None, ge=0, le=limits.TIME_MAX_S)
     end_s: float | None = Field(None, gt=0, le=limits.TIME_MAX_S)
-    endpoints: dict[Name, Endpoint] | None = Field(
+    endpoints: dict[StreamKey, Endpoint] | None = Field(
         None, max_length=64, description="Per stream: where to serve it; 'auto' for a free port."
     )
     endpoint: Literal["recorded", "auto"] = Field(
@@ -222,7 +249,7 @@ class ReplayCreate(Request):
         description="Streams not in endpoints: served where the original server was, or on "
         "free 127.0.0.1 ports (the answer's endpoints say which).",
     )
-    sockets: dict[Name, Literal["PUB", "PUSH", "REP"]] | None = Field(None, max_length=64)
+    sockets: dict[StreamKey, Literal["PUB", "PUSH", "REP"]] | None = Field(None, max_length=64)
     paused: bool = Field(False, description="Open the sockets but wait for resume.")
     match: Literal[limits.MATCH_MODES] = "bytes"  # type: ignore[valid-type]
     reply_timing: Literal["recorded", "immediate"] = Field(

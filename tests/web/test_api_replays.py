@@ -191,3 +191,83 @@ def test_reqrep_reply_options_reach_the_worker(client, manager, data, ctx):
     old = {"unanswered": "unknown-reply", "cycle": True, "reply_timing": "immediate"}
     want = [b"1", DEFAULT_UNKNOWN_REPLY, b"1"]
     assert ask(old, [b"a", b"b", b"a"], want) == want
+
+
+def two_runs(data):
+    """Two runs recorded side by side, both with a stream `main` from tcp://127.0.0.1:5999
+    (served by a PUSH binding there): names and endpoints clash."""
+    from tests.replayhelp import make_run
+
+    a = make_run(data / "runs", [0, 20, 40], [[b"a0"], [b"a1"], [b"a2"]])
+    b = make_run(data / "runs", [10, 30, 50], [[b"b0"], [b"b1"], [b"b2"]])
+    return a.name, b.name
+
+
+@pytest.mark.timeout(60)
+def test_several_runs_on_one_clock(client, manager, data, ctx):
+    a, b = two_runs(data)
+    r = client.post(f"{API}/replays", json={"run_id": a, "with_runs": [b]})
+    assert r.status_code == 400 and "would both bind" in r.get_json()["error"]["message"]
+    ends = {f"{a}/main": free_endpoint(), f"{b}/main": free_endpoint()}
+    r = client.post(f"{API}/replays", json={
+        "run_id": a, "with_runs": [b], "endpoints": ends, "offsets": {b: 1.0},
+        "max_speed": True})  # fmt: skip
+    assert r.status_code == 201, r.get_json()
+    assert r.get_json()["run_id"] == a
+    pulls = {}
+    for key, endpoint in ends.items():
+        pulls[key] = ctx.socket(zmq.PULL)
+        pulls[key].connect(endpoint)
+    for key, tag in ((f"{a}/main", b"a"), (f"{b}/main", b"b")):
+        got = []
+        for _ in range(3):
+            assert pulls[key].poll(20_000), f"{key}: replay stalled after {got}"
+            got.append(pulls[key].recv_multipart())
+        assert got == [[tag + b"%d" % i] for i in range(3)]
+    url = f"{API}/replays/{r.get_json()['id']}"
+    job = wait_json(client, url, lambda j: j["state"] == "finished")
+    assert job["endpoints"] == ends and job["messages"] == 6
+    assert job["params"]["with_runs"] == [b] and job["params"]["offsets"] == {b: 1.0}
+    with RunReader(data / "runs" / a) as ra, RunReader(data / "runs" / b) as rb:
+        b_last = rb.started_ns + 50_000_000 + 1_000_000_000  # shifted by 1 s
+        assert job["duration_s"] == pytest.approx((b_last - ra.started_ns) / 1e9, abs=1e-3)
+
+
+def test_several_runs_requests_are_checked(client, data):
+    a, b = two_runs(data)
+
+    def post(body):
+        return client.post(f"{API}/replays", json=body)
+
+    assert post({"with_runs": [b]}).status_code == 422
+    assert post({"run_id": a, "with_runs": [a]}).status_code == 400
+    assert post({"run_id": a, "with_runs": ["20000101-000000-000000"]}).status_code == 404
+    assert post({"run_id": a, "with_runs": [b], "streams": ["main"]}).status_code == 400
+    assert post({"run_id": a, "offsets": {b: 1}}).status_code == 400  # not replayed
+    assert post({"run_id": a, "with_runs": [b], "streams": ["x/y/z"]}).status_code == 422
+    assert post({"run_id": a, "with_runs": [b], "offsets": {a: 1e12}}).status_code == 422
+    assert post({"run_id": a, "with_runs": [b], "follow": True}).status_code == 400
+    assert post({"run_id": a, "follow": True, "loop": 2}).status_code == 400  # once
+    assert client.get(f"{API}/replays").get_json()["replays"] == []
+
+
+@pytest.mark.timeout(60)
+def test_follow_reaches_the_worker(client, manager, data, ctx):
+    """A follow replay of a run no longer recording plays what it holds and ends (the live
+    case is tests/replay/test_follow.py)."""
+    a, _ = two_runs(data)
+    endpoint = free_endpoint()
+    r = client.post(f"{API}/replays", json={
+        "run_id": a, "follow": True, "endpoints": {"main": endpoint}})  # fmt: skip
+    assert r.status_code == 201, r.get_json()
+    pull = ctx.socket(zmq.PULL)
+    pull.connect(endpoint)
+    got = []
+    for _ in range(3):
+        assert pull.poll(20_000), f"replay stalled after {got}"
+        got.append(pull.recv_multipart())
+    assert got == [[b"a0"], [b"a1"], [b"a2"]]
+    url = f"{API}/replays/{r.get_json()['id']}"
+    job = wait_json(client, url, lambda j: j["state"] == "finished")
+    assert job["params"]["follow"] is True
+    assert any("--follow plays what it holds" in w for w in job["stats"]["warnings"])
