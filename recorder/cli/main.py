@@ -177,7 +177,7 @@ def record(
     shown = []
 
     def show_run_id():
-        if not shown:
+        if not shown and rec.created:
             shown.append(rec.run_id)
             click.echo(rec.run_id)
             sys.stdout.flush()

@@ -189,7 +189,7 @@ def record_stats(rec: Recording, rates: Rates) -> RecordJobStats:
                 "messages": c.received,
                 "bytes": c.received_bytes,
                 "drops": c.dropped,
-                "gaps": s.writer.gaps.missing,
+                "gaps": s.gaps,
                 "queue_bytes": s.queue.depth_bytes,
                 "endpoint": s.bound_endpoint or s.spec.endpoint,
             }
@@ -487,8 +487,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     mode, job_id = args.mode, args.job
     if mode == "spare":
+        import recorder.db.catalog
         import recorder.recording.recording
-        import recorder.replay  # noqa: F401  (the point of a spare: imports done in advance)
+        import recorder.replay
+        import recorder.store.run_writer  # noqa: F401  (the point of a spare: imports done)
 
         line = sys.stdin.readline().split()
         if len(line) != 2 or line[0] not in RUNNERS:
