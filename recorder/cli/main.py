@@ -31,7 +31,6 @@ from recorder.recording.source_spec import (
     known_protocols,
     proxy_protocols,
 )
-from recorder.simulators import make_simulator, simulator_names
 from recorder.store import layout
 
 EXIT_USAGE = 2
@@ -177,7 +176,7 @@ def record(
     shown = []
 
     def show_run_id():
-        if not shown:
+        if not shown and rec.created:
             shown.append(rec.run_id)
             click.echo(rec.run_id)
             sys.stdout.flush()
@@ -308,7 +307,10 @@ def _catalog_latest(data, catalog) -> str:
 
 
 @main.command()
-@click.argument("protocol", type=click.Choice(simulator_names()))
+@click.argument(
+    "protocol",  # as recorder.simulators.simulator_names(), without importing every simulator
+    type=click.Choice(sorted(d.name for d in protocols.descriptors() if d.simulator)),
+)
 @click.option("--bind", "endpoint", metavar="ENDPOINT", help="Where to serve (default: the "
               "system's usual port on 127.0.0.1; ADZMQ takes 'tcp://h:p PUSH' too).")  # fmt: skip
 @click.option("--rate", type=float, help="Messages (trains, frames, blocks) per second.")
@@ -333,6 +335,8 @@ def simulate(protocol, endpoint, rate, count, seed, skip, settings):
         options["count"] = count
         # N messages sent before anyone listens would be N messages lost
         options.setdefault("wait_for_subscriber", True)
+    from recorder.simulators import make_simulator
+
     sim = make_simulator(protocol, endpoint, seed=seed, skip=frozenset(skip), **options)
     bound = sim.bind()
     click.echo(f"simulating {protocol} on {bound}", err=True)

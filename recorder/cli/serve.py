@@ -120,7 +120,7 @@ def token_revoke(token_id, data, catalog):
 
 
 @click.command()
-@click.option("--spares", type=click.IntRange(0, 8), default=1, show_default=True,
+@click.option("--spares", type=click.IntRange(0, 8), default=6, show_default=True,
               help="Workers kept started ahead, so a recording starts at once.")  # fmt: skip
 @data_options
 def manager(spares, data, catalog):

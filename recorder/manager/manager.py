@@ -35,6 +35,12 @@ from recorder.manager.procs import Spare, WorkerProcess, exit_reason, find_worke
 log = logging.getLogger("recorder.manager")
 
 LOCK_FILE = "manager.lock"
+SPARES = 6
+"""Spare workers kept by default: six recordings started together each find one waiting, and
+are `running` in well under two seconds instead of importing for several (each costs ~50 MB)."""
+SPARE_STAGGER_S = 1.0
+"""Spares are started one at a time this far apart, and not right after a job was handed out:
+a new spare's imports must not take the CPU from the workers that are just starting."""
 
 
 class ManagerRunning(RecorderError):
@@ -48,7 +54,7 @@ class Manager:
         catalog_url: str,
         *,
         poll_s: float = 0.1,
-        spares: int = 1,
+        spares: int = SPARES,
         stop_grace_s: float = 30.0,  # a recording drains its queue (up to 1 GiB) on stop
         kill_grace_s: float = 30.0,
     ):
@@ -69,6 +75,11 @@ class Manager:
         self._lock_fd: int | None = None
         self.catalog: Catalog | None = None
         self.control: Control | None = None
+
+    @property
+    def spare_pids(self) -> list[int]:
+        """The spare workers waiting for a job (some may still be importing)."""
+        return [s.popen.pid for s in list(self._spares) if s.alive()]
 
     def _control(self) -> Control:
         if self.control is None:
@@ -130,6 +141,8 @@ class Manager:
         while self.procs:
             self._reap_all()
             time.sleep(0.02)
+        for s in self._spares:
+            s.release()  # all at once: each exits as soon as its imports are done
         for s in self._spares:
             s.close()
         self._spares = []
@@ -196,6 +209,7 @@ class Manager:
         job_id, kind = job["id"], job["kind"]
         log_path = logs_dir(self.data) / f"{job_id}.log"
         proc = None
+        self._next_spare = max(self._next_spare, time.monotonic() + SPARE_STAGGER_S)
         while self._spares and proc is None:
             proc = self._spares.pop(0).assign(kind, job_id, log_path)
         if proc is not None:
@@ -319,14 +333,14 @@ class Manager:
     def _keep_spares(self) -> None:
         self._spares = [s for s in self._spares if s.alive() or self._spare_died(s)]
         now = time.monotonic()
-        while len(self._spares) < self.spares and now >= self._next_spare:
+        if len(self._spares) < self.spares and now >= self._next_spare:
             self._spare_serial += 1
+            self._next_spare = now + SPARE_STAGGER_S
             try:
                 self._spares.append(Spare(self.data, self.catalog_url, self._spare_serial))
             except OSError as exc:
                 log.warning("manager: cannot start a spare worker: %s", exc)
                 self._next_spare = now + 5.0
-                return
 
     def _spare_died(self, spare: Spare) -> bool:
         """A spare that dies on its own is broken (bad install?): back off, don't spin."""

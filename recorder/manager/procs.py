@@ -2,10 +2,11 @@
 
 Workers are started with subprocess (fork + exec of a fresh interpreter), never a bare fork, so
 each builds its own zmq Context and the manager's threads and sockets never leak into them.
-Importing numpy, zarr and zmq takes a second or two, so the manager keeps a *spare*: a worker
-that has imported everything and waits on stdin for its job; starting a recording is then one
-line written to a pipe. Each worker gets its own session (a Ctrl-C at the terminal reaches the
-manager, which stops workers in order) and its own log file, whose last line explains a crash.
+Importing numpy, zarr and zmq takes a second or two, so the manager keeps *spares*: workers
+that have imported everything, opened the catalog and wait on stdin for their job; starting a
+recording is then one line written to a pipe (manager.SPARES of them, for a burst of starts).
+Each worker gets its own session (a Ctrl-C at the terminal reaches the manager, which stops
+workers in order) and its own log file, whose last line explains a crash.
 Workers deliberately outlive a manager (or `serve`) that is killed: a recording goes on and
 keeps everything, the workers follow the stop requests in the catalog themselves, and the next
 manager for the folder adopts them (a spare, whose stdin closes, just exits). Only the web
@@ -161,9 +162,13 @@ class Spare:
             os.replace(self.log, log)  # the open descriptor follows the file
         return WorkerProcess(job_id, kind, log if log.exists() else self.log, popen=self.popen)
 
-    def close(self, timeout: float = 3.0) -> None:
+    def release(self) -> None:
+        """No job will come: the spare exits once it reads the end of its stdin."""
         with contextlib.suppress(OSError, ValueError):
             self.popen.stdin.close()
+
+    def close(self, timeout: float = 3.0) -> None:
+        self.release()
         try:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:

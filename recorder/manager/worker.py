@@ -188,7 +188,7 @@ def record_stats(rec: Recording, rates: Rates) -> RecordJobStats:
                 "messages": c.received,
                 "bytes": c.received_bytes,
                 "drops": c.dropped,
-                "gaps": s.writer.gaps.missing,
+                "gaps": s.gaps,
                 "queue_bytes": s.queue.depth_bytes,
                 "endpoint": s.bound_endpoint or s.spec.endpoint,
             }
@@ -492,21 +492,27 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     mode, job_id = args.mode, args.job
+    folder = config.data_dir(args.data)
+    catalog = None
     if mode == "spare":
         import recorder.recording.recording
-        import recorder.replay  # noqa: F401  (the point of a spare: imports done in advance)
+        import recorder.replay
+        import recorder.store.run_writer  # noqa: F401  (the point of a spare: imports done)
+        from recorder.db.catalog import Catalog
 
+        catalog = Catalog(config.catalog_url(args.catalog, folder))  # opened ahead too
         line = sys.stdin.readline().split()
         if len(line) != 2 or line[0] not in RUNNERS:
+            catalog.close()
             return 0  # closed without a job: the manager is shutting down
         mode, job_id = line
     if not job_id:
         _say("error: --job is required")
         return 2
-    from recorder.db.catalog import Catalog
+    if catalog is None:
+        from recorder.db.catalog import Catalog
 
-    folder = config.data_dir(args.data)
-    catalog = Catalog(config.catalog_url(args.catalog, folder))
+        catalog = Catalog(config.catalog_url(args.catalog, folder))
     control = Control(catalog.engine)
     try:
         job = control.get_job(job_id)

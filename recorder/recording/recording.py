@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
 
@@ -30,8 +31,10 @@ from recorder.recording.receive import (
 )
 from recorder.recording.source_spec import AUTO, SILENT_WARNING_S, SourceSpec
 from recorder.store import layout
-from recorder.store.run_writer import RunWriter
-from recorder.store.stream_writer import StreamWriter
+
+if TYPE_CHECKING:  # the store (zarr) is imported once the sockets are open: see Recording.start
+    from recorder.store.run_writer import RunWriter
+    from recorder.store.stream_writer import StreamWriter
 
 __all__ = [
     "SILENT_WARNING_S",
@@ -67,20 +70,23 @@ def next_flush_after(deadline: float, interval: float, now: float | None = None)
 
 
 class StreamRecorder:
-    """Receive and write one stream; `start()`, then `stop()` and `join()`."""
+    """Receive and write one stream: `open()` (sockets up, messages queue), `write_to(writer)`,
+    then `stop()` and `join()`."""
+
+    writer: StreamWriter
+    """Set by `write_to`, once the run exists."""
 
     def __init__(
         self,
         ctx: zmq.Context,
         spec: SourceSpec,
-        writer: StreamWriter,
         *,
         count: int | None,
         flush_interval: float,
         queue_bytes: int,
         on_fatal: Callable[[BaseException], None],
     ):
-        self.ctx, self.spec, self.writer = ctx, spec, writer
+        self.ctx, self.spec = ctx, spec
         self.count = count
         self.flush_interval = flush_interval
         self.queue = ByteBoundedQueue(queue_bytes)
@@ -99,24 +105,35 @@ class StreamRecorder:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def open(self) -> BaseException | None:
+        """Start receiving: the sockets are open when this returns (or the error that stopped
+        them). What arrives waits in the queue until `write_to`."""
         self._rx.start()
         self._socket_ready.wait(10)
-        if self._socket_error is not None:
-            raise self._socket_error
+        return self._socket_error
+
+    def write_to(self, writer: StreamWriter) -> None:
+        self.writer = writer
         self._wx.start()
 
     def stop(self) -> None:
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> None:
-        self._rx.join(timeout)
+        if self._rx.ident:  # another stream's socket failed before this one was opened
+            self._rx.join(timeout)
         if self._wx.ident:
             self._wx.join(timeout)
 
     @property
     def finished(self) -> bool:
         return self.counters.done
+
+    @property
+    def gaps(self) -> int:
+        """Messages missing by sequence number (none known before the run exists)."""
+        writer = getattr(self, "writer", None)
+        return 0 if writer is None else writer.gaps.missing
 
     # -- receive thread ------------------------------------------------------------------------
 
@@ -319,10 +336,35 @@ class Recording:
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self.ctx = zmq.Context()
-        self.run = RunWriter(runs_dir, run_id=run_id, name=name, tags=tags)
-        self.streams: list[StreamRecorder] = []
-        for spec in sources:
-            writer = self.run.add_stream(
+        self._runs_dir, self._run_id, self._name, self._tags = runs_dir, run_id, name, tags
+        self._run: RunWriter | None = None
+        self.streams = [
+            StreamRecorder(
+                self.ctx,
+                spec,
+                count=count,
+                flush_interval=flush_interval,
+                queue_bytes=queue_bytes,
+                on_fatal=self._fatal,
+            )
+            for spec in sources
+        ]
+        self.started = time.monotonic()
+
+    @property
+    def run(self) -> RunWriter:
+        """The run being written: created by `start()` once the sockets are open, or here if
+        asked for earlier (then before them, as a caller that wants it first expects)."""
+        if self._run is None:
+            self._run = self._create_run()
+        return self._run
+
+    def _create_run(self) -> RunWriter:
+        from recorder.store.run_writer import RunWriter
+
+        run = RunWriter(self._runs_dir, run_id=self._run_id, name=self._name, tags=self._tags)
+        for spec in self.sources:
+            run.add_stream(
                 spec.stream,
                 protocol=spec.protocol,
                 endpoint=spec.endpoint,
@@ -331,27 +373,32 @@ class Recording:
                 options=spec.options(),
                 compression=spec.compression,
             )
-            self.streams.append(
-                StreamRecorder(
-                    self.ctx,
-                    spec,
-                    writer,
-                    count=count,
-                    flush_interval=flush_interval,
-                    queue_bytes=queue_bytes,
-                    on_fatal=self._fatal,
-                )
-            )
-        self.started = time.monotonic()
+        return run
+
+    @property
+    def created(self) -> bool:
+        """Whether the run exists (it does once `start()` has opened the sockets)."""
+        return self._run is not None
 
     @property
     def run_id(self) -> str:
         return self.run.run_id
 
     def start(self) -> None:
+        """Open every source's sockets first, then the run: a source that sends as soon as it
+        sees us (a PUB that waits for subscribers) is heard while zarr is still loading, its
+        messages queued. The run is created even when a socket fails, and closed as failed."""
         try:
+            error = None
             for s in self.streams:
-                s.start()
+                error = s.open()
+                if error is not None:
+                    break
+            run = self.run
+            if error is not None:
+                raise error
+            for s in self.streams:
+                s.write_to(run.streams[s.spec.stream])
         except BaseException as exc:
             self._fatal(exc)
             self.finish()
@@ -398,6 +445,9 @@ class Recording:
         self.stop()
         for s in self.streams:
             s.join()
+        if self._run is None:  # the run could not be created: nothing to close
+            self.ctx.term()
+            return layout.STATUS_FAILED
         try:
             if self.error is None:
                 self.run.close(layout.STATUS_COMPLETE)
@@ -422,7 +472,7 @@ class Recording:
             totals["messages"] += s.counters.received
             totals["bytes"] += s.counters.received_bytes
             totals["drops"] += s.counters.dropped
-            totals["gaps"] += s.writer.gaps.missing
+            totals["gaps"] += s.gaps
             totals["queue_bytes"] += s.queue.depth_bytes
         totals["elapsed_s"] = time.monotonic() - self.started
         return totals

@@ -19,6 +19,7 @@ import pytest
 import zmq
 
 from recorder import config
+from recorder.store.reader import RunReader
 from tests.helpers import free_port, local, wait_for
 from tests.replayhelp import make_run
 
@@ -78,9 +79,9 @@ def test_help_pages_load_no_heavy_library():
     assert loaded == []
 
 
-def _gated(release, *args) -> subprocess.Popen:
+def _gated(release, *args, gate: str = "sqlalchemy") -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", _GATED, "sqlalchemy", str(release), *map(str, args)],
+        [sys.executable, "-c", _GATED, gate, str(release), *map(str, args)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -131,6 +132,38 @@ def test_recorder_subscribes_before_it_loads_the_catalog(ctx, data_dir, tmp_path
     run_id = proc.stdout.read().strip()
     assert (config.runs_dir(data_dir) / run_id).is_dir()
     assert (data_dir / "catalog.sqlite").exists()
+
+
+@pytest.mark.timeout(120)
+def test_recorder_subscribes_before_it_loads_the_store_and_queues_meanwhile(
+    ctx, data_dir, tmp_path
+):
+    release = tmp_path / "release"
+    pub = ctx.socket(zmq.XPUB)
+    port = free_port()
+    pub.bind(local(port))
+    args = ("record", local(port), "--count", "2", "-q", "--data", data_dir)
+    proc = _gated(release, *args, gate="zarr")
+    try:
+        err = _lines(proc.stderr)
+        assert pub.poll(60_000), "no subscription while zarr was held back"
+        assert pub.recv() == b"\x01"
+        assert err.get(timeout=60).startswith("gated zarr")  # the run is created only now
+        pub.send_multipart([b"sent", b"while the store loads"])
+        pub.send(b"second")
+        release.touch()
+        wait_for(lambda: proc.poll() is not None, 60, "the recording to end")
+    finally:
+        _finish(proc, release)
+    assert proc.returncode == 0, _rest(err)
+    assert proc.stdout is not None
+    run_id = proc.stdout.read().strip()
+    with RunReader(config.runs_dir(data_dir) / run_id) as run:
+        got = [m.frames for m in run.messages()]
+    assert [[bytes(f) for f in frames] for frames in got] == [
+        [b"sent", b"while the store loads"],
+        [b"second"],
+    ]
 
 
 @pytest.mark.timeout(120)

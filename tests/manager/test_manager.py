@@ -16,11 +16,11 @@ import pytest
 from recorder import config
 from recorder.db.catalog import Catalog
 from recorder.db.control import Control
-from recorder.manager.manager import Manager, ManagerRunning
+from recorder.manager.manager import SPARES, Manager, ManagerRunning
 from recorder.manager.planning import start_recording
 from recorder.simulators import make_simulator
 from recorder.store.reader import RunReader
-from tests.helpers import CLI, running_manager
+from tests.helpers import CLI, running_manager, wait_for
 from tests.recordhelp import running
 
 
@@ -103,6 +103,22 @@ def test_jobs_start_and_stop_and_publish_stats(control, manager, source):
     assert done["error"] is None
     # The worker says `stopped` itself; the manager adds the exit code once it has exited.
     assert wait_job(control, job["id"], lambda j: j["exit_code"] is not None)["exit_code"] == 0
+
+
+@pytest.mark.timeout(240)
+def test_six_recordings_started_together_each_get_a_waiting_spare_and_all_run(
+    control, manager, source
+):
+    assert SPARES >= 6
+    wait_for(lambda: len(manager.spare_pids) == SPARES, 120, "the spares to be started")
+    spares = set(manager.spare_pids)
+    jobs = [start_recording(control, sources=[source]) for _ in range(6)]
+    live = [wait_job(control, j["id"], lambda j: j["state"] == "running", 120) for j in jobs]
+    assert {j["pid"] for j in live} <= spares  # none waited for a fresh interpreter
+    for j in jobs:
+        control.set_desired(j["id"], "stopped")
+    for j in jobs:
+        assert wait_job(control, j["id"], lambda j: j["state"] == "stopped", 60)["error"] is None
 
 
 def test_one_manager_per_data_folder(folder, manager):
