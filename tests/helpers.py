@@ -99,13 +99,16 @@ def end_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def running_manager(data) -> Iterator:
+def running_manager(data, spares: int = 1) -> Iterator:
     """A real manager (spawning real worker processes) for a data folder, serving on a thread
-    until the block ends; it must shut down within 30 s."""
+    until the block ends; it must shut down within 30 s. One spare worker, not the production
+    six: each spare costs a second of imports, and the suite's two cores are shared."""
     from recorder import config
     from recorder.manager.manager import Manager
 
-    m = Manager(data, config.catalog_url(None, data), stop_grace_s=5.0, kill_grace_s=3.0)
+    m = Manager(
+        data, config.catalog_url(None, data), stop_grace_s=5.0, kill_grace_s=3.0, spares=spares
+    )
     m.start()
     stop = threading.Event()
     t = threading.Thread(target=m.serve, args=(stop,), name="manager", daemon=True)
