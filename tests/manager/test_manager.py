@@ -107,9 +107,14 @@ def test_jobs_start_and_stop_and_publish_stats(control, manager, source):
 
 @pytest.mark.timeout(240)
 def test_six_recordings_started_together_each_get_a_waiting_spare_and_all_run(
-    control, manager, source
+    control, folder, source
 ):
     assert SPARES >= 6
+    with running_manager(folder, spares=SPARES) as manager:
+        _six_recordings_on_spares(control, manager, source)
+
+
+def _six_recordings_on_spares(control, manager, source) -> None:
     wait_for(lambda: len(manager.spare_pids) == SPARES, 120, "the spares to be started")
     spares = set(manager.spare_pids)
     jobs = [start_recording(control, sources=[source]) for _ in range(6)]
