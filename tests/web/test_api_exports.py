@@ -9,7 +9,6 @@ import os
 import signal
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
 from mcap.reader import make_reader
@@ -17,7 +16,6 @@ from mcap.reader import make_reader
 from recorder import config
 from recorder.db.jobs import FINISHED, KIND_EXPORT
 from recorder.manager.planning import export_dir
-from recorder.web import create_app
 from tests.helpers import running_manager
 from tests.replayhelp import make_run
 
@@ -41,31 +39,6 @@ def envelope(r, status: int) -> str:
     err = r.get_json()["error"]
     assert set(err) == {"code", "message", "details"}
     return err["message"]
-
-
-@pytest.fixture
-def data(tmp_path) -> Path:
-    d = tmp_path / "data"
-    config.data_dir(d)
-    return d
-
-
-@pytest.fixture
-def app(data):
-    return create_app(data)
-
-
-@pytest.fixture
-def control(app):
-    return app.extensions["recorder"].control
-
-
-@pytest.fixture
-def client(app, control):
-    secret, _ = control.create_token("tests")
-    c = app.test_client()
-    c.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
-    return c
 
 
 @pytest.fixture
