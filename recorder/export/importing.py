@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from recorder.contracts import WriteItem
-from recorder.errors import MalformedMessage
 from recorder.protocols import codec_for
+from recorder.protocols.base import decode_or_reject
 from recorder.store import layout
 from recorder.store.run_writer import RunWriter
 from recorder.store.stream_writer import StreamWriter
@@ -40,12 +40,7 @@ class _StreamImport:
         self.last_ns: int | None = None
 
     def append(self, recv_ns: int, frames: Sequence[bytes]) -> None:
-        try:
-            decoded = self.codec.decode(frames)
-        except MalformedMessage as exc:
-            self.items.append((recv_ns, frames, None, exc.reason))
-        else:
-            self.items.append((recv_ns, frames, decoded, None))
+        self.items.append(decode_or_reject(self.codec, recv_ns, frames))
         self.messages += 1
         self.last_ns = recv_ns if self.last_ns is None else max(self.last_ns, recv_ns)
         if len(self.items) >= _BATCH:

@@ -94,6 +94,24 @@ class Codec(Protocol):
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded: ...
 
 
+def decode_or_reject(
+    codec: Codec,
+    recv_ns: int,
+    frames: Sequence[FrameBytes],
+    extra: dict[str, int | float | str | bool] | None = None,
+) -> tuple[int, Sequence[FrameBytes], Decoded | None, str | None]:
+    """A received message as the store takes it (`contracts.WriteItem`): decoded, with the
+    values recorded beside it (`extra`) as columns, or kept verbatim as a reject with the
+    codec's reason. One rule for recordings, imports and golden runs alike."""
+    try:
+        decoded = codec.decode(frames)
+    except MalformedMessage as exc:
+        return (recv_ns, frames, None, exc.reason)
+    if extra:
+        decoded.columns.update(extra)
+    return (recv_ns, frames, decoded, None)
+
+
 def frame_sizes(frames: Sequence[FrameBytes]) -> list[int]:
     """Byte size of every frame; anything that is not a list of buffers is a reject, not a
     crash (codecs are fed whatever the network sends, and fuzzed)."""

@@ -17,9 +17,10 @@ import zmq
 
 from recorder import protocols
 from recorder.contracts import Batch, RecordingStats, WriteItem
-from recorder.errors import MalformedMessage, RecorderError, UsageError
+from recorder.errors import RecorderError, UsageError
 from recorder.limits import check_recording
 from recorder.protocols import codec_for
+from recorder.protocols.base import decode_or_reject
 from recorder.protocols.detect import detect_protocol
 from recorder.recording.byte_queue import ByteBoundedQueue
 from recorder.recording.receive import (
@@ -270,18 +271,11 @@ class StreamRecorder:
             self._decide_if_due()
             return
         items: list[WriteItem] = []
-        decode = self.codec.decode
+        codec = self.codec
         for recv_ns, frames, extra in batch:
             if not isinstance(frames[0], bytes):
                 frames = [f.buffer for f in frames]
-            try:
-                decoded = decode(frames)
-            except MalformedMessage as exc:
-                items.append((recv_ns, frames, None, exc.reason))
-                continue
-            if extra:
-                decoded.columns.update(extra)
-            items.append((recv_ns, frames, decoded, None))
+            items.append(decode_or_reject(codec, recv_ns, frames, extra))
         self.writer.append_batch(items)
         self.counters.written += len(batch)
 

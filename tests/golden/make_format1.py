@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from recorder.errors import MalformedMessage
 from recorder.protocols import codec_for
+from recorder.protocols.base import decode_or_reject
 from recorder.protocols.reqrep import pack_pair
 from recorder.simulators import make_simulator
 from recorder.store import layout, nodes
@@ -157,15 +157,7 @@ def write(runs_dir: Path, run_id: str = RUN_ID, fmt: int = FORMAT) -> Path:
         codec = codec_for(protocol)
         items = []
         for t_ms, frames, extra in spec["messages"]:
-            recv_ns = STARTED_NS + int(t_ms * 1e6)
-            try:
-                decoded = codec.decode(frames)
-            except MalformedMessage as exc:
-                items.append((recv_ns, frames, None, exc.reason))
-                continue
-            if extra:
-                decoded.columns.update(extra)
-            items.append((recv_ns, frames, decoded, None))
+            items.append(decode_or_reject(codec, STARTED_NS + int(t_ms * 1e6), frames, extra))
         s.append_batch(items[:2])  # two batches with a flush between, as a recording has
         s.flush()
         s.append_batch(items[2:])
