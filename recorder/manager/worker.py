@@ -93,6 +93,18 @@ def _stop_on_signals(event: threading.Event) -> None:
         signal.signal(s, lambda *_: event.set())
 
 
+def _begin(control: Control, job_id: str) -> tuple[threading.Event, str | None]:
+    """The event SIGTERM/SIGINT set, and the job's desired state as its worker begins; None
+    when it was stopped before that (it is then finished as stopped, nothing opened)."""
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    desired = control.desired_of(job_id)
+    if desired == DESIRED_STOPPED:
+        control.finish_job(job_id, STOPPED)
+        return stop, None
+    return stop, desired
+
+
 # -- endpoint policy ---------------------------------------------------------------------------
 #
 # A job created over HTTP was checked against the web app's policy when it was planned. The
@@ -216,10 +228,8 @@ def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
 
     job_id, p = job["id"], job["params"]
     softly = Softly()
-    stop = threading.Event()
-    _stop_on_signals(stop)
-    if control.desired_of(job_id) == DESIRED_STOPPED:
-        control.finish_job(job_id, STOPPED)
+    stop, desired = _begin(control, job_id)
+    if desired is None:
         return 0
     specs = [source_spec(c) for c in p["sources"]]
     policy = _policy(job, runs_dir)
@@ -314,11 +324,8 @@ def run_replay(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
 
     job_id, p = job["id"], job["params"]
     softly = Softly()
-    stop = threading.Event()
-    _stop_on_signals(stop)
-    desired = control.desired_of(job_id)
-    if desired == DESIRED_STOPPED:
-        control.finish_job(job_id, STOPPED)
+    stop, desired = _begin(control, job_id)
+    if desired is None:
         return 0
     paths = [resolve_run(runs_dir, r, prefix=False) for r in _run_ids(p)]
     policy = _policy(job, runs_dir)
@@ -426,10 +433,8 @@ def run_export(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
 
     job_id, p = job["id"], job["params"]
     softly = Softly()
-    stop = threading.Event()
-    _stop_on_signals(stop)
-    if control.desired_of(job_id) == DESIRED_STOPPED:
-        control.finish_job(job_id, STOPPED)
+    stop, desired = _begin(control, job_id)
+    if desired is None:
         return 0
     folder = export_dir(runs_dir.parent, job_id)
     folder.mkdir(parents=True, exist_ok=True)
