@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import zmq
@@ -20,6 +21,16 @@ def ctx():
 def data_dir(tmp_path):
     d = tmp_path / "data"
     d.mkdir()
+    return d
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    """A data folder as the recorder makes it (runs/ and the rest), in tmp_path."""
+    from recorder import config
+
+    d = tmp_path / "data"
+    config.data_dir(d)
     return d
 
 

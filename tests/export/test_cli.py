@@ -46,13 +46,6 @@ def mcap_messages(path: Path) -> int:
 
 
 @pytest.fixture
-def data(tmp_path) -> Path:
-    d = tmp_path / "data"
-    config.data_dir(d)
-    return d
-
-
-@pytest.fixture
 def two_streams(data) -> Path:
     """A raw run of 10 messages, alternating between streams a and b, 0.1 s apart."""
     return make_run(

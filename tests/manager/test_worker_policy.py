@@ -19,13 +19,6 @@ pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture
-def data(tmp_path):
-    d = tmp_path / "data"
-    config.data_dir(d)
-    return d
-
-
-@pytest.fixture
 def victim(tmp_path):
     path = tmp_path / "precious.txt"
     path.write_text("keep me")

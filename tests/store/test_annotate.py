@@ -42,13 +42,6 @@ def _run(data, tags=("start",)) -> str:
     return run.run_id
 
 
-@pytest.fixture
-def data(tmp_path):
-    d = tmp_path / "data"
-    config.data_dir(d)
-    return d
-
-
 @pytest.mark.timeout(180)
 def test_cli_and_web_editing_one_run_at_once_lose_nothing(data, tmp_path):
     run_id = _run(data)

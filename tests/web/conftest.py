@@ -3,22 +3,12 @@ a real manager with real worker processes, and runs recorded for real from simul
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from recorder import config
 from recorder.simulators import make_simulator
 from recorder.web import create_app
 from tests.helpers import running_manager
 from tests.recordhelp import running
-
-
-@pytest.fixture
-def data(tmp_path) -> Path:
-    d = tmp_path / "data"
-    config.data_dir(d)
-    return d
 
 
 @pytest.fixture
