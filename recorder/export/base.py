@@ -146,16 +146,7 @@ class Target(Protocol):
 
 
 def _windows(run: RunReader, names: list[str], start: float | None, end: float | None):
-    out = []
-    for name in names:
-        reader = run.stream(name)
-        lo, hi = 0, reader.n_messages
-        if start is not None:
-            lo = reader.index_at(run.started_ns + int(start * 1e9))
-        if end is not None:
-            hi = max(lo, reader.index_at(run.started_ns + int(end * 1e9)))
-        out.append(StreamWindow(name, reader, lo, hi))
-    return out
+    return [StreamWindow(n, run.stream(n), *run.window(n, start, end)) for n in names]
 
 
 def _remove(path: Path) -> None:

@@ -462,17 +462,24 @@ class RunReader:
         `start`/`stop` are seconds from the run's start (as in `recorder replay --start`).
         """
         names = list(self.streams) if streams is None else list(streams)
-        readers = [self.stream(n) for n in names]
         iters = []
-        for order, reader in enumerate(readers):
-            lo, hi = 0, reader.n_messages
-            if start is not None:
-                lo = reader.index_at(self.started_ns + int(start * 1e9))
-            if stop is not None:
-                hi = reader.index_at(self.started_ns + int(stop * 1e9))
+        for order, name in enumerate(names):
+            lo, hi = self.window(name, start, stop)
+            reader = self.stream(name)
             iters.append((m.recv_ns, order, m.index, m) for m in reader.messages(lo, hi))
         for *_, msg in heapq.merge(*iters, key=lambda t: t[:3]):
             yield msg
+
+    def window(self, name: str, start: float | None, stop: float | None) -> tuple[int, int]:
+        """The messages [lo, hi) of stream `name` received in [start, stop), seconds from the
+        run's start (None: that side open), as `messages()`, replay and export cut a run."""
+        reader = self.stream(name)
+        lo, hi = 0, reader.n_messages
+        if start is not None:
+            lo = reader.index_at(self.started_ns + int(start * 1e9))
+        if stop is not None:
+            hi = max(lo, reader.index_at(self.started_ns + int(stop * 1e9)))
+        return lo, hi
 
     def summary(self) -> RunSummary:
         """The run as `recorder info --json` shows it and the catalog indexes it."""
