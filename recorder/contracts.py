@@ -61,12 +61,31 @@ class Note(TypedDict):
     text: str
 
 
+class SessionAttrs(TypedDict):
+    """An experimental session (docs/sessions.md): `<data>/sessions/<id>.json`, and a copy in
+    the annotations of each of its runs, so `reindex` rebuilds sessions from the stores alone."""
+
+    id: str  # ses-20261202-031500-3fa2c1
+    name: str
+    description: str
+    experimenters: list[str]
+    subject: dict[str, str]  # free key/values: subject_id, species, age, sex, ...
+    template: str | None  # the lab template whose required fields were checked, if any
+    started_ns: int
+    ended_ns: int | None  # set when the session is closed
+    tags: list[str]
+    notes: list[Note]
+    meta: dict[str, Any]  # any other key/values
+    updated_ns: int  # the newest copy wins when sessions are rebuilt from runs
+
+
 class Annotations(TypedDict):
     """The `annotations` group's attributes: what users add after recording."""
 
     tags: list[str]
     notes: list[Note]
     name: NotRequired[str]  # a rename
+    session: NotRequired[SessionAttrs | None]  # the session the run belongs to (a copy)
 
 
 class SegmentInfo(TypedDict):
@@ -176,6 +195,7 @@ class RunSummary(TypedDict):
     rejects: int
     streams: list[StreamSummary]
     path: str
+    session: NotRequired[SessionAttrs | None]
 
 
 # -- live counters (workers write them to the job row, the API shows them) -----------------------

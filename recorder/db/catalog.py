@@ -18,9 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from recorder.contracts import Note, RunSummary
-from recorder.db.engine import Queries, guard_db_errors, is_damage, row_dict, sqlite_file
+from recorder.db.engine import guard_db_errors, is_damage, row_dict, sqlite_file
 from recorder.db.schema import ready_engine
-from recorder.db.tables import notes, runs, streams, tags
+from recorder.db.sessions import SessionIndex, index_if_newer, link
+from recorder.db.tables import notes, runs, session_runs, streams, tags
 from recorder.errors import RunNotFound, StoreError
 from recorder.store import annotate
 from recorder.store.reader import RunReader
@@ -39,9 +40,9 @@ SORT_KEYS = {
 }
 
 
-class Catalog(Queries):
+class Catalog(SessionIndex):
     """Opening a catalog (by URL, or on an engine another object made) brings its schema up to
-    date; the other query objects (Control) can share its engine."""
+    date; the other query objects (Control) can share its engine. Sessions: db/sessions.py."""
 
     def __init__(self, engine_or_url: sa.Engine | str):
         super().__init__(ready_engine(engine_or_url), own=isinstance(engine_or_url, str))
@@ -50,9 +51,12 @@ class Catalog(Queries):
 
     @guard_db_errors()
     def index_run(self, summary: RunSummary) -> None:
-        """Insert or replace a run (as RunReader.summary() describes it) with its streams."""
+        """Insert or replace a run (as RunReader.summary() describes it) with its streams, and
+        its session link (the run's copy of the session indexes it, unless a newer one is)."""
         row = run_row(summary)
+        session = summary.get("session")
         with self.engine.begin() as conn:
+            conn.execute(session_runs.delete().where(session_runs.c.run_id == row["run_id"]))
             conn.execute(streams.delete().where(streams.c.run_id == row["run_id"]))
             conn.execute(tags.delete().where(tags.c.run_id == row["run_id"]))
             conn.execute(notes.delete().where(notes.c.run_id == row["run_id"]))
@@ -66,6 +70,9 @@ class Catalog(Queries):
                 )
             _insert_tags(conn, summary["run_id"], summary.get("tags", []))
             _insert_notes(conn, summary["run_id"], summary.get("notes", []))
+            if session:
+                index_if_newer(conn, session)
+                link(conn, row["run_id"], session["id"])
 
     def index_path(self, path: Path) -> RunSummary:
         with RunReader(path) as reader:
@@ -175,7 +182,7 @@ class Catalog(Queries):
     @guard_db_errors()
     def remove_run(self, run_id: str) -> None:
         with self.engine.begin() as conn:
-            for table in (streams, tags, notes, runs):
+            for table in (session_runs, streams, tags, notes, runs):
                 conn.execute(table.delete().where(table.c.run_id == run_id))
 
     # -- tags and notes (copies of the run's annotations) --------------------------------------

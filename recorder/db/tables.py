@@ -1,6 +1,7 @@
 """The catalog database's tables, in two groups that age differently.
 
-The run index (`index_metadata`: runs, streams, tags, notes) is a copy of what the run stores
+The run index (`index_metadata`: runs, streams, tags, notes, sessions and which runs are in
+them) is a copy of what the run stores
 hold, so `recorder reindex` can always rebuild it; it is created with `create_all` and needs no
 migrations. The control tables (`control_metadata`: sources, jobs, job_commands, managers,
 tokens) hold what exists nowhere else (saved sources, job history, API tokens), so their schema
@@ -64,6 +65,30 @@ notes = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
 )
 
+sessions = sa.Table(
+    "sessions",
+    index_metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("experimenters", sa.JSON, nullable=False),
+    sa.Column("subject", sa.JSON, nullable=False),
+    sa.Column("template", sa.String(256)),
+    sa.Column("started_ns", sa.BigInteger, nullable=False),
+    sa.Column("ended_ns", sa.BigInteger),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("notes", sa.JSON, nullable=False),
+    sa.Column("meta", sa.JSON, nullable=False),
+    sa.Column("updated_ns", sa.BigInteger, nullable=False),
+    sa.Column("search", sa.Text, nullable=False, default=""),  # lower-cased text for `q`
+)
+session_runs = sa.Table(
+    "session_runs",
+    index_metadata,
+    sa.Column("run_id", sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("session_id", sa.String(64), nullable=False, index=True),
+)
+
 control_metadata = sa.MetaData()
 
 sources = sa.Table(
@@ -104,6 +129,7 @@ commands = sa.Table(
     sa.Column("job_id", sa.String(32), nullable=False, index=True),
     sa.Column("op", sa.String(16), nullable=False),
     sa.Column("arg", sa.Float, nullable=False),
+    sa.Column("text", sa.Text),  # a marker's text (revision 0003)
     sa.Column("created_ns", sa.BigInteger, nullable=False),
 )
 managers = sa.Table(
@@ -115,6 +141,7 @@ managers = sa.Table(
     sa.Column("data", sa.Text, nullable=False),
     sa.Column("started_ns", sa.BigInteger, nullable=False),
     sa.Column("heartbeat_ns", sa.BigInteger, nullable=False),
+    sa.Column("info", sa.JSON),  # the host's disks and free bytes (revision 0003)
 )
 tokens = sa.Table(
     "tokens",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import zarr
 
+from recorder.contracts import SessionAttrs
 from recorder.errors import StoreError
 from recorder.store import layout, nodes
 
@@ -41,7 +42,15 @@ def lock(run_path: Path) -> Iterator[None]:
     (runs are always <data>/runs/<run id>; the lock file sits in <data>). Callers that copy the
     change to the catalog hold it around both steps, so the copies land in the same order.
     Re-entrant within a thread."""
-    path = str(Path(run_path).resolve().parent.parent / LOCK_FILE)
+    with folder_lock(Path(run_path).resolve().parent.parent):
+        yield
+
+
+@contextlib.contextmanager
+def folder_lock(data: Path) -> Iterator[None]:
+    """The data folder's annotations lock (see `lock`), also taken by session edits, which
+    change the session file and the copies in its runs together."""
+    path = str(Path(data).resolve() / LOCK_FILE)
     held = _held.__dict__.setdefault("paths", set())
     if path in held:
         yield
@@ -93,3 +102,12 @@ def change_tags(
     with editing(run_path) as ann:
         ann["tags"] = sorted((set(ann["tags"]) | set(add)) - set(remove))
     return ann["tags"]
+
+
+def set_session(run_path: Path, session: SessionAttrs | None) -> None:
+    """Put the run in a session (a copy of the session's attributes), or take it out (None)."""
+    with editing(run_path) as ann:
+        if session is None:
+            ann.pop("session", None)
+        else:
+            ann["session"] = copy.deepcopy(dict(session))

@@ -22,6 +22,7 @@ FORMAT_DOC = (
 )
 
 RUNS_DIR = "runs"
+SESSIONS_DIR = "sessions"  # <data>/sessions/<session id>.json
 STREAMS_GROUP = "streams"
 ANNOTATIONS_GROUP = "annotations"
 DATA_GROUP = "data"  # format 2: typed arrays, one group per array family

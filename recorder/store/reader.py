@@ -538,6 +538,7 @@ class RunReader:
             "rejects": sum(s["rejects"] for s in streams),
             "streams": streams,
             "path": str(self.path),
+            "session": ann.get("session"),
         }
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import zarr
 
 from recorder import __version__
-from recorder.contracts import RunAttrs
+from recorder.contracts import RunAttrs, SessionAttrs
 from recorder.errors import StoreError, UsageError
 from recorder.store import layout, nodes
 from recorder.store.stream_writer import StreamWriter
@@ -45,8 +45,10 @@ class RunWriter:
         tags: list[str] | None = None,
         meta: dict[str, Any] | None = None,
         started_ns: int | None = None,
+        session: SessionAttrs | None = None,
     ):
-        """`started_ns` is now, except for a run imported from a file: its data's own start."""
+        """`started_ns` is now, except for a run imported from a file: its data's own start.
+        `session`: the session the run is recorded in; a copy goes into its annotations."""
         self.started_ns = time.time_ns() if started_ns is None else int(started_ns)
         self.run_id = layout.check_name("run id", run_id or new_run_id(self.started_ns))
         self.path = Path(runs_dir) / self.run_id
@@ -80,7 +82,10 @@ class RunWriter:
         self._reserve.write_bytes(bytes(layout.RESERVE_BYTES))
         self._streams_group = self.root.create_group(layout.STREAMS_GROUP)
         notes = self.root.create_group(layout.ANNOTATIONS_GROUP)
-        notes.attrs.put({"tags": sorted(set(tags or [])), "notes": []})
+        first: dict[str, Any] = {"tags": sorted(set(tags or [])), "notes": []}
+        if session is not None:
+            first["session"] = nodes.json_attrs(session)
+        notes.attrs.put(first)
 
     def add_stream(
         self,
