@@ -153,7 +153,11 @@ def test_an_unversioned_catalog_is_stamped_and_keeps_its_rows(tmp_path):
     after = _table_sql(url)
     # not recreated, not altered, but for what later revisions changed (0002: tokens.expires_ns,
     # 0003: job_commands.text, managers.info, each added as the table's last column)
-    added = {"tokens": " expires_ns BIGINT,", "job_commands": " text TEXT,", "managers": " info JSON,"}
+    added = {
+        "tokens": " expires_ns BIGINT,",
+        "job_commands": " text TEXT,",
+        "managers": " info JSON,",
+    }
     assert {k: after[k] for k in before if k not in added} == {
         k: v for k, v in before.items() if k not in added
     }
