@@ -38,6 +38,22 @@ WriteItem = tuple[int, Sequence[FrameBytes], Decoded | None, str | None]
 # -- zarr attributes of a run ------------------------------------------------------------------
 
 
+class Marker(TypedDict):
+    """A user's timestamped event during a recording, on the receive clock (run attrs)."""
+
+    recv_ns: int
+    text: str
+    author: NotRequired[str]  # the token or browser session name, or "cli"
+
+
+class Pause(TypedDict):
+    """A deliberate pause of a recording: messages received in [start_ns, end_ns) not stored."""
+
+    start_ns: int
+    end_ns: int | None  # None while paused (or the recording ended paused)
+    messages: int  # how many were received and not stored
+
+
 class RunAttrs(TypedDict):
     """The run group's attributes (docs/format.md)."""
 
@@ -54,6 +70,9 @@ class RunAttrs(TypedDict):
     recorder_version: str
     meta: dict[str, Any]
     format_doc: NotRequired[str]  # format 2: where the format is documented
+    markers: NotRequired[list[Marker]]  # 0.3: user events during the recording
+    pauses: NotRequired[list[Pause]]  # 0.3: deliberate pauses
+    trigger: NotRequired[dict[str, Any]]  # 0.3: the trigger that made this run, if any
 
 
 class Note(TypedDict):

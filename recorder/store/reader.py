@@ -15,7 +15,15 @@ from typing import cast
 import numpy as np
 import zarr
 
-from recorder.contracts import Annotations, RunSummary, SegmentInfo, StreamStats, StreamSummary
+from recorder.contracts import (
+    Annotations,
+    Marker,
+    Pause,
+    RunSummary,
+    SegmentInfo,
+    StreamStats,
+    StreamSummary,
+)
 from recorder.errors import RunNotFound, StoreError, StreamNotFound
 from recorder.store import layout, nodes
 from recorder.store.mapped import MappedWindow, mappable
@@ -437,6 +445,14 @@ class RunReader:
     @property
     def started_ns(self) -> int:
         return int(self.attrs["started_ns"])
+
+    def markers(self) -> list[Marker]:
+        """Users' events during the recording, oldest first (none in runs before 0.3)."""
+        return sorted(self.attrs.get("markers") or [], key=lambda m: m["recv_ns"])
+
+    def pauses(self) -> list[Pause]:
+        """Deliberate pauses: messages received in [start_ns, end_ns) were not stored."""
+        return list(self.attrs.get("pauses") or [])
 
     def annotations(self) -> Annotations:
         if layout.ANNOTATIONS_GROUP not in self.root:

@@ -10,6 +10,7 @@ import contextlib
 import os
 import secrets
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import zarr
 
 from recorder import __version__
-from recorder.contracts import RunAttrs, SessionAttrs
+from recorder.contracts import Marker, Pause, RunAttrs, SessionAttrs
 from recorder.errors import StoreError, UsageError
 from recorder.store import layout, nodes
 from recorder.store.stream_writer import StreamWriter
@@ -78,6 +79,7 @@ class RunWriter:
             "format_doc": layout.FORMAT_DOC,
         }
         self.root.attrs.put(nodes.json_attrs(self._attrs))
+        self._attrs_lock = threading.Lock()  # markers and pauses come from other threads
         self._reserve = layout.reserve_path(self.path)
         self._reserve.write_bytes(bytes(layout.RESERVE_BYTES))
         self._streams_group = self.root.create_group(layout.STREAMS_GROUP)
@@ -125,6 +127,31 @@ class RunWriter:
         for stream in self.streams.values():
             stream.flush()
 
+    def set_attr(self, key: str, value: Any) -> None:
+        """Set one optional run attribute (`trigger`, ...) and commit it now."""
+        with self._attrs_lock:
+            self._attrs[key] = value  # type: ignore[literal-required]
+            self.root.attrs.put(nodes.json_attrs(self._attrs))
+
+    def add_marker(self, text: str, recv_ns: int | None = None, author: str = "") -> Marker:
+        """A user's event, committed at once (markers are few, and each one matters)."""
+        at = time.time_ns() if recv_ns is None else int(recv_ns)
+        marker: Marker = {"recv_ns": at, "text": text}
+        if author:
+            marker["author"] = author
+        with self._attrs_lock:
+            markers = self._attrs.setdefault("markers", [])
+            markers.append(marker)
+            markers.sort(key=lambda m: m["recv_ns"])
+            self.root.attrs.put(nodes.json_attrs(self._attrs))
+        return marker
+
+    def set_pauses(self, pauses: list[Pause]) -> None:
+        """The run's pauses so far (the last may still be open), committed at once."""
+        with self._attrs_lock:
+            self._attrs["pauses"] = [dict(p) for p in pauses]  # type: ignore[misc]
+            self.root.attrs.put(nodes.json_attrs(self._attrs))
+
     def close(
         self,
         status: str = layout.STATUS_COMPLETE,
@@ -143,11 +170,12 @@ class RunWriter:
             for stream in self.streams.values():
                 stream.close()
         self.status, self.error = status, error
-        self._attrs["status"], self._attrs["error"] = status, error
-        self._attrs["ended_ns"] = time.time_ns() if ended_ns is None else int(ended_ns)
         # On a full disk the final status still needs room: free the reserve first.
         self._reserve.unlink(missing_ok=True)
-        self.root.attrs.put(nodes.json_attrs(self._attrs))
+        with self._attrs_lock:
+            self._attrs["status"], self._attrs["error"] = status, error
+            self._attrs["ended_ns"] = time.time_ns() if ended_ns is None else int(ended_ns)
+            self.root.attrs.put(nodes.json_attrs(self._attrs))
         with contextlib.suppress(OSError):  # a full disk: the run reads without it
             nodes.consolidate(self.path)
 
