@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -84,3 +84,28 @@ def sender(ctx) -> Callable[[str, list[list[bytes]]], Sender]:
     yield make
     for s in started:
         s.join(5)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server of this test process's own (tests/pg.py), started on first use;
+    the tests that need it are skipped where no server binary exists."""
+    from tests import pg
+
+    reason = pg.unavailable()
+    if reason:
+        pytest.skip(reason)
+    server = pg.PgServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped after the test."""
+    if not pg_server.running():  # a test that stopped it failed before starting it again
+        pg_server.start()
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)

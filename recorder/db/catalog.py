@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from recorder.contracts import Note, RunSummary
-from recorder.db.engine import guard_db_errors, is_damage, row_dict, sqlite_file
+from recorder.db.engine import fit, guard_db_errors, is_damage, row_dict, sqlite_file
 from recorder.db.schema import ready_engine
 from recorder.db.sessions import SessionIndex, index_if_newer, link
 from recorder.db.tables import notes, runs, session_runs, streams, tags
@@ -65,7 +65,10 @@ class Catalog(SessionIndex):
             for s in summary["streams"]:
                 conn.execute(
                     streams.insert().values(
-                        run_id=row["run_id"], **{k: s.get(k) for k in _STREAM_FIELDS}
+                        fit(
+                            streams,
+                            {"run_id": row["run_id"]} | {k: s.get(k) for k in _STREAM_FIELDS},
+                        )
                     )
                 )
             _insert_tags(conn, summary["run_id"], summary.get("tags", []))
@@ -88,7 +91,7 @@ class Catalog(SessionIndex):
     @guard_db_errors()
     def update_run(self, run_id: str, **values) -> None:
         with self.engine.begin() as conn:
-            conn.execute(runs.update().where(runs.c.run_id == run_id).values(**values))
+            conn.execute(runs.update().where(runs.c.run_id == run_id).values(fit(runs, values)))
 
     @guard_db_errors()
     def list_runs(
@@ -257,7 +260,7 @@ def run_row(summary: RunSummary) -> dict[str, Any]:
     row["name"] = row["name"] or ""
     for k in ("messages", "bytes", "gaps", "drops", "rejects"):
         row[k] = row[k] or 0
-    return row
+    return fit(runs, row)
 
 
 def _insert_tags(conn: sa.Connection, run_id: str, run_tags: list[str]) -> None:

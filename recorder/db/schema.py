@@ -1,18 +1,22 @@
 """Bringing a catalog database's schema up to date when a process opens it.
 
-The run index tables are created if missing (they are rebuilt from the stores, never migrated).
-The control tables are versioned with Alembic: the migration scripts ship in the package
-(recorder/db/migrations) and run here, with a Config built in code (no alembic.ini). A catalog
-made before the control tables were versioned (all of them present, no `alembic_version`) is
-recognised and stamped with the first revision, whose tables are exactly those, then upgraded.
+Every table is versioned with Alembic: the migration scripts ship in the package
+(recorder/db/migrations) and run here, with a Config built in code (no alembic.ini). The control
+tables (sources, jobs, tokens...) hold what exists nowhere else; the run index (runs, streams,
+tags, notes, sessions) can be rebuilt by `recorder reindex`, but a server database shared by
+several hosts must still never be rebuilt to change its shape, so it is migrated the same way
+(revision 0004 took it over, keeping the tables that `create_all` had made). A catalog made
+before any table was versioned (the control tables present, no `alembic_version`) is recognised
+and stamped with the first revision, whose tables are exactly those, then upgraded.
 
 Opening a catalog that is up to date costs two small queries and never imports Alembic, so a
 worker process starts as fast as before. Several processes may open a fresh catalog at once
-(gunicorn workers, the manager, its workers): one migrates while the others wait, on a lock
-file beside an SQLite database or an advisory lock in PostgreSQL, then find it done. The one
-that creates the control tables from nothing also restores the JSON copy kept beside an SQLite
-catalog (backup.py), in the same transaction, so a deleted catalog comes back with its sources,
-tokens and jobs whichever command opens it first.
+(gunicorn workers, the manager, its workers, the managers of other hosts): one migrates while
+the others wait, on a lock file beside an SQLite database or a transaction-scoped advisory lock
+in PostgreSQL (whose DDL is transactional: a migration that fails leaves nothing half done), then
+find it done. The one that creates the control tables from nothing also restores the JSON copy
+kept beside an SQLite catalog (backup.py), in the same transaction, so a deleted catalog comes
+back with its sources, tokens and jobs whichever command opens it first.
 
 To write a new migration: change recorder/db/tables.py, then generate the script against a
 catalog at the current head and review it, e.g.
@@ -22,7 +26,7 @@ catalog at the current head and review it, e.g.
     command.revision(alembic_config("sqlite:////tmp/x.sqlite"), "what changed", autogenerate=True)
 
 and set HEAD below to the new revision. tests/db checks both, and that the tables and the
-migrations agree (`command.check`, what `alembic check` runs).
+migrations agree (`command.check`, what `alembic check` runs), on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -36,20 +40,13 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from recorder.db import backup
-from recorder.db.engine import (
-    REINDEX_HINT,
-    create_tables,
-    error_text,
-    is_damage,
-    make_engine,
-    sqlite_file,
-)
+from recorder.db.engine import REINDEX_HINT, error_text, is_damage, make_engine, sqlite_file
 from recorder.db.tables import control_metadata, index_metadata
 from recorder.errors import StoreError
 
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 #: The newest revision in migrations/versions.
-HEAD = "0003"
+HEAD = "0004"
 #: The revision whose tables are exactly what `create_all` made before migrations existed.
 UNVERSIONED = "0001"
 #: Its tables (later revisions add more, which such a catalog cannot have).
@@ -72,16 +69,15 @@ def ready_engine(engine_or_url: sa.Engine | str) -> sa.Engine:
 
 
 def prepare_schema(engine: sa.Engine) -> None:
-    """Create the run index tables and bring the control tables to HEAD."""
+    """Bring every table to HEAD."""
     try:
-        create_tables(index_metadata, engine)
-        upgrade_control_tables(engine)
+        upgrade_tables(engine)
     except sa.exc.SQLAlchemyError as exc:
         hint = f" ({REINDEX_HINT})" if is_damage(exc) else ""
         raise StoreError(f"cannot open catalog: {error_text(exc)}{hint}") from exc
 
 
-def upgrade_control_tables(engine: sa.Engine) -> None:
+def upgrade_tables(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         if revision(conn) == HEAD:
             return
@@ -104,7 +100,7 @@ def upgrade_control_tables(engine: sa.Engine) -> None:
             command.upgrade(config, "head")
         except CommandError as exc:
             raise StoreError(
-                f"cannot migrate the catalog's control tables from revision {current!r} "
+                f"cannot migrate the catalog from revision {current!r} "
                 f"(is it from a newer recorder?): {exc}"
             ) from exc
         db = sqlite_file(engine)
@@ -118,7 +114,7 @@ def upgrade_control_tables(engine: sa.Engine) -> None:
 
 
 def revision(conn: sa.Connection) -> str | None:
-    """The control tables' schema revision; None when they are not versioned (yet)."""
+    """The catalog's schema revision; None when it is not versioned (yet)."""
     if not sa.inspect(conn).has_table(VERSION_TABLE):
         return None
     return conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
@@ -146,9 +142,13 @@ def alembic_config(url: str | None = None):
     return config
 
 
+#: What the migrations make, as tables.py describes it.
+METADATA = (control_metadata, index_metadata)
+
+
 def include_name(name: str | None, type_: str, _parents: object) -> bool:
-    """What Alembic compares: the control tables only (the run index is not migrated)."""
-    return type_ != "table" or name in control_metadata.tables
+    """What Alembic compares: the recorder's tables, nothing else a shared database may hold."""
+    return type_ != "table" or any(name in m.tables for m in METADATA)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from recorder.contracts import SessionAttrs
-from recorder.db.engine import Queries, guard_db_errors, row_dict
+from recorder.db.engine import Queries, fit, guard_db_errors, row_dict
 from recorder.db.tables import runs, session_runs, sessions
 from recorder.store.sessions import SessionNotFound
 
@@ -163,7 +163,7 @@ def index_if_newer(conn: sa.Connection, session: SessionAttrs) -> None:
         return
     if old is not None:
         conn.execute(sessions.delete().where(sessions.c.session_id == session["id"]))
-    conn.execute(sessions.insert().values(**session_row(session)))
+    conn.execute(sessions.insert().values(fit(sessions, session_row(session))))
 
 
 def link(conn: sa.Connection, run_id: str, session_id: str | None) -> None:

@@ -1,12 +1,15 @@
 """The catalog database's tables, in two groups that age differently.
 
 The run index (`index_metadata`: runs, streams, tags, notes, sessions and which runs are in
-them) is a copy of what the run stores
-hold, so `recorder reindex` can always rebuild it; it is created with `create_all` and needs no
-migrations. The control tables (`control_metadata`: sources, jobs, job_commands, managers,
-tokens) hold what exists nowhere else (saved sources, job history, API tokens), so their schema
-is versioned with Alembic (recorder/db/migrations): a change to them here needs a migration, and
-tests/db checks that the two agree.
+them) is a copy of what the run stores hold, so `recorder reindex` can always rebuild it. The
+control tables (`control_metadata`: sources, jobs, job_commands, managers, tokens, browser
+sessions) hold what exists nowhere else (saved sources, job history, API tokens). Both are
+versioned with Alembic (recorder/db/migrations): a change to either here needs a migration, and
+tests/db checks that the two agree, on SQLite and on PostgreSQL.
+
+Columns are portable SQL: ids and times are BIGINT, JSON is SQLAlchemy's JSON (json on
+PostgreSQL), text that may be long is TEXT, and a VARCHAR's length is a limit PostgreSQL
+enforces (SQLite does not), so what fills one is bounded before it gets here (recorder/limits.py).
 """
 
 from __future__ import annotations
@@ -147,7 +150,7 @@ tokens = sa.Table(
     "tokens",
     control_metadata,
     sa.Column("id", sa.String(16), primary_key=True),
-    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),  # tokens.NAME_MAX
     sa.Column("hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_ns", sa.BigInteger, nullable=False),
     sa.Column("last_used_ns", sa.BigInteger),

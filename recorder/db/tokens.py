@@ -15,9 +15,11 @@ import sqlalchemy as sa
 
 from recorder.db.engine import Queries, guard_db_errors, row_dict
 from recorder.db.tables import browser_sessions, tokens
-from recorder.errors import NotFound
+from recorder.errors import NotFound, UsageError
 
 _TOKEN_PREFIX = "rec_"
+#: The longest token name (the column's length, which PostgreSQL enforces).
+NAME_MAX = 128
 
 
 def token_hash(token: str) -> str:
@@ -37,6 +39,8 @@ class Tokens(Queries):
     def create_token(self, name: str = "", expires_s: float | None = None) -> tuple[str, dict]:
         """A new token, valid for `expires_s` seconds (None: until revoked): the plain text is
         returned once and never stored."""
+        if len(name) > NAME_MAX:
+            raise UsageError(f"a token name has at most {NAME_MAX} characters")
         token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = time.time_ns()
         row = {

@@ -3,7 +3,6 @@ after their idle time, at their absolute end, and with their token."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import pytest
@@ -15,8 +14,8 @@ S = 1_000_000_000  # ns per second
 
 
 @pytest.fixture
-def control(tmp_path):
-    c = Control(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+def control(catalog_url):
+    c = Control(catalog_url)
     yield c
     c.close()
 
@@ -28,7 +27,7 @@ def _age(control: Control, table, seconds: float, **columns) -> None:
         conn.execute(table.update().values({k: table.c[k] - back for k in columns}))
 
 
-def test_a_session_names_its_token_and_stores_only_a_hash(control, tmp_path):
+def test_a_session_names_its_token_and_stores_only_a_hash(control):
     token, rec = control.create_token("alice")
     secret, session = control.create_session(rec["id"], idle_s=3600, max_s=86400)
     assert secret != token and secret.startswith("ses_")
@@ -36,8 +35,8 @@ def test_a_session_names_its_token_and_stores_only_a_hash(control, tmp_path):
     assert got["id"] == rec["id"] and got["name"] == "alice" and "hash" not in got
     assert control.verify_session(secret + "x") is None
     assert control.verify_token(secret) is None  # a session secret is no API token
-    with sqlite3.connect(tmp_path / "catalog.sqlite") as db:
-        stored = [h for (h,) in db.execute("select hash from browser_sessions")]
+    with control.engine.connect() as conn:
+        stored = [h for (h,) in conn.exec_driver_sql("select hash from browser_sessions")]
     assert len(stored) == 1 and secret not in stored[0]
     assert [s["id"] for s in control.list_sessions(rec["id"])] == [session["id"]]
 

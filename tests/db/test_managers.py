@@ -21,8 +21,8 @@ def _beat_aged(control: Control, manager_id: str, age_s: float) -> None:
         )
 
 
-def test_a_late_heartbeat_is_alive_and_a_long_silence_is_not(tmp_path):
-    control = Control(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+def test_a_late_heartbeat_is_alive_and_a_long_silence_is_not(catalog_url):
+    control = Control(catalog_url)
     _beat_aged(control, "host/1/late", 4.0)  # common under load: reported dead before
     _beat_aged(control, "host/2/gone", 60.0)
     with control.engine.connect() as conn:

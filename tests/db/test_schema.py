@@ -1,6 +1,8 @@
-"""The control tables' schema is versioned: a fresh catalog is made by the migrations, a catalog
-made before versions existed is stamped (never recreated) and keeps its rows, the models match
-the migrations, and several processes opening a fresh catalog at once all succeed."""
+"""Every table's schema is versioned: a fresh catalog is made by the migrations, a catalog made
+before versions existed is stamped (never recreated) and keeps its rows, one whose run index was
+made by `create_all` (before revision 0004) keeps it, the models match the migrations, and
+several processes opening a fresh catalog at once all succeed; on SQLite and PostgreSQL alike
+(`catalog_url`, tests/db/conftest.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from recorder.db import schema
 from recorder.db.catalog import Catalog
 from recorder.db.control import Control
 from recorder.db.engine import make_engine
-from recorder.db.tables import control_metadata
+from recorder.db.tables import control_metadata, index_metadata
 from recorder.errors import StoreError
 
 # The control tables exactly as `create_all` made them before they were versioned (copied from
@@ -87,6 +89,12 @@ tokens = sa.Table(
 )
 
 
+#: The run index as `create_all` made it before revision 0004 (its shape never changed), and the
+#: same without the sessions tables, as in a catalog older than revision 0003.
+INDEX = ("runs", "streams", "tags", "notes", "sessions", "session_runs")
+INDEX_BEFORE_SESSIONS = ("runs", "streams", "tags", "notes")
+
+
 def _url(tmp_path, name: str = "catalog.sqlite") -> str:
     return f"sqlite:///{tmp_path / name}"
 
@@ -103,6 +111,7 @@ def _revision(url: str) -> str | None:
 def _legacy_catalog(url: str) -> None:
     engine = sa.create_engine(url)
     legacy.create_all(engine)
+    _index_by_create_all(engine, INDEX_BEFORE_SESSIONS)
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "INSERT INTO sources VALUES ('cam', '{\"endpoint\": \"tcp://h:1\"}', 1, 2)"
@@ -113,6 +122,44 @@ def _legacy_catalog(url: str) -> None:
         )
         conn.exec_driver_sql("INSERT INTO tokens VALUES ('t1', 'ci', 'ab', 5, NULL)")
     engine.dispose()
+
+
+def _index_by_create_all(engine: sa.Engine, names: tuple[str, ...]) -> None:
+    """The run index tables as a recorder before revision 0004 made them, with a run in them."""
+    index_metadata.create_all(engine, tables=[index_metadata.tables[n] for n in names])
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO runs (run_id, name, path, status, started_ns, messages, bytes, gaps, "
+            "drops, rejects, protocols) VALUES ('r1', 'old', '/d/r1', 'complete', 5, 3, 30, "
+            "0, 0, 0, 'raw')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO streams VALUES ('r1', 's', 'raw', 'tcp://h:1', 'SUB', 'connect', "
+            "3, 30, 0, 0, 0)"
+        )
+        conn.exec_driver_sql("INSERT INTO tags VALUES ('r1', 'keep')")
+        conn.exec_driver_sql(
+            "INSERT INTO notes (run_id, created_ns, text) VALUES ('r1', 6, 'a note')"
+        )
+        if "sessions" in names:
+            conn.exec_driver_sql(
+                "INSERT INTO sessions VALUES ('ses1', 'mouse 12', '', '[]', '{}', NULL, 1, "
+                "NULL, '[]', '[]', '{}', 1, 'mouse 12')"
+            )
+            conn.exec_driver_sql("INSERT INTO session_runs VALUES ('r1', 'ses1')")
+
+
+def _assert_run_index_kept(catalog: Catalog, sessions: bool) -> None:
+    run = catalog.get_run("r1")
+    assert (run["name"], run["messages"], run["tags"]) == ("old", 3, ["keep"])
+    assert catalog.search_runs(q="a note")[1] == 1
+    assert catalog.session_of("r1") == ("ses1" if sessions else None)
+    catalog.index_run(
+        {"run_id": "r2", "name": "new", "path": "/d/r2", "status": "complete",
+         "started_ns": 7, "streams": [], "tags": ["t"], "notes": [{"created_ns": 8, "text": "n"}]}
+    )  # fmt: skip
+    catalog.remove_run("r1")  # the cascade still holds
+    assert catalog.run_ids() == ["r2"]
 
 
 def _table_sql(url: str) -> dict[str, str]:
@@ -130,26 +177,31 @@ def test_head_is_the_newest_migration():
     assert scripts.get_current_head() == schema.HEAD
 
 
-def test_a_fresh_catalog_gets_the_head_revision(tmp_path):
-    url = _url(tmp_path)
+def test_a_fresh_catalog_gets_the_head_revision(catalog_url):
+    url = catalog_url
     Catalog(url).close()
     assert _revision(url) == schema.HEAD
     engine = make_engine(url)
     names = set(sa.inspect(engine).get_table_names())
     engine.dispose()
-    assert set(control_metadata.tables) | {"runs", "streams", "tags", "notes"} <= names
+    assert names == set(control_metadata.tables) | set(INDEX) | {"alembic_version"}
 
 
-def test_an_unversioned_catalog_is_stamped_and_keeps_its_rows(tmp_path):
-    url = _url(tmp_path)
+def test_an_unversioned_catalog_is_stamped_and_keeps_its_rows(catalog_url):
+    url = catalog_url
     _legacy_catalog(url)
-    before = _table_sql(url)
-    control = Control(url)
+    sqlite = url.startswith("sqlite")
+    before = _table_sql(url) if sqlite else {}
+    catalog = Catalog(url)
+    control = Control(catalog.engine)
     assert _revision(url) == schema.HEAD
     assert control.get_source("cam")["config"] == {"endpoint": "tcp://h:1"}
     assert control.get_job("rec-1")["state"] == "finished"
     assert [t["name"] for t in control.list_tokens()] == ["ci"]
-    control.close()
+    _assert_run_index_kept(catalog, sessions=False)
+    catalog.close()
+    if not sqlite:
+        return
     after = _table_sql(url)
     # not recreated, not altered, but for what later revisions changed (0002: tokens.expires_ns,
     # 0003: job_commands.text, managers.info, each added as the table's last column)
@@ -165,31 +217,55 @@ def test_an_unversioned_catalog_is_stamped_and_keeps_its_rows(tmp_path):
         assert after[table].replace(column, "") == before[table]
 
 
+@pytest.mark.parametrize("sessions", [False, True], ids=["before-0003", "0003"])
+def test_a_run_index_made_by_create_all_is_kept_with_its_rows(catalog_url, sessions):
+    """Revision 0004 takes over the run index tables of a catalog at revision 0003 (or 0002,
+    before the sessions tables existed): it adds what is missing and keeps the rest."""
+    command.upgrade(schema.alembic_config(catalog_url), "0003" if sessions else "0002")
+    engine = sa.create_engine(catalog_url)
+    _index_by_create_all(engine, INDEX if sessions else INDEX_BEFORE_SESSIONS)
+    engine.dispose()
+    catalog = Catalog(catalog_url)
+    assert _revision(catalog_url) == schema.HEAD
+    _assert_run_index_kept(catalog, sessions=sessions)
+    catalog.close()
+
+
 def test_the_migrations_make_exactly_the_tables_create_all_made(tmp_path):
     legacy_url, migrated_url = _url(tmp_path, "legacy.sqlite"), _url(tmp_path, "migrated.sqlite")
     _legacy_catalog(legacy_url)
     command.upgrade(schema.alembic_config(migrated_url), schema.UNVERSIONED)
     want = _table_sql(legacy_url)
+    control = {k: v for k, v in want.items() if k not in INDEX}
     got = _table_sql(migrated_url)
-    assert {k: got.get(k) for k in want} == want  # tables and indexes, to the letter
+    assert {k: got.get(k) for k in control} == control  # tables and indexes, to the letter
+    # and revision 0004 the run index that `create_all` made before it
+    command.upgrade(schema.alembic_config(migrated_url), "0004")
+    index = {k: v for k, v in want.items() if k in INDEX}
+    got = _table_sql(migrated_url)
+    assert {k: got.get(k) for k in index} == index
 
 
-def test_the_models_match_the_migrations(tmp_path):
-    """`alembic check`: autogenerate finds nothing to add for tables.py's control tables."""
-    url = _url(tmp_path)
+def test_the_models_match_the_migrations(catalog_url):
+    """`alembic check`: autogenerate finds nothing to add for any table of tables.py."""
+    url = catalog_url
     Control(url).close()
     engine = make_engine(url)
     with engine.connect() as conn:
         ctx = MigrationContext.configure(
             conn, opts={"include_name": schema.include_name, "compare_type": True}
         )
-        assert compare_metadata(ctx, control_metadata) == []
+        assert compare_metadata(ctx, list(schema.METADATA)) == []
+        assert set(sa.inspect(conn).get_table_names()) - {"alembic_version"} == {
+            *control_metadata.tables,
+            *index_metadata.tables,
+        }
     engine.dispose()
     command.check(schema.alembic_config(url))  # the same, as the `alembic check` command
 
 
-def test_a_catalog_from_a_newer_recorder_is_refused(tmp_path):
-    url = _url(tmp_path)
+def test_a_catalog_from_a_newer_recorder_is_refused(catalog_url):
+    url = catalog_url
     Catalog(url).close()
     engine = make_engine(url)
     with engine.begin() as conn:
@@ -199,8 +275,8 @@ def test_a_catalog_from_a_newer_recorder_is_refused(tmp_path):
         Catalog(url)
 
 
-def test_half_the_control_tables_without_a_version_is_refused(tmp_path):
-    url = _url(tmp_path)
+def test_half_the_control_tables_without_a_version_is_refused(catalog_url):
+    url = catalog_url
     engine = sa.create_engine(url)
     control_metadata.tables["sources"].create(engine)
     engine.dispose()
@@ -223,8 +299,8 @@ Control(cat.engine).create_token("p")
 
 
 @pytest.mark.timeout(120)
-def test_processes_opening_a_fresh_catalog_at_once_all_succeed(tmp_path):
-    url, go = _url(tmp_path), tmp_path / "go"
+def test_processes_opening_a_fresh_catalog_at_once_all_succeed(tmp_path, catalog_url):
+    url, go = catalog_url, tmp_path / "go"
     ready = [tmp_path / f"ready{i}" for i in range(4)]
     procs = [
         subprocess.Popen([sys.executable, "-c", OPEN, url, str(go), str(r)], stderr=subprocess.PIPE)

@@ -1,4 +1,4 @@
-"""Alembic's entry point for the control tables (recorder.db.schema runs it; no alembic.ini).
+"""Alembic's entry point for the catalog's tables (recorder.db.schema runs it; no alembic.ini).
 
 At start-up the caller's open connection comes in `config.attributes["connection"]`, so the
 migration runs inside the caller's transaction and lock. `alembic_config(url)` instead names a
@@ -10,14 +10,13 @@ from __future__ import annotations
 from alembic import context
 
 from recorder.db.engine import make_engine
-from recorder.db.schema import VERSION_TABLE, include_name
-from recorder.db.tables import control_metadata
+from recorder.db.schema import METADATA, VERSION_TABLE, include_name
 
 
 def _run(conn) -> None:
     context.configure(
         connection=conn,
-        target_metadata=control_metadata,
+        target_metadata=list(METADATA),
         include_name=include_name,
         version_table=VERSION_TABLE,
         render_as_batch=conn.dialect.name == "sqlite",  # SQLite alters tables by copying
