@@ -2,8 +2,9 @@
 test process (each xdist worker has its own), a fresh database per test.
 
 The server listens on 127.0.0.1 on a random port and keeps its Unix socket in its own folder, so
-it never meets a system server. It is tuned for tests (no fsync, small buffers): a crash loses
-nothing that matters. initdb refuses to run as root, so as root the server runs as the
+it never meets a system server. It is tuned for tests (no fsync, small buffers): what is
+committed is written to the OS at once, so stopping the server like a crash (`stop()`, as a test
+that restarts it does) keeps every commit, and only a crash of the machine would lose them. initdb refuses to run as root, so as root the server runs as the
 `postgres` user (Debian's package makes it), owning the temporary folder.
 
 The binaries are found in $RECORDER_TEST_PG_BIN, on PATH, or in Debian's
@@ -30,7 +31,6 @@ BIN_ENV = "RECORDER_TEST_PG_BIN"
 MAX_CONNECTIONS = 300
 _SETTINGS = {
     "fsync": "off",
-    "synchronous_commit": "off",
     "full_page_writes": "off",
     "max_connections": str(MAX_CONNECTIONS),
     "shared_buffers": "16MB",
