@@ -140,7 +140,11 @@ class Jobs(Queries):
 
     @guard_db_errors()
     def claim(self, job_id: str, manager_id: str) -> bool:
-        """Atomically take a pending job for one manager: exactly one of several wins."""
+        """Atomically take a pending job for one manager: exactly one of several wins, on any
+        number of hosts. One UPDATE whose WHERE requires `pending`: SQLite runs writers one at a
+        time; PostgreSQL makes a second writer wait for the first's row lock and then checks
+        the WHERE again on the row as the first left it (READ COMMITTED), so it updates nothing.
+        The row count says who won (tests/db/test_claims.py races two processes for 200 jobs)."""
         with self.engine.begin() as conn:
             return bool(
                 conn.execute(

@@ -38,9 +38,7 @@ def test_a_live_catalog_and_control_go_on_after_the_server_restarts(pg_server, p
 
 
 @pytest.mark.timeout(60)
-def test_a_call_while_the_server_is_down_is_a_store_error_and_the_next_one_works(
-    pg_server, pg_url
-):
+def test_a_call_while_the_server_is_down_is_a_store_error_and_the_next_one_works(pg_server, pg_url):
     control = Control(pg_url)
     control.put_source("cam", {"endpoint": "tcp://h:1"})
     pg_server.stop()
