@@ -3,9 +3,10 @@ test process (each xdist worker has its own), a fresh database per test.
 
 The server listens on 127.0.0.1 on a random port and keeps its Unix socket in its own folder, so
 it never meets a system server. It is tuned for tests (no fsync, small buffers): what is
-committed is written to the OS at once, so stopping the server like a crash (`stop()`, as a test
-that restarts it does) keeps every commit, and only a crash of the machine would lose them. initdb refuses to run as root, so as root the server runs as the
-`postgres` user (Debian's package makes it), owning the temporary folder.
+committed is written to the OS at once, so stopping the server like a crash (`stop()`, as a
+test that restarts it does) keeps every commit; only a crash of the machine would lose them.
+initdb refuses to run as root, so as root the server runs as the `postgres` user (Debian's
+package makes it), owning the temporary folder.
 
 The binaries are found in $RECORDER_TEST_PG_BIN, on PATH, or in Debian's
 /usr/lib/postgresql/<version>/bin (newest first); where none is, the tests that need a server

@@ -49,7 +49,8 @@ def read_data(data: str | None, catalog: str | None) -> tuple[Path, Catalog | No
     """For commands that only read: the existing data folder (never created) and its catalog,
     or None and why not when it cannot be opened (read-only folder, full disk, damaged file);
     the caller then reads the run stores, which are the truth. A missing SQLite catalog is not
-    created (no reason given: a folder nobody indexed yet)."""
+    created (no reason given: a folder nobody indexed yet). A server catalog that cannot be
+    reached is an error: it indexes the runs of every host, which this folder does not hold."""
     from recorder.db.catalog import Catalog
     from recorder.db.engine import sqlite_file
 
@@ -61,4 +62,6 @@ def read_data(data: str | None, catalog: str | None) -> tuple[Path, Catalog | No
     try:
         return folder, Catalog(url), ""
     except RecorderError as exc:
+        if db is None:  # a server catalog (PostgreSQL) lists other hosts' runs: no stand-in here
+            raise
         return folder, None, str(exc)

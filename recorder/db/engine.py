@@ -129,6 +129,18 @@ def is_damage(exc: BaseException) -> bool:
     return any(text in str(orig) for text in _SQLITE_DAMAGE_TEXT)
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether a StoreError may go away by itself, so the write is worth trying again: the
+    server unreachable or restarting, the connection cut, SQLite locked by another writer. Not:
+    a missing table, a refused value, a damaged file."""
+    cause = exc.__cause__ if isinstance(exc, StoreError) else exc
+    if not isinstance(cause, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        return False
+    if isinstance(cause.orig, sqlite3.Error):
+        return any(word in str(cause.orig) for word in ("locked", "busy"))
+    return True
+
+
 #: Said with every error that `recorder reindex` mends.
 REINDEX_HINT = "run `recorder reindex` to rebuild it"
 

@@ -73,6 +73,29 @@ class Softly:
             return None
 
 
+#: How long the final catalog writes of a job (its run's index, its end) wait for a database
+#: that is away (a server restarting, the network down); the run is safe on disk meanwhile.
+CATALOG_WAIT_S = 3600.0
+
+
+def patiently(fn, *args, **kwargs):
+    """A catalog write that must happen: tried again every second while the database is
+    unreachable (for up to CATALOG_WAIT_S), so the catalog catches up when it returns."""
+    from recorder.db.engine import is_transient
+
+    deadline, said = time.monotonic() + CATALOG_WAIT_S, 0.0
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except RecorderError as exc:
+            if not is_transient(exc) or time.monotonic() > deadline:
+                raise
+            if time.monotonic() - said > 60:
+                said = time.monotonic()
+                _say(f"warning: catalog: {exc}; trying again until it answers")
+            time.sleep(1.0)
+
+
 class Rates:
     """Rates over the last publishing interval, from cumulative counters."""
 
@@ -279,12 +302,12 @@ def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
                 softly(catalog.update_run, rec.run_id, messages=st["messages"], bytes=st["bytes"])
     finally:
         status = rec.finish()
-        softly(catalog.index_path, rec.run.path)
+        softly(patiently, catalog.index_path, rec.run.path)
     stats = record_stats(rec, rates)
     if status != layout.STATUS_COMPLETE:
-        control.finish_job(job_id, FAILED, error=describe_error(rec.error), stats=stats)
+        patiently(control.finish_job, job_id, FAILED, error=describe_error(rec.error), stats=stats)
         return 1
-    control.finish_job(job_id, STOPPED if requested else FINISHED, stats=stats)
+    patiently(control.finish_job, job_id, STOPPED if requested else FINISHED, stats=stats)
     return 0
 
 
