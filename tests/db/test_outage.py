@@ -83,9 +83,7 @@ def test_a_recording_goes_on_through_a_database_outage(pg_server, pg_url, data):
             pg_server.start()
         back_ns = time.time_ns()
         # ... and once it is back, the worker's counters reach the catalog again
-        wait_for(
-            lambda: control.get_job(job_id)["stats"]["updated_ns"] > back_ns, 60, "new stats"
-        )
+        wait_for(lambda: control.get_job(job_id)["stats"]["updated_ns"] > back_ns, 60, "new stats")
         assert counted() > before
         wait_for(lambda: catalog.get_run(RUN)["messages"] > before, 30, "the run's counters")
 
@@ -94,9 +92,7 @@ def test_a_recording_goes_on_through_a_database_outage(pg_server, pg_url, data):
         pg_server.stop()
         try:
             os.kill(worker.pid, signal.SIGTERM)
-            wait_for(
-                lambda: _disk_status(path) == layout.STATUS_COMPLETE, 60, "the run to close"
-            )
+            wait_for(lambda: _disk_status(path) == layout.STATUS_COMPLETE, 60, "the run to close")
             wait_for(lambda: "trying again" in worker.log.read_text(), 30, "a retry")
             assert worker.poll()[0] is False, "the worker gave up on the catalog"
         finally:
