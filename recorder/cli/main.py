@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import click
 
@@ -837,11 +838,17 @@ def reindex(data, catalog):
         except RecorderError as exc:
             failed += 1
             click.echo(f"skipped {p.name}: {exc}", err=True)
-    gone = [r for r in cat.run_ids() if r not in found]
+    gone = [r for r, p in cat.run_paths().items() if r not in found and (db or _in(p, folder))]
     for r in gone:
         cat.remove_run(r)
     click.echo(f"indexed {len(found)} runs, removed {len(gone)} missing, skipped {failed}")
     return 0
+
+
+def _in(path: str, folder: Path) -> bool:
+    """Whether an indexed run lies in this data folder: a server catalog (PostgreSQL) indexes
+    the runs of other hosts and folders too, which reindex here must not remove."""
+    return Path(path).resolve().parent == config.runs_dir(folder).resolve()
 
 
 def _no_manager(folder, why: str) -> None:

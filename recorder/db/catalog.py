@@ -183,6 +183,12 @@ class Catalog(SessionIndex):
             return [r.run_id for r in conn.execute(sa.select(runs.c.run_id))]
 
     @guard_db_errors()
+    def run_paths(self) -> dict[str, str]:
+        """run id -> the run's folder as indexed (on the host that recorded it)."""
+        with self.engine.connect() as conn:
+            return {r.run_id: r.path for r in conn.execute(sa.select(runs.c.run_id, runs.c.path))}
+
+    @guard_db_errors()
     def remove_run(self, run_id: str) -> None:
         with self.engine.begin() as conn:
             for table in (session_runs, streams, tags, notes, runs):
