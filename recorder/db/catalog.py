@@ -18,7 +18,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from recorder.contracts import Note, RunSummary
-from recorder.db.engine import fit, guard_db_errors, is_damage, row_dict, sqlite_file
+from recorder.db.engine import (
+    fit,
+    guard_db_errors,
+    is_damage,
+    row_dict,
+    serialize,
+    sqlite_file,
+)
 from recorder.db.schema import ready_engine
 from recorder.db.sessions import SessionIndex, index_if_newer, link
 from recorder.db.tables import notes, runs, session_runs, streams, tags
@@ -56,6 +63,7 @@ class Catalog(SessionIndex):
         row = run_row(summary)
         session = summary.get("session")
         with self.engine.begin() as conn:
+            serialize(conn, f"run:{row['run_id']}")
             conn.execute(session_runs.delete().where(session_runs.c.run_id == row["run_id"]))
             conn.execute(streams.delete().where(streams.c.run_id == row["run_id"]))
             conn.execute(tags.delete().where(tags.c.run_id == row["run_id"]))
@@ -210,12 +218,14 @@ class Catalog(SessionIndex):
     @guard_db_errors()
     def set_tags(self, run_id: str, new_tags: list[str]) -> None:
         with self.engine.begin() as conn:
+            serialize(conn, f"run:{run_id}")
             conn.execute(tags.delete().where(tags.c.run_id == run_id))
             _insert_tags(conn, run_id, new_tags)
 
     @guard_db_errors()
     def set_notes(self, run_id: str, run_notes: list[Note]) -> None:
         with self.engine.begin() as conn:
+            serialize(conn, f"run:{run_id}")
             conn.execute(notes.delete().where(notes.c.run_id == run_id))
             _insert_notes(conn, run_id, run_notes)
 

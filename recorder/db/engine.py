@@ -205,6 +205,22 @@ def guard_db_errors() -> Iterator[None]:
         raise StoreError(f"catalog: {error_text(exc)}") from exc
 
 
+#: The advisory lock space of `serialize` (the migration lock uses the one-key space).
+_ROW_LOCKS = 0x7265
+
+
+def serialize(conn: sa.Connection, key: str) -> None:
+    """Make the transactions that replace the same rows (delete, then insert) take turns, until
+    this one ends. PostgreSQL lets two run at once (READ COMMITTED): both delete, neither sees
+    the other's new row, and the second insert fails on the primary key; SQLite runs one writer
+    at a time anyway."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
+            {"space": _ROW_LOCKS, "key": key},
+        )
+
+
 class Queries:
     """Base of the query classes (Catalog, Sources, Jobs, Managers, Tokens): SQL on one engine.
 

@@ -9,7 +9,7 @@ import time
 
 import sqlalchemy as sa
 
-from recorder.db.engine import Queries, guard_db_errors, row_dict
+from recorder.db.engine import Queries, guard_db_errors, row_dict, serialize
 from recorder.db.tables import managers
 
 #: How often a manager publishes its heartbeat.
@@ -29,6 +29,7 @@ class Managers(Queries):
     def heartbeat(self, manager_id: str, *, pid: int, data: str, started_ns: int) -> None:
         now = time.time_ns()
         with self.engine.begin() as conn:
+            serialize(conn, f"manager:{manager_id}")
             done = conn.execute(
                 managers.update().where(managers.c.id == manager_id).values(heartbeat_ns=now)
             ).rowcount

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from recorder.contracts import SessionAttrs
-from recorder.db.engine import Queries, fit, guard_db_errors, row_dict
+from recorder.db.engine import Queries, fit, guard_db_errors, row_dict, serialize
 from recorder.db.tables import runs, session_runs, sessions
 from recorder.store.sessions import SessionNotFound
 
@@ -156,6 +156,7 @@ class SessionIndex(Queries):
 
 
 def index_if_newer(conn: sa.Connection, session: SessionAttrs) -> None:
+    serialize(conn, f"session:{session['id']}")
     old = conn.execute(
         sa.select(sessions.c.updated_ns).where(sessions.c.session_id == session["id"])
     ).first()
@@ -167,6 +168,7 @@ def index_if_newer(conn: sa.Connection, session: SessionAttrs) -> None:
 
 
 def link(conn: sa.Connection, run_id: str, session_id: str | None) -> None:
+    serialize(conn, f"run:{run_id}")
     conn.execute(session_runs.delete().where(session_runs.c.run_id == run_id))
     if session_id is not None:
         conn.execute(session_runs.insert().values(run_id=run_id, session_id=session_id))

@@ -6,7 +6,7 @@ import time
 
 import sqlalchemy as sa
 
-from recorder.db.engine import Queries, guard_db_errors, row_dict
+from recorder.db.engine import Queries, guard_db_errors, row_dict, serialize
 from recorder.db.tables import sources
 from recorder.errors import Conflict, NotFound
 
@@ -44,6 +44,7 @@ class Sources(Queries):
         """Create or replace; returns the source and whether it was created."""
         now = time.time_ns()
         with self.engine.begin() as conn:
+            serialize(conn, f"source:{name}")
             done = conn.execute(
                 sources.update().where(sources.c.name == name).values(config=config, updated_ns=now)
             ).rowcount

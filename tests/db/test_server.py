@@ -85,3 +85,32 @@ def test_pool_settings_and_a_masked_password(monkeypatch):
     with pytest.raises(StoreError) as err:
         make_engine("postgresql+nosuchdriver://rec:secret@h/db")
     assert "secret" not in str(err.value)
+
+
+@pytest.mark.timeout(120)
+def test_rows_replaced_by_many_at_once_never_collide(catalog_url):
+    """Re-indexing one run, re-tagging it, saving one source and beating one heartbeat from
+    eight threads at once: on PostgreSQL, delete-then-insert from two transactions at once
+    would fail on the primary key; they take turns (engine.serialize)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    catalog = Catalog(catalog_url)
+    control = Control(catalog.engine)
+    session = {
+        "id": "ses1", "name": "s", "description": "", "experimenters": [], "subject": {},
+        "template": None, "started_ns": 1, "ended_ns": None, "tags": [], "notes": [],
+        "meta": {}, "updated_ns": 1,
+    }  # fmt: skip
+    catalog.index_run(_summary("r1"))
+
+    def churn(i: int) -> None:
+        catalog.index_run(_summary("r1", tags=[f"t{i % 3}"], session=session | {"updated_ns": i}))
+        catalog.set_tags("r1", ["a", f"b{i}"])
+        control.put_source("cam", {"endpoint": f"tcp://h:{i}"})
+        control.heartbeat("m1", pid=i, data="/d", started_ns=1)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(churn, range(80)))
+    assert catalog.has_run("r1") and catalog.session_of("r1") == "ses1"
+    assert [s["name"] for s in control.list_sources()] == ["cam"]
+    catalog.close()
