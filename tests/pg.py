@@ -21,7 +21,6 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from tests.helpers import free_port
@@ -146,6 +145,11 @@ class PgServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
+    @property
+    def version(self) -> int:
+        """The server's major version (from the data folder: no connection needed)."""
+        return int((self.data / "PG_VERSION").read_text().split(".")[0])
+
     def _admin(self, sql: str) -> None:
         import psycopg
 
@@ -155,9 +159,11 @@ class PgServer:
             conn.execute(sql)  # type: ignore[arg-type]
 
     def create_database(self) -> str:
-        """A new, empty database (copied from template0: fast); returns its URL."""
+        """A new, empty database (copied from template0: about 0.1 s); returns its URL."""
         name = f"t{os.getpid()}_{next(self._names)}"
-        self._admin(f"CREATE DATABASE {name} TEMPLATE template0")
+        # copying the files of a small template is faster than writing it through the WAL
+        strategy = " STRATEGY FILE_COPY" if self.version >= 15 else ""
+        self._admin(f"CREATE DATABASE {name} TEMPLATE template0{strategy}")
         return self.url(name)
 
     def drop_database(self, url: str) -> None:
@@ -174,18 +180,3 @@ class PgServer:
             return self.log.read_text(errors="replace")[-2000:]
         except OSError:
             return ""
-
-
-def wait_until_up(server: PgServer, timeout: float = 30) -> None:
-    """After start(), connections are accepted (pg_ctl -w already waits; this double-checks)."""
-    import psycopg
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            psycopg.connect(host="127.0.0.1", port=server.port, user="postgres").close()
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
