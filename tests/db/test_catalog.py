@@ -110,3 +110,24 @@ def test_database_failures_are_store_errors(catalog):
         catalog.search_runs()
     with pytest.raises(StoreError, match="cannot use catalog"):
         Catalog("nosuchdialect://x")
+
+
+def test_the_session_index_counts_and_searches_alike_on_every_database(catalog):
+    session = {
+        "id": "ses1", "name": "Mouse 12", "description": "tuesday 50%", "experimenters": ["Ann"],
+        "subject": {"id": "m12"}, "template": None, "started_ns": 1, "ended_ns": None,
+        "tags": ["rig2"], "notes": [], "meta": {"k": [1, 2]}, "updated_ns": 1,
+    }  # fmt: skip
+    catalog.index_session(session)
+    catalog.link_run("r1", "ses1")
+    catalog.link_run("r3", "ses1")
+    rows, total = catalog.list_sessions(q="MOUSE")
+    assert total == 1 and rows[0]["meta"] == {"k": [1, 2]}
+    assert (rows[0]["runs"], rows[0]["bytes"]) == (2, 600)  # a SUM is numeric on PostgreSQL
+    assert type(rows[0]["bytes"]) is int
+    assert catalog.list_sessions(q="50%")[1] == 1 and catalog.list_sessions(q="5_%")[1] == 0
+    assert catalog.list_sessions(open_only=True)[1] == 1
+    assert catalog.session_run_ids("ses1") == ["r1", "r3"]
+    assert catalog.sessions_of(["r1", "r2"]) == {"r1": "ses1"}
+    catalog.remove_session("ses1")
+    assert catalog.session_ids() == [] and catalog.session_of("r1") is None
