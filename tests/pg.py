@@ -88,7 +88,10 @@ class PgServer:
         self.user: str | None = None
         if os.geteuid() == 0:
             self.user = "postgres"
-        self.root = Path(tempfile.mkdtemp(prefix="recpg-"))  # short: the socket path fits
+        # short, so the socket path fits; in /tmp when the server runs as another user, who
+        # could not reach a $TMPDIR inside root's home
+        where = "/tmp" if self.user is not None and Path("/tmp").is_dir() else None
+        self.root = Path(tempfile.mkdtemp(prefix="recpg-", dir=where))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self.port = 0
