@@ -380,7 +380,16 @@ def _pairs(values, what: str) -> dict[str, str]:
 
 
 @main.command()
-@click.argument("runs", metavar="RUN...", nargs=-1, required=True)
+@click.argument("runs", metavar="RUN...", nargs=-1)
+@click.option(
+    "--session", metavar="ID",
+    help="Replay every run of this session (instead of RUN...) on one clock; a stream split "
+    "over consecutive runs is one stream.",
+)  # fmt: skip
+@click.option(
+    "--skip-gaps", is_flag=True,
+    help="Several runs: cut the idle time between runs to 1 s (default: as recorded).",
+)  # fmt: skip
 @click.option("--stream", "streams", multiple=True, help="Replay only this stream (repeatable).")
 @click.option(
     "--endpoint", "endpoints", multiple=True, metavar="[STREAM=]ENDPOINT",
@@ -433,9 +442,9 @@ def _pairs(values, what: str) -> dict[str, str]:
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @data_options
 def replay(
-    runs, streams, endpoints, sockets, speed, max_speed, rate, loop, start, end, paused,
-    controlled, match, unknown_reply, unanswered, reply_timing, cycle, offsets, follow, quiet,
-    data, catalog,
+    runs, session, skip_gaps, streams, endpoints, sockets, speed, max_speed, rate, loop, start,
+    end, paused, controlled, match, unknown_reply, unanswered, reply_timing, cycle, offsets,
+    follow, quiet, data, catalog,
 ):  # fmt: skip
     """Serve RUN over ZMQ as the original servers did, byte for byte and in time.
 
@@ -448,9 +457,15 @@ def replay(
     from recorder.store.find import resolve_run
 
     folder = config.data_dir(data)
+    if session is not None:
+        runs = _session_runs(session, runs, catalog, folder)
+    elif not runs:
+        raise click.UsageError("give RUN... or --session ID")
     paths = [resolve_run(config.runs_dir(folder), run) for run in runs]
     rp = Replayer(
         paths,
+        chain=session is not None,
+        skip_gaps=skip_gaps,
         offsets=_run_offsets(offsets, config.runs_dir(folder)),
         follow=follow,
         streams=list(streams) or None,
@@ -501,6 +516,20 @@ def replay(
         click.echo(f"error: replay failed: {describe_error(rp.error)}", err=True)
         return EXIT_FAILED
     return 0
+
+
+def _session_runs(session: str, runs, catalog, folder) -> list[str]:
+    """The runs of a session, oldest first, from the catalog (`recorder reindex` brings it up
+    to date with the run stores)."""
+    from recorder.manager.planning import session_run_ids
+
+    if runs:
+        raise click.UsageError("give RUN... or --session ID, not both")
+    cat = open_catalog(catalog, folder)
+    try:
+        return session_run_ids(cat, session)
+    finally:
+        cat.close()
 
 
 def _report_served(rp) -> None:

@@ -162,7 +162,8 @@ def policy_replay(p: dict, runs_dir: Path, policy: EndpointPolicy) -> dict[str, 
 
     endpoints = dict(p.get("endpoints") or {})
     sockets = p.get("sockets") or {}
-    with replay_timeline(runs_dir, _run_ids(p), p.get("offsets")) as reader:
+    chained = {"chain": bool(p.get("chain")), "skip_gaps": bool(p.get("skip_gaps"))}
+    with replay_timeline(runs_dir, _run_ids(p), p.get("offsets"), **chained) as reader:
         for n in p.get("streams") or list(reader.streams):
             plan = plan_stream(
                 reader.stream(n), endpoint=endpoints.get(n), socket_type=sockets.get(n)
@@ -337,6 +338,8 @@ def run_replay(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
         paths,
         offsets=p.get("offsets"),
         follow=bool(p.get("follow")),
+        chain=bool(p.get("chain")),
+        skip_gaps=bool(p.get("skip_gaps")),
         streams=p.get("streams") or None,
         endpoints=endpoints,
         sockets=p.get("sockets") or {},

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recorder import limits
 from recorder.export.targets import TARGET_NAMES
@@ -215,11 +215,22 @@ StreamKey = Annotated[
 ]
 
 
+SessionKey = Annotated[
+    str, Field(pattern=r"^ses-\d{8}-\d{6}-[0-9a-f]{6}$", examples=["ses-20261202-031500-3fa2c1"])
+]
 Offset = Annotated[float, Field(ge=-limits.TIME_MAX_S, le=limits.TIME_MAX_S)]
 
 
 class ReplayCreate(Request):
-    run_id: Name
+    run_id: Name | None = Field(None, description="The run to serve (or give a session).")
+    session: SessionKey | None = Field(
+        None,
+        description="Serve every run of this session on one clock (instead of run_id); a "
+        "stream split over consecutive runs is one stream (docs/api.md).",
+    )
+    skip_gaps: bool = Field(
+        False, description="Several runs: cut the idle time between runs to 1 s."
+    )
     with_runs: list[Name] | None = Field(
         None,
         min_length=1,
@@ -259,6 +270,12 @@ class ReplayCreate(Request):
         "silent", description="reqrep: no answer where none was recorded, or the unknown reply."
     )
     cycle: bool = Field(False, description="reqrep: reuse recorded replies in turn.")
+
+    @model_validator(mode="after")
+    def _runs_or_session(self) -> ReplayCreate:
+        if (self.run_id is None) == (self.session is None):
+            raise ValueError("give run_id or session (one of the two)")
+        return self
 
 
 class ReplayOut(JobOut):
