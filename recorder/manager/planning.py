@@ -407,3 +407,38 @@ def start_export(control: Control, runs_dir: Path, **request) -> JobRow:
 
     params = plan_export(runs_dir, **request)
     return control.create_job(KIND_EXPORT, params, run_id=params["run_id"])
+
+
+def plan_session_export(runs_dir: Path, index: SessionIndex, session_id: str, target: str) -> dict:
+    """Job parameters of a whole-session export (one file per run in one folder), checked as
+    the export will run: the session, its runs, which of them the target can hold."""
+    from recorder.export.session import plan_session, session_folder_name
+    from recorder.store.find import resolve_run
+
+    ids = session_run_ids(index, session_id)
+    paths = [resolve_run(runs_dir, r, prefix=False) for r in ids]
+    files, skipped = plan_session(paths, target)
+    if not files:
+        reasons = "; ".join(f"{r}: {w}" for r, w in skipped.items())
+        raise UsageError(f"session {session_id} has no run {target} can hold ({reasons})")
+    return {
+        "session": session_id,
+        "run_id": ids[0],
+        "runs": ids,
+        "target": target,
+        "streams": [],
+        "start_s": None,
+        "end_s": None,
+        "file": session_folder_name(session_id, target),
+        "planned_streams": [],
+        "planned_files": [name for _, name in files],
+        "skipped": skipped,
+    }
+
+
+def start_session_export(control: Control, runs_dir: Path, session_id: str, target: str) -> JobRow:
+    """Create the session's export job (state `pending`); the manager hands it to a worker."""
+    from recorder.db.jobs import KIND_EXPORT
+
+    params = plan_session_export(runs_dir, SessionIndex(control.engine), session_id, target)
+    return control.create_job(KIND_EXPORT, params, run_id=params["run_id"])

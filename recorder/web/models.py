@@ -548,6 +548,10 @@ class ExportCreate(Request):
     end: float | None = Field(None, ge=0, le=limits.TIME_MAX_S, description="Seconds in.")
 
 
+class SessionExportCreate(Request):
+    target: ExportTarget = Field(description="nwb, exdf, hdf5 or mcap (docs/export.md).")
+
+
 class ExportOut(Response):
     id: str
     kind: Literal["export"] = "export"
@@ -555,6 +559,7 @@ class ExportOut(Response):
     desired: str
     run_id: str
     target: str
+    session: str | None = Field(None, description="A whole-session export: the session's id.")
     error: str | None = None
     progress: float = Field(0.0, description="Fraction done, 0..1.")
     file: str = Field(description="Name of the file (or zipped folder) to download.")
