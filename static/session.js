@@ -30,15 +30,22 @@
     return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
   }
 
-  /* Runs on lanes: a run goes on the first lane whose last run ended before it started, so
-     consecutive (split) runs share a lane and runs recorded side by side get a lane each. */
+  /* Runs on lanes: a run goes on the first lane whose last message came before its first,
+     so consecutive (split) runs share a lane (a split run may close just after the next one
+     opened) and runs recorded side by side get a lane each. */
+  function dataSpan(r) {
+    const held = r.streams.filter((s) => s.start_s !== null);
+    if (!held.length) return [r.start_s, r.start_s];
+    return [Math.min(...held.map((s) => s.start_s)), Math.max(...held.map((s) => s.end_s))];
+  }
   function lanes(runs) {
     const out = [];
     for (const r of runs) {
-      let lane = out.find((l) => l.end <= r.start_s);
+      const [first, last] = dataSpan(r);
+      let lane = out.find((l) => l.end <= first);
       if (!lane) { lane = { end: -Infinity, runs: [], streams: [] }; out.push(lane); }
       lane.runs.push(r);
-      lane.end = Math.max(r.end_s, r.start_s);
+      lane.end = last;
       for (const s of r.streams) if (!lane.streams.includes(s.name)) lane.streams.push(s.name);
     }
     return out;

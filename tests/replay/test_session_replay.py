@@ -27,10 +27,12 @@ def split_runs(
     session: SessionAttrs | None = None,
     t0: int | None = None,
     stream: str = "main",
+    markers: dict[int, list[str]] | None = None,
 ) -> list[Path]:
     """Consecutive runs of one stream recorded by a PULL connected to `port` (replayed by a
     PUSH binding there, which never drops): `pieces[k]` are run k's receive times in ms after
-    `t0`; messages are numbered across the runs (b"0", b"1", ...), as one recording split."""
+    `t0`; messages are numbered across the runs (b"0", b"1", ...), as one recording split.
+    `markers[k]`: texts of markers in run k, 20 ms apart from its start."""
     t0 = time.time_ns() if t0 is None else t0
     paths, n = [], 0
     for k, times in enumerate(pieces):
@@ -42,6 +44,8 @@ def split_runs(
         for t in times:
             s.append(t0 + int(t * 1e6), [b"%d" % n])
             n += 1
+        for i, text in enumerate((markers or {}).get(k, [])):
+            w.add_marker(text, recv_ns=started + 20_000_000 * (i + 1), author="ada")
         w.close()
         paths.append(w.path)
     return paths
