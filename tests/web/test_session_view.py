@@ -79,12 +79,6 @@ def test_the_session_page_shows_its_runs_on_one_timeline(browser, session):
     assert 'id="session-replay"' in html and 'id="session-export"' in html
 
 
-def test_a_run_page_links_to_its_session(browser, session):
-    s = session["attrs"]
-    html = browser.get(f"/runs/{session['paths'][0].name}").get_data(as_text=True)
-    assert f'href="/sessions/{s["id"]}"' in html and "mouse 12 &lt;script&gt;" in html
-
-
 def test_session_page_errors(browser, anon, data):
     assert browser.get("/sessions/ses-20990101-000000-abcdef").status_code == 404
     assert browser.get("/sessions/nonsense").status_code == 404
