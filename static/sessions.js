@@ -68,6 +68,13 @@
     } else if (el.id === "current-session") {
       localStorage.setItem(PICKED, el.value || "none");
       showCurrent(el);
+    } else if (el.name === "session" && el.closest("form[data-action=start-recording]")) {
+      const current = document.getElementById("current-session");
+      if (current && [...current.options].some((o) => o.value === el.value)) {
+        current.value = el.value;
+        localStorage.setItem(PICKED, el.value || "none");
+        showCurrent(current);
+      }
     } else if (el.dataset.moveRun) {
       R.run(async () => {
         const session = el.value || null;
@@ -79,6 +86,9 @@
   });
 
   function showCurrent(select) {
+    // the start form records into the current session unless changed there
+    const start = document.querySelector("form[data-action=start-recording] select[name=session]");
+    if (start && [...start.options].some((o) => o.value === select.value)) start.value = select.value;
     const link = document.getElementById("current-session-link");
     if (!link) return;
     link.style.display = select.value ? "" : "none"; // .button's display beats [hidden]

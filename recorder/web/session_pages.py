@@ -34,7 +34,7 @@ def sessions_page():
 
 
 @bp.app_template_global()
-def open_sessions(limit: int = 50) -> list[dict]:
+def session_choices(limit: int = 50) -> list[dict]:
     """Open sessions, newest first: the newest is the dashboard's current session unless
     another is picked there."""
     rows, _ = service().list(open_only=True, limit=limit)
