@@ -22,6 +22,7 @@ from recorder.cli.export import COMMANDS as EXPORT_COMMANDS
 from recorder.cli.migrate import migrate
 from recorder.cli.options import data_options, open_catalog, open_data, read_data
 from recorder.cli.serve import COMMANDS as SERVE_COMMANDS
+from recorder.cli.session import session
 from recorder.cli.text import human_bytes, human_duration, human_time, table
 from recorder.errors import RecorderError
 from recorder.recording.source_spec import (
@@ -837,7 +838,9 @@ def reindex(data, catalog):
     from recorder.db import backup
     from recorder.db.catalog import damage, set_aside
     from recorder.db.engine import sqlite_file
+    from recorder.db.session_service import reindex_session_files, restore_sessions
     from recorder.store.recover import run_dirs
+    from recorder.store.sessions import SessionFiles
 
     folder = config.data_dir(data)
     url = config.catalog_url(catalog, folder)
@@ -857,19 +860,33 @@ def reindex(data, catalog):
         if restored is not None:
             what = ", ".join(f"{n} {t}" for t, n in restored.items())
             click.echo(f"restored {what} from {backup.copy_path(db).name}", err=True)
+    # sessions: their files first (the truth), then the copies the runs keep (a session whose
+    # file is gone comes back from its newest copy, and its file is written again)
+    files = SessionFiles(folder)
+    from_files = reindex_session_files(cat, files)
+    for problem in files.problems:
+        click.echo(f"skipped session: {problem}", err=True)
     found = set()
+    from_runs = set()
     failed = 0
     for p in run_dirs(config.runs_dir(folder)):
         try:
-            cat.index_path(p)
+            summary = cat.index_path(p)
             found.add(p.name)
+            if summary.get("session"):
+                from_runs.add(summary["session"]["id"])
         except RecorderError as exc:
             failed += 1
             click.echo(f"skipped {p.name}: {exc}", err=True)
     gone = [r for r in cat.run_ids() if r not in found]
     for r in gone:
         cat.remove_run(r)
+    restored, stale = restore_sessions(cat, files, from_files, from_runs)
     click.echo(f"indexed {len(found)} runs, removed {len(gone)} missing, skipped {failed}")
+    click.echo(
+        f"indexed {len(from_files) + restored} sessions, {restored} restored from their runs, "
+        f"removed {stale} missing"
+    )
     return 0
 
 
@@ -896,6 +913,7 @@ def _no_manager(folder, why: str) -> None:
 for _command in SERVE_COMMANDS:  # serve, manager, token: the long-running side
     main.add_command(_command)
 main.add_command(migrate)
+main.add_command(session)  # session new/ls/show/edit/close/add-run/remove-run
 for _command in EXPORT_COMMANDS:  # export, import: runs to other ecosystems' files and back
     main.add_command(_command)
 
