@@ -82,3 +82,48 @@ def test_a_session_page_shows_its_runs_and_replays_them(tmp_path, page, shot):
         assert got == [[b"%d" % i] for i in range(TOTAL)]
         shot("session-replay")
         assert page.console_errors == []
+
+
+def test_a_session_made_in_the_browser_finds_its_run_on_its_page(tmp_path, page, shot):
+    """The issue's browser test as far as this branch goes: the session is created with the
+    Sessions page's form; the run is recorded over the API (as the page's scripts do) and put
+    in the session with the run page's Move to select, since starting a recording in a session
+    is the recording controls' part; then the session's page shows it."""
+    with serve_demo(tmp_path) as (link, _):
+        page.goto(link)
+        page.wait_for_url(re.compile(r"/$"))
+        base = link.split("/login")[0]
+        page.goto(f"{base}/sessions")
+        form = page.locator("#session-form")
+        form.locator("input[name=name]").fill("calibration series")
+        form.locator("input[name=experimenters]").fill("Ada")
+        form.locator("input[name=subject-key]").first.fill("subject_id")
+        form.locator("input[name=subject-value]").first.fill("m12")
+        form.get_by_role("button", name="Create session").click()
+        page.wait_for_url(re.compile(r"created=ses-"))
+        sid = page.url.split("created=")[1]
+        run_id = page.evaluate(
+            """async () => {
+                const rec = await R.api("POST", "/recordings", {
+                    sources: ["demo-raw"], duration_s: 1.0, name: "in the session"});
+                for (let i = 0; i < 200; i++) {
+                    const job = await R.api("GET", "/recordings/" + rec.id);
+                    if (["finished", "stopped", "failed"].includes(job.state)) return job.run_id;
+                    await new Promise((r) => setTimeout(r, 100));
+                }
+                throw new Error("the recording did not end");
+            }"""
+        )
+        page.goto(f"{base}/runs/{run_id}")
+        page.locator(f"select[data-move-run='{run_id}']").select_option(sid)
+        page.locator("#run-session-link", has_text="calibration series").wait_for()
+        page.locator("#run-session-link").click()
+        page.wait_for_url(re.compile(rf"/sessions/{sid}$"))
+        page.get_by_role("heading", name="calibration series").wait_for()
+        bar = page.locator(f"#session-timeline g.run[data-run='{run_id}']")
+        bar.wait_for()
+        assert bar.locator("rect.stream").count() == 1
+        assert page.locator(f"#session-runs a[href='/runs/{run_id}']").count() == 1
+        assert "m12" in page.locator("#session-subject").inner_text()
+        shot("session-made-in-the-browser")
+        assert page.console_errors == []
