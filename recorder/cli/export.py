@@ -62,7 +62,11 @@ def result_line(result: dict) -> str:
 
 
 @click.command("export")
-@click.argument("run")
+@click.argument("run", required=False)
+@click.option(
+    "--session", metavar="ID",
+    help="Export every run of this session (instead of RUN) into one folder, one file per run.",
+)  # fmt: skip
 @click.option(
     "--to", "target", type=click.Choice(TARGET_NAMES), required=True,
     help="File format: nwb (Open Ephys), exdf (Karabo, EuXFEL HDF5), hdf5 (images, "
@@ -81,8 +85,9 @@ def result_line(result: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="The result as JSON (docs/export.md).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @data_options
-def export(run, target, streams, start, end, out, as_json, quiet, data, catalog):
-    """Export RUN (or a window of it) to a file another ecosystem reads.
+def export(run, session, target, streams, start, end, out, as_json, quiet, data, catalog):
+    """Export RUN (or a window of it) to a file another ecosystem reads; or with --session
+    every run of a session into one folder.
 
     The file appears only when complete; on any failure (a full disk) the partial file is
     removed. A run still recording is exported as far as it is committed.
@@ -91,6 +96,14 @@ def export(run, target, streams, start, end, out, as_json, quiet, data, catalog)
     from recorder.export.targets import export_name, target_named
     from recorder.store.find import resolve_run
 
+    if session is not None:
+        if run is not None:
+            raise click.UsageError("give RUN or --session ID, not both")
+        if streams or start is not None or end is not None:
+            raise click.UsageError("--session exports whole runs: no --stream, --start, --end")
+        return _export_session(session, target, out, as_json, quiet, data, catalog)
+    if run is None:
+        raise click.UsageError("give RUN or --session ID")
     for value, flag in ((start, "--start"), (end, "--end")):
         if value is not None and value < 0:
             raise click.BadParameter("must be 0 or more", param_hint=flag)
@@ -113,6 +126,43 @@ def export(run, target, streams, start, end, out, as_json, quiet, data, catalog)
     for name, why in result["skipped"].items():
         click.echo(f"skipped stream {name}: {why}", err=True)
     click.echo(result_line(result))
+    return 0
+
+
+def _export_session(session_id, target, out, as_json, quiet, data, catalog) -> int:
+    from recorder.cli.options import open_catalog
+    from recorder.export.session import export_session, session_folder_name
+    from recorder.manager.planning import session_run_ids
+    from recorder.store.sessions import SessionFiles, check_id
+
+    folder = config.data_dir(data, create=False)
+    session = SessionFiles(folder).get(check_id(session_id))
+    cat = open_catalog(catalog, folder)
+    try:
+        run_ids = session_run_ids(cat, session_id)
+    finally:
+        cat.close()
+    runs_dir = config.runs_dir(folder)
+    if out is None:
+        out = Path.cwd() / session_folder_name(session_id, target)
+    progress = ExportProgress(enabled=not quiet and not as_json)
+    try:
+        result = export_session(
+            session, [runs_dir / r for r in run_ids], target, Path(out).absolute(), progress
+        ).as_dict()
+    finally:
+        progress.close()
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return 0
+    for run_id, why in result["skipped_runs"].items():
+        click.echo(f"skipped run {run_id}: {why}", err=True)
+    for one in result["runs"]:
+        click.echo(result_line(one))
+    click.echo(
+        f"{result['out']}: session {session_id}, {len(result['runs'])} run"
+        f"{'s' if len(result['runs']) != 1 else ''}, {human_bytes(result['bytes'])}"
+    )
     return 0
 
 

@@ -23,6 +23,7 @@ from recorder.cli.export import COMMANDS as EXPORT_COMMANDS
 from recorder.cli.migrate import migrate
 from recorder.cli.options import data_options, open_catalog, open_data, read_data
 from recorder.cli.serve import COMMANDS as SERVE_COMMANDS
+from recorder.cli.session import session
 from recorder.cli.text import human_bytes, human_duration, human_time, table
 from recorder.errors import RecorderError
 from recorder.recording.source_spec import (
@@ -381,7 +382,16 @@ def _pairs(values, what: str) -> dict[str, str]:
 
 
 @main.command()
-@click.argument("runs", metavar="RUN...", nargs=-1, required=True)
+@click.argument("runs", metavar="RUN...", nargs=-1)
+@click.option(
+    "--session", metavar="ID",
+    help="Replay every run of this session (instead of RUN...) on one clock; a stream split "
+    "over consecutive runs is one stream.",
+)  # fmt: skip
+@click.option(
+    "--skip-gaps", is_flag=True,
+    help="Several runs: cut the idle time between runs to 1 s (default: as recorded).",
+)  # fmt: skip
 @click.option("--stream", "streams", multiple=True, help="Replay only this stream (repeatable).")
 @click.option(
     "--endpoint", "endpoints", multiple=True, metavar="[STREAM=]ENDPOINT",
@@ -434,9 +444,9 @@ def _pairs(values, what: str) -> dict[str, str]:
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @data_options
 def replay(
-    runs, streams, endpoints, sockets, speed, max_speed, rate, loop, start, end, paused,
-    controlled, match, unknown_reply, unanswered, reply_timing, cycle, offsets, follow, quiet,
-    data, catalog,
+    runs, session, skip_gaps, streams, endpoints, sockets, speed, max_speed, rate, loop, start,
+    end, paused, controlled, match, unknown_reply, unanswered, reply_timing, cycle, offsets,
+    follow, quiet, data, catalog,
 ):  # fmt: skip
     """Serve RUN over ZMQ as the original servers did, byte for byte and in time.
 
@@ -449,9 +459,15 @@ def replay(
     from recorder.store.find import resolve_run
 
     folder = config.data_dir(data)
+    if session is not None:
+        runs = _session_runs(session, runs, catalog, folder)
+    elif not runs:
+        raise click.UsageError("give RUN... or --session ID")
     paths = [resolve_run(config.runs_dir(folder), run) for run in runs]
     rp = Replayer(
         paths,
+        chain=session is not None,
+        skip_gaps=skip_gaps,
         offsets=_run_offsets(offsets, config.runs_dir(folder)),
         follow=follow,
         streams=list(streams) or None,
@@ -502,6 +518,20 @@ def replay(
         click.echo(f"error: replay failed: {describe_error(rp.error)}", err=True)
         return EXIT_FAILED
     return 0
+
+
+def _session_runs(session: str, runs, catalog, folder) -> list[str]:
+    """The runs of a session, oldest first, from the catalog (`recorder reindex` brings it up
+    to date with the run stores)."""
+    from recorder.manager.planning import session_run_ids
+
+    if runs:
+        raise click.UsageError("give RUN... or --session ID, not both")
+    cat = open_catalog(catalog, folder)
+    try:
+        return session_run_ids(cat, session)
+    finally:
+        cat.close()
 
 
 def _report_served(rp) -> None:
@@ -809,7 +839,9 @@ def reindex(data, catalog):
     from recorder.db import backup
     from recorder.db.catalog import damage, set_aside
     from recorder.db.engine import sqlite_file
+    from recorder.db.session_service import reindex_session_files, restore_sessions
     from recorder.store.recover import run_dirs
+    from recorder.store.sessions import SessionFiles
 
     folder = config.data_dir(data)
     url = config.catalog_url(catalog, folder)
@@ -829,19 +861,33 @@ def reindex(data, catalog):
         if restored is not None:
             what = ", ".join(f"{n} {t}" for t, n in restored.items())
             click.echo(f"restored {what} from {backup.copy_path(db).name}", err=True)
+    # sessions: their files first (the truth), then the copies the runs keep (a session whose
+    # file is gone comes back from its newest copy, and its file is written again)
+    files = SessionFiles(folder)
+    from_files = reindex_session_files(cat, files)
+    for problem in files.problems:
+        click.echo(f"skipped session: {problem}", err=True)
     found = set()
+    from_runs = set()
     failed = 0
     for p in run_dirs(config.runs_dir(folder)):
         try:
-            cat.index_path(p)
+            summary = cat.index_path(p)
             found.add(p.name)
+            if summary.get("session"):
+                from_runs.add(summary["session"]["id"])
         except RecorderError as exc:
             failed += 1
             click.echo(f"skipped {p.name}: {exc}", err=True)
     gone = [r for r, p in cat.run_paths().items() if r not in found and (db or _in(p, folder))]
     for r in gone:
         cat.remove_run(r)
+    restored, stale = restore_sessions(cat, files, from_files, from_runs)
     click.echo(f"indexed {len(found)} runs, removed {len(gone)} missing, skipped {failed}")
+    click.echo(
+        f"indexed {len(from_files) + restored} sessions, {restored} restored from their runs, "
+        f"removed {stale} missing"
+    )
     return 0
 
 
@@ -874,6 +920,7 @@ def _no_manager(folder, why: str) -> None:
 for _command in SERVE_COMMANDS:  # serve, manager, token: the long-running side
     main.add_command(_command)
 main.add_command(migrate)
+main.add_command(session)  # session new/ls/show/edit/close/add-run/remove-run
 for _command in EXPORT_COMMANDS:  # export, import: runs to other ecosystems' files and back
     main.add_command(_command)
 

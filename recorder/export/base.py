@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from recorder import __version__
+from recorder.contracts import Marker, Pause, SessionAttrs
 from recorder.errors import ExportError, StreamNotFound
 from recorder.store.reader import RunReader, StreamReader
 
@@ -56,6 +57,7 @@ class ExportRequest:
     streams: tuple[str, ...] = ()  # empty: every stream the target can hold
     start: float | None = None  # seconds from the run's start, as `recorder replay --start`
     end: float | None = None
+    session: SessionAttrs | None = None  # default: the run's copy of its session, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,39 @@ class ExportContext:
     end: float | None
     partial: bool  # the run is still recording: only what was committed is exported
     skipped: dict[str, str] = field(default_factory=dict)  # stream -> why the target left it out
+    session: SessionAttrs | None = None  # the session the run was recorded in (metadata)
+
+    def _bounds_ns(self) -> tuple[int | None, int | None]:
+        t0 = self.run.started_ns
+        lo = None if self.start is None else t0 + int(self.start * 1e9)
+        hi = None if self.end is None else t0 + int(self.end * 1e9)
+        return lo, hi
+
+    def markers(self) -> list[Marker]:
+        """The run's markers received in the export window, oldest first."""
+        lo, hi = self._bounds_ns()
+        return [
+            m
+            for m in self.run.markers()
+            if (lo is None or m["recv_ns"] >= lo) and (hi is None or m["recv_ns"] < hi)
+        ]
+
+    def pauses(self) -> list[Pause]:
+        """The run's deliberate pauses that overlap the export window, cut to it; a pause
+        still open (the run ended paused) ends where the run ended."""
+        lo, hi = self._bounds_ns()
+        out: list[Pause] = []
+        for p in self.run.pauses():
+            start, end = p["start_ns"], p["end_ns"]
+            if end is None:
+                end = self.run.attrs.get("ended_ns") or self.run.summary()["ended_ns"] or start
+            end = max(start, end)
+            if (hi is not None and start >= hi) or (lo is not None and end <= lo):
+                continue
+            start = start if lo is None else max(lo, start)
+            end = end if hi is None else min(hi, end)
+            out.append({"start_ns": start, "end_ns": end, "messages": p["messages"]})
+        return out
 
     @property
     def provenance(self) -> dict:
@@ -99,6 +134,7 @@ class ExportContext:
             "end_s": self.end,
             "messages": {w.name: [w.lo, w.hi] for w in self.windows},
             "partial": self.partial,
+            "session_id": None if self.session is None else self.session["id"],
         }
 
     def window(self, name: str) -> StreamWindow:
@@ -186,6 +222,7 @@ def plan(run: RunReader, target: Target, request: ExportRequest) -> ExportContex
         end=request.end,
         partial=run.status == "recording",
         skipped=skipped,
+        session=request.session or run.annotations().get("session"),
     )
     return ctx
 

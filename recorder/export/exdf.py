@@ -248,6 +248,9 @@ class _FileWriter:
             np.nan if ctx.end is None else ctx.end,
         ]
         attrs["not_exported"] = json.dumps(_capped(self.layout.left_out))
+        if ctx.session is not None:  # the session's attributes (markers are not exported)
+            attrs["session"] = json.dumps(ctx.session)
+            attrs["session_id"], attrs["session_name"] = ctx.session["id"], ctx.session["name"]
 
     def close(self) -> None:
         self.f.close()

@@ -102,6 +102,43 @@ def _provenance(f: Any, ctx: ExportContext, blocks: list[_Block]) -> None:
         }
     )
     a["skipped_streams"] = _text(ctx.skipped)
+    _session_and_events(f, ctx)
+
+
+def _session_and_events(f: Any, ctx: ExportContext) -> None:
+    """The session (root attributes `session_*`, all of it as JSON in `session`), the users'
+    markers (`/markers`: recv_ns, time_s from the run's start, text, author) and the
+    deliberate pauses (`/pauses`: start_ns, end_ns, messages), each group only when there is
+    something to hold."""
+    s = ctx.session
+    if s is not None:
+        a = f.attrs
+        a["session"] = _text(s)
+        a["session_id"], a["session_name"] = s["id"], s["name"]
+        a["session_description"] = s["description"]
+        a["experimenters"] = _text(s["experimenters"])
+        a["subject"] = _text(s["subject"])
+    t0 = ctx.run.started_ns
+    markers = ctx.markers()
+    if markers:
+        g = _nx_group(f, "markers", "NXcollection")
+        g.attrs["description"] = "markers users set during the recording (host receive times)"
+        recv = np.array([m["recv_ns"] for m in markers], dtype=np.int64)
+        g["recv_ns"] = recv
+        g["time_s"] = (recv - t0) / 1e9
+        g["time_s"].attrs["units"] = "s"
+        g["time_s"].attrs["start"] = _iso(t0)
+        text = h5py.string_dtype()
+        g.create_dataset("text", data=[m["text"] for m in markers], dtype=text)
+        g.create_dataset("author", data=[m.get("author", "") for m in markers], dtype=text)
+    pauses = ctx.pauses()
+    if pauses:
+        g = _nx_group(f, "pauses", "NXcollection")
+        g.attrs["description"] = (
+            "deliberate pauses: messages received in [start_ns, end_ns) were not stored"
+        )
+        for key in ("start_ns", "end_ns", "messages"):
+            g[key] = np.array([p[key] for p in pauses], dtype=np.int64)
 
 
 def _image_chunks(shape: tuple[int, ...], itemsize: int, frames: int) -> Any:

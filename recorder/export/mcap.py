@@ -83,9 +83,16 @@ class McapTarget:
             writer = Writer(f, chunk_size=CHUNK_BYTES, compression=CompressionType.ZSTD)
             writer.start(profile="", library=f"zmq-recorder {__version__}")
             writer.add_metadata(fr.RUN_METADATA, _text(ctx.provenance))
+            if ctx.session is not None:
+                writer.add_metadata(fr.SESSION_METADATA, _text(dict(ctx.session)))
+            pauses = ctx.pauses()
+            if pauses:
+                writer.add_metadata(fr.PAUSES_METADATA, {"pauses": json.dumps(pauses)})
             raw, views = _channels(writer, ctx.windows, self.views)
+            markers = _Markers(writer, ctx)
             tally = Tally(sum(w.count for w in ctx.windows), progress)
             for msg in merged(ctx.windows):
+                markers.until(msg.recv_ns)
                 published = publish_time(msg)
                 writer.add_message(
                     raw[msg.stream],
@@ -98,7 +105,55 @@ class McapTarget:
                 if shown is not None:
                     shown.write(msg, published)
                 tally.add()
+            markers.until(None)
             writer.finish()
+
+
+MARKER_SCHEMA = {
+    "type": "object",
+    "title": "zmq_recorder.Marker",
+    "properties": {
+        "text": {"type": "string"},
+        "author": {"type": "string"},
+        "recv_ns": {"type": "integer"},
+    },
+}
+
+
+class _Markers:
+    """The run's markers (in the export window) as JSON messages on a `/markers` channel,
+    log time = receive time, written in time order between the streams' messages."""
+
+    def __init__(self, writer: Writer, ctx: ExportContext):
+        self.writer, self.pending = writer, ctx.markers()
+        self.channel = 0
+        if self.pending:
+            schema = writer.register_schema(
+                "zmq_recorder.Marker", "jsonschema", json.dumps(MARKER_SCHEMA).encode()
+            )
+            self.channel = writer.register_channel(
+                topic="/markers",
+                message_encoding="json",
+                schema_id=schema,
+                metadata={fr.KIND: fr.KIND_MARKERS},
+            )
+        self.sent = 0
+
+    def until(self, recv_ns: int | None) -> None:
+        """Write the markers received up to recv_ns (None: all that are left)."""
+        while self.sent < len(self.pending):
+            m = self.pending[self.sent]
+            if recv_ns is not None and m["recv_ns"] > recv_ns:
+                return
+            body = {"text": m["text"], "author": m.get("author", ""), "recv_ns": m["recv_ns"]}
+            self.writer.add_message(
+                self.channel,
+                log_time=m["recv_ns"],
+                data=json.dumps(body).encode(),
+                publish_time=m["recv_ns"],
+                sequence=self.sent,
+            )
+            self.sent += 1
 
 
 def _channels(

@@ -30,9 +30,14 @@ OPTIONS = "zmq_recorder.options"  # JSON object
 FRAMING_KEY = "zmq_recorder.framing"
 COLUMN_FIELDS = "zmq_recorder.column_fields"  # JSON: column name -> field of the JSON message
 KIND_RAW, KIND_IMAGE, KIND_COLUMNS = "raw", "image", "columns"
+KIND_MARKERS = "markers"  # the users' markers (JSON), not a stream: the import skips it
 
 RUN_METADATA = "zmq_recorder.run"
 """Name of the file's metadata record holding the export's provenance."""
+SESSION_METADATA = "zmq_recorder.session"
+"""Name of the metadata record holding the session the run was recorded in (if any)."""
+PAUSES_METADATA = "zmq_recorder.pauses"
+"""Name of the metadata record holding the run's deliberate pauses (if any)."""
 
 _COUNT = struct.Struct("<I")
 

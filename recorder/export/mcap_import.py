@@ -111,7 +111,7 @@ def _is_ours(channel: Channel) -> bool:
 
 
 def _is_view(channel: Channel) -> bool:
-    return channel.metadata.get(fr.KIND) in (fr.KIND_IMAGE, fr.KIND_COLUMNS)
+    return channel.metadata.get(fr.KIND) in (fr.KIND_IMAGE, fr.KIND_COLUMNS, fr.KIND_MARKERS)
 
 
 class _Streams:

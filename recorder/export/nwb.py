@@ -21,7 +21,6 @@ import numpy as np
 from hdmf.backends.hdf5 import H5DataIO  # type: ignore[import-untyped, unused-ignore]
 from pynwb import NWBHDF5IO, NWBFile, TimeSeries  # type: ignore[import-untyped, unused-ignore]
 from pynwb.ecephys import ElectricalSeries, SpikeEventSeries  # type: ignore[import-untyped, unused-ignore]
-from pynwb.file import Subject  # type: ignore[import-untyped, unused-ignore]
 
 from recorder import __version__
 from recorder.errors import ExportError
@@ -37,14 +36,19 @@ from recorder.export.nwb_scan import (
     seconds,
     ttl_events,
 )
+from recorder.export.nwb_session import (
+    UNKNOWN_SPECIES,
+    add_markers_and_pauses,
+    electrode_location,
+    session_fields,
+    subject,
+)
 from recorder.store.reader import StreamReader
 
 PROTOCOL = "openephys"
 _VOLTS = {"v": 1.0, "mv": 1e-3, "uv": 1e-6, "µv": 1e-6, "μv": 1e-6, "microvolts": 1e-6}
 _DEFAULT_UNITS = "uV"  # the GUI's buffers for electrode channels (protocol meaning "continuous/")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\- ]")
-UNKNOWN_SPECIES = "http://purl.obolibrary.org/obo/NCBITaxon_1"
-"""The root of the NCBI taxonomy ("any organism"): the streams say nothing about the subject."""
 
 
 def _safe(name: str) -> str:
@@ -121,6 +125,7 @@ class _Builder:
     def __init__(self, ctx: ExportContext, scan: Scan, tally: Tally):
         self.ctx, self.scan, self.tally = ctx, scan, tally
         self.t0 = ctx.run.started_ns
+        self.location = electrode_location(ctx.session)
         self.names = _Names()
         self.devices: dict[tuple[str, str], Any] = {}
         self.groups: dict[tuple[str, ...], tuple[Any, int, int]] = {}  # key -> group, row0, n
@@ -129,10 +134,9 @@ class _Builder:
         ctx = self.ctx
         start = _dt.datetime.fromtimestamp(self.t0 / 1e9, tz=_dt.UTC)
         self.nwb = NWBFile(
-            session_description=_session_description(ctx),
+            **session_fields(ctx, _session_description(ctx)),
             identifier=ctx.run.run_id,
             session_start_time=start,
-            session_id=ctx.run.run_id,
             notes=json.dumps(ctx.provenance, sort_keys=True),
             source_script=(
                 f"zmq-recorder {__version__}: recorder export {ctx.run.run_id} --to nwb "
@@ -141,17 +145,7 @@ class _Builder:
             ),
             source_script_file_name="recorder/export/nwb.py",
             data_collection=self._streams_text(),
-            subject=Subject(
-                subject_id="unknown",
-                sex="U",
-                age="P0D/",
-                species=UNKNOWN_SPECIES,
-                description=(
-                    "unknown: the recorded ZeroMQ streams carry no subject metadata, so every "
-                    "field here says 'unknown' in NWB's terms (sex U, age 'P0D/' = any age, "
-                    "species the NCBI taxonomy root); fill them in before sharing the file"
-                ),
-            ),
+            subject=subject(ctx.session),
         )
         self._electrodes()
         for part in self.scan.continuous:
@@ -160,6 +154,7 @@ class _Builder:
             self._ttl(ttl)
         for spikes in self.scan.spikes:
             self._spikes(spikes)
+        add_markers_and_pauses(self.nwb, ctx)
         return self.nwb
 
     def _streams_text(self) -> str:
@@ -194,13 +189,13 @@ class _Builder:
         group = self.nwb.create_electrode_group(
             name=self.names("_".join(key)),
             description=description,
-            location="unknown",
+            location=self.location,
             device=self._device(key[0], key[1]),
         )
         row0 = len(self.nwb.electrodes) if self.nwb.electrodes is not None else 0
         for channel, name in enumerate(names):
             self.nwb.add_electrode(
-                group=group, location="unknown", channel_name=name, channel_index=channel
+                group=group, location=self.location, channel_name=name, channel_index=channel
             )
         self.groups[key] = (group, row0, len(names))
 

@@ -19,6 +19,7 @@ from recorder import limits
 from recorder.contracts import JobRow
 from recorder.db.control import Control
 from recorder.db.jobs import DESIRED_PAUSED, DESIRED_RUNNING, KIND_RECORD, KIND_REPLAY
+from recorder.db.sessions import SessionIndex
 from recorder.endpoint_policy import EndpointPolicy, EndpointRefused
 from recorder.endpoints import parse_tcp
 from recorder.errors import NotFound, UsageError
@@ -163,6 +164,9 @@ def plan_replay(
     with_runs: list[str] | None = None,
     offsets: dict[str, float] | None = None,
     follow: bool = False,
+    chain: bool = False,
+    skip_gaps: bool = False,
+    session: str | None = None,
     streams: list[str] | None = None,
     speed: float | None = None,
     max_speed: bool = False,
@@ -191,7 +195,7 @@ def plan_replay(
     )  # fmt: skip
     if follow and (len(ids) != 1 or loop != 1):
         raise UsageError("follow plays one run, once (loop 1)")
-    with replay_timeline(runs_dir, ids, offsets) as reader:
+    with replay_timeline(runs_dir, ids, offsets, chain=chain, skip_gaps=skip_gaps) as reader:
         names = [reader.key(n) for n in streams] if streams else reader.streams
         if not names:
             raise UsageError(f"run {run_id} has no streams to replay")
@@ -228,6 +232,8 @@ def plan_replay(
     return {
         "run_id": run_id,
         **_several_runs(ids, offsets, follow),
+        **{k: v for k, v in (("chain", chain), ("skip_gaps", skip_gaps)) if v},
+        **({"session": session} if session else {}),
         "streams": names,
         "speed": speed,
         "max_speed": bool(max_speed),
@@ -245,14 +251,51 @@ def plan_replay(
     }
 
 
-def replay_timeline(runs_dir: Path, run_ids: list[str], offsets: dict[str, float] | None):
+def replay_timeline(
+    runs_dir: Path,
+    run_ids: list[str],
+    offsets: dict[str, float] | None,
+    *,
+    chain: bool = False,
+    skip_gaps: bool = False,
+):
     """The replayed runs as the replayer will see them (stream keys, offsets checked)."""
     from recorder.replay.timeline import Timeline
     from recorder.store.find import resolve_run
 
-    return contextlib.closing(
-        Timeline([resolve_run(runs_dir, r, prefix=False) for r in run_ids], offsets)
-    )
+    paths = [resolve_run(runs_dir, r, prefix=False) for r in run_ids]
+    return contextlib.closing(Timeline(paths, offsets, chain=chain, skip_gaps=skip_gaps))
+
+
+MAX_SESSION_RUNS = 2000  # a session replayed or exported as one job: at most this many runs
+
+
+def session_run_ids(index: SessionIndex, session_id: str) -> list[str]:
+    """A session's runs, oldest first, as the catalog knows them; SessionNotFound (404) for an
+    unknown session, UsageError for one without runs or with too many for one job."""
+    from recorder.store.sessions import check_id
+
+    index.get_session(check_id(session_id))
+    ids = index.session_run_ids(session_id)
+    if not ids:
+        raise UsageError(f"session {session_id} has no runs")
+    if len(ids) > MAX_SESSION_RUNS:
+        raise UsageError(
+            f"session {session_id} has {len(ids)} runs; one job takes at most {MAX_SESSION_RUNS}"
+        )
+    return ids
+
+
+def session_replay(index: SessionIndex, request: dict) -> dict:
+    """A replay request that names a `session` instead of runs: its runs on one clock, a stream
+    split over consecutive runs played as one (`chain`)."""
+    session = request.pop("session", None)
+    if session is None:
+        return request
+    if request.get("run_id") or request.get("with_runs"):
+        raise UsageError("a replay names a session or runs (run_id, with_runs), not both")
+    ids = session_run_ids(index, session)
+    return {**request, "run_id": ids[0], "with_runs": ids[1:], "chain": True, "session": session}
 
 
 def _several_runs(ids: list[str], offsets: dict[str, float] | None, follow: bool) -> dict:
@@ -296,6 +339,7 @@ def _check_replay_endpoints(plan: StreamPlan, policy: EndpointPolicy) -> None:
 
 def start_replay(control: Control, runs_dir: Path, **request) -> JobRow:
     paused = bool(request.get("paused"))
+    request = session_replay(SessionIndex(control.engine), dict(request))
     params = plan_replay(runs_dir, **request)
     return control.create_job(
         KIND_REPLAY,
@@ -362,4 +406,39 @@ def start_export(control: Control, runs_dir: Path, **request) -> JobRow:
     from recorder.db.jobs import KIND_EXPORT
 
     params = plan_export(runs_dir, **request)
+    return control.create_job(KIND_EXPORT, params, run_id=params["run_id"])
+
+
+def plan_session_export(runs_dir: Path, index: SessionIndex, session_id: str, target: str) -> dict:
+    """Job parameters of a whole-session export (one file per run in one folder), checked as
+    the export will run: the session, its runs, which of them the target can hold."""
+    from recorder.export.session import plan_session, session_folder_name
+    from recorder.store.find import resolve_run
+
+    ids = session_run_ids(index, session_id)
+    paths = [resolve_run(runs_dir, r, prefix=False) for r in ids]
+    files, skipped = plan_session(paths, target)
+    if not files:
+        reasons = "; ".join(f"{r}: {w}" for r, w in skipped.items())
+        raise UsageError(f"session {session_id} has no run {target} can hold ({reasons})")
+    return {
+        "session": session_id,
+        "run_id": ids[0],
+        "runs": ids,
+        "target": target,
+        "streams": [],
+        "start_s": None,
+        "end_s": None,
+        "file": session_folder_name(session_id, target),
+        "planned_streams": [],
+        "planned_files": [name for _, name in files],
+        "skipped": skipped,
+    }
+
+
+def start_session_export(control: Control, runs_dir: Path, session_id: str, target: str) -> JobRow:
+    """Create the session's export job (state `pending`); the manager hands it to a worker."""
+    from recorder.db.jobs import KIND_EXPORT
+
+    params = plan_session_export(runs_dir, SessionIndex(control.engine), session_id, target)
     return control.create_job(KIND_EXPORT, params, run_id=params["run_id"])

@@ -185,7 +185,8 @@ def policy_replay(p: dict, runs_dir: Path, policy: EndpointPolicy) -> dict[str, 
 
     endpoints = dict(p.get("endpoints") or {})
     sockets = p.get("sockets") or {}
-    with replay_timeline(runs_dir, _run_ids(p), p.get("offsets")) as reader:
+    chained = {"chain": bool(p.get("chain")), "skip_gaps": bool(p.get("skip_gaps"))}
+    with replay_timeline(runs_dir, _run_ids(p), p.get("offsets"), **chained) as reader:
         for n in p.get("streams") or list(reader.streams):
             plan = plan_stream(
                 reader.stream(n), endpoint=endpoints.get(n), socket_type=sockets.get(n)
@@ -360,6 +361,8 @@ def run_replay(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
         paths,
         offsets=p.get("offsets"),
         follow=bool(p.get("follow")),
+        chain=bool(p.get("chain")),
+        skip_gaps=bool(p.get("skip_gaps")),
         streams=p.get("streams") or None,
         endpoints=endpoints,
         sockets=p.get("sockets") or {},
@@ -486,7 +489,10 @@ def run_export(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
         softly(control.update_job, job_id, stats=stats)
 
     try:
-        result = export_run(request, progress)
+        if p.get("session"):
+            result = _export_session(p, runs_dir, folder, progress)
+        else:
+            result = export_run(request, progress)
     except ExportStopped:
         shutil.rmtree(folder, ignore_errors=True)
         control.finish_job(job_id, STOPPED)
@@ -501,6 +507,16 @@ def run_export(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
     stats = {**result.as_dict(), "file": p["file"], "progress": 1.0, "updated_ns": time.time_ns()}
     control.finish_job(job_id, FINISHED, stats=stats)
     return 0
+
+
+def _export_session(p: dict, runs_dir: Path, folder: Path, progress):
+    """A whole session's export (`params.session`): its runs as planned, one file each."""
+    from recorder.export.session import export_session
+    from recorder.store.sessions import SessionFiles
+
+    session = SessionFiles(runs_dir.parent).get(p["session"])
+    paths = [resolve_run(runs_dir, r, prefix=False) for r in p["runs"]]
+    return export_session(session, paths, p["target"], folder / p["file"], progress)
 
 
 # -- entry point -------------------------------------------------------------------------------

@@ -56,7 +56,9 @@ def send_frames(sock: zmq.Socket, frames: list, flags: int = 0) -> int:
 
 class Replayer:
     """Serves one run, or several on one clock (`run_path` a list; `offsets` shifts runs by
-    run id, in seconds), or with `follow` a run that is still being recorded."""
+    run id, in seconds; `chain` plays a stream split over consecutive runs as one, `skip_gaps`
+    cuts the idle time between runs: a session, see timeline.py), or with `follow` a run that
+    is still being recorded."""
 
     def __init__(
         self,
@@ -81,13 +83,15 @@ class Replayer:
         runs_dir: Path | None = None,
         offsets: dict[str, float] | None = None,
         follow: bool = False,
+        chain: bool = False,
+        skip_gaps: bool = False,
     ):
         check_replay(
             speed=speed, max_speed=max_speed, rate=rate, loop=loop, start=start, end=end,
             match=match,
         )  # fmt: skip
         paths = [run_path] if isinstance(run_path, Path) else [Path(p) for p in run_path]
-        self.timeline = Timeline(paths, offsets)
+        self.timeline = Timeline(paths, offsets, chain=chain, skip_gaps=skip_gaps)
         self.run_id = self.timeline.run_id
         self.follow = follow
         if follow and (len(paths) != 1 or loop != 1):

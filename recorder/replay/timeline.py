@@ -9,6 +9,14 @@ up), shifted by the run's offset when one is given. The combined clock starts at
 A stream keeps its name unless another chosen run has a stream of the same name: then both are
 called RUN/NAME, so names never clash (the RUN/NAME form is accepted for every stream).
 
+A session's runs (`chain`) are often one recording cut in pieces (`--split-every`, triggers):
+the same stream in consecutive runs, one after the other in time, is then one stream served on
+one socket, its runs played back to back (a chain, named by the stream, or by its first run as
+RUN/NAME when another chain of that name exists). Streams recorded at the same time by two
+recorders overlap in time and stay apart. `skip_gaps` cuts the idle time between runs (no run
+holding messages) to at most GAP_KEPT_S, so an afternoon of short trials plays without the
+waits between them.
+
 Following a run that is still being recorded re-reads the committed counts after each flush and
 reads on from where the last round stopped; it ends once the run's status is no longer
 `recording` and everything committed before that was read.
@@ -25,8 +33,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from recorder import limits
+from recorder import limits, protocols
 from recorder.errors import StoreError, StreamNotFound, UsageError
+from recorder.protocols.descriptor import Responder
 from recorder.store import layout
 from recorder.store.reader import Message, RunReader, StreamReader
 
@@ -36,6 +45,7 @@ SEP = "/"  # RUN/NAME: stream names and run ids never hold it
 FOLLOW_POLL_S = 0.05  # how often a followed run's committed counts are looked at
 _CLOSING = (StoreError, ValueError, OSError, KeyError)  # reads that meet a stream being closed
 _DELAYS_KEPT = 32  # the lag follows the commit delays of this many recent flushes
+GAP_KEPT_S = 1.0  # skip_gaps: idle time between runs is cut to this
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +56,22 @@ class Member:
     run: RunReader
     stream: StreamReader
     shift_ns: int
+    more: tuple[Member, ...] = ()  # a chain: the same stream in later runs, played after this
+
+    @property
+    def parts(self) -> tuple[Member, ...]:
+        return (self, *self.more)
 
 
 class Timeline:
-    def __init__(self, paths: Sequence[Path], offsets: Mapping[str, float] | None = None):
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        offsets: Mapping[str, float] | None = None,
+        *,
+        chain: bool = False,
+        skip_gaps: bool = False,
+    ):
         if not paths:
             raise UsageError("no run to replay")
         self.runs = [RunReader(p) for p in paths]
@@ -64,13 +86,17 @@ class Timeline:
             if not abs(seconds) <= limits.TIME_MAX_S:
                 raise UsageError(f"--offset {rid}: at most {limits.TIME_MAX_S:g} s either way")
             shifts[rid] = round(seconds * 1e9)
-        names = Counter(name for r in self.runs for name in r.streams)
+        if skip_gaps:
+            for rid, cut in _gap_cuts(self.runs, shifts).items():
+                shifts[rid] = shifts.get(rid, 0) + cut
         self.members: dict[str, Member] = {}
-        for r in self.runs:
-            shift = shifts.get(r.run_id, 0)
-            for name, s in r.streams.items():
-                key = name if names[name] == 1 else f"{r.run_id}{SEP}{name}"
-                self.members[key] = Member(key, r, s, shift)
+        groups = _chains(self.runs, shifts) if chain else _apart(self.runs, shifts)
+        names = Counter(name for name, _ in groups)
+        for name, parts in groups:
+            first = parts[0]
+            key = name if names[name] == 1 else f"{first.run.run_id}{SEP}{name}"
+            more = tuple(Member(key, p.run, p.stream, p.shift_ns) for p in parts[1:])
+            self.members[key] = Member(key, first.run, first.stream, first.shift_ns, more)
         self.started_ns = min(r.started_ns + shifts.get(r.run_id, 0) for r in self.runs)
         self.live = False  # following: the backlog was read, messages now come as committed
         self._watched: list[Member] = []  # following: these streams
@@ -96,7 +122,7 @@ class Timeline:
         run, sep, stream = name.partition(SEP)
         if sep:
             for m in self.members.values():
-                if m.run.run_id == run and m.stream.name == stream:
+                if any(p.run.run_id == run and p.stream.name == stream for p in m.parts):
                     return m.key
             return None
         owners = [m.run.run_id for m in self.members.values() if m.stream.name == name]
@@ -125,10 +151,10 @@ class Timeline:
         """From the clock's start to the last committed message of these streams."""
         last = None
         for k in keys:
-            m = self.member(k)
-            if m.stream.n_messages:
-                end = int(m.stream.column("recv_ns", m.stream.n_messages - 1)[0]) + m.shift_ns
-                last = end if last is None else max(last, end)
+            for m in self.member(k).parts:
+                if m.stream.n_messages:
+                    end = _last_ns(m.stream) + m.shift_ns
+                    last = end if last is None else max(last, end)
         return 0.0 if last is None else (last - self.started_ns) / 1e9
 
     def _index(self, m: Member, seconds: float | None, default: int) -> int:
@@ -142,6 +168,8 @@ class Timeline:
         """Every committed message of these streams in combined receive-time order, named by
         key and timed on the combined clock; `start`/`stop` are seconds on that clock."""
         members = [self.member(k) for k in keys]
+        if any(m.more for m in members):
+            return _merged_chains(members, start, stop, self._index)
         bounds = [
             (self._index(m, start, 0), self._index(m, stop, m.stream.n_messages)) for m in members
         ]
@@ -229,6 +257,106 @@ class Timeline:
     def close(self) -> None:
         for r in self.runs:
             r.close()
+
+
+def _first_ns(s: StreamReader) -> int:
+    return int(s.column("recv_ns", 0, 1)[0])
+
+
+def _last_ns(s: StreamReader) -> int:
+    return int(s.column("recv_ns", s.n_messages - 1)[0])
+
+
+def _span(run: RunReader) -> tuple[int, int] | None:
+    """First and last receive time over the run's streams (None: no message at all)."""
+    held = [s for s in run.streams.values() if s.n_messages]
+    if not held:
+        return None
+    return min(_first_ns(s) for s in held), max(_last_ns(s) for s in held)
+
+
+def _gap_cuts(runs: Sequence[RunReader], shifts: Mapping[str, int]) -> dict[str, int]:
+    """skip_gaps: how far (ns, negative) each run moves so that no idle time between runs is
+    longer than GAP_KEPT_S; runs that overlap in time keep their relative places."""
+    spans = []
+    for r in runs:
+        span = _span(r)
+        if span is not None:
+            shift = shifts.get(r.run_id, 0)
+            spans.append((span[0] + shift, span[1] + shift, r.run_id))
+    cuts: dict[str, int] = {}
+    cut, end = 0, None
+    kept = int(GAP_KEPT_S * 1e9)
+    for first, last, rid in sorted(spans):
+        if end is not None and first - end > kept:
+            cut += first - end - kept
+        cuts[rid] = -cut
+        end = last if end is None else max(end, last)
+    return cuts
+
+
+def _apart(runs: Sequence[RunReader], shifts: Mapping[str, int]) -> list[tuple[str, list[Member]]]:
+    """Every stream of every run on its own."""
+    return [
+        (name, [Member(name, r, s, shifts.get(r.run_id, 0))])
+        for r in runs
+        for name, s in r.streams.items()
+    ]
+
+
+def _chains(runs: Sequence[RunReader], shifts: Mapping[str, int]) -> list[tuple[str, list[Member]]]:
+    """Streams of one name in several runs joined into chains: a stream goes on the chain of
+    its name whose last part ended (last message) before its first message and that was
+    recorded alike (protocol, socket, endpoint); otherwise it starts a chain of its own.
+    Streams answered by matching recorded request/reply pairs are never chained (a chain is
+    served as a sequence of messages)."""
+    parts = []
+    for r in runs:
+        shift = shifts.get(r.run_id, 0)
+        for name, s in r.streams.items():
+            begin = _first_ns(s) + shift if s.n_messages else r.started_ns + shift
+            parts.append((begin, r.run_id, name, Member(name, r, s, shift)))
+    chains: list[tuple[str, list[Member]]] = []
+    ends: list[int | None] = []
+    for begin, _, name, m in sorted(parts, key=lambda p: p[:3]):
+        for i, (cname, members) in enumerate(chains):
+            end = ends[i]
+            if cname == name and (end is None or end <= begin) and _alike(members[0], m):
+                members.append(m)
+                break
+        else:
+            chains.append((name, [m]))
+            ends.append(None)
+            i = len(chains) - 1
+        if m.stream.n_messages:
+            ends[i] = _last_ns(m.stream) + m.shift_ns
+    return chains
+
+
+def _alike(a: Member, b: Member) -> bool:
+    sa, sb = a.stream, b.stream
+    if sa.protocol != sb.protocol or protocols.lookup(sa.protocol).responder is Responder.PAIRS:
+        return False
+    return (sa.socket_type, sa.role, sa.endpoint) == (sb.socket_type, sb.role, sb.endpoint)
+
+
+def _merged_chains(
+    members: list[Member],
+    start: float | None,
+    stop: float | None,
+    index: Callable[[Member, float | None, int], int],
+) -> Iterator[Message]:
+    """As `_merged`, a chain's runs one after the other (they do not overlap in time), so a
+    chain of hundreds of split runs holds one read window at a time, not one per run."""
+
+    def chained(order: int, m: Member) -> Iterator[tuple[int, int, int, Message]]:
+        for p in m.parts:
+            lo, hi = index(p, start, 0), index(p, stop, p.stream.n_messages)
+            yield from _shifted(p, order, lo, hi)
+
+    iters = [chained(order, m) for order, m in enumerate(members)]
+    for *_, msg in heapq.merge(*iters, key=lambda t: t[:3]):
+        yield msg
 
 
 def _merged(members: list[Member], bounds: list[tuple[int, int]]) -> Iterator[Message]:

@@ -35,6 +35,7 @@ def export_out(job: JobRow) -> dict[str, Any]:
         **{k: job[k] for k in keys},  # type: ignore[literal-required]
         "kind": KIND_EXPORT,
         "target": p["target"],
+        "session": p.get("session"),
         "file": p["file"],
         "progress": 1.0 if finished else float(stats.get("progress") or 0.0),
         "streams": stats.get("streams") or p.get("planned_streams") or [],

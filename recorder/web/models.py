@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recorder import limits
 from recorder.export.targets import TARGET_NAMES
@@ -215,11 +215,22 @@ StreamKey = Annotated[
 ]
 
 
+SessionKey = Annotated[
+    str, Field(pattern=r"^ses-\d{8}-\d{6}-[0-9a-f]{6}$", examples=["ses-20261202-031500-3fa2c1"])
+]
 Offset = Annotated[float, Field(ge=-limits.TIME_MAX_S, le=limits.TIME_MAX_S)]
 
 
 class ReplayCreate(Request):
-    run_id: Name
+    run_id: Name | None = Field(None, description="The run to serve (or give a session).")
+    session: SessionKey | None = Field(
+        None,
+        description="Serve every run of this session on one clock (instead of run_id); a "
+        "stream split over consecutive runs is one stream (docs/api.md).",
+    )
+    skip_gaps: bool = Field(
+        False, description="Several runs: cut the idle time between runs to 1 s."
+    )
     with_runs: list[Name] | None = Field(
         None,
         min_length=1,
@@ -259,6 +270,12 @@ class ReplayCreate(Request):
         "silent", description="reqrep: no answer where none was recorded, or the unknown reply."
     )
     cycle: bool = Field(False, description="reqrep: reuse recorded replies in turn.")
+
+    @model_validator(mode="after")
+    def _runs_or_session(self) -> ReplayCreate:
+        if (self.run_id is None) == (self.session is None):
+            raise ValueError("give run_id or session (one of the two)")
+        return self
 
 
 class ReplayOut(JobOut):
@@ -344,6 +361,7 @@ class RunItem(Response):
     rejects: int
     protocols: list[str]
     tags: list[str]
+    session: str | None = Field(None, description="Id of the session the run is in.")
 
 
 class RunList(Response):
@@ -395,6 +413,8 @@ class RunOut(Response):
     notes: list[Note]
     streams: list[StreamOut]
     jobs: list[str] = Field(description="Active recordings and replays of this run.")
+    session: str | None = Field(None, description="Id of the session the run is in.")
+    session_name: str | None = None
 
 
 class NoteIn(Request):
@@ -531,6 +551,10 @@ class ExportCreate(Request):
     end: float | None = Field(None, ge=0, le=limits.TIME_MAX_S, description="Seconds in.")
 
 
+class SessionExportCreate(Request):
+    target: ExportTarget = Field(description="nwb, exdf, hdf5 or mcap (docs/export.md).")
+
+
 class ExportOut(Response):
     id: str
     kind: Literal["export"] = "export"
@@ -538,6 +562,7 @@ class ExportOut(Response):
     desired: str
     run_id: str
     target: str
+    session: str | None = Field(None, description="A whole-session export: the session's id.")
     error: str | None = None
     progress: float = Field(0.0, description="Fraction done, 0..1.")
     file: str = Field(description="Name of the file (or zipped folder) to download.")
@@ -562,3 +587,111 @@ class ExportCreated(Response):
 
 class ExportList(Response):
     exports: list[ExportOut]
+
+
+# -- sessions (web/sessions.py, docs/sessions.md) ------------------------------------------------
+
+SessionText = Annotated[str, Field(max_length=64 << 10)]
+SessionName = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class SessionNoteIn(Request):
+    text: SessionText
+    created_ns: int | None = Field(None, ge=0, le=2**63 - 1)
+
+
+class SessionFields(Request):
+    """What a user sets on a session; a PATCH changes only the fields it sends."""
+
+    description: SessionText | None = None
+    experimenters: list[SessionName] | None = Field(None, max_length=256)
+    subject: dict[str, SessionText] | None = Field(
+        None, description="Free key/values: subject_id, species, sex, age, ..."
+    )
+    template: SessionName | None = Field(
+        None, description="A lab template whose required subject fields are checked."
+    )
+    tags: list[Tag] | None = Field(None, max_length=256)
+    notes: list[SessionNoteIn] | None = Field(None, max_length=256)
+    meta: dict[str, Any] | None = Field(None, description="Any other key/values.")
+
+
+class SessionCreate(SessionFields):
+    name: SessionName
+
+
+class SessionPatch(SessionFields):
+    name: SessionName | None = None
+
+
+class SessionMove(Request):
+    session: str | None = Field(description="The session's id, or null: in no session.")
+
+
+class SessionsQuery(Query):
+    q: Annotated[str, Field(max_length=200)] | None = Field(
+        None, description="Text in the name, description, experimenters, subject or tags."
+    )
+    open: bool = Field(False, description="Only sessions not closed yet.")
+    limit: int = Field(50, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=2**31)
+
+
+class SessionOut(Response):
+    id: str = Field(examples=["ses-20261202-031500-3fa2c1"])
+    name: str
+    description: str
+    experimenters: list[str]
+    subject: dict[str, str]
+    template: str | None = None
+    started_ns: int
+    ended_ns: int | None = Field(None, description="Set when the session is closed.")
+    tags: list[str]
+    notes: list[Note]
+    meta: dict[str, Any]
+    updated_ns: int
+
+
+class SessionItem(SessionOut):
+    runs: int = Field(description="How many runs are in the session.")
+    bytes: int
+
+
+class SessionList(Response):
+    sessions: list[SessionItem]
+    total: int
+    limit: int
+    offset: int
+
+
+class SessionRun(Response):
+    run_id: str
+    name: str
+    status: str | None = None
+    started_ns: int
+    ended_ns: int | None = None
+    duration_s: float
+    bytes: int
+    messages: int
+    gaps: int
+    drops: int
+
+
+class SessionTotals(Response):
+    runs: int
+    duration_s: float = Field(description="The runs' durations added up.")
+    span_s: float = Field(description="From the first run's start to the last run's end.")
+    bytes: int
+    messages: int
+    gaps: int
+    drops: int
+
+
+class SessionDetail(SessionOut):
+    runs: list[SessionRun] = Field(description="The session's runs, oldest first.")
+    totals: SessionTotals
+
+
+class RunSession(Response):
+    run_id: str
+    session: str | None

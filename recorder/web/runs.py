@@ -11,6 +11,7 @@ import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, NotRequired, cast
 
 from recorder.contracts import RunSummary
 from recorder.db.catalog import Catalog
@@ -45,7 +46,8 @@ def search_runs(
     """Runs matching every given filter (see Catalog.search_runs), newest first, and how many
     match in all."""
     rows, total = catalog.search_runs(since_ns=_ns(since), until_ns=_ns(until), **filters)
-    return [run_item(r) for r in rows], total
+    in_session = catalog.sessions_of(r["run_id"] for r in rows)
+    return [{**run_item(r), "session": in_session.get(r["run_id"])} for r in rows], total
 
 
 def run_item(r: dict) -> dict:
@@ -73,6 +75,7 @@ class RunDetail(RunSummary):
     """GET /runs/<id> (models.RunOut shows it)."""
 
     jobs: list[str]  # active recordings and replays of the run
+    session_name: NotRequired[str | None]  # and `session` holds the session's id here
 
 
 def run_detail(runs_dir: Path, control: Control, run_id: str) -> RunDetail:
@@ -84,7 +87,11 @@ def run_detail(runs_dir: Path, control: Control, run_id: str) -> RunDetail:
     if name is not None:  # a rename (PATCH) lives with the annotations
         summary["name"] = name
     jobs = [j["id"] for j in control.list_jobs(run_id=run_id, active=True)]
-    return {**summary, "jobs": jobs}
+    detail: dict[str, Any] = {**summary, "jobs": jobs}
+    session = summary.get("session")  # the run's copy; the API shows its id and name
+    detail["session"] = session["id"] if session else None
+    detail["session_name"] = session["name"] if session else None
+    return cast(RunDetail, detail)
 
 
 def patch_run(

@@ -21,7 +21,7 @@ from recorder.errors import RecorderError
 from recorder.recording.source_spec import known_protocols
 from recorder.store import layout
 from recorder.web import api as api_views
-from recorder.web import exports, ui_data
+from recorder.web import exports, session_view, ui_data
 from recorder.web import models as m
 from recorder.web.auth import caller
 from recorder.web.http_errors import ApiError, status_of, validation_details
@@ -164,6 +164,13 @@ def run_page(run_id: str):
     return page("run.html", active="runs", run=run, timeline=timeline,
                 image_array=ui_data.image_array, exports=exports.run_exports(run_id),
                 export_targets=EXPORT_TARGETS)  # fmt: skip
+
+
+@bp.get("/sessions/<session_id>")
+def session_page(session_id: str):
+    """A session whole: its runs on one timeline, totals, replay and export of all of it."""
+    return page("session.html", active="sessions", export_targets=EXPORT_TARGETS,
+                **session_view.page_data(session_id))  # fmt: skip
 
 
 #: The run page's export formats, each with what it is for.

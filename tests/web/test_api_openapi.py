@@ -50,7 +50,8 @@ def test_the_document_is_openapi_3_1_from_the_models(world):
         "RecordingCreate"
     )
     schema = doc["components"]["schemas"]["ReplayCreate"]
-    assert schema["additionalProperties"] is False and "run_id" in schema["required"]
+    assert schema["additionalProperties"] is False  # run_id or session: one of the two
+    assert {"run_id", "session"} <= set(schema["properties"])
     for path in (
         "/status",
         "/sources/{name}",
