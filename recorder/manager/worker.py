@@ -389,7 +389,7 @@ def run_replay(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
             elif desired != applied:  # act on changes only: ADZMQ control may pause too
                 rp.pause() if desired == DESIRED_PAUSED else rp.resume()
                 applied = desired
-            for op, arg in softly(control.take_commands, job_id) or []:
+            for op, arg, _text in softly(control.take_commands, job_id) or []:
                 try:
                     _apply(rp, op, arg)
                 except (UsageError, ValueError) as exc:
