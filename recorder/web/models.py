@@ -424,6 +424,18 @@ class StreamOut(Response):
     last_recv_ns: int | None = None
 
 
+class MarkerOut(Response):
+    recv_ns: int = Field(description="When, on the receive clock.")
+    text: str
+    author: str = ""
+
+
+class PauseOut(Response):
+    start_ns: int
+    end_ns: int | None = Field(None, description="null: paused until the recording ended.")
+    messages: int = Field(0, description="Received and not stored.")
+
+
 class RunOut(Response):
     run_id: str
     name: str
@@ -442,6 +454,9 @@ class RunOut(Response):
     notes: list[Note]
     streams: list[StreamOut]
     jobs: list[str] = Field(description="Active recordings and replays of this run.")
+    markers: list[MarkerOut] = Field([], description="Users' events, oldest first.")
+    pauses: list[PauseOut] = Field([], description="Deliberate pauses of the recording.")
+    trigger: dict[str, Any] | None = Field(None, description="What made a triggered run.")
 
 
 class NoteIn(Request):

@@ -11,8 +11,9 @@ import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from recorder.contracts import RunSummary
+from recorder.contracts import Marker, Pause, RunSummary
 from recorder.db.catalog import Catalog
 from recorder.db.control import Control
 from recorder.errors import Conflict, RunNotFound, StoreError
@@ -73,6 +74,9 @@ class RunDetail(RunSummary):
     """GET /runs/<id> (models.RunOut shows it)."""
 
     jobs: list[str]  # active recordings and replays of the run
+    markers: list[Marker]  # users' events during the recording
+    pauses: list[Pause]  # deliberate pauses of the recording
+    trigger: dict[str, Any] | None  # what made a triggered run (None: not triggered)
 
 
 def run_detail(runs_dir: Path, control: Control, run_id: str) -> RunDetail:
@@ -81,10 +85,12 @@ def run_detail(runs_dir: Path, control: Control, run_id: str) -> RunDetail:
     with RunReader(path) as reader:
         summary = reader.summary()
         name = reader.annotations().get("name")
+        marks = {"markers": reader.markers(), "pauses": reader.pauses(),
+                 "trigger": reader.attrs.get("trigger")}  # fmt: skip
     if name is not None:  # a rename (PATCH) lives with the annotations
         summary["name"] = name
     jobs = [j["id"] for j in control.list_jobs(run_id=run_id, active=True)]
-    return {**summary, "jobs": jobs}
+    return {**summary, "jobs": jobs, **marks}  # type: ignore[typeddict-item]
 
 
 def patch_run(

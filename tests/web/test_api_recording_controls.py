@@ -135,3 +135,78 @@ def test_a_preview_takes_no_controls(client, control):
     for op in ("trigger", "pause", "split"):
         r = client.post(f"{API}/recordings/{job['id']}/{op}")
         assert r.status_code == 409 and "preview" in r.get_json()["error"]["message"]
+
+
+# -- the pages ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def browser(app, token):
+    c = app.test_client()
+    assert c.post("/login", data={"token": token}).status_code == 303
+    return c
+
+
+def test_a_marker_from_a_browser_is_signed_with_its_token(browser, control):
+    job = _post(browser).get_json()["id"]
+    r = browser.post(
+        f"{API}/recordings/{job}/markers", json={"text": "lights off"},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )  # fmt: skip
+    assert r.status_code == 200
+    (cmd,) = control.take_commands(job)
+    assert json.loads(cmd.text)["author"] == "tests"
+
+
+def test_dashboard_shows_controls_and_the_form_options(browser, client, data):
+    ses = SessionFiles(data).create({"name": "rig <2>"})
+    from recorder import config
+    from recorder.db.catalog import Catalog
+
+    cat = Catalog(config.catalog_url(None, data))
+    cat.index_session(ses)
+    cat.close()
+    client.put(f"{API}/sources/cam", json=SOURCE)
+    armed = _post(client, trigger={"pre_s": 1}).get_json()["id"]
+    plain = _post(client).get_json()["id"]
+    page = browser.get("/").get_data(as_text=True)
+    for field in ("pre_s", "post_s", "max_bytes", "rules", "split", "session", "armed"):
+        assert f'name="{field}"' in page
+    assert f'<option value="{ses["id"]}">rig &lt;2&gt;</option>' in page
+    assert "recording_controls.js" in page
+    live = browser.get("/ui/live").get_data(as_text=True)
+    assert f'data-post="/recordings/{armed}/trigger"' in live
+    assert f'data-post="/recordings/{plain}/trigger"' not in live  # not armed
+    for job in (armed, plain):
+        for op in ("pause", "split", "stop"):
+            assert f'data-post="/recordings/{job}/{op}"' in live
+        assert f'data-marker="{job}"' in live and f'id="marker-{job}"' in live
+    assert "armed recording" in live  # no run yet: no link to one
+
+
+def test_run_page_shows_markers_pauses_and_trigger(browser, client, data):
+    from recorder import config
+    from recorder.db.catalog import Catalog
+    from recorder.store.run_writer import RunWriter
+
+    writer = RunWriter(config.runs_dir(data))
+    t0 = writer.started_ns
+    writer.add_marker("stim <on>", recv_ns=t0 + 1_000_000_000, author="alice")
+    writer.add_marker("stim off", recv_ns=t0 + 2_000_000_000)
+    writer.set_pauses([{"start_ns": t0 + 500_000_000, "end_ns": t0 + 700_000_000, "messages": 7}])
+    writer.set_attr("trigger", {"at_ns": t0, "reason": "manual"})
+    writer.close()
+    cat = Catalog(config.catalog_url(None, data))
+    cat.index_path(writer.path)
+    cat.close()
+
+    run = client.get(f"{API}/runs/{writer.run_id}").get_json()
+    assert [(m["text"], m.get("author", "")) for m in run["markers"]] == [
+        ("stim <on>", "alice"), ("stim off", ""),
+    ]  # fmt: skip
+    assert run["pauses"][0]["messages"] == 7 and run["trigger"]["reason"] == "manual"
+    page = browser.get(f"/runs/{writer.run_id}").get_data(as_text=True)
+    assert "stim &lt;on&gt;" in page and "alice" in page and "+1.000 s" in page
+    assert page.count('class="marker-mark"') == 2 and page.count('class="pause-mark"') == 1
+    assert 'data-testid="trigger"' in page and "run_marks.js" in page
+    assert "7 messages not stored" in page
