@@ -1,11 +1,12 @@
 """A running recording's controls over HTTP: trigger, pause, resume, split and markers.
 
-Like stop, each is a row in the job's command queue (db/jobs.py) that the recording's worker
+Each is a row in the job's command queue (db/jobs.py) that the recording's worker
 takes within a tenth of a second; the answer is the recording as it is now (its next report shows
 the effect). A control that cannot apply is refused with 409 before anything is queued: the
-recording has ended or is stopping, a trigger on a recording that is not armed, any control on a
-preview (it records nothing). A marker is stamped when the request arrives and signed with the
-name of the token (or the browser session's token) that asked.
+recording has ended or is stopping, a trigger on a recording that is not armed, a split of one
+that is (its runs begin and end with triggers), any control on a preview (it records nothing).
+A marker is stamped when the request arrives and signed with the name of the token (or the
+browser session's token) that asked.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from recorder.web import models as m
 from recorder.web.api import _recording_out, api, state
 
 
-def _controllable(job_id: str, *, armed: bool = False) -> JobRow:
+def _controllable(job_id: str, *, armed: bool | None = None) -> JobRow:
+    """The recording, if it takes a control now; `armed`: only (True) or never (False) when
+    it was started with a trigger."""
     job = state().control.get_job(job_id, KIND_RECORD)
     if job["state"] not in ACTIVE_STATES or job["desired"] == DESIRED_STOPPED:
         raise Conflict(f"recording {job_id} is {job['state']}: it takes no controls")
@@ -31,10 +34,12 @@ def _controllable(job_id: str, *, armed: bool = False) -> JobRow:
         raise Conflict(f"recording {job_id} is a preview: it records nothing")
     if armed and not params.get("trigger"):
         raise Conflict(f"recording {job_id} is not armed: start it with a trigger section")
+    if armed is False and params.get("trigger"):
+        raise Conflict(f"recording {job_id} is armed: it makes a run per trigger, not by splits")
     return job
 
 
-def _command(job_id: str, op: str, *, armed: bool = False, text: str | None = None) -> dict:
+def _command(job_id: str, op: str, *, armed: bool | None = None, text: str | None = None) -> dict:
     _controllable(job_id, armed=armed)
     control = state().control
     control.add_command(job_id, op, text=text)
@@ -73,8 +78,9 @@ def resume_recording(job_id: str):
 @api.op("POST", "/recordings/<job_id>/split", tag="recordings", response=m.RecordingOut,
         errors=(409,))  # fmt: skip
 def split_recording(job_id: str):
-    """End the current run and go on in a new one, without losing a message in between."""
-    return _command(job_id, "split")
+    """End the current run and go on in a new one, without losing a message in between
+    (409 for an armed recording: its runs begin and end with triggers)."""
+    return _command(job_id, "split", armed=False)
 
 
 @api.op("POST", "/recordings/<job_id>/markers", tag="recordings", body=m.MarkerIn,

@@ -93,14 +93,17 @@ def test_trigger_split_and_session_go_into_the_job(client, data):
 def test_controls_queue_commands_for_the_worker(client, control):
     armed = _post(client, trigger={"pre_s": 1}).get_json()["id"]
     plain = _post(client).get_json()["id"]
-    for op in ("trigger", "pause", "resume", "split"):
+    for op in ("trigger", "pause", "resume"):
         r = client.post(f"{API}/recordings/{armed}/{op}")
         assert r.status_code == 200, r.get_json()
         assert r.get_json()["id"] == armed
     r = client.post(f"{API}/recordings/{armed}/markers", json={"text": "stimulus on"})
     assert r.status_code == 200
+    # An armed recording's runs begin and end with triggers: no split.
+    r = client.post(f"{API}/recordings/{armed}/split")
+    assert r.status_code == 409 and "armed" in r.get_json()["error"]["message"]
     taken = control.take_commands(armed)
-    assert [c.op for c in taken] == ["trigger", "pause", "resume", "split", "marker"]
+    assert [c.op for c in taken] == ["trigger", "pause", "resume", "marker"]
     marker = json.loads(taken[-1].text)
     assert marker["text"] == "stimulus on" and marker["author"] == "tests"  # the token's name
     assert marker["at_ns"] > 0
@@ -110,6 +113,7 @@ def test_controls_queue_commands_for_the_worker(client, control):
     r = client.post(f"{API}/recordings/{plain}/trigger")
     assert r.status_code == 409 and "not armed" in r.get_json()["error"]["message"]
     assert client.post(f"{API}/recordings/{plain}/pause").status_code == 200
+    assert client.post(f"{API}/recordings/{plain}/split").status_code == 200
     # Markers need a text; unknown recordings are 404.
     assert client.post(f"{API}/recordings/{plain}/markers", json={"text": ""}).status_code == 422
     assert client.post(f"{API}/recordings/rec-000000000000/pause").status_code == 404
@@ -177,8 +181,10 @@ def test_dashboard_shows_controls_and_the_form_options(browser, client, data):
     live = browser.get("/ui/live").get_data(as_text=True)
     assert f'data-post="/recordings/{armed}/trigger"' in live
     assert f'data-post="/recordings/{plain}/trigger"' not in live  # not armed
+    assert f'data-post="/recordings/{plain}/split"' in live
+    assert f'data-post="/recordings/{armed}/split"' not in live  # triggers make its runs
     for job in (armed, plain):
-        for op in ("pause", "split", "stop"):
+        for op in ("pause", "stop"):
             assert f'data-post="/recordings/{job}/{op}"' in live
         assert f'data-marker="{job}"' in live and f'id="marker-{job}"' in live
     assert "armed recording" in live  # no run yet: no link to one
@@ -194,7 +200,8 @@ def test_run_page_shows_markers_pauses_and_trigger(browser, client, data):
     writer.add_marker("stim <on>", recv_ns=t0 + 1_000_000_000, author="alice")
     writer.add_marker("stim off", recv_ns=t0 + 2_000_000_000)
     writer.set_pauses([{"start_ns": t0 + 500_000_000, "end_ns": t0 + 700_000_000, "messages": 7}])
-    writer.set_attr("trigger", {"at_ns": t0, "reason": "manual"})
+    trig = {"at_ns": t0, "rule": "count >= 5"}
+    writer.set_attr("trigger", {**trig, "pre_s": 1, "post_s": None, "triggers": [trig, trig]})
     writer.close()
     cat = Catalog(config.catalog_url(None, data))
     cat.index_path(writer.path)
@@ -204,9 +211,10 @@ def test_run_page_shows_markers_pauses_and_trigger(browser, client, data):
     assert [(m["text"], m.get("author", "")) for m in run["markers"]] == [
         ("stim <on>", "alice"), ("stim off", ""),
     ]  # fmt: skip
-    assert run["pauses"][0]["messages"] == 7 and run["trigger"]["reason"] == "manual"
+    assert run["pauses"][0]["messages"] == 7 and run["trigger"]["rule"] == "count >= 5"
     page = browser.get(f"/runs/{writer.run_id}").get_data(as_text=True)
     assert "stim &lt;on&gt;" in page and "alice" in page and "+1.000 s" in page
     assert page.count('class="marker-mark"') == 2 and page.count('class="pause-mark"') == 1
-    assert 'data-testid="trigger"' in page and "run_marks.js" in page
+    assert "by the rule <code>count &gt;= 5</code>" in page and "extended by 1 more" in page
+    assert "run_marks.js" in page
     assert "7 messages not stored" in page
