@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import zmq
 
 from recorder import protocols
-from recorder.contracts import Batch, RecordingStats, WriteItem
+from recorder.contracts import Batch, Received, RecordingStats, WriteItem
 from recorder.errors import RecorderError, UsageError
 from recorder.limits import check_recording
 from recorder.protocols import codec_for
@@ -101,6 +101,9 @@ class StreamRecorder:
         self._socket_ready = threading.Event()
         self._socket_error: BaseException | None = None
         self.bound_endpoint: str | None = None
+        self.latest: Received | None = None
+        """The last message received, (recv_ns, frames, extra): set on the receive thread with
+        one assignment per batch, so a live view can look at the stream without recording it."""
         self._rx = threading.Thread(target=self._receive, name=f"rx-{spec.stream}", daemon=True)
         self._wx = threading.Thread(target=self._write, name=f"wx-{spec.stream}", daemon=True)
 
@@ -214,6 +217,7 @@ class StreamRecorder:
         c = self.counters
         c.received += len(batch)
         c.received_bytes += nbytes
+        self.latest = batch[-1]
         if not self.queue.offer(batch, nbytes):
             c.dropped += len(batch)
 
