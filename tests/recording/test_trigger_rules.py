@@ -363,3 +363,13 @@ def test_a_rule_scoped_to_one_stream_ignores_the_others(zmq_interface: list[Writ
     cam = [Decoded("array", columns={"ndattr.Counter": n}) for n in (1, 2, 3, 4)]
     fired = [rules.check("cam", "adzmq", (0, [b""], d, None)) for d in cam]
     assert first is None and [r is not None for r in fired] == [False, False, False, True]
+
+
+def test_a_rule_that_auto_proves_wrong_is_reported_not_run() -> None:
+    rules = RuleSet([parse_rule("cam: attr T > 1")], {"cam": None})
+    item = (0, [b""], Decoded("event", columns={"ndattr.T": 5}), None)
+    assert rules.check("cam", "openephys", item) is None
+    assert rules.warnings == [
+        "trigger rule 'cam: attr T > 1' never fires: attr rules read adzmq messages and "
+        "stream 'cam' is openephys"
+    ]
