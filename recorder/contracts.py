@@ -278,6 +278,8 @@ class ReplayStatus(TypedDict):
     clients: int
     speed: float | None
     error: str | None
+    pauses: int  # recorded pauses of the replayed runs
+    skip_pauses: bool  # they are cut out of the replay clock
 
 
 class ReplayJobStats(ReplayStatus):
