@@ -582,6 +582,8 @@ class RuleSet:
             elif rule.stream is None and rule.kind == "rate":
                 self._shared[i] = _Rate(rule, shared=True)
         self._per_stream: dict[str, tuple[str, tuple[_Evaluator, ...]]] = {}
+        self.warnings: list[str] = []
+        """Rules found not to fit a stream only once `auto` decided its protocol."""
 
     def __bool__(self) -> bool:
         return bool(self.rules)
@@ -596,6 +598,11 @@ class RuleSet:
                 continue
             fits = PROTOCOL_OF_KIND.get(rule.kind)
             if fits is not None and fits != protocol:
+                if rule.stream == stream:  # `auto` decided on another protocol
+                    self.warnings.append(
+                        f"trigger rule {rule.text!r} never fires: {rule.kind} rules read "
+                        f"{fits} messages and stream {stream!r} is {protocol}"
+                    )
                 continue
             shared = self._shared.get(i)
             if shared is not None:
