@@ -263,6 +263,10 @@ class RecordJobStats(TypedDict):
     """Things the user should look at, such as a source that has sent nothing yet."""
     streams: list[RecordStreamStats]
     updated_ns: int
+    state: str  # armed, recording, paused (the API's `recording_state`)
+    runs: list[str]  # the run ids made so far, oldest first
+    triggers: int
+    armed_bytes: int
 
 
 class ReplayStatus(TypedDict):
