@@ -66,8 +66,9 @@ const forms = {
     if (tags.length) body.tags = tags;
     if (num(f.duration_s.value)) body.duration_s = num(f.duration_s.value);
     if (f.compression.value !== "none") body.compression = f.compression.value;
+    if (R.recordingOptions) R.recordingOptions(f, body); // trigger, split, session
     const out = await R.api("POST", "/recordings", body);
-    R.flash("Recording started: run " + out.run_id, "ok");
+    R.flash(out.run_id ? "Recording started: run " + out.run_id : "Recording armed.", "ok");
     f.reset();
     R.refresh();
   },
@@ -108,6 +109,7 @@ const forms = {
     }
     if (Object.keys(offsets).length) body.offsets = offsets;
     if (f.follow?.checked) body.follow = true;
+    if (f.skip_pauses?.checked) body.skip_pauses = true;
     const endpoints = {};
     for (const s of chosen) {
       const v = f.elements["endpoint:" + s].value.trim();

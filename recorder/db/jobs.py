@@ -1,4 +1,4 @@
-"""Recordings and replays (`jobs`) and runtime commands to a replay (`job_commands`).
+"""Recordings and replays (`jobs`) and runtime commands to them (`job_commands`).
 
 The web app never talks to a worker process: it writes what it wants here (start this recording,
 pause that replay) and reads back what the manager and the workers report. So any of the three can
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import cast
+from typing import NamedTuple, cast
 
 import sqlalchemy as sa
 
@@ -39,7 +39,20 @@ FAILED = "failed"  # error, or the worker died: `error` says why
 ACTIVE_STATES = (PENDING, STARTING, RUNNING, PAUSED)
 FINAL_STATES = (FINISHED, STOPPED, FAILED)
 
-COMMANDS = ("seek", "speed", "step")
+REPLAY_COMMANDS = ("seek", "speed", "step")
+#: A recording's commands. `marker` carries its text in `job_commands.text` as JSON
+#: `{"text", "author", "at_ns"}` (the author is the name of the token or browser session that
+#: asked; `at_ns` when the request arrived, so the marker is where the user pressed the button).
+RECORD_COMMANDS = ("trigger", "pause", "resume", "split", "marker")
+COMMANDS = REPLAY_COMMANDS + RECORD_COMMANDS
+
+
+class Command(NamedTuple):
+    """One command as its worker takes it: `text` is None but for markers."""
+
+    op: str
+    arg: float
+    text: str | None = None
 
 
 class Jobs(Queries):
@@ -184,16 +197,18 @@ class Jobs(Queries):
     # -- commands ------------------------------------------------------------------------------
 
     @guard_db_errors()
-    def add_command(self, job_id: str, op: str, arg: float) -> None:
+    def add_command(self, job_id: str, op: str, arg: float = 0.0, text: str | None = None) -> None:
         if op not in COMMANDS:
             raise ValueError(f"unknown command {op!r}")
         with self.engine.begin() as conn:
             conn.execute(
-                commands.insert().values(job_id=job_id, op=op, arg=arg, created_ns=time.time_ns())
+                commands.insert().values(
+                    job_id=job_id, op=op, arg=arg, text=text, created_ns=time.time_ns()
+                )
             )
 
     @guard_db_errors()
-    def take_commands(self, job_id: str) -> list[tuple[str, float]]:
+    def take_commands(self, job_id: str) -> list[Command]:
         """Commands in the order they were given, each handed out once."""
         with self.engine.begin() as conn:
             rows = conn.execute(
@@ -205,7 +220,7 @@ class Jobs(Queries):
                         commands.c.job_id == job_id, commands.c.id <= rows[-1].id
                     )
                 )
-        return [(r.op, r.arg) for r in rows]
+        return [Command(r.op, r.arg, r.text) for r in rows]
 
 
 def _job_row(row: sa.Row) -> JobRow:

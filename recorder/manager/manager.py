@@ -252,8 +252,8 @@ class Manager:
         control = self._control()
         try:
             job = control.get_job(job_id)
-            if job["kind"] == "record" and job["run_id"]:
-                self._salvage(job["run_id"])  # first: whoever sees `failed` finds it readable
+            for run_id in _recorded_runs(job):
+                self._salvage(run_id)  # first: whoever sees `failed` finds it readable
             if job["kind"] == KIND_EXPORT and job["state"] != FINISHED:
                 self._discard_export(job_id)
             reason = exit_reason(rc, proc.log)
@@ -322,8 +322,8 @@ class Manager:
                 self._control().update_job(job["id"], manager=self.id)
                 log.info("manager: adopted %s (pid %d)", job["id"], proc.pid)
                 continue
-            if job["kind"] == "record" and job["run_id"]:
-                self._salvage(job["run_id"])
+            for run_id in _recorded_runs(job):
+                self._salvage(run_id)
             if job["kind"] == KIND_EXPORT:
                 self._discard_export(job["id"])
             self._control().finish_job(
@@ -353,3 +353,13 @@ class Manager:
             delay,
         )
         return False
+
+
+def _recorded_runs(job: JobRow) -> list[str]:
+    """The runs a dead record worker may have left open: the job's current run, and the one
+    before it (a split or triggered recording closes the previous run just after the next
+    begins). Closed runs are left as they are (`_salvage` repairs abandoned ones only)."""
+    if job["kind"] != "record":
+        return []
+    recent = ((job["stats"] or {}).get("runs") or [])[-2:]
+    return list(dict.fromkeys([*([job["run_id"]] if job["run_id"] else []), *recent]))

@@ -22,7 +22,14 @@ from recorder.db.jobs import DESIRED_PAUSED, DESIRED_RUNNING, KIND_RECORD, KIND_
 from recorder.db.sessions import SessionIndex
 from recorder.endpoint_policy import EndpointPolicy, EndpointRefused
 from recorder.endpoints import parse_tcp
-from recorder.errors import NotFound, UsageError
+from recorder.errors import Conflict, NotFound, UsageError
+from recorder.recording.plans import (
+    ARMED_BYTES_DEFAULT,
+    SplitPlan,
+    TriggerPlan,
+    parse_size,
+    parse_split,
+)
 from recorder.recording.source_spec import SourceSpec
 from recorder.store import layout
 
@@ -102,11 +109,20 @@ def plan_recording(
     count: int | None = None,
     flush_interval_s: float = limits.FLUSH_INTERVAL_DEFAULT_S,
     compression: str | None = None,
+    trigger: dict | None = None,
+    split: dict | str | None = None,
+    session: str | None = None,
+    preview: bool = False,
+    data: Path | None = None,
     policy: EndpointPolicy | None = None,
 ) -> dict:
     """Job parameters of a recording: each source resolved (saved name or inline config) to a
     complete configuration, so later edits to a saved source do not change a running job.
-    `compression` applies to the sources whose configuration does not choose one."""
+    `compression` applies to the sources whose configuration does not choose one.
+
+    `trigger` arms it (plan_trigger), `split` cuts it into runs (plan_split), `session` (an open
+    session's id, checked in the data folder `data`) is where its runs go. A `preview` is armed
+    with nothing buffered and no rules, so it never makes a run (the live view watches it)."""
     if not sources:
         raise UsageError("nothing to record: give at least one source")
     layout.check_compression(compression)
@@ -137,6 +153,19 @@ def plan_recording(
     limits.check_recording(
         count=count, duration=duration_s, flush_interval=flush_interval_s, names=limits.RECORD_API
     )
+    extra: dict[str, Any] = {}
+    if preview:
+        if trigger or split:
+            raise UsageError("a preview records nothing: it takes no trigger or split")
+        extra["preview"] = True
+        trigger = {"pre_s": 0.0}
+    if trigger is not None:
+        protocols = {c["stream"]: c.get("protocol") for c in resolved}
+        extra["trigger"] = plan_trigger(trigger, protocols).to_json()
+    if split is not None:
+        extra["split"] = plan_split(split).to_json()
+    if session is not None:
+        extra["session"] = check_session(data, session)
     return {
         "sources": resolved,
         "name": name,
@@ -144,17 +173,77 @@ def plan_recording(
         "duration_s": duration_s,
         "count": count,
         "flush_interval_s": flush_interval_s,
+        **extra,
         **_policy_mark(policy),
     }
 
 
+def plan_trigger(trigger: dict, protocols: dict[str, str | None]) -> TriggerPlan:
+    """The API's trigger section as a checked plan: `max_bytes` a number or a size ("2GiB"),
+    each rule text or JSON (trigger_rules), made canonical and checked against the recording's
+    streams (`protocols`: stream name -> protocol; `auto` is not decided yet)."""
+    unknown = set(trigger) - {"pre_s", "post_s", "max_bytes", "rules"}
+    if unknown:
+        raise UsageError(f"trigger: unknown field(s) {', '.join(sorted(unknown))}")
+    max_bytes = trigger.get("max_bytes")
+    if isinstance(max_bytes, str):
+        max_bytes = parse_size(max_bytes)
+    rules = _trigger_rules(trigger.get("rules") or [], protocols)
+    post_s = trigger.get("post_s")
+    plan = TriggerPlan(
+        pre_s=float(trigger.get("pre_s") or 0.0),
+        post_s=None if post_s is None else float(post_s),
+        max_bytes=ARMED_BYTES_DEFAULT if max_bytes is None else int(max_bytes),
+        rules=rules,
+    )
+    return plan.check({"pre_s": "trigger.pre_s", "post_s": "trigger.post_s",
+                       "max_bytes": "trigger.max_bytes"})  # fmt: skip
+
+
+def _trigger_rules(given: list, protocols: dict[str, str | None]) -> tuple[str, ...]:
+    """Each rule (text or JSON) parsed, checked against the streams, as its canonical text."""
+    if not given:
+        return ()
+    from recorder.recording.trigger_rules import RuleSet, rule_from_json
+
+    rules = [rule_from_json(r) for r in given]
+    RuleSet(rules, {n: None if p == "auto" else p for n, p in protocols.items()})
+    return tuple(r.text for r in rules)
+
+
+def plan_split(split: dict | str) -> SplitPlan:
+    """The API's split: {"seconds": 600}, {"bytes": 500000000}, or text ("10m", "500MB")."""
+    if isinstance(split, str):
+        try:
+            return parse_split(split)
+        except UsageError as exc:
+            raise UsageError(str(exc).replace("--split-every", "split", 1)) from None
+    return SplitPlan.from_json(split, "split")
+
+
+def check_session(data: Path | None, session_id: str) -> str:
+    """The id of an open session in the data folder: SessionNotFound (404) if there is none,
+    Conflict if it was closed (a closed session takes no new runs)."""
+    from recorder.store.sessions import SessionFiles
+
+    if data is None:
+        raise UsageError("sessions need the data folder")
+    found = SessionFiles(data).get(session_id)
+    if found.get("ended_ns"):
+        raise Conflict(f"session {session_id} is closed: it takes no new recordings")
+    return found["id"]
+
+
 def start_recording(control: Control, **request) -> JobRow:
     """Create the recording job (state `pending`); the manager starts it. The run id is chosen
-    now so the caller can follow the run before the worker has created it."""
+    now so the caller can follow the run before the worker has created it (an armed recording
+    has none: its runs begin with triggers, and the job's run id follows them)."""
     from recorder.store.run_writer import new_run_id
 
     params = plan_recording(control, **request)
-    return control.create_job(KIND_RECORD, params, run_id=new_run_id())
+    # An armed recording has no run until a trigger: the job's run id follows its runs.
+    run_id = None if "trigger" in params else new_run_id()
+    return control.create_job(KIND_RECORD, params, run_id=run_id)
 
 
 def plan_replay(
@@ -167,6 +256,7 @@ def plan_replay(
     chain: bool = False,
     skip_gaps: bool = False,
     session: str | None = None,
+    skip_pauses: bool = False,
     streams: list[str] | None = None,
     speed: float | None = None,
     max_speed: bool = False,
@@ -195,6 +285,8 @@ def plan_replay(
     )  # fmt: skip
     if follow and (len(ids) != 1 or loop != 1):
         raise UsageError("follow plays one run, once (loop 1)")
+    if follow and skip_pauses:
+        raise UsageError("skip_pauses replays finished runs, not with follow")
     with replay_timeline(runs_dir, ids, offsets, chain=chain, skip_gaps=skip_gaps) as reader:
         names = [reader.key(n) for n in streams] if streams else reader.streams
         if not names:
@@ -234,6 +326,7 @@ def plan_replay(
         **_several_runs(ids, offsets, follow),
         **{k: v for k, v in (("chain", chain), ("skip_gaps", skip_gaps)) if v},
         **({"session": session} if session else {}),
+        **({"skip_pauses": True} if skip_pauses else {}),
         "streams": names,
         "speed": speed,
         "max_speed": bool(max_speed),

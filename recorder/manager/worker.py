@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # these load zmq, numpy, zarr: imported where a worker needs 
     from recorder.recording.recording import Recording
     from recorder.recording.source_spec import SourceSpec
     from recorder.replay import Replayer
+    from recorder.store.run_writer import RunWriter
 
 POLL_S = 0.1  # desired state and commands
 STATS_S = 0.5  # counters to the catalog (the API promises at least every second)
@@ -205,13 +207,13 @@ def policy_replay(p: dict, runs_dir: Path, policy: EndpointPolicy) -> dict[str, 
 
 
 def _recording(runs_dir: Path, specs, run_id: str | None, **options):
-    """A Recording whose run gets the id the API already handed out."""
+    """A Recording whose (first) run gets the id the API already handed out."""
     from recorder.recording.recording import Recording
 
     return Recording(runs_dir, specs, run_id=run_id, **options)
 
 
-def record_stats(rec: Recording, rates: Rates) -> RecordJobStats:
+def record_stats(rec: Recording, rates: Rates, notes: list[str] | None = None) -> RecordJobStats:
     from recorder.recording.recording import describe_error
 
     totals = rec.stats()
@@ -240,9 +242,68 @@ def record_stats(rec: Recording, rates: Rates) -> RecordJobStats:
         "queue_bytes": totals["queue_bytes"],
         "elapsed_s": totals["elapsed_s"],
         "last_error": None if rec.error is None else describe_error(rec.error),
-        "warnings": list(rec.warnings),
+        "warnings": [*rec.warnings, *(notes or [])],
         "streams": per_stream,
         "updated_ns": time.time_ns(),
+        "state": totals["state"],
+        "runs": [r.run_id for r in rec.runs],
+        "triggers": totals["triggers"],
+        "armed_bytes": totals["armed_bytes"],
+    }
+
+
+class RunFollower:
+    """The recording's runs in the catalog as they come and go: each run is indexed when it
+    begins (so the API and the UI find it at once) and again when it is closed, and the job's
+    `run_id` moves to the run being written, which is the one the manager repairs if this worker
+    dies. Called on the recording's own thread, never a stream's."""
+
+    def __init__(self, control: Control, catalog: Catalog, job_id: str, softly: Softly):
+        self.control, self.catalog, self.job_id, self.softly = control, catalog, job_id, softly
+
+    def opened(self, run: RunWriter) -> None:
+        self.softly(self.catalog.index_path, run.path)
+        self.softly(self.control.update_job, self.job_id, run_id=run.run_id)
+
+    def closed(self, run: RunWriter) -> None:
+        self.softly(self.catalog.index_path, run.path)
+
+
+def _run_counts(run: RunWriter) -> dict[str, int]:
+    """What the run holds so far (a split recording's runs each hold part of the totals)."""
+    streams = list(run.streams.values())
+    return {"messages": sum(s.n_messages for s in streams), "bytes": sum(s.bytes for s in streams)}
+
+
+def follow_command(rec: Recording, op: str, text: str | None) -> None:
+    """One of the job's commands (db/jobs.py RECORD_COMMANDS) applied to the recording; a
+    command that does not apply now (a trigger while not armed, a split while armed) raises
+    the recording's Conflict."""
+    if op == "trigger":
+        rec.trigger(reason="manual")
+    elif op == "pause":
+        rec.pause()
+    elif op == "resume":
+        rec.resume()
+    elif op == "split":
+        rec.split_now()
+    elif op == "marker":
+        marker = json.loads(text or "{}")
+        rec.mark(str(marker.get("text") or ""), author=str(marker.get("author") or ""))
+    else:
+        raise UsageError(f"a recording takes no {op!r} command")
+
+
+def _record_options(p: dict, runs_dir: Path) -> dict[str, Any]:
+    """The job's trigger, split and session as the Recording takes them (the session is read
+    now: edits made before the recording started are in its runs' copy)."""
+    from recorder.recording.plans import SplitPlan, TriggerPlan
+    from recorder.store.sessions import SessionFiles
+
+    return {
+        "trigger": TriggerPlan.from_json(p["trigger"]) if p.get("trigger") else None,
+        "split": SplitPlan.from_json(p["split"]) if p.get("split") else None,
+        "session": SessionFiles(runs_dir.parent).get(p["session"]) if p.get("session") else None,
     }
 
 
@@ -260,6 +321,7 @@ def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
     if policy is not None:
         with _refused_here():
             policy_sources(specs, policy)  # refused: main() fails the job, nothing was opened
+    follower = RunFollower(control, catalog, job_id, softly)
     rec = _recording(
         runs_dir,
         specs,
@@ -269,15 +331,21 @@ def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
         count=p.get("count"),
         duration=p.get("duration_s"),
         flush_interval=p.get("flush_interval_s") or 1.0,
+        on_run=follower.opened,
+        on_run_closed=follower.closed,
+        **_record_options(p, runs_dir),
     )
-    softly(catalog.index_path, rec.run.path)
+    if not p.get("trigger"):
+        softly(catalog.index_path, rec.run.path)  # the first run, before the sockets open
     try:
         rec.start()
     except BaseException as exc:  # Recording.start closed the run as failed already
-        softly(catalog.index_path, rec.run.path)
+        for run in rec.runs:
+            softly(catalog.index_path, run.path)
         control.finish_job(job_id, FAILED, error=describe_error(exc))
         return 1
     rates = Rates()
+    notes: list[str] = []  # commands that could not apply, for the user
     softly(
         control.update_job, job_id, state=RUNNING, pid=os.getpid(), started_ns=time.time_ns(),
         stats=record_stats(rec, rates),
@@ -293,18 +361,25 @@ def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
             ):
                 requested = True
                 rec.stop()
+            for op, _arg, text in softly(control.take_commands, job_id) or []:
+                try:
+                    follow_command(rec, op, text)
+                except (RecorderError, ValueError) as exc:
+                    notes[:] = [*notes[-9:], f"{op}: {exc}"]
             now = time.monotonic()
             if now >= next_stats:
                 next_stats = now + STATS_S
-                softly(control.update_job, job_id, state=RUNNING, stats=record_stats(rec, rates))
-            if now >= next_catalog:
+                stats = record_stats(rec, rates, notes)
+                softly(control.update_job, job_id, state=RUNNING, stats=stats)
+            if now >= next_catalog and rec.current_run is not None:
                 next_catalog = now + 1.0
-                st = rec.stats()
-                softly(catalog.update_run, rec.run_id, messages=st["messages"], bytes=st["bytes"])
+                run = rec.current_run
+                softly(catalog.update_run, run.run_id, **_run_counts(run))
     finally:
         status = rec.finish()
-        softly(patiently, catalog.index_path, rec.run.path)
-    stats = record_stats(rec, rates)
+        for run in rec.runs:
+            softly(patiently, catalog.index_path, run.path)
+    stats = record_stats(rec, rates, notes)
     if status != layout.STATUS_COMPLETE:
         patiently(control.finish_job, job_id, FAILED, error=describe_error(rec.error), stats=stats)
         return 1
@@ -363,6 +438,7 @@ def run_replay(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
         follow=bool(p.get("follow")),
         chain=bool(p.get("chain")),
         skip_gaps=bool(p.get("skip_gaps")),
+        skip_pauses=bool(p.get("skip_pauses")),
         streams=p.get("streams") or None,
         endpoints=endpoints,
         sockets=p.get("sockets") or {},
@@ -415,7 +491,7 @@ def run_replay(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
             elif desired != applied:  # act on changes only: ADZMQ control may pause too
                 rp.pause() if desired == DESIRED_PAUSED else rp.resume()
                 applied = desired
-            for op, arg in softly(control.take_commands, job_id) or []:
+            for op, arg, _text in softly(control.take_commands, job_id) or []:
                 try:
                     _apply(rp, op, arg)
                 except (UsageError, ValueError) as exc:

@@ -217,8 +217,10 @@ def delete_source(name: str):
 # -- recordings --------------------------------------------------------------------------------
 
 #: Live counters shown at the top level of a recording, with their value before the first report.
-_RECORD_STATS = {"messages": 0, "bytes": 0, "rate_bytes_s": 0.0, "rate_messages_s": 0.0,
-                 "gaps": 0, "drops": 0, "queue_bytes": 0, "last_error": None}  # fmt: skip
+_RECORD_STATS: dict[str, Any] = {
+    "messages": 0, "bytes": 0, "rate_bytes_s": 0.0, "rate_messages_s": 0.0, "gaps": 0, "drops": 0,
+    "queue_bytes": 0, "last_error": None, "runs": [], "triggers": 0, "armed_bytes": 0,
+}  # fmt: skip
 
 
 def _job_out(job: JobRow) -> dict[str, Any]:
@@ -229,13 +231,19 @@ def _job_out(job: JobRow) -> dict[str, Any]:
 
 def _recording_out(job: JobRow) -> dict[str, Any]:
     stats = job["stats"] or {}
-    return {**_job_out(job), **{k: stats.get(k, v) for k, v in _RECORD_STATS.items()}}
+    out = {**_job_out(job), **{k: stats.get(k, v) for k, v in _RECORD_STATS.items()}}
+    out["recording_state"] = stats.get("state")  # the job's own `state` is running, stopped...
+    return out
 
 
 @api.op("POST", "/recordings", tag="recordings", body=m.RecordingCreate,
         response=m.RecordingCreated, status=201)  # fmt: skip
 def create_recording(body: m.RecordingCreate):
-    """Start recording saved (by name) or inline sources into a new run."""
+    """Start recording saved (by name) or inline sources into a new run.
+
+    With `trigger` the recording is armed: it makes a run per trigger (`run_id` is null until
+    then); with `split` it makes a new run every duration or size; with `session` its runs
+    belong to that open session (404 if there is none, 409 if it was closed)."""
     job = start_recording(
         state().control,
         sources=[s if isinstance(s, str) else s.model_dump() for s in body.sources],
@@ -245,6 +253,12 @@ def create_recording(body: m.RecordingCreate):
         count=body.count,
         flush_interval_s=body.flush_interval_s,
         compression=body.compression,
+        trigger=None if body.trigger is None else body.trigger.model_dump(exclude_none=True),
+        split=body.split.model_dump(exclude_none=True)
+        if isinstance(body.split, m.SplitIn)
+        else body.split,
+        session=body.session,
+        data=state().data,
         policy=state().policy,
     )
     return {"id": job["id"], "run_id": job["run_id"], "state": job["state"]}
@@ -274,7 +288,8 @@ def stop_recording(job_id: str):
 # -- replays -----------------------------------------------------------------------------------
 
 _REPLAY_STATS = {"position_s": 0.0, "duration_s": 0.0, "messages": 0, "bytes": 0, "clients": 0,
-                 "speed": None, "loop": 0, "last_error": None}  # fmt: skip
+                 "speed": None, "loop": 0, "last_error": None, "pauses": 0,
+                 "skip_pauses": False}  # fmt: skip
 
 
 def _replay_out(job: JobRow) -> dict[str, Any]:

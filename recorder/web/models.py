@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recorder import limits
 from recorder.export.targets import TARGET_NAMES
+from recorder.recording.plans import ARMED_BYTES_DEFAULT, POST_TRIGGER_MAX_S, PRE_TRIGGER_MAX_S
 from recorder.recording.source_spec import SOCKET_TYPES, known_protocols
 from recorder.store import layout
 
@@ -146,6 +147,36 @@ class TokenList(Response):
 # -- recordings and replays --------------------------------------------------------------------
 
 
+class TriggerIn(Request):
+    """Arm the recording: keep the last `pre_s` seconds of every stream in memory, and on each
+    trigger (a rule, or POST .../trigger) write them and go on for `post_s` seconds."""
+
+    pre_s: float = Field(0.0, ge=0, le=PRE_TRIGGER_MAX_S, description="Pre-trigger seconds.")
+    post_s: float | None = Field(
+        None, gt=0, le=POST_TRIGGER_MAX_S, description="Post-trigger seconds; null: until stopped."
+    )
+    max_bytes: int | Annotated[str, Field(max_length=32)] | None = Field(
+        None,
+        description="Memory for the pre-trigger buffer, all streams together: bytes or a size "
+        f'such as "2GiB" (default {ARMED_BYTES_DEFAULT}); the oldest are dropped and counted.',
+    )
+    rules: list[Annotated[str, Field(max_length=2000)] | dict[str, Any]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Trigger rules, as text or JSON (docs/triggers.md).",
+    )
+
+
+class SplitIn(Request):
+    """End a run and start the next every `seconds` or every `bytes`."""
+
+    seconds: float | None = Field(None, gt=0, examples=[600])
+    bytes: int | None = Field(None, gt=0)
+
+
+SplitText = Annotated[str, Field(max_length=32, examples=["10m", "500MB"])]
+
+
 class RecordingCreate(Request):
     sources: list[Name | SourceConfig] = Field(
         min_length=1,
@@ -162,6 +193,15 @@ class RecordingCreate(Request):
     compression: Compression | None = Field(
         None, description="For every source whose configuration does not choose one."
     )
+    trigger: TriggerIn | None = Field(None, description="Armed: runs begin with triggers.")
+    split: SplitIn | SplitText | None = Field(None, description="A new run every duration or size.")
+    session: Annotated[str, Field(max_length=64)] | None = Field(
+        None, description="An open session's id: the recording's runs belong to it."
+    )
+
+
+class MarkerIn(Request):
+    text: Annotated[str, Field(min_length=1, max_length=10_000)]
 
 
 class JobOut(Response):
@@ -191,11 +231,18 @@ class RecordingOut(JobOut):
     drops: int = 0
     queue_bytes: int = 0
     last_error: str | None = None
+    recording_state: Literal["armed", "recording", "paused"] | None = Field(
+        None, description="Armed (waiting for a trigger), recording or paused; null before the "
+        "worker reports.",
+    )  # fmt: skip
+    runs: list[str] = Field([], description="The runs made so far, oldest first.")
+    triggers: int = 0
+    armed_bytes: int = Field(0, description="Bytes held in the pre-trigger buffer.")
 
 
 class RecordingCreated(Response):
     id: str
-    run_id: str
+    run_id: str | None = Field(description="null for an armed recording: runs begin with triggers.")
     state: str
 
 
@@ -243,6 +290,9 @@ class ReplayCreate(Request):
     follow: bool = Field(
         False, description="Serve a run still being recorded, about one flush behind."
     )
+    skip_pauses: bool = Field(
+        False, description="Cut the recording's deliberate pauses out of the replay clock."
+    )
     streams: list[StreamKey] | None = Field(None, min_length=1, max_length=64)
     speed: float | None = Field(None, gt=0, le=limits.SPEED_MAX)
     max_speed: bool = False
@@ -286,6 +336,8 @@ class ReplayOut(JobOut):
     clients: int = 0
     speed: float | None = None
     loop: int = 0
+    pauses: int = Field(0, description="Deliberate pauses the replayed runs have.")
+    skip_pauses: bool = Field(False, description="They are cut out of the replay clock.")
     endpoints: dict[str, str] = {}
     last_error: str | None = None
 
@@ -395,6 +447,18 @@ class StreamOut(Response):
     last_recv_ns: int | None = None
 
 
+class MarkerOut(Response):
+    recv_ns: int = Field(description="When, on the receive clock.")
+    text: str
+    author: str = ""
+
+
+class PauseOut(Response):
+    start_ns: int
+    end_ns: int | None = Field(None, description="null: paused until the recording ended.")
+    messages: int = Field(0, description="Received and not stored.")
+
+
 class RunOut(Response):
     run_id: str
     name: str
@@ -415,6 +479,9 @@ class RunOut(Response):
     jobs: list[str] = Field(description="Active recordings and replays of this run.")
     session: str | None = Field(None, description="Id of the session the run is in.")
     session_name: str | None = None
+    markers: list[MarkerOut] = Field([], description="Users' events, oldest first.")
+    pauses: list[PauseOut] = Field([], description="Deliberate pauses of the recording.")
+    trigger: dict[str, Any] | None = Field(None, description="What made a triggered run.")
 
 
 class NoteIn(Request):

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NotRequired, cast
 
-from recorder.contracts import RunSummary
+from recorder.contracts import Marker, Pause, RunSummary
 from recorder.db.catalog import Catalog
 from recorder.db.control import Control
 from recorder.errors import Conflict, RunNotFound, StoreError
@@ -76,6 +76,9 @@ class RunDetail(RunSummary):
 
     jobs: list[str]  # active recordings and replays of the run
     session_name: NotRequired[str | None]  # and `session` holds the session's id here
+    markers: list[Marker]  # users' events during the recording
+    pauses: list[Pause]  # deliberate pauses of the recording
+    trigger: dict[str, Any] | None  # what made a triggered run (None: not triggered)
 
 
 def run_detail(runs_dir: Path, control: Control, run_id: str) -> RunDetail:
@@ -84,10 +87,12 @@ def run_detail(runs_dir: Path, control: Control, run_id: str) -> RunDetail:
     with RunReader(path) as reader:
         summary = reader.summary()
         name = reader.annotations().get("name")
+        marks = {"markers": reader.markers(), "pauses": reader.pauses(),
+                 "trigger": reader.attrs.get("trigger")}  # fmt: skip
     if name is not None:  # a rename (PATCH) lives with the annotations
         summary["name"] = name
     jobs = [j["id"] for j in control.list_jobs(run_id=run_id, active=True)]
-    detail: dict[str, Any] = {**summary, "jobs": jobs}
+    detail: dict[str, Any] = {**summary, "jobs": jobs, **marks}
     session = summary.get("session")  # the run's copy; the API shows its id and name
     detail["session"] = session["id"] if session else None
     detail["session_name"] = session["name"] if session else None

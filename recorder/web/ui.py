@@ -116,6 +116,7 @@ def page(template: str, **values):
 def dashboard():
     return page("dashboard.html", active="dashboard", **_live(),
                 sources=api_views.list_sources()["sources"],
+                open_sessions=api_views.state().catalog.list_sessions(open_only=True)[0],
                 compressions=layout.COMPRESSIONS)  # fmt: skip
 
 
