@@ -222,6 +222,19 @@ def record_stats(rec: Recording, rates: Rates) -> RecordJobStats:
     }
 
 
+def live_view(data: Path, job: JobRow, rec: Recording, control: Control, softly: Softly):
+    """Every stream's latest message for the web app (recording/live.py), at most 4 a second;
+    a preview nobody reads asks for its own stop."""
+    from recorder.recording.live import LivePublisher
+
+    p = job["params"]
+    idle = p.get("preview_idle_s") if p.get("preview") else None
+    return LivePublisher.for_job(
+        data, job["id"], lambda: rec.streams, idle_s=idle,
+        on_idle=lambda: softly(control.set_desired, job["id"], DESIRED_STOPPED),
+    ).start()  # fmt: skip
+
+
 def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) -> int:
     from recorder.manager.planning import source_spec
     from recorder.recording.recording import describe_error
@@ -261,6 +274,7 @@ def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
     requested = False
     next_stats = time.monotonic() + STATS_S
     next_catalog = time.monotonic() + 1.0
+    live = live_view(runs_dir.parent, job, rec, control, softly)
     try:
         while not rec.done:
             time.sleep(POLL_S)
@@ -278,6 +292,7 @@ def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
                 st = rec.stats()
                 softly(catalog.update_run, rec.run_id, messages=st["messages"], bytes=st["bytes"])
     finally:
+        live.close()
         status = rec.finish()
         softly(catalog.index_path, rec.run.path)
     stats = record_stats(rec, rates)
