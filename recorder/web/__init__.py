@@ -22,6 +22,7 @@ from recorder.endpoint_policy import EndpointPolicy
 from recorder.web import download as _download  # noqa: F401  registers its route
 from recorder.web import exports as _exports  # noqa: F401  registers its routes
 from recorder.web import http_errors as errors
+from recorder.web import live as _live  # noqa: F401  registers its routes
 from recorder.web.api import AppState
 from recorder.web.api import bp as api_bp
 from recorder.web.login import bp as login_bp

@@ -1,0 +1,142 @@
+"""The live view over HTTP, from a real manager and worker recording real simulators: the
+latest message of every stream (ADZMQ images, Open Ephys blocks, Karabo trains, raw bytes)
+advances, renders and stays within its rate bound; previews of saved sources make no run and
+stop by themselves when nobody reads them."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+
+import pytest
+from PIL import Image
+
+from recorder.recording import live
+from recorder.simulators import make_simulator
+from tests.helpers import wait_for
+from tests.recordhelp import running
+from tests.web.webhelp import API, wait_json
+
+
+@contextlib.contextmanager
+def simulators():
+    sims = {
+        "cam": ("adzmq", make_simulator("adzmq", "tcp://127.0.0.1:* PUB", rate=50)),
+        "ephys": ("openephys", make_simulator("openephys", "tcp://127.0.0.1:0", rate=30)),
+        "train": ("karabo", make_simulator("karabo", "tcp://127.0.0.1:*", rate=20)),
+        "noise": ("raw", make_simulator("raw", "tcp://127.0.0.1:*", rate=50)),
+    }
+    sources = [
+        {"protocol": proto, "endpoint": sim.bind(), "stream": name}
+        for name, (proto, sim) in sims.items()
+    ]
+    with contextlib.ExitStack() as stack:
+        for _, sim in sims.values():
+            stack.enter_context(running(sim))
+        yield sources
+
+
+def _live(client, job_id: str, stream: str = "") -> str:
+    return f"{API}/recordings/{job_id}/live" + (f"/{stream}" if stream else "")
+
+
+def _inodes(path, seconds: float) -> int:
+    """File replacements seen while polling much faster than the publisher may write."""
+    seen = set()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        with contextlib.suppress(FileNotFoundError):
+            seen.add(os.stat(path).st_ino)
+        time.sleep(0.005)
+    return len(seen)
+
+
+@pytest.mark.timeout(180)
+def test_live_view_of_a_running_recording(client, manager, data):
+    with simulators() as sources:
+        r = client.post(f"{API}/recordings", json={"sources": sources, "flush_interval_s": 0.2})
+        assert r.status_code == 201, r.get_json()
+        job_id = r.get_json()["id"]
+        listing = wait_json(
+            client,
+            _live(client, job_id),
+            lambda j: all(s["recv_ns"] for s in j["streams"]),
+            timeout=60,
+            what="a message on every stream",
+        )
+        assert [s["stream"] for s in listing["streams"]] == ["cam", "ephys", "train", "noise"]
+        assert listing["preview"] is False and listing["id"] == job_id
+        by_name = {s["stream"]: s for s in listing["streams"]}
+        assert by_name["cam"]["protocol"] == "adzmq" and by_name["cam"]["size"] > 48 * 64 * 2
+        assert by_name["cam"]["summary"]["image"].endswith("/live/cam/image.png")
+        assert by_name["train"]["summary"]["train_id"] is not None
+        assert all(0 <= s["age_s"] < 30 for s in listing["streams"])
+
+        # ADZMQ: the frame number advances; the image renders at the frame's shape.
+        cam = client.get(_live(client, job_id, "cam")).get_json()
+        assert cam["kind"] == "array" and cam["arrays"][0]["shape"] == [48, 64]
+        assert cam["frames"][0]["kind"] == "json"  # the header, decoded for display
+        wait_json(client, _live(client, job_id, "cam"), lambda j: j["seq"] > cam["seq"])
+        png = client.get(cam["image"])
+        assert png.status_code == 200 and png.mimetype == "image/png"
+        assert Image.open(io.BytesIO(png.data)).size == (64, 48)
+        small = client.get(cam["image"] + "?size=32")
+        assert Image.open(io.BytesIO(small.data)).size == (32, 24)
+
+        # Open Ephys: the block as a decimated waveform.
+        ephys = client.get(_live(client, job_id, "ephys") + "?points=10").get_json()
+        wave = ephys["waveform"]
+        assert wave is not None and wave["channels"] and len(wave["x"]) <= 10
+        assert len(wave["values"][0]) == len(wave["x"])
+
+        # Karabo: the train id advances, with its sources and keys.
+        train = client.get(_live(client, job_id, "train")).get_json()["train"]
+        assert train["sources"] and train["keys"]
+        assert any(k.get("shape") for k in train["keys"])
+        wait_json(
+            client,
+            _live(client, job_id, "train"),
+            lambda j: j["train"]["train_id"] > train["train_id"],
+        )
+
+        # Raw: sizes and the first bytes in hex; no image to render.
+        noise = client.get(_live(client, job_id, "noise")).get_json()
+        assert noise["frames"] and all("hex" in f and f["size"] >= 0 for f in noise["frames"])
+        assert client.get(f"{_live(client, job_id, 'noise')}/image.png").status_code == 404
+
+        # Unknown names: 404 with the envelope.
+        r = client.get(_live(client, job_id, "nope"))
+        assert r.status_code == 404 and r.get_json()["error"]["code"] == "not_found"
+        assert client.get(_live(client, "rec-000000000000")).status_code == 404
+        assert client.get(_live(client, "../runs")).status_code == 404
+
+        # At most 4 files a second per stream, though ADZMQ sends 50 messages a second.
+        folder = live.job_folder(data, job_id)
+        replaced = _inodes(folder / "cam", 2.0)
+        assert 2 <= replaced <= 2 * live.RATE_HZ + 2, replaced
+
+        assert client.post(f"{API}/recordings/{job_id}/stop").status_code == 200
+        wait_json(client, f"{API}/recordings/{job_id}", lambda j: j["state"] == "stopped")
+    wait_for(lambda: not folder.exists(), 10, "the live folder removed with the job")
+    r = client.get(_live(client, job_id, "cam"))
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "conflict"
+
+
+@pytest.mark.timeout(90)
+def test_no_message_yet_is_409(client, manager):
+    silent = {"protocol": "raw", "endpoint": "tcp://127.0.0.1:*", "socket_type": "PULL",
+              "bind": True}  # fmt: skip
+    job_id = client.post(f"{API}/recordings", json={"sources": [silent]}).get_json()["id"]
+    wait_json(client, f"{API}/recordings/{job_id}", lambda j: j["state"] == "running")
+    listing = client.get(_live(client, job_id)).get_json()
+    assert listing["streams"] == [
+        {"stream": "main", "protocol": None, "recv_ns": None, "age_s": None, "size": None,
+         "summary": None}
+    ]  # fmt: skip
+    r = client.get(_live(client, job_id, "main"))
+    assert r.status_code == 409 and "no message yet" in r.get_json()["error"]["message"]
+    assert client.get(_live(client, job_id, "main") + "/image.png").status_code == 409
+    client.post(f"{API}/recordings/{job_id}/stop")
+    wait_json(client, f"{API}/recordings/{job_id}", lambda j: j["state"] == "stopped")
