@@ -140,3 +140,46 @@ def test_no_message_yet_is_409(client, manager):
     assert client.get(_live(client, job_id, "main") + "/image.png").status_code == 409
     client.post(f"{API}/recordings/{job_id}/stop")
     wait_json(client, f"{API}/recordings/{job_id}", lambda j: j["state"] == "stopped")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_live_panel_in_a_browser(tmp_path):
+    """The dashboard's Live button shows a running recording's latest image, and its Open
+    Ephys stream as a waveform, refreshed while the panel is open; no script errors (the CSP
+    forbids inline script, so a violation would show here)."""
+    from tests.clihelp import serve_demo
+    from tests.e2e.conftest import ARGS, CHROMIUM
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed")
+    with serve_demo(tmp_path) as (link, _), sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.set_default_timeout(20_000)
+        errors: list[str] = []
+        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(link)
+        page.get_by_role("heading", name="Start a recording").wait_for()
+        page.evaluate(
+            "R.api('POST', '/recordings', {sources: ['demo-pymultivideo', 'demo-openephys']})"
+        )
+        page.locator("#recordings button[data-live-job]").first.click()
+        panel = page.locator("#live-preview")
+        panel.wait_for()
+        image = panel.locator("img[data-live-image]")
+        image.wait_for()
+        page.wait_for_function("() => document.querySelector('[data-live-image]').naturalWidth > 0")
+        first = image.get_attribute("src")
+        page.wait_for_function(
+            f"() => document.querySelector('[data-live-image]').getAttribute('src') !== {first!r}"
+        )  # a newer frame, without reloading the page
+        panel.locator("select[data-live-stream]").select_option("demo-openephys")
+        panel.locator("[data-live-plot] .uplot").wait_for()
+        assert "kind" in panel.locator("[data-live-summary]").inner_text()
+        panel.get_by_role("button", name="Close").click()
+        panel.wait_for(state="hidden")
+        browser.close()
+        assert not errors, errors
