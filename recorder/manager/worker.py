@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from recorder import config
@@ -229,10 +230,14 @@ def live_view(data: Path, job: JobRow, rec: Recording, control: Control, softly:
 
     p = job["params"]
     idle = p.get("preview_idle_s") if p.get("preview") else None
-    return LivePublisher.for_job(
-        data, job["id"], lambda: rec.streams, idle_s=idle,
-        on_idle=lambda: softly(control.set_desired, job["id"], DESIRED_STOPPED),
-    ).start()  # fmt: skip
+    try:
+        return LivePublisher.for_job(
+            data, job["id"], lambda: rec.streams, idle_s=idle,
+            on_idle=lambda: softly(control.set_desired, job["id"], DESIRED_STOPPED),
+        ).start()  # fmt: skip
+    except (RecorderError, OSError, RuntimeError) as exc:  # the recording goes on without it
+        _say(f"warning: no live view: {exc}")
+        return SimpleNamespace(close=lambda: None)
 
 
 def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) -> int:

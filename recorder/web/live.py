@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -31,7 +32,7 @@ from flask import Response, current_app
 from pydantic import Field
 
 from recorder.contracts import JobRow
-from recorder.db.jobs import ACTIVE_STATES, DESIRED_STOPPED, KIND_RECORD
+from recorder.db.jobs import ACTIVE_STATES, DESIRED_STOPPED, FINAL_STATES, KIND_RECORD
 from recorder.errors import Conflict, NotFound, StreamNotFound
 from recorder.manager.planning import plan_recording
 from recorder.recording import live
@@ -163,6 +164,10 @@ def _file(job: JobRow, stream: str) -> Path:
     if stream not in _streams_of(job):
         raise StreamNotFound(f"recording {job['id']} has no stream {stream!r}")
     folder = live.job_folder(state().data, job["id"])
+    if job["state"] in FINAL_STATES:
+        # its worker removes the folder as it ends; one killed outright cannot
+        shutil.rmtree(folder, ignore_errors=True)
+        raise Conflict(f"recording {job['id']} has ended ({job['state']}): no live view")
     live.mark_read(folder)
     return live.stream_file(folder, stream)
 
@@ -175,9 +180,12 @@ def _image_url(job_id: str, stream: str) -> str:
 
 
 def _is_waveform(bf) -> bool:
+    """Sample blocks: placed channels (Open Ephys), 1-D arrays, (channels, samples) blocks."""
     a = bf.array
-    if bf.column is not None:
-        return a.ndim == 1
+    if a.dtype.kind not in "iufb" or a.size < 2:
+        return False
+    if a.ndim == 1:
+        return True
     return a.ndim == 2 and a.shape[0] <= _MAX_CHANNELS and a.shape[1] >= 4 * a.shape[0]
 
 
@@ -322,9 +330,10 @@ def describe(job_id: str, msg: live.LiveMessage, points: int) -> dict:
     if decoded is not None:
         if any(_is_image(bf) for bf in decoded.bulk):
             out["image"] = _image_url(job_id, msg.stream)
-        out["waveform"] = _waveform(decoded, points)
-        if msg.protocol == "karabo":
+        if msg.protocol == "karabo":  # a train's arrays are many things: its keys show them
             out["train"] = _train(decoded)
+        else:
+            out["waveform"] = _waveform(decoded, points)
     return out
 
 

@@ -122,6 +122,11 @@ def test_live_view_of_a_running_recording(client, manager, data):
     wait_for(lambda: not folder.exists(), 10, "the live folder removed with the job")
     r = client.get(_live(client, job_id, "cam"))
     assert r.status_code == 409 and r.get_json()["error"]["code"] == "conflict"
+    # A worker killed outright leaves its folder behind: a read of the ended job removes it.
+    folder.mkdir(parents=True)
+    live.write_message(folder, "cam", "raw", 1, [b"stale"])
+    assert client.get(_live(client, job_id, "cam")).status_code == 409
+    assert not folder.exists()
 
 
 @pytest.mark.timeout(90)
