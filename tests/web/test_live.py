@@ -44,13 +44,16 @@ def _live(client, job_id: str, stream: str = "") -> str:
 
 def _inodes(path, seconds: float) -> int:
     """File replacements seen while polling much faster than the publisher may write."""
-    seen = set()
+    changes, last = 0, None
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         with contextlib.suppress(FileNotFoundError):
-            seen.add(os.stat(path).st_ino)
+            st = os.stat(path)
+            now = (st.st_ino, st.st_mtime_ns)
+            changes += last is not None and now != last
+            last = now
         time.sleep(0.005)
-    return len(seen)
+    return changes
 
 
 @pytest.mark.timeout(180)
