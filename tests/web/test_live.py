@@ -191,3 +191,48 @@ def test_live_panel_in_a_browser(tmp_path):
         panel.wait_for(state="hidden")
         browser.close()
         assert not errors, errors
+
+
+def _job_with_live_files(control, data, streams: dict[str, tuple[str, list[bytes]]]) -> str:
+    """A running record job whose worker is stood in for by files published as it would."""
+    sources = [{"stream": name, "protocol": proto} for name, (proto, _) in streams.items()]
+    job_id = control.create_job("record", {"sources": sources})["id"]
+    control.update_job(job_id, state="running")
+    folder = live.job_folder(data, job_id)
+    folder.mkdir(parents=True)
+    for name, (proto, frames) in streams.items():
+        live.write_message(folder, name, proto, time.time_ns(), frames)
+    return job_id
+
+
+def test_waveform_window_per_channel_decimated(client, control, data):
+    legacy = make_simulator("openephys", legacy=True, n_channels=4, n_samples=5000)
+    job_id = _job_with_live_files(control, data, {"ephys": ("openephys", legacy.message(0))})
+    out = client.get(_live(client, job_id, "ephys") + "?points=100").get_json()
+    wave = out["waveform"]
+    assert len(wave["channels"]) == 4 and len(wave["x"]) <= 100
+    for c, values in enumerate(wave["values"]):
+        assert len(values) == len(wave["x"])
+        block = legacy.samples(0, c)  # the extremes survive the decimation
+        assert max(values) == pytest.approx(float(block.max()), rel=1e-6)
+        assert min(values) == pytest.approx(float(block.min()), rel=1e-6)
+
+
+def test_renders_are_bounded_per_stream(client, control, data):
+    from recorder.web.live import RENDER_S, RENDERS
+
+    cam = make_simulator("adzmq")
+    job_id = _job_with_live_files(control, data, {"cam": ("adzmq", cam.message(0))})
+    url = _live(client, job_id, "cam") + "/image.png"
+    before = RENDERS.renders
+    t0 = time.monotonic()
+    for _ in range(20):
+        assert client.get(url).status_code == 200
+    assert RENDERS.renders - before <= 1 + (time.monotonic() - t0) / RENDER_S
+    # a new message is rendered once the last render is RENDER_S old
+    live.write_message(
+        live.job_folder(data, job_id), "cam", "adzmq", time.time_ns(), cam.message(1)
+    )
+    time.sleep(RENDER_S)
+    before = RENDERS.renders
+    assert client.get(url).status_code == 200 and RENDERS.renders == before + 1
