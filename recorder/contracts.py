@@ -229,6 +229,12 @@ class RecordingStats(TypedDict):
     gaps: int
     queue_bytes: int
     elapsed_s: float
+    state: str  # armed, recording or paused
+    runs: int  # runs made so far
+    triggers: int  # triggers seen (manual and rules), extensions included
+    armed_bytes: int  # held in the pre-trigger buffers now
+    armed_dropped: int  # messages the buffers' byte limit pushed out
+    paused_messages: int  # received while paused, not stored
 
 
 class RecordStreamStats(TypedDict):
@@ -272,6 +278,8 @@ class ReplayStatus(TypedDict):
     clients: int
     speed: float | None
     error: str | None
+    pauses: int  # recorded pauses of the replayed runs
+    skip_pauses: bool  # they are cut out of the replay clock
 
 
 class ReplayJobStats(ReplayStatus):

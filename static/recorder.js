@@ -108,6 +108,7 @@ const forms = {
     }
     if (Object.keys(offsets).length) body.offsets = offsets;
     if (f.follow?.checked) body.follow = true;
+    if (f.skip_pauses?.checked) body.skip_pauses = true;
     const endpoints = {};
     for (const s of chosen) {
       const v = f.elements["endpoint:" + s].value.trim();

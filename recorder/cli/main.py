@@ -430,12 +430,16 @@ def _pairs(values, what: str) -> dict[str, str]:
     "--follow", is_flag=True,
     help="Serve a run still being recorded, one flush behind; end when the recording ends.",
 )  # fmt: skip
+@click.option(
+    "--skip-pauses", is_flag=True,
+    help="Cut the recording's deliberate pauses out of the replay clock.",
+)  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @data_options
 def replay(
     runs, streams, endpoints, sockets, speed, max_speed, rate, loop, start, end, paused,
-    controlled, match, unknown_reply, unanswered, reply_timing, cycle, offsets, follow, quiet,
-    data, catalog,
+    controlled, match, unknown_reply, unanswered, reply_timing, cycle, offsets, follow,
+    skip_pauses, quiet, data, catalog,
 ):  # fmt: skip
     """Serve RUN over ZMQ as the original servers did, byte for byte and in time.
 
@@ -470,9 +474,13 @@ def replay(
         reply_timing=reply_timing,
         cycle=cycle,
         runs_dir=config.runs_dir(folder),
+        skip_pauses=skip_pauses,
     )
     for w in rp.warnings:
         click.echo(f"warning: {w}", err=True)
+    if rp.timeline.pauses:
+        how = "skipped" if skip_pauses else "kept as recorded (--skip-pauses cuts them)"
+        click.echo(f"{rp.timeline.pauses} recorded pause(s): {how}", err=True)
     rp.start()
     for plan in rp.plans.values():
         extra = "".join(f", {k} {e}" for k, e in plan.controls.items())

@@ -163,6 +163,7 @@ def plan_replay(
     with_runs: list[str] | None = None,
     offsets: dict[str, float] | None = None,
     follow: bool = False,
+    skip_pauses: bool = False,
     streams: list[str] | None = None,
     speed: float | None = None,
     max_speed: bool = False,
@@ -191,6 +192,8 @@ def plan_replay(
     )  # fmt: skip
     if follow and (len(ids) != 1 or loop != 1):
         raise UsageError("follow plays one run, once (loop 1)")
+    if follow and skip_pauses:
+        raise UsageError("skip_pauses replays finished runs, not with follow")
     with replay_timeline(runs_dir, ids, offsets) as reader:
         names = [reader.key(n) for n in streams] if streams else reader.streams
         if not names:
@@ -228,6 +231,7 @@ def plan_replay(
     return {
         "run_id": run_id,
         **_several_runs(ids, offsets, follow),
+        **({"skip_pauses": True} if skip_pauses else {}),
         "streams": names,
         "speed": speed,
         "max_speed": bool(max_speed),

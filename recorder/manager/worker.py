@@ -357,6 +357,7 @@ def run_replay(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
         paths,
         offsets=p.get("offsets"),
         follow=bool(p.get("follow")),
+        skip_pauses=bool(p.get("skip_pauses")),
         streams=p.get("streams") or None,
         endpoints=endpoints,
         sockets=p.get("sockets") or {},

@@ -73,12 +73,14 @@ def stream_loop(
     remaining: Callable[[], int | None],
     companions: list[Companion],
     more_companions: Callable[[], list[Companion]] = list,
+    polling: Callable[[], None] | None = None,
 ) -> None:
     """SUB or PULL: take everything that arrives, in batches.
 
     `more_companions()` is asked on every wake-up for control sockets that became due later
     (`--protocol auto` learns from the first messages which protocol, and so which control
-    planes, it talks to).
+    planes, it talks to). `polling()` is called before each wait: everything received before
+    it has been handed to `emit` (the recording's runs use that to know time has passed).
     """
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
@@ -90,6 +92,8 @@ def stream_loop(
         for c in more_companions():
             companions.append(c)
             c.register(poller)
+        if polling is not None:
+            polling()
         events = dict(poller.poll(_POLL_MS))
         for c in companions:
             c.service(poller, events)

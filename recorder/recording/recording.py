@@ -7,22 +7,24 @@ zarr group, so streams never wait for each other.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from recorder import protocols
-from recorder.contracts import Batch, Received, RecordingStats, WriteItem
+from recorder.contracts import Batch, Marker, Received, RecordingStats, SessionAttrs, WriteItem
 from recorder.errors import RecorderError, UsageError
 from recorder.limits import check_recording
 from recorder.protocols import codec_for
 from recorder.protocols.base import decode_or_reject
 from recorder.protocols.detect import detect_protocol
 from recorder.recording.byte_queue import ByteBoundedQueue
+from recorder.recording.plans import SplitPlan, TriggerPlan
 from recorder.recording.receive import (
     COMPANIONS,
     Companion,
@@ -31,14 +33,15 @@ from recorder.recording.receive import (
     stream_loop,
 )
 from recorder.recording.source_spec import AUTO, SILENT_WARNING_S, SourceSpec
+from recorder.recording.timeline import BEFORE, IDLE_GUARD_NS, Keeper, Lane, Slot, Timeline
 from recorder.store import layout
 
 if TYPE_CHECKING:  # the store (zarr) is imported once the sockets are open: see Recording.start
     from recorder.store.run_writer import RunWriter
-    from recorder.store.stream_writer import StreamWriter
 
 __all__ = [
     "SILENT_WARNING_S",
+    "NoRunYet",
     "Recording",
     "SourceSpec",
     "StreamRecorder",
@@ -74,8 +77,8 @@ class StreamRecorder:
     """Receive and write one stream: `open()` (sockets up, messages queue), `write_to(writer)`,
     then `stop()` and `join()`."""
 
-    writer: StreamWriter
-    """Set by `write_to`, once the run exists."""
+    lane: Lane
+    """Which run each message goes to (recording/timeline.py): set by `write_to`."""
 
     def __init__(
         self,
@@ -101,6 +104,7 @@ class StreamRecorder:
         self._socket_ready = threading.Event()
         self._socket_error: BaseException | None = None
         self.bound_endpoint: str | None = None
+        self._received_before: int | None = None
         self.latest: Received | None = None
         """The last message received, (recv_ns, frames, extra): set on the receive thread with
         one assignment per batch, so a live view can look at the stream without recording it."""
@@ -116,8 +120,9 @@ class StreamRecorder:
         self._socket_ready.wait(10)
         return self._socket_error
 
-    def write_to(self, writer: StreamWriter) -> None:
-        self.writer = writer
+    def write_to(self, lane: Lane) -> None:
+        self.lane = lane
+        lane.start()
         self._wx.start()
 
     def stop(self) -> None:
@@ -135,9 +140,9 @@ class StreamRecorder:
 
     @property
     def gaps(self) -> int:
-        """Messages missing by sequence number (none known before the run exists)."""
-        writer = getattr(self, "writer", None)
-        return 0 if writer is None else writer.gaps.missing
+        """Messages missing by sequence number, over every run (none known before one exists)."""
+        lane = getattr(self, "lane", None)
+        return 0 if lane is None else lane.gaps
 
     # -- receive thread ------------------------------------------------------------------------
 
@@ -203,12 +208,24 @@ class StreamRecorder:
 
         def run():
             try:
-                stream_loop(sock, self._emit, self._stop, remaining, companions, detected_later)
+                stream_loop(
+                    sock, self._emit, self._stop, remaining, companions, detected_later,
+                    self._polling,
+                )  # fmt: skip
             finally:
                 for c in companions:
                     c.close()
 
         return [sock], run
+
+    def _polling(self) -> None:
+        self._received_before = time.time_ns()
+
+    def _idle_clock(self) -> int:
+        """A receive time every message stamped before has reached the queue: told by the
+        receive loop before each wait (SUB, PULL), else the clock less a guard."""
+        told = self._received_before
+        return time.time_ns() - IDLE_GUARD_NS if told is None else told
 
     def _remaining(self) -> int | None:
         return None if self.count is None else self.count - self.counters.received
@@ -245,24 +262,31 @@ class StreamRecorder:
 
     def _write(self) -> None:
         next_flush = time.monotonic() + self.flush_interval
+        lane = self.lane
+        told = 0  # drops told to the runs
         try:
             while True:
+                clock = self._idle_clock()  # before looking: an empty queue then means all of it
                 batch = self.queue.take(0.05)
                 if batch:
                     self._write_batch(batch)
                 elif self.codec is None and self._undecided:
                     self._decide_if_due()
-                dropped = self.counters.dropped - self.writer.drops
+                else:
+                    lane.idle(clock)
+                dropped = self.counters.dropped - told
                 if dropped:
-                    self.writer.add_drops(dropped)
+                    lane.add_drops(dropped)
+                    told += dropped
                 if time.monotonic() >= next_flush:
-                    self.writer.flush()
+                    lane.flush()
                     next_flush = next_flush_after(next_flush, self.flush_interval)
                 if batch is None and self.queue.drained:
                     break
             if self.codec is None and self._undecided:
                 self._decide()
-            self.writer.flush()
+            lane.flush()
+            lane.finish()
         except BaseException as exc:  # the recording decides what a failure means
             self._stop.set()
             self._on_fatal(exc)
@@ -280,7 +304,7 @@ class StreamRecorder:
             if not isinstance(frames[0], bytes):
                 frames = [f.buffer for f in frames]
             items.append(decode_or_reject(codec, recv_ns, frames, extra))
-        self.writer.append_batch(items)
+        self.lane.feed(items)
         self.counters.written += len(batch)
 
     def _decide_if_due(self) -> None:
@@ -296,14 +320,23 @@ class StreamRecorder:
         ]
         self.protocol = detect_protocol(sample)
         self.codec = codec_for(self.protocol)
-        self.writer.attrs["protocol"] = self.protocol
-        self.writer.attrs["protocol_detected"] = True
+        self.lane.set_protocol(self.protocol)
         pending, self._undecided = self._undecided, []
         self._write_batch(pending)
 
 
 class Recording:
-    """One run being recorded from one or more sources. The CLI and the manager drive this."""
+    """A recording from one or more sources into one run, or into several: armed with a
+    pre-trigger buffer (`trigger`: a run per trigger), split (`split`: a run per interval or
+    size), paused and resumed, with markers. The CLI and the manager drive this; docs/recording.md
+    says what each mode does.
+
+    Without `trigger` and `split` it is one run, created when the sockets are open, with the
+    job's `run_id`; its streams write straight into it (a pause or `split_now` changes that).
+    With `trigger` no run exists until the first trigger: `run` and `run_id` raise
+    `NoRunYet` until then (`created` says whether one exists, `current_run` is None-safe).
+    `on_run(run)` is called for every run made and `on_run_closed(run)` once it is closed, in
+    order, on a thread of the recording's own (never a stream's)."""
 
     def __init__(
         self,
@@ -318,6 +351,11 @@ class Recording:
         queue_bytes: int = 1 << 30,
         run_id: str | None = None,
         silent_warning_s: float | None = SILENT_WARNING_S,
+        session: SessionAttrs | None = None,
+        trigger: TriggerPlan | None = None,
+        split: SplitPlan | None = None,
+        on_run: Callable[[RunWriter], None] | None = None,
+        on_run_closed: Callable[[RunWriter], None] | None = None,
     ):
         if not sources:
             raise UsageError("nothing to record: give at least one endpoint")
@@ -325,6 +363,10 @@ class Recording:
         if len(set(names)) != len(names):
             raise UsageError("two sources have the same stream name")
         check_recording(count=count, duration=duration, flush_interval=flush_interval)
+        if trigger is not None:
+            trigger.check()
+        if split is not None:
+            split.check()
         self.sources = sources
         self.duration = duration
         self.silent_warning_s = silent_warning_s
@@ -335,7 +377,16 @@ class Recording:
         self._lock = threading.Lock()
         self.ctx = zmq.Context()
         self._runs_dir, self._run_id, self._name, self._tags = runs_dir, run_id, name, tags
-        self._run: RunWriter | None = None
+        self.session = session
+        self._session_wanted = trigger is not None or split is not None
+        self._on_run, self._on_run_closed = on_run, on_run_closed
+        self._runs: list[RunWriter] = []
+        self._made: list[int] = []  # the slot index of each run, in the same order
+        self.timeline = Timeline(
+            names, trigger=trigger, split=split, make_run=self._make_run, close_run=self._closing
+        )
+        self._keeper = Keeper(self._keeper_failed)  # one, made here: streams call it at once
+        self._opened_ns = time.time_ns()
         self.streams = [
             StreamRecorder(
                 self.ctx,
@@ -347,61 +398,218 @@ class Recording:
             )
             for spec in sources
         ]
+        self._rules = self._trigger_rules(trigger)
         self.started = time.monotonic()
+
+    def _trigger_rules(self, plan: TriggerPlan | None) -> Any:
+        """The plan's rules, checked against this recording's streams before anything opens."""
+        if plan is None or not plan.rules:
+            return None
+        import importlib
+
+        # parses and evaluates the rules (recording/trigger_rules.py)
+        trigger_rules = importlib.import_module("recorder.recording.trigger_rules")
+
+        protocols_of = {
+            s.spec.stream: (None if s.spec.protocol == AUTO else s.spec.protocol)
+            for s in self.streams
+        }
+        rules = [trigger_rules.parse_rule(text) for text in plan.rules]
+        return trigger_rules.RuleSet(rules, protocols_of)
+
+    # -- runs ----------------------------------------------------------------------------------
 
     @property
     def run(self) -> RunWriter:
-        """The run being written: created by `start()` once the sockets are open, or here if
-        asked for earlier (then before them, as a caller that wants it first expects)."""
-        if self._run is None:
-            self._run = self._create_run()
-        return self._run
+        """The run being written (the latest one made). Not armed: created by `start()` once
+        the sockets are open, or here if asked for earlier (then before them, as a caller that
+        wants it first expects). Armed: `NoRunYet` until the first trigger."""
+        if self._runs:
+            return self._runs[-1]
+        if self.timeline.armed:
+            raise NoRunYet("no run yet: the recording is armed and has not been triggered")
+        return self.timeline.run_of(self.timeline.slots[0])
 
-    def _create_run(self) -> RunWriter:
+    @property
+    def current_run(self) -> RunWriter | None:
+        """The latest run made, or None (armed, no trigger yet); never makes one."""
+        return self._runs[-1] if self._runs else None
+
+    @property
+    def runs(self) -> list[RunWriter]:
+        """Every run made so far, oldest first."""
+        return list(self._runs)
+
+    @property
+    def created(self) -> bool:
+        """Whether a run exists (without a trigger it does once `start()` has opened the
+        sockets)."""
+        return bool(self._runs)
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    def _make_run(self, slot: Slot) -> RunWriter:
+        """A slot's run: the first gets the job's run id; split and triggered runs go into the
+        session (one is made for them when none was given)."""
         from recorder.store.run_writer import RunWriter
 
-        run = RunWriter(self._runs_dir, run_id=self._run_id, name=self._name, tags=self._tags)
+        session = self._session_for_runs()
+        tl = self.timeline
+        with tl.lock:  # the job's run id goes to the first run made, once
+            run_id, self._run_id = self._run_id, None
+        started = None if slot.start <= BEFORE else slot.start
+        run = RunWriter(
+            self._runs_dir,
+            run_id=run_id,
+            name=self._name,
+            tags=self._tags,
+            started_ns=started,
+            session=session,
+        )
         for spec in self.sources:
             run.add_stream(
                 spec.stream,
-                protocol=spec.protocol,
+                protocol=tl.protocols.get(spec.stream, spec.protocol),
                 endpoint=spec.endpoint,
                 socket_type=spec.socket_type or spec.default_socket(),  # check() has set it
                 role=spec.role,
                 options=spec.options(),
                 compression=spec.compression,
             )
+            if spec.stream in tl.protocols:
+                run.streams[spec.stream].attrs["protocol_detected"] = True
+        with tl.lock:
+            trigger = None if slot.trigger is None else copy.deepcopy(slot.trigger)
+            markers = tl.markers_for(slot)
+            pauses = [dict(p) for p in tl.pauses_of(slot)]
+            # in time order: a later slot's run may be made first by a stream that is ahead
+            self._made.append(slot.index)
+            self._made.sort()
+            self._runs.insert(self._made.index(slot.index), run)
+        if trigger is not None:
+            run.set_attr("trigger", trigger)
+        for m in markers:
+            run.add_marker(m["text"], m["recv_ns"], m.get("author", ""))
+        if pauses:
+            run.set_pauses(pauses)  # type: ignore[arg-type]
+        if self._on_run is not None:
+            self._keep(lambda: self._on_run(run) if self._on_run else None)
         return run
 
-    @property
-    def created(self) -> bool:
-        """Whether the run exists (it does once `start()` has opened the sockets)."""
-        return self._run is not None
+    def _session_for_runs(self) -> SessionAttrs | None:
+        """Split and triggered runs are one session: the given one, or one made with the
+        first run (in the data folder above `runs_dir`)."""
+        with self._lock:
+            if self.session is None and self._session_wanted:
+                from recorder.store.sessions import SessionFiles
+
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+                self.session = SessionFiles(Path(self._runs_dir).parent).create(
+                    {"name": self._name or f"recording {when}"}
+                )
+            return self.session
+
+    def _keep(self, job: Callable[[], None]) -> None:
+        self._keeper.submit(job)
+
+    def _keeper_failed(self, exc: BaseException) -> None:
+        self.warnings.append(f"after a run: {describe_error(exc)}")
+
+    def _closing(self, slot: Slot) -> None:
+        """Every stream is done with the slot: close its run off the streams' threads."""
+        if slot.run is not None:
+            self._keep(lambda: self._close_run(slot))
+
+    def _close_run(self, slot: Slot) -> None:
+        run = slot.run
+        if run is None or run.status != layout.STATUS_RECORDING:
+            return
+        with self.timeline.lock:
+            pauses = [dict(p) for p in self.timeline.pauses_of(slot)]
+        if pauses:
+            run.set_pauses(pauses)  # type: ignore[arg-type]  # the final counts
+        if self.error is None:
+            run.close(layout.STATUS_COMPLETE)
+        else:
+            run.close(layout.STATUS_FAILED, describe_error(self.error))
+        if self._on_run_closed is not None:
+            self._on_run_closed(run)
+
+    # -- control (any thread) ------------------------------------------------------------------
+
+    def trigger(self, at_ns: int | None = None, reason: str = "manual") -> None:
+        """Write the pre-trigger buffer around `at_ns` (now) into a run, or extend the open
+        triggered run. `Conflict` when the recording is not armed."""
+        self.timeline.trigger(time.time_ns() if at_ns is None else int(at_ns), reason)
+
+    def pause(self) -> None:
+        """Store nothing from now until `resume()`; the pause goes into the run's attributes."""
+        for run, pauses in self.timeline.pause():
+            run.set_pauses(pauses)
+
+    def resume(self) -> None:
+        for run, pauses in self.timeline.resume():
+            run.set_pauses(pauses)
+
+    def mark(self, text: str, author: str = "") -> Marker:
+        """A user's event now (receive clock), into the run holding that time; armed, kept with
+        the buffer and written if a trigger's window holds it."""
+        return self.timeline.mark(text, author)
+
+    def split_now(self) -> None:
+        """End this run and start the next; `Conflict` when armed."""
+        self.timeline.split_now()
 
     @property
-    def run_id(self) -> str:
-        return self.run.run_id
+    def state(self) -> str:
+        """`armed`, `recording` or `paused`."""
+        return self.timeline.state()
+
+    # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
         """Open every source's sockets first, then the run: a source that sends as soon as it
         sees us (a PUB that waits for subscribers) is heard while zarr is still loading, its
-        messages queued. The run is created even when a socket fails, and closed as failed."""
+        messages queued. The run is created even when a socket fails, and closed as failed.
+        Armed, no run is made: the store is loaded, and messages go to the pre-trigger buffer."""
+        tl = self.timeline
         try:
+            self._opened_ns = time.time_ns()
             error = None
             for s in self.streams:
                 error = s.open()
                 if error is not None:
                     break
-            run = self.run
+            if tl.armed:
+                import recorder.store.run_writer  # noqa: F401  # loaded before the first trigger
+            else:
+                tl.begin(time.time_ns())
+                self.run  # noqa: B018  # the first run, made now
             if error is not None:
                 raise error
+            if tl.armed:
+                tl.begin(self._opened_ns)
             for s in self.streams:
-                s.write_to(run.streams[s.spec.stream])
+                lane = Lane(tl, s.spec.stream)
+                if self._rules is not None:
+                    lane.check = self._rule_check(s)
+                s.write_to(lane)
         except BaseException as exc:
             self._fatal(exc)
             self.finish()
             raise
         self.started = time.monotonic()
+
+    def _rule_check(self, s: StreamRecorder) -> Callable[[WriteItem], str | None]:
+        check, name = self._rules.check, s.spec.stream
+
+        def fired(item: WriteItem) -> str | None:
+            rule = check(name, s.protocol, item)
+            return None if rule is None else rule.text
+
+        return fired
 
     def _fatal(self, exc: BaseException) -> None:
         with self._lock:
@@ -439,25 +647,33 @@ class Recording:
                 on_tick(self)
 
     def finish(self) -> str:
-        """Stop, drain, flush and close the run; returns its final status."""
+        """Stop, drain, flush and close every run; returns the final status: `failed` if any
+        run failed, else `complete` (also for an armed recording that made no run)."""
         self.stop()
         for s in self.streams:
             s.join()
-        if self._run is None:  # the run could not be created: nothing to close
-            self.ctx.term()
-            return layout.STATUS_FAILED
+        tl = self.timeline
         try:
-            if self.error is None:
-                self.run.close(layout.STATUS_COMPLETE)
-            else:
-                self.run.close(layout.STATUS_FAILED, describe_error(self.error))
+            for s in self.streams:
+                lane = getattr(s, "lane", None)
+                if lane is None:
+                    lane = Lane(tl, s.spec.stream)  # its writer never started
+                lane.settle()
+            self._keeper.stop()
+            for slot in list(tl.slots):  # never reached by the streams (a failed start)
+                tl.slots.remove(slot)
+                self._close_run(slot)
         finally:
             self.ctx.term()
-        if self.run.status == layout.STATUS_FAILED and self.error is None:
-            self.error = RecorderError(self.run.error or "the final flush failed")
-        return self.run.status
+        if not self._runs:
+            return layout.STATUS_FAILED if self.error is not None else layout.STATUS_COMPLETE
+        failed = [r for r in self._runs if r.status == layout.STATUS_FAILED]
+        if failed and self.error is None:
+            self.error = RecorderError(failed[-1].error or "the final flush failed")
+        return layout.STATUS_FAILED if failed else layout.STATUS_COMPLETE
 
     def stats(self) -> RecordingStats:
+        tl = self.timeline
         totals: RecordingStats = {
             "messages": 0,
             "bytes": 0,
@@ -465,6 +681,12 @@ class Recording:
             "gaps": 0,
             "queue_bytes": 0,
             "elapsed_s": 0.0,
+            "state": self.state,
+            "runs": len(self._runs),
+            "triggers": tl.triggers,
+            "armed_bytes": tl.armed_bytes,
+            "armed_dropped": tl.armed_dropped,
+            "paused_messages": tl.paused_messages,
         }
         for s in self.streams:
             totals["messages"] += s.counters.received
@@ -474,6 +696,10 @@ class Recording:
             totals["queue_bytes"] += s.queue.depth_bytes
         totals["elapsed_s"] = time.monotonic() - self.started
         return totals
+
+
+class NoRunYet(RecorderError):
+    """An armed recording has made no run: nothing has triggered it yet."""
 
 
 def silence_warning(spec: SourceSpec, bound: str | None, seconds: float) -> str:

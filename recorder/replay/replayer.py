@@ -81,13 +81,16 @@ class Replayer:
         runs_dir: Path | None = None,
         offsets: dict[str, float] | None = None,
         follow: bool = False,
+        skip_pauses: bool = False,
     ):
         check_replay(
             speed=speed, max_speed=max_speed, rate=rate, loop=loop, start=start, end=end,
             match=match,
         )  # fmt: skip
         paths = [run_path] if isinstance(run_path, Path) else [Path(p) for p in run_path]
-        self.timeline = Timeline(paths, offsets)
+        if follow and skip_pauses:
+            raise UsageError("--skip-pauses replays finished runs, not with --follow")
+        self.timeline = Timeline(paths, offsets, skip_pauses=skip_pauses)
         self.run_id = self.timeline.run_id
         self.follow = follow
         if follow and (len(paths) != 1 or loop != 1):
@@ -309,6 +312,8 @@ class Replayer:
             ),
             "speed": self.pacer.speed,
             "error": None if self.error is None else str(self.error),
+            "pauses": self.timeline.pauses,
+            "skip_pauses": self.timeline.skip_pauses,
         }
 
     # -- the clock thread ----------------------------------------------------------------------

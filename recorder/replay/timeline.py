@@ -9,6 +9,12 @@ up), shifted by the run's offset when one is given. The combined clock starts at
 A stream keeps its name unless another chosen run has a stream of the same name: then both are
 called RUN/NAME, so names never clash (the RUN/NAME form is accepted for every stream).
 
+With `skip_pauses` the recorded pauses (a recording paused on purpose: RunReader.pauses()) are
+cut out of the combined clock: the first message after a pause comes as long after the last one
+before it as the gaps around the pause say, not after the pause's length. A pause in which any
+replayed run still has messages (another run recorded on meanwhile) is kept. Positions, seeks,
+`--start`/`--end` and the duration are all on that shorter clock.
+
 Following a run that is still being recorded re-reads the committed counts after each flush and
 reads on from where the last round stopped; it ends once the run's status is no longer
 `recording` and everything committed before that was read.
@@ -16,6 +22,7 @@ reads on from where the last round stopped; it ends once the run's status is no 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import heapq
 import logging
@@ -49,7 +56,13 @@ class Member:
 
 
 class Timeline:
-    def __init__(self, paths: Sequence[Path], offsets: Mapping[str, float] | None = None):
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        offsets: Mapping[str, float] | None = None,
+        *,
+        skip_pauses: bool = False,
+    ):
         if not paths:
             raise UsageError("no run to replay")
         self.runs = [RunReader(p) for p in paths]
@@ -72,12 +85,58 @@ class Timeline:
                 key = name if names[name] == 1 else f"{r.run_id}{SEP}{name}"
                 self.members[key] = Member(key, r, s, shift)
         self.started_ns = min(r.started_ns + shifts.get(r.run_id, 0) for r in self.runs)
+        spans = [
+            (p["start_ns"] + shifts.get(r.run_id, 0), end + shifts.get(r.run_id, 0))
+            for r in self.runs
+            for p in r.pauses()
+            if (end := p.get("end_ns")) is not None and end > p["start_ns"]
+        ]
+        self.pauses = sum(len(r.pauses()) for r in self.runs)
+        """Recorded pauses of the replayed runs (skipped or not)."""
+        self.skip_pauses = skip_pauses
+        self._cut_ends: list[int] = []  # skipped spans on the recorded clock: their ends,
+        self._cut_starts: list[int] = []  # their starts on the shortened clock,
+        self._cut: list[int] = [0]  # and the time cut before span k (then after the last)
+        if skip_pauses:
+            self._cut_out(spans)
         self.live = False  # following: the backlog was read, messages now come as committed
         self._watched: list[Member] = []  # following: these streams
         self._seen: list[int] = []  # their committed counts at the last look
         self._watched_at = 0.0
         self._recording = False
         self._delays: deque[int] = deque(maxlen=_DELAYS_KEPT)
+
+    def _cut_out(self, spans: list[tuple[int, int]]) -> None:
+        """Merge the pauses and keep those no stored message falls in."""
+        merged: list[list[int]] = []
+        for start, end in sorted(spans):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        for start, end in merged:
+            if any(
+                m.stream.index_at(start - m.shift_ns) < m.stream.index_at(end - m.shift_ns)
+                for m in self.members.values()
+            ):
+                continue  # something was recorded meanwhile: not a pause of the whole replay
+            self._cut_starts.append(start - self._cut[-1])
+            self._cut_ends.append(end)
+            self._cut.append(self._cut[-1] + end - start)
+
+    def to_clock(self, recorded_ns: int) -> int:
+        """A recorded (shifted) receive time on the replay clock: less the skipped pauses
+        before it."""
+        if not self._cut_ends:
+            return recorded_ns
+        return recorded_ns - self._cut[bisect.bisect_right(self._cut_ends, recorded_ns)]
+
+    def to_recorded(self, clock_ns: int) -> int:
+        """A time on the replay clock as a recorded (shifted) receive time: a time at a
+        skipped pause is its end, where the next message is."""
+        if not self._cut_starts:
+            return clock_ns
+        return clock_ns + self._cut[bisect.bisect_right(self._cut_starts, clock_ns)]
 
     @property
     def run_id(self) -> str:
@@ -128,13 +187,15 @@ class Timeline:
             m = self.member(k)
             if m.stream.n_messages:
                 end = int(m.stream.column("recv_ns", m.stream.n_messages - 1)[0]) + m.shift_ns
+                end = self.to_clock(end)
                 last = end if last is None else max(last, end)
         return 0.0 if last is None else (last - self.started_ns) / 1e9
 
     def _index(self, m: Member, seconds: float | None, default: int) -> int:
         if seconds is None:
             return default
-        return m.stream.index_at(self.started_ns + int(seconds * 1e9) - m.shift_ns)
+        clock_ns = self.started_ns + int(seconds * 1e9)
+        return m.stream.index_at(self.to_recorded(clock_ns) - m.shift_ns)
 
     def messages(
         self, keys: Iterable[str], start: float | None = None, stop: float | None = None
@@ -145,7 +206,7 @@ class Timeline:
         bounds = [
             (self._index(m, start, 0), self._index(m, stop, m.stream.n_messages)) for m in members
         ]
-        return _merged(members, bounds)
+        return _merged(members, bounds, self.to_clock if self._cut_ends else None)
 
     def follow(
         self,
@@ -161,6 +222,8 @@ class Timeline:
         members = [self.member(k) for k in keys]
         self._watched = members
         pos = [self._index(m, start, 0) for m in members]
+        if self.skip_pauses:
+            raise UsageError("skipping pauses replays finished runs, not a followed one")
         stop_ns = None if stop is None else self.started_ns + int(stop * 1e9)
         self.live, self._delays = False, deque(maxlen=_DELAYS_KEPT)
         self._seen = []  # the first look: what is committed now is the backlog
@@ -231,17 +294,25 @@ class Timeline:
             r.close()
 
 
-def _merged(members: list[Member], bounds: list[tuple[int, int]]) -> Iterator[Message]:
+def _merged(
+    members: list[Member],
+    bounds: list[tuple[int, int]],
+    clock: Callable[[int], int] | None = None,
+) -> Iterator[Message]:
     iters = [
-        _shifted(m, order, lo, hi)
+        _shifted(m, order, lo, hi, clock)
         for order, (m, (lo, hi)) in enumerate(zip(members, bounds, strict=True))
     ]
     for *_, msg in heapq.merge(*iters, key=lambda t: t[:3]):
         yield msg
 
 
-def _shifted(m: Member, order: int, lo: int, hi: int) -> Iterator[tuple[int, int, int, Message]]:
+def _shifted(
+    m: Member, order: int, lo: int, hi: int, clock: Callable[[int], int] | None
+) -> Iterator[tuple[int, int, int, Message]]:
     for msg in m.stream.messages(lo, hi):
         msg.stream = m.key
         msg.recv_ns += m.shift_ns
+        if clock is not None:
+            msg.recv_ns = clock(msg.recv_ns)
         yield msg.recv_ns, order, msg.index, msg

@@ -64,7 +64,8 @@ class EventBroadcasterSimulator(OpenEphysSimulator):
         self.stream_id, self.channel_index = 0, 0
 
     def _period_layout(self) -> list[tuple[str, int, int]]:
-        layout = [(k, b, c) for k, b, c in super()._period_layout() if k != "data"]
+        # the plugin sends TTL events and spikes only: no data, no text events
+        layout = [(k, b, c) for k, b, c in super()._period_layout() if k in ("ttl", "spike")]
         if not layout:
             raise UsageError("the Event Broadcaster sends events only: ttl_every or spike_every")
         return layout

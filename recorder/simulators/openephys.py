@@ -38,19 +38,24 @@ _DEFAULTS: dict[str, Any] = {
     "spike_samples": 40,
     "start_ms": 1_700_000_000_000,
     "format": "current",
+    "message_every": 0,
+    "message_text": "message {n}",
 }
 FORMATS = ("current", "older")
 """ZMQ Interface data headers: with ``channel_name`` (current) or without (older plugins)."""
 EVENT_BROADCASTER = "event-broadcaster"
 PLUGINS = ("zmq-interface", EVENT_BROADCASTER)
+MESSAGE_EVENT = 5  # oe.EVENT_TYPES: MESSAGE (a text event; the payload frame is the text)
 
 
 class OpenEphysSimulator(Simulator):
     """Size options: n_channels, n_samples, sample_rate, legacy (0.2.0 whole-block messages),
     format (current or older), stream, source_node, ttl_every / spike_every (blocks; 0 =
-    never), spike_channels, spike_samples, start_ms (wall clock of block 0). `rate` is blocks
-    per second, `count` counts messages and `skip` holds message_num values (message i has
-    message_num i + 1). ``plugin=event-broadcaster`` makes an `EventBroadcasterSimulator`."""
+    never), spike_channels, spike_samples, start_ms (wall clock of block 0), message_every
+    (blocks; 0 = never: a text event of type MESSAGE saying message_text, where ``{n}``
+    counts them from 0). `rate` is blocks per second, `count` counts messages and `skip`
+    holds message_num values (message i has message_num i + 1). ``plugin=event-broadcaster``
+    makes an `EventBroadcasterSimulator`."""
 
     rate: float  # always a number here (0: as fast as possible)
 
@@ -90,6 +95,8 @@ class OpenEphysSimulator(Simulator):
         self.ttl_every, self.spike_every = int(opts["ttl_every"]), int(opts["spike_every"])
         self.spike_channels = max(1, min(int(opts["spike_channels"]), self.n_channels))
         self.spike_samples, self.start_ms = int(opts["spike_samples"]), int(opts["start_ms"])
+        self.message_every = int(opts["message_every"])
+        self.message_text = str(opts["message_text"])
         self._pub: zmq.Socket | None = None
         self._rep: zmq.Socket | None = None
         self._poller = zmq.Poller()
@@ -104,7 +111,8 @@ class OpenEphysSimulator(Simulator):
         repeats, so `plan(i)` is O(1) however long the run."""
         if self.legacy:
             return [("legacy", 0, 0)]
-        period = math.lcm(max(self.ttl_every, 1), max(self.spike_every, 1))
+        every = (self.ttl_every, self.spike_every, self.message_every)
+        period = math.lcm(*(max(e, 1) for e in every))
         layout = []
         for b in range(period):
             layout += [("data", b, ch) for ch in range(self.n_channels)]
@@ -112,6 +120,8 @@ class OpenEphysSimulator(Simulator):
                 layout.append(("ttl", b, 0))
             if self.spike_every and b % self.spike_every == self.spike_every - 1:
                 layout.append(("spike", b, 0))
+            if self.message_every and b % self.message_every == self.message_every - 1:
+                layout.append(("message", b, 0))
         return layout
 
     def plan(self, i: int) -> tuple[str, int, int]:
@@ -169,6 +179,15 @@ class OpenEphysSimulator(Simulator):
                 sample_num=sample_num + 7,
                 line=n % 8,
                 state=bool(n % 2 == 0),
+                **common,
+            )
+        if kind == "message":
+            n = block // self.message_every
+            return oe.encode_event(
+                source_node=self.source_node,
+                event_type=MESSAGE_EVENT,
+                sample_num=sample_num + 11,
+                data=self.message_text.replace("{n}", str(n)).encode("utf-8"),
                 **common,
             )
         return oe.encode_spike(

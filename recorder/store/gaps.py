@@ -32,3 +32,8 @@ class GapCounter:
                     if seq > restart_first:
                         self.missing += seq - restart_first
         self.last[key] = seq
+
+    def forget(self) -> None:
+        """Messages were left out on purpose (a pause): the next number starts afresh instead of
+        counting the ones not stored as missing."""
+        self.last.clear()

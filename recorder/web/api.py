@@ -274,7 +274,8 @@ def stop_recording(job_id: str):
 # -- replays -----------------------------------------------------------------------------------
 
 _REPLAY_STATS = {"position_s": 0.0, "duration_s": 0.0, "messages": 0, "bytes": 0, "clients": 0,
-                 "speed": None, "loop": 0, "last_error": None}  # fmt: skip
+                 "speed": None, "loop": 0, "last_error": None, "pauses": 0,
+                 "skip_pauses": False}  # fmt: skip
 
 
 def _replay_out(job: JobRow) -> dict[str, Any]:

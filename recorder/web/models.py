@@ -232,6 +232,9 @@ class ReplayCreate(Request):
     follow: bool = Field(
         False, description="Serve a run still being recorded, about one flush behind."
     )
+    skip_pauses: bool = Field(
+        False, description="Cut the recording's deliberate pauses out of the replay clock."
+    )
     streams: list[StreamKey] | None = Field(None, min_length=1, max_length=64)
     speed: float | None = Field(None, gt=0, le=limits.SPEED_MAX)
     max_speed: bool = False
@@ -269,6 +272,8 @@ class ReplayOut(JobOut):
     clients: int = 0
     speed: float | None = None
     loop: int = 0
+    pauses: int = Field(0, description="Deliberate pauses the replayed runs have.")
+    skip_pauses: bool = Field(False, description="They are cut out of the replay clock.")
     endpoints: dict[str, str] = {}
     last_error: str | None = None
 
