@@ -223,6 +223,13 @@ def record_stats(rec: Recording, rates: Rates) -> RecordJobStats:
     }
 
 
+def _armed(p: dict) -> dict:
+    """The trigger plan of an armed job (a preview is one: nothing buffered, no rules)."""
+    from recorder.recording.plans import TriggerPlan
+
+    return {"trigger": TriggerPlan.from_json(p["trigger"])} if p.get("trigger") else {}
+
+
 def live_view(data: Path, job: JobRow, rec: Recording, control: Control, softly: Softly):
     """Every stream's latest message for the web app (recording/live.py), at most 4 a second;
     a preview nobody reads asks for its own stop."""
@@ -263,12 +270,15 @@ def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
         count=p.get("count"),
         duration=p.get("duration_s"),
         flush_interval=p.get("flush_interval_s") or 1.0,
+        **_armed(p),
     )
-    softly(catalog.index_path, rec.run.path)
+    if not p.get("trigger"):  # armed: no run until a trigger
+        softly(catalog.index_path, rec.run.path)
     try:
         rec.start()
     except BaseException as exc:  # Recording.start closed the run as failed already
-        softly(catalog.index_path, rec.run.path)
+        for run in rec.runs:
+            softly(catalog.index_path, run.path)
         control.finish_job(job_id, FAILED, error=describe_error(exc))
         return 1
     rates = Rates()
@@ -294,12 +304,16 @@ def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
                 softly(control.update_job, job_id, state=RUNNING, stats=record_stats(rec, rates))
             if now >= next_catalog:
                 next_catalog = now + 1.0
-                st = rec.stats()
-                softly(catalog.update_run, rec.run_id, messages=st["messages"], bytes=st["bytes"])
+                st, run = rec.stats(), rec.current_run
+                if run is not None:
+                    softly(
+                        catalog.update_run, run.run_id, messages=st["messages"], bytes=st["bytes"]
+                    )
     finally:
         live.close()
         status = rec.finish()
-        softly(catalog.index_path, rec.run.path)
+        for run in rec.runs:
+            softly(catalog.index_path, run.path)
     stats = record_stats(rec, rates)
     if status != layout.STATUS_COMPLETE:
         control.finish_job(job_id, FAILED, error=describe_error(rec.error), stats=stats)

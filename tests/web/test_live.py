@@ -150,6 +150,55 @@ def test_no_message_yet_is_409(client, manager):
     wait_json(client, f"{API}/recordings/{job_id}", lambda j: j["state"] == "stopped")
 
 
+def _run_folders(data) -> list[str]:
+    runs = data / "runs"
+    return sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.exists() else []
+
+
+@pytest.mark.timeout(180)
+def test_preview_of_a_saved_source(app, client, manager, data, adzmq_sim):
+    app.config["RECORDER_PREVIEW_IDLE_S"] = 3.0
+    cam = {"name": "cam", "protocol": "adzmq", "endpoint": adzmq_sim}
+    assert client.post(f"{API}/sources", json=cam).status_code == 201
+    r = client.post(f"{API}/sources/cam/preview")
+    assert r.status_code == 201, r.get_json()
+    preview = r.get_json()
+    job_id = preview["id"]
+    assert preview["idle_s"] == 3.0 and preview["live"] == _live(client, job_id)
+    again = client.post(f"{API}/sources/cam/preview")
+    assert again.status_code == 200 and again.get_json()["id"] == job_id, "one preview a source"
+
+    first = wait_json(client, _live(client, job_id, "cam"), lambda j: j["seq"] is not None, 60)
+    wait_json(client, _live(client, job_id, "cam"), lambda j: j["seq"] > first["seq"])
+    png = client.get(first["image"])
+    assert Image.open(io.BytesIO(png.data)).size == (64, 48)
+    listing = client.get(_live(client, job_id)).get_json()
+    assert listing["preview"] is True and listing["state"] == "running"
+    job = client.get(f"{API}/recordings/{job_id}").get_json()
+    assert job["run_id"] is None and job["params"]["preview"] is True
+    assert _run_folders(data) == [], "a preview writes no run"
+
+    # Nobody reads it any more: it stops by itself after the idle time (3 s here).
+    t0 = time.monotonic()
+    wait_json(client, f"{API}/recordings/{job_id}", lambda j: j["state"] == "stopped", 30)
+    assert time.monotonic() - t0 >= 2.0
+    assert not live.job_folder(data, job_id).exists()
+    assert _run_folders(data) == []
+    assert client.get(f"{API}/runs").get_json()["total"] == 0
+
+    # DELETE stops one at once; a new POST starts a new one.
+    r = client.post(f"{API}/sources/cam/preview")
+    assert r.status_code == 201 and r.get_json()["id"] != job_id
+    second = r.get_json()["id"]
+    wait_json(client, f"{API}/recordings/{second}", lambda j: j["state"] == "running")
+    assert client.delete(f"{API}/sources/cam/preview").status_code == 204
+    wait_json(client, f"{API}/recordings/{second}", lambda j: j["state"] == "stopped", 30)
+    assert client.delete(f"{API}/sources/cam/preview").status_code == 204, "harmless twice"
+    assert client.post(f"{API}/sources/nope/preview").status_code == 404
+    assert client.delete(f"{API}/sources/nope/preview").status_code == 404
+    assert _run_folders(data) == []
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_live_panel_in_a_browser(tmp_path):
@@ -189,6 +238,18 @@ def test_live_panel_in_a_browser(tmp_path):
         assert "kind" in panel.locator("[data-live-summary]").inner_text()
         panel.get_by_role("button", name="Close").click()
         panel.wait_for(state="hidden")
+
+        # A saved source's Preview: its image without recording, stopped by Close.
+        page.get_by_role("link", name="Sources", exact=True).click()
+        page.locator("tr[data-source=demo-pymultivideo] button[data-preview-source]").click()
+        panel.wait_for()
+        page.wait_for_function("() => document.querySelector('[data-live-image]').naturalWidth > 0")
+        assert "Preview of demo-pymultivideo" in panel.locator("h2").inner_text()
+        panel.get_by_role("button", name="Close").click()
+        page.wait_for_function(
+            "async () => (await R.api('GET', '/recordings')).recordings"
+            ".filter((r) => r.params.preview && r.state === 'running').length === 0"
+        )
         browser.close()
         assert not errors, errors
 
