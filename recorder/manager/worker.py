@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from recorder import config
@@ -307,6 +308,23 @@ def _record_options(p: dict, runs_dir: Path) -> dict[str, Any]:
     }
 
 
+def live_view(data: Path, job: JobRow, rec: Recording, control: Control, softly: Softly):
+    """Every stream's latest message for the web app (recording/live.py), at most 4 a second;
+    a preview nobody reads asks for its own stop."""
+    from recorder.recording.live import LivePublisher
+
+    p = job["params"]
+    idle = p.get("preview_idle_s") if p.get("preview") else None
+    try:
+        return LivePublisher.for_job(
+            data, job["id"], lambda: rec.streams, idle_s=idle,
+            on_idle=lambda: softly(control.set_desired, job["id"], DESIRED_STOPPED),
+        ).start()  # fmt: skip
+    except (RecorderError, OSError, RuntimeError) as exc:  # the recording goes on without it
+        _say(f"warning: no live view: {exc}")
+        return SimpleNamespace(close=lambda: None)
+
+
 def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) -> int:
     from recorder.manager.planning import source_spec
     from recorder.recording.recording import describe_error
@@ -335,7 +353,7 @@ def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
         on_run_closed=follower.closed,
         **_record_options(p, runs_dir),
     )
-    if not p.get("trigger"):
+    if not p.get("trigger"):  # armed: no run until a trigger
         softly(catalog.index_path, rec.run.path)  # the first run, before the sockets open
     try:
         rec.start()
@@ -353,6 +371,7 @@ def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
     requested = False
     next_stats = time.monotonic() + STATS_S
     next_catalog = time.monotonic() + 1.0
+    live = live_view(runs_dir.parent, job, rec, control, softly)
     try:
         while not rec.done:
             time.sleep(POLL_S)
@@ -376,6 +395,7 @@ def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
                 run = rec.current_run
                 softly(catalog.update_run, run.run_id, **_run_counts(run))
     finally:
+        live.close()
         status = rec.finish()
         for run in rec.runs:
             softly(patiently, catalog.index_path, run.path)

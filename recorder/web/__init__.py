@@ -22,6 +22,7 @@ from recorder.endpoint_policy import EndpointPolicy
 from recorder.web import download as _download  # noqa: F401  registers its route
 from recorder.web import exports as _exports  # noqa: F401  registers its routes
 from recorder.web import http_errors as errors
+from recorder.web import live as _live  # noqa: F401  registers its routes
 from recorder.web import recording_controls as _recording_controls  # noqa: F401  its routes
 from recorder.web import session_pages as _session_pages  # noqa: F401  registers its pages
 from recorder.web import session_view as _session_view  # noqa: F401  registers its routes

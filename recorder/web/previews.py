@@ -54,11 +54,21 @@ def _as_picture(a: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
+def picture_png(a: np.ndarray, size: int = 512) -> bytes:
+    """Any image-like array as a contrast-stretched PNG that fits in size x size pixels (a
+    run's frame and the live view's latest one look the same)."""
+    from PIL import Image
+
+    img = Image.fromarray(_as_picture(a))  # L, RGB or RGBA from the shape
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def frame_png(s: StreamReader, index: int, *, array: str | None = None, size: int = 512) -> bytes:
     """Message `index`'s first image frame (or its frame of array `array`) as a PNG that fits
     in size x size pixels."""
-    from PIL import Image
-
     _check_index(s, index)
     ft = s.frame_rows(index, index + 1)
     segments = s.array_segments()
@@ -70,12 +80,7 @@ def frame_png(s: StreamReader, index: int, *, array: str | None = None, size: in
             continue
         if len(info.shape) < 2:
             continue
-        pixels = _as_picture(np.asarray(s.read_segment(info.index, int(off), int(off) + 1)[0]))
-        img = Image.fromarray(pixels)  # L, RGB or RGBA from the shape
-        img.thumbnail((size, size))
-        buf = io.BytesIO()
-        img.save(buf, format="PNG")
-        return buf.getvalue()
+        return picture_png(np.asarray(s.read_segment(info.index, int(off), int(off) + 1)[0]), size)
     which = f"image {array!r}" if array else "image"
     raise NotFound(f"message {index} of stream {s.name} has no {which}")
 

@@ -127,7 +127,10 @@ def live_fragment():
 
 
 def _live() -> dict:
-    recs, recent_recs = ui_data.split_jobs(api_views.list_recordings()["recordings"])
+    recordings = [
+        r for r in api_views.list_recordings()["recordings"] if not r["params"].get("preview")
+    ]
+    recs, recent_recs = ui_data.split_jobs(recordings)
     reps, recent_reps = ui_data.split_jobs(api_views.list_replays()["replays"])
     return {
         "status": api_views.get_status(),
