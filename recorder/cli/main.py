@@ -8,6 +8,7 @@ before anything it does not need yet (tests/cli/test_startup.py, benchmarks/star
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import os
 import signal
@@ -124,18 +125,47 @@ def main():
     "--compression", type=click.Choice(layout.COMPRESSIONS), default="none", show_default=True,
     help="Compress the stream's arrays on disk: saves disk, costs CPU (benchmarks/compression.py).",
 )  # fmt: skip
+@click.option(
+    "--pre-trigger", type=float, metavar="SECONDS",
+    help="Armed: keep this much of the stream in memory, write nothing until a trigger "
+    "(stdin line `t`, SIGUSR1 or --trigger), then a run from this long before it.",
+)  # fmt: skip
+@click.option(
+    "--post-trigger", type=float, metavar="SECONDS",
+    help="Armed: record this long after the (last) trigger, then re-arm (default: until stopped).",
+)  # fmt: skip
+@click.option(
+    "--trigger", "trigger_rules", multiple=True, metavar="RULE",
+    help="Armed: a rule on the decoded stream that triggers (repeatable; docs/triggers.md).",
+)  # fmt: skip
+@click.option(
+    "--max-buffer", metavar="SIZE",
+    help="Armed: memory for the pre-trigger buffer, all streams (e.g. 2GiB; default 1GiB).",
+)  # fmt: skip
+@click.option(
+    "--split-every", metavar="SECONDS|SIZE",
+    help="Start a new run every SECONDS of receive time (60, 10m, 1h) or SIZE stored (500MB).",
+)  # fmt: skip
+@click.option(
+    "--session", "session_id", metavar="ID",
+    help="Record into this session (split and triggered runs get a new one without it).",
+)  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @data_options
 def record(
     endpoint, protocol, socket_type, bind, subscribe, request, listen, upstream, stream_name,
-    name, tags, duration, count, flush_interval, queue_mb, warn_after, compression, quiet, data,
-    catalog,
+    name, tags, duration, count, flush_interval, queue_mb, warn_after, compression, pre_trigger,
+    post_trigger, trigger_rules, max_buffer, split_every, session_id, quiet, data, catalog,
 ):  # fmt: skip
     """Record the stream at ENDPOINT into a new run until --duration, --count or Ctrl-C.
 
     For --protocol reqrep the recorder is a transparent proxy: clients connect to --listen
     (or ENDPOINT) and every request goes on to --upstream, the real service.
+
+    While it runs, lines on stdin control it: `t` trigger, `p` pause, `r` resume, `m TEXT` a
+    marker, `s` split now; SIGUSR1 triggers too (docs/recording.md).
     """
+    from recorder.recording.plans import parse_split
     from recorder.recording.recording import Recording, describe_error
 
     proxy = protocol in proxy_protocols()
@@ -150,7 +180,14 @@ def record(
         raise click.BadParameter("must be positive", param_hint="--queue-mb")
     if warn_after <= 0:
         raise click.BadParameter("must be positive", param_hint="--warn-after")
+    trigger = _trigger_plan(pre_trigger, post_trigger, trigger_rules, max_buffer)
+    split = parse_split(split_every) if split_every is not None else None
     folder = config.data_dir(data)
+    session = None
+    if session_id:
+        from recorder.store.sessions import SessionFiles, check_id
+
+        session = SessionFiles(folder).get(check_id(session_id))
     spec = SourceSpec(
         endpoint=endpoint,
         socket_type=socket_type,
@@ -172,62 +209,157 @@ def record(
         flush_interval=flush_interval,
         queue_bytes=queue_mb << 20,
         silent_warning_s=warn_after,
+        session=session,
+        trigger=trigger,
+        split=split,
+        on_run=lambda run: made.append(run),
+        on_run_closed=lambda run: closed.append(run),
     )
-    cat = None
+    made: list = []  # runs made and closed, told by the recording's own thread
+    closed: list = []
+    runs = RunsShown(made, closed)
     stopping = []
-    shown = []
-
-    def show_run_id():
-        if not shown and rec.created:
-            shown.append(rec.run_id)
-            click.echo(rec.run_id)
-            sys.stdout.flush()
+    signalled: list[int] = []  # SIGUSR1: a trigger, at the time of the signal
 
     def on_signal(signum, _frame):
         stopping.append(signum)
         rec.stop()
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    def on_usr1(_signum, _frame):
+        signalled.append(time.time_ns())  # the recording's locks are not for a signal handler
+
+    handlers = {signal.SIGINT: on_signal, signal.SIGTERM: on_signal, signal.SIGUSR1: on_usr1}
+    old = {s: signal.signal(s, h) for s, h in handlers.items()}
     progress = Progress(enabled=not quiet)
     last_catalog = [time.monotonic()]
+    commands = StdinCommands(rec, progress)
 
     warned = [0]
 
     def tick(r: Recording):
+        while signalled:
+            commands.run(functools.partial(r.trigger, signalled.pop(0)))  # at the signal's time
+        runs.show(cat)
         for text in r.warnings[warned[0] :]:
             progress.note(f"warning: {text}")
         warned[0] = len(r.warnings)
         stats = r.stats()
         progress.show(stats)
-        if time.monotonic() - last_catalog[0] >= 2:
+        current = r.current_run
+        if current is not None and time.monotonic() - last_catalog[0] >= 2:
             last_catalog[0] = time.monotonic()
             _catalog_softly(
-                cat.update_run, r.run_id, messages=stats["messages"], bytes=stats["bytes"]
+                cat.update_run, current.run_id, messages=stats["messages"], bytes=stats["bytes"]
             )
 
+    cat = None
     try:
         rec.start()
         # the catalog (SQLAlchemy, a schema check) only once the sockets are up: a source that
         # sends as soon as we subscribe is not kept waiting; what it sends meanwhile is queued.
-        # The run id is printed once the run is in the catalog, as `ls` would show it.
+        # Each run id is printed once the run is in the catalog, as `ls` would show it.
         cat = open_catalog(catalog, folder)
-        _catalog_softly(cat.index_path, rec.run.path)
-        show_run_id()
+        runs.show(cat)
+        commands.start()
         rec.wait(on_tick=tick)
     finally:
-        show_run_id()  # a run that failed to start has its id printed too
         status = rec.finish()
         for s, handler in old.items():
             signal.signal(s, handler)
+        runs.show(cat)  # a run that failed to start has its id printed too
         progress.show(rec.stats(), final=True)
-        if cat is not None:
-            _catalog_softly(cat.index_path, rec.run.path)
     if status != layout.STATUS_COMPLETE:
-        click.echo(f"error: run {rec.run_id} {status}: {describe_error(rec.error)}", err=True)
+        failed = [r.run_id for r in rec.runs if r.status != layout.STATUS_COMPLETE]
+        what = f"run {failed[-1]} {status}" if failed else "recording failed"
+        click.echo(f"error: {what}: {describe_error(rec.error)}", err=True)
         return EXIT_FAILED
-    if not rec.stats()["messages"]:
+    if trigger is not None and not rec.runs:
+        click.echo("note: nothing triggered: no run made", err=True)
+    elif not rec.stats()["messages"]:
         click.echo(f"warning: run {rec.run_id} is empty: no message arrived", err=True)
     return 0
+
+
+def _trigger_plan(pre, post, rules, max_buffer):
+    """--pre-trigger arms the recording; the other trigger options need it."""
+    from recorder.recording.plans import ARMED_BYTES_DEFAULT, TriggerPlan, parse_size
+
+    if pre is None:
+        given = [n for n, v in (("--post-trigger", post), ("--trigger", rules),
+                                ("--max-buffer", max_buffer)) if v]  # fmt: skip
+        if given:
+            raise click.UsageError(f"{given[0]} needs --pre-trigger SECONDS")
+        return None
+    texts: tuple[str, ...] = ()
+    if rules:
+        from recorder.recording.trigger_rules import parse_rule
+
+        texts = tuple(parse_rule(r).text for r in rules)
+    size = ARMED_BYTES_DEFAULT if max_buffer is None else parse_size(max_buffer)
+    return TriggerPlan(pre_s=pre, post_s=post, max_bytes=size, rules=texts).check()
+
+
+class RunsShown:
+    """Every run a recording makes: its id on stdout once it is in the catalog, indexed again
+    when it closes. Fed from the recording's own thread, shown from the main one."""
+
+    def __init__(self, made: list, closed: list):
+        self.made, self.closed = made, closed
+        self.ids: list[str] = []
+
+    def show(self, cat) -> None:
+        while self.made:
+            run = self.made.pop(0)
+            if cat is not None:
+                _catalog_softly(cat.index_path, run.path)
+            click.echo(run.run_id)
+            sys.stdout.flush()
+            self.ids.append(run.run_id)
+        while self.closed and cat is not None:
+            _catalog_softly(cat.index_path, self.closed.pop(0).path)
+
+
+class StdinCommands:
+    """Lines on stdin while recording: `t` trigger, `p` pause, `r` resume, `m TEXT` a marker,
+    `s` split now. Stdin at its end (or not readable: a script's /dev/null) is left alone."""
+
+    def __init__(self, rec, progress: Progress):
+        self.rec, self.progress = rec, progress
+
+    def start(self) -> None:
+        if sys.stdin is None or sys.stdin.closed:
+            return
+        threading.Thread(target=self._read, name="stdin-commands", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for line in sys.stdin:
+                self.handle(line.strip())
+        except (OSError, ValueError):  # not readable: nothing to control it with
+            return
+
+    def handle(self, line: str) -> None:
+        rec = self.rec
+        word, _, rest = line.partition(" ")
+        if not word:
+            return
+        actions = {"t": rec.trigger, "p": rec.pause, "r": rec.resume, "s": rec.split_now}
+        if word == "m":
+            if not rest.strip():
+                self.progress.note("marker: give its text, e.g. `m stimulus on`")
+                return
+            self.run(lambda: rec.mark(rest.strip(), author="cli"))
+            self.progress.note(f"marker: {rest.strip()}")
+        elif word in actions:
+            self.run(actions[word])
+        else:
+            self.progress.note(f"unknown command {word!r}: t, p, r, m TEXT or s")
+
+    def run(self, action) -> None:
+        try:
+            action()
+        except RecorderError as exc:
+            self.progress.note(f"note: {one_line(str(exc))}")
 
 
 def _catalog_softly(fn, *args, **kwargs):
@@ -262,7 +394,9 @@ class Progress:
         if final:
             rate = stats["bytes"] / stats["elapsed_s"] if stats["elapsed_s"] > 0 else 0.0
         self.last, self.prev = now, (now, stats["bytes"])
+        runs = stats.get("runs", 0)
         line = (
+            f"{stats.get('state', 'recording')}  {runs} run{'' if runs == 1 else 's'}  "
             f"{human_duration(stats['elapsed_s'])}  {stats['messages']} msgs  "
             f"{stats['bytes'] / 1e6:.1f} MB  {rate / 1e6:.1f} MB/s  "
             f"gaps {stats['gaps']}  drops {stats['drops']}"

@@ -399,16 +399,14 @@ class Recording:
             for spec in sources
         ]
         self._rules = self._trigger_rules(trigger)
+        self._rule_warnings = 0
         self.started = time.monotonic()
 
     def _trigger_rules(self, plan: TriggerPlan | None) -> Any:
         """The plan's rules, checked against this recording's streams before anything opens."""
         if plan is None or not plan.rules:
             return None
-        import importlib
-
-        # parses and evaluates the rules (recording/trigger_rules.py)
-        trigger_rules = importlib.import_module("recorder.recording.trigger_rules")
+        from recorder.recording import trigger_rules
 
         protocols_of = {
             s.spec.stream: (None if s.spec.protocol == AUTO else s.spec.protocol)
@@ -627,6 +625,10 @@ class Recording:
         if self.duration is not None and time.monotonic() - self.started >= self.duration:
             self.stop()
         self._check_silence()
+        rules = self._rules
+        if rules is not None and len(rules.warnings) > self._rule_warnings:
+            self.warnings.extend(rules.warnings[self._rule_warnings :])
+            self._rule_warnings = len(rules.warnings)
         return all(s.finished for s in self.streams) or self.error is not None
 
     def _check_silence(self) -> None:

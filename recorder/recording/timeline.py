@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from recorder.contracts import Marker, Pause, WriteItem
-from recorder.errors import Conflict
+from recorder.errors import Conflict, UsageError
 from recorder.recording.plans import SplitPlan, TriggerPlan
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class Timeline:
         close_run: Callable[[Slot], None],
     ):
         if trigger is not None and split is not None:
-            raise Conflict("a recording is either armed (a trigger) or split, not both")
+            raise UsageError("a recording is either armed (a trigger) or split, not both")
         self.lock = threading.Lock()
         self.names = list(streams)
         self.trigger_plan, self.split_plan = trigger, split

@@ -206,3 +206,26 @@ def test_armed_memory_stays_under_the_byte_limit(ctx, tmp_path):
     assert stats["armed_bytes"] <= limit
     held = numbers(rec.runs[0].path)
     assert held and [i for i, _ in held] == list(range(held[0][0], held[-1][0] + 1))
+
+
+@pytest.mark.timeout(60)
+def test_a_rule_triggers_at_the_receive_time_of_its_message(ctx, tmp_path):
+    """`count >= 100` fires on the 100th message: the run is the window around its receive
+    time, which the run holds exactly."""
+    src = Numbered(ctx, rate=RATE)
+    plan = TriggerPlan(pre_s=PRE, post_s=POST, max_bytes=1 << 20, rules=("count >= 100",))
+    rec = Recording(tmp_path / "runs", [SourceSpec(src.endpoint, protocol="raw")], trigger=plan)
+    rec.start()
+    src.start()
+    try:
+        wait_for(lambda: _closed(rec, 1), 30, "the rule's run to end")
+    finally:
+        src.stop()
+        assert rec.finish() == "complete"
+    held = numbers(rec.runs[0].path)
+    at = {i: t for i, t in held}[99]  # the message the rule fired on
+    with RunReader(rec.runs[0].path) as run:
+        trig = run.attrs["trigger"]
+    assert (trig["at_ns"], trig["rule"]) == (at, "count >= 100")
+    _check_window(src, rec.runs[0].path, at - int(PRE * NS), at + int(POST * NS))
+    assert len(rec.runs) == 1  # a count fires once
