@@ -4,6 +4,7 @@ codec) at the message they should and at no other."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -13,6 +14,8 @@ from recorder import protocols
 from recorder.contracts import WriteItem
 from recorder.errors import UsageError
 from recorder.protocols.base import Decoded, decode_or_reject
+from recorder.recording.plans import TriggerPlan
+from recorder.recording.recording import Recording, SourceSpec
 from recorder.recording.trigger_rules import (
     Rule,
     RuleSet,
@@ -25,7 +28,8 @@ from recorder.simulators import Simulator
 from recorder.simulators.adzmq import AdzmqSimulator
 from recorder.simulators.karabo import KaraboSimulator
 from recorder.simulators.openephys import OpenEphysSimulator
-from tests.helpers import free_port
+from recorder.store.reader import RunReader
+from tests.helpers import free_port, wait_for
 from tests.recordhelp import running
 
 # text as written -> (canonical text, JSON form)
@@ -373,3 +377,54 @@ def test_a_rule_that_auto_proves_wrong_is_reported_not_run() -> None:
         "trigger rule 'cam: attr T > 1' never fires: attr rules read adzmq messages and "
         "stream 'cam' is openephys"
     ]
+
+
+# --------------------------------------------------------------------------- armed recording
+
+
+@pytest.mark.timeout(60)
+def test_an_armed_recording_makes_a_run_around_the_message_a_rule_fired_on(tmp_path) -> None:
+    """ADZMQ frames at 50/s, armed with `attr Counter > 40` (and a rule that never fires):
+    one run, from 0.2 s before frame 41 (Counter 41, the crossing) to 0.3 s after it, whose
+    trigger is that rule at that frame's receive time."""
+    pre, post = 0.2, 0.3
+    port = free_port()
+    sim = AdzmqSimulator(
+        f"tcp://127.0.0.1:{port} PUB", rate=50, count=100, wait_for_subscriber=True
+    )
+    plan = TriggerPlan(
+        pre_s=pre,
+        post_s=post,
+        max_bytes=1 << 24,
+        rules=("attr Counter > 100000", "attr Counter > 40"),
+    )
+    spec = SourceSpec(f"tcp://127.0.0.1:{port}", protocol="adzmq")
+    sim.bind()
+    rec = Recording(tmp_path / "runs", [spec], trigger=plan, flush_interval=0.1)
+    rec.start()
+    try:
+        assert rec.state == "armed" and rec.runs == []
+        with running(sim):
+            wait_for(lambda: sim.sent >= 100, 30, "the simulator's 100 frames")
+            wait_for(
+                lambda: rec.streams[0].counters.received >= 100, 20, "the recorder to get them"
+            )
+            wait_for(lambda: rec.runs and rec.runs[0].status == "complete", 20, "the run to end")
+    finally:
+        assert rec.finish() == "complete"
+    assert len(rec.runs) == 1
+    with RunReader(rec.runs[0].path) as run:
+        trigger = run.attrs["trigger"]
+        held = [
+            (json.loads(bytes(m.frames[0]))["frame"], m.recv_ns)
+            for m in run.stream("main").messages()
+        ]
+    assert trigger["rule"] == "attr Counter > 40"
+    frames = [f for f, _ in held]
+    assert frames == list(range(frames[0], frames[-1] + 1))  # no hole
+    at = dict(held)[41]
+    assert trigger["at_ns"] == at  # the crossing's receive time is the trigger time
+    assert all(at - pre * 1e9 <= t < at + post * 1e9 for _, t in held)
+    # 50/s: about 10 frames before and 15 after (how many exactly depends on when they
+    # arrived: the window is by receive time, checked above)
+    assert frames[0] < 41 < frames[-1] and frames[-1] < 100, frames
