@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 import zmq
 
 from recorder import protocols
-from recorder.contracts import Batch, RecordingStats, WriteItem
+from recorder.contracts import Batch, RecordingStats
 from recorder.errors import RecorderError, UsageError
 from recorder.limits import check_recording
 from recorder.protocols import codec_for
-from recorder.protocols.base import decode_or_reject
+from recorder.protocols.base import decode_batch
 from recorder.protocols.detect import detect_protocol
 from recorder.recording.byte_queue import ByteBoundedQueue
 from recorder.recording.receive import (
@@ -243,7 +243,7 @@ class StreamRecorder:
         next_flush = time.monotonic() + self.flush_interval
         try:
             while True:
-                batch = self.queue.take(0.05)
+                batch = self.queue.take_joined(0.05)
                 if batch:
                     self._write_batch(batch)
                 elif self.codec is None and self._undecided:
@@ -270,13 +270,16 @@ class StreamRecorder:
             self._undecided.extend(batch)
             self._decide_if_due()
             return
-        items: list[WriteItem] = []
         codec = self.codec
-        for recv_ns, frames, extra in batch:
-            if not isinstance(frames[0], bytes):
-                frames = [f.buffer for f in frames]
-            items.append(decode_or_reject(codec, recv_ns, frames, extra))
-        self.writer.append_batch(items)
+        received = [
+            (recv_ns, frames if isinstance(frames[0], bytes) else [f.buffer for f in frames], extra)
+            for recv_ns, frames, extra in batch
+        ]
+        for part in decode_batch(codec, received):  # runs of one layout decoded together
+            if isinstance(part, list):
+                self.writer.append_batch(part)
+            else:
+                self.writer.append_run(*part)
         self.counters.written += len(batch)
 
     def _decide_if_due(self) -> None:

@@ -138,11 +138,17 @@ class PlacedAppender:
         if r0 > 0:
             self.widenable = False
         known = self.attrs.get("channel_names")
-        for c, name in zip(cols, names, strict=True):
-            if name is not None and (not isinstance(known, list) or known[c] == ""):
-                self._note_name(c, name)
-                known = self.attrs.get("channel_names")
+        if not (isinstance(known, list) and "" not in known):  # else every name is known
+            for c, name in zip(cols, names, strict=True):
+                if name is not None and (not isinstance(known, list) or known[c] == ""):
+                    self._note_name(c, name)
+                    known = self.attrs.get("channel_names")
         block = np.stack(arrays, axis=1)  # (n, channels of the block)
+        c0, k_cols = cols[0], len(cols)
+        # channels c0, c0+1, ... (how Open Ephys sends them): a plain slice, not fancy indexing
+        where: slice | np.ndarray = col_idx
+        if cols[-1] - c0 == k_cols - 1 and bool(np.all(np.diff(col_idx) == 1)):
+            where = slice(c0, c0 + k_cols)
         k, done = r0 // cr, 0
         while done < n:
             buf = self.buffers.get(k)
@@ -150,7 +156,7 @@ class PlacedAppender:
                 buf = self.buffers[k] = np.full((cr, self.channels), self.fill, self.dtype)
             lo = r0 + done - k * cr
             take = min(cr - lo, n - done)
-            buf[lo : lo + take, col_idx] = block[done : done + take]
+            buf[lo : lo + take, where] = block[done : done + take]
             self.dirty.add(k)
             done += take
             k += 1
