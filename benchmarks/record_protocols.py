@@ -54,6 +54,12 @@ CASES = [
         40000,
         {"n_channels": 64, "n_samples": 1024},
     ),
+    Case(
+        "openephys",
+        "384 ch x 1024 samples blocks (one Neuropixels probe)",
+        40000,
+        {"n_channels": 384, "n_samples": 1024},
+    ),
 ]
 
 

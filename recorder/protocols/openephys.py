@@ -41,6 +41,7 @@ from recorder.protocols.base import (
     BulkFrame,
     Decoded,
     FrameBytes,
+    PlacedRun,
     as_array,
     frame_sizes,
 )
@@ -53,6 +54,7 @@ from recorder.protocols.descriptor import (
     json_map,
     sniffer,
 )
+from recorder.protocols.json_shapes import Shape, ShapeCache
 
 NAME = "openephys"
 DATA_ENVELOPE = b"DATA\x00"
@@ -508,10 +510,186 @@ def _source_ns(header: dict) -> int:
 # --------------------------------------------------------------------------- decoder
 
 
+_RUN_PATHS = {
+    ("message_num",): int,
+    ("type",): str,
+    ("content", "stream"): str,
+    ("content", "channel_num"): int,
+    ("content", "num_samples"): int,
+    ("content", "sample_num"): int,
+    ("data_size",): int,
+}
+_RATE = ("content", "sample_rate")
+_NAME = ("content", "channel_name")
+_STAMP = ("timestamp",)
+_MS_MIN, _MS_MAX = _INT64_MIN // 1_000_000, _INT64_MAX // 1_000_000
+
+
+def _same_until(values: tuple, want: bytes, end: int) -> int:
+    """How many of the first `end` values equal `want`."""
+    if values[:end].count(want) == end:
+        return end
+    for k in range(end):
+        if values[k] != want:
+            return k
+    return end
+
+
+def _ints_until(raw: tuple, end: int, low: int, high: int) -> tuple[list[int], int]:
+    """The first `end` values as ints, and how many of them lie in [low, high]."""
+    values = list(map(int, raw[:end]))
+    if values and (min(values) < low or max(values) > high):
+        end = next(k for k, v in enumerate(values) if not low <= v <= high)
+    return values, end
+
+
+def _texts_until(raw: tuple, end: int) -> tuple[list[str | None], int]:
+    """The first `end` values as text, and how many of them are valid UTF-8."""
+    out: list[str | None] = []
+    for k in range(end):
+        try:
+            out.append(raw[k].decode("utf-8"))
+        except UnicodeDecodeError:
+            return out, k
+    return out, end
+
+
+class _RunLayout:
+    """Where a data header shape keeps the values a run needs (group indexes), or why not."""
+
+    def __init__(self, shape: Shape):
+        slots = shape.slots
+        content = {p for p in shape.paths if p[0] == "content"}
+        wanted = {p for p in _RUN_PATHS if p[0] == "content"} | {_RATE}
+        if not all(slots.get(p, (0, None))[1] is kind for p, kind in _RUN_PATHS.items()):
+            raise ValueError("not a data header")
+        if content - {_NAME} != wanted or _RATE not in slots:
+            raise ValueError("content keys beyond today's: decode() makes their columns")
+        if _NAME in content and slots.get(_NAME, (0, None))[1] is not str:
+            raise ValueError("channel_name is not a string")
+        if _STAMP in shape.paths and slots.get(_STAMP, (0, None))[1] is not int:
+            raise ValueError("timestamp is not an integer")
+        at = {p: slots[p][0] for p in (*_RUN_PATHS, _RATE)}
+        self.seq, self.kind = at[("message_num",)], at[("type",)]
+        self.stream, self.channel = at[("content", "stream")], at[("content", "channel_num")]
+        self.n, self.sample = at[("content", "num_samples")], at[("content", "sample_num")]
+        self.rate, self.rate_is_int = at[_RATE], slots[_RATE][1] is int
+        self.size = at[("data_size",)]
+        self.name = slots[_NAME][0] if _NAME in content else None
+        self.stamp = slots[_STAMP][0] if _STAMP in shape.paths else None
+        self.groups = shape.groups
+
+
 class OpenEphysCodec:
     """Decoder of ZMQ Interface (current and legacy) and Event Broadcaster messages."""
 
     name = NAME
+
+    def __init__(self) -> None:
+        self._shapes = ShapeCache()
+        self._layouts: dict[int, _RunLayout | None] = {}  # by id of the shape
+
+    def decode_run(self, messages: Sequence[Sequence[FrameBytes]], start: int) -> PlacedRun | None:
+        """Continuous data messages from `start` decoded together (base.RunCodec): those whose
+        header has a learnt shape and whose values pass every check decode() makes, with one
+        stream and one sample rate. Anything else ends the run and goes through decode().
+        Column by column, so each message costs one regex match and a few conversions."""
+        layout, first = self._layout_of(messages[start])
+        if layout is None or first is None:
+            return None
+        groups = layout.groups
+        found: list[tuple] = []
+        sizes: list[int] = []
+        for frames in messages[start:]:
+            if len(frames) != 3 or bytes(frames[0]) != DATA_ENVELOPE:
+                break
+            m = groups(bytes(frames[1]))
+            if m is None:
+                break
+            found.append(m.groups())
+            sizes.append(memoryview(frames[2]).nbytes)
+        if not found:
+            return None
+        fields = list(zip(*found, strict=True))
+        end = len(found)
+        end = _same_until(fields[layout.kind], b"data", end)
+        end = _same_until(fields[layout.stream], first[layout.stream], end)
+        end = _same_until(fields[layout.rate], first[layout.rate], end)
+        seqs, end = _ints_until(fields[layout.seq], end, _INT64_MIN, _INT64_MAX)
+        chans, end = _ints_until(fields[layout.channel], end, _INT64_MIN, _INT64_MAX)
+        samples, end = _ints_until(fields[layout.sample], end, _INT64_MIN, _INT64_MAX)
+        counts, end = _ints_until(fields[layout.n], end, 0, _INT64_MAX)
+        data_sizes, end = _ints_until(fields[layout.size], end, _INT64_MIN, _INT64_MAX)
+        for k in range(end):
+            if data_sizes[k] != counts[k] * 4 or sizes[k] != counts[k] * 4:
+                end = k
+                break
+        if layout.stamp is not None:
+            ms, end = _ints_until(fields[layout.stamp], end, _MS_MIN, _MS_MAX)
+            stamps = [t * 1_000_000 for t in ms[:end]]
+        else:
+            stamps = [NO_TIME] * end
+        names: list[str | None] = [None] * end
+        if layout.name is not None:
+            names, end = _texts_until(fields[layout.name], end)
+        try:
+            stream = first[layout.stream].decode("utf-8")
+            rate = float(first[layout.rate])
+        except UnicodeDecodeError:
+            return None
+        if end == 0 or not math.isfinite(rate):
+            return None
+        columns: dict[str, list] = {
+            "stream": [stream] * end,
+            "channel_num": chans[:end],
+            "num_samples": counts[:end],
+            "sample_num": samples[:end],
+            "sample_rate": [rate] * end,
+        }
+        if layout.name is not None:
+            columns["channel_name"] = names[:end]
+        frombuffer = np.frombuffer
+        return PlacedRun(
+            seq=seqs[:end],
+            source_ns=stamps[:end],
+            columns=columns,
+            frame=2,
+            name=f"continuous/{_safe(stream)}",
+            rows=columns["sample_num"],
+            cols=columns["channel_num"],
+            arrays=[frombuffer(f[2], dtype="<f4") for f in messages[start : start + end]],
+            channel_names=names[:end],
+            sample_rate=rate,
+            units=None,
+        )
+
+    def _layout_of(self, frames: Sequence[FrameBytes]) -> tuple[_RunLayout | None, tuple | None]:
+        """The run layout of a message's header (learnt from it when new), with its groups."""
+        if len(frames) != 3:
+            return None, None
+        header = bytes(frames[1])
+        shape = self._shapes.match(header)
+        if shape is None:
+            if self._shapes.full:
+                return None, None
+            try:
+                json.loads(header)
+            except (ValueError, RecursionError):
+                return None, None
+            shape = self._shapes.learn(header)
+            if shape is None:
+                return None, None
+        key = id(shape)
+        if key not in self._layouts:
+            try:
+                self._layouts[key] = _RunLayout(shape)
+            except ValueError:
+                self._layouts[key] = None
+        layout = self._layouts[key]
+        if layout is None:
+            return None, None
+        m = layout.groups(header)
+        return (layout, m.groups()) if m is not None else (None, None)
 
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
         sizes = frame_sizes(frames)

@@ -21,7 +21,7 @@ from recorder.contracts import Batch, Marker, Received, RecordingStats, SessionA
 from recorder.errors import RecorderError, UsageError
 from recorder.limits import check_recording
 from recorder.protocols import codec_for
-from recorder.protocols.base import decode_or_reject
+from recorder.protocols.base import decode_batch, decode_or_reject
 from recorder.protocols.detect import detect_protocol
 from recorder.recording.byte_queue import ByteBoundedQueue
 from recorder.recording.plans import SplitPlan, TriggerPlan
@@ -267,7 +267,7 @@ class StreamRecorder:
         try:
             while True:
                 clock = self._idle_clock()  # before looking: an empty queue then means all of it
-                batch = self.queue.take(0.05)
+                batch = self.queue.take_joined(0.05)
                 if batch:
                     self._write_batch(batch)
                 elif self.codec is None and self._undecided:
@@ -298,13 +298,21 @@ class StreamRecorder:
             self._undecided.extend(batch)
             self._decide_if_due()
             return
-        items: list[WriteItem] = []
         codec = self.codec
-        for recv_ns, frames, extra in batch:
-            if not isinstance(frames[0], bytes):
-                frames = [f.buffer for f in frames]
-            items.append(decode_or_reject(codec, recv_ns, frames, extra))
-        self.lane.feed(items)
+        received = [
+            (recv_ns, frames if isinstance(frames[0], bytes) else [f.buffer for f in frames], extra)
+            for recv_ns, frames, extra in batch
+        ]
+        lane = self.lane
+        writer = lane.plain_writer if lane.tl.plain else None
+        if writer is None:  # armed, split or paused: rules and routing look at each message
+            lane.feed([decode_or_reject(codec, r, f, x) for r, f, x in received])
+        else:  # one run: runs of one layout decoded and stored together
+            for part in decode_batch(codec, received):
+                if isinstance(part, list):
+                    writer.append_batch(part)
+                else:
+                    writer.append_run(*part)
         self.counters.written += len(batch)
 
     def _decide_if_due(self) -> None:

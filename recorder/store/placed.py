@@ -105,6 +105,68 @@ class PlacedAppender:
             self._create()
         return self._put(b)
 
+    def place_block(
+        self,
+        row: int,
+        cols: list[int],
+        arrays: list[np.ndarray],
+        names: list[str | None],
+        rate: float | None,
+    ) -> int | None:
+        """Place one block of several channels at once (Open Ephys sends one message per
+        channel per block: same first sample, same length, distinct channels). The same cells
+        and attributes as place() one frame after the other, in one numpy assignment per
+        chunk; None (nothing changed) where place() would have anything else to do: a new
+        layout, a first block still held, a widening, a late block. Else the row offset."""
+        if self.array is None or not arrays or rate != self.rate:
+            return None
+        a0 = arrays[0]
+        n = len(a0)
+        if a0.dtype != self.dtype or n == 0:
+            return None
+        r0, cr = row - self.first_sample, self.chunk_rows
+        col_idx = np.asarray(cols, dtype=np.int64)
+        if (
+            r0 < 0
+            or int(col_idx.min()) < 0
+            or int(col_idx.max()) >= self.channels
+            or r0 < int(self.col_end[col_idx].max())
+            or r0 - self.rows > self.max_gap
+            or r0 // cr < self.base
+        ):
+            return None
+        if r0 > 0:
+            self.widenable = False
+        known = self.attrs.get("channel_names")
+        if not (isinstance(known, list) and "" not in known):  # else every name is known
+            for c, name in zip(cols, names, strict=True):
+                if name is not None and (not isinstance(known, list) or known[c] == ""):
+                    self._note_name(c, name)
+                    known = self.attrs.get("channel_names")
+        block = np.stack(arrays, axis=1)  # (n, channels of the block)
+        c0, k_cols = cols[0], len(cols)
+        # channels c0, c0+1, ... (how Open Ephys sends them): a plain slice, not fancy indexing
+        where: slice | np.ndarray = col_idx
+        if cols[-1] - c0 == k_cols - 1 and bool(np.all(np.diff(col_idx) == 1)):
+            where = slice(c0, c0 + k_cols)
+        k, done = r0 // cr, 0
+        while done < n:
+            buf = self.buffers.get(k)
+            if buf is None:
+                buf = self.buffers[k] = np.full((cr, self.channels), self.fill, self.dtype)
+            lo = r0 + done - k * cr
+            take = min(cr - lo, n - done)
+            buf[lo : lo + take, where] = block[done : done + take]
+            self.dirty.add(k)
+            done += take
+            k += 1
+        self.col_end[col_idx] = r0 + n
+        self.rows = max(self.rows, r0 + n)
+        if r0 > self.newest:
+            self.newest = r0
+            self._finalize(r0 // cr - 1)
+        return r0
+
     def _put(self, b: BulkFrame) -> int:
         assert b.row is not None and b.column is not None, "only placeable frames are placed"
         r0, c, n = b.row - self.first_sample, b.column, len(b.array)

@@ -1,0 +1,40 @@
+"""The queue between a stream's receive thread and its writer thread."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from recorder.recording.byte_queue import ByteBoundedQueue
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_a_full_queue_refuses_instead_of_waiting():
+    q = ByteBoundedQueue(100)
+    assert q.offer([1], 60)
+    assert not q.offer([2], 60)  # would pass the bound: the caller counts a drop
+    assert q.depth_bytes == 60
+
+
+def test_take_joined_catches_up_in_order_and_within_the_limit():
+    q = ByteBoundedQueue(1 << 20)
+    for i in range(10):
+        q.offer([(i, k) for k in range(3)], 30)
+    first = q.take_joined(0.1, max_items=7)
+    assert first == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]  # a third would pass 7
+    rest = q.take_joined(0.1)
+    assert rest == [(i, k) for i in range(2, 10) for k in range(3)]
+    assert q.depth_bytes == 0
+    assert q.take_joined(0.01) is None
+
+
+def test_take_joined_wakes_when_closed():
+    q = ByteBoundedQueue(100)
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(q.take_joined(10)))
+    t.start()
+    q.close()
+    t.join(5)
+    assert got == [None] and q.drained

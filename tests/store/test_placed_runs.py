@@ -1,0 +1,172 @@
+"""Messages decoded together (PlacedRun, the Open Ephys fast path) are stored exactly as the
+same messages decoded one by one: every array, every attribute, byte for byte."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+
+from recorder.protocols import codec_for
+from recorder.protocols import openephys as oe
+from recorder.protocols.base import PlacedRun, decode_batch, decode_or_reject
+from recorder.simulators import make_simulator
+from recorder.store.reader import RunReader
+from recorder.store.run_writer import RunWriter
+
+pytestmark = pytest.mark.timeout(120)
+
+_VOLATILE = {
+    "run_id",
+    "started_ns",
+    "ended_ns",
+    "pid",
+    "host",
+    "updated_ns",
+    "committed_ns",
+    "slowest_flush_ns",
+}
+
+
+def _data(seq, channel, sample, *, n=64, stream="probe", rate=30000.0, name=True, **extra):
+    frames = oe.encode_data(
+        np.arange(n, dtype="<f4") + channel,
+        message_num=seq,
+        stream=stream,
+        channel_num=channel,
+        channel_name=f"CH{channel + 1}" if name else None,
+        sample_num=sample,
+        sample_rate=rate,
+        timestamp_ms=1_700_000_000_000 + sample,
+    )
+    if extra:
+        header = json.loads(frames[1])
+        header["content"].update(extra)
+        frames[1] = json.dumps(header, indent=2).encode()
+    return frames
+
+
+def _hostile_stream() -> list[list[bytes]]:
+    """Continuous data with everything that must end a run or fall back: events and spikes in
+    between, a malformed header, a rate change, a second stream, an added content key, a
+    restart, a jump in samples, a lost channel name, an empty block, a huge sequence number."""
+    sim = make_simulator("openephys", n_channels=16, n_samples=128)
+    msgs = [sim.message(i) for i in range(1500)]
+    seq = 5000
+    for block in range(30):
+        for ch in range(8):
+            seq += 1
+            msgs.append(_data(seq, ch, block * 64, name=block % 7 != 3))
+    msgs.insert(1600, [oe.DATA_ENVELOPE, b"{not json", b"\0" * 256])
+    msgs.append(_data(seq + 1, 0, 30 * 64, rate=20000.0))
+    msgs.append(_data(seq + 2, 1, 30 * 64, stream="other"))
+    msgs.append(_data(seq + 3, 2, 30 * 64, bit_volts=0.195))
+    msgs += [_data(s, s % 8, 31 * 64) for s in range(3, 11)]  # a restart
+    msgs += [_data(20 + c, c, 10**9, n=64) for c in range(8)]  # a jump: new segment
+    msgs += [_data(40 + c, c, 10**9 + 64, n=0) for c in range(8)]  # empty blocks
+    msgs += [_data(2**63 + c, c, 10**9 + 128) for c in range(8)]  # out of range: rejected
+    msgs += [_data(60 + c, c, 10**9 + 192) for c in range(8)]
+    bad_size = _data(70, 0, 10**9 + 256)
+    bad_size[2] = bad_size[2][:-4]
+    msgs.append(bad_size)
+    return msgs
+
+
+def _record(path, messages, *, together: bool, batch: int = 64):
+    codec = codec_for("openephys")
+    runs = 0
+    with RunWriter(path, run_id="20260101-000000-000000") as run:
+        s = run.add_stream(
+            "oe", protocol="openephys", endpoint="tcp://h:1", socket_type="SUB", role="connect"
+        )
+        for i in range(0, len(messages), batch):
+            part = [(1_000 + i + k, f, None) for k, f in enumerate(messages[i : i + batch])]
+            if not together:
+                s.append_batch([decode_or_reject(codec, r, f, x) for r, f, x in part])
+            else:
+                for piece in decode_batch(codec, part):
+                    if isinstance(piece, list):
+                        s.append_batch(piece)
+                    else:
+                        runs += 1
+                        s.append_run(*piece)
+            if i % (batch * 7) == 0:
+                s.flush()  # flushes in between: chunks written part by part
+    return run.path, runs
+
+
+def _strip(value):
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in _VOLATILE}
+    return value
+
+
+def _tree(path) -> dict:
+    root = zarr.open_group(path, mode="r", use_consolidated=False)
+    out = {}
+
+    def walk(group, prefix=""):
+        out[prefix + "@"] = _strip(group.attrs.asdict())
+        for name, member in group.members():
+            if isinstance(member, zarr.Group):
+                walk(member, f"{prefix}{name}/")
+            else:
+                out[prefix + name] = (member.attrs.asdict(), member[...])
+
+    walk(root)
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray):
+        return (
+            a.dtype == b.dtype
+            and a.shape == b.shape
+            and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+        )
+    return a == b
+
+
+@pytest.mark.parametrize("batch", [64, 1000])
+def test_runs_are_stored_as_single_messages_are(tmp_path, batch):
+    messages = _hostile_stream()
+    one, _ = _record(tmp_path / "one", messages, together=False, batch=batch)
+    together, runs = _record(tmp_path / "together", messages, together=True, batch=batch)
+    assert runs > 10  # the fast path was taken
+    a, b = _tree(one), _tree(together)
+    assert sorted(a) == sorted(b)
+    for key in a:
+        if isinstance(a[key], tuple):
+            assert a[key][0] == b[key][0], key
+            assert _same(a[key][1], b[key][1]), key
+        else:
+            assert a[key] == b[key], key
+    with RunReader(together) as r:
+        stream = r.stream("oe")
+        assert stream.stats["rejects"] >= 9  # bad JSON, 8 out-of-range, the short payload
+        stored = [[bytes(f) for f in m.frames] for m in stream.messages()]
+        assert stored == [[bytes(f) for f in m] for m in messages]  # byte for byte
+
+
+def test_decode_run_never_takes_what_decode_would_reject():
+    codec = codec_for("openephys")
+    good = [_data(i, i % 4, (i // 4) * 64) for i in range(20)]
+    for k, bad in enumerate(
+        [
+            _data(99, 0, -1 if False else 2**63),
+            _data(2**63, 0, 0),
+            [oe.DATA_ENVELOPE, good[0][1], good[0][2][:8]],
+            [b"DATB\x00", good[0][1], good[0][2]],
+            [oe.DATA_ENVELOPE, good[0][1].replace(b'"CH1"', b'"C\\u00e9"'), good[0][2]],
+        ]
+    ):
+        messages = [*good, bad, *good]
+        run = codec.decode_run(messages, 0)
+        assert isinstance(run, PlacedRun)
+        assert run.count == 20, k  # the run ends before the message it cannot vouch for
+        single = decode_or_reject(codec, 0, messages[0], None)[2]
+        assert single is not None
+        assert run.seq[0] == single.seq and run.source_ns[0] == single.source_ns
+        assert {k: v[0] for k, v in run.columns.items()} == single.columns
