@@ -46,6 +46,9 @@ def test_stored_attributes_and_summary_have_the_contracts_keys(tmp_path):
         s.append(1, [b"head", img.tobytes(), samples.tobytes()], decoded)
         s.append(2, [b"bad"], None, "not a message")
         assert set(s.stats()) == keys(c.StreamStats)
+        run.add_marker("m")  # the optional attributes a recording adds as it goes
+        run.set_pauses([{"start_ns": 1, "end_ns": 2, "messages": 0}])
+        run.set_attr("trigger", {"at_ns": 1, "rule": "manual"})
     root = zarr.open_group(run.path, mode="r")
     assert set(root.attrs) == keys(c.RunAttrs)
     stream_attrs = dict(root["streams/s"].attrs)
