@@ -1,27 +1,16 @@
 """The issue's own test: a session created over the API, two recordings started in it from the
-API and one from the CLI (`recorder record --session`), all three listed on the session.
-
-It needs the recordings' `session` field (POST /recordings, planned and passed to the worker's
-Recording) and `recorder record --session`, which other branches bring: until both are there it
-is skipped, and once they are it runs."""
+API and one from the CLI (`recorder record --session`), all three listed on the session."""
 
 from __future__ import annotations
 
 import pytest
 
 from recorder import config
-from recorder.cli.main import record
 from recorder.store.reader import RunReader
-from recorder.web import models as m
 from tests.helpers import cli_json, run_cli
 from tests.web.webhelp import API, wait_json
 
 DONE = ("finished", "stopped", "failed")
-pytestmark = pytest.mark.skipif(
-    "session" not in m.RecordingCreate.model_fields
-    or not any("--session" in p.opts for p in record.params),
-    reason="needs POST /recordings {session} and `recorder record --session`",
-)
 
 
 @pytest.mark.timeout(240)
