@@ -85,10 +85,9 @@ def test_a_session_page_shows_its_runs_and_replays_them(tmp_path, page, shot):
 
 
 def test_a_session_made_in_the_browser_finds_its_run_on_its_page(tmp_path, page, shot):
-    """The issue's browser test as far as this branch goes: the session is created with the
-    Sessions page's form; the run is recorded over the API (as the page's scripts do) and put
-    in the session with the run page's Move to select, since starting a recording in a session
-    is the recording controls' part; then the session's page shows it."""
+    """The issue's browser test: a session created with the Sessions page's form, a recording
+    started in it from the dashboard's form (its Session select), and the session's page shows
+    the run."""
     with serve_demo(tmp_path) as (link, _):
         page.goto(link)
         page.wait_for_url(re.compile(r"/$"))
@@ -102,20 +101,18 @@ def test_a_session_made_in_the_browser_finds_its_run_on_its_page(tmp_path, page,
         form.get_by_role("button", name="Create session").click()
         page.wait_for_url(re.compile(r"created=ses-"))
         sid = page.url.split("created=")[1]
-        run_id = page.evaluate(
-            """async () => {
-                const rec = await R.api("POST", "/recordings", {
-                    sources: ["demo-raw"], duration_s: 1.0, name: "in the session"});
-                for (let i = 0; i < 200; i++) {
-                    const job = await R.api("GET", "/recordings/" + rec.id);
-                    if (["finished", "stopped", "failed"].includes(job.state)) return job.run_id;
-                    await new Promise((r) => setTimeout(r, 100));
-                }
-                throw new Error("the recording did not end");
-            }"""
-        )
+        page.goto(f"{base}/")
+        start = page.locator("form[data-action=start-recording]")
+        start.locator("input[value=demo-raw]").check()
+        start.locator("input[name=name]").fill("in the session")
+        start.locator("select[name=session]").select_option(sid)
+        start.get_by_role("button", name="Start recording").click()
+        row = page.locator("#recordings tbody tr", has_text="in the session").first
+        current = row.locator("[data-testid=current-run]")
+        current.wait_for()
+        run_id = current.get_attribute("href").rsplit("/", 1)[1]
+        row.get_by_role("button", name="Stop").click()
         page.goto(f"{base}/runs/{run_id}")
-        page.locator(f"select[data-move-run='{run_id}']").select_option(sid)
         page.locator("#run-session-link", has_text="calibration series").wait_for()
         page.locator("#run-session-link").click()
         page.wait_for_url(re.compile(rf"/sessions/{sid}$"))
