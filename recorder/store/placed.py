@@ -149,23 +149,9 @@ class PlacedAppender:
         where: slice | np.ndarray = col_idx
         if cols[-1] - c0 == k_cols - 1 and bool(np.all(np.diff(col_idx) == 1)):
             where = slice(c0, c0 + k_cols)
-        k, done = r0 // cr, 0
-        while done < n:
-            buf = self.buffers.get(k)
-            if buf is None:
-                buf = self.buffers[k] = np.full((cr, self.channels), self.fill, self.dtype)
-            lo = r0 + done - k * cr
-            take = min(cr - lo, n - done)
-            buf[lo : lo + take, where] = block[done : done + take]
-            self.dirty.add(k)
-            done += take
-            k += 1
+        self._fill(r0, where, block)
         self.col_end[col_idx] = r0 + n
-        self.rows = max(self.rows, r0 + n)
-        if r0 > self.newest:
-            self.newest = r0
-            self._finalize(r0 // cr - 1)
-        return r0
+        return self._placed_at(r0, n)
 
     def _put(self, b: BulkFrame) -> int:
         assert b.row is not None and b.column is not None, "only placeable frames are placed"
@@ -181,6 +167,14 @@ class PlacedAppender:
         cr = self.chunk_rows
         if r0 // cr < self.base:
             return TO_HEAP
+        self._fill(r0, c, b.array)
+        self.col_end[c] = r0 + n
+        return self._placed_at(r0, n)
+
+    def _fill(self, r0: int, columns: int | slice | np.ndarray, values: np.ndarray) -> None:
+        """Copy `values` (rows from r0 on; one column, or several side by side) into the
+        chunk buffers, making the buffers they reach."""
+        cr, n = self.chunk_rows, len(values)
         k, done = r0 // cr, 0
         while done < n:
             buf = self.buffers.get(k)
@@ -188,15 +182,18 @@ class PlacedAppender:
                 buf = self.buffers[k] = np.full((cr, self.channels), self.fill, self.dtype)
             lo = r0 + done - k * cr
             take = min(cr - lo, n - done)
-            buf[lo : lo + take, c] = b.array[done : done + take]
+            buf[lo : lo + take, columns] = values[done : done + take]
             self.dirty.add(k)
             done += take
             k += 1
-        self.col_end[c] = r0 + n
+
+    def _placed_at(self, r0: int, n: int) -> int:
+        """After placing rows r0..r0+n: the furthest row, and chunks that can no longer change
+        written out. Returns r0, the placement's row offset."""
         self.rows = max(self.rows, r0 + n)
         if r0 > self.newest:
             self.newest = r0
-            self._finalize(r0 // cr - 1)
+            self._finalize(r0 // self.chunk_rows - 1)
         return r0
 
     def _finalize(self, base: int) -> None:

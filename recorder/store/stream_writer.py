@@ -39,6 +39,59 @@ _BIG_FRAME = 64 << 10  # frames this large are copied into the heap on their own
 _MSG = [layout.MESSAGE_DIM]
 
 
+class _FrameRows:
+    """Frame table rows of messages being appended. Small heap frames are gathered and joined
+    into one copy; a frame of _BIG_FRAME bytes or more is copied on its own, in order."""
+
+    def __init__(self, writer: StreamWriter):
+        self.writer = writer
+        self.seg: list[int] = []
+        self.off: list[int] = []
+        self.len: list[int] = []
+        self.col: list[int] = []
+        self.computed: tuple[np.ndarray, ...] | None = None  # or all rows at once (columns())
+        self.small: list[FrameBytes] = []
+        self.heap_pos = writer.heap.rows
+        self.total = 0
+
+    def placed(self, segment: int, row: int, column: int, length: int) -> None:
+        """A frame whose bytes are cells of a typed segment."""
+        self.seg.append(segment)
+        self.off.append(row)
+        self.len.append(length)
+        self.col.append(column)
+        self.total += length
+
+    def heap(self, frame: FrameBytes) -> None:
+        """A frame kept verbatim in the heap."""
+        if not isinstance(frame, bytes):
+            frame = _view_bytes(frame)
+        length = len(frame)
+        self.placed(layout.HEAP_SEGMENT, self.heap_pos, layout.WHOLE_ROWS, length)
+        self.heap_pos += length
+        if length >= _BIG_FRAME:
+            self.writer._heap_put(self.small)
+            self.small = []
+            self.writer.heap.extend(frame)
+        elif length:
+            self.small.append(frame)
+
+    def columns(self, seg, off, length, col, heap_bytes: bytes, total: int) -> None:
+        """Rows computed in columns (append_run), with their heap bytes already joined."""
+        self.computed = (seg, off, length, col)
+        if heap_bytes:
+            self.writer.heap.extend(heap_bytes)
+        self.total = total
+
+    def finish(self) -> None:
+        self.writer._heap_put(self.small)
+        self.small = []
+        rows = self.computed or (self.seg, self.off, self.len, self.col)
+        frames = self.writer.frames
+        for name, values in zip(("segment", "offset", "length", "column"), rows, strict=True):
+            frames[name].extend(values)
+
+
 def _row_dims(b: BulkFrame | None, array: np.ndarray, ragged: bool) -> list[str]:
     """Dimension names of a typed array: the row axis, then the source's names for the rest
     when it gave valid ones, else dim_1, dim_2 ..."""
@@ -163,17 +216,11 @@ class StreamWriter:
         first: list[int] = []
         nfr: list[int] = []
         flags: list[int] = []
-        f_seg: list[int] = []
-        f_off: list[int] = []
-        f_len: list[int] = []
-        f_col: list[int] = []
-        small: list[FrameBytes] = []
+        table = _FrameRows(self)
         # asked per batch: `--protocol auto` names the protocol after the first messages
         restart_first = protocols.lookup(self.attrs.get("protocol", "")).restart_first_seq
-        heap_pos = self.heap.rows
         n_frames = self.n_frames
         index = self.n_messages
-        total = 0
         for recv_ns, frames, decoded, reason in items:
             ok = decoded if reason is None else None  # the decoded message, unless rejected
             bulk = {b.frame: b for b in ok.bulk} if ok and ok.bulk else None
@@ -187,26 +234,9 @@ class StreamWriter:
                 b = bulk.get(i) if bulk else None
                 where = self._store_bulk(b, index) if b is not None else None
                 if b is not None and where is not None:
-                    segment, row, column = where
-                    length = b.array.nbytes
+                    table.placed(*where, b.array.nbytes)
                 else:
-                    column = layout.WHOLE_ROWS
-                    if not isinstance(frame, bytes):
-                        frame = _view_bytes(frame)
-                    length = len(frame)
-                    segment, row = layout.HEAP_SEGMENT, heap_pos
-                    heap_pos += length
-                    if length >= _BIG_FRAME:
-                        self._heap_put(small)
-                        small = []
-                        self.heap.extend(frame)
-                    elif length:
-                        small.append(frame)
-                f_seg.append(segment)
-                f_off.append(row)
-                f_len.append(length)
-                f_col.append(column)
-                total += length
+                    table.heap(frame)
             n_frames += len(frames)
             if reason:
                 self.rejects += 1
@@ -229,9 +259,12 @@ class StreamWriter:
                     if placed_at is None:
                         self.segments_capped += 1
             index += 1
-        if not recv:
-            return
-        self._heap_put(small)
+        if recv:
+            self._add_messages(recv, seq, src, first, nfr, flags, table, n_frames)
+
+    def _add_messages(self, recv, seq, src, first, nfr, flags, table: _FrameRows, n_frames: int):
+        """The message columns and frame table rows of appended messages, and the counts."""
+        table.finish()
         cols = self.columns
         cols["recv_ns"].extend(recv)
         cols["seq"].extend(seq)
@@ -239,13 +272,9 @@ class StreamWriter:
         cols["first_frame"].extend(first)
         cols["n_frames"].extend(nfr)
         cols["flags"].extend(flags)
-        self.frames["segment"].extend(f_seg)
-        self.frames["offset"].extend(f_off)
-        self.frames["length"].extend(f_len)
-        self.frames["column"].extend(f_col)
         self.n_frames = n_frames
-        self.n_messages = index
-        self.bytes += total
+        self.n_messages += len(recv)
+        self.bytes += table.total
         if self.first_recv_ns is None:
             self.first_recv_ns = recv[0]
         self.last_recv_ns = recv[-1]
@@ -259,81 +288,33 @@ class StreamWriter:
         if not count:
             return
         restart_first = protocols.lookup(self.attrs.get("protocol", "")).restart_first_seq
-        heap_pos = self.heap.rows
-        n_frames = self.n_frames
-        first_index = index = self.n_messages
-        total = 0
-        small: list[FrameBytes] = []
-        f_seg: list[int] = []
-        f_off: list[int] = []
-        f_len: list[int] = []
-        f_col: list[int] = []
-        first: list[int] = []
-        nfr: list[int] = []
-        placed_frame = run.frame
-        see, seq_key = self.gaps.see, run.seq_key
+        n_frames, first_index = self.n_frames, self.n_messages
+        table = _FrameRows(self)
         where = self._place_run(run, first_index)
-        table = self._run_frame_table(messages, run, where, heap_pos)
-        if table is not None:  # the common case, in columns
-            f_seg, f_off, f_len, f_col, first, nfr, heap_bytes, total = table
-            if heap_bytes:
-                self.heap.extend(heap_bytes)
-            for s in run.seq:
-                if s != NO_SEQ:
-                    see(seq_key, s, restart_first)
+        computed = self._run_frame_table(messages, run, where, table.heap_pos)
+        if computed is not None:  # the common case, in columns
+            seg, off, length, col, first, nfr, heap_bytes, total = computed
+            table.columns(seg, off, length, col, heap_bytes, total)
             n_frames += 3 * count
-            index += count
-            count = 0  # nothing left for the loop below
-        for k in range(count):
-            frames = messages[k]
-            first.append(n_frames)
-            nfr.append(len(frames))
-            for i, frame in enumerate(frames):
-                at = where[k] if i == placed_frame else None
-                if at is not None:
-                    segment, row, column = at
-                    length = run.arrays[k].nbytes
-                else:
-                    column = layout.WHOLE_ROWS
-                    if not isinstance(frame, bytes):
-                        frame = _view_bytes(frame)
-                    length = len(frame)
-                    segment, row = layout.HEAP_SEGMENT, heap_pos
-                    heap_pos += length
-                    if length >= _BIG_FRAME:
-                        self._heap_put(small)
-                        small = []
-                        self.heap.extend(frame)
-                    elif length:
-                        small.append(frame)
-                f_seg.append(segment)
-                f_off.append(row)
-                f_len.append(length)
-                f_col.append(column)
-                total += length
-            n_frames += len(frames)
-            if run.seq[k] != NO_SEQ:
-                see(seq_key, run.seq[k], restart_first)
-            index += 1
+        else:
+            first, nfr = [], []
+            for k, frames in enumerate(messages[:count]):
+                first.append(n_frames)
+                nfr.append(len(frames))
+                for i, frame in enumerate(frames):
+                    at = where[k] if i == run.frame else None
+                    if at is not None:
+                        table.placed(*at, run.arrays[k].nbytes)
+                    else:
+                        table.heap(frame)
+                n_frames += len(frames)
+        see, seq_key = self.gaps.see, run.seq_key
+        for s in run.seq:
+            if s != NO_SEQ:
+                see(seq_key, s, restart_first)
         self._extend_extra(first_index, run.columns)
-        self._heap_put(small)
-        cols = self.columns
-        cols["recv_ns"].extend(recv)
-        cols["seq"].extend(run.seq)
-        cols["source_ns"].extend(run.source_ns)
-        cols["first_frame"].extend(first)
-        cols["n_frames"].extend(nfr)
-        cols["flags"].extend(np.zeros(run.count, dtype=np.int64))
-        self.frames["segment"].extend(f_seg)
-        self.frames["offset"].extend(f_off)
-        self.frames["length"].extend(f_len)
-        self.frames["column"].extend(f_col)
-        self.n_frames = n_frames
-        self.n_messages = index
-        self.bytes += total
-        if self.first_recv_ns is None:
-            self.first_recv_ns = recv[0]
-        self.last_recv_ns = recv[-1]
+        flags = np.zeros(count, dtype=np.int64)
+        self._add_messages(recv, run.seq, run.source_ns, first, nfr, flags, table, n_frames)
 
     def _run_frame_table(
         self,
