@@ -99,16 +99,16 @@ def end_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def running_manager(data, spares: int = 1) -> Iterator:
-    """A real manager (spawning real worker processes) for a data folder, serving on a thread
-    until the block ends; it must shut down within 30 s. One spare worker, not the production
-    six: each spare costs a second of imports, and the suite's two cores are shared."""
+def running_manager(data, spares: int = 1, url: str | None = None, join_s: float = 30) -> Iterator:
+    """A real manager (spawning real worker processes) for a data folder (and catalog `url`,
+    the folder's own by default), serving on a thread until the block ends; it must shut down
+    within `join_s`. One spare worker, not the production six: each spare costs a second of
+    imports, and the suite's two cores are shared."""
     from recorder import config
     from recorder.manager.manager import Manager
 
-    m = Manager(
-        data, config.catalog_url(None, data), stop_grace_s=5.0, kill_grace_s=3.0, spares=spares
-    )
+    url = url or config.catalog_url(None, data)
+    m = Manager(data, url, stop_grace_s=5.0, kill_grace_s=3.0, spares=spares)
     m.start()
     stop = threading.Event()
     t = threading.Thread(target=m.serve, args=(stop,), name="manager", daemon=True)
@@ -117,5 +117,5 @@ def running_manager(data, spares: int = 1) -> Iterator:
         yield m
     finally:
         stop.set()
-        t.join(30)
+        t.join(join_s)
     assert not t.is_alive(), "manager did not shut down"

@@ -4,10 +4,8 @@ while the server is away waits for it to write its final state and index (worker
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import threading
 import time
 
 import pytest
@@ -16,30 +14,18 @@ from recorder import config
 from recorder.db.catalog import Catalog
 from recorder.db.control import Control
 from recorder.db.jobs import KIND_RECORD, RUNNING, STOPPED
-from recorder.manager.manager import Manager
 from recorder.manager.planning import plan_recording
 from recorder.simulators import make_simulator
 from recorder.store import layout
 from recorder.store.reader import RunReader
-from tests.helpers import wait_for
+from tests.helpers import running_manager, wait_for
 from tests.recordhelp import running
 
 RUN = "outage-run"
 
 
-@contextlib.contextmanager
 def _manager(data, url):
-    m = Manager(data, url, spares=0, stop_grace_s=5.0, kill_grace_s=3.0)
-    m.start()
-    stop = threading.Event()
-    t = threading.Thread(target=m.serve, args=(stop,), name="manager", daemon=True)
-    t.start()
-    try:
-        yield m
-    finally:
-        stop.set()
-        t.join(60)
-    assert not t.is_alive(), "manager did not shut down"
+    return running_manager(data, spares=0, url=url, join_s=60)
 
 
 def _size(folder) -> int:

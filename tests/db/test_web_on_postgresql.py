@@ -3,33 +3,18 @@ manager runs it, and the run is listed, searched, tagged and annotated through t
 
 from __future__ import annotations
 
-import contextlib
-import threading
-
 import pytest
 
-from recorder.manager.manager import Manager
 from recorder.simulators import make_simulator
 from recorder.web import create_app
-from tests.helpers import wait_for
+from tests.helpers import running_manager, wait_for
 from tests.recordhelp import running
 
 API = "/api/v1"
 
 
-@contextlib.contextmanager
 def _manager(data, url):
-    m = Manager(data, url, spares=0, stop_grace_s=5.0, kill_grace_s=3.0)
-    m.start()
-    stop = threading.Event()
-    t = threading.Thread(target=m.serve, args=(stop,), name="manager", daemon=True)
-    t.start()
-    try:
-        yield m
-    finally:
-        stop.set()
-        t.join(60)
-    assert not t.is_alive(), "manager did not shut down"
+    return running_manager(data, spares=0, url=url, join_s=60)
 
 
 @pytest.mark.slow
