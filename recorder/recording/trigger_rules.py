@@ -41,6 +41,15 @@ from recorder.contracts import WriteItem
 from recorder.errors import UsageError
 
 KINDS = ("ttl", "text", "key", "attr", "count", "rate")
+#: The fields of each kind of rule, in the order the text form gives them (also the JSON keys).
+FIELDS = {
+    "ttl": ("line", "state"),
+    "text": ("op", "value"),
+    "key": ("source", "key", "op", "value"),
+    "attr": ("name", "op", "value"),
+    "count": ("op", "value"),
+    "rate": ("op", "value"),
+}
 PROTOCOL_OF_KIND = {"ttl": "openephys", "text": "openephys", "key": "karabo", "attr": "adzmq"}
 """Kinds that read one protocol's decoded messages; the others fit any stream."""
 
@@ -180,14 +189,7 @@ def parse_rule(text: str) -> Rule:
         raise UsageError(f"{where}: unknown kind {kind!r} (one of {', '.join(KINDS)})")
     kind = kind.lower()
     args = toks[1:]
-    shape = {
-        "ttl": ("line", "state"),
-        "text": ("op", "value"),
-        "key": ("source", "key", "op", "value"),
-        "attr": ("name", "op", "value"),
-        "count": ("op", "value"),
-        "rate": ("op", "value"),
-    }[kind]
+    shape = FIELDS[kind]
     if len(args) != len(shape):
         usage = {
             "ttl": "ttl LINE high|low",
@@ -278,15 +280,6 @@ def _make(kind: str, stream: str | None, f: dict[str, Any], where: str) -> Rule:
 
 # --------------------------------------------------------------------------- JSON form
 
-_JSON_FIELDS = {
-    "ttl": ("line", "state"),
-    "text": ("op", "value"),
-    "key": ("source", "key", "op", "value"),
-    "attr": ("name", "op", "value"),
-    "count": ("op", "value"),
-    "rate": ("op", "value"),
-}
-
 
 def rule_to_json(rule: Rule) -> dict[str, Any]:
     """The API form: {"kind": ..., the kind's fields, "stream" if scoped}."""
@@ -314,11 +307,11 @@ def rule_from_json(obj: dict[str, Any] | str) -> Rule:
     kind = obj.get("kind")
     if kind not in KINDS:
         raise UsageError(f"{where}: unknown kind {kind!r} (one of {', '.join(KINDS)})")
-    allowed = {"kind", "stream", *_JSON_FIELDS[kind]}
+    allowed = {"kind", "stream", *FIELDS[kind]}
     unknown = sorted(set(obj) - allowed)
     if unknown:
         raise UsageError(f"{where}: unknown field(s) {', '.join(unknown)} for a {kind} rule")
-    missing = [n for n in _JSON_FIELDS[kind] if n not in obj]
+    missing = [n for n in FIELDS[kind] if n not in obj]
     if missing:
         raise UsageError(f"{where}: missing {', '.join(missing)}")
     fields = {k: v for k, v in obj.items() if k not in ("kind", "stream")}
