@@ -94,6 +94,9 @@ class Timeline:
         """No split, no trigger, never paused: streams write straight into the one run."""
         self._make_run, self._close_run = make_run, close_run
         self.watermark = dict.fromkeys(self.names, BEFORE)
+        #: The newest receive time each stream has routed into a run. Unlike its watermark it
+        #: stays when the stream finishes (its watermark is NEVER then).
+        self.routed = dict.fromkeys(self.names, BEFORE)
         self.slots: list[Slot] = []  # not yet closed, in time order, never overlapping
         self.made = 0  # slots ever made
         self.last_end = BEFORE  # armed: a new triggered run starts at or after this
@@ -151,7 +154,10 @@ class Timeline:
     def _end_now(self, slot: Slot, now: int) -> None:
         """End an open slot at `now` or just after everything routed so far, so no stream has
         put a later message into it already."""
-        others = max((w for w in self.watermark.values() if w < NEVER), default=BEFORE)
+        others = max(
+            max(self.routed.values(), default=BEFORE),
+            max((w for w in self.watermark.values() if w < NEVER), default=BEFORE),
+        )
         slot.end = max(now, others + 1, slot.start + 1)
         self.last_end = slot.end
         self.version += 1
@@ -415,6 +421,8 @@ class Lane:
             if items:
                 self._route(items, ops)
                 newest = items[-1][0]
+                if newest > tl.routed[self.name]:
+                    tl.routed[self.name] = newest
             else:
                 newest = clock if clock is not None else BEFORE
             if newest > tl.watermark[self.name]:

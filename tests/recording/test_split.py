@@ -128,3 +128,45 @@ def test_split_now_ends_the_run_and_starts_the_next(ctx, tmp_path):
 
 def _per_stream(path):
     return [numbers(path, name) for name in ("fast", "slow")]
+
+
+@pytest.mark.timeout(60)
+def test_a_size_boundary_falls_after_what_a_finished_stream_wrote(tmp_path):
+    """A stream that has finished (its watermark is past every end) keeps its last routed
+    time: a size boundary another, lagging stream sets later still falls after it, so the
+    finished stream's messages are not left in a run that ends before them."""
+    from recorder.recording.timeline import Lane, Timeline
+    from recorder.store.run_writer import RunWriter
+
+    runs: list[RunWriter] = []
+
+    def make_run(slot):
+        run = RunWriter(tmp_path / "runs")
+        for name in ("fast", "slow"):
+            run.add_stream(name, protocol="raw", endpoint="tcp://h:1", socket_type="SUB",
+                           role="connect")  # fmt: skip
+        runs.append(run)
+        return run
+
+    tl = Timeline(["fast", "slow"], trigger=None, split=SplitPlan(bytes=1000),
+                  make_run=make_run, close_run=lambda slot: slot.run.close())  # fmt: skip
+    fast, slow = Lane(tl, "fast"), Lane(tl, "slow")
+    fast.start()
+    slow.start()
+
+    def items(times, size):
+        return [(t, [b"x" * size], None, None) for t in times]
+
+    fast.feed(items(range(1000, 1100, 10), 10))  # 100 bytes, far below the size
+    fast.finish()  # done: up to t=1090
+    slow.feed(items(range(1000, 1100, 5), 100))  # reaches 1000 bytes at t=1045
+    slow.finish()
+    spans = []
+    for run in runs:
+        run.close()
+        with RunReader(run.path) as r:
+            times = [m.recv_ns for name in ("fast", "slow") for m in r.stream(name).messages()]
+        if times:
+            spans.append((min(times), max(times)))
+    assert len(spans) == 2
+    assert spans[0][1] < spans[1][0], spans  # the second run begins after the first one's end
