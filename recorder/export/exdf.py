@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from recorder import protocols
 from recorder.export.base import ExportContext, Progress, StreamWindow, Tally
 from recorder.export.exdf_layout import (
     BYTES,
@@ -34,7 +35,6 @@ from recorder.export.exdf_layout import (
     plan,
     survey,
 )
-from recorder.protocols import karabo
 from recorder.store.reader import StreamReader
 
 FORMAT_VERSION = "1.0"
@@ -284,7 +284,7 @@ class ExdfTarget:
     description = "Karabo bridge trains as a European XFEL run folder (EXDF HDF5) for extra_data"
 
     def cannot_hold(self, stream: StreamReader) -> str | None:
-        if stream.protocol == karabo.NAME:
+        if protocols.lookup(stream.protocol).trains:
             return None
         return f"protocol {stream.protocol}: EXDF holds Karabo bridge trains (protocol karabo)"
 

@@ -167,6 +167,9 @@ class ProtocolDescriptor:
     """How ``serve --demo`` runs the simulator; None: not part of the demo."""
     meaning: StreamMeaning = field(default_factory=StreamMeaning)
     """What seq, source_ns and the decoded columns of this protocol's streams mean."""
+    trains: bool = False
+    """Each message is a train: sources holding keys (the Karabo bridge), which is what EXDF
+    files hold and how a live view summarises it (its keys, not one array)."""
 
     def simulator_class(self) -> type | None:
         if self.simulator is None:

@@ -574,6 +574,7 @@ DESCRIPTOR = ProtocolDescriptor(
     codec=KaraboCodec,
     default_socket="REQ",  # the bridge server binds REP by default and answers `next`
     refuse_request=refuse_request,
+    trains=True,
     sniff=sniff,
     simulator="recorder.simulators.karabo:KaraboSimulator",
     demo=Demo(options={"socket": "PUB", "rate": 10}, source={"socket_type": "SUB"}),

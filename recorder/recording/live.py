@@ -328,6 +328,14 @@ def read_message(path: Path, *, frames: bool = True) -> LiveMessage:
     return msg
 
 
+def holds_trains(msg: LiveMessage) -> bool:
+    """Whether the message is a train (sources holding keys), as its protocol's descriptor
+    says."""
+    from recorder.protocols import lookup
+
+    return lookup(msg.protocol or "").trains
+
+
 def decode(msg: LiveMessage):
     """The message as its protocol's codec understands it: `(Decoded | None, reason | None)`.
     A frame cut at `MAX_BYTES` or an undecided protocol leaves it undecoded (None, reason)."""

@@ -329,7 +329,7 @@ def describe(job_id: str, msg: live.LiveMessage, points: int) -> dict:
     if decoded is not None:
         if any(_is_image(bf) for bf in decoded.bulk):
             out["image"] = _image_url(job_id, msg.stream)
-        if msg.protocol == "karabo":  # a train's arrays are many things: its keys show them
+        if live.holds_trains(msg):  # a train's arrays are many things: its keys show them
             out["train"] = _train(decoded)
         else:
             out["waveform"] = _waveform(decoded, points)
