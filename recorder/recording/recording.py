@@ -21,7 +21,6 @@ from recorder.contracts import Batch, Marker, Received, RecordingStats, SessionA
 from recorder.errors import RecorderError, UsageError
 from recorder.limits import check_recording
 from recorder.protocols import codec_for
-from recorder.protocols.base import decode_batch, decode_or_reject
 from recorder.protocols.detect import detect_protocol
 from recorder.recording.byte_queue import ByteBoundedQueue
 from recorder.recording.plans import SplitPlan, TriggerPlan
@@ -298,21 +297,11 @@ class StreamRecorder:
             self._undecided.extend(batch)
             self._decide_if_due()
             return
-        codec = self.codec
         received = [
             (recv_ns, frames if isinstance(frames[0], bytes) else [f.buffer for f in frames], extra)
             for recv_ns, frames, extra in batch
         ]
-        lane = self.lane
-        writer = lane.plain_writer if lane.tl.plain else None
-        if writer is None:  # armed, split or paused: rules and routing look at each message
-            lane.feed([decode_or_reject(codec, r, f, x) for r, f, x in received])
-        else:  # one run: runs of one layout decoded and stored together
-            for part in decode_batch(codec, received):
-                if isinstance(part, list):
-                    writer.append_batch(part)
-                else:
-                    writer.append_run(*part)
+        self.lane.feed_received(self.codec, received)
         self.counters.written += len(batch)
 
     def _decide_if_due(self) -> None:

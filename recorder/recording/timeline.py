@@ -30,8 +30,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from recorder.contracts import Marker, Pause, WriteItem
+from recorder.contracts import Marker, Pause, Received, WriteItem
 from recorder.errors import Conflict, UsageError
+from recorder.protocols.base import Codec, decode_batch, decode_or_reject
 from recorder.recording.plans import SplitPlan, TriggerPlan
 
 if TYPE_CHECKING:
@@ -374,6 +375,21 @@ class Lane:
         return self.gaps_closed + sum(w.gaps.missing for w in list(self.writers.values()))
 
     # -- the hot path --------------------------------------------------------------------------
+
+    def feed_received(self, codec: Codec, received: list[Received]) -> None:
+        """Decode a received batch and feed it. One run (plain): runs of one layout decoded
+        and stored together (protocols.base.decode_batch); armed, split or paused, every
+        message on its own, for the rules and the routing."""
+        if not self.tl.plain:
+            self.feed([decode_or_reject(codec, r, f, x) for r, f, x in received])
+            return
+        writer = self.plain_writer
+        assert writer is not None
+        for part in decode_batch(codec, received):
+            if isinstance(part, list):
+                writer.append_batch(part)
+            else:
+                writer.append_run(*part)
 
     def feed(self, items: list[WriteItem]) -> None:
         if self.tl.plain:
