@@ -122,6 +122,7 @@ class SessionFiles:
     def __init__(self, data: Path):
         self.data = Path(data)
         self.dir = sessions_dir(self.data)
+        self.problems: list[str] = []  # unreadable session files the last all() skipped
 
     def path(self, session_id: str) -> Path:
         return self.dir / f"{check_id(session_id)}.json"
@@ -207,7 +208,8 @@ class SessionFiles:
     def all(self) -> list[SessionAttrs]:
         """Every readable session file, oldest first (an unreadable one is skipped: reindex says
         so through `problems`)."""
-        found, self.problems = [], []
+        found: list[SessionAttrs] = []
+        self.problems = []
         if not self.dir.is_dir():
             return []
         for path in sorted(self.dir.glob("ses-*.json")):
@@ -216,8 +218,6 @@ class SessionFiles:
             except (StoreError, SessionNotFound) as exc:
                 self.problems.append(str(exc))
         return found
-
-    problems: list[str]
 
 
 def _text(what: str, value: Any, limit: int, *, required: bool = False) -> str:
