@@ -88,8 +88,13 @@ def test_live_view_of_a_running_recording(client, manager, data):
         small = client.get(cam["image"] + "?size=32")
         assert Image.open(io.BytesIO(small.data)).size == (32, 24)
 
-        # Open Ephys: the block as a decimated waveform.
-        ephys = client.get(_live(client, job_id, "ephys") + "?points=10").get_json()
+        # Open Ephys: the block as a decimated waveform (the latest message may be a TTL event
+        # or a spike between blocks: wait for a data block to be the latest one)
+        def latest_block():
+            out = client.get(_live(client, job_id, "ephys") + "?points=10").get_json()
+            return out if out["waveform"] is not None else None
+
+        ephys = wait_for(latest_block, 20, "an Open Ephys data block as the latest message", 0.1)
         wave = ephys["waveform"]
         assert wave is not None and wave["channels"] and len(wave["x"]) <= 10
         assert len(wave["values"][0]) == len(wave["x"])
