@@ -31,6 +31,7 @@ from recorder.replay.control_planes import (
 )
 from recorder.replay.pacer import Pacer
 from recorder.replay.plan import StreamPlan, check_collisions, plan_stream, spread_auto
+from recorder.replay.read_ahead import ReadAhead, pace_threads
 from recorder.replay.responders import UNANSWERED_MODES, PairResponder, SequentialResponder
 from recorder.replay.timeline import Timeline
 from recorder.store import layout
@@ -159,6 +160,12 @@ class Replayer:
         self.started_at = time.monotonic()
         self.duration_s = self.timeline.duration_s(self.plans)
         self._lag_ns = 0  # following: how far behind the recording messages are sent
+        self._ahead: ReadAhead | None = None  # the clock thread's reader
+
+    def _drop_ahead(self) -> None:
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
 
     def _status_warning(self, run) -> str:
         status = run.status
@@ -200,6 +207,8 @@ class Replayer:
             raise
         clocked = [n for n, p in self.plans.items() if not p.on_request]
         if clocked:
+            if not (self.pacer.max_speed or self.follow):
+                pace_threads()
             self._spawn(self._clock, clocked)
         for n, p in self.plans.items():
             if p.on_request:
@@ -362,9 +371,12 @@ class Replayer:
         return self.timeline.messages(names, start=start, stop=self.end_s)
 
     def _clocked(self, names: list[str], start: float | None) -> Iterator[Message | None]:
-        """What the clock thread sends; following, None means nothing new was committed yet."""
+        """What the clock thread sends, read ahead by a thread of its own (the one before, of
+        a seek or an earlier loop, stops); following, None means nothing new was committed yet."""
+        self._drop_ahead()
         if not self.follow:
-            return self._messages(names, start)
+            self._ahead = ReadAhead(self._messages(names, start))
+            return self._ahead
 
         def wait(timeout: float) -> bool:
             self._idle(timeout)
@@ -409,6 +421,12 @@ class Replayer:
                 self._step += arg
 
     def _clock(self, names: list[str]) -> None:
+        try:
+            self._clock_loops(names)
+        finally:
+            self._drop_ahead()
+
+    def _clock_loops(self, names: list[str]) -> None:
         socks = {n: self._sockets[n] for n in names}
         stop = self.stop_event
         for _ in self._loops():
