@@ -166,3 +166,19 @@ def test_karabo_known_headers_decode_as_a_fresh_codec_does():
     short[5] = short[5][:-2]
     reasons = {decode_or_reject(c, 0, short)[3] for c in (warm, codec_for("karabo"))}
     assert len(reasons) == 1 and None not in reasons
+
+
+def test_wide_blocks_are_placed_as_single_messages_are(tmp_path):
+    """Blocks wider than place_block's column groups (100 channels; one block in a shuffled
+    channel order, so not a plain slice) land in the same cells as one message at a time."""
+    from tests.store.test_placed_runs import _record as record_openephys
+
+    sim = make_simulator("openephys", n_channels=100, n_samples=64)
+    messages = [sim.message(i) for i in range(800)]
+    block = messages[300:400]
+    order = np.random.default_rng(3).permutation(len(block))
+    messages[300:400] = [block[k] for k in order]
+    one, _ = record_openephys(tmp_path / "one", messages, together=False, batch=400)
+    together, runs = record_openephys(tmp_path / "all", messages, together=True, batch=400)
+    assert runs >= 2
+    _assert_same_runs(one, together)
