@@ -546,21 +546,27 @@ class StreamWriter:
         name = layout.valid_text(run.name)
         rows, cols, arrays = run.rows, run.cols, run.arrays
         count, k = run.count, 0
+        # where the first sample or the length changes: blocks end there at the latest
+        first = np.asarray(rows, dtype=np.int64)
+        sizes = np.fromiter(map(len, arrays), dtype=np.int64, count=count)
+        edges = np.flatnonzero((first[1:] != first[:-1]) | (sizes[1:] != sizes[:-1])) + 1
+        ends = np.append(edges, count)
         while k < count:
-            end, seen = k + 1, {cols[k]}
-            n = len(arrays[k])
-            while end < count and rows[end] == rows[k] and len(arrays[end]) == n:
-                if cols[end] in seen:
-                    break
-                seen.add(cols[end])
-                end += 1
+            limit = int(ends[np.searchsorted(ends, k, side="right")])
+            if len(set(cols[k:limit])) == limit - k:  # distinct channels: one block
+                end = limit
+            else:  # a channel again: the block ends before it
+                end, seen = k + 1, {cols[k]}
+                while end < limit and cols[end] not in seen:
+                    seen.add(cols[end])
+                    end += 1
             idx = self._current_placed.get(name)
             if idx is not None and end - k > 1 and arrays[k].dtype.isnative:
                 at = self._placed(idx).place_block(
                     rows[k], cols[k:end], arrays[k:end], run.channel_names[k:end], run.sample_rate
                 )
                 if at is not None:
-                    where.extend((idx, at, c) for c in cols[k:end])
+                    where.extend([(idx, at, c) for c in cols[k:end]])
                     k = end
                     continue
             where.append(self._store_bulk(run.bulk(k), index + k))  # one by one, as ever
