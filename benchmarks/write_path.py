@@ -1,19 +1,22 @@
 """CPU per message of the recorder's writer thread, without sockets: decode + store.
 
-The same pre-generated Open Ephys messages (one per channel per block, as the ZMQ Interface
-sends them) are stored three ways into runs on /dev/shm (so the disk does not blur it), in
-batches as the receive thread hands them over:
+The same pre-generated messages of a protocol's simulator (the exact frames the live system
+sends; Open Ephys: one per channel per block, as the ZMQ Interface sends them) are stored three
+ways into runs on /dev/shm (so the disk does not blur it), in batches as the receive thread
+hands them over:
 
 * raw: the frames verbatim (the raw protocol's codec), the floor;
-* one by one: each message decoded on its own (decode_or_reject) and appended (append_batch),
-  the general path every protocol takes;
-* in runs: decode_batch, which decodes runs of one header layout together (PlacedRun) and
-  stores them with append_run.
+* one by one: each message decoded on its own (decode_or_reject) and appended a message at a
+  time (StreamWriter._append_each), the general path;
+* batched: decode_batch and append_batch/append_run as the recorder does (Open Ephys: runs of
+  one header layout decoded together, PlacedRun; every protocol: messages of one layout
+  stored a typed array at a time).
 
 Process CPU time, the minimum of several rounds (robust to a busy machine), in microseconds
 per message; lower is better.
 
-    python benchmarks/write_path.py [--channels 64] [--count 10000] [--rounds 5]
+    python benchmarks/write_path.py [--protocol openephys] [--channels 64] [--count 10000]
+    python benchmarks/write_path.py --protocol all
 """
 
 from __future__ import annotations
@@ -30,6 +33,12 @@ from recorder.simulators import make_simulator
 from recorder.store.run_writer import RunWriter
 
 BATCH = 256
+CASES = {  # protocol -> (simulator options, messages)
+    "openephys": ({"n_samples": 1024}, 10000),
+    "karabo": ({"detector": "small", "n_sources": 1}, 3000),
+    "adzmq": ({"height": 512, "width": 1024}, 200),
+    "pymultivideo": ({"height": 480, "width": 640}, 500),
+}
 
 
 def once(batches: list, protocol: str, together: bool) -> float:
@@ -49,39 +58,49 @@ def once(batches: list, protocol: str, together: bool) -> float:
                         else:
                             s.append_run(*part)
                 else:
-                    s.append_batch([decode_or_reject(codec, r, f, x) for r, f, x in batch])
+                    s._append_each([decode_or_reject(codec, r, f, x) for r, f, x in batch])
             s.flush()
             return time.process_time() - t0
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def bench(protocol: str, options: dict, count: int, rounds: int) -> None:
+    sim = make_simulator(protocol, **options)
+    messages = [sim.message(i) for i in range(count)]
+    batches = [
+        [(time.time_ns(), f, None) for f in messages[i : i + BATCH]] for i in range(0, count, BATCH)
+    ]
+    mb = sum(sum(map(len, m)) for m in messages) / 1e6
+    print(f"{protocol}, {options}, {count} messages ({mb / count * 1e3:.1f} kB each)")
+    results = {}
+    for label, codec, together in (
+        ("raw", "raw", True),
+        ("one by one", protocol, False),
+        ("batched", protocol, True),
+    ):
+        best = min(once(batches, codec, together) for _ in range(rounds))
+        results[label] = best / count * 1e6
+        print(f"  {label:12s} {results[label]:8.2f} us/message {mb / best:8.0f} MB/s")
+    print(
+        f"  batched vs one by one: {results['one by one'] / results['batched']:.2f}x faster; "
+        f"vs raw: {results['batched'] / results['raw']:.2f}x the cost",
+        flush=True,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--channels", type=int, default=64)
-    ap.add_argument("--count", type=int, default=10000)
+    ap.add_argument("--protocol", default="openephys", help=f"{', '.join(CASES)} or all")
+    ap.add_argument("--channels", type=int, default=64, help="Open Ephys channels")
+    ap.add_argument("--count", type=int, default=None, help="messages (default: per protocol)")
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    sim = make_simulator("openephys", n_channels=args.channels, n_samples=1024)
-    messages = [sim.message(i) for i in range(args.count)]
-    batches = [
-        [(time.time_ns(), f, None) for f in messages[i : i + BATCH]]
-        for i in range(0, args.count, BATCH)
-    ]
-    print(f"Open Ephys, {args.channels} channels x 1024 samples, {args.count} messages")
-    results = {}
-    for label, protocol, together in (
-        ("raw", "raw", False),
-        ("one by one", "openephys", False),
-        ("in runs", "openephys", True),
-    ):
-        best = min(once(batches, protocol, together) for _ in range(args.rounds))
-        results[label] = best / args.count * 1e6
-        print(f"  {label:12s} {results[label]:7.2f} us/message")
-    print(
-        f"in runs vs one by one: {results['one by one'] / results['in runs']:.2f}x faster; "
-        f"vs raw: {results['in runs'] / results['raw']:.2f}x the cost"
-    )
+    for protocol in CASES if args.protocol == "all" else [args.protocol]:
+        options, count = CASES[protocol]
+        if protocol == "openephys":
+            options = {**options, "n_channels": args.channels}
+        bench(protocol, options, args.count or count, args.rounds)
 
 
 if __name__ == "__main__":

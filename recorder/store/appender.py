@@ -66,7 +66,8 @@ class PieceAppender:
         self.array = array
         self.stream = ChunkStream(array)
         self.row_shape = tuple(array.shape[1:])
-        self.row_bytes = max(1, int(np.prod(self.row_shape))) * array.dtype.itemsize
+        self.dtype = array.dtype  # zarr computes it on every access: asked once per row here
+        self.row_bytes = max(1, int(np.prod(self.row_shape))) * self.dtype.itemsize
         self.chunk_rows = file_rows(array)
         self.chunk_bytes = self.chunk_rows * self.row_bytes
         self.pieces: list = []
@@ -114,16 +115,16 @@ class PieceAppender:
 
     def append(self, row: np.ndarray) -> None:
         """Append one row of the array's dtype and row shape."""
-        row = np.ascontiguousarray(row, dtype=self.array.dtype)
+        row = np.ascontiguousarray(row, dtype=self.dtype)
         self._add(row.reshape(-1).view(np.uint8).data)
         self.rows += 1
 
     def append_repeat(self, value, n: int) -> None:
-        self.extend_rows(np.full(n, value, dtype=self.array.dtype))
+        self.extend_rows(np.full(n, value, dtype=self.dtype))
 
     def extend_rows(self, rows: np.ndarray) -> None:
         """Append the rows of an array of rows (its first axis), e.g. a train's pulses."""
-        rows = np.ascontiguousarray(rows, dtype=self.array.dtype)
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
         if rows.size:
             self._add(rows.reshape(-1).view(np.uint8).data)
         self.rows += len(rows)

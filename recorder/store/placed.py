@@ -55,6 +55,9 @@ def placeable(b: BulkFrame) -> bool:
     )
 
 
+_BLOCK_COLUMNS = 32  # channels placed together by place_block
+
+
 class PlacedAppender:
     """One placed segment, array `path` of its family group (format 2: `data/continuous/<stream>/`);
     `info` is its entry in the stream's segment list."""
@@ -143,13 +146,16 @@ class PlacedAppender:
                 if name is not None and (not isinstance(known, list) or known[c] == ""):
                     self._note_name(c, name)
                     known = self.attrs.get("channel_names")
-        block = np.stack(arrays, axis=1)  # (n, channels of the block)
         c0, k_cols = cols[0], len(cols)
         # channels c0, c0+1, ... (how Open Ephys sends them): a plain slice, not fancy indexing
-        where: slice | np.ndarray = col_idx
-        if cols[-1] - c0 == k_cols - 1 and bool(np.all(np.diff(col_idx) == 1)):
-            where = slice(c0, c0 + k_cols)
-        self._fill(r0, where, block)
+        contiguous = cols[-1] - c0 == k_cols - 1 and bool(np.all(np.diff(col_idx) == 1))
+        # a few channels at a time: (samples, 384 channels) at once is a transpose that misses
+        # the cache on every value (4x slower than these narrow ones, which stay in it)
+        for j in range(0, k_cols, _BLOCK_COLUMNS):
+            part = arrays[j : j + _BLOCK_COLUMNS]
+            width = len(part)
+            where = slice(c0 + j, c0 + j + width) if contiguous else col_idx[j : j + width]
+            self._fill(r0, where, np.stack(part, axis=1))  # (n, channels of this part)
         self.col_end[col_idx] = r0 + n
         return self._placed_at(r0, n)
 

@@ -30,7 +30,7 @@ from recorder.contracts import (
 )
 from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded, FrameBytes, PlacedRun
 from recorder.store import arrays, compact, coordinates, fast_nodes, layout, nodes
-from recorder.store.appender import Appender, appender_for, trim
+from recorder.store.appender import SMALL_PIECE, Appender, appender_for, trim
 from recorder.store.family_names import FamilyPaths
 from recorder.store.gaps import GapCounter
 from recorder.store.placed import NEW_SEGMENT, TO_HEAP, PlacedAppender, placeable
@@ -67,7 +67,12 @@ class _FrameRows:
         if not isinstance(frame, bytes):
             frame = _view_bytes(frame)
         length = len(frame)
-        self.placed(layout.HEAP_SEGMENT, self.heap_pos, layout.WHOLE_ROWS, length)
+        # placed() inlined: a Karabo train has a dozen heap frames
+        self.seg.append(layout.HEAP_SEGMENT)
+        self.off.append(self.heap_pos)
+        self.len.append(length)
+        self.col.append(layout.WHOLE_ROWS)
+        self.total += length
         self.heap_pos += length
         if length >= _BIG_FRAME:
             self.writer._heap_put(self.small)
@@ -90,6 +95,42 @@ class _FrameRows:
         frames = self.writer.frames
         for name, values in zip(("segment", "offset", "length", "column"), rows, strict=True):
             frames[name].extend(values)
+
+
+_ALIKE_MIN = 8  # messages of one layout in a row stored together (_append_alike), at least
+
+
+def _derived_array(d: tuple[str, np.ndarray] | BulkFrame) -> np.ndarray:
+    return d.array if isinstance(d, BulkFrame) else d[1]
+
+
+def _layout_key(item: WriteItem) -> tuple | None:
+    """What must be the same for messages to be stored together (_append_alike): frame
+    count, which frames are typed arrays of which name, dtype and row shape, the derived
+    arrays and the column keys. None: a reject, a placed frame or anything unusual, which
+    goes one by one."""
+    _, frames, decoded, reason = item
+    if reason is not None or decoded is None:
+        return None
+    n = len(frames)
+    bulk = []
+    for b in decoded.bulk:
+        a = b.array
+        if b.row is not None or b.column is not None or not 0 <= b.frame < n:
+            return None
+        ragged = b.ragged and a.ndim >= 1
+        bulk.append((b.frame, b.name, a.dtype, a.shape[1:] if ragged else a.shape, ragged))
+    derived = []
+    for d in decoded.derived:
+        name, a, r = (d.name, d.array, d.ragged) if isinstance(d, BulkFrame) else (*d, False)
+        ragged = r and a.ndim >= 1
+        derived.append((name, a.dtype, a.shape[1:] if ragged else a.shape, ragged))
+    names = [k[1] for k in bulk] + [k[0] for k in derived]
+    if len({layout.valid_text(x) for x in names}) != len(names):
+        return None  # two arrays of one name in a message: one by one, in order
+    if len({k[0] for k in bulk}) != len(bulk):
+        return None
+    return (n, tuple(bulk), tuple(derived), tuple(decoded.columns))
 
 
 def _row_dims(b: BulkFrame | None, array: np.ndarray, ragged: bool) -> list[str]:
@@ -208,8 +249,33 @@ class StreamWriter:
         """Add messages given as (recv_ns, frames, decoded or None, reject reason or None).
 
         Batches keep the per-message cost low at high message rates: columns grow once per
-        batch, and small frames reach the heap in one joined copy.
+        batch, and small frames reach the heap in one joined copy. Runs of messages of one
+        layout (every Karabo train of a steady source, every image of a camera) are stored a
+        typed array at a time (_append_alike) instead of a frame at a time.
         """
+        if len(items) <= _ALIKE_MIN:
+            self._append_each(items)
+            return
+        keys = [_layout_key(item) for item in items]
+        start, n = 0, len(items)
+        while start < n:
+            key, end = keys[start], start + 1
+            while end < n and keys[end] == key:
+                end += 1
+            if key is None or end - start <= _ALIKE_MIN:
+                while end < n and (keys[end] is None or keys[end] != keys[end - 1]):
+                    end += 1  # irregular messages go one by one, together
+                self._append_each(items[start:end])
+            else:
+                # the first message makes (or checks) the segments the rest then extend
+                self._append_each(items[start : start + 1])
+                rest = items[start + 1 : end]
+                if not self._append_alike(rest):
+                    self._append_each(rest)
+            start = end
+
+    def _append_each(self, items: Sequence[WriteItem]) -> None:
+        """append_batch a message at a time: any mix of messages, rejects and layouts."""
         recv: list[int] = []
         seq: list[int] = []
         src: list[int] = []
@@ -261,6 +327,117 @@ class StreamWriter:
             index += 1
         if recv:
             self._add_messages(recv, seq, src, first, nfr, flags, table, n_frames)
+
+    def _append_alike(self, items: Sequence[WriteItem]) -> bool:
+        """Store messages of one layout (_layout_key) whose typed arrays all extend the
+        current segments of their names: exactly what _append_each would store, a typed array
+        and a column at a time. False (nothing stored): they need _append_each (a new
+        segment, a name that changes raggedness)."""
+        decoded = [item[2] for item in items if item[2] is not None]
+        if len(decoded) != len(items):
+            return False  # _layout_key lets none through
+        d0 = decoded[0]
+        families: list[tuple[int, int, bool, list[np.ndarray]]] = []  # (segment, frame, ...)
+        derived = [
+            (d.name, d.array, d.ragged) if isinstance(d, BulkFrame) else (d[0], d[1], False)
+            for d in d0.derived
+        ]
+        named = [(b.name, b.array, b.ragged, b.frame) for b in d0.bulk]
+        named += [(name, a, r, -1) for name, a, r in derived]
+        for k, (name, a, ragged_frame, frame) in enumerate(named):
+            ragged = ragged_frame and a.ndim >= 1
+            idx = self._current_segment.get(layout.valid_text(name))
+            if idx is None:
+                return False
+            dtype, shape, seg_ragged = self._segment_keys[idx]
+            if dtype != a.dtype or seg_ragged != ragged:
+                return False
+            if shape != (a.shape[1:] if ragged else a.shape):
+                return False
+            nb = len(d0.bulk)
+            if k < nb:
+                arrays = [d.bulk[k].array for d in decoded]
+            else:
+                arrays = [_derived_array(d.derived[k - nb]) for d in decoded]
+            families.append((idx, frame, ragged, arrays))
+        count = len(items)
+        index0 = self.n_messages
+        n_fr = len(items[0][1])
+        lengths = np.empty((count, n_fr), dtype=np.int64)
+        f_seg = np.full((count, n_fr), layout.HEAP_SEGMENT, dtype=np.int64)
+        f_off = np.empty((count, n_fr), dtype=np.int64)
+        placed_frames = set()
+        for idx, frame, ragged, arrays in families:
+            app = self._segment_appenders[idx]
+            assert not isinstance(app, PlacedAppender), "_current_segment holds whole rows"
+            row0 = app.rows
+            if ragged:
+                sizes = np.fromiter(map(len, arrays), dtype=np.int64, count=count)
+                rows = row0 + np.cumsum(sizes) - sizes
+                messages = np.repeat(np.arange(index0, index0 + count, dtype=np.int64), sizes)
+            else:
+                rows = row0 + np.arange(count, dtype=np.int64)
+                messages = np.arange(index0, index0 + count, dtype=np.int64)
+            if arrays[0].nbytes < SMALL_PIECE:  # copied together anyway: one join
+                app.extend_rows(np.concatenate(arrays) if ragged else np.stack(arrays))
+            else:  # large: the appender keeps views of the received frames, no copy
+                for a in arrays:
+                    if ragged:
+                        app.extend_rows(a)
+                    else:
+                        app.append(a)
+            self._segment_index[idx].extend(messages)
+            if frame >= 0:
+                placed_frames.add(frame)
+                f_seg[:, frame] = idx
+                f_off[:, frame] = rows
+                lengths[:, frame] = [a.nbytes for a in arrays]
+        heap_cols = [i for i in range(n_fr) if i not in placed_frames]
+        heap_pos = self.heap.rows
+        if heap_cols:
+            heap = [item[1][i] for item in items for i in heap_cols]
+            heap = [f if isinstance(f, bytes) else _view_bytes(f) for f in heap]
+            sizes = np.fromiter(map(len, heap), dtype=np.int64, count=len(heap))
+            grid = sizes.reshape(count, len(heap_cols))
+            lengths[:, heap_cols] = grid
+            ends = heap_pos + np.cumsum(sizes)
+            f_off[:, heap_cols] = (ends - sizes).reshape(count, len(heap_cols))
+            small: list = []
+            for f, size in zip(heap, sizes.tolist(), strict=True):
+                if size >= _BIG_FRAME:
+                    self._heap_put(small)
+                    small = []
+                    self.heap.extend(f)
+                elif size:
+                    small.append(f)
+            self._heap_put(small)
+        table = _FrameRows(self)
+        f_col = np.full(count * n_fr, layout.WHOLE_ROWS, dtype=np.int64)
+        table.columns(f_seg.ravel(), f_off.ravel(), lengths.ravel(), f_col, b"", 0)
+        table.total = int(lengths.sum())
+        restart_first = protocols.lookup(self.attrs.get("protocol", "")).restart_first_seq
+        see = self.gaps.see
+        seq = [d.seq for d in decoded]
+        for d in decoded:
+            if d.seq != NO_SEQ:
+                see(d.seq_key, d.seq, restart_first)
+        if d0.columns:
+            self._extend_extra(
+                index0,
+                {key: [d.columns[key] for d in decoded] for key in d0.columns},
+            )
+        first = self.n_frames + n_fr * np.arange(count, dtype=np.int64)
+        self._add_messages(
+            [item[0] for item in items],
+            seq,
+            [d.source_ns for d in decoded],
+            first,
+            np.full(count, n_fr, dtype=np.int64),
+            np.zeros(count, dtype=np.int64),
+            table,
+            self.n_frames + n_fr * count,
+        )
+        return True
 
     def _add_messages(self, recv, seq, src, first, nfr, flags, table: _FrameRows, n_frames: int):
         """The message columns and frame table rows of appended messages, and the counts."""
@@ -369,21 +546,27 @@ class StreamWriter:
         name = layout.valid_text(run.name)
         rows, cols, arrays = run.rows, run.cols, run.arrays
         count, k = run.count, 0
+        # where the first sample or the length changes: blocks end there at the latest
+        first = np.asarray(rows, dtype=np.int64)
+        sizes = np.fromiter(map(len, arrays), dtype=np.int64, count=count)
+        edges = np.flatnonzero((first[1:] != first[:-1]) | (sizes[1:] != sizes[:-1])) + 1
+        ends = np.append(edges, count)
         while k < count:
-            end, seen = k + 1, {cols[k]}
-            n = len(arrays[k])
-            while end < count and rows[end] == rows[k] and len(arrays[end]) == n:
-                if cols[end] in seen:
-                    break
-                seen.add(cols[end])
-                end += 1
+            limit = int(ends[np.searchsorted(ends, k, side="right")])
+            if len(set(cols[k:limit])) == limit - k:  # distinct channels: one block
+                end = limit
+            else:  # a channel again: the block ends before it
+                end, seen = k + 1, {cols[k]}
+                while end < limit and cols[end] not in seen:
+                    seen.add(cols[end])
+                    end += 1
             idx = self._current_placed.get(name)
             if idx is not None and end - k > 1 and arrays[k].dtype.isnative:
                 at = self._placed(idx).place_block(
                     rows[k], cols[k:end], arrays[k:end], run.channel_names[k:end], run.sample_rate
                 )
                 if at is not None:
-                    where.extend((idx, at, c) for c in cols[k:end])
+                    where.extend([(idx, at, c) for c in cols[k:end]])
                     k = end
                     continue
             where.append(self._store_bulk(run.bulk(k), index + k))  # one by one, as ever
@@ -572,21 +755,26 @@ class StreamWriter:
         return idx
 
     def _append_extra(self, index: int, values: dict[str, ColumnValue]) -> None:
+        extra, kinds, fits = self._extra, self._extra_kinds, _FITS
         for key, value in values.items():
-            key = layout.valid_text(key)
-            app = self._extra.get(key)
+            if not key.isascii():
+                key = layout.valid_text(key)
+            app = extra.get(key)
             if app is None:
                 app = self._new_extra(key, value, index)
                 if app is None:
                     self.columns_dropped += 1
                     continue
-            kind = self._extra_kinds[key]
+            kind = kinds[key]
             missing = index - app.rows
             if missing < 0:  # two keys that are one name once made valid text: keep the first
                 continue
             if missing:
                 app.extend([_missing(kind)] * missing)
-            app.append(_coerce(kind, value))
+            if kind != "str" and type(value) in fits[kind]:  # what _coerce keeps as it is
+                app.append(value)
+            else:
+                app.append(_coerce(kind, value))
 
     def _new_extra(self, key: str, value, index: int) -> Appender | None:
         """A column for a new key, or None when the stream has as many as it may hold."""
