@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import zarr
@@ -121,6 +121,8 @@ class StreamWriter:
         self.name = group.basename
         self.attrs = attrs
         self.compression = attrs.get("compression", "none")
+        self.after_flush: Callable[[], None] | None = None
+        """Called after each flush committed (a run uploading to a bucket checks it here)."""
         self.columns = {
             name: self._appender(
                 arrays.column(
@@ -188,6 +190,8 @@ class StreamWriter:
         self.first_recv_ns: int | None = None
         self.last_recv_ns: int | None = None
         self._write_attrs(committed=self._committed())
+        if self.after_flush is not None:
+            self.after_flush()
 
     def _appender(self, array: zarr.Array, *, pieces: bool = False) -> Appender:
         return appender_for(array, pieces=pieces)
