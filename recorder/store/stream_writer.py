@@ -190,8 +190,6 @@ class StreamWriter:
         self.first_recv_ns: int | None = None
         self.last_recv_ns: int | None = None
         self._write_attrs(committed=self._committed())
-        if self.after_flush is not None:
-            self.after_flush()
 
     def _appender(self, array: zarr.Array, *, pieces: bool = False) -> Appender:
         return appender_for(array, pieces=pieces)
@@ -659,6 +657,8 @@ class StreamWriter:
         # measured up to the attributes' write: what the SIGKILL loss bound adds to the interval
         self.slowest_flush_ns = max(self.slowest_flush_ns, time.perf_counter_ns() - t0)
         self._write_attrs(committed=self._committed())
+        if self.after_flush is not None:
+            self.after_flush()
 
     def _committed(self) -> Committed:
         return {
