@@ -58,3 +58,44 @@ def test_a_run_recorded_to_s3_reads_back_as_the_local_one(s3, state, sender, tmp
     key = f"{s3.prefix}/runs/{run_id}/zarr.json"
     doc = json.loads(s3.client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
     assert doc["attributes"]["run_id"] == run_id
+
+
+@pytest.mark.timeout(120)
+def test_another_host_finds_indexes_replays_and_exports_the_bucket_s_runs(
+    s3, state, sender, tmp_path, monkeypatch, ctx
+):
+    import zmq
+
+    from tests.helpers import cli_json, run_cli
+    from tests.replayhelp import client, receive, replaying, wait_clients
+
+    run_id = _record(config.runs_dir(state), sender)
+    # a second host: its own, empty state folder, the same bucket
+    monkeypatch.setenv("RECORDER_STATE", str(tmp_path / "other-host"))
+    out = run_cli("reindex", "--data", s3.data_url)
+    assert out.returncode == 0, out.stderr
+    assert "indexed 1 runs" in out.stdout
+    [row] = cli_json("ls", "--data", s3.data_url)
+    assert row["run_id"] == run_id and row["messages"] == N
+    info = cli_json("info", run_id[:12], "--data", s3.data_url)
+    assert info["status"] == "complete" and info["streams"][0]["arrays"]
+
+    # replay from the bucket to a real subscriber, byte for byte
+    spooled = tmp_path / "other-host" / "runs" / run_id
+    want = [list(m) for m in _messages()]
+    with replaying(spooled, endpoints={"": "auto"}, paused=True, max_speed=True) as rp:
+        [plan] = rp.plans.values()
+        pull = client(ctx, zmq.PULL, plan.endpoint)
+        wait_clients(rp, 1)
+        rp.resume()
+        assert receive(pull, N) == want
+
+    h5 = tmp_path / "x.h5"
+    out = run_cli("export", run_id, "--to", "hdf5", "--out", h5, "--data", s3.data_url)
+    assert out.returncode == 0, out.stderr
+    import h5py
+
+    with h5py.File(h5) as f:
+        shapes = []
+        f.visititems(lambda _, obj: shapes.append(getattr(obj, "shape", None)))
+        assert (N, 64, 80) in shapes, shapes
