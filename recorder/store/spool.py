@@ -160,14 +160,15 @@ class Uploader:
             future.result()
             self._sent[key] = stamp
             self.bytes_sent += len(body)
-        for key in sorted(snapshot, key=lambda k: (-k.count("/"), k)):
-            if key == "zarr.json" or self._sent_meta.get(key) == snapshot[key]:
-                continue
-            self._put(key, snapshot[key])
-            self._sent_meta[key] = snapshot[key]
-        if "zarr.json" in snapshot and self._sent_meta.get("zarr.json") != snapshot["zarr.json"]:
-            self._put("zarr.json", snapshot["zarr.json"])  # the root last
-            self._sent_meta["zarr.json"] = snapshot["zarr.json"]
+        changed = {k: v for k, v in snapshot.items() if self._sent_meta.get(k) != v}
+        # arrays' metadata (their shapes) before groups' (a stream's committed counts), the
+        # run's root (its status) last: a reader never sees counts beyond an array's shape
+        arrays = [k for k, v in changed.items() if _node_type(v) == "array"]
+        groups = [k for k in changed if k not in arrays and k != "zarr.json"]
+        for wave in (arrays, groups, ["zarr.json"] if "zarr.json" in changed else []):
+            for key, future in [(k, self._pool.submit(self._put, k, changed[k])) for k in wave]:
+                future.result()
+                self._sent_meta[key] = changed[key]
         if mirror:
             self._mirror(set(snapshot) | set(data))
 
@@ -199,6 +200,13 @@ class Uploader:
         if not os.environ.get(KEEP_ENV):
             evict(self.run_dir)
         return None
+
+
+def _node_type(doc: bytes) -> str | None:
+    try:
+        return json.loads(doc).get("node_type")
+    except ValueError:
+        return None  # caught while being written: the next pass sends it whole
 
 
 def evict(run_dir: Path) -> None:
