@@ -143,9 +143,20 @@ def store_config(*, quick: bool = False) -> dict[str, Any]:
     return cfg
 
 
+def _obstore():
+    try:
+        import obstore
+        import obstore.store
+    except ImportError:
+        raise DataFolderError(
+            "object store data (s3://) needs obstore: pip install 'zmq-recorder[s3]'"
+        ) from None
+    return obstore
+
+
 def s3_store(loc: S3Location, key: str = "", *, quick: bool = False):
     """An obstore S3Store rooted at `key` (under the location's prefix when given)."""
-    from obstore.store import S3Store
+    S3Store = _obstore().store.S3Store
 
     prefix = loc.key(key) if key else loc.prefix
     return S3Store(loc.bucket, prefix=prefix or None, **store_config(quick=quick))
@@ -176,8 +187,7 @@ def check(loc: S3Location, *, write: bool) -> None:
     """Reach the bucket once at start (DataFolderError with one clear line if not): list the
     prefix, and with `write` put and delete a probe object, so wrong credentials or a
     read-only bucket are said before any recording starts rather than in the middle of one."""
-    import obstore
-
+    obstore = _obstore()
     store = s3_store(loc, quick=True)
     try:
         obstore.list_with_delimiter(store, layout.RUNS_DIR)
