@@ -66,3 +66,16 @@ def test_the_mean_image_per_run_with_dask_distributed(s3, state):
     assert got.keys() == expect.keys()
     for run_id, mean in got.items():
         np.testing.assert_allclose(mean, expect[run_id], err_msg=run_id)
+
+
+def test_docs_scaling_md_prints_the_example_this_test_runs():
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "scaling.md").read_text()
+    source = Path(__file__).read_text()
+    start = source.index("    def mean_image")
+    end = source.index("    # --- end of the example ---")
+    for line in source[start:end].splitlines():
+        line = line.strip()
+        if line and "data_url" not in line and "return {" not in line and "urls = " not in line:
+            assert line in doc, line
