@@ -192,7 +192,7 @@ def check(loc: S3Location, *, write: bool) -> None:
     try:
         obstore.list_with_delimiter(store, layout.RUNS_DIR)
         if write:
-            probe = f".probe-{uuid.uuid4().hex}"
+            probe = f"{layout.RUNS_DIR}/.probe-{uuid.uuid4().hex}"
             obstore.put(store, probe, b"")
             obstore.delete(store, probe)
     except Exception as exc:  # obstore raises its own classes, OSError subclasses among them
