@@ -237,6 +237,37 @@ def upload(run_dir: Path) -> None:
         raise error
 
 
+def bucket_only(run_dir: Path) -> list[str]:
+    """The objects of a spooled run that the spool no longer holds (its chunks, once uploaded):
+    what a whole copy of the run (a download) needs from the bucket. [] for a local run."""
+    import obstore
+
+    loc = upload_target(run_dir)
+    if loc is None:
+        return []
+    store = location.s3_store(loc, f"{layout.RUNS_DIR}/{Path(run_dir).name}")
+    local = {p.relative_to(run_dir).as_posix() for p in Path(run_dir).rglob("*") if p.is_file()}
+    try:
+        found = [o["path"] for batch in obstore.list(store) for o in batch]
+        return sorted(k for k in found if k not in local)
+    except Exception as exc:
+        raise StoreError(location.describe(exc, loc)) from None
+
+
+def read_from_bucket(run_dir: Path, key: str) -> bytes:
+    """One object of a spooled run, from the bucket."""
+    import obstore
+
+    loc = upload_target(run_dir)
+    if loc is None:
+        raise StoreError(f"{run_dir} is not a run of an object store")
+    store = location.s3_store(loc, f"{layout.RUNS_DIR}/{Path(run_dir).name}")
+    try:
+        return bytes(obstore.get(store, key).bytes())
+    except Exception as exc:
+        raise StoreError(location.describe(exc, loc)) from None
+
+
 def pending(runs_dir: Path) -> list[Path]:
     """Spooled runs whose upload has not finished (a killed recorder, a refusing bucket)."""
     if not runs_dir.is_dir():

@@ -99,3 +99,17 @@ def test_another_host_finds_indexes_replays_and_exports_the_bucket_s_runs(
         shapes = []
         f.visititems(lambda _, obj: shapes.append(getattr(obj, "shape", None)))
         assert (N, 64, 80) in shapes, shapes
+
+
+@pytest.mark.timeout(60)
+def test_a_download_of_an_uploaded_run_holds_its_chunks_from_the_bucket(s3, state, sender):
+    import io
+    import zipfile
+
+    from recorder.web.download import zip_pieces
+
+    run_id = _record(config.runs_dir(state), sender)
+    blob = b"".join(zip_pieces(config.runs_dir(state) / run_id, run_id))
+    names = set(zipfile.ZipFile(io.BytesIO(blob)).namelist())
+    stored = {f"{run_id}/{k.split('/', 2)[2]}" for k in keys(s3, f"runs/{run_id}/")}
+    assert stored <= names and any("/c." in n or "/c/" in n for n in stored)
