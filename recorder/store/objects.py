@@ -14,15 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zarr
 from zarr.abc.store import ByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype
-from zarr.storage import LocalStore, ObjectStore
+from zarr.storage import LocalStore
 
 from recorder.errors import RunNotFound, StoreError
 from recorder.store import layout, location
 from recorder.store.location import S3Location
+
+if TYPE_CHECKING:
+    from zarr.storage import ObjectStore
 
 UPLOAD_MARKER = ".upload.json"
 """In a spooled run folder: where the run is uploaded to and how far that got (spool.py)."""
@@ -39,6 +43,8 @@ def run_location(url: str) -> tuple[S3Location, str]:
 
 
 def run_object_store(loc: S3Location, run_id: str, *, read_only: bool = True) -> ObjectStore:
+    from zarr.storage import ObjectStore  # loads zarr's obstore glue: only for object stores
+
     return ObjectStore(location.s3_store(loc, f"{layout.RUNS_DIR}/{run_id}"), read_only=read_only)
 
 
