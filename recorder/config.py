@@ -9,7 +9,7 @@ from pathlib import Path
 
 from recorder.endpoint_policy import DEFAULT_CONNECT, Allowed, EndpointPolicy
 from recorder.errors import DataFolderError, UsageError
-from recorder.store import layout
+from recorder.store import layout, location
 
 DATA_ENV = "RECORDER_DATA"
 CATALOG_ENV = "RECORDER_CATALOG"
@@ -18,8 +18,15 @@ DEFAULT_DATA = "recorder-data"
 
 def data_dir(option: str | os.PathLike | None = None, *, create: bool = True) -> Path:
     """The data folder, made ready for writing; with `create=False`, an existing folder that
-    is only read (listing must work on a read-only or full disk and must make nothing)."""
-    path = Path(option or os.environ.get(DATA_ENV) or DEFAULT_DATA).expanduser()
+    is only read (listing must work on a read-only or full disk and must make nothing).
+
+    An object store URL (`s3://bucket/prefix`, store/location.py) is checked once (reachable,
+    credentials, writable unless only read) and gives its local state folder: the catalog,
+    sessions, and the spool runs are recorded into before their upload."""
+    chosen = option or os.environ.get(DATA_ENV) or DEFAULT_DATA
+    if location.is_url(chosen):
+        return _object_store_state(str(chosen), create=create)
+    path = Path(chosen).expanduser()
     if not create:
         if not path.is_dir():
             raise DataFolderError(f"no data folder {path}")
@@ -33,6 +40,20 @@ def data_dir(option: str | os.PathLike | None = None, *, create: bool = True) ->
     if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
         raise DataFolderError(f"data folder {path} is not readable and writable")
     return path
+
+
+def _object_store_state(url: str, *, create: bool) -> Path:
+    loc = location.parse(url)
+    location.check(loc, write=create)
+    state = location.state_folder(loc)
+    try:
+        (state / layout.RUNS_DIR).mkdir(parents=True, exist_ok=True)
+        location.bind(state, loc)
+    except OSError as exc:
+        raise DataFolderError(
+            f"cannot use state folder {state} for {loc.url}: {exc.strerror or exc}"
+        ) from exc
+    return state
 
 
 def runs_dir(data: Path) -> Path:

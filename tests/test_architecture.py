@@ -28,7 +28,7 @@ ALLOWED = {
 BOTTOM = {"errors", "endpoints", "limits", "config", "contracts", "endpoint_policy", "__init__"}
 """Modules at the top of the package that everyone may use (they import only each other and
 BOTTOM_MAY_USE)."""
-BOTTOM_MAY_USE = ("recorder.store.layout", "recorder.protocols.base")
+BOTTOM_MAY_USE = ("recorder.store.layout", "recorder.store.location", "recorder.protocols.base")
 #: third-party modules a room must never load: the web app never opens stream sockets and the
 #: core never serves HTTP.
 FORBIDDEN = {

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from recorder import config
 from recorder.analysis.stream import Stream, stream_for
-from recorder.errors import UsageError
+from recorder.errors import StoreError, UsageError
+from recorder.store import location
 from recorder.store.find import resolve_run
+from recorder.store.layout import RUNS_DIR
 from recorder.store.reader import Message, RunReader
 
 if TYPE_CHECKING:
@@ -25,9 +27,12 @@ if TYPE_CHECKING:
     from recorder.analysis.karabo import KaraboStream, KeyData
 
 
-def run_path(run: str | os.PathLike, data: str | os.PathLike | None = None) -> Path:
+def run_path(run: str | os.PathLike, data: str | os.PathLike | None = None) -> Path | str:
     """The folder of `run`: a run folder given as a path, else a run id (or a unique start of
-    one) in the data folder's runs (`data`, else $RECORDER_DATA, else ./recorder-data)."""
+    one) in the data folder's runs (`data`, else $RECORDER_DATA, else ./recorder-data). A run
+    URL (``s3://bucket/prefix/runs/RUN_ID``) is read straight from the object store."""
+    if location.is_url(run):
+        return str(run)
     path = Path(run).expanduser()
     if (path / "zarr.json").is_file():
         return path
@@ -45,6 +50,21 @@ def open_run(run: str | os.PathLike, data: str | os.PathLike | None = None) -> R
     ``./recorder-data``). Raises RunNotFound, or UsageError for an ambiguous prefix.
     """
     return Run(RunReader(run_path(run, data)))
+
+
+def run_urls(data: str) -> list[str]:
+    """The URLs of every run in an object store (``s3://bucket/prefix``), oldest first: one
+    listing of the bucket, no run opened (docs/scaling.md hands them to dask workers)."""
+    import obstore
+
+    loc = location.parse(data)
+    store = location.s3_store(loc, RUNS_DIR)
+    try:
+        found = obstore.list_with_delimiter(store)["common_prefixes"]
+    except Exception as exc:  # obstore's own classes
+        raise StoreError(location.describe(exc, loc)) from None
+    ids = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in found)
+    return [loc.run_url(run_id) for run_id in ids]
 
 
 def _size(n: int) -> str:

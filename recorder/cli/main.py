@@ -948,7 +948,7 @@ def recover(run, data, catalog):
     """Repair runs a killed recorder left behind and mark them interrupted."""
     from recorder.store.find import resolve_run
     from recorder.store.reader import RunReader
-    from recorder.store.recover import is_abandoned, repair_run, run_dirs
+    from recorder.store.recover import is_abandoned, repair_run, run_dirs, upload_pending
 
     folder, cat = open_data(data, catalog)
     runs_dir = config.runs_dir(folder)
@@ -963,6 +963,10 @@ def recover(run, data, catalog):
                         paths.append(p)
             except RecorderError as exc:
                 click.echo(f"skipped {p.name}: {exc}", err=True)
+    for p in upload_pending(runs_dir, paths[0] if run else None):  # an object store's
+        cat.index_path(p)
+        click.echo(f"{p.name}: uploaded")
+        paths = [q for q in paths if q.name != p.name]
     if not paths:
         click.echo("nothing to recover", err=True)
         return 0

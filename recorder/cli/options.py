@@ -29,7 +29,8 @@ def data_options(f):
         "--data",
         "data",
         metavar="DIR",
-        help=f"Data folder (env {config.DATA_ENV}; default ./{config.DEFAULT_DATA}).",
+        help=f"Data folder, or s3://bucket/prefix (docs/storage.md) (env {config.DATA_ENV}; "
+        f"default ./{config.DEFAULT_DATA}).",
     )(f)
 
 

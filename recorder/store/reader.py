@@ -25,7 +25,7 @@ from recorder.contracts import (
     StreamSummary,
 )
 from recorder.errors import RunNotFound, StoreError, StreamNotFound
-from recorder.store import layout, nodes
+from recorder.store import layout, location, nodes, objects
 from recorder.store.mapped import MappedWindow, mappable
 from recorder.store.nodes import array, read_rows
 
@@ -399,15 +399,14 @@ class StreamReader:
 class RunReader:
     """Context manager over one stored run: `with RunReader(path) as run: run.messages()`."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        if not (self.path / "zarr.json").is_file():
+    def __init__(self, path: Path | str):
+        self.url = str(path) if location.is_url(path) else None
+        """`s3://bucket/prefix/runs/RUN_ID` for a run read straight from an object store."""
+        self.path = Path(str(path)[len(location.SCHEME) :] if self.url else path)
+        if self.url is None and not (self.path / "zarr.json").is_file():
             raise RunNotFound(f"no run at {self.path}")
-        try:
-            # not the consolidated copy: annotations change after the run closed
-            self.root = zarr.open_group(self.path, mode="r", zarr_format=3, use_consolidated=False)
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"cannot open run at {self.path}: {exc}") from exc
+        # not the consolidated copy: annotations change after the run closed
+        self.root = objects.open_run_group(self.url or self.path)
         self.attrs = nodes.run_attrs(self.root)
         if self.attrs.get("format") != layout.FORMAT_NAME:
             raise StoreError(f"{self.path} is not a zmq-recorder run")
@@ -425,7 +424,7 @@ class RunReader:
     def refresh(self) -> None:
         """Re-read the run's attributes (its status), then every stream's committed counts, in
         that order: a run seen no longer `recording` has its final counts read after."""
-        root = zarr.open_group(self.path, mode="r", zarr_format=3, use_consolidated=False)
+        root = objects.open_run_group(self.url or self.path)
         self.attrs = nodes.run_attrs(root)
         for s in self.streams.values():
             s.refresh()
@@ -553,7 +552,7 @@ class RunReader:
             "drops": sum(s["drops"] for s in streams),
             "rejects": sum(s["rejects"] for s in streams),
             "streams": streams,
-            "path": str(self.path),
+            "path": self.url or str(self.path),
             "session": ann.get("session"),
         }
 

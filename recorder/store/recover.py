@@ -7,6 +7,7 @@ as we do) and marked `interrupted`.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from pathlib import Path
@@ -16,14 +17,19 @@ import zarr
 
 from recorder.contracts import RunAttrs, SegmentInfo
 from recorder.errors import StoreError, UsageError
-from recorder.store import compact, coordinates, layout, nodes
+from recorder.store import compact, coordinates, layout, nodes, spool
 from recorder.store.nodes import array, read_rows
 
 
 def run_dirs(runs_dir: Path) -> list[Path]:
+    """The run folders of a runs folder; for an object store's spool, after copying in the
+    metadata of runs only the bucket has (spool.pull_metadata)."""
     if not runs_dir.is_dir():
         return []
-    return sorted(p for p in runs_dir.iterdir() if (p / "zarr.json").is_file())
+    spool.pull_metadata(runs_dir)
+    return sorted(
+        p for p in runs_dir.iterdir() if not p.name.startswith(".") and (p / "zarr.json").is_file()
+    )
 
 
 def recorder_alive(attrs: RunAttrs) -> bool:
@@ -72,7 +78,25 @@ def repair_run(path: Path) -> RunAttrs:
     root.attrs.put(nodes.json_attrs(attrs))
     if attrs.get("format_version", 1) >= 2:
         nodes.consolidate(path)
+    spool.upload(path)  # a run of an object store: the bucket gets the repaired run
     return attrs
+
+
+def upload_pending(runs_dir: Path, only: Path | None = None) -> list[Path]:
+    """Upload the spooled runs (or run `only`) whose upload did not finish (their recorder was
+    killed after closing them, or the bucket refused writes): StoreError if it still refuses.
+    Runs left `recording` are not among them: repair_run uploads those once repaired."""
+    done = []
+    for path in spool.pending(runs_dir):
+        if only is not None and path.name != only.name:
+            continue
+        with contextlib.suppress(StoreError, OSError):
+            attrs = nodes.run_attrs(zarr.open_group(path, mode="r", zarr_format=3))
+            if attrs.get("status") == layout.STATUS_RECORDING:
+                continue  # repair_run uploads it once repaired
+        spool.upload(path)
+        done.append(path)
+    return done
 
 
 def _repair_stream(group: zarr.Group) -> int | None:

@@ -20,7 +20,7 @@ import zarr
 from recorder import __version__
 from recorder.contracts import Marker, Pause, RunAttrs, SessionAttrs
 from recorder.errors import StoreError, UsageError
-from recorder.store import layout, nodes
+from recorder.store import layout, nodes, spool
 from recorder.store.stream_writer import StreamWriter
 
 
@@ -88,6 +88,7 @@ class RunWriter:
         if session is not None:
             first["session"] = nodes.json_attrs(session)
         notes.attrs.put(first)
+        self._upload = spool.start(self.path)  # None unless the data folder is an object store
 
     def add_stream(
         self,
@@ -120,6 +121,8 @@ class RunWriter:
                 "compression": compression,
             },
         )
+        if self._upload is not None:
+            writer.after_flush = self._upload.check
         self.streams[name] = writer
         return writer
 
@@ -178,6 +181,20 @@ class RunWriter:
             self.root.attrs.put(nodes.json_attrs(self._attrs))
         with contextlib.suppress(OSError):  # a full disk: the run reads without it
             nodes.consolidate(self.path)
+        if self._upload is not None:
+            self._uploaded()
+
+    def _uploaded(self) -> None:
+        """Finish the run's upload; a bucket that refused it leaves the run failed (and whole
+        in the spool, for `recorder recover` to upload)."""
+        assert self._upload is not None
+        failure = self._upload.finish()
+        if failure is None or self.status == layout.STATUS_FAILED:
+            return
+        self.status, self.error = layout.STATUS_FAILED, str(failure)
+        with self._attrs_lock:
+            self._attrs["status"], self._attrs["error"] = self.status, self.error
+            self.root.attrs.put(nodes.json_attrs(self._attrs))
 
     def __enter__(self) -> RunWriter:
         return self

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import zarr
@@ -162,6 +162,8 @@ class StreamWriter:
         self.name = group.basename
         self.attrs = attrs
         self.compression = attrs.get("compression", "none")
+        self.after_flush: Callable[[], None] | None = None
+        """Called after each flush committed (a run uploading to a bucket checks it here)."""
         self.columns = {
             name: self._appender(
                 arrays.column(
@@ -843,6 +845,8 @@ class StreamWriter:
         # measured up to the attributes' write: what the SIGKILL loss bound adds to the interval
         self.slowest_flush_ns = max(self.slowest_flush_ns, time.perf_counter_ns() - t0)
         self._write_attrs(committed=self._committed())
+        if self.after_flush is not None:
+            self.after_flush()
 
     def _committed(self) -> Committed:
         return {

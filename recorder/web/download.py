@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flask import Response, stream_with_context
 
+from recorder.store import spool
 from recorder.web.api import api, state
 from recorder.web.runs import run_path
 
@@ -49,6 +50,9 @@ def zip_pieces(folder: Path, top: str) -> Iterator[bytes]:
                     dst.write(piece)
                     if len(sink.buf) >= PIECE:
                         yield sink.take()
+            yield sink.take()
+        for key in spool.bucket_only(folder):  # a run in an object store: chunks from there
+            zf.writestr(f"{top}/{key}", spool.read_from_bucket(folder, key))
             yield sink.take()
     yield sink.take()
 
