@@ -4,6 +4,7 @@ times that follow the sample clock."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +36,11 @@ def write_run(
     ttl_every: int = 50,
     spike_every: int = 70,
     batch: int = 512,
+    units: str | None = "uV",
 ) -> tuple[str, np.ndarray]:
     """A closed run with one Open Ephys stream `oe`; returns (run id, all samples as
-    (samples, channels) float32, what the placed array must hold)."""
+    (samples, channels) float32, what the placed array must hold). `units`: sent in every data
+    header with `bit_volts`, as newer plugins may."""
     codec = codec_for("openephys")
     samples = np.zeros((blocks * n, channels), dtype=np.float32)
     with RunWriter(runs, started_ns=START_NS) as run:
@@ -67,13 +70,15 @@ def write_run(
                 v = block_values(b, c, n)
                 samples[b * n : (b + 1) * n, c] = v
                 seq += 1
-                put(
-                    oe.encode_data(
-                        v, message_num=seq, stream="probe", channel_num=c,
-                        channel_name=f"CH{c + 1}", sample_num=b * n, sample_rate=RATE,
-                    ),
-                    (b + 1) * n,
+                frames = oe.encode_data(
+                    v, message_num=seq, stream="probe", channel_num=c,
+                    channel_name=f"CH{c + 1}", sample_num=b * n, sample_rate=RATE,
                 )  # fmt: skip
+                if units:
+                    header = json.loads(frames[1])
+                    header["content"].update(bit_volts=0.195, units=units)
+                    frames[1] = json.dumps(header).encode()
+                put(frames, (b + 1) * n)
             if ttl_every and b % ttl_every == ttl_every - 1:
                 seq += 1
                 put(

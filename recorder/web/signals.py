@@ -71,6 +71,7 @@ class Signal(m.Response):
     labels: list[str]
     channel_names: list[str]
     units: str
+    about: str = Field(description="What the protocol says the values are (units when unsent).")
     t_s: list[float]
     events: list[dict[str, Any]]
     spikes: list[dict[str, Any]]
@@ -276,7 +277,7 @@ def signal(
             for j, c in enumerate(chosen):
                 if c < len(scale) and isinstance(scale[c], int | float):
                     scales[j] = float(scale[c])
-            units = str(attrs.get("units") or "")
+        units = units or str(attrs.get("units") or "")
         rows = env.start + np.arange(len(lo)) * env.width
         if ts:  # a break in the line between segments
             ts.append(np.array([ts[-1][-1]]))
@@ -288,6 +289,8 @@ def signal(
     t = np.concatenate(ts) if ts else np.zeros(0)
     lo = (np.concatenate(los) if los else np.zeros((0, len(chosen)))) * scales
     hi = (np.concatenate(his) if his else np.zeros((0, len(chosen)))) * scales
+    meaning = (s.attrs.get("meaning") or {}).get("columns") or {}
+    about = next((str(v) for k, v in meaning.items() if name.startswith(k) and k), "")
     names_all = (s.channel_names(name) or [])[:total]
     names_all += [str(c) for c in range(len(names_all), total)]
     out: dict[str, Any] = {
@@ -303,6 +306,7 @@ def signal(
         "labels": [names_all[c] for c in chosen],
         "channel_names": names_all,
         "units": units,
+        "about": about,
         "t_s": [round(x, 9) for x in t.tolist()],
     }
     if bucket == 1:

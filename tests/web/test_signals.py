@@ -70,6 +70,7 @@ def test_window_from_a_level_is_numpy_min_max_of_the_raw_window(client, oe_run):
     ).get_json()  # fmt: skip
     assert body["level"] == 1024 and body["bucket"] == 1024
     assert body["channels"] == [0, 2, 3] and body["labels"] == ["CH1", "CH3", "CH4"]
+    assert body["units"] == "uV"  # announced in the data headers
     ref = samples[r0 : r0 + points * width].reshape(points, width, CH)
     got_min = np.array(body["min"], dtype=float).T
     got_max = np.array(body["max"], dtype=float).T
