@@ -9,6 +9,7 @@ the Flask app (HTTP routing, JSON encoding included) `--repeat` times; the media
 slowest are printed, with the bytes of the answer and the resolution served (samples per
 point; 1: raw). With `--old`, the run page's older endpoint (`.../series`, which reads every
 message's frame rows of the window) is timed on the same whole-run window for comparison.
+First, what writing the levels costs the recorder's writer thread per message.
 
     python benchmarks/series.py [--channels 4] [--minutes 1 60] [--repeat 5] [--old]
 """
@@ -77,6 +78,33 @@ def write_run(runs: Path, seconds: float, channels: int) -> tuple[str, float]:
     return run_id, time.perf_counter() - t0
 
 
+def overview_cost(channels: int, chunks: int = 40, rounds: int = 3) -> tuple[float, float]:
+    """What the levels add to the writer thread: CPU time of OverviewWriter over 4 MiB chunks
+    of float32 samples (what placed.py feeds it), per Open Ephys message (one channel's
+    1024-sample block) and per MiB, the minimum of `rounds`."""
+    import zarr
+
+    from recorder.store import overviews
+
+    rows = (4 << 20) // (channels * 4)
+    data = np.random.default_rng(1).normal(0, 5, (rows * chunks, channels)).astype(np.float32)
+    folder = tempfile.mkdtemp(prefix="overview-cost-")
+    try:
+        g = zarr.open_group(folder, mode="w", zarr_format=3)
+        best = float("inf")
+        for r in range(rounds):
+            w = overviews.OverviewWriter(g, f"v{r}", channels, data.dtype)
+            t0 = time.process_time()
+            for k in range(chunks):
+                w.feed(k * rows, data[k * rows : (k + 1) * rows])
+            w.finish()
+            best = min(best, time.process_time() - t0)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    messages = len(data) / BLOCK * channels
+    return best / messages * 1e6, best * 1e3 / (data.nbytes / 2**20)
+
+
 def timed(client, url: str, repeat: int) -> tuple[float, float, int, dict]:
     times = []
     body: dict = {}
@@ -101,6 +129,11 @@ def main() -> None:
     ap.add_argument("--old", action="store_true", help="also time the older .../series")
     ap.add_argument("--dir", default=None, help="where the temporary data folder goes")
     args = ap.parse_args()
+
+    for channels in (64, 384):
+        per_message, per_mib = overview_cost(channels)
+        print(f"levels while recording, {channels} channels: {per_message:.2f} us CPU per "
+              f"message ({per_mib:.2f} ms per MiB of samples)")  # fmt: skip
 
     from recorder.web import create_app
 

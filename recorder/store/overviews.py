@@ -30,6 +30,7 @@ import numpy as np
 import zarr
 
 from recorder.store import nodes
+from recorder.store.chunk_io import chunk_file, chunk_format, write_rows
 
 FIRST_BUCKET = 64  # samples per row of the finest level
 FACTOR = 16  # rows of a level per row of the next coarser one
@@ -149,13 +150,34 @@ class _Level:
         lo_arr, hi_arr = self._made()
         end = self.written + take
         for arr, values in ((lo_arr, mins), (hi_arr, maxs)):
-            arr.resize((end, self.owner.channels))
-            arr[self.written : end] = values[:take]
+            self._store(arr, values[:take], end)
         self.written = end
         rest = (mins[take:], maxs[take:])
         self.pending = [rest] if len(rest[0]) else []
         self.pending_rows = len(rest[0])
         self.owner.commit()
+
+    def _store(self, arr: zarr.Array, values: np.ndarray, end: int) -> None:
+        """Rows [written, end) into `arr`: chunk files written directly where we can (as the
+        recorder writes every raw array; zarr's own write path costs milliseconds a call),
+        the shape grown 64 chunks at a time (readers use the `rows` attribute) and cut to the
+        rows at the end."""
+        cr, c = self.chunk_rows, self.owner.channels
+        if arr.shape[0] < end:
+            step = cr * (64 if not self.owner.complete else 1)
+            arr.resize((-(-end // step) * step, c))
+        if chunk_format(arr) is None or chunk_file(arr, 0) is None:
+            arr[self.written : end] = values
+        else:
+            first = self.written // cr
+            for k in range(first, -(-end // cr)):
+                # `written` is a multiple of the chunk rows: only the last chunk is partial
+                part = values[k * cr - self.written : min(end, (k + 1) * cr) - self.written]
+                if len(part) < cr:
+                    part = np.concatenate([part, np.full((cr - len(part), c), np.nan, part.dtype)])
+                write_rows(arr, k, np.ascontiguousarray(part))
+        if self.owner.complete:
+            arr.resize((end, c))
 
     def _made(self) -> tuple[zarr.Array, zarr.Array]:
         if self.arrays is None:
@@ -205,6 +227,7 @@ class OverviewWriter:
         """The array is complete: every level's last rows written, the group marked complete.
         Levels past the first with at most KEEP_ROWS rows are dropped unless already written."""
         self.top.finish()
+        self.complete = True  # the last writes cut every array to its rows
         level: _Level | None = self.top
         keep = True
         while level is not None:

@@ -12,7 +12,7 @@ import pytest
 from tests.clihelp import serve_demo
 from tests.signalhelp import write_run
 
-pytestmark = [pytest.mark.timeout(150), pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 
 def _query(url: str) -> dict[str, str]:
