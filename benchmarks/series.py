@@ -8,7 +8,7 @@ the sample clock), not in real time, into a temporary data folder. Each query is
 the Flask app (HTTP routing, JSON encoding included) `--repeat` times; the median and the
 slowest are printed, with the bytes of the answer and the resolution served (samples per
 point; 1: raw). With `--old`, the run page's older endpoint (`.../series`, which reads every
-message's frame rows of the window) is timed on the same whole-run window for comparison.
+message's frame rows of the window) is timed once on the same whole-run window.
 First, what writing the levels costs the recorder's writer thread per message.
 
     python benchmarks/series.py [--channels 4] [--minutes 1 60] [--repeat 5] [--old]
@@ -172,7 +172,7 @@ def main() -> None:
                 )
             if args.old:
                 url = f"/api/v1/runs/{run_id}/streams/oe/series?points={args.points}"
-                med, worst, nbytes, _ = timed(client, url, max(1, min(args.repeat, 3)))
+                med, worst, nbytes, _ = timed(client, url, 1)
                 print(f"  {'old .../series, whole':22s} {med * 1e3:8.1f} ms ({worst * 1e3:7.1f})")
             shutil.rmtree(config.runs_dir(data) / run_id)
     finally:
