@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import Field
 
 from recorder.errors import Conflict, NotFound, StreamNotFound, UsageError
-from recorder.store import nodes, overviews
+from recorder.store import layout, nodes, overviews
 from recorder.store.reader import ArraySegment, RunReader, StreamReader
 from recorder.web import models as m
 from recorder.web.api import _stream, api
@@ -202,7 +202,9 @@ def _levels_for(run: RunReader, s: StreamReader, seg: ArraySegment) -> None:
     """A closed run's segment without levels gets them now, once (kept in the run)."""
     parent_path, _, leaf = seg.path.rpartition("/")
     parent = nodes.subgroup(s.group, parent_path)
-    if overviews.levels(parent, leaf) or run.status == "recording" or seg.rows < 2 * 64:
+    if run.status == "recording" or run.attrs.get("format_version") != layout.FORMAT_VERSION:
+        return  # levels are an addition within format 2 (`recorder migrate` an older run)
+    if seg.rows < 2 * overviews.FIRST_BUCKET or overviews.levels(parent, leaf):
         return
     # a read-only data folder: served from raw samples
     with _BUILD_LOCK, contextlib.suppress(OSError):

@@ -13,6 +13,7 @@ from recorder import config
 from recorder.store import overviews
 from recorder.store.reader import RunReader
 from recorder.web.signals import Generations
+from tests.golden.goldens import copy_into
 from tests.signalhelp import RATE, write_run
 
 pytestmark = pytest.mark.timeout(120)
@@ -168,3 +169,24 @@ def test_work_in_progress_stops_once_a_newer_request_begins():
         check()
     with pytest.raises(overviews.Cancelled):
         gens.begin("view", 1)
+
+
+@pytest.mark.parametrize("folder", ["format1", "format2"])
+def test_golden_runs_of_every_format_are_served_from_their_samples(client, data, folder):
+    """Runs written before the levels existed: the window comes from the stored samples; a
+    format-1 run is never written to (the levels are an addition within format 2)."""
+    path = copy_into(folder, data)
+    before = sorted(p.name for p in path.rglob("*"))
+    body = client.get(f"{API}/runs/{path.name}/streams/openephys/signal?points=4000").get_json()
+    with RunReader(path) as run:
+        s = run.stream("openephys")
+        segs = [x for x in s.array_segments(body["array"]) if x.placed and x.rows]
+        raws = [np.asarray(s.read_segment(x.index, 0, x.rows), dtype=float) for x in segs]
+    n = min(8, max(r.shape[1] for r in raws))
+    assert body["channels"] == list(range(n))
+    got = np.array(body["values"] if body["bucket"] == 1 else body["max"], dtype=float)
+    assert np.nanmax(got) == max(np.nanmax(r[:, :n]) for r in raws)
+    if body["bucket"] == 1 and len(raws) == 1:
+        np.testing.assert_array_equal(got.T[: len(raws[0])], raws[0][:, :n])
+    if folder == "format1":
+        assert sorted(p.name for p in path.rglob("*")) == before
