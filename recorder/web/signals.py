@@ -317,17 +317,28 @@ def signal(
         out["min"] = [_nullable(lo[:, j]) for j in range(len(chosen))]
         out["max"] = [_nullable(hi[:, j]) for j in range(len(chosen))]
     check()
-    out.update(_events(run, s, name, parts, t0, t1))
+    out.update(_events(run, s, name, parts, t0, t1, (t_begin, t_end)))
     return out
 
 
-def _events(run: RunReader, s: StreamReader, name: str, parts: list, t0: float, t1: float) -> dict:
+def _events(
+    run: RunReader,
+    s: StreamReader,
+    name: str,
+    parts: list,
+    t0: float,
+    t1: float,
+    extent: tuple[float, float],
+) -> dict:
     """TTL events and spikes in [t0, t1] (Open Ephys: the columns `event_type`, `line`,
     `state`, `electrode`, `sample_num`), timed by the segment's clock; only when the window
     holds few enough messages that reading their columns stays cheap."""
     have = set(s.column_names())
     if "sample_num" not in have or not ({"event_type", "electrode"} & have):
         return {"events": [], "spikes": [], "events_shown": True}
+    t_begin, t_end = extent
+    if s.n_messages * (t1 - t0) / max(t_end - t_begin, 1e-9) > 2 * EVENT_SCAN_MESSAGES:
+        return {"events": [], "spikes": [], "events_shown": False}  # plainly too many: no search
     lo_ns = run.started_ns + int((t0 - 1.0) * 1e9)  # a block arrives after its samples
     hi_ns = run.started_ns + int((t1 + 1.0) * 1e9)
     i0, i1 = _index_at(s, lo_ns), _index_at(s, hi_ns)

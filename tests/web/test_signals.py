@@ -190,3 +190,15 @@ def test_golden_runs_of_every_format_are_served_from_their_samples(client, data,
         np.testing.assert_array_equal(got.T[: len(raws[0])], raws[0][:, :n])
     if folder == "format1":
         assert sorted(p.name for p in path.rglob("*")) == before
+
+
+def test_events_are_listed_only_for_windows_of_few_messages(client, oe_run, monkeypatch):
+    from recorder.web import signals
+
+    run_id, _ = oe_run
+    monkeypatch.setattr(signals, "EVENT_SCAN_MESSAGES", 500)  # the fixture run has ~1600
+    whole = _get(client, run_id, points=100).get_json()
+    assert not whole["events_shown"] and whole["events"] == []
+    t = (49 * 1024 + 5) / RATE  # the first TTL event
+    near = _get(client, run_id, start=t - 0.2, end=t + 0.2, points=100).get_json()
+    assert near["events_shown"] and [e["t_s"] for e in near["events"]] == pytest.approx([t])
