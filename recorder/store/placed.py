@@ -35,6 +35,7 @@ from recorder.protocols.base import BulkFrame
 from recorder.store import arrays, compact, layout, nodes
 from recorder.store.appender import grow, trim
 from recorder.store.chunk_io import chunk_file, chunk_format, write_rows
+from recorder.store.overviews import OverviewWriter
 
 NEW_SEGMENT = -1  # `place` answers: start a new segment and place the frame there
 TO_HEAP = -2  # `place` answers: keep the frame verbatim in the heap
@@ -93,6 +94,7 @@ class PlacedAppender:
         self.dirty: set[int] = set()  # buffers changed since they were last written
         self.fill = np.nan
         self.native = True  # chunks written as raw bytes (else through zarr's codecs)
+        self.overview: OverviewWriter | None = None  # min/max levels of final chunks
 
     def place(self, b: BulkFrame) -> int:
         """Put the frame's values in their cells: its row offset, or NEW_SEGMENT / TO_HEAP."""
@@ -211,6 +213,7 @@ class PlacedAppender:
             if k in self.dirty:
                 self._write(k, buf)
                 self.dirty.discard(k)
+            self._to_overview(k, buf)
         self.base = base
 
     def _create(self) -> None:
@@ -341,6 +344,20 @@ class PlacedAppender:
         if self.array is not None:
             trim(self.array, self.persisted)
 
+    def _to_overview(self, k: int, buf: np.ndarray) -> None:
+        """A chunk no placement can change any more goes into the overview levels."""
+        if self.overview is None:
+            assert self.dtype is not None, "a chunk exists: the first placement set the dtype"
+            self.overview = OverviewWriter(self.group, self.path, self.channels, self.dtype)
+        self.overview.feed(k * self.chunk_rows, buf[: max(0, self.rows - k * self.chunk_rows)])
+
     def close(self) -> None:
+        try:
+            for k in sorted(self.buffers):
+                self._to_overview(k, self.buffers[k])
+            if self.overview is not None:
+                self.overview.finish()
+        except OSError:  # a full disk: the levels are optional, the samples are committed
+            pass
         self.buffers.clear()
         self.held = []

@@ -27,6 +27,7 @@ from recorder.web import recording_controls as _recording_controls  # noqa: F401
 from recorder.web import session_pages as _session_pages  # noqa: F401  registers its pages
 from recorder.web import session_view as _session_view  # noqa: F401  registers its routes
 from recorder.web import sessions as _sessions  # noqa: F401  registers its routes
+from recorder.web import signals as _signals  # noqa: F401  registers its route
 from recorder.web.api import AppState
 from recorder.web.api import bp as api_bp
 from recorder.web.login import bp as login_bp
