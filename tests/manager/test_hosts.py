@@ -23,7 +23,7 @@ from recorder.manager.planning import start_recording
 from recorder.simulators import make_simulator
 from recorder.store import layout
 from recorder.store.reader import RunReader
-from tests.helpers import end_process, start_cli, wait_for
+from tests.helpers import end_process, run_cli, start_cli, wait_for
 from tests.recordhelp import running
 
 
@@ -128,3 +128,9 @@ def test_two_hosts_place_their_recordings_and_fail_and_repair_a_dead_hosts_jobs(
     finally:
         end_process(proc_a)
         control.close()
+
+
+def test_a_host_name_that_cannot_be_one_is_refused_at_start(tmp_path):
+    r = run_cli("manager", "--host", "rig/1", "--spares", "0", "--data", tmp_path / "d")
+    assert r.returncode == 2
+    assert "host name 'rig/1'" in r.stderr
