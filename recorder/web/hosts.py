@@ -84,6 +84,12 @@ def hosts_overview() -> list[dict[str, Any]]:
     return out
 
 
+@bp.app_template_global()
+def host_choices() -> list[str]:
+    """Hosts a recording or a source may name (the form's suggestions): every known one."""
+    return sorted({m["host"] for m in state().control.all_managers()})
+
+
 @api.op("GET", "/hosts", tag="system", response=HostList)
 def list_hosts():
     """Recorder hosts sharing this catalog: alive or not, last heartbeat, data folder, disk

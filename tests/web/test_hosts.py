@@ -68,3 +68,13 @@ def test_a_recording_names_its_host_or_its_sources_do(client):
     assert client.get(f"/api/v1/recordings/{r.json['id']}").json["host"] is None  # any host
     r = client.post("/api/v1/recordings", json={"sources": [src], "host": "a b/c"})
     assert r.status_code == 422
+
+
+def test_the_recording_and_source_forms_offer_the_known_hosts(client, control):
+    _beat(control, "rig-1", 0, 400)
+    src = {"endpoint": "tcp://127.0.0.1:5555", "protocol": "raw"}
+    assert client.put("/api/v1/sources/cam", json=src).status_code == 201
+    for url in ("/", "/sources"):
+        html = client.get(url).get_data(as_text=True)
+        assert 'name="host" list="known-hosts"' in html, url
+        assert '<option value="rig-1">' in html, url
