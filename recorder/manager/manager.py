@@ -134,6 +134,8 @@ class Manager:
             away = time.monotonic() - self._outage_since
             self._outage_since = None
             log.warning("manager: the catalog answers again (after %.1f s)", away)
+            with contextlib.suppress(RecorderError):  # cut off this long, we may have been lost
+                self._repair_lost()
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Ask every worker to stop, wait for their final flush, force the stragglers."""
