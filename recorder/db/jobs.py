@@ -183,21 +183,27 @@ class Jobs(Queries):
             .order_by(jobs.c.created_ns, jobs.c.id)
             .limit(1)
         )
-        skip = self.engine.dialect.name == "postgresql"
-        if skip:
-            pick = pick.with_for_update(skip_locked=True)
-        for _ in range(100):  # SQLite: another manager took the one we saw; next one
+        take = (
+            jobs.update()
+            .where(jobs.c.state == PENDING, mine)
+            .values(state=STARTING, manager=manager_id, host=host, updated_ns=time.time_ns())
+        )
+        if self.engine.dialect.name == "postgresql":
             with self.engine.begin() as conn:
-                job_id = conn.execute(pick).scalar()
+                job_id = conn.execute(pick.with_for_update(skip_locked=True)).scalar()
                 if job_id is None:
                     return None
-                won = conn.execute(
-                    jobs.update()
-                    .where(jobs.c.id == job_id, jobs.c.state == PENDING, mine)
-                    .values(
-                        state=STARTING, manager=manager_id, host=host, updated_ns=time.time_ns()
-                    )
-                ).rowcount
+                conn.execute(take.where(jobs.c.id == job_id))
+            return self.get_job(job_id)
+        for _ in range(100):  # SQLite: another manager took the one we saw; next one
+            # read, then write in a transaction of its own: a read transaction that turns into
+            # a write after another writer committed fails at once in WAL mode (busy snapshot)
+            with self.engine.connect() as conn:
+                job_id = conn.execute(pick).scalar()
+            if job_id is None:
+                return None
+            with self.engine.begin() as conn:
+                won = conn.execute(take.where(jobs.c.id == job_id)).rowcount
             if won:
                 return self.get_job(job_id)
         return None

@@ -56,7 +56,7 @@ def claim(i):
         elif finished:
             return
         else:
-            time.sleep(0.002)
+            time.sleep(0.005)
 
 ts = [threading.Thread(target=claim, args=(i,)) for i in range(threads)]
 [t.start() for t in ts]
@@ -70,11 +70,12 @@ def test_200_jobs_claimed_at_once_by_two_hosts_are_each_taken_once_by_a_right_ho
     catalog_url, tmp_path
 ):
     control = Control(catalog_url)
+    threads = "2" if catalog_url.startswith("sqlite") else "4"  # SQLite: one writer at a time
     done = tmp_path / "done"
     outs = {h: tmp_path / f"claims-{h}.txt" for h in HOSTS}
     claimers = [
         subprocess.Popen(
-            [sys.executable, "-c", CLAIMER, catalog_url, h, str(out), str(done), "4"],
+            [sys.executable, "-c", CLAIMER, catalog_url, h, str(out), str(done), threads],
             stderr=subprocess.PIPE,
         )
         for h, out in outs.items()
