@@ -316,3 +316,4 @@ class JobRow(TypedDict):
     ended_ns: int | None
     updated_ns: int
     stop_requested_ns: int | None
+    lost_ns: int | None  # its host stopped beating; NULL once that host repaired its runs

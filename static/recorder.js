@@ -66,6 +66,7 @@ const forms = {
     if (tags.length) body.tags = tags;
     if (num(f.duration_s.value)) body.duration_s = num(f.duration_s.value);
     if (f.compression.value !== "none") body.compression = f.compression.value;
+    if (f.host?.value.trim()) body.host = f.host.value.trim();
     if (R.recordingOptions) R.recordingOptions(f, body); // trigger, split, session
     const out = await R.api("POST", "/recordings", body);
     R.flash(out.run_id ? "Recording started: run " + out.run_id : "Recording armed.", "ok");
@@ -148,6 +149,7 @@ const forms = {
     if (f.socket_type.value) body.socket_type = f.socket_type.value;
     if (f.compression.value) body.compression = f.compression.value;
     if (f.description.value.trim()) body.description = f.description.value.trim();
+    if (f.host?.value.trim()) body.host = f.host.value.trim();
     await R.api("PUT", `/sources/${enc(f.elements.name.value.trim())}`, body);
     location.reload();
   },
@@ -206,6 +208,7 @@ document.addEventListener("click", (ev) => {
     f.bind.checked = !!s.bind;
     f.compression.value = s.compression || "";
     f.description.value = s.description || "";
+    if (f.host) f.host.value = s.host || "";
     document.getElementById("source-form-title").textContent = "Edit " + s.name;
     f.scrollIntoView({ behavior: "smooth" });
   } else if (b.dataset.testSource) {

@@ -100,7 +100,7 @@ def test_stream_and_run_models_show_the_summary():
 
 
 def test_job_models_show_job_rows_and_their_stats():
-    hidden = {"manager", "host", "stop_requested_ns"}  # what api._job_out leaves out
+    hidden = {"manager", "stop_requested_ns"}  # what api._job_out leaves out
     assert fields(m.JobOut) == keys(c.JobRow) - hidden
     recording = fields(m.RecordingOut) - fields(m.JobOut) - {"recording_state"}  # stats.state
     assert recording == set(api._RECORD_STATS) <= keys(c.RecordJobStats)

@@ -122,20 +122,24 @@ def token_revoke(token_id, data, catalog):
 @click.command()
 @click.option("--spares", type=click.IntRange(0, 8), default=6, show_default=True,
               help="Workers kept started ahead, so a recording starts at once.")  # fmt: skip
+@click.option("--host", "host_name", envvar="RECORDER_HOST", metavar="NAME",
+              help="The name this host goes by in a shared catalog: it runs the jobs and "
+              "sources that name it, and any host's (default: the machine's host name; "
+              "environment: RECORDER_HOST).")  # fmt: skip
 @data_options
-def manager(spares, data, catalog):
+def manager(spares, host_name, data, catalog):
     """Run the manager for a data folder: start and stop recordings and replays as the catalog
     asks (one per host and data folder; `serve` includes one)."""
     from recorder.manager.manager import Manager
 
     folder = config.data_dir(data).resolve()
-    mgr = Manager(folder, config.catalog_url(catalog, folder), spares=spares)
+    mgr = Manager(folder, config.catalog_url(catalog, folder), spares=spares, host=host_name)
     _log_to_stderr()
     stop = threading.Event()
     old = _stop_on_signals(stop)
     try:
         mgr.start()
-        click.echo(f"manager running for {folder} (pid {os.getpid()})", err=True)
+        click.echo(f"manager {mgr.host} running for {folder} (pid {os.getpid()})", err=True)
         mgr.serve(stop)
     finally:
         for s, h in old.items():

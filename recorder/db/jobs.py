@@ -152,26 +152,123 @@ class Jobs(Queries):
         return self.get_job(job_id)
 
     @guard_db_errors()
-    def claim(self, job_id: str, manager_id: str) -> bool:
+    def claim(self, job_id: str, manager_id: str, host: str | None = None) -> bool:
         """Atomically take a pending job for one manager: exactly one of several wins, on any
         number of hosts. One UPDATE whose WHERE requires `pending`: SQLite runs writers one at a
         time; PostgreSQL makes a second writer wait for the first's row lock and then checks
         the WHERE again on the row as the first left it (READ COMMITTED), so it updates nothing.
-        The row count says who won (tests/db/test_claims.py races two processes for 200 jobs)."""
+        The row count says who won (tests/db/test_claims.py races two processes for 200 jobs).
+
+        With `host`, only a job for that host or for any host is taken, and a job for any host
+        is pinned to it (`host` then says where it runs)."""
+        where = [jobs.c.id == job_id, jobs.c.state == PENDING]
+        values: dict = {"state": STARTING, "manager": manager_id, "updated_ns": time.time_ns()}
+        if host is not None:
+            where.append(sa.or_(jobs.c.host.is_(None), jobs.c.host == host))
+            values["host"] = host
         with self.engine.begin() as conn:
-            return bool(
-                conn.execute(
+            return bool(conn.execute(jobs.update().where(*where).values(**values)).rowcount)
+
+    @guard_db_errors()
+    def claim_next(self, manager_id: str, host: str) -> JobRow | None:
+        """The oldest pending job this host may run (its own or any host's), taken for
+        `manager_id`; None when there is none. PostgreSQL locks the chosen row and skips rows
+        other managers hold (FOR UPDATE SKIP LOCKED), so managers claiming at once take
+        different jobs instead of queueing on one; SQLite's single writer makes the same
+        conditional UPDATE as `claim` safe, and a lost race tries the next job."""
+        mine = sa.or_(jobs.c.host.is_(None), jobs.c.host == host)
+        pick = (
+            sa.select(jobs.c.id)
+            .where(jobs.c.state == PENDING, jobs.c.desired != DESIRED_STOPPED, mine)
+            .order_by(jobs.c.created_ns, jobs.c.id)
+            .limit(1)
+        )
+        take = (
+            jobs.update()
+            .where(jobs.c.state == PENDING, mine)
+            .values(state=STARTING, manager=manager_id, host=host, updated_ns=time.time_ns())
+        )
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.begin() as conn:
+                job_id = conn.execute(pick.with_for_update(skip_locked=True)).scalar()
+                if job_id is None:
+                    return None
+                conn.execute(take.where(jobs.c.id == job_id))
+            return self.get_job(job_id)
+        for _ in range(100):  # SQLite: another manager took the one we saw; next one
+            # read, then write in a transaction of its own: a read transaction that turns into
+            # a write after another writer committed fails at once in WAL mode (busy snapshot)
+            with self.engine.connect() as conn:
+                job_id = conn.execute(pick).scalar()
+            if job_id is None:
+                return None
+            with self.engine.begin() as conn:
+                won = conn.execute(take.where(jobs.c.id == job_id)).rowcount
+            if won:
+                return self.get_job(job_id)
+        return None
+
+    @guard_db_errors()
+    def fail_lost_jobs(self, live_since_ns: int, *, besides: str) -> list[JobRow]:
+        """Fail the started jobs of every host (but `besides`, this manager's own) where no
+        manager has beaten since `live_since_ns`: their host is down or cut off, and nobody
+        else can tell what became of them. Each is also asked to stop (a worker that outlived
+        its manager ends its run cleanly when it reads that) and marked `lost_ns`, so its
+        host's manager repairs and indexes its runs when it comes back. Returns them as they
+        were before."""
+        from recorder.db.tables import managers
+
+        live_hosts = sa.select(managers.c.host).where(managers.c.heartbeat_ns >= live_since_ns)
+        q = sa.select(jobs).where(
+            jobs.c.state.in_((STARTING, RUNNING, PAUSED)),
+            jobs.c.host.is_not(None),
+            jobs.c.host != besides,
+            jobs.c.host.not_in(live_hosts),
+        )
+        now = time.time_ns()
+        lost: list[JobRow] = []
+        with self.engine.begin() as conn:
+            for row in conn.execute(q).all():
+                job = _job_row(row)
+                age = (now - live_since_ns) / 1e9
+                done = conn.execute(
                     jobs.update()
-                    .where(jobs.c.id == job_id, jobs.c.state == PENDING)
-                    .values(state=STARTING, manager=manager_id, updated_ns=time.time_ns())
+                    .where(jobs.c.id == job["id"], jobs.c.state.in_(ACTIVE_STATES))
+                    .values(
+                        state=FAILED,
+                        desired=DESIRED_STOPPED,
+                        stop_requested_ns=sa.func.coalesce(jobs.c.stop_requested_ns, now),
+                        error=f"host lost: the manager of {job['host']!r} stopped beating "
+                        f"(no heartbeat for more than {age:.0f} s); its runs are repaired "
+                        "when it comes back",
+                        lost_ns=now,
+                        ended_ns=now,
+                        updated_ns=now,
+                    )
                 ).rowcount
-            )
+                if done:
+                    lost.append(job)
+        return lost
+
+    @guard_db_errors()
+    def lost_jobs(self, host: str) -> list[JobRow]:
+        """This host's jobs that another manager gave up on while it was away (fail_lost_jobs),
+        whose runs it has not repaired yet."""
+        q = sa.select(jobs).where(jobs.c.host == host, jobs.c.lost_ns.is_not(None))
+        with self.engine.connect() as conn:
+            return [_job_row(r) for r in conn.execute(q.order_by(jobs.c.created_ns))]
 
     @guard_db_errors()
     def update_job(self, job_id: str, **values) -> None:
+        """Write a job's columns. A change of `state` applies to an active job only: a job that
+        ended (another host's manager failed it as lost, a stop on a pending one) stays ended
+        whatever a late report of its worker says."""
         values["updated_ns"] = time.time_ns()
+        where = [jobs.c.id == job_id]
+        if "state" in values:
+            where.append(jobs.c.state.in_(ACTIVE_STATES))
         with self.engine.begin() as conn:
-            conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
+            conn.execute(jobs.update().where(*where).values(**values))
 
     @guard_db_errors()
     def finish_job(self, job_id: str, state: str, *, error: str | None = None, **values) -> bool:

@@ -123,6 +123,8 @@ jobs = sa.Table(
     sa.Column("ended_ns", sa.BigInteger),
     sa.Column("updated_ns", sa.BigInteger, nullable=False),
     sa.Column("stop_requested_ns", sa.BigInteger),
+    # its host stopped beating and it was failed; NULL again once that host repaired its runs
+    sa.Column("lost_ns", sa.BigInteger),  # revision 0005
     sa.Index("ix_jobs_state", "state"),
 )
 commands = sa.Table(

@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from recorder.contracts import JobRow
 from recorder.db.catalog import Catalog
 from recorder.db.control import Control
 from recorder.db.jobs import DESIRED_STOPPED, FAILED, FINISHED, KIND_EXPORT, PENDING, STOPPED
-from recorder.db.managers import HEARTBEAT_INTERVAL_S, hostname
+from recorder.db.managers import HEARTBEAT_INTERVAL_S, MANAGER_TIMEOUT_S, check_host, hostname
 from recorder.errors import RecorderError, RunNotFound
 from recorder.manager.procs import Spare, WorkerProcess, exit_reason, find_worker, logs_dir, spawn
 
@@ -57,13 +58,18 @@ class Manager:
         spares: int = SPARES,
         stop_grace_s: float = 30.0,  # a recording drains its queue (up to 1 GiB) on stop
         kill_grace_s: float = 30.0,
+        host: str | None = None,
+        lost_after_s: float = MANAGER_TIMEOUT_S,
     ):
         self.data = Path(data).resolve()
         self.runs_dir = config.runs_dir(self.data)
         self.catalog_url = catalog_url
         self.poll_s, self.spares = poll_s, spares
         self.stop_grace_s, self.kill_grace_s = stop_grace_s, kill_grace_s
-        self.host = hostname()
+        self.host = check_host(host) if host else hostname()
+        #: Another host whose managers have not beaten for this long is lost: its jobs fail.
+        self.lost_after_s = lost_after_s
+        self._outage_since: float | None = None  # the catalog stopped answering (monotonic)
         self.started_ns = time.time_ns()
         self.id = f"{self.host}/{os.getpid()}/{self.started_ns}"
         self.procs: dict[str, WorkerProcess] = {}
@@ -101,6 +107,7 @@ class Manager:
             self.control = Control(self.catalog.engine)
             self._beat()
             self._adopt()
+            self._repair_lost()
         except BaseException:
             self._unlock()
             raise
@@ -114,10 +121,21 @@ class Manager:
             self.shutdown()
 
     def tick(self) -> None:
+        """One reconciliation. While the catalog is away every tick fails the same way: that
+        is said once when it goes, once when it is back (not ten times a second)."""
         try:
             self._tick()
         except RecorderError as exc:  # the catalog is busy or gone: try again next tick
-            log.warning("manager: %s", exc)
+            if self._outage_since is None:
+                self._outage_since = time.monotonic()
+                log.warning("manager: %s (trying again until the catalog answers)", exc)
+            return
+        if self._outage_since is not None:
+            away = time.monotonic() - self._outage_since
+            self._outage_since = None
+            log.warning("manager: the catalog answers again (after %.1f s)", away)
+            with contextlib.suppress(RecorderError):  # cut off this long, we may have been lost
+                self._repair_lost()
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Ask every worker to stop, wait for their final flush, force the stragglers."""
@@ -185,25 +203,62 @@ class Manager:
             self._beat()
         for job in control.list_jobs(active=True):
             if job["state"] == PENDING:
-                if job["host"] not in (None, self.host):
-                    continue
-                if job["desired"] == DESIRED_STOPPED:
+                if job["host"] in (None, self.host) and job["desired"] == DESIRED_STOPPED:
                     control.finish_job(job["id"], STOPPED)
-                elif control.claim(job["id"], self.id):
-                    self._launch(job)
             elif job["id"] in self.procs:
                 self._enforce_stop(job, self.procs[job["id"]])
+        while (claimed := control.claim_next(self.id, self.host)) is not None:
+            self._launch(claimed)
         self._reap_all()
         self._keep_spares()
 
     def _beat(self) -> None:
         self._control().heartbeat(
-            self.id, pid=os.getpid(), data=str(self.data), started_ns=self.started_ns
-        )
+            self.id, pid=os.getpid(), data=str(self.data), started_ns=self.started_ns,
+            host=self.host, info=self._host_info(),
+        )  # fmt: skip
         for job_id, p in list(self.procs.items()):
             usage = p.usage()
             if usage is not None:
                 self._control().update_job(job_id, proc=usage)
+        self._fail_lost_hosts()
+
+    def _host_info(self) -> dict:
+        """What the Hosts page shows of this host: its data folder's disk."""
+        try:
+            disk = shutil.disk_usage(self.data)
+        except OSError:
+            return {}
+        return {"disk": {"total_bytes": disk.total, "free_bytes": disk.free}}
+
+    def _fail_lost_hosts(self) -> None:
+        """Jobs of other hosts whose managers stopped beating are failed here (any live
+        manager may: the first to look does it, the row update decides)."""
+        since = time.time_ns() - int(self.lost_after_s * 1e9)
+        for job in self._control().fail_lost_jobs(since, besides=self.host):
+            log.warning("manager: %s failed: host %r stopped beating", job["id"], job["host"])
+
+    def _repair_lost(self) -> None:
+        """This host's jobs that another manager failed while it was away: their runs are cut
+        back to their last flush and indexed; a worker that is still alive (it was asked to
+        stop) is watched until it ends, then the same."""
+        control = self._control()
+        for job in control.lost_jobs(self.host):
+            if job["id"] in self.procs:
+                continue
+            proc = find_worker(job["pid"], job["id"])
+            if proc is not None:
+                log_path = logs_dir(self.data) / f"{job['id']}.log"
+                self.procs[job["id"]] = WorkerProcess(
+                    job["id"], job["kind"], log_path, adopted=proc
+                )
+                continue  # _reap repairs and clears it when the worker ends
+            for run_id in _recorded_runs(job):
+                self._salvage(run_id)
+            if job["kind"] == KIND_EXPORT:
+                self._discard_export(job["id"])
+            control.update_job(job["id"], lost_ns=None)
+            log.info("manager: repaired the runs of %s (lost while this host was away)", job["id"])
 
     def _launch(self, job: JobRow) -> None:
         job_id, kind = job["id"], job["kind"]
@@ -261,7 +316,7 @@ class Manager:
                 log.warning("manager: %s failed: %s", job_id, reason)
                 keep_log = True
             else:
-                control.update_job(job_id, exit_code=rc)
+                control.update_job(job_id, exit_code=rc, lost_ns=None)
                 keep_log = rc not in (0, None)
         except RecorderError as exc:
             log.warning("manager: cannot record the end of %s: %s", job_id, exc)

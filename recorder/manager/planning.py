@@ -19,6 +19,7 @@ from recorder import limits
 from recorder.contracts import JobRow
 from recorder.db.control import Control
 from recorder.db.jobs import DESIRED_PAUSED, DESIRED_RUNNING, KIND_RECORD, KIND_REPLAY
+from recorder.db.managers import check_host
 from recorder.db.sessions import SessionIndex
 from recorder.endpoint_policy import EndpointPolicy, EndpointRefused
 from recorder.endpoints import parse_tcp
@@ -49,6 +50,7 @@ SOURCE_FIELDS: dict[str, Any] = {
     "heartbeat": True,
     "compression": None,  # None: the recording's choice, else none (layout.COMPRESSIONS)
     "description": "",
+    "host": None,  # the host whose manager records it; None: any host that can reach it
 }
 
 
@@ -95,6 +97,8 @@ def normalize_source(config: dict, policy: EndpointPolicy | None = None) -> dict
     out = {k: config.get(k, v) for k, v in SOURCE_FIELDS.items()}
     if out["stream"] is not None:
         layout.check_name("stream name", out["stream"])
+    if out["host"] is not None:
+        check_host(out["host"])
     check_source_endpoints(source_spec(out), policy)
     return out
 
@@ -115,6 +119,7 @@ def plan_recording(
     preview: bool = False,
     data: Path | None = None,
     policy: EndpointPolicy | None = None,
+    host: str | None = None,
 ) -> dict:
     """Job parameters of a recording: each source resolved (saved name or inline config) to a
     complete configuration, so later edits to a saved source do not change a running job.
@@ -122,7 +127,8 @@ def plan_recording(
 
     `trigger` arms it (plan_trigger), `split` cuts it into runs (plan_split), `session` (an open
     session's id, checked in the data folder `data`) is where its runs go. A `preview` is armed
-    with nothing buffered and no rules, so it never makes a run (the live view watches it)."""
+    with nothing buffered and no rules, so it never makes a run (the live view watches it).
+    `host` (or the sources' own) names the host whose manager runs it (`params["host"]`)."""
     if not sources:
         raise UsageError("nothing to record: give at least one source")
     layout.check_compression(compression)
@@ -145,6 +151,14 @@ def plan_recording(
             **config, "stream": spec.stream, "compression": spec.compression,
             "source": src if isinstance(src, str) else None,
         })  # fmt: skip
+    extra: dict[str, Any] = {}
+    hosts = sorted(
+        {c["host"] for c in resolved if c.get("host")} | {check_host(h) for h in [host] if h}
+    )
+    if len(hosts) > 1:
+        raise UsageError(f"the recording and its sources name different hosts: {hosts}")
+    if hosts:
+        extra["host"] = hosts[0]
     streams = [c["stream"] for c in resolved]
     if len(set(streams)) != len(streams):
         raise UsageError(f"two sources record into the same stream name: {streams}")
@@ -153,7 +167,6 @@ def plan_recording(
     limits.check_recording(
         count=count, duration=duration_s, flush_interval=flush_interval_s, names=limits.RECORD_API
     )
-    extra: dict[str, Any] = {}
     if preview:
         if trigger or split:
             raise UsageError("a preview records nothing: it takes no trigger or split")
@@ -243,7 +256,7 @@ def start_recording(control: Control, **request) -> JobRow:
     params = plan_recording(control, **request)
     # An armed recording has no run until a trigger: the job's run id follows its runs.
     run_id = None if "trigger" in params else new_run_id()
-    return control.create_job(KIND_RECORD, params, run_id=run_id)
+    return control.create_job(KIND_RECORD, params, run_id=run_id, host=params.get("host"))
 
 
 def plan_replay(

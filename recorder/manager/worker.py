@@ -359,8 +359,8 @@ def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
         rec.start()
     except BaseException as exc:  # Recording.start closed the run as failed already
         for run in rec.runs:
-            softly(catalog.index_path, run.path)
-        control.finish_job(job_id, FAILED, error=describe_error(exc))
+            softly(patiently, catalog.index_path, run.path)
+        patiently(control.finish_job, job_id, FAILED, error=describe_error(exc))
         return 1
     rates = Rates()
     notes: list[str] = []  # commands that could not apply, for the user
@@ -479,7 +479,7 @@ def run_replay(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
         rp.start()
     except BaseException as exc:
         rp.close()
-        control.finish_job(job_id, FAILED, error=describe_error(exc))
+        patiently(control.finish_job, job_id, FAILED, error=describe_error(exc))
         return 1
     served = {
         n: {
@@ -529,11 +529,11 @@ def run_replay(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
         final = replay_stats(rp, served, rp.warnings, last_error)
         rp.close()
         for back in rp.back_channel_runs():
-            softly(catalog.index_path, back.path)
+            softly(patiently, catalog.index_path, back.path)
     if rp.error is not None:
-        control.finish_job(job_id, FAILED, error=describe_error(rp.error), stats=final)
+        patiently(control.finish_job, job_id, FAILED, error=describe_error(rp.error), stats=final)
         return 1
-    control.finish_job(job_id, STOPPED if requested else FINISHED, stats=final)
+    patiently(control.finish_job, job_id, STOPPED if requested else FINISHED, stats=final)
     return 0
 
 
@@ -591,17 +591,17 @@ def run_export(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
             result = export_run(request, progress)
     except ExportStopped:
         shutil.rmtree(folder, ignore_errors=True)
-        control.finish_job(job_id, STOPPED)
+        patiently(control.finish_job, job_id, STOPPED)
         return 0
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)  # main() records why it failed
         raise
     if stop.is_set() or softly(control.desired_of, job_id) == DESIRED_STOPPED:
         shutil.rmtree(folder, ignore_errors=True)  # asked to stop as it finished
-        control.finish_job(job_id, STOPPED)
+        patiently(control.finish_job, job_id, STOPPED)
         return 0
     stats = {**result.as_dict(), "file": p["file"], "progress": 1.0, "updated_ns": time.time_ns()}
-    control.finish_job(job_id, FINISHED, stats=stats)
+    patiently(control.finish_job, job_id, FINISHED, stats=stats)
     return 0
 
 
@@ -665,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         reason = describe_error(exc)
         _say(f"error: {reason}")
         with contextlib.suppress(RecorderError):
-            control.finish_job(job_id, FAILED, error=reason)
+            patiently(control.finish_job, job_id, FAILED, error=reason)
         if not isinstance(exc, (RecorderError, OSError, KeyboardInterrupt)):
             raise
         return 1

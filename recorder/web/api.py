@@ -224,7 +224,7 @@ _RECORD_STATS: dict[str, Any] = {
 
 
 def _job_out(job: JobRow) -> dict[str, Any]:
-    out = {k: v for k, v in job.items() if k not in ("manager", "host", "stop_requested_ns")}
+    out = {k: v for k, v in job.items() if k not in ("manager", "stop_requested_ns")}
     out["kind"] = job["kind"]
     return out
 
@@ -260,6 +260,7 @@ def create_recording(body: m.RecordingCreate):
         session=body.session,
         data=state().data,
         policy=state().policy,
+        host=body.host,
     )
     return {"id": job["id"], "run_id": job["run_id"], "state": job["state"]}
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recorder import limits
+from recorder.db.managers import HOST_PATTERN
 from recorder.export.targets import TARGET_NAMES
 from recorder.recording.plans import ARMED_BYTES_DEFAULT, POST_TRIGGER_MAX_S, PRE_TRIGGER_MAX_S
 from recorder.recording.source_spec import SOCKET_TYPES, known_protocols
@@ -21,6 +22,7 @@ from recorder.store import layout
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64, examples=["main"])]
 Tag = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64, examples=["calibration"])]
+Host = Annotated[str, Field(pattern=HOST_PATTERN, max_length=255, examples=["rig-2"])]
 Text = Annotated[str, Field(max_length=10_000)]
 Endpoint = Annotated[str, Field(min_length=1, max_length=1000, examples=["tcp://127.0.0.1:5556"])]
 if TYPE_CHECKING:
@@ -87,6 +89,9 @@ class SourceConfig(Request):
         "null: the recording's choice, else none.",
     )
     description: Annotated[str, Field(max_length=2000)] = ""
+    host: Host | None = Field(
+        None, description="The host whose manager records it; null: any host that can reach it."
+    )
 
 
 class SourceCreate(SourceConfig):
@@ -106,6 +111,7 @@ class SourceOut(Response):
     heartbeat: bool = True
     compression: str | None = None
     description: str = ""
+    host: str | None = None
     created_ns: int
     updated_ns: int
 
@@ -198,6 +204,11 @@ class RecordingCreate(Request):
     session: Annotated[str, Field(max_length=64)] | None = Field(
         None, description="An open session's id: the recording's runs belong to it."
     )
+    host: Host | None = Field(
+        None,
+        description="The host whose manager runs it (GET /hosts); null: its sources' host, "
+        "else any host.",
+    )
 
 
 class MarkerIn(Request):
@@ -220,6 +231,14 @@ class JobOut(Response):
     params: dict[str, Any]
     stats: dict[str, Any] | None = None
     proc: dict[str, Any] | None = None
+    host: str | None = Field(
+        None, description="The host that runs it (asked for, or whose manager took it); "
+        "null: pending for any host.",
+    )  # fmt: skip
+    lost_ns: int | None = Field(
+        None, description="Failed because its host stopped beating; null again once that "
+        "host came back and repaired its runs.",
+    )  # fmt: skip
 
 
 class RecordingOut(JobOut):

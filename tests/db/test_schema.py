@@ -204,11 +204,13 @@ def test_an_unversioned_catalog_is_stamped_and_keeps_its_rows(catalog_url):
         return
     after = _table_sql(url)
     # not recreated, not altered, but for what later revisions changed (0002: tokens.expires_ns,
-    # 0003: job_commands.text, managers.info, each added as the table's last column)
+    # 0003: job_commands.text, managers.info, 0005: jobs.lost_ns, each added as the table's
+    # last column)
     added = {
         "tokens": " expires_ns BIGINT,",
         "job_commands": " text TEXT,",
         "managers": " info JSON,",
+        "jobs": " lost_ns BIGINT,",
     }
     assert {k: after[k] for k in before if k not in added} == {
         k: v for k, v in before.items() if k not in added
@@ -229,6 +231,36 @@ def test_a_run_index_made_by_create_all_is_kept_with_its_rows(catalog_url, sessi
     assert _revision(catalog_url) == schema.HEAD
     _assert_run_index_kept(catalog, sessions=sessions)
     catalog.close()
+
+
+def test_revision_0005_adds_lost_ns_to_a_catalog_at_0004_and_keeps_its_jobs(catalog_url):
+    """Several hosts: a catalog at 0004 with jobs in it gets `jobs.lost_ns` (NULL for every job
+    there), and a job can be lost and repaired afterwards."""
+    command.upgrade(schema.alembic_config(catalog_url), "0004")
+    engine = sa.create_engine(catalog_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO jobs (id, kind, host, params, desired, state, manager, created_ns, "
+                "updated_ns) VALUES ('rec-0004', 'record', 'hostA', '{}', 'running', 'running', "
+                "'hostA/1/1', 1, 1)"
+            )
+        )
+    engine.dispose()
+    control = Control(catalog_url)
+    assert _revision(catalog_url) == schema.HEAD == "0005"
+    job = control.get_job("rec-0004")
+    assert (job["state"], job["host"], job["lost_ns"]) == ("running", "hostA", None)
+    lost = control.fail_lost_jobs(time.time_ns(), besides="hostB")  # hostA never beat
+    assert [j["id"] for j in lost] == ["rec-0004"]
+    assert [j["id"] for j in control.lost_jobs("hostA")] == ["rec-0004"]
+    control.close()
+    command.downgrade(schema.alembic_config(catalog_url), "0004")  # and back, the row kept
+    engine = sa.create_engine(catalog_url)
+    with engine.connect() as conn:
+        assert "lost_ns" not in {c["name"] for c in sa.inspect(conn).get_columns("jobs")}
+        assert conn.execute(sa.text("SELECT state FROM jobs")).scalar() == "failed"
+    engine.dispose()
 
 
 def test_the_migrations_make_exactly_the_tables_create_all_made(tmp_path):
