@@ -51,7 +51,7 @@
     els.facts.textContent = "";
     els.facts.append(
       fact("Frame", `${d.index} of ${d.total}`),
-      fact("Time", `+${d.t_s.toFixed(3)} s`),
+      fact("Time", `${d.t_s >= 0 ? "+" : ""}${d.t_s.toFixed(3)} s`),
       fact("Unique id", d.unique_id === null || d.unique_id === undefined ? "–" : String(d.unique_id)),
     );
     const img = d.images.find((i) => i.array === d.array);

@@ -48,7 +48,7 @@
     const bytes = m.frames.reduce((a, f) => a + f.size, 0);
     const tid = m.columns && m.columns.train_id !== undefined ? ` · train ${m.columns.train_id}` : "";
     const sum = el("summary", "mono small",
-      `#${m.index} · +${m.t_s.toFixed(6)} s · seq ${m.seq}${tid} · ${m.frames.length} frames · ${bytes} bytes` +
+      `#${m.index} · ${m.t_s >= 0 ? "+" : ""}${m.t_s.toFixed(6)} s · seq ${m.seq}${tid} · ${m.frames.length} frames · ${bytes} bytes` +
       (m.rejected ? " · not decoded" : ""));
     det.append(sum);
     if (m.reject_reason) det.append(el("p", "error small", m.reject_reason));
