@@ -75,7 +75,9 @@
       const tr = el("tr");
       tr.append(el("td", "num", String(f.index)), el("td", "num", String(f.size)), el("td", "", f.kind),
         el("td", "mono", f.source || ""));
-      const td = el("td"); td.append(el("pre", "mono frame-content", frameText(f)));
+      const pre = el("pre", "mono frame-content", frameText(f));
+      pre.tabIndex = 0; // it scrolls: reachable from the keyboard
+      const td = el("td"); td.append(pre);
       tr.append(td);
       fb.append(tr);
     }

@@ -7,9 +7,11 @@ Stop button, counts and countdown. Screenshots: test-artifacts/."""
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
@@ -52,6 +54,20 @@ def site(tmp_path_factory):
 def _open(page, site, path: str):
     page.goto(f"{site['origin']}/login?next={path}#token={site['secret']}")
     page.wait_for_url(f"**{path}")
+
+
+def _axe_violations(page, selectors: list[str]) -> list | None:
+    """axe-core's violations inside `selectors` (None when axe-core is not installed)."""
+    spec = importlib.util.find_spec("axe_playwright_python")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    axe = Path(next(iter(spec.submodule_search_locations))) / "axe.min.js"
+    page.evaluate(axe.read_text(encoding="utf-8"))
+    return page.evaluate(
+        "sel => axe.run({include: sel}).then(r => r.violations.map(v => [v.id,"
+        " v.nodes.map(n => n.target.join(' '))]))",
+        selectors,
+    )
 
 
 def _no_script_errors(page):
@@ -137,6 +153,8 @@ def test_inspector_pages_and_finds_a_karabo_train_source_and_key(page, site, sho
         " && !pres.some(t => t.includes('beamPosition')); }"
     )
     shot("inspector-karabo")
+    views = ["#image-viewer", "#inspector", "#scalars", "#run-timeline"]
+    assert not _axe_violations(page, views)  # labelled, reachable from the keyboard
     _no_script_errors(page)
 
 
