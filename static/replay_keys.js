@@ -34,7 +34,7 @@
     const off = ended();
     box.querySelectorAll("button").forEach((b) => { b.disabled = off; });
     els.slider.disabled = off;
-    els.toggle.textContent = paused() ? "Resume" : "Pause";
+    els.toggle.setAttribute("aria-pressed", paused() ? "true" : "false"); // pressed: held
   }
 
   async function send(path, body, what) {

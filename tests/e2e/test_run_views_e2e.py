@@ -214,13 +214,15 @@ def test_replay_page_keys_pause_resume_step_and_seek(page, site, shot):
         )
         page.goto(f"{site['origin']}/replays/{rid}")
         keys = page.locator("#replay-keys")
-        keys.get_by_role("button", name="Resume").wait_for()  # it started paused
+        toggle = keys.locator("button[data-rk-toggle]")
+        keys.locator("button[data-rk-toggle][aria-pressed=true]").wait_for()  # started paused
         wait_for(lambda: _replay(page, rid)["state"] == "paused", 20, "the replay state")
 
         page.locator("h1").click()  # focus on the page, not on a field
         page.keyboard.press("Space")
         wait_for(lambda: _replay(page, rid)["state"] == "running", 20, "the replay state")
-        keys.get_by_role("button", name="Pause").wait_for()
+        keys.locator("button[data-rk-toggle][aria-pressed=false]").wait_for()
+        assert toggle.get_attribute("aria-label") == "Hold or play on (space)"
         page.keyboard.press("Space")
         wait_for(lambda: _replay(page, rid)["state"] == "paused", 20, "the replay state")
 
