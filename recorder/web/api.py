@@ -34,8 +34,8 @@ from recorder.errors import Conflict, NotFound, UsageError
 from recorder.manager.planning import normalize_source, start_recording, start_replay
 from recorder.store import layout
 from recorder.store.reader import RunReader, StreamReader
+from recorder.web import imaging, inspector, previews, replay_start
 from recorder.web import models as m
-from recorder.web import previews, replay_start
 from recorder.web import runs as run_ops
 from recorder.web.auth import authenticate, check_same_origin
 from recorder.web.http_errors import ApiError, envelope
@@ -448,14 +448,33 @@ def _stream(run_id: str, stream: str) -> tuple[RunReader, StreamReader]:
 
 
 @api.op("GET", "/runs/<run_id>/streams/<stream>/frames/<int:i>.png", tag="previews",
-        query=m.FrameQuery, media="image/png")  # fmt: skip
-def get_frame(run_id: str, stream: str, i: int, query: m.FrameQuery):
-    """Image of message `i`, contrast-stretched and scaled to fit `size` pixels."""
+        query=m.FrameImageQuery, media="image/png")  # fmt: skip
+def get_frame(run_id: str, stream: str, i: int, query: m.FrameImageQuery):
+    """Image of message `i` by the asked contrast and colour map, scaled to fit `size` pixels
+    (or at full resolution)."""
     _, s = _stream(run_id, stream)
-    png = previews.frame_png(s, i, array=query.array, size=query.size)
+    look = imaging.Look(query.contrast, query.lo, query.hi, query.plo, query.phi, query.cmap)
+    size = None if query.full else query.size
+    png = imaging.frame_png(s, i, array=query.array, size=size, look=look)
     resp = Response(png, mimetype="image/png")
     resp.headers["Cache-Control"] = "private, max-age=3600"
     return resp
+
+
+@api.op("GET", "/runs/<run_id>/streams/<stream>/frames/<int:i>", tag="previews",
+        query=m.FrameDetailsQuery, response=m.FrameDetails)  # fmt: skip
+def get_frame_details(run_id: str, stream: str, i: int, query: m.FrameDetailsQuery):
+    """Frame `i`'s number, time, unique id, attributes, images and pixel statistics."""
+    reader, s = _stream(run_id, stream)
+    return imaging.frame_details(reader, s, i, array=query.array)
+
+
+@api.op("GET", "/runs/<run_id>/streams/<stream>/columns", tag="previews",
+        response=m.ColumnList)  # fmt: skip
+def get_columns(run_id: str, stream: str):
+    """The stream's per-message columns and their types (numeric ones plot as series)."""
+    _, s = _stream(run_id, stream)
+    return inspector.column_list(s)
 
 
 @api.op("GET", "/runs/<run_id>/streams/<stream>/series", tag="previews", query=m.SeriesQuery,
@@ -467,8 +486,8 @@ def get_series(run_id: str, stream: str, query: m.SeriesQuery):
 
 
 @api.op("GET", "/runs/<run_id>/streams/<stream>/messages", tag="previews",
-        query=m.MessagesQuery, response=m.MessagesPage)  # fmt: skip
-def get_messages(run_id: str, stream: str, query: m.MessagesQuery):
+        query=m.InspectQuery, response=m.InspectPage)  # fmt: skip
+def get_messages(run_id: str, stream: str, query: m.InspectQuery):
     """Messages with their header frames decoded for display (never unpickled)."""
     reader, s = _stream(run_id, stream)
-    return previews.messages_page(reader, s, start=query.start, limit=query.limit)
+    return inspector.inspect(reader, s, **query.model_dump())

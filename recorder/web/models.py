@@ -781,3 +781,109 @@ class SessionDetail(SessionOut):
 class RunSession(Response):
     run_id: str
     session: str | None
+
+
+# -- run views: image viewer, message inspector, scalar columns --------------------------------
+
+Contrast = Literal["auto", "minmax", "percentile", "manual"]
+ColourMap = Literal["gray", "viridis", "magma", "inferno", "plasma", "cividis", "turbo"]
+
+
+class FrameImageQuery(FrameQuery):
+    full: bool = Field(
+        False, description="Full resolution (up to 8192 pixels a side) instead of `size`."
+    )
+    contrast: Contrast = Field(
+        "auto",
+        description="auto (0.5-99.5 percentiles, uint8 as it is), minmax, percentile (plo..phi) "
+        "or manual (lo..hi in pixel values).",
+    )
+    lo: float | None = Field(None, ge=-1e300, le=1e300, description="contrast=manual: black.")
+    hi: float | None = Field(None, ge=-1e300, le=1e300, description="contrast=manual: white.")
+    plo: float = Field(0.5, ge=0, le=100, description="contrast=percentile: black percentile.")
+    phi: float = Field(99.5, ge=0, le=100, description="contrast=percentile: white percentile.")
+    cmap: ColourMap = Field("gray", description="Colour map of a one-channel image.")
+
+    @model_validator(mode="after")
+    def _limits_in_order(self):
+        if self.contrast == "manual" and (self.lo is None or self.hi is None):
+            raise ValueError("contrast=manual needs lo and hi")
+        if self.lo is not None and self.hi is not None and not self.lo < self.hi:
+            raise ValueError("lo must be below hi")
+        if not self.plo < self.phi:
+            raise ValueError("plo must be below phi")
+        return self
+
+
+class FrameDetailsQuery(Query):
+    array: Annotated[str, Field(max_length=256)] | None = Field(
+        None, description="Which image of the message the statistics are of (default: the first)."
+    )
+
+
+class FrameImage(Response):
+    array: str
+    dtype: str
+    shape: list[int]
+
+
+class FrameStats(Response):
+    min: float | None
+    max: float | None
+    mean: float | None
+    p0_5: float | None
+    p99_5: float | None
+
+
+class FrameDetails(Response):
+    stream: str
+    index: int
+    total: int
+    recv_ns: int
+    t_s: float
+    unique_id: Any = Field(description="uniqueId, unique_id or train id (else seq).")
+    attributes: dict[str, Any] = Field(description="Every per-message column of the frame.")
+    images: list[FrameImage]
+    array: str | None
+    stats: FrameStats | None
+
+
+class InspectQuery(MessagesQuery):
+    hex_bytes: int = Field(
+        64, ge=0, le=4096, description="Bytes shown as hex of each frame that does not decode."
+    )
+    t_s: float | None = Field(
+        None, ge=0, le=1e9, description="Start at the first message received at or after this."
+    )
+    train_id: int | None = Field(None, ge=0, le=2**64 - 1, description="Start at this train.")
+    source: Annotated[str, Field(max_length=512)] | None = Field(
+        None, description="Karabo: only the frames of this source."
+    )
+    key: Annotated[str, Field(max_length=512)] | None = Field(
+        None, description="Karabo, with source: only this key of the source."
+    )
+
+    @model_validator(mode="after")
+    def _bounded_page(self):
+        if self.limit * self.hex_bytes > 1 << 18:
+            raise ValueError("limit x hex_bytes must stay within 262144")
+        if self.key is not None and self.source is None:
+            raise ValueError("key needs source")
+        return self
+
+
+class InspectPage(MessagesPage):
+    sources: list[str] = Field(description="Karabo sources seen on this page, in order.")
+    keys: dict[str, list[str]] = Field(description="Keys (and array paths) of each source.")
+
+
+class ColumnInfo(Response):
+    name: str
+    dtype: str
+    numeric: bool
+
+
+class ColumnList(Response):
+    stream: str
+    messages: int
+    columns: list[ColumnInfo]

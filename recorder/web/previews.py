@@ -8,7 +8,6 @@ being recorded can be looked at while it grows.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from recorder.errors import NotFound, StreamNotFound, UsageError
 from recorder.store.reader import ArraySegment, FrameRows, RunReader, StreamReader
+from recorder.web import imaging
 
 _BLOCK_ROWS = 1 << 20  # rows of a waveform read at once
 _MAX_CHANNELS = 64  # a (channels, samples) row with more "channels" is an image, not a waveform
@@ -30,59 +30,16 @@ def _check_index(s: StreamReader, i: int) -> None:
 # -- images ------------------------------------------------------------------------------------
 
 
-def _as_picture(a: np.ndarray) -> np.ndarray:
-    """A 2-D (or RGB/RGBA) uint8 picture from any image-like array, contrast stretched."""
-    rgb = a.dtype == np.uint8 and a.ndim == 3 and a.shape[-1] in (3, 4)
-    while a.ndim > 2 and not rgb:  # detector stacks (modules, cells ...): first of the shortest
-        a = np.take(a, 0, axis=int(np.argmin(a.shape)))
-        rgb = a.dtype == np.uint8 and a.ndim == 3 and a.shape[-1] in (3, 4)
-    if a.ndim < 2 or a.size == 0:
-        raise NotFound("not an image")
-    if a.dtype == np.uint8:
-        return np.ascontiguousarray(a)
-    if a.dtype.kind == "c":
-        a = np.abs(a)
-    f = a.astype(np.float64)
-    finite = np.isfinite(f)
-    if not finite.any():
-        return np.zeros(a.shape, dtype=np.uint8)
-    lo, hi = np.percentile(f[finite], [0.5, 99.5])
-    if hi <= lo:
-        hi = lo + 1
-    out = np.clip((f - lo) * (255.0 / (hi - lo)), 0, 255)
-    out[~finite] = 0
-    return out.astype(np.uint8)
-
-
 def picture_png(a: np.ndarray, size: int = 512) -> bytes:
     """Any image-like array as a contrast-stretched PNG that fits in size x size pixels (a
     run's frame and the live view's latest one look the same)."""
-    from PIL import Image
-
-    img = Image.fromarray(_as_picture(a))  # L, RGB or RGBA from the shape
-    img.thumbnail((size, size))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+    return imaging.render_png(a, imaging.Look(), size)
 
 
 def frame_png(s: StreamReader, index: int, *, array: str | None = None, size: int = 512) -> bytes:
     """Message `index`'s first image frame (or its frame of array `array`) as a PNG that fits
     in size x size pixels."""
-    _check_index(s, index)
-    ft = s.frame_rows(index, index + 1)
-    segments = s.array_segments()
-    for seg, off, placed in zip(ft.segment, ft.offset, ft.placed, strict=True):
-        if seg < 0 or placed or seg >= len(segments):
-            continue
-        info = segments[int(seg)]
-        if array is not None and info.name != array:
-            continue
-        if len(info.shape) < 2:
-            continue
-        return picture_png(np.asarray(s.read_segment(info.index, int(off), int(off) + 1)[0]), size)
-    which = f"image {array!r}" if array else "image"
-    raise NotFound(f"message {index} of stream {s.name} has no {which}")
+    return imaging.frame_png(s, index, array=array, size=size, look=imaging.Look())
 
 
 # -- waveforms ---------------------------------------------------------------------------------
@@ -315,7 +272,7 @@ def jsonable(obj, depth: int = 0):
     return str(obj)[:_TEXT_LIMIT]
 
 
-def describe_bytes(raw: bytes) -> dict:
+def describe_bytes(raw: bytes, hex_bytes: int = 64) -> dict:
     """The most readable safe view of one verbatim frame."""
     if raw[:1] == b"\x80" and len(raw) > 1 and raw[1:2] in b"\x02\x03\x04\x05":
         return {"kind": "pickle", "hex": raw[:32].hex()}  # never unpickled
@@ -338,10 +295,12 @@ def describe_bytes(raw: bytes) -> dict:
             return {"kind": "text", "text": text[:_TEXT_LIMIT]}
     except UnicodeDecodeError:
         pass
-    return {"kind": "bytes", "hex": raw[:64].hex()}
+    return {"kind": "bytes", "hex": raw[:hex_bytes].hex()}
 
 
-def messages_page(run: RunReader, s: StreamReader, *, start: int = 0, limit: int = 50) -> dict:
+def messages_page(
+    run: RunReader, s: StreamReader, *, start: int = 0, limit: int = 50, hex_bytes: int = 64
+) -> dict:
     stop = min(s.n_messages, start + limit)
     items = []
     if start < stop:
@@ -364,7 +323,7 @@ def messages_page(run: RunReader, s: StreamReader, *, start: int = 0, limit: int
                         row, col = int(ft.offset[pos + j]), int(ft.column[pos + j])
                         info["placed"] = {"row": row, "column": col}
                 else:
-                    info.update(describe_bytes(bytes(f)))
+                    info.update(describe_bytes(bytes(f), hex_bytes))
                 frames.append(info)
             pos += len(m.frames)
             item = {
