@@ -20,6 +20,7 @@ from recorder.db.catalog import Catalog
 from recorder.db.control import Control
 from recorder.endpoint_policy import EndpointPolicy
 from recorder.web import download as _download  # noqa: F401  registers its route
+from recorder.web import events as _events  # noqa: F401  registers its route
 from recorder.web import exports as _exports  # noqa: F401  registers its routes
 from recorder.web import http_errors as errors
 from recorder.web import live as _live  # noqa: F401  registers its routes
