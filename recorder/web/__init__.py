@@ -30,6 +30,7 @@ from recorder.web import session_view as _session_view  # noqa: F401  registers 
 from recorder.web import sessions as _sessions  # noqa: F401  registers its routes
 from recorder.web.api import AppState
 from recorder.web.api import bp as api_bp
+from recorder.web.api_docs import bp as api_docs_bp
 from recorder.web.login import bp as login_bp
 from recorder.web.ui import bp as ui_bp
 from recorder.web.ui_format import FILTERS
@@ -75,6 +76,7 @@ def create_app(
     errors.install(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(login_bp)
+    app.register_blueprint(api_docs_bp)
     app.register_blueprint(ui_bp)
 
     @app.after_request

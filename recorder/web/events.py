@@ -41,8 +41,8 @@ class EventsQuery(m.Query):
     timeout: Annotated[float, Field(ge=0, le=300)] = Field(
         25.0, description="Seconds before the server ends the stream (reconnect to go on)."
     )
-    kinds: Annotated[str, Field(max_length=20, pattern=r"^(job|run)(,(job|run))?$")] | None = (
-        Field(None, description="Only these kinds of event: `job`, `run` or `job,run` (all).")
+    kinds: Annotated[str, Field(max_length=20, pattern=r"^(job|run)(,(job|run))?$")] | None = Field(
+        None, description="Only these kinds of event: `job`, `run` or `job,run` (all)."
     )
 
 

@@ -17,7 +17,9 @@ def _events(chunks) -> list[tuple[str, dict, str | None]]:
         text = chunk.decode() if isinstance(chunk, bytes) else chunk
         for block in text.split("\n\n"):
             fields = dict(
-                line.split(": ", 1) for line in block.splitlines() if ": " in line and line[0] != ":"
+                line.split(": ", 1)
+                for line in block.splitlines()
+                if ": " in line and line[0] != ":"
             )
             if "event" in fields:
                 yield fields["event"], json.loads(fields["data"]), fields.get("id")
@@ -37,7 +39,7 @@ def test_jobs_are_told_as_they_are_created_and_finish(client):
     assert resp.status_code == 200
     assert resp.mimetype == "text/event-stream"
     events = _events(resp.response)
-    kind, hello, first_id = next(events)
+    kind, _, first_id = next(events)
     assert kind == "hello" and first_id.isdigit()
     job = client.post(API + "/recordings", json={"sources": [
         {"endpoint": "tcp://127.0.0.1:1", "protocol": "raw"}]}).get_json()  # fmt: skip
