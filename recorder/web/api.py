@@ -422,9 +422,10 @@ def patch_run(run_id: str, body: m.RunPatch):
 
 @api.op("POST", "/runs/<run_id>/tags", tag="runs", body=m.TagIn, response=m.Tags)
 def add_tag(run_id: str, body: m.TagIn):
-    """Tag a run (tagging a live recording is fine)."""
+    """Tag a run with `{"tag"}` or several tags at once with `{"tags": [...]}` (tagging a live
+    recording is fine)."""
     st = state()
-    tags = run_ops.change_tags(st.runs_dir, st.catalog, run_id, add=body.tag)
+    tags = run_ops.change_tags(st.runs_dir, st.catalog, run_id, add=body.all())
     return {"run_id": run_id, "tags": tags}
 
 

@@ -38,7 +38,7 @@ RETRY_MS = 1000
 
 
 class EventsQuery(m.Query):
-    timeout: Annotated[float, Field(ge=0, le=300)] = Field(
+    timeout: Annotated[float, Field(ge=0, le=60)] = Field(
         25.0, description="Seconds before the server ends the stream (reconnect to go on)."
     )
     kinds: Annotated[str, Field(max_length=20, pattern=r"^(job|run)(,(job|run))?$")] | None = Field(
