@@ -357,3 +357,20 @@ document.addEventListener("htmx:responseError", (ev) => {
   R.flash("Refreshing failed (" + x.status + ").");
 });
 document.addEventListener("htmx:sendError", () => R.flash("The server cannot be reached."));
+
+/* Times as the reader's clock shows them: <time datetime="UTC ISO" data-local> gets the local
+   time, and [data-zone] names the zone (the server renders UTC, the fallback without script). */
+R.localTimes = function (root) {
+  const fmt = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false, timeZoneName: "short" });
+  for (const t of (root || document).querySelectorAll("time[data-local]")) {
+    const d = new Date(t.getAttribute("datetime"));
+    if (!Number.isNaN(d.getTime())) { t.textContent = fmt.format(d); t.title = t.getAttribute("datetime"); }
+  }
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+  const off = -new Date().getTimezoneOffset();
+  const utc = "UTC" + (off < 0 ? "−" : "+") + String(Math.floor(Math.abs(off) / 60)).padStart(2, "0") + ":" + String(Math.abs(off) % 60).padStart(2, "0");
+  for (const z of document.querySelectorAll("[data-zone]")) z.textContent = `${zone} (${utc})`;
+};
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => R.localTimes());
+else R.localTimes();
