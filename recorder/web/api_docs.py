@@ -7,6 +7,7 @@ signing in, like the document itself.
 
 from __future__ import annotations
 
+import functools
 import secrets
 
 from flask import Blueprint, Response, render_template, request
@@ -48,10 +49,17 @@ def _operations(doc: dict) -> dict[str, list[dict]]:
     return by_tag
 
 
-@bp.get("/api/docs")
-def api_docs():
+@functools.cache
+def _document() -> dict:
+    """The operations are declared at import: the document is the same for the process's life."""
     doc = api.openapi(title="zmq-recorder", version=__version__, prefix=PREFIX)
     doc["paths"][PREFIX + "/openapi.json"]["get"]["security"] = []
+    return doc
+
+
+@bp.get("/api/docs")
+def api_docs():
+    doc = _document()
     signed_in = caller(state().control, request) is not None
     html = render_template(
         "api_docs.html", doc=doc, ops=_operations(doc), schemas=doc["components"]["schemas"],
