@@ -18,7 +18,7 @@ from recorder.web.api import api, state
 from recorder.web.http_errors import ApiError, status_of
 from recorder.web.run_ids import full_run_id
 
-MAX_RUNS = 500
+MAX_RUNS = 200
 
 
 class BulkRuns(m.Request):
