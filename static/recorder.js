@@ -35,17 +35,109 @@ R.api = async function (method, path, body) {
     if (err && Array.isArray(err.details) && err.details.length) {
       msg += ": " + err.details.map((d) => (d.loc || []).join(".") + " " + d.msg).join("; ");
     }
-    if (resp.status === 401) msg += " Sign in again.";
+    if (resp.status === 401) { R.toLogin(); msg += " Sign in again."; }
     throw new Error(msg);
   }
   return data;
 };
 
 R.refresh = function () {
+  const mine = document.querySelector("[data-live]");
+  if (mine) return R.update(mine);
   const live = document.querySelector("[hx-get]");
   if (live && window.htmx) htmx.trigger(live, "refresh");
   else location.reload();
 };
+
+/* -- parts of a page that update in place ---------------------------------------------------
+   An element with data-live="/ui/..." is fetched again every data-every seconds (and at once
+   by R.refresh) and the answer is merged into the page node by node: only what changed is
+   touched, so keyboard focus, typed text, open <details> and scroll positions survive. A 401
+   (signed out, session ended) goes to the sign-in page instead of polling on. */
+R.toLogin = function () {
+  location.href = "/login?next=" + enc(location.pathname + location.search).replace(/%2F/g, "/");
+};
+
+const keyOf = (n) => (n.nodeType === 1 ? n.id || n.dataset.job || n.dataset.key || null : null);
+
+function syncAttributes(from, to) {
+  for (const a of [...from.attributes]) {
+    if (!to.hasAttribute(a.name) && !(a.name === "open" && from.tagName === "DETAILS")) from.removeAttribute(a.name);
+  }
+  for (const a of to.attributes) {
+    if (a.name === "open" && from.tagName === "DETAILS") continue; // the user's choice
+    if (from.getAttribute(a.name) !== a.value) from.setAttribute(a.name, a.value);
+  }
+}
+
+R.morph = function (from, to) {
+  if (from.nodeType !== to.nodeType || from.nodeName !== to.nodeName || keyOf(from) !== keyOf(to)) {
+    from.replaceWith(to);
+    return;
+  }
+  if (from.nodeType !== 1) {
+    if (from.nodeValue !== to.nodeValue) from.nodeValue = to.nodeValue;
+    return;
+  }
+  if (from.hasAttribute("hx-preserve") || from.hasAttribute("data-preserve")) return;
+  syncAttributes(from, to);
+  if (from.tagName === "PROGRESS" || from.tagName === "INPUT") {
+    if (from.tagName === "PROGRESS") from.value = to.value;
+    return; // an input's children are none, its typed value is the user's
+  }
+  R.morphChildren(from, to);
+};
+
+R.morphChildren = function (from, to) {
+  const keyed = new Map([...from.childNodes].filter(keyOf).map((n) => [keyOf(n), n]));
+  const nexts = [...to.childNodes];
+  const wanted = new Set(nexts.map(keyOf).filter(Boolean));
+  let i = 0;
+  for (const next of nexts) {
+    const key = keyOf(next);
+    const cur = from.childNodes[i];
+    if (key && keyed.has(key)) {
+      const same = keyed.get(key);
+      if (same !== cur) from.insertBefore(same, cur || null); // a row that moved keeps its element
+      R.morph(same, next);
+    } else if (!cur) {
+      from.appendChild(next);
+    } else if (keyOf(cur) && wanted.has(keyOf(cur))) {
+      from.insertBefore(next, cur); // a new row before one that stays
+    } else {
+      R.morph(cur, next);
+    }
+    i++;
+  }
+  while (from.childNodes.length > i) from.lastChild.remove();
+};
+
+R.update = async function (el) {
+  if (el._busy) return;
+  el._busy = true;
+  try {
+    const resp = await fetch(el.dataset.live, { credentials: "same-origin", headers: { "HX-Request": "true" } });
+    if (resp.status === 401) return R.toLogin();
+    if (!resp.ok) throw new Error("Refreshing failed (" + resp.status + ").");
+    const next = document.createElement(el.tagName);
+    next.innerHTML = await resp.text();
+    R.morphChildren(el, next);
+    el.dispatchEvent(new CustomEvent("live:updated", { bubbles: true }));
+  } catch (e) {
+    R.flash(e.message.startsWith("Refreshing") ? e.message : "The server cannot be reached.");
+  } finally {
+    el._busy = false;
+  }
+};
+
+function startLive() {
+  for (const el of document.querySelectorAll("[data-live]")) {
+    const every = 1000 * (Number(el.dataset.every) || 1);
+    setInterval(() => { if (!document.hidden) R.update(el); }, every);
+  }
+}
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startLive);
+else startLive();
 
 R.run = async function (fn) {
   try { return await fn(); } catch (e) { R.flash(e.message); return undefined; }
@@ -264,6 +356,24 @@ document.addEventListener("change", (ev) => {
 /* htmx errors (a poll that failed) read as one line too. */
 document.addEventListener("htmx:responseError", (ev) => {
   const x = ev.detail.xhr;
-  R.flash(x.status === 401 || x.status === 303 ? "Signed out: sign in again." : "Refreshing failed (" + x.status + ").");
+  if (x.status === 401) return R.toLogin(); // signed out: no more polling with 401s
+  R.flash("Refreshing failed (" + x.status + ").");
 });
 document.addEventListener("htmx:sendError", () => R.flash("The server cannot be reached."));
+
+/* Times as the reader's clock shows them: <time datetime="UTC ISO" data-local> gets the local
+   time, and [data-zone] names the zone (the server renders UTC, the fallback without script). */
+R.localTimes = function (root) {
+  const fmt = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false, timeZoneName: "short" });
+  for (const t of (root || document).querySelectorAll("time[data-local]")) {
+    const d = new Date(t.getAttribute("datetime"));
+    if (!Number.isNaN(d.getTime())) { t.textContent = fmt.format(d); t.title = t.getAttribute("datetime"); }
+  }
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+  const off = -new Date().getTimezoneOffset();
+  const utc = "UTC" + (off < 0 ? "−" : "+") + String(Math.floor(Math.abs(off) / 60)).padStart(2, "0") + ":" + String(Math.abs(off) % 60).padStart(2, "0");
+  for (const z of document.querySelectorAll("[data-zone]")) z.textContent = `${zone} (${utc})`;
+};
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => R.localTimes());
+else R.localTimes();

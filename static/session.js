@@ -64,7 +64,7 @@
     const heights = ls.map((l) => 14 + bar + 4 + line * l.streams.length + 8);
     const H = axis + heights.reduce((a, b) => a + b, 0);
     const svg = el("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "session-svg",
-      role: "img", "aria-label": `${data.runs.length} runs on one timeline` }, box);
+      role: "group", "aria-label": `${data.runs.length} runs on one timeline` }, box);
     for (let k = 0; k <= 4; k++) {  // the clock: seconds from the first run's start
       const t = (span * k) / 4, px = x(t);
       el("line", { x1: px, x2: px, y1: axis - 4, y2: H, stroke: "#d9dee7" }, svg);

@@ -197,6 +197,20 @@ class Catalog(SessionIndex):
             return {r.run_id: r.path for r in conn.execute(sa.select(runs.c.run_id, runs.c.path))}
 
     @guard_db_errors()
+    def run_ids_starting(self, prefix: str, limit: int = 6) -> list[str]:
+        """Ids of indexed runs that start with `prefix` (a run id prefix given over HTTP), at
+        most `limit`, in id order."""
+        pat = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        q = (
+            sa.select(runs.c.run_id)
+            .where(runs.c.run_id.like(pat, escape="\\"))
+            .order_by(runs.c.run_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [r.run_id for r in conn.execute(q) if r.run_id.startswith(prefix)]
+
+    @guard_db_errors()
     def remove_run(self, run_id: str) -> None:
         with self.engine.begin() as conn:
             for table in (session_runs, streams, tags, notes, runs):

@@ -67,6 +67,8 @@ def state() -> AppState:
 @bp.before_request
 def _guard():
     check_same_origin(request)
+    if request.endpoint == "api.get_openapi":
+        return  # the API's description is public: clients and the docs page read it first
     g.token = authenticate(state().control, request)
 
 
@@ -134,8 +136,13 @@ def get_status():
 
 @api.op("GET", "/openapi.json", tag="system")
 def get_openapi():
-    """This API as an OpenAPI 3.1 document, generated from the models that validate requests."""
-    return jsonify(api.openapi(title="zmq-recorder", version=__version__, prefix=PREFIX))
+    """This API as an OpenAPI 3.1 document, generated from the models that validate requests.
+
+    Readable without a token; `servers` names this server as the client reached it."""
+    doc = api.openapi(title="zmq-recorder", version=__version__, prefix=PREFIX)
+    doc["servers"] = [{"url": request.url_root.rstrip("/"), "description": "this server"}]
+    doc["paths"][PREFIX + "/openapi.json"]["get"]["security"] = []
+    return jsonify(doc)
 
 
 # -- tokens ------------------------------------------------------------------------------------
@@ -416,9 +423,10 @@ def patch_run(run_id: str, body: m.RunPatch):
 
 @api.op("POST", "/runs/<run_id>/tags", tag="runs", body=m.TagIn, response=m.Tags)
 def add_tag(run_id: str, body: m.TagIn):
-    """Tag a run (tagging a live recording is fine)."""
+    """Tag a run with `{"tag"}` or several tags at once with `{"tags": [...]}` (tagging a live
+    recording is fine)."""
     st = state()
-    tags = run_ops.change_tags(st.runs_dir, st.catalog, run_id, add=body.tag)
+    tags = run_ops.change_tags(st.runs_dir, st.catalog, run_id, add=body.all())
     return {"run_id": run_id, "tags": tags}
 
 

@@ -515,7 +515,19 @@ class RunPatch(Request):
 
 
 class TagIn(Request):
-    tag: Tag
+    """One tag (`tag`) or several (`tags`) per request."""
+
+    tag: Tag | None = None
+    tags: list[Tag] | None = Field(None, min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> TagIn:
+        if (self.tag is None) == (self.tags is None):
+            raise ValueError("give either `tag` or `tags`")
+        return self
+
+    def all(self) -> list[str]:
+        return [self.tag] if self.tag is not None else list(self.tags or [])
 
 
 class Tags(Response):

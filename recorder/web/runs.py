@@ -132,13 +132,15 @@ def change_tags(
     catalog: Catalog,
     run_id: str,
     *,
-    add: str | None = None,
-    remove: str | None = None,
+    add: str | list[str] | None = None,
+    remove: str | list[str] | None = None,
 ) -> list[str]:
     path = run_path(runs_dir, run_id)
-    return catalog.change_tags(
-        path, add=[add] if add is not None else [], remove=[remove] if remove is not None else []
-    )
+    return catalog.change_tags(path, add=_listed(add), remove=_listed(remove))
+
+
+def _listed(tags: str | list[str] | None) -> list[str]:
+    return [] if tags is None else [tags] if isinstance(tags, str) else tags
 
 
 def delete_run(runs_dir: Path, catalog: Catalog, control: Control, run_id: str) -> None:

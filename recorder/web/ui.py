@@ -146,10 +146,11 @@ def _live() -> dict:
 def runs():
     """The runs table: the filters are the API's own query (GET /api/v1/runs), plus paging."""
     args = {k: v for k, v in request.args.items() if v != "" and k not in ("page", "size")}
+    query_args = ui_data.local_range(args)
     size = request.args.get("size", "")
     size = int(size) if size.isdigit() and int(size) in PAGE_SIZES else 50
     pageno = max(1, int(request.args["page"])) if request.args.get("page", "").isdigit() else 1
-    query = m.RunsQuery.model_validate({**args, "limit": size, "offset": (pageno - 1) * size})
+    query = m.RunsQuery.model_validate({**query_args, "limit": size, "offset": (pageno - 1) * size})
     out = api_views.list_runs(query)
     pages = max(1, -(-out["total"] // size))
     return page(

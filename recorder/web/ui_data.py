@@ -58,3 +58,20 @@ def image_array(arrays: list[str]) -> str:
         if name.endswith("image.data"):
             return name
     return ""
+
+
+def local_range(args: dict[str, str]) -> dict[str, str]:
+    """The runs page's date range is typed in the browser's local time: `tz` (minutes east of
+    UTC, which the page's script adds) turns a `since`/`until` without a zone into one with it;
+    without `tz` such a time is UTC, as in the API."""
+    out = {k: v for k, v in args.items() if k != "tz"}
+    tz = args.get("tz", "")
+    if not tz.lstrip("-").isdigit() or abs(int(tz)) > 18 * 60:
+        return out
+    minutes = int(tz)
+    zone = f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    for key in ("since", "until"):
+        value = out.get(key, "")
+        if value and len(value) <= 16 and "+" not in value and not value.endswith("Z"):
+            out[key] = (value if "T" in value else value + "T00:00") + zone
+    return out

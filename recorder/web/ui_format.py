@@ -45,6 +45,13 @@ def when(ns) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def iso(ns) -> str:
+    """A machine-readable UTC time for <time datetime>, which the page shows in local time."""
+    if not ns:
+        return ""
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
+
+
 def number(n) -> str:
     return NONE if n is None else f"{int(n):,}".replace(",", "\u2009")
 
@@ -54,5 +61,6 @@ FILTERS = {
     "rate": human_rate,
     "duration": human_duration,
     "when": when,
+    "iso": iso,
     "number": number,
 }

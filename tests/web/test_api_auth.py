@@ -20,7 +20,7 @@ CLI = [
 ]
 
 
-@pytest.mark.parametrize("path", ["/status", "/sources", "/runs", "/recordings", "/openapi.json"])
+@pytest.mark.parametrize("path", ["/status", "/sources", "/runs", "/recordings", "/events"])
 def test_every_call_needs_a_valid_token(anon, path):
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic dTpw"},
                     {"Authorization": "Bearer "}):  # fmt: skip

@@ -81,7 +81,9 @@ def test_generated_requests_get_no_server_errors(world):
     schema = schemathesis.openapi.from_wsgi(f"{API}/openapi.json", app, headers=headers)
     failures: dict[str, str] = {}
     seen: dict[str, set[int]] = {}
+    # The event stream lasts as long as its `timeout` asks (up to a minute): tested on its own.
     operations = [r.ok() for r in schema.get_all_operations()]
+    operations = [op for op in operations if op.label != f"GET {API}/events"]
     assert len(operations) > 25
     for op in operations:
 
