@@ -1,13 +1,15 @@
 """Start-up of the `recorder` command against `python -c "import zmq, numpy"`.
 
-Four figures, each the wall time from starting a process (its first line is `python ...`):
+Five figures, each the wall time from starting a process (its first line is `python ...`):
 
 - baseline: `python -c "import zmq, numpy"` to its exit: what any pyzmq tool pays;
 - help: `recorder --help` to its exit (target <= 2 x baseline);
 - record: until `recorder record tcp://127.0.0.1:PORT --count 1` has subscribed, as seen by a
   publisher here (an XPUB receives the subscription) (target <= 1.5 x baseline);
 - replay: until `recorder replay RUN --endpoint tcp://127.0.0.1:PORT --paused` has bound, as its
-  `STREAM: PUSH on ENDPOINT` line on stderr says (printed right after the bind) (target <= 1.5 x).
+  `STREAM: PUSH on ENDPOINT` line on stderr says (printed right after the bind) (target <= 1.5 x);
+- replay-sent: until a PULL connected from the start has the run's first message (no target:
+  the replayer reads the run, and imports zarr, only after it has bound).
 
 One warm-up round is not counted (page cache, a catalog that already exists, as on a rig); then
 N rounds, the order rotating each round, and medians. The recorder runs as
@@ -93,7 +95,13 @@ def replay_bound(work: Path) -> float:
     args += ["--data", str(work / "data")]
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        args, env=ENV, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+        args,
+        env=ENV,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
     )
     assert proc.stdin is not None and proc.stderr is not None
     try:
@@ -111,6 +119,32 @@ def replay_bound(work: Path) -> float:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def replay_sent(work: Path) -> float:
+    """Until a client connected from the start has the run's first message (the replayer has
+    bound, then read the run: zarr is imported after the bind)."""
+    ctx = zmq.Context.instance()
+    pull = ctx.socket(zmq.PULL)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    pull.connect(endpoint)  # zmq connects once the replayer binds
+    args = [*RECORDER, "replay", RUN[0], "--endpoint", endpoint, "-q", "--data", str(work / "data")]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        args, env=ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        if not pull.poll(120_000):
+            raise RuntimeError("no message from the replayer")
+        took = time.perf_counter() - t0
+        proc.terminate()
+        proc.wait(60)
+        return took
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        pull.close(linger=0)
 
 
 def make_run(work: Path) -> str:
@@ -140,6 +174,7 @@ FIGURES = {
     "help": help_page,
     "record": record_subscribed,
     "replay": replay_bound,
+    "replay-sent": replay_sent,
 }
 TARGETS = {"help": 2.0, "record": 1.5, "replay": 1.5}
 
@@ -165,7 +200,7 @@ def main() -> None:
             m = median(times[name])
             target = f"  (target <= {TARGETS[name]:.1f})" if name in TARGETS else ""
             print(
-                f"  {name:9s} {m * 1000:7.0f} ms  {m / base:5.2f} x baseline{target}"
+                f"  {name:11s} {m * 1000:7.0f} ms  {m / base:5.2f} x baseline{target}"
                 f"   [{', '.join(f'{t * 1000:.0f}' for t in times[name])}]"
             )
     finally:

@@ -592,7 +592,6 @@ def replay(
     shifts one); a stream name two runs share is RUN/NAME. While it plays, stdin takes
     commands: p (pause), r (resume), s [N] (step), seek SECONDS, speed X, q (stop).
     """
-    from recorder.recording.recording import describe_error
     from recorder.replay import Replayer
     from recorder.store.find import resolve_run
 
@@ -657,6 +656,8 @@ def replay(
         _catalog_softly(cat.index_path, back.path)
         click.echo(f"back-channel messages recorded in run {back.run_id}", err=True)
     if rp.error is not None:
+        from recorder.recording.recording import describe_error
+
         click.echo(f"error: replay failed: {describe_error(rp.error)}", err=True)
         return EXIT_FAILED
     return 0

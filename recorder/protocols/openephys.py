@@ -159,9 +159,15 @@ _ESCAPES = {
 }
 
 
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")
+"""Printable ASCII but `"` and `\\`: written as it is (every key and most values)."""
+
+
 def juce_string(s: str) -> str:
     """JUCE ``JSONFormatter::writeString``: ASCII kept, the rest as lowercase ``\\uXXXX``
     (UTF-16 surrogate pairs above U+FFFF); a NUL ends the string as in C."""
+    if _PLAIN.fullmatch(s):
+        return '"' + s + '"'
     out = []
     for ch in s.split("\0", 1)[0]:
         code = ord(ch)

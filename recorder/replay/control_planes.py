@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from recorder.endpoints import parse_tcp, port_plus_one
 from recorder.errors import UsageError
@@ -23,8 +24,10 @@ from recorder.protocols import RAW
 from recorder.protocols.descriptor import BACKCHANNEL, CONTROLLED_DRIVER, HEARTBEAT
 from recorder.protocols.openephys import heartbeat_reply
 from recorder.replay.plan import StreamPlan
-from recorder.store.run_writer import RunWriter
-from recorder.store.stream_writer import StreamWriter
+
+if TYPE_CHECKING:  # the writer (zarr) is imported once a client sends something back
+    from recorder.store.run_writer import RunWriter
+    from recorder.store.stream_writer import StreamWriter
 
 _PEER_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
 
@@ -83,6 +86,12 @@ def _port_free(endpoint: str) -> bool:
     return True
 
 
+def monitor_event(frames: list[bytes]) -> int:
+    """The event number of a socket monitor message (its first frame: event, value), as
+    zmq.utils.monitor reads it; that module imports asyncio, longer than a replayer's bind."""
+    return struct.unpack("=hi", frames[0][:6])[0]
+
+
 class PeerCounter:
     """Counts connected clients of a socket from its monitor events."""
 
@@ -92,7 +101,7 @@ class PeerCounter:
 
     def handle(self) -> None:
         while self.monitor.poll(0):
-            event = recv_monitor_message(self.monitor)["event"]
+            event = monitor_event(self.monitor.recv_multipart())
             if event in (zmq.EVENT_ACCEPTED, zmq.EVENT_CONNECTED):
                 self.peers += 1
             elif event == zmq.EVENT_DISCONNECTED:
@@ -157,6 +166,8 @@ class BackChannel(ControlPlane):
         while self.sock.poll(0):
             frames = self.sock.recv_multipart()
             if self.writer is None:
+                from recorder.store.run_writer import RunWriter
+
                 self.run = RunWriter(
                     self.runs_dir,
                     name=f"back-channel of {self.replay_of}",

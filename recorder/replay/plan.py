@@ -16,13 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import zmq
 
 from recorder import protocols
 from recorder.endpoints import check_endpoint, parse_tcp, port_plus_one
 from recorder.errors import UsageError
-from recorder.store.reader import StreamReader
+
+if TYPE_CHECKING:
+    from recorder.store.reader import StreamReader
 
 #: recorded (socket type, role) -> (served zmq type name, served role)
 _COUNTERPART = {

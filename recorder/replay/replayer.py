@@ -9,11 +9,13 @@ and takes effect between messages.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
 
@@ -35,7 +37,9 @@ from recorder.replay.read_ahead import ReadAhead, pace_threads
 from recorder.replay.responders import UNANSWERED_MODES, PairResponder, SequentialResponder
 from recorder.replay.timeline import Timeline
 from recorder.store import layout
-from recorder.store.reader import Message
+
+if TYPE_CHECKING:
+    from recorder.store.reader import Message
 
 _ZERO_COPY = 64 << 10  # frames at least this large are sent without a copy
 _QUEUE_BYTES = 64 << 20  # bytes a stream may have waiting in zmq's send queue
@@ -158,7 +162,6 @@ class Replayer:
         self._controls: list[ControlPlane] = []
         self._controls_closed: list[ControlPlane] = []  # kept after close: back-channel runs
         self.started_at = time.monotonic()
-        self.duration_s = self.timeline.duration_s(self.plans)
         self._lag_ns = 0  # following: how far behind the recording messages are sent
         self._ahead: ReadAhead | None = None  # the clock thread's reader
 
@@ -166,6 +169,12 @@ class Replayer:
         if self._ahead is not None:
             self._ahead.close()
             self._ahead = None
+
+    @functools.cached_property
+    def duration_s(self) -> float:
+        """From the clock's start to the last committed message of the served streams: read
+        from the run when first asked (zarr), not before the sockets are bound."""
+        return self.timeline.duration_s(self.plans)
 
     def _status_warning(self, run) -> str:
         status = run.status

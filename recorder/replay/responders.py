@@ -19,16 +19,19 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
 from recorder.errors import StreamNotFound
 from recorder.protocols.reqrep import unpack_pair
-from recorder.store.reader import Message, StreamReader
+
+if TYPE_CHECKING:  # the reader (zarr) is imported once a run is read, after the binds
+    from recorder.store.reader import Message, StreamReader
 
 DEFAULT_UNKNOWN_REPLY = b"zmq-recorder replay: no recorded reply for this request"
 UNANSWERED_MODES = ("silent", "unknown-reply")
-Answer = tuple[list | None, Message | None, int]
+Answer: TypeAlias = "tuple[list | None, Message | None, int]"
 
 
 def _digest(frames) -> bytes:

@@ -39,12 +39,16 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recorder import limits, protocols
 from recorder.errors import StoreError, StreamNotFound, UsageError
 from recorder.protocols.descriptor import Responder
 from recorder.store import layout
-from recorder.store.reader import Message, RunReader, StreamReader
+from recorder.store.run_meta import open_run
+
+if TYPE_CHECKING:
+    from recorder.store.reader import Message, RunReader, StreamReader
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +86,8 @@ class Timeline:
     ):
         if not paths:
             raise UsageError("no run to replay")
-        self.runs = [RunReader(p) for p in paths]
+        # metadata only until messages are read: a replayer binds before zarr is imported
+        self.runs = [open_run(p) for p in paths]
         ids = [r.run_id for r in self.runs]
         for rid, n in Counter(ids).items():
             if n > 1:

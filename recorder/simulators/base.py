@@ -9,6 +9,7 @@ whatever happens, and runs `run(stop)` in the caller's thread or, with `start()`
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -58,6 +59,18 @@ def wait_for_subscriber(
             return True
         serve_until(time.monotonic() + 0.02, stop)
     return False
+
+
+POLL_SLICE_S = 0.05
+"""A simulator waiting for its next message looks at `stop` at least this often."""
+SERVICE_EVERY = 64
+"""Messages sent back to back (already due) between looks at the other sockets and `stop`."""
+
+
+def poll_ms(left: float) -> int:
+    """A poll timeout in whole milliseconds that waits at least `left` seconds (at most a
+    slice): rounding down would poll with 0 for the last millisecond and spin a core."""
+    return math.ceil(max(0.0, min(left, POLL_SLICE_S)) * 1000)
 
 
 def stopped(stop: threading.Event | None) -> bool:

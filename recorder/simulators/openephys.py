@@ -23,7 +23,14 @@ import zmq
 
 from recorder.errors import UsageError
 from recorder.protocols import openephys as oe
-from recorder.simulators.base import Simulator, merge_options, tcp_endpoint, wait_for_subscriber
+from recorder.simulators.base import (
+    SERVICE_EVERY,
+    Simulator,
+    merge_options,
+    poll_ms,
+    tcp_endpoint,
+    wait_for_subscriber,
+)
 
 _DEFAULTS: dict[str, Any] = {
     "n_channels": 8,
@@ -103,6 +110,8 @@ class OpenEphysSimulator(Simulator):
         self.heartbeat_endpoint: str | None = None
         self.heartbeats: list[bytes] = []
         self._layout = self._period_layout()
+        self._period_blocks = max(b for _, b, _ in self._layout) + 1
+        self._block: tuple[int, np.ndarray] | None = None  # block_samples' last block
 
     # ------------------------------------------------------------------ content
 
@@ -126,10 +135,9 @@ class OpenEphysSimulator(Simulator):
 
     def plan(self, i: int) -> tuple[str, int, int]:
         """(kind, block, channel) of message `i`: kind is data, ttl, spike or legacy."""
-        period_blocks = max(b for _, b, _ in self._layout) + 1
         q, r = divmod(i, len(self._layout))
         kind, block, channel = self._layout[r]
-        return kind, q * period_blocks + block, channel
+        return kind, q * self._period_blocks + block, channel
 
     def seq(self, i: int) -> int:
         """message_num (message_no) of message `i`: the plugin counts from 1."""
@@ -137,10 +145,23 @@ class OpenEphysSimulator(Simulator):
 
     def samples(self, block: int, channel: int) -> np.ndarray:
         """float32 samples of one channel in one block: a sine per channel plus seeded noise."""
+        return self.block_samples(block)[channel]
+
+    def block_samples(self, block: int) -> np.ndarray:
+        """float32 samples of every channel in one block (channels x samples, read-only).
+        Made once per block for all its channels (one generator, one sine call) and kept
+        while the block's messages are sent: a data message costs its header, not the maths."""
+        cached = self._block
+        if cached is not None and cached[0] == block:
+            return cached[1]
         t = (block * self.n_samples + np.arange(self.n_samples)) / self.sample_rate
-        rng = np.random.default_rng((self.seed, 0, block, channel))
-        wave = 100.0 * np.sin(2 * np.pi * (5.0 + channel) * t) + rng.normal(0, 5.0, self.n_samples)
-        return wave.astype(np.float32)
+        freq = 5.0 + np.arange(self.n_channels)[:, None]
+        rng = np.random.default_rng((self.seed, 0, block))
+        noise = rng.normal(0, 5.0, (self.n_channels, self.n_samples))
+        wave = (100.0 * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
+        wave.flags.writeable = False
+        self._block = (block, wave)
+        return wave
 
     def waveform(self, block: int) -> np.ndarray:
         rng = np.random.default_rng((self.seed, 1, block))
@@ -159,7 +180,7 @@ class OpenEphysSimulator(Simulator):
             "timestamp_ms": ts,
         }
         if kind == "legacy":
-            buf = np.stack([self.samples(block, ch) for ch in range(self.n_channels)])
+            buf = self.block_samples(block)
             return oe.encode_legacy(
                 buf, message_no=self.seq(i), timestamp=sample_num, sample_rate=int(self.sample_rate)
             )
@@ -237,7 +258,7 @@ class OpenEphysSimulator(Simulator):
             if stop is not None and stop.is_set():
                 return False
             left = until - time.monotonic()
-            events = dict(self._poller.poll(int(max(0, min(left, 0.05)) * 1000)))
+            events = dict(self._poller.poll(poll_ms(left)))
             if self._rep in events:
                 request = self._rep.recv()
                 self.heartbeats.append(request)
@@ -255,8 +276,12 @@ class OpenEphysSimulator(Simulator):
         i = 0
         while self.count is None or i < self.count:
             block = self.plan(i)[1]
-            until = t0 + block / self.rate if self.rate > 0 else time.monotonic()
-            if not self._handle(until, stop):
+            until = t0 + block / self.rate if self.rate > 0 else 0.0
+            # messages already due go out back to back (a block's channels, or blocks that
+            # fell due while waiting); heartbeats and `stop` are looked at between batches
+            if (until > time.monotonic() or i % SERVICE_EVERY == 0) and not self._handle(
+                until, stop
+            ):
                 return False
             if self.seq(i) not in self.skip:
                 self._pub.send_multipart(self.message(i))

@@ -15,7 +15,13 @@ import zmq
 
 from recorder.errors import UsageError
 from recorder.protocols import pymultivideo as pmv
-from recorder.simulators.base import Simulator, merge_options, tcp_endpoint, wait_for_subscriber
+from recorder.simulators.base import (
+    Simulator,
+    merge_options,
+    poll_ms,
+    tcp_endpoint,
+    wait_for_subscriber,
+)
 
 _DEFAULTS: dict[str, Any] = {"height": 48, "width": 64, "unique_id": "cam0"}
 
@@ -92,7 +98,7 @@ class PyMultiVideoSimulator(Simulator):
             if stop is not None and stop.is_set():
                 return False
             left = until - time.monotonic()
-            if self._pull.poll(int(max(0, min(left, 0.05)) * 1000)):
+            if self._pull.poll(poll_ms(left)):
                 self.received.append(self._pull.recv_multipart())
             elif left <= 0:
                 return True

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from recorder.errors import RunNotFound, UsageError
 from recorder.store import layout
-from recorder.store.recover import run_dirs
 
 
 def resolve_run(runs_dir: Path, run: str, *, prefix: bool = True) -> Path:
@@ -28,6 +27,8 @@ def resolve_run(runs_dir: Path, run: str, *, prefix: bool = True) -> Path:
         return exact
     if (exact / "zarr.json").is_file():
         return exact
+    from recorder.store.recover import run_dirs  # zarr: only when the id is not exact
+
     matches = [p for p in run_dirs(runs_dir) if p.name.startswith(run)]
     if len(matches) == 1:
         return matches[0]

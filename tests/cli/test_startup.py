@@ -23,7 +23,10 @@ from recorder.store.reader import RunReader
 from tests.helpers import free_port, local, wait_for
 from tests.replayhelp import make_run
 
-HEAVY = ("zarr", "sqlalchemy", "alembic", "pydantic", "flask", "werkzeug", "psutil", "gunicorn")
+HEAVY = (
+    "zarr", "sqlalchemy", "alembic", "pydantic", "flask", "werkzeug", "psutil", "gunicorn",
+    "xarray", "pandas", "dask", "h5py", "pynwb", "asyncio",
+)  # fmt: skip
 
 _HELP_PAGES = """
 import json, sys
@@ -187,6 +190,57 @@ def test_replayer_binds_without_loading_the_catalog(ctx, data_dir, tmp_path):
         _finish(proc, release)
     assert proc.returncode == 0, _rest(err)
     assert not any(line.startswith("gated") for line in _rest(err))
+
+
+@pytest.mark.timeout(120)
+def test_replayer_binds_before_it_loads_any_heavy_library(ctx, data_dir, tmp_path):
+    """Every heavy library held back: the replayer still binds (its plan comes from the run's
+    JSON metadata), and serves once they are let through (the run is read with zarr)."""
+    release = tmp_path / "release"
+    runs = config.runs_dir(data_dir)
+    runs.mkdir(parents=True)
+    run = make_run(runs, [0.0, 1.0, 2.0])
+    endpoint = local(free_port())
+    args = ("replay", run.name, "--endpoint", endpoint, "-q", "--data", data_dir)
+    proc = _gated(release, *args, gate=",".join(HEAVY))
+    try:
+        err = _lines(proc.stderr)
+        seen = []
+        while not any(line.startswith("main: PUSH on") for line in seen):
+            seen.append(err.get(timeout=60))  # no line in 60 s: held back before the bind
+        # meanwhile the sending thread may have asked for zarr (held), nothing else
+        assert {line.split()[1].split(".")[0] for line in seen if line.startswith("gated")} <= {
+            "zarr"
+        }, seen
+        pull = ctx.socket(zmq.PULL)
+        pull.connect(endpoint)
+        release.touch()
+        got = [pull.recv_multipart() for _ in range(3) if pull.poll(30_000)]
+        assert got == [[b"0"], [b"1"], [b"2"]]
+        wait_for(lambda: proc.poll() is not None, 60, "the replay to end")
+    finally:
+        _finish(proc, release)
+    assert proc.returncode == 0, _rest(err)
+
+
+@pytest.mark.timeout(120)
+def test_recorder_subscribes_before_it_loads_any_heavy_library(ctx, data_dir, tmp_path):
+    release = tmp_path / "release"
+    pub = ctx.socket(zmq.XPUB)
+    port = free_port()
+    pub.bind(local(port))
+    args = ("record", local(port), "--count", "1", "-q", "--data", data_dir)
+    proc = _gated(release, *args, gate=",".join(HEAVY))
+    try:
+        err = _lines(proc.stderr)
+        assert pub.poll(60_000), "no subscription while the heavy libraries were held back"
+        assert pub.recv() == b"\x01"
+        release.touch()
+        pub.send(b"hello")
+        wait_for(lambda: proc.poll() is not None, 60, "the recording to end")
+    finally:
+        _finish(proc, release)
+    assert proc.returncode == 0, _rest(err)
 
 
 def _rest(lines: queue.Queue) -> list[str]:
