@@ -23,10 +23,12 @@ from recorder.web import download as _download  # noqa: F401  registers its rout
 from recorder.web import exports as _exports  # noqa: F401  registers its routes
 from recorder.web import http_errors as errors
 from recorder.web import live as _live  # noqa: F401  registers its routes
+from recorder.web import notes as _notes  # noqa: F401  registers its routes
 from recorder.web import recording_controls as _recording_controls  # noqa: F401  its routes
 from recorder.web import session_pages as _session_pages  # noqa: F401  registers its pages
 from recorder.web import session_view as _session_view  # noqa: F401  registers its routes
 from recorder.web import sessions as _sessions  # noqa: F401  registers its routes
+from recorder.web import sources_api as _sources_api  # noqa: F401  registers its routes
 from recorder.web.api import AppState
 from recorder.web.api import bp as api_bp
 from recorder.web.login import bp as login_bp

@@ -400,7 +400,7 @@ def get_run(run_id: str):
 
 @api.op("PATCH", "/runs/<run_id>", tag="runs", body=m.RunPatch, response=m.RunOut)
 def patch_run(run_id: str, body: m.RunPatch):
-    """Rename a run, add a note, or replace its notes."""
+    """Rename a run, add a note, or replace its notes (deprecated: use /runs/{run_id}/notes)."""
     st = state()
     run_ops.patch_run(
         st.runs_dir,
@@ -409,6 +409,7 @@ def patch_run(run_id: str, body: m.RunPatch):
         name=body.name,
         note=body.note,
         notes_=None if body.notes is None else [n.model_dump() for n in body.notes],
+        author=str((g.get("token") or {}).get("name") or "") or None,
     )
     return run_ops.run_detail(st.runs_dir, st.control, run_id)
 

@@ -107,7 +107,11 @@ def patch_run(
     name: str | None = None,
     note: str | None = None,
     notes_: list[dict] | None = None,
+    author: str | None = None,
 ) -> None:
+    """`notes_` replaces every note (deprecated: it drops notes added elsewhere meanwhile; the
+    notes operations in web/notes.py change one note each); a given note equal to a kept one
+    (time and text) keeps its id and author."""
     path = run_path(runs_dir, run_id)
     now = time.time_ns()
     with annotate.lock(path):
@@ -115,11 +119,17 @@ def patch_run(
             if name is not None:
                 ann["name"] = name
             if notes_ is not None:
+                kept = {(n["created_ns"], n["text"]): n for n in annotate.note_items(ann["notes"])}
                 ann["notes"] = [
-                    annotate.new_note(n["text"], n.get("created_ns") or now) for n in notes_
+                    kept.get((n.get("created_ns") or 0, n["text"]))
+                    or annotate.new_note(n["text"], n.get("created_ns") or now, author=author)
+                    for n in notes_
                 ]
             if note is not None:
-                ann["notes"].append(annotate.new_note(note))
+                ann["notes"] = [
+                    *annotate.note_items(ann["notes"]),
+                    annotate.new_note(note, author=author),
+                ]
         catalog.ensure_indexed(path)
         if name is not None:
             catalog.update_run(run_id, name=name)
