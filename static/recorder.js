@@ -76,13 +76,6 @@ const forms = {
     await R.api("POST", `/runs/${enc(runId())}/tags`, { tag: f.tag.value.trim() });
     location.reload();
   },
-  "save-notes": async (f) => {
-    const notes = [...f.querySelectorAll("textarea[name=note]")]
-      .filter((t) => t.value.trim())
-      .map((t) => (t.dataset.created ? { text: t.value, created_ns: Number(t.dataset.created) } : { text: t.value }));
-    await R.api("PATCH", `/runs/${enc(runId())}`, { notes });
-    location.reload();
-  },
   replay: async (f) => {
     const body = { run_id: runId(), loop: num(f.loop.value) ?? 1 };
     if (f.max_speed.checked) body.max_speed = true;
