@@ -363,7 +363,12 @@ def _replay_command(job_id: str, command: str, value):
 @api.op("POST", "/replays/<job_id>/seek", tag="replays", body=m.Seek, response=m.ReplayOut,
         errors=(409,))  # fmt: skip
 def seek_replay(job_id: str, body: m.Seek):
-    """Continue from `t_s` seconds into the run."""
+    """Continue from `t_s` seconds into the run (400 past its end, once the worker has told
+    the replay's duration; a followed run grows, so any time is taken)."""
+    job = _active_replay(job_id)
+    duration = float((job["stats"] or {}).get("duration_s") or 0)
+    if duration > 0 and not job["params"].get("follow") and body.t_s > duration:
+        raise UsageError(f"cannot seek to {body.t_s:g} s: the replay is {duration:.3f} s long")
     return _replay_command(job_id, "seek", body.t_s)
 
 
