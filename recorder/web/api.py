@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
@@ -34,8 +34,8 @@ from recorder.errors import Conflict, NotFound, UsageError
 from recorder.manager.planning import normalize_source, start_recording, start_replay
 from recorder.store import layout
 from recorder.store.reader import RunReader, StreamReader
+from recorder.web import cli_recordings, previews, replay_start
 from recorder.web import models as m
-from recorder.web import previews, replay_start
 from recorder.web import runs as run_ops
 from recorder.web.auth import authenticate, check_same_origin
 from recorder.web.http_errors import ApiError, envelope
@@ -95,7 +95,7 @@ def get_status():
     disk = shutil.disk_usage(st.data)
     rate = sum(
         float((j["stats"] or {}).get("rate_bytes_s") or 0)
-        for j in active
+        for j in [*active, *cli_recordings.listed(st.data)]
         if j["kind"] == KIND_RECORD and j["state"] == RUNNING
     )
 
@@ -266,14 +266,21 @@ def create_recording(body: m.RecordingCreate):
 
 @api.op("GET", "/recordings", tag="recordings", response=m.RecordingList)
 def list_recordings():
-    """Recordings, newest first (the last 200)."""
-    jobs = state().control.list_jobs(kind=KIND_RECORD, limit=200)
-    return {"recordings": [_recording_out(j) for j in jobs]}
+    """Recordings, newest first (the last 200), after the live ones started from the command
+    line (`params.cli`: they take no controls over HTTP)."""
+    jobs = [
+        *cli_recordings.listed(state().data),
+        *state().control.list_jobs(kind=KIND_RECORD, limit=200),
+    ]
+    return {"recordings": [_recording_out(cast(JobRow, j)) for j in jobs]}
 
 
 @api.op("GET", "/recordings/<job_id>", tag="recordings", response=m.RecordingOut)
 def get_recording(job_id: str):
     """One recording with live counters (refreshed at least every second)."""
+    cli = cli_recordings.one(state().data, job_id)
+    if cli is not None:
+        return _recording_out(cast(JobRow, cli))
     return _recording_out(state().control.get_job(job_id, KIND_RECORD))
 
 

@@ -8,6 +8,7 @@ edit goes to the run's `annotations` group first (recorder/store/annotate.py, lo
 from __future__ import annotations
 
 import shutil
+import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,13 +54,15 @@ def search_runs(
 def run_item(r: dict) -> dict:
     """A row of the runs list: the fields of `recorder ls --json` (docs/cli.md) and duration."""
     ended = r["ended_ns"]
+    if ended is None and _still_recording(r):  # its duration so far
+        ended = max(r["started_ns"], time.time_ns())
     return {
         "run_id": r["run_id"],
         "name": r["name"] or "",
         "status": r["status"],
         "error": r["error"],
         "started_ns": r["started_ns"],
-        "ended_ns": ended,
+        "ended_ns": r["ended_ns"],
         "duration_s": ((ended - r["started_ns"]) / 1e9) if ended else 0.0,
         "messages": r["messages"] or 0,
         "bytes": r["bytes"] or 0,
@@ -69,6 +72,16 @@ def run_item(r: dict) -> dict:
         "protocols": [p for p in (r["protocols"] or "").split(",") if p],
         "tags": r["tags"],
     }
+
+
+def _still_recording(r: dict) -> bool:
+    """A run marked recording whose recorder runs (on another host: taken as running; a dead
+    recorder's run has no duration until `recorder recover` closes it)."""
+    if r["status"] != layout.STATUS_RECORDING:
+        return False
+    if r.get("host") and r["host"] != socket.gethostname():
+        return True
+    return recorder_alive(cast(Any, r))
 
 
 class RunDetail(RunSummary):
