@@ -399,7 +399,9 @@ def step_replay(job_id: str, body: m.Step):
 @api.op("GET", "/runs", tag="runs", query=m.RunsQuery, response=m.RunList)
 def list_runs(query: m.RunsQuery):
     """Search runs, newest first."""
-    items, total = run_ops.search_runs(state().catalog, **query.model_dump())
+    items, total = run_ops.search_runs(
+        state().catalog, runs_dir=state().runs_dir, **query.model_dump()
+    )
     return {"runs": items, "total": total, "limit": query.limit, "offset": query.offset}
 
 

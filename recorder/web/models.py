@@ -408,6 +408,9 @@ class RunItem(Response):
     duration_s: float
     messages: int
     bytes: int
+    disk_bytes: int | None = Field(
+        None, description="Bytes its folder takes on disk (du); null if the folder is not here."
+    )
     gaps: int
     drops: int
     rejects: int

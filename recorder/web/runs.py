@@ -22,6 +22,7 @@ from recorder.store import annotate, layout
 from recorder.store.find import resolve_run
 from recorder.store.reader import RunReader
 from recorder.store.recover import recorder_alive
+from recorder.web import disk_usage
 
 
 def run_path(runs_dir: Path, run_id: str) -> Path:
@@ -42,13 +43,27 @@ def search_runs(
     *,
     since: datetime | None = None,
     until: datetime | None = None,
+    runs_dir: Path | None = None,
     **filters,
 ) -> tuple[list[dict], int]:
     """Runs matching every given filter (see Catalog.search_runs), newest first, and how many
-    match in all."""
+    match in all; with `runs_dir`, each with the bytes its folder takes on disk."""
     rows, total = catalog.search_runs(since_ns=_ns(since), until_ns=_ns(until), **filters)
     in_session = catalog.sessions_of(r["run_id"] for r in rows)
-    return [{**run_item(r), "session": in_session.get(r["run_id"])} for r in rows], total
+    items = [{**run_item(r), "session": in_session.get(r["run_id"])} for r in rows]
+    if runs_dir is not None:
+        for item in items:
+            item["disk_bytes"] = _disk_bytes(runs_dir, item)
+    return items, total
+
+
+def _disk_bytes(runs_dir: Path, item: dict) -> int | None:
+    path = runs_dir / item["run_id"]
+    if not path.is_dir():
+        return None  # indexed, but its folder is elsewhere or gone
+    live = item["status"] == layout.STATUS_RECORDING
+    key = (item["status"], item["ended_ns"], item["bytes"])
+    return disk_usage.run_disk_bytes(path, key=key, live=live)
 
 
 def run_item(r: dict) -> dict:
