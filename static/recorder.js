@@ -65,6 +65,8 @@ const forms = {
     const tags = f.tags.value.split(",").map((t) => t.trim()).filter(Boolean);
     if (tags.length) body.tags = tags;
     if (num(f.duration_s.value)) body.duration_s = num(f.duration_s.value);
+    if (f.count && num(f.count.value)) body.count = num(f.count.value);
+    if (f.flush_interval_s && num(f.flush_interval_s.value)) body.flush_interval_s = num(f.flush_interval_s.value);
     if (f.compression.value !== "none") body.compression = f.compression.value;
     if (R.recordingOptions) R.recordingOptions(f, body); // trigger, split, session
     const out = await R.api("POST", "/recordings", body);

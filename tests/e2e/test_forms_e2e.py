@@ -119,3 +119,21 @@ def test_notes_one_at_a_time_keep_notes_added_elsewhere(app, data, token, served
     texts = [n["text"] for n in _api(app, token).get(f"{API}/runs/{run}").get_json()["notes"]]
     assert texts == ["from ada"]
     assert not page.console_errors, page.console_errors
+
+
+def test_the_recording_form_sends_count_flush_and_split(app, token, served, page):
+    api = _api(app, token)
+    source = {"name": "cam", "protocol": "raw", "endpoint": "tcp://127.0.0.1:5601"}
+    assert api.post(f"{API}/sources", json=source).status_code == 201
+    _sign_in(page, served, token)
+    form = page.locator("form[data-action=start-recording]")
+    form.locator("input[value=cam]").check()
+    form.get_by_label("Stop after (messages)").fill("500")
+    form.get_by_label("Flush every (s)").fill("0.5")
+    form.get_by_label("Split every").fill("10m")
+    form.get_by_role("button", name="Start recording").click()
+    page.locator("#flash.ok", has_text="Recording started").wait_for()
+    params = api.get(f"{API}/recordings").get_json()["recordings"][0]["params"]
+    assert params["count"] == 500 and params["flush_interval_s"] == 0.5
+    assert params["split"]["seconds"] == 600
+    assert not page.console_errors, page.console_errors
