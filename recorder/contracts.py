@@ -78,6 +78,10 @@ class RunAttrs(TypedDict):
 class Note(TypedDict):
     created_ns: int
     text: str
+    id: NotRequired[str]  # every note read has one (store/annotate.py note_items)
+    author: NotRequired[str]  # the token or browser session's name that added it
+    updated_ns: NotRequired[int]  # last edited
+    edited_by: NotRequired[str]
 
 
 class SessionAttrs(TypedDict):

@@ -157,6 +157,8 @@ const forms = {
     const tags = f.tags.value.split(",").map((t) => t.trim()).filter(Boolean);
     if (tags.length) body.tags = tags;
     if (num(f.duration_s.value)) body.duration_s = num(f.duration_s.value);
+    if (f.count && num(f.count.value)) body.count = num(f.count.value);
+    if (f.flush_interval_s && num(f.flush_interval_s.value)) body.flush_interval_s = num(f.flush_interval_s.value);
     if (f.compression.value !== "none") body.compression = f.compression.value;
     if (f.host?.value.trim()) body.host = f.host.value.trim();
     if (R.recordingOptions) R.recordingOptions(f, body); // trigger, split, session
@@ -167,13 +169,6 @@ const forms = {
   },
   "add-tag": async (f) => {
     await R.api("POST", `/runs/${enc(runId())}/tags`, { tag: f.tag.value.trim() });
-    location.reload();
-  },
-  "save-notes": async (f) => {
-    const notes = [...f.querySelectorAll("textarea[name=note]")]
-      .filter((t) => t.value.trim())
-      .map((t) => (t.dataset.created ? { text: t.value, created_ns: Number(t.dataset.created) } : { text: t.value }));
-    await R.api("PATCH", `/runs/${enc(runId())}`, { notes });
     location.reload();
   },
   replay: async (f) => {
@@ -236,15 +231,6 @@ const forms = {
     R.flash("Speed set.", "ok");
     R.refresh();
   },
-  "save-source": async (f) => {
-    const body = { endpoint: f.endpoint.value.trim(), protocol: f.protocol.value, bind: f.bind.checked };
-    if (f.socket_type.value) body.socket_type = f.socket_type.value;
-    if (f.compression.value) body.compression = f.compression.value;
-    if (f.description.value.trim()) body.description = f.description.value.trim();
-    if (f.host?.value.trim()) body.host = f.host.value.trim();
-    await R.api("PUT", `/sources/${enc(f.elements.name.value.trim())}`, body);
-    location.reload();
-  },
   "create-token": async (f) => {
     const body = { name: f.elements.name.value.trim() };
     if (num(f.expires_s.value)) body.expires_s = num(f.expires_s.value);
@@ -290,57 +276,8 @@ document.addEventListener("click", (ev) => {
     const what = b.dataset.revokeToken + (b.dataset.tokenName ? " (" + b.dataset.tokenName + ")" : "");
     if (!confirm("Revoke the token " + what + "? Browsers signed in with it are signed out.")) return;
     R.run(async () => { await R.api("DELETE", "/tokens/" + enc(b.dataset.revokeToken)); location.reload(); });
-  } else if (b.dataset.editSource) {
-    const s = JSON.parse(b.dataset.editSource);
-    const f = document.getElementById("source-form");
-    f.elements.name.value = s.name;
-    f.protocol.value = s.protocol;
-    f.endpoint.value = s.endpoint;
-    f.socket_type.value = s.socket_type || "";
-    f.bind.checked = !!s.bind;
-    f.compression.value = s.compression || "";
-    f.description.value = s.description || "";
-    if (f.host) f.host.value = s.host || "";
-    document.getElementById("source-form-title").textContent = "Edit " + s.name;
-    f.scrollIntoView({ behavior: "smooth" });
-  } else if (b.dataset.testSource) {
-    R.testSource(b);
   }
 });
-
-/* "Did any message arrive in 2 s?": a 2 s recording through the same API, then deleted. */
-R.testSource = async function (b) {
-  const out = b.parentElement.querySelector(".test-result");
-  const name = b.dataset.testSource;
-  b.disabled = true;
-  out.className = "test-result small";
-  out.textContent = "listening for 2 s…";
-  try {
-    const rec = await R.api("POST", "/recordings", { sources: [name], duration_s: 2, name: "connection test of " + name, tags: ["connection-test"] });
-    let job = rec;
-    const until = Date.now() + 15000;
-    while (!["finished", "stopped", "failed"].includes(job.state) && Date.now() < until) {
-      await new Promise((r) => setTimeout(r, 300));
-      job = await R.api("GET", "/recordings/" + enc(rec.id));
-    }
-    if (job.state === "failed") {
-      out.textContent = "failed: " + (job.error || "unknown error");
-      out.classList.add("error");
-    } else if (job.messages > 0) {
-      out.textContent = `OK: ${job.messages} messages in 2 s`;
-      out.classList.add("ok");
-    } else {
-      out.textContent = "no message arrived in 2 s";
-      out.classList.add("warn");
-    }
-    await R.api("DELETE", `/runs/${enc(rec.run_id)}?confirm=${enc(rec.run_id)}`).catch(() => {});
-  } catch (e) {
-    out.textContent = e.message;
-    out.classList.add("error");
-  } finally {
-    b.disabled = false;
-  }
-};
 
 /* -- the run name, editable in place ------------------------------------------------------- */
 document.addEventListener("change", (ev) => {

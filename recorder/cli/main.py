@@ -167,6 +167,7 @@ def record(
     """
     from recorder.recording.plans import parse_split
     from recorder.recording.recording import Recording, describe_error
+    from recorder.recording.status_file import StatusFile
 
     proxy = protocol in proxy_protocols()
     if listen and not proxy:
@@ -235,6 +236,12 @@ def record(
     commands = StdinCommands(rec, progress)
 
     warned = [0]
+    # the dashboard and GET /api/v1/recordings show it with its live figures (no job row here)
+    status_file = StatusFile(
+        folder, name=name, tags=list(tags),
+        sources=[{"stream": spec.stream, "protocol": spec.protocol, "endpoint": spec.endpoint}],
+    )  # fmt: skip
+    rates: list = []  # the worker's rate meter, made at the first tick (after the sockets are up)
 
     def tick(r: Recording):
         while signalled:
@@ -245,6 +252,11 @@ def record(
         warned[0] = len(r.warnings)
         stats = r.stats()
         progress.show(stats)
+        if status_file.due():
+            from recorder.manager.worker import Rates, record_stats
+
+            rates[:] = rates or [Rates()]
+            status_file.publish(dict(record_stats(r, rates[0])))
         current = r.current_run
         if current is not None and time.monotonic() - last_catalog[0] >= 2:
             last_catalog[0] = time.monotonic()
@@ -263,6 +275,7 @@ def record(
         commands.start()
         rec.wait(on_tick=tick)
     finally:
+        status_file.remove()
         status = rec.finish()
         for s, handler in old.items():
             signal.signal(s, handler)

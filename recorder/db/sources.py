@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
@@ -51,6 +52,25 @@ class Sources(Queries):
             if not done:
                 conn.execute(sources.insert().values(**_new_source(name, config, now)))
         return self.get_source(name), not done
+
+    @guard_db_errors()
+    def update_source(self, name: str, change: Callable[[dict], dict]) -> dict:
+        """Change an existing source's configuration with `change(old config) -> new config`,
+        in one transaction, so two partial edits of different fields both land."""
+        now = time.time_ns()
+        with self.engine.begin() as conn:
+            serialize(conn, f"source:{name}")
+            # writing first takes the write lock (SQLite) or the row's lock (PostgreSQL) before
+            # the read, so a concurrent edit waits and then reads this one's result
+            touched = sources.update().where(sources.c.name == name).values(updated_ns=now)
+            if not conn.execute(touched).rowcount:
+                raise NotFound(f"no source {name!r}")
+            row = conn.execute(sa.select(sources).where(sources.c.name == name)).one()
+            config = change(dict(row_dict(row)["config"]))
+            conn.execute(
+                sources.update().where(sources.c.name == name).values(config=config, updated_ns=now)
+            )
+        return self.get_source(name)
 
     @guard_db_errors()
     def delete_source(self, name: str) -> None:

@@ -13,15 +13,19 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
+import hashlib
+import re
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import cast
 
 import zarr
 
-from recorder.contracts import SessionAttrs
-from recorder.errors import StoreError
+from recorder.contracts import Note, SessionAttrs
+from recorder.errors import NotFound, StoreError
 from recorder.store import layout, nodes
 
 LOCK_FILE = "annotate.lock"
@@ -32,8 +36,77 @@ def empty() -> dict:
     return {"tags": [], "notes": []}
 
 
-def new_note(text: str, created_ns: int | None = None) -> dict:
-    return {"created_ns": created_ns or time.time_ns(), "text": text}
+def new_note(text: str, created_ns: int | None = None, author: str | None = None) -> dict:
+    note = {"id": _new_note_id(), "created_ns": created_ns or time.time_ns(), "text": text}
+    if author:
+        note["author"] = author
+    return note
+
+
+# -- notes as items (docs/format.md, "Annotations") ---------------------------------------------
+
+NOTE_ID = re.compile(r"^n[0-9a-f]{12}$")
+
+
+def _new_note_id() -> str:
+    return "n" + secrets.token_hex(6)
+
+
+def legacy_note_id(note: dict) -> str:
+    """The id of a note written before notes had ids (a plain `{created_ns, text}`): derived from
+    its time and text, so it is the same on every read until the note is first edited through
+    the notes operations, which write it down."""
+    key = f"{note.get('created_ns')}\n{note.get('text')}".encode()
+    return "n" + hashlib.sha256(key).hexdigest()[:12]
+
+
+def note_items(notes: Iterable) -> list[Note]:
+    """The run's notes, each with an `id` (older runs' notes get their derived one; a plain
+    string, the oldest form, becomes a note of time 0)."""
+    out = []
+    for n in notes:
+        note = {"created_ns": 0, "text": n} if isinstance(n, str) else dict(n)
+        note.setdefault("id", legacy_note_id(note))
+        out.append(cast(Note, note))
+    return out
+
+
+def _find(notes: list[Note], note_id: str, run_path: Path) -> Note:
+    for n in notes:
+        if n.get("id") == note_id:
+            return n
+    raise NotFound(f"no note {note_id!r} in run {Path(run_path).name}")
+
+
+def add_note(run_path: Path, text: str, author: str | None = None) -> tuple[dict, list[dict]]:
+    """Append one note; returns it and the run's notes (every other note untouched)."""
+    with editing(run_path) as ann:
+        note = new_note(text, author=author)
+        ann["notes"] = [*note_items(ann["notes"]), note]
+    return note, ann["notes"]
+
+
+def edit_note(
+    run_path: Path, note_id: str, text: str, editor: str | None = None
+) -> tuple[Note, list[Note]]:
+    """Change one note's text (NotFound if it is not there); returns it and the run's notes."""
+    with editing(run_path) as ann:
+        ann["notes"] = note_items(ann["notes"])
+        note = _find(ann["notes"], note_id, run_path)
+        if note["text"] != text:
+            note["text"], note["updated_ns"] = text, time.time_ns()
+            if editor:
+                note["edited_by"] = editor
+    return note, ann["notes"]
+
+
+def delete_note(run_path: Path, note_id: str) -> list[dict]:
+    """Remove one note (NotFound if it is not there); returns the run's notes."""
+    with editing(run_path) as ann:
+        notes = note_items(ann["notes"])
+        _find(notes, note_id, run_path)
+        ann["notes"] = [n for n in notes if n.get("id") != note_id]
+    return ann["notes"]
 
 
 @contextlib.contextmanager

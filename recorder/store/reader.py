@@ -25,7 +25,7 @@ from recorder.contracts import (
     StreamSummary,
 )
 from recorder.errors import RunNotFound, StoreError, StreamNotFound
-from recorder.store import layout, location, nodes, objects
+from recorder.store import annotate, layout, location, nodes, objects
 from recorder.store.mapped import MappedWindow, mappable
 from recorder.store.nodes import array, read_rows
 
@@ -545,7 +545,7 @@ class RunReader:
             "pid": a.get("pid"),
             "meta": a.get("meta") or {},
             "tags": list(ann.get("tags", [])),
-            "notes": list(ann.get("notes", [])),
+            "notes": annotate.note_items(ann.get("notes", [])),
             "messages": sum(s["messages"] for s in streams),
             "bytes": sum(s["bytes"] for s in streams),
             "gaps": sum(s["gaps"] for s in streams),

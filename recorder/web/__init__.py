@@ -26,12 +26,14 @@ from recorder.web import exports as _exports  # noqa: F401  registers its routes
 from recorder.web import hosts as _hosts  # noqa: F401  registers its route and page
 from recorder.web import http_errors as errors
 from recorder.web import live as _live  # noqa: F401  registers its routes
+from recorder.web import notes as _notes  # noqa: F401  registers its routes
 from recorder.web import recording_controls as _recording_controls  # noqa: F401  its routes
 from recorder.web import run_ids as _run_ids  # noqa: F401  run id prefixes in URLs
 from recorder.web import session_pages as _session_pages  # noqa: F401  registers its pages
 from recorder.web import session_view as _session_view  # noqa: F401  registers its routes
 from recorder.web import sessions as _sessions  # noqa: F401  registers its routes
 from recorder.web import signals as _signals  # noqa: F401  registers its route
+from recorder.web import sources_api as _sources_api  # noqa: F401  registers its routes
 from recorder.web.api import AppState
 from recorder.web.api import bp as api_bp
 from recorder.web.api_docs import bp as api_docs_bp

@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
@@ -34,7 +34,7 @@ from recorder.errors import Conflict, NotFound, UsageError
 from recorder.manager.planning import normalize_source, start_recording, start_replay
 from recorder.store import layout
 from recorder.store.reader import RunReader, StreamReader
-from recorder.web import imaging, inspector, previews, replay_start
+from recorder.web import cli_recordings, imaging, inspector, previews, replay_start
 from recorder.web import models as m
 from recorder.web import runs as run_ops
 from recorder.web.auth import authenticate, check_same_origin
@@ -97,7 +97,7 @@ def get_status():
     disk = shutil.disk_usage(st.data)
     rate = sum(
         float((j["stats"] or {}).get("rate_bytes_s") or 0)
-        for j in active
+        for j in [*active, *cli_recordings.listed(st.data)]
         if j["kind"] == KIND_RECORD and j["state"] == RUNNING
     )
 
@@ -274,14 +274,21 @@ def create_recording(body: m.RecordingCreate):
 
 @api.op("GET", "/recordings", tag="recordings", response=m.RecordingList)
 def list_recordings():
-    """Recordings, newest first (the last 200)."""
-    jobs = state().control.list_jobs(kind=KIND_RECORD, limit=200)
-    return {"recordings": [_recording_out(j) for j in jobs]}
+    """Recordings, newest first (the last 200), after the live ones started from the command
+    line (`params.cli`: they take no controls over HTTP)."""
+    jobs = [
+        *cli_recordings.listed(state().data),
+        *state().control.list_jobs(kind=KIND_RECORD, limit=200),
+    ]
+    return {"recordings": [_recording_out(cast(JobRow, j)) for j in jobs]}
 
 
 @api.op("GET", "/recordings/<job_id>", tag="recordings", response=m.RecordingOut)
 def get_recording(job_id: str):
     """One recording with live counters (refreshed at least every second)."""
+    cli = cli_recordings.one(state().data, job_id)
+    if cli is not None:
+        return _recording_out(cast(JobRow, cli))
     return _recording_out(state().control.get_job(job_id, KIND_RECORD))
 
 
@@ -371,7 +378,12 @@ def _replay_command(job_id: str, command: str, value):
 @api.op("POST", "/replays/<job_id>/seek", tag="replays", body=m.Seek, response=m.ReplayOut,
         errors=(409,))  # fmt: skip
 def seek_replay(job_id: str, body: m.Seek):
-    """Continue from `t_s` seconds into the run."""
+    """Continue from `t_s` seconds into the run (400 past its end, once the worker has told
+    the replay's duration; a followed run grows, so any time is taken)."""
+    job = _active_replay(job_id)
+    duration = float((job["stats"] or {}).get("duration_s") or 0)
+    if duration > 0 and not job["params"].get("follow") and body.t_s > duration:
+        raise UsageError(f"cannot seek to {body.t_s:g} s: the replay is {duration:.3f} s long")
     return _replay_command(job_id, "seek", body.t_s)
 
 
@@ -395,7 +407,9 @@ def step_replay(job_id: str, body: m.Step):
 @api.op("GET", "/runs", tag="runs", query=m.RunsQuery, response=m.RunList)
 def list_runs(query: m.RunsQuery):
     """Search runs, newest first."""
-    items, total = run_ops.search_runs(state().catalog, **query.model_dump())
+    items, total = run_ops.search_runs(
+        state().catalog, runs_dir=state().runs_dir, **query.model_dump()
+    )
     return {"runs": items, "total": total, "limit": query.limit, "offset": query.offset}
 
 
@@ -408,7 +422,7 @@ def get_run(run_id: str):
 
 @api.op("PATCH", "/runs/<run_id>", tag="runs", body=m.RunPatch, response=m.RunOut)
 def patch_run(run_id: str, body: m.RunPatch):
-    """Rename a run, add a note, or replace its notes."""
+    """Rename a run, add a note, or replace its notes (deprecated: use /runs/{run_id}/notes)."""
     st = state()
     run_ops.patch_run(
         st.runs_dir,
@@ -417,6 +431,7 @@ def patch_run(run_id: str, body: m.RunPatch):
         name=body.name,
         note=body.note,
         notes_=None if body.notes is None else [n.model_dump() for n in body.notes],
+        author=str((g.get("token") or {}).get("name") or "") or None,
     )
     return run_ops.run_detail(st.runs_dir, st.control, run_id)
 

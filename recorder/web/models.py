@@ -427,6 +427,9 @@ class RunItem(Response):
     duration_s: float
     messages: int
     bytes: int
+    disk_bytes: int | None = Field(
+        None, description="Bytes its folder takes on disk (du); null if the folder is not here."
+    )
     gaps: int
     drops: int
     rejects: int
@@ -443,8 +446,12 @@ class RunList(Response):
 
 
 class Note(Response):
+    id: str = Field("", description="Edit or delete the note by it (PATCH/DELETE .../notes/{id}).")
     created_ns: int
     text: str
+    author: str | None = Field(None, description="Name of the token or session that added it.")
+    updated_ns: int | None = Field(None, description="Last edited (null: never).")
+    edited_by: str | None = None
 
 
 class StreamOut(Response):
@@ -511,7 +518,12 @@ class NoteIn(Request):
 class RunPatch(Request):
     name: Annotated[str, Field(max_length=256)] | None = None
     note: Text | None = Field(None, description="Append one note.")
-    notes: list[NoteIn] | None = Field(None, max_length=1000, description="Replace all notes.")
+    notes: list[NoteIn] | None = Field(
+        None,
+        max_length=1000,
+        description="Replace all notes (deprecated: it drops notes added elsewhere since they "
+        "were read; use POST/PATCH/DELETE /runs/{run_id}/notes).",
+    )
 
 
 class TagIn(Request):

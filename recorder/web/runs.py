@@ -8,6 +8,7 @@ edit goes to the run's `annotations` group first (recorder/store/annotate.py, lo
 from __future__ import annotations
 
 import shutil
+import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from recorder.store import annotate, layout
 from recorder.store.find import resolve_run
 from recorder.store.reader import RunReader
 from recorder.store.recover import recorder_alive
+from recorder.web import disk_usage
 
 
 def run_path(runs_dir: Path, run_id: str) -> Path:
@@ -41,25 +43,41 @@ def search_runs(
     *,
     since: datetime | None = None,
     until: datetime | None = None,
+    runs_dir: Path | None = None,
     **filters,
 ) -> tuple[list[dict], int]:
     """Runs matching every given filter (see Catalog.search_runs), newest first, and how many
-    match in all."""
+    match in all; with `runs_dir`, each with the bytes its folder takes on disk."""
     rows, total = catalog.search_runs(since_ns=_ns(since), until_ns=_ns(until), **filters)
     in_session = catalog.sessions_of(r["run_id"] for r in rows)
-    return [{**run_item(r), "session": in_session.get(r["run_id"])} for r in rows], total
+    items = [{**run_item(r), "session": in_session.get(r["run_id"])} for r in rows]
+    if runs_dir is not None:
+        for item in items:
+            item["disk_bytes"] = _disk_bytes(runs_dir, item)
+    return items, total
+
+
+def _disk_bytes(runs_dir: Path, item: dict) -> int | None:
+    path = runs_dir / item["run_id"]
+    if not path.is_dir():
+        return None  # indexed, but its folder is elsewhere or gone
+    live = item["status"] == layout.STATUS_RECORDING
+    key = (item["status"], item["ended_ns"], item["bytes"])
+    return disk_usage.run_disk_bytes(path, key=key, live=live)
 
 
 def run_item(r: dict) -> dict:
     """A row of the runs list: the fields of `recorder ls --json` (docs/cli.md) and duration."""
     ended = r["ended_ns"]
+    if ended is None and _still_recording(r):  # its duration so far
+        ended = max(r["started_ns"], time.time_ns())
     return {
         "run_id": r["run_id"],
         "name": r["name"] or "",
         "status": r["status"],
         "error": r["error"],
         "started_ns": r["started_ns"],
-        "ended_ns": ended,
+        "ended_ns": r["ended_ns"],
         "duration_s": ((ended - r["started_ns"]) / 1e9) if ended else 0.0,
         "messages": r["messages"] or 0,
         "bytes": r["bytes"] or 0,
@@ -69,6 +87,16 @@ def run_item(r: dict) -> dict:
         "protocols": [p for p in (r["protocols"] or "").split(",") if p],
         "tags": r["tags"],
     }
+
+
+def _still_recording(r: dict) -> bool:
+    """A run marked recording whose recorder runs (on another host: taken as running; a dead
+    recorder's run has no duration until `recorder recover` closes it)."""
+    if r["status"] != layout.STATUS_RECORDING:
+        return False
+    if r.get("host") and r["host"] != socket.gethostname():
+        return True
+    return recorder_alive(cast(Any, r))
 
 
 class RunDetail(RunSummary):
@@ -107,7 +135,11 @@ def patch_run(
     name: str | None = None,
     note: str | None = None,
     notes_: list[dict] | None = None,
+    author: str | None = None,
 ) -> None:
+    """`notes_` replaces every note (deprecated: it drops notes added elsewhere meanwhile; the
+    notes operations in web/notes.py change one note each); a given note equal to a kept one
+    (time and text) keeps its id and author."""
     path = run_path(runs_dir, run_id)
     now = time.time_ns()
     with annotate.lock(path):
@@ -115,11 +147,17 @@ def patch_run(
             if name is not None:
                 ann["name"] = name
             if notes_ is not None:
+                kept = {(n["created_ns"], n["text"]): n for n in annotate.note_items(ann["notes"])}
                 ann["notes"] = [
-                    annotate.new_note(n["text"], n.get("created_ns") or now) for n in notes_
+                    kept.get((n.get("created_ns") or 0, n["text"]))
+                    or annotate.new_note(n["text"], n.get("created_ns") or now, author=author)
+                    for n in notes_
                 ]
             if note is not None:
-                ann["notes"].append(annotate.new_note(note))
+                ann["notes"] = [
+                    *annotate.note_items(ann["notes"]),
+                    annotate.new_note(note, author=author),
+                ]
         catalog.ensure_indexed(path)
         if name is not None:
             catalog.update_run(run_id, name=name)

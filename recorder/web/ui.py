@@ -136,6 +136,7 @@ def _live() -> dict:
         "status": api_views.get_status(),
         "recordings": recs,
         "recent_recordings": recent_recs,
+        "failed_recordings": ui_data.recent_failures(recordings),
         "replays": reps,
         "recent_replays": recent_reps,
         "elapsed": ui_data.elapsed_s,

@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from recorder.db.jobs import ACTIVE_STATES as ACTIVE
+from recorder.db.jobs import FAILED
 from recorder.store.reader import RunReader
 
 
@@ -26,6 +27,16 @@ def split_jobs(jobs: list[dict], recent: int = 8) -> tuple[list[dict], list[dict
     live = [j for j in jobs if j["state"] in ACTIVE]
     done = [j for j in jobs if j["state"] not in ACTIVE][:recent]
     return live, done
+
+
+FAILURE_SHOWN_S = 600.0
+
+
+def recent_failures(jobs: list[dict], within_s: float = FAILURE_SHOWN_S) -> list[dict]:
+    """Jobs that failed in the last `within_s` seconds: the dashboard shows each as a banner
+    (a recording that fails a second after it started must not hide in a collapsed list)."""
+    since = time.time_ns() - int(within_s * 1e9)
+    return [j for j in jobs if j["state"] == FAILED and (j.get("ended_ns") or 0) >= since]
 
 
 def rate_timeline(path, started_ns: int, buckets: int = 120, min_width_s: float = 0.25) -> dict:

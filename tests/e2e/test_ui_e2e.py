@@ -76,13 +76,12 @@ def test_record_tag_preview_replay_in_a_browser(tmp_path, page, shot):
         tag_form.locator("input[name=tag]").fill("e2e-test")
         tag_form.get_by_role("button", name="Add").click()
         page.locator("#tags .chip", has_text="e2e-test").wait_for()
-        notes = page.locator("form#notes")
-        notes.locator("textarea").last.fill("beam at 2 mA <i>unstable</i>")
-        notes.get_by_role("button", name="Save notes").click()
-        saved = page.locator("#notes textarea[data-created]")  # rendered by the server
+        notes = page.locator("#notes")
+        notes.get_by_label("Add a note").fill("beam at 2 mA <i>unstable</i>")
+        notes.get_by_role("button", name="Add note").click()
+        saved = page.locator("#notes li[data-note] .note-text")  # text, not markup
         saved.first.wait_for()
-        assert saved.first.input_value() == "beam at 2 mA <i>unstable</i>"
-        page.wait_for_load_state("load")
+        assert saved.first.inner_text() == "beam at 2 mA <i>unstable</i>"
 
         # Previews: a decoded thumbnail and a drawn waveform.
         thumb = page.locator("img[data-thumb=demo-pymultivideo]")
@@ -162,10 +161,13 @@ def test_record_tag_preview_replay_in_a_browser(tmp_path, page, shot):
         assert '"compression": "blosc-zstd"' in edit.get_attribute("data-edit-source")
         page.locator("tr[data-source=demo-openephys] button", has_text="Edit").click()
         assert source_form.locator("select[name=compression]").input_value() == "blosc-zstd"
+        runs_before = page.evaluate("async () => (await R.api('GET', '/runs')).total")
         page.locator("tr[data-source=demo-openephys] button", has_text="Test").click()
         page.locator("tr[data-source=demo-openephys] .test-result", has_text="OK").wait_for(
             timeout=20_000
         )
+        # a connection test leaves no run behind
+        assert page.evaluate("async () => (await R.api('GET', '/runs')).total") == runs_before
         shot("sources")
         assert not page.console_errors, page.console_errors
         page.goto(link.split("/login")[0] + "/runs/no-such-run")
