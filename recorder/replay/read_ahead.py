@@ -16,8 +16,10 @@ import queue
 import sys
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from recorder.store.reader import Message
+if TYPE_CHECKING:  # the reader imports zarr: a replay binds its sockets first
+    from recorder.store.reader import Message
 
 AHEAD_BYTES = 32 << 20  # frames read but not yet sent, at most about this many bytes
 _BATCH_MESSAGES = 64  # handed over together
