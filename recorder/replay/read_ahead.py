@@ -24,12 +24,12 @@ if TYPE_CHECKING:  # the reader imports zarr: a replay binds its sockets first
 AHEAD_BYTES = 32 << 20  # frames read but not yet sent, at most about this many bytes
 _BATCH_MESSAGES = 64  # handed over together
 _BATCH_BYTES = 4 << 20
-_SWITCH_S = 0.0002  # see pace_threads
+_SWITCH_S = 0.00005  # see pace_threads
 _END = object()
 
 
 def pace_threads() -> None:
-    """Let a waiting clock thread take the GIL within 0.2 ms of asking.
+    """Let a waiting clock thread take the GIL within 0.05 ms of asking.
 
     The reader thread holds the GIL while it builds messages; CPython makes it let go only
     every switch interval (5 ms by default), which would be the clock thread's worst lateness.
