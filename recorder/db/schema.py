@@ -46,7 +46,7 @@ from recorder.errors import StoreError
 
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 #: The newest revision in migrations/versions.
-HEAD = "0005"
+HEAD = "0006"
 #: The revision whose tables are exactly what `create_all` made before migrations existed.
 UNVERSIONED = "0001"
 #: Its tables (later revisions add more, which such a catalog cannot have).

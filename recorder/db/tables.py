@@ -37,6 +37,12 @@ runs = sa.Table(
     sa.Column("drops", sa.BigInteger, nullable=False, default=0),
     sa.Column("rejects", sa.BigInteger, nullable=False, default=0),
     sa.Column("protocols", sa.String(256), nullable=False, default=""),
+    # the runs list's orders (catalog.SORT_KEYS), each with the newest-first tie-break: a page
+    # of 10,000 runs is read off an index, not sorted whole (revision 0006)
+    sa.Index("ix_runs_started", "started_ns", "run_id"),
+    sa.Index("ix_runs_name", "name", "started_ns", "run_id"),
+    sa.Index("ix_runs_bytes", "bytes", "started_ns", "run_id"),
+    sa.Index("ix_runs_messages", "messages", "started_ns", "run_id"),
 )
 streams = sa.Table(
     "streams",

@@ -162,6 +162,9 @@ def _assert_run_index_kept(catalog: Catalog, sessions: bool) -> None:
     assert catalog.run_ids() == ["r2"]
 
 
+RUNS_LIST_INDEXES = {"ix_runs_started", "ix_runs_name", "ix_runs_bytes", "ix_runs_messages"}
+
+
 def _table_sql(url: str) -> dict[str, str]:
     """CREATE statements of the tables and indexes, as SQLite keeps them."""
     engine = sa.create_engine(url)
@@ -248,7 +251,7 @@ def test_revision_0005_adds_lost_ns_to_a_catalog_at_0004_and_keeps_its_jobs(cata
         )
     engine.dispose()
     control = Control(catalog_url)
-    assert _revision(catalog_url) == schema.HEAD == "0005"
+    assert _revision(catalog_url) == schema.HEAD
     job = control.get_job("rec-0004")
     assert (job["state"], job["host"], job["lost_ns"]) == ("running", "hostA", None)
     lost = control.fail_lost_jobs(time.time_ns(), besides="hostB")  # hostA never beat
@@ -268,7 +271,8 @@ def test_the_migrations_make_exactly_the_tables_create_all_made(tmp_path):
     _legacy_catalog(legacy_url)
     command.upgrade(schema.alembic_config(migrated_url), schema.UNVERSIONED)
     want = _table_sql(legacy_url)
-    control = {k: v for k, v in want.items() if k not in INDEX}
+    # (the runs list's indexes came with revision 0006: create_all makes them now)
+    control = {k: v for k, v in want.items() if k not in INDEX and k not in RUNS_LIST_INDEXES}
     got = _table_sql(migrated_url)
     assert {k: got.get(k) for k in control} == control  # tables and indexes, to the letter
     # and revision 0004 the run index that `create_all` made before it
@@ -276,6 +280,9 @@ def test_the_migrations_make_exactly_the_tables_create_all_made(tmp_path):
     index = {k: v for k, v in want.items() if k in INDEX}
     got = _table_sql(migrated_url)
     assert {k: got.get(k) for k in index} == index
+    command.upgrade(schema.alembic_config(migrated_url), "head")
+    got = _table_sql(migrated_url)
+    assert {k: got.get(k) for k in RUNS_LIST_INDEXES} == {k: want[k] for k in RUNS_LIST_INDEXES}
 
 
 def test_the_models_match_the_migrations(catalog_url):
@@ -354,4 +361,34 @@ def test_processes_opening_a_fresh_catalog_at_once_all_succeed(tmp_path, catalog
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
             (schema.HEAD,)
         ]
+    engine.dispose()
+
+
+def test_revision_0006_indexes_the_runs_list_orders_of_a_catalog_at_0005(catalog_url):
+    """The runs list's orders read off an index (a page of 10,000 runs is not a sort of all of
+    them); the runs there are kept, and the indexes go again on downgrade."""
+    command.upgrade(schema.alembic_config(catalog_url), "0005")
+    engine = sa.create_engine(catalog_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO runs (run_id, name, path, status, started_ns, messages, bytes, gaps, "
+                "drops, rejects, protocols) VALUES ('r-0005', 'kept', '/x', 'complete', 5, 1, 2, "
+                "0, 0, 0, 'raw')"
+            )
+        )
+    engine.dispose()
+    catalog = Catalog(catalog_url)
+    assert _revision(catalog_url) == schema.HEAD
+    rows, total = catalog.search_runs(sort="-bytes")
+    assert (total, rows[0]["name"]) == (1, "kept")
+    catalog.close()
+    engine = sa.create_engine(catalog_url)
+    indexes = {i["name"]: i["column_names"] for i in sa.inspect(engine).get_indexes("runs")}
+    engine.dispose()
+    assert indexes["ix_runs_started"] == ["started_ns", "run_id"]
+    assert {"ix_runs_name", "ix_runs_bytes", "ix_runs_messages"} <= set(indexes)
+    command.downgrade(schema.alembic_config(catalog_url), "0005")
+    engine = sa.create_engine(catalog_url)
+    assert not {i["name"] for i in sa.inspect(engine).get_indexes("runs")} & set(indexes)
     engine.dispose()
