@@ -26,7 +26,7 @@ import zarr
 
 from recorder.contracts import Note, SessionAttrs
 from recorder.errors import NotFound, StoreError
-from recorder.store import layout, nodes
+from recorder.store import layout, nodes, spool
 
 LOCK_FILE = "annotate.lock"
 _held = threading.local()  # lock files this thread holds
@@ -163,6 +163,10 @@ def editing(run_path: Path) -> Iterator[dict]:
                 raise StoreError(
                     f"cannot update annotations of {Path(run_path).name}: {exc}"
                 ) from exc
+            # a run in an object store: other hosts read the bucket's copy
+            spool.push_metadata(
+                Path(run_path), [f"{layout.ANNOTATIONS_GROUP}/zarr.json", "zarr.json"]
+            )
 
 
 def change_tags(

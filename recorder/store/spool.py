@@ -237,6 +237,30 @@ def upload(run_dir: Path) -> None:
         raise error
 
 
+def push_metadata(run_dir: Path, keys: list[str]) -> None:
+    """Put these metadata files of an uploaded run (an edit after it closed: tags, notes, its
+    session) into the bucket, so other hosts see them. A run still uploading gets them with its
+    next pass, or from `recover`; StoreError (naming the bucket) if the bucket refuses."""
+    if upload_state(run_dir) != UPLOADED:
+        return
+    loc = upload_target(run_dir)
+    if loc is None:
+        return
+    import obstore
+
+    store = location.s3_store(loc, f"{layout.RUNS_DIR}/{Path(run_dir).name}")
+    try:
+        for key in keys:  # the changed node first, the run's root (its consolidated copy) last
+            obstore.put(store, key, (Path(run_dir) / key).read_bytes())
+    except FileNotFoundError:
+        return
+    except Exception as exc:
+        raise StoreError(
+            f"{location.describe(exc, loc)}: the edit of run {Path(run_dir).name} is kept here "
+            "but not in the bucket yet"
+        ) from exc
+
+
 def bucket_only(run_dir: Path) -> list[str]:
     """The objects of a spooled run that the spool no longer holds (its chunks, once uploaded):
     what a whole copy of the run (a download) needs from the bucket. [] for a local run."""

@@ -113,3 +113,25 @@ def test_a_download_of_an_uploaded_run_holds_its_chunks_from_the_bucket(s3, stat
     names = set(zipfile.ZipFile(io.BytesIO(blob)).namelist())
     stored = {f"{run_id}/{k.split('/', 2)[2]}" for k in keys(s3, f"runs/{run_id}/")}
     assert stored <= names and any("/c." in n or "/c/" in n for n in stored)
+
+
+@pytest.mark.timeout(120)
+def test_tags_and_notes_given_after_the_upload_reach_the_bucket(
+    s3, state, sender, tmp_path, monkeypatch
+):
+    """An edit of an uploaded run goes to the bucket too: another host that indexes the bucket
+    sees the run's tags and notes as they are now, not as they were when it was uploaded."""
+    from recorder.store import annotate
+    from tests.helpers import cli_json, run_cli
+
+    run_id = _record(config.runs_dir(state), sender)
+    spooled = config.runs_dir(state) / run_id
+    annotate.change_tags(spooled, add=["good"])
+    annotate.add_note(spooled, "beam came back at 10:02", author="ana")
+    monkeypatch.setenv("RECORDER_STATE", str(tmp_path / "other-host"))
+    out = run_cli("reindex", "--data", s3.data_url)
+    assert out.returncode == 0, out.stderr
+    [row] = cli_json("ls", "--data", s3.data_url)
+    assert row["run_id"] == run_id and row["tags"] == ["good"]
+    with RunReader(f"{s3.data_url}/runs/{run_id}") as got:
+        assert [n["text"] for n in got.summary()["notes"]] == ["beam came back at 10:02"]
