@@ -34,31 +34,6 @@
     tlEl.textContent = "No messages yet.";
   }
 
-  // -- waveforms --------------------------------------------------------------------------
-  document.querySelectorAll("[data-waveform]").forEach(async (el) => {
-    el.textContent = "loading…";
-    try {
-      const pts = Math.min(2000, Math.max(200, Math.floor(width(el) / 2)));
-      const s = await R.api("GET", `/runs/${enc(run)}/streams/${enc(el.dataset.waveform)}/series?points=${pts}`);
-      const n = Math.min(s.channels.length, 4);
-      const labels = [], data = [s.t_s];
-      for (let c = 0; c < n; c++) {
-        labels.push(s.channels[c] + " max", s.channels[c] + " min");
-        data.push(s.max[c], s.min[c]);
-      }
-      // min and max of one channel share a colour: the band between them is the signal.
-      plot(el, labels, data, "value", (i) => COLORS[Math.floor(i / 2) % COLORS.length], false);
-      const note = document.createElement("p");
-      note.className = "muted small";
-      note.textContent = `${s.array}: channels ${s.channels.slice(0, n).join(", ")} of ${s.channels.length}` +
-        ` (one colour each, min and max per bucket), ${s.samples ?? "?"} samples in ${s.t_s.length} buckets`;
-      el.after(note);
-    } catch (e) {
-      el.textContent = e.message;
-      el.classList.add("error");
-    }
-  });
-
   // -- thumbnails with a scrubber ---------------------------------------------------------
   function show(img, i) {
     const arr = img.dataset.array ? `&array=${enc(img.dataset.array)}` : "";

@@ -99,7 +99,7 @@ def test_record_tag_preview_replay_in_a_browser(tmp_path, page, shot):
             ),
         )
         assert "/frames/3.png" in thumb.get_attribute("src") != first_src
-        page.locator("[data-waveform=demo-openephys] canvas").wait_for()
+        page.locator("[data-signal=demo-openephys] canvas").first.wait_for()
         page.locator("#timeline canvas").wait_for()
         page.locator("[data-karabo=demo-karabo] ul.tree li").first.wait_for()
         time.sleep(0.5)
