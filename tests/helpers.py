@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import signal
 import socket
@@ -24,8 +25,20 @@ T = TypeVar("T")
 #: The `recorder` command of the code under test (PYTHONPATH decides which checkout).
 CLI = [sys.executable, "-m", "recorder"]
 
+
 # Below Linux's ephemeral range (32768-60999): no connecting socket is handed one of these.
-_PORTS = (20000, 32000)
+def _port_range() -> tuple[int, int]:
+    """Ports 20000-31999, split between the xdist workers (gw0, gw1, ...): two tests running at
+    once in two workers never pick the same port between checking it and binding it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    width = 12000 // max(1, count)
+    low = 20000 + (index % max(1, count)) * width
+    return low, low + width
+
+
+_PORTS = _port_range()
 
 
 def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.01) -> T:
