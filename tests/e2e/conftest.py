@@ -4,9 +4,13 @@ the laptop size the UI is designed for, with screenshots kept in test-artifacts/
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
+from werkzeug.serving import make_server
+
+from recorder.web import create_app
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -56,3 +60,25 @@ def shot(page):
         return path
 
     return take
+
+
+@pytest.fixture
+def app(data):
+    return create_app(data)
+
+
+@pytest.fixture
+def token(app) -> str:
+    secret, _ = app.extensions["recorder"].control.create_token("e2e")
+    return secret
+
+
+@pytest.fixture
+def served(app):
+    """The app on a real port in a thread (werkzeug), for a real browser."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    t.join(10)

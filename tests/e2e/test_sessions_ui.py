@@ -5,37 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
 from recorder import config
 from recorder.store.reader import RunReader
-from recorder.web import create_app
 from tests.web.test_ui_sessions import a_run
-
-
-@pytest.fixture
-def app(data):
-    return create_app(data)
-
-
-@pytest.fixture
-def token(app) -> str:
-    secret, _ = app.extensions["recorder"].control.create_token("e2e")
-    return secret
-
-
-@pytest.fixture
-def served(app):
-    """The app on a real port in a thread (werkzeug), for a real browser."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    t.join(10)
 
 
 @pytest.mark.timeout(180)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from recorder.web import create_app
 from tests.e2e.uiworld import served, sign_in, world
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
@@ -17,11 +16,6 @@ pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 def _axe_source() -> str:
     axe = pytest.importorskip("axe_playwright_python")
     return (Path(axe.__file__).parent / "axe.min.js").read_text(encoding="utf-8")
-
-
-@pytest.fixture
-def app(data):
-    return create_app(data)
 
 
 def _violations(page, axe: str) -> list[str]:
