@@ -6,6 +6,7 @@ refused before anything binds."""
 from __future__ import annotations
 
 import itertools
+import socket
 import time
 
 import pytest
@@ -175,10 +176,10 @@ def test_colliding_endpoints_are_refused_before_anything_binds(ctx, tmp_path):
     text = str(refused.value)
     assert f"{a.run_id}/main" in text and f"{b.run_id}/main" in text
     assert f"tcp://*:{port}" in text and "--endpoint" in text
-    # the port is still free: nothing bound it
-    probe = ctx.socket(zmq.PUB)
-    probe.bind(f"tcp://*:{port}")
-    probe.close(linger=0)
+    # the port is still free: nothing bound it (a plain socket: its close is synchronous, while
+    # a ZMQ socket's unbind finishes later in the I/O thread and the replay below could race it)
+    with socket.socket() as probe:
+        probe.bind(("", port))
     # serving one of the two elsewhere resolves the clash
     other = free_port()
     got, _ = serve_together_mapped(ctx, a, b, {f"{b.run_id}/main": local(other)}, port, other)
