@@ -1,8 +1,9 @@
 /* The live preview panel (templates/_preview.html): a recording's or a source preview's latest
    message per stream, from GET /api/v1/recordings/{id}/live..., redrawn about twice a second
    while the panel and the page are visible (the server renders at most 4 times a second per
-   stream whoever asks, and stops a preview nobody has read for 30 s). No inline script: the
-   CSP forbids it. */
+   stream whoever asks, and stops a preview nobody has read for 30 s). Once the recording has
+   ended (the list's or the stream's `state`: the stream answers `live: false` then) it says so
+   and stops polling. No inline script: the CSP forbids it. */
 "use strict";
 
 (function () {
@@ -18,7 +19,7 @@
   const PERIOD_MS = 500;
   const FINAL = ["finished", "stopped", "failed"];
   const COLORS = ["#2458b3", "#c0392b", "#27864a", "#8e44ad", "#d35400", "#16808a", "#7f8c8d", "#b7950b"];
-  let job = null, source = null, timer = null, busy = false, shownImage = "", chart = null, chartKey = "";
+  let job = null, source = null, timer = null, busy = false, stopped = false, shownImage = "", chart = null, chartKey = "";
 
   function api(method, path) { return window.R.api(method, path); }
 
@@ -38,7 +39,7 @@
   }
 
   function open(jobId, title, previewSource) {
-    job = jobId; source = previewSource || null; shownImage = ""; chartKey = "";
+    job = jobId; source = previewSource || null; shownImage = ""; chartKey = ""; stopped = false;
     els.title.textContent = title;
     els.select.textContent = "";
     els.image.hidden = true; els.plot.hidden = true; els.summary.hidden = true;
@@ -56,7 +57,7 @@
     if (name) await window.R.run(() => api("DELETE", `/sources/${enc(name)}/preview`));
   }
 
-  function schedule(ms) { clearTimeout(timer); timer = setTimeout(tick, ms); }
+  function schedule(ms) { clearTimeout(timer); if (!stopped) timer = setTimeout(tick, ms); }
 
   function streams(list) {
     const current = els.select.value;
@@ -113,7 +114,7 @@
       els.state.textContent = list.state;
       els.state.className = "state " + list.state;
       const s = streams(list);
-      if (FINAL.includes(list.state)) { els.status.textContent = `the ${list.preview ? "preview" : "recording"} has ended`; return; }
+      if (FINAL.includes(list.state)) { ended(list.state, list.preview); return; }
       if (!s || !s.recv_ns) { els.status.textContent = "waiting for the first message…"; return; }
       const sum = s.summary || {};
       els.status.textContent = `${sum.kind || s.protocol || ""} ${sum.seq ?? sum.train_id ?? ""} · ${s.age_s.toFixed(1)} s ago · ${s.size} bytes`;
@@ -125,6 +126,12 @@
         els.image.hidden = true;
       }
       const d = await api("GET", `/recordings/${enc(mine)}/live/${enc(s.stream)}?points=1000`);
+      if (job !== mine) return;
+      if (!d.live) {  // the recording ended since the list above (or the stream went quiet)
+        if (FINAL.includes(d.state)) ended(d.state, list.preview);
+        else els.status.textContent = "waiting for the first message…";
+        return;
+      }
       if (d.waveform && !sum.image) { await uplotReady(); drawWave(d.waveform); } else { els.plot.hidden = true; }
       els.summary.textContent = describe(d);
       els.summary.hidden = false;
@@ -132,8 +139,17 @@
       els.status.textContent = e.message;
     } finally {
       busy = false;
-      if (job === mine) schedule(PERIOD_MS);
+      if (job === mine && !stopped) schedule(PERIOD_MS);
     }
+  }
+
+  // An ended recording has nothing more to show: say so and stop asking.
+  function ended(state, preview) {
+    stopped = true;
+    clearTimeout(timer);
+    els.state.textContent = state;
+    els.state.className = "state " + state;
+    els.status.textContent = `the ${preview ? "preview" : "recording"} has ended`;
   }
 
   els.close.addEventListener("click", close);

@@ -305,16 +305,23 @@ def _header(obj: Any, path: Path) -> LiveMessage:
     )
 
 
+class NoLiveMessage(Conflict):
+    """A stream with nothing to show: it has published nothing yet, or its job ended (the
+    files go with it). Not a failure of the request: the web app answers it with the job's
+    state, so a page polling the live view learns that the recording ended."""
+
+
 def _open(path: Path) -> BinaryIO:
     try:
         return open(path, "rb")
     except FileNotFoundError:
-        raise Conflict(f"stream {path.name} has no message yet") from None
+        raise NoLiveMessage(f"stream {path.name} has no message yet") from None
 
 
 def read_message(path: Path, *, frames: bool = True) -> LiveMessage:
-    """A published message (only its header with `frames=False`); Conflict when the stream
-    has published nothing (yet, or any more: the file goes with its job)."""
+    """A published message (only its header with `frames=False`); NoLiveMessage when the
+    stream has published nothing (yet, or any more: the file goes with its job), Conflict
+    when the file is not a live message."""
     with _open(path) as f:
         unpacker = msgpack.Unpacker(
             f, raw=False, read_size=_HEADER_READ, max_buffer_size=MAX_BYTES + (1 << 20)

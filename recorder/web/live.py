@@ -83,16 +83,22 @@ class LiveList(m.Response):
 
 class LiveMessageOut(m.Response):
     stream: str
-    protocol: str | None
-    recv_ns: int
-    age_s: float
-    size: int
-    truncated: bool
-    kind: str | None
-    seq: int | None
-    frames: list[dict[str, Any]]
-    columns: dict[str, Any]
-    arrays: list[dict[str, Any]]
+    state: str = Field(description="The recording's state (running, stopped, ...).")
+    live: bool = Field(
+        description="Whether a message is shown: false while the stream has sent nothing yet "
+        "and once the recording ended (`state` says which); the message fields are then null."
+    )
+    reason: str | None = Field(None, description="Why no message is shown, when `live` is false.")
+    protocol: str | None = None
+    recv_ns: int | None = None
+    age_s: float | None = None
+    size: int | None = None
+    truncated: bool = False
+    kind: str | None = None
+    seq: int | None = None
+    frames: list[dict[str, Any]] = []
+    columns: dict[str, Any] = {}
+    arrays: list[dict[str, Any]] = []
     image: str | None = Field(None, description="URL of the latest frame as PNG, if an image.")
     waveform: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
@@ -166,7 +172,7 @@ def _file(job: JobRow, stream: str) -> Path:
     if job["state"] in FINAL_STATES:
         # its worker removes the folder as it ends; one killed outright cannot
         shutil.rmtree(folder, ignore_errors=True)
-        raise Conflict(f"recording {job['id']} has ended ({job['state']}): no live view")
+        raise live.NoLiveMessage(f"recording {job['id']} has ended ({job['state']}): no live view")
     live.mark_read(folder)
     return live.stream_file(folder, stream)
 
@@ -306,10 +312,20 @@ def _frames(msg: live.LiveMessage, decoded) -> list[dict]:
     return out
 
 
+def _not_live(job: JobRow, stream: str, reason: str) -> dict:
+    """A stream with no message to show (none yet, or the recording ended): its job's state."""
+    return {"stream": stream, "state": job["state"], "live": False, "reason": reason,
+            "protocol": None, "recv_ns": None, "age_s": None, "size": None, "truncated": False,
+            "kind": None, "seq": None, "frames": [], "columns": {}, "arrays": [], "image": None,
+            "waveform": None, "train": None, "reject_reason": None}  # fmt: skip
+
+
 def describe(job_id: str, msg: live.LiveMessage, points: int) -> dict:
     decoded, reason = live.decode(msg)
     out: dict[str, Any] = {
         "stream": msg.stream,
+        "live": True,
+        "reason": None,
         "protocol": msg.protocol,
         "recv_ns": msg.recv_ns,
         "size": msg.size,
@@ -344,6 +360,7 @@ def _described(job: JobRow, stream: str, points: int = POINTS_DEFAULT) -> dict:
 
     out = dict(RENDERS.get((str(path), "json", points), path, make))
     out["age_s"] = max(0.0, (time.time_ns() - out["recv_ns"]) / 1e9)
+    out["state"] = job["state"]
     return out
 
 
@@ -387,12 +404,18 @@ def get_live(job_id: str):
 
 
 @api.op("GET", "/recordings/<job_id>/live/<stream>", tag="live", query=LiveQuery,
-        response=LiveMessageOut, errors=(409,))  # fmt: skip
+        response=LiveMessageOut)  # fmt: skip
 def get_live_stream(job_id: str, stream: str, query: LiveQuery):
     """A stream's latest message decoded: waveform window, image link, Karabo train, header.
 
-    409 while the stream has sent nothing yet."""
-    return _described(_job(job_id), stream, query.points)
+    `live` is false (with the recording's `state` and null message fields) while the stream
+    has sent nothing yet and once the recording ended, so a page polling it learns that the
+    recording ended instead of failing on it."""
+    job = _job(job_id)
+    try:
+        return _described(job, stream, query.points)
+    except live.NoLiveMessage as exc:
+        return _not_live(job, stream, str(exc))
 
 
 @api.op("GET", "/recordings/<job_id>/live/<stream>/image.png", tag="live",

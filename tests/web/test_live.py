@@ -128,17 +128,31 @@ def test_live_view_of_a_running_recording(client, manager, data):
         assert client.post(f"{API}/recordings/{job_id}/stop").status_code == 200
         wait_json(client, f"{API}/recordings/{job_id}", lambda j: j["state"] == "stopped")
     wait_for(lambda: not folder.exists(), 10, "the live folder removed with the job")
+    # An ended recording is no error: its state, so a page polling it knows it ended.
     r = client.get(_live(client, job_id, "cam"))
-    assert r.status_code == 409 and r.get_json()["error"]["code"] == "conflict"
+    assert r.status_code == 200, r.get_json()
+    ended = r.get_json()
+    assert ended["state"] == "stopped" and ended["live"] is False and "ended" in ended["reason"]
+    assert ended["recv_ns"] is None and ended["waveform"] is None and ended["frames"] == []
+    assert client.get(_live(client, job_id, "cam") + "/image.png").status_code == 409
+    assert client.get(_live(client, job_id, "nope")).status_code == 404, "unknown stays 404"
     # A worker killed outright leaves its folder behind: a read of the ended job removes it.
     folder.mkdir(parents=True)
     live.write_message(folder, "cam", "raw", 1, [b"stale"])
-    assert client.get(_live(client, job_id, "cam")).status_code == 409
+    stale = client.get(_live(client, job_id, "cam"))
+    assert stale.status_code == 200 and stale.get_json()["live"] is False
     assert not folder.exists()
 
 
+def test_a_live_stream_shows_its_message_with_the_recordings_state(client, control, data):
+    job_id = _job_with_live_files(control, data, {"noise": ("raw", [b"abc"])})
+    out = client.get(_live(client, job_id, "noise")).get_json()
+    assert out["state"] == "running" and out["live"] is True and out["reason"] is None
+    assert out["frames"][0]["hex"] == b"abc".hex()
+
+
 @pytest.mark.timeout(90)
-def test_no_message_yet_is_409(client, manager):
+def test_no_message_yet_is_not_live(client, manager):
     silent = {"protocol": "raw", "endpoint": "tcp://127.0.0.1:*", "socket_type": "PULL",
               "bind": True}  # fmt: skip
     job_id = client.post(f"{API}/recordings", json={"sources": [silent]}).get_json()["id"]
@@ -149,7 +163,10 @@ def test_no_message_yet_is_409(client, manager):
          "summary": None}
     ]  # fmt: skip
     r = client.get(_live(client, job_id, "main"))
-    assert r.status_code == 409 and "no message yet" in r.get_json()["error"]["message"]
+    assert r.status_code == 200, r.get_json()
+    out = r.get_json()
+    assert out["state"] == "running" and out["live"] is False
+    assert "no message yet" in out["reason"] and out["recv_ns"] is None
     assert client.get(_live(client, job_id, "main") + "/image.png").status_code == 409
     client.post(f"{API}/recordings/{job_id}/stop")
     wait_json(client, f"{API}/recordings/{job_id}", lambda j: j["state"] == "stopped")
