@@ -15,7 +15,7 @@ from __future__ import annotations
 import queue
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the reader imports zarr: a replay binds its sockets first
@@ -28,14 +28,42 @@ _SWITCH_S = 0.00005  # see pace_threads
 _END = object()
 
 
-def pace_threads() -> None:
-    """Let a waiting clock thread take the GIL within 0.05 ms of asking.
+_pacing = threading.Lock()
+_paced = 0  # paced replays running in this process
+_found = 0.0  # the interval the first of them found
+
+
+def pace_threads() -> Callable[[], None]:
+    """Let a waiting clock thread take the GIL within 0.05 ms of asking, until the returned
+    release is called (once is enough; more are harmless).
 
     The reader thread holds the GIL while it builds messages; CPython makes it let go only
     every switch interval (5 ms by default), which would be the clock thread's worst lateness.
-    Process-wide, and only ever lowered: replays run in processes of their own."""
-    if sys.getswitchinterval() > _SWITCH_S:
-        sys.setswitchinterval(_SWITCH_S)
+    The interval is process-wide: a replay in a process of its own (worker, CLI) does not
+    care, but a library Replayer inside another program would change that program's threads
+    for good. So it is lowered while paced replays run (counted: overlapping ones share it)
+    and the interval found is put back when the last one releases, unless the program set
+    another one meanwhile."""
+    global _paced, _found
+    with _pacing:
+        if _paced == 0:
+            _found = sys.getswitchinterval()
+        _paced += 1
+        if sys.getswitchinterval() > _SWITCH_S:
+            sys.setswitchinterval(_SWITCH_S)
+    released = threading.Event()
+
+    def release() -> None:
+        global _paced
+        with _pacing:
+            if released.is_set():
+                return
+            released.set()
+            _paced -= 1
+            if _paced == 0 and abs(sys.getswitchinterval() - min(_found, _SWITCH_S)) < 1e-7:
+                sys.setswitchinterval(_found)
+
+    return release
 
 
 class ReadAhead:

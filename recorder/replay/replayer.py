@@ -13,7 +13,7 @@ import functools
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -155,6 +155,7 @@ class Replayer:
         self.finished = False
         self.ctx = zmq.Context()
         self._threads: list[threading.Thread] = []
+        self._unpace: Callable[[], None] = lambda: None  # see pace_threads
         self._sockets: dict[str, zmq.Socket] = {}
         self._peers: dict[str, PeerCounter] = {}
         self._subscribers: dict[str, int] = {}  # PUB streams: live subscriptions
@@ -217,7 +218,7 @@ class Replayer:
         clocked = [n for n, p in self.plans.items() if not p.on_request]
         if clocked:
             if not (self.pacer.max_speed or self.follow):
-                pace_threads()
+                self._unpace = pace_threads()
             self._spawn(self._clock, clocked)
         for n, p in self.plans.items():
             if p.on_request:
@@ -266,6 +267,7 @@ class Replayer:
         )
         self.stop()
         self.wait(10)
+        self._unpace()  # the process's switch interval as this replay found it
         # zmq sends from a queue: closing with linger 0 right after the last send (at
         # --max-speed, up to the whole send queue) would drop what clients have not got yet
         self._close_sockets(linger=_DELIVER_MS if ran_out else 0)
