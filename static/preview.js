@@ -19,7 +19,7 @@
   const PERIOD_MS = 500;
   const FINAL = ["finished", "stopped", "failed"];
   const COLORS = ["#2458b3", "#c0392b", "#27864a", "#8e44ad", "#d35400", "#16808a", "#7f8c8d", "#b7950b"];
-  let job = null, source = null, timer = null, busy = false, stopped = false, shownImage = "", chart = null, chartKey = "";
+  let job = null, source = null, timer = null, busy = false, stopped = false, shownImage = "", chart = null, chartKey = "", stackedAt = [];
 
   function api(method, path) { return window.R.api(method, path); }
 
@@ -70,20 +70,47 @@
     return list.streams.find((s) => s.stream === els.select.value);
   }
 
+  // The channels of a one-channel-a-message stream (Open Ephys: every channel's latest block,
+  // up to 64) stacked one above the other, each at its own offset, the y axis naming them;
+  // other sample blocks (legacy blocks, spikes, arrays) overlaid, at most 8, with a legend.
   function drawWave(w) {
-    const labels = w.channels.slice(0, 8);
-    const data = [w.x, ...w.values.slice(0, labels.length)];
-    const key = labels.join("\n");
+    const stacked = Boolean(w.channels_total) && w.channels.length > 1;
+    const labels = stacked ? w.channels : w.channels.slice(0, 8);
+    let values = w.values.slice(0, labels.length);
+    const offsets = [];  // stacked: each channel's place, kept for the axis (step changes)
+    if (stacked) {
+      let step = 0;
+      for (const v of values) {
+        let lo = Infinity, hi = -Infinity;
+        for (const y of v) if (y !== null) { if (y < lo) lo = y; if (y > hi) hi = y; }
+        if (hi > lo) step = Math.max(step, hi - lo);
+      }
+      step = step || 1;
+      labels.forEach((_, i) => offsets.push((labels.length - 1 - i) * step));
+      values = values.map((v, i) => {
+        let sum = 0, n = 0;
+        for (const y of v) if (y !== null) { sum += y; n++; }
+        const shift = offsets[i] - (n ? sum / n : 0);
+        return v.map((y) => (y === null ? null : y + shift));
+      });
+    }
+    const data = [w.x, ...values];
+    const key = (stacked ? "stacked\n" : "") + labels.join("\n");
     els.plot.hidden = false;
+    stackedAt = offsets;
     if (chart && chartKey === key) { chart.setData(data); return; }
     if (chart) chart.destroy();
     els.plot.textContent = "";
     chartKey = key;
+    const y = stacked
+      ? { size: 70, splits: () => stackedAt, values: () => labels }
+      : { size: 60 };
     chart = new uPlot({
-      width: Math.max(280, els.plot.clientWidth || panel.clientWidth - 40), height: 220,
+      width: Math.max(280, els.plot.clientWidth || panel.clientWidth - 40),
+      height: stacked ? Math.min(900, 40 + 14 * labels.length) : 220,
       series: [{ label: "sample" }, ...labels.map((l, i) => ({ label: l, stroke: COLORS[i % COLORS.length], width: 1 }))],
-      scales: { x: { time: false } }, axes: [{ label: "sample in block" }, { size: 60 }],
-      legend: { live: false },
+      scales: { x: { time: false } }, axes: [{ label: "sample in block" }, y],
+      legend: { show: !stacked, live: false },
     }, data, els.plot);
   }
 
@@ -132,7 +159,14 @@
         else els.status.textContent = "waiting for the first message…";
         return;
       }
-      if (d.waveform && !sum.image) { await uplotReady(); drawWave(d.waveform); } else { els.plot.hidden = true; }
+      if (d.waveform && !sum.image) {
+        await uplotReady();
+        drawWave(d.waveform);
+        const total = d.waveform.channels_total;
+        if (total) els.status.textContent += ` · ${d.waveform.channels.length < total ? `${d.waveform.channels.length} of ${total}` : total} channels`;
+      } else {
+        els.plot.hidden = true;
+      }
       els.summary.textContent = describe(d);
       els.summary.hidden = false;
     } catch (e) {

@@ -18,22 +18,31 @@ read, the publisher's start) is older than `idle_s`. The worker then asks for it
 check runs in the worker, so a preview whose browser went away stops even when no request ever
 reaches the web app again.
 
+An Open Ephys data message holds one channel's block, so its latest message alone would show
+one channel. For such streams the publisher also keeps the latest block of each channel
+(`ChannelBlocks`: the newest batch the receive thread handed on is scanned back to the first
+channel seen twice; at most `MAX_CHANNELS` channels, the lowest, are kept, the others only
+counted) and publishes them beside the latest message.
+
 File format (version 1): two msgpack objects back to back. First a header map (`v`, `stream`,
 `protocol` (None while `auto` has not decided), `recv_ns`, `published_ns`, `sizes` (every
 frame's full size), `kept` (bytes stored of each frame), `extra` (values recorded beside the
-message)); then an array of the frames' stored bytes. The header reads alone, so listing the
-streams of a job does not read their frames.
+message), and only with channel blocks `blocks` (how many) and `channels` (how many channels
+were seen)); then an array of the frames' stored bytes; then, if `blocks`, an array of
+`[recv_ns, [frame bytes]]`, one per channel block. The header reads alone, so listing the
+streams of a job does not read their frames; a reader that knows no blocks reads the message.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -50,6 +59,11 @@ MAX_BYTES = 64 << 20
 HEAD_BYTES = 4096
 BYTES_PER_S = 256 << 20
 READ_MARK = ".read"
+MAX_CHANNELS = 64  # channel blocks kept and shown per stream; more are only counted
+PER_CHANNEL = ("openephys",)  # protocols whose data messages hold one channel's block
+_SCAN = 4096  # messages of the newest batch looked at for channel blocks, at most
+_SEEN = 4096  # channels counted per stream, at most
+_STALE_NS = 5_000_000_000  # a block this much older than the newest is dropped
 _JOB_ID = re.compile(r"^[a-z]+-[0-9a-f]{1,32}$")
 _HEADER_READ = 1 << 16
 
@@ -86,6 +100,12 @@ class LiveMessage:
     extra: dict[str, Any] = field(default_factory=dict)
     frames: list[bytes] = field(default_factory=list)
     """Empty when only the header was read."""
+    blocks: list[tuple[int, list[bytes]]] = field(default_factory=list)
+    """Per-channel streams: each channel's latest block, (recv_ns, frames); empty when only
+    the header was read."""
+    channels: int | None = None
+    """Per-channel streams: how many channels were seen (more than `blocks` holds if over
+    `MAX_CHANNELS`)."""
 
     @property
     def size(self) -> int:
@@ -121,8 +141,11 @@ def write_message(
     extra: dict | None = None,
     *,
     max_bytes: int = MAX_BYTES,
+    blocks: Sequence[tuple[int, Sequence[Any]]] = (),
+    channels: int | None = None,
 ) -> int:
-    """Publish one message whole (temporary file, then rename); the bytes written."""
+    """Publish one message whole (temporary file, then rename); the bytes written. `blocks`
+    (channel blocks, `(recv_ns, frames)`) go after it whole, as many as fit in `max_bytes`."""
     target = stream_file(folder, stream)
     bufs = _buffers(frames)
     sizes = [b.nbytes for b in bufs]
@@ -131,6 +154,13 @@ def write_message(
         keep = n if n <= budget else min(n, HEAD_BYTES)
         budget -= keep
         kept.append(keep)
+    whole: list[tuple[int, list[memoryview]]] = []
+    for block_ns, block_frames in blocks:
+        block = _buffers(block_frames)
+        budget -= sum(b.nbytes for b in block)
+        if budget < 0:
+            break
+        whole.append((int(block_ns), block))
     header = {
         "v": VERSION,
         "stream": stream,
@@ -141,20 +171,90 @@ def write_message(
         "kept": kept,
         "extra": dict(extra or {}),
     }
+    if blocks:
+        header.update(blocks=len(whole), channels=channels)
     tmp = folder / f".{stream}.tmp"
     written = 0
     with open(tmp, "wb") as f:
         written += f.write(msgpack.packb(header, use_bin_type=True, default=str))
-        written += f.write(_array_header(len(bufs)))
-        for buf, keep in zip(bufs, kept, strict=True):
-            written += f.write(_bin_header(keep))
-            written += f.write(buf[:keep])
+        written += _write_frames(f, bufs, kept)
+        if blocks:
+            written += f.write(_array_header(len(whole)))
+            for block_ns, block in whole:
+                written += f.write(_array_header(2) + msgpack.packb(block_ns))
+                written += _write_frames(f, block, [b.nbytes for b in block])
     os.replace(tmp, target)
+    return written
+
+
+def _write_frames(f: BinaryIO, bufs: list[memoryview], kept: list[int]) -> int:
+    """A msgpack array of bin objects, each written straight from its buffer."""
+    written = f.write(_array_header(len(bufs)))
+    for buf, keep in zip(bufs, kept, strict=True):
+        written += f.write(_bin_header(keep))
+        written += f.write(buf[:keep])
     return written
 
 
 def _array_header(n: int) -> bytes:
     return bytes([0x90 | n]) if n < 16 else b"\xdd" + n.to_bytes(4, "big")
+
+
+def _channel_of(frames: Sequence[Any]) -> tuple[str, int] | None:
+    """(Open Ephys stream, channel) of a one-channel data message; None for anything else
+    (events, spikes, legacy whole blocks, malformed messages: the recording judges those)."""
+    if len(frames) < 3:
+        return None
+    try:
+        bufs = _buffers(frames[:2])
+        if bytes(bufs[0][:5]) != b"DATA\x00":
+            return None
+        content = json.loads(bytes(bufs[1])).get("content")
+        return str(content["stream"]), int(content["channel_num"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+class ChannelBlocks:
+    """The latest block of each channel of a stream whose data messages hold one channel.
+
+    Fed the newest batch the receive thread handed on, each time the publisher looks (4 times
+    a second): the batch is scanned back from its end to the first channel seen twice (one
+    block of every channel, when the sender sends channel after channel) or `_SCAN` messages.
+    At most `shown` channels are kept, the lowest (stream, channel); more are counted (up to
+    `_SEEN`). A channel that stopped sending is dropped once its block is `_STALE_NS` older
+    than the newest."""
+
+    def __init__(self, shown: int = MAX_CHANNELS):
+        self.shown = shown
+        self.latest: dict[tuple[str, int], tuple[int, list[bytes]]] = {}
+        self.seen: set[tuple[str, int]] = set()
+
+    def add(self, batch: Sequence[tuple[int, Sequence[Any], Any]]) -> None:
+        found: set[tuple[str, int]] = set()
+        for recv_ns, frames, _extra in reversed(batch[-_SCAN:]):
+            key = _channel_of(frames)
+            if key is None:
+                continue
+            if key in found:
+                break
+            found.add(key)
+            if len(self.seen) < _SEEN:
+                self.seen.add(key)
+            if key not in self.latest and len(self.latest) >= self.shown:
+                highest = max(self.latest)
+                if key > highest:
+                    continue
+                del self.latest[highest]
+            self.latest[key] = (int(recv_ns), [bytes(b) for b in _buffers(frames)])
+        if self.latest:
+            newest = max(ns for ns, _ in self.latest.values())
+            for key in [k for k, (ns, _) in self.latest.items() if ns < newest - _STALE_NS]:
+                del self.latest[key]
+
+    def blocks(self) -> list[tuple[int, list[bytes]]]:
+        """The kept blocks, by (stream, channel)."""
+        return [self.latest[k] for k in sorted(self.latest)]
 
 
 class LivePublisher:
@@ -187,6 +287,7 @@ class LivePublisher:
         self.error: str | None = None
         """The last write that failed (a full disk must not stop the recording)."""
         self._last: dict[str, tuple[int, int]] = {}  # stream -> (recv_ns, id(latest))
+        self._channels: dict[str, ChannelBlocks] = {}  # per-channel streams' latest blocks
         self._due: dict[str, float] = {}  # stream -> monotonic time it may publish again
         self._stop = threading.Event()
         self._started = time.time()
@@ -234,10 +335,17 @@ class LivePublisher:
             mark = (int(recv_ns), id(latest))
             if self._last.get(name) == mark or now < self._due.get(name, 0.0):
                 continue
+            per_channel = None
+            if s.protocol in PER_CHANNEL:
+                per_channel = self._channels.setdefault(name, ChannelBlocks())
+                per_channel.add(getattr(s, "latest_batch", None) or [latest])
             try:
                 n = write_message(
-                    self.folder, name, s.protocol, recv_ns, frames, extra, max_bytes=self.max_bytes
-                )
+                    self.folder, name, s.protocol, recv_ns, frames, extra,
+                    max_bytes=self.max_bytes,
+                    blocks=per_channel.blocks() if per_channel else (),
+                    channels=len(per_channel.seen) if per_channel else None,
+                )  # fmt: skip
             except (OSError, ValueError, TypeError) as exc:
                 self.error = f"live view of {name}: {exc}"
                 self._due[name] = now + 1.0
@@ -302,6 +410,7 @@ def _header(obj: Any, path: Path) -> LiveMessage:
         sizes=[int(n) for n in obj["sizes"]],
         kept=[int(n) for n in obj["kept"]],
         extra=dict(obj.get("extra") or {}),
+        channels=obj.get("channels"),
     )
 
 
@@ -327,9 +436,12 @@ def read_message(path: Path, *, frames: bool = True) -> LiveMessage:
             f, raw=False, read_size=_HEADER_READ, max_buffer_size=MAX_BYTES + (1 << 20)
         )
         try:
-            msg = _header(next(unpacker), path)
+            head = next(unpacker)
+            msg = _header(head, path)
             if frames:
                 msg.frames = [bytes(b) for b in next(unpacker)]
+                if head.get("blocks"):
+                    msg.blocks = [(int(ns), [bytes(b) for b in fs]) for ns, fs in next(unpacker)]
         except (StopIteration, ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
             raise Conflict(f"live file {path.name} is unreadable: {exc}") from None
     return msg
@@ -341,6 +453,23 @@ def holds_trains(msg: LiveMessage) -> bool:
     from recorder.protocols import lookup
 
     return lookup(msg.protocol or "").trains
+
+
+def decoded_blocks(msg: LiveMessage) -> list:
+    """The message's channel blocks, each decoded by its protocol's codec (`Decoded`); a
+    block the codec refuses is left out."""
+    from recorder.protocols import codec_for
+
+    if not msg.blocks or not msg.protocol:
+        return []
+    codec = codec_for(msg.protocol)
+    out = []
+    for _, frames in msg.blocks:
+        try:
+            out.append(codec.decode(frames))
+        except MalformedMessage:
+            continue
+    return out
 
 
 def decode(msg: LiveMessage):

@@ -107,6 +107,9 @@ class StreamRecorder:
         self.latest: Received | None = None
         """The last message received, (recv_ns, frames, extra): set on the receive thread with
         one assignment per batch, so a live view can look at the stream without recording it."""
+        self.latest_batch: Batch | None = None
+        """The batch `latest` ends: a live view of one-channel-per-message streams (Open
+        Ephys) finds every channel's latest block in it."""
         self._rx = threading.Thread(target=self._receive, name=f"rx-{spec.stream}", daemon=True)
         self._wx = threading.Thread(target=self._write, name=f"wx-{spec.stream}", daemon=True)
 
@@ -234,6 +237,7 @@ class StreamRecorder:
         c.received += len(batch)
         c.received_bytes += nbytes
         self.latest = batch[-1]
+        self.latest_batch = batch
         if not self.queue.offer(batch, nbytes):
             c.dropped += len(batch)
 

@@ -258,6 +258,41 @@ def _waveform(decoded, points: int) -> dict | None:
     return {"first_sample": first, "x": x, "channels": channels, "values": series}
 
 
+def _channel_waveform(msg: live.LiveMessage, points: int) -> dict | None:
+    """A stream whose messages hold one channel's block (Open Ephys): the latest block of each
+    channel the worker kept (at most `live.MAX_CHANNELS`), one series per channel, decimated;
+    `channels_total` counts every channel seen, shown or not. Blocks of channels may be of
+    different times (`first_samples`): each is its channel's latest."""
+    rows: list[tuple[tuple[str, int], str, int | None, np.ndarray]] = []
+    for decoded in live.decoded_blocks(msg):
+        for bf in decoded.bulk:
+            if bf.column is None or bf.array.ndim != 1 or not _is_waveform(bf):
+                continue
+            where = str(decoded.columns.get("stream") or "")
+            label = bf.channel_name or f"ch{bf.column}"
+            rows.append(((where, int(bf.column)), label, bf.row, np.asarray(bf.array)))
+    if not rows:
+        return None
+    rows.sort(key=lambda r: r[0])
+    several = len({key[0] for key, *_ in rows}) > 1  # Open Ephys streams: name them too
+    x: list[float] = []
+    series: list[list[float | None]] = []
+    for _, _, _, values in rows:
+        xs, ys = _decimate(values, points)
+        x = xs if len(xs) > len(x) else x
+        series.append(ys)
+    width = len(x)
+    firsts = [None if row is None else int(row) for _, _, row, _ in rows]
+    return {
+        "first_sample": firsts[0],
+        "first_samples": firsts,
+        "x": x,
+        "channels": [f"{key[0]}/{label}" if several else label for key, label, _, _ in rows],
+        "values": [v + [None] * (width - len(v)) for v in series],
+        "channels_total": max(msg.channels or 0, len(rows)),
+    }
+
+
 def _array_info(bf) -> dict:
     info: dict[str, Any] = {
         "name": bf.name,
@@ -349,6 +384,8 @@ def describe(job_id: str, msg: live.LiveMessage, points: int) -> dict:
             out["train"] = _train(decoded)
         else:
             out["waveform"] = _waveform(decoded, points)
+    if msg.blocks:  # one channel a message: every channel's latest
+        out["waveform"] = _channel_waveform(msg, points) or out["waveform"]
     return out
 
 

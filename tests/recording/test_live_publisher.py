@@ -121,3 +121,29 @@ def test_an_unread_preview_asks_to_stop(tmp_path):
         assert stopped == [1], "asked once"
     live.mark_read(folder)
     assert not folder.exists(), "a read after the end does not bring the folder back"
+
+
+def test_channel_blocks_keep_each_channels_latest_block_bounded(tmp_path):
+    """One Open Ephys block a channel a message: the newest batch, scanned back to the first
+    channel seen twice, gives each channel's latest block; the lowest channels are kept, the
+    rest counted; the blocks go into the live file whole, as many as the size cap allows."""
+    sim = make_simulator("openephys", n_channels=6, ttl_every=1, spike_every=0)
+    period = 6 + 1  # six data messages and a TTL event per block
+    batch = [(1000 + i, sim.message(i), None) for i in range(3 * period)]
+    kept = live.ChannelBlocks(shown=4)
+    kept.add(batch)
+    assert sorted(kept.seen) == [("example_data", c) for c in range(6)]
+    blocks = kept.blocks()
+    assert [ns for ns, _ in blocks] == [1000 + 2 * period + c for c in range(4)], "latest block"
+    assert blocks[0][1] == sim.message(2 * period)
+
+    folder = tmp_path / "live" / "rec-01"
+    folder.mkdir(parents=True)
+    live.write_message(folder, "oe", "openephys", 1, batch[-1][1], blocks=blocks, channels=6)
+    msg = live.read_message(folder / "oe")
+    assert msg.frames == batch[-1][1] and msg.channels == 6
+    assert msg.blocks == blocks
+    assert live.read_message(folder / "oe", frames=False).blocks == []
+    one = sum(map(len, blocks[0][1]))
+    live.write_message(folder, "oe", "openephys", 1, [b"x"], blocks=blocks, max_bytes=2 * one + 1)
+    assert live.read_message(folder / "oe").blocks == blocks[:2]

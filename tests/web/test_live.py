@@ -10,6 +10,7 @@ import io
 import os
 import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -170,6 +171,46 @@ def test_no_message_yet_is_not_live(client, manager):
     assert client.get(_live(client, job_id, "main") + "/image.png").status_code == 409
     client.post(f"{API}/recordings/{job_id}/stop")
     wait_json(client, f"{API}/recordings/{job_id}", lambda j: j["state"] == "stopped")
+
+
+@pytest.mark.timeout(180)
+def test_open_ephys_live_window_shows_every_channel(client, manager):
+    """An Open Ephys message holds one channel's block: the live waveform shows the latest
+    block of every channel (each exactly its samples), at most 64 channels, the rest counted."""
+    small = make_simulator("openephys", "tcp://127.0.0.1:0", rate=10, n_channels=16)
+    big = make_simulator("openephys", "tcp://127.0.0.1:0", rate=5, n_channels=80)
+    sources = [
+        {"protocol": "openephys", "endpoint": small.bind(), "stream": "small"},
+        {"protocol": "openephys", "endpoint": big.bind(), "stream": "big"},
+    ]
+    with running(small), running(big):
+        job_id = client.post(f"{API}/recordings", json={"sources": sources}).get_json()["id"]
+
+        def window(stream: str, shown: int):
+            """The waveform once it shows channels 1..shown (the worker's first looks at a
+            stream may catch part of a block: the lowest channels fill in as it looks again)."""
+            out = client.get(_live(client, job_id, stream) + "?points=1000").get_json()
+            wave = out.get("waveform")
+            labels = [f"CH{c + 1}" for c in range(shown)]
+            return wave if wave and wave["channels"] == labels else None
+
+        wave = wait_for(lambda: window("small", 16), 60, "all 16 channels", 0.2)
+        assert wave["channels_total"] == 16 and len(wave["first_samples"]) == 16
+        for c, values in enumerate(wave["values"]):
+            block, rest = divmod(wave["first_samples"][c], small.n_samples)
+            assert rest == 0
+            expected = small.samples(block, c)  # not decimated: 256 samples, 1000 points
+            np.testing.assert_array_equal(np.array(values, dtype=np.float32), expected)
+
+        def big():
+            wave = window("big", 64)
+            return wave if wave and wave["channels_total"] == 80 else None
+
+        wait_for(big, 60, "the first 64 channels shown, all 80 counted", 0.2)
+        listing = client.get(_live(client, job_id)).get_json()
+        assert all(s["summary"]["waveform"] for s in listing["streams"])
+        client.post(f"{API}/recordings/{job_id}/stop")
+        wait_json(client, f"{API}/recordings/{job_id}", lambda j: j["state"] == "stopped")
 
 
 def _run_folders(data) -> list[str]:
