@@ -30,7 +30,7 @@ OPTIONS = "zmq_recorder.options"  # JSON object
 FRAMING_KEY = "zmq_recorder.framing"
 COLUMN_FIELDS = "zmq_recorder.column_fields"  # JSON: column name -> field of the JSON message
 KIND_RAW, KIND_IMAGE, KIND_COLUMNS = "raw", "image", "columns"
-KIND_MARKERS = "markers"  # the users' markers (JSON), not a stream: the import skips it
+KIND_MARKERS = "markers"  # the users' markers (JSON), not a stream: imported as markers
 
 RUN_METADATA = "zmq_recorder.run"
 """Name of the file's metadata record holding the export's provenance."""

@@ -8,6 +8,10 @@ message, stored as if a SUB socket had recorded a PUB at tcp://127.0.0.1:15600+n
 channel's place in the file), so `recorder replay` serves it from a PUB bound on that port
 and the data can feed ZeroMQ analysis clients.
 
+The markers of a file this recorder wrote (its `/markers` channel) become the run's markers
+again, as recording them made them (docs/format.md `markers`); a marker message that is not one
+refuses the file like any damaged message.
+
 A file that is not MCAP, or is truncated or damaged, raises ExportError and leaves no run
 behind: the run being written is removed.
 """
@@ -112,6 +116,25 @@ def _is_ours(channel: Channel) -> bool:
 
 def _is_view(channel: Channel) -> bool:
     return channel.metadata.get(fr.KIND) in (fr.KIND_IMAGE, fr.KIND_COLUMNS, fr.KIND_MARKERS)
+
+
+def _is_markers(channel: Channel) -> bool:
+    return channel.metadata.get(fr.KIND) == fr.KIND_MARKERS
+
+
+def _marker(data: bytes, log_time: int) -> tuple[str, int, str]:
+    """(text, recv_ns, author) of a `/markers` message (`{"text", "author", "recv_ns"}`; the
+    log time is the receive time when recv_ns is missing)."""
+    try:
+        body = json.loads(data)
+    except ValueError as exc:
+        raise ExportError(f"a marker is not JSON: {exc}") from exc
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+        raise ExportError("a marker is not an object with a text")
+    recv_ns, author = body.get("recv_ns", log_time), body.get("author") or ""
+    if isinstance(recv_ns, bool) or not isinstance(recv_ns, int) or not isinstance(author, str):
+        raise ExportError("a marker's recv_ns is not an integer or its author not text")
+    return body["text"], recv_ns, author
 
 
 class _Streams:
@@ -231,6 +254,15 @@ def import_file(source: Path, runs_dir: Path, *, name: str = "") -> Path:
                 for schema, channel, message in _messages(reader, summary, source):
                     target = streams.of(channel, schema)
                     if target is None:
+                        if _is_markers(channel):
+                            try:
+                                text, at, author = _marker(message.data, message.log_time)
+                            except ExportError as exc:
+                                raise ExportError(
+                                    f"{source}: channel {channel.topic!r}, message at log time "
+                                    f"{message.log_time}: {exc}"
+                                ) from exc
+                            imp.run.add_marker(text, recv_ns=at, author=author)
                         continue
                     stream, framed = target
                     try:
