@@ -1,9 +1,14 @@
-"""Benchmark hygiene shared by the scripts: prefaulting memory, fsync walks, medians."""
+"""Benchmark hygiene shared by the scripts: prefaulting memory, fsync walks, medians; the
+recorder of this checkout as a command, free ports, and the CPU a process tree uses."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import statistics
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,3 +44,39 @@ def fsync_tree(path: Path) -> None:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+# -- the recorder as a command and what its processes cost (startup.py, demo_idle.py) ----------
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+RECORDER = [sys.executable, "-m", "recorder"]
+"""`python -m recorder` from this checkout (run it with `env=ENV`)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tree_percent(pid: int, seconds: float) -> tuple[float, int]:
+    """CPU % (user + system; 100 % = one core) of a process and its children over `seconds`
+    of wall time, and how many processes that was. The children alive at the start are
+    counted: one started meanwhile is not seen, one that ended meanwhile is left out. `pid`
+    may be this process."""
+    import psutil
+
+    root = psutil.Process(pid)
+    procs = {p.pid: p for p in [root, *root.children(recursive=True)]}
+    before = {}
+    for p in procs.values():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            before[p.pid] = sum(p.cpu_times()[:2])
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    used = 0.0
+    for p in procs.values():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            used += sum(p.cpu_times()[:2]) - before.get(p.pid, 0.0)
+    return 100 * used / (time.perf_counter() - t0), len(procs)

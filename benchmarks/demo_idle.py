@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,49 +28,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-RECORDER = [sys.executable, "-m", "recorder"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tree_cpu(root: psutil.Process) -> float:
-    """CPU seconds (user + system) of a process and its children alive now."""
-    total = 0.0
-    for p in [root, *root.children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-def tree_percent(root: psutil.Process, seconds: float) -> tuple[float, int]:
-    """CPU % of the tree over `seconds` (children that start or end meanwhile are counted
-    from when they are seen), and the number of processes."""
-    procs = {p.pid: p for p in [root, *root.children(recursive=True)]}
-    before = {}
-    for pid, p in procs.items():
-        try:
-            t = p.cpu_times()
-            before[pid] = t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    t0 = time.perf_counter()
-    time.sleep(seconds)
-    used = 0.0
-    for pid, p in procs.items():
-        try:
-            t = p.cpu_times()
-            used += t.user + t.system - before.get(pid, 0.0)
-        except psutil.NoSuchProcess:
-            pass
-    return 100 * used / (time.perf_counter() - t0), len(procs)
+from benchmarks._common import ENV, RECORDER, free_port, tree_percent  # noqa: E402
 
 
 def simulators_alone(seconds: float) -> float:
@@ -92,9 +49,8 @@ def simulators_alone(seconds: float) -> float:
             clients.append(client)
     try:
         time.sleep(1.0)
-        c0, t0 = time.process_time(), time.perf_counter()
-        time.sleep(seconds)
-        return 100 * (time.process_time() - c0) / (time.perf_counter() - t0)
+        pct, _ = tree_percent(os.getpid(), seconds)
+        return pct
     finally:
         for c in clients:
             c.stop.set()
@@ -114,7 +70,7 @@ def one_simulate(seconds: float) -> float:
         assert proc.stderr is not None
         proc.stderr.readline()  # "simulating ... on ...": imports done, bound
         time.sleep(1.0)
-        pct, _ = tree_percent(psutil.Process(proc.pid), seconds)
+        pct, _ = tree_percent(proc.pid, seconds)
         return pct
     finally:
         proc.terminate()
@@ -131,7 +87,7 @@ def serve_demo(seconds: float, settle: float) -> tuple[float, int]:
         if not proc.stdout.readline():  # the sign-in link: serving
             raise RuntimeError("serve --demo did not start")
         time.sleep(settle)  # the manager starts its spares one a second; they import
-        return tree_percent(psutil.Process(proc.pid), seconds)
+        return tree_percent(proc.pid, seconds)
     finally:
         proc.terminate()
         try:

@@ -19,62 +19,38 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from recorder import config
-from recorder.protocols import codec_for
-from recorder.protocols import openephys as oe
-from recorder.protocols.base import decode_batch
-from recorder.store.run_writer import RunWriter
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-RATE = 30000.0
+from recorder import config  # noqa: E402
+from tests.signalhelp import RATE  # noqa: E402
+from tests.signalhelp import write_run as write_signal_run  # noqa: E402
+
 BLOCK = 1024
-START_NS = 1_700_000_000_000_000_000
 
 
 def write_run(runs: Path, seconds: float, channels: int) -> tuple[str, float]:
-    """A closed synthetic run of `seconds` of data; (run id, seconds it took to write)."""
-    codec = codec_for("openephys")
-    blocks = int(seconds * RATE / BLOCK)
-    rng = np.random.default_rng(1)
-    noise = rng.normal(0, 5.0, (16, BLOCK, channels)).astype(np.float32)
+    """A closed synthetic run of `seconds` of data (a sine per channel plus noise, a TTL event
+    every 50 blocks, no spikes; written as the signal view's tests write theirs); (run id,
+    seconds it took to write)."""
+    noise = np.random.default_rng(1).normal(0, 5.0, (16, BLOCK, channels)).astype(np.float32)
+
+    def sine(block: int, channel: int, n: int) -> np.ndarray:
+        t = (block * n + np.arange(n)) / RATE
+        return 100.0 * np.sin(2 * np.pi * (5.0 + channel) * t) + noise[block % 16, :n, channel]
+
     t0 = time.perf_counter()
-    with RunWriter(runs, started_ns=START_NS) as run:
-        run_id = run.run_id
-        s = run.add_stream(
-            "oe", protocol="openephys", endpoint="tcp://h:1", socket_type="SUB", role="connect"
-        )
-        pending: list = []
-        seq = 0
-        for b in range(blocks):
-            recv = START_NS + int((b + 1) * BLOCK / RATE * 1e9)
-            t = (b * BLOCK + np.arange(BLOCK)) / RATE
-            for c in range(channels):
-                v = 100.0 * np.sin(2 * np.pi * (5.0 + c) * t) + noise[b % 16, :, c]
-                seq += 1
-                frames = oe.encode_data(
-                    v, message_num=seq, stream="probe", channel_num=c,
-                    channel_name=f"CH{c + 1}", sample_num=b * BLOCK, sample_rate=RATE,
-                )  # fmt: skip
-                pending.append((recv, frames, None))
-            if b % 50 == 49:
-                seq += 1
-                frames = oe.encode_ttl(
-                    message_num=seq, stream="probe", source_node=100, sample_num=b * BLOCK + 5,
-                    line=1, state=(b // 50) % 2 == 0,
-                )  # fmt: skip
-                pending.append((recv, frames, None))
-            if len(pending) >= 1024 or b == blocks - 1:
-                for part in decode_batch(codec, pending):
-                    if isinstance(part, list):
-                        s.append_batch(part)
-                    else:
-                        s.append_run(*part)
-                pending.clear()
+    run_id, _ = write_signal_run(
+        runs, blocks=int(seconds * RATE / BLOCK), channels=channels, n=BLOCK, ttl_every=50,
+        spike_every=0, batch=1024, units=None, values=sine, keep=False,
+    )  # fmt: skip
     return run_id, time.perf_counter() - t0
 
 

@@ -21,7 +21,6 @@ N rounds, the order rotating each round, and medians. The recorder runs as
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -34,19 +33,8 @@ import zmq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import median  # noqa: E402
+from benchmarks._common import ENV, RECORDER, free_port, median  # noqa: E402
 from recorder.store.run_writer import RunWriter  # noqa: E402
-
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-RECORDER = [sys.executable, "-m", "recorder"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def until_exit(args: list[str]) -> float:

@@ -1,10 +1,11 @@
 """Synthetic Open Ephys runs written through the store writer (no sockets, not real time), for
-the signal view's tests: continuous blocks, a TTL event and a spike now and then, receive
-times that follow the sample clock."""
+the signal view's tests and benchmarks/series.py: continuous blocks, a TTL event and a spike
+now and then, receive times that follow the sample clock."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +38,16 @@ def write_run(
     spike_every: int = 70,
     batch: int = 512,
     units: str | None = "uV",
+    values: Callable[[int, int, int], np.ndarray] = block_values,
+    keep: bool = True,
 ) -> tuple[str, np.ndarray]:
     """A closed run with one Open Ephys stream `oe`; returns (run id, all samples as
     (samples, channels) float32, what the placed array must hold). `units`: sent in every data
-    header with `bit_volts`, as newer plugins may."""
+    header with `bit_volts`, as newer plugins may. `values(block, channel, n)`: a channel's
+    samples in a block. `keep=False` keeps no copy of the samples (an empty array is returned:
+    long runs for benchmarks)."""
     codec = codec_for("openephys")
-    samples = np.zeros((blocks * n, channels), dtype=np.float32)
+    samples = np.zeros((blocks * n if keep else 0, channels), dtype=np.float32)
     with RunWriter(runs, started_ns=START_NS) as run:
         run_id = run.run_id
         s = run.add_stream(
@@ -67,8 +72,9 @@ def write_run(
 
         for b in range(blocks):
             for c in range(channels):
-                v = block_values(b, c, n)
-                samples[b * n : (b + 1) * n, c] = v
+                v = values(b, c, n)
+                if keep:
+                    samples[b * n : (b + 1) * n, c] = v
                 seq += 1
                 frames = oe.encode_data(
                     v, message_num=seq, stream="probe", channel_num=c,
