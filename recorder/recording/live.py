@@ -231,22 +231,26 @@ class ChannelBlocks:
         self.seen: set[tuple[str, int]] = set()
 
     def add(self, batch: Sequence[tuple[int, Sequence[Any], Any]]) -> None:
-        found: set[tuple[str, int]] = set()
+        found: dict[tuple[str, int], tuple[int, Sequence[Any]]] = {}
         for recv_ns, frames, _extra in reversed(batch[-_SCAN:]):
             key = _channel_of(frames)
             if key is None:
                 continue
             if key in found:
                 break
-            found.add(key)
-            if len(self.seen) < _SEEN:
-                self.seen.add(key)
-            if key not in self.latest and len(self.latest) >= self.shown:
-                highest = max(self.latest)
-                if key > highest:
-                    continue
-                del self.latest[highest]
-            self.latest[key] = (int(recv_ns), [bytes(b) for b in _buffers(frames)])
+            found[key] = (int(recv_ns), frames)
+        for key in found:
+            if len(self.seen) >= _SEEN:
+                break
+            self.seen.add(key)
+        kept: dict[tuple[str, int], tuple[int, list[bytes]]] = {}
+        for key in sorted(self.latest.keys() | found.keys())[: self.shown]:
+            if key in found:  # copied only if kept: the receive thread's frames are not ours
+                recv_ns, frames = found[key]
+                kept[key] = (recv_ns, [bytes(b) for b in _buffers(frames)])
+            else:
+                kept[key] = self.latest[key]
+        self.latest = kept
         if self.latest:
             newest = max(ns for ns, _ in self.latest.values())
             for key in [k for k, (ns, _) in self.latest.items() if ns < newest - _STALE_NS]:
