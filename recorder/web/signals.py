@@ -380,7 +380,7 @@ def _events(
 
 
 @api.op("GET", "/runs/<run_id>/streams/<stream>/signal", tag="previews", query=SignalQuery,
-        response=Signal, also=(409,))  # fmt: skip
+        response=Signal, errors=(409,))  # fmt: skip
 def get_signal(run_id: str, stream: str, query: SignalQuery):
     """Continuous data of a window at any zoom: min/max per point from the run's overview
     levels (raw samples when zoomed in), with TTL events and spikes; 409 when a newer request
