@@ -95,7 +95,9 @@ class _Pair:
             lib.munmap(base, total)
             return None
         buf = (ctypes.c_char * total).from_address(base)
-        weakref.finalize(buf, lib.munmap, base, total)
+        # not at exit: zmq's I/O thread may still be sending from it then (the process's end
+        # unmaps it anyway)
+        weakref.finalize(buf, lib.munmap, base, total).atexit = False
         return memoryview(buf).cast("B")
 
 
