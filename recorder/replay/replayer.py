@@ -48,14 +48,28 @@ REPLY_TIMINGS = ("recorded", "immediate")  # REP replies: after the recorded lat
 _DELIVER_MS = 5000  # a replay that ran to its end gives queued messages this long to leave
 
 
+_SNDMORE = int(zmq.SNDMORE)  # plain ints: or-ing zmq's enum flags runs Python code each time
+_NOBLOCK = int(zmq.NOBLOCK)
+
+
 def send_frames(sock: zmq.Socket, frames: list, flags: int = 0) -> int:
-    """Send a multipart message frame by frame: large frames zero-copy, small ones copied."""
-    last = len(frames) - 1
+    """Send a multipart message frame by frame: large frames zero-copy, small ones copied.
+
+    A zero-copy frame is the reader's memoryview (a slice of a mapped chunk file), which zmq
+    keeps alive until it has sent it; no `track`ing (a tracker per frame costs more than the
+    copy it saves for all but large frames)."""
+    flags = int(flags)
+    more = flags | _SNDMORE
     size = 0
-    for i, f in enumerate(frames):
+    for f in frames[:-1]:
         n = len(f)
         size += n
-        sock.send(f, flags | (zmq.SNDMORE if i < last else 0), copy=n < _ZERO_COPY)
+        sock.send(f, more, copy=n < _ZERO_COPY)
+    if frames:
+        f = frames[-1]
+        n = len(f)
+        size += n
+        sock.send(f, flags, copy=n < _ZERO_COPY)
     return size
 
 
@@ -419,17 +433,15 @@ class Replayer:
         self, names: list[str], it: Iterator[Message | None]
     ) -> Iterator[Message | None]:
         """Apply queued seeks and steps; a seek returns a new iterator."""
-        while True:
-            try:
-                cmd, arg = self._commands.get_nowait()
-            except queue.Empty:
-                return it
+        while not self._commands.empty():  # (this thread is the only one taking)
+            cmd, arg = self._commands.get_nowait()
             if cmd == "seek":
                 it = self._clocked(names, arg)
                 self.position_ns = self.timeline.started_ns + int(arg * 1e9)
                 self.pacer.rebase(None)
             elif cmd == "step":
                 self._step += arg
+        return it
 
     def _clock(self, names: list[str]) -> None:
         try:
@@ -483,6 +495,9 @@ class Replayer:
         """True when `msg` is due (or stepped), False when stopped, None when a seek or step
         came in: the caller takes it first. Commands and speed changes are looked at every
         _SERVICE_S even while a far-off message is awaited."""
+        p = self.pacer
+        if p.max_speed and not p.paused and self._commands.empty() and not stop.is_set():
+            return True  # --max-speed: every message is due (the pacer's answer, without a lock)
         while not stop.is_set():
             if not self._commands.empty():
                 return None
@@ -504,7 +519,7 @@ class Replayer:
     def _send(self, sock: zmq.Socket, msg: Message) -> int:
         while not self.stop_event.is_set():
             try:
-                return send_frames(sock, msg.frames, zmq.NOBLOCK)
+                return send_frames(sock, msg.frames, _NOBLOCK)
             except zmq.Again:  # clients are slower than the clock: wait for them
                 sock.poll(50, zmq.POLLOUT)
         return 0

@@ -60,8 +60,8 @@ def _row_bytes(segment: SegmentInfo) -> int:
     return max(1, int(np.prod(segment["shape"])) * np.dtype(segment["dtype"]).itemsize)
 
 
-def _window(arr: zarr.Array, limit: int, rows: int) -> MappedWindow | _Window:
-    return MappedWindow(arr, limit) if mappable(arr) else _Window(arr, limit, rows)
+def _window(arr: zarr.Array, limit: int, rows: int, mapped: bool = True) -> MappedWindow | _Window:
+    return MappedWindow(arr, limit) if mapped and mappable(arr) else _Window(arr, limit, rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,20 +342,34 @@ class StreamReader:
         why = read_rows(array(self.group, "rejects/reason"), 0, n)
         return [(int(i), str(r)) for i, r in zip(idx, why, strict=True)]
 
-    def messages(self, start: int = 0, stop: int | None = None) -> Iterator[Message]:
-        """Messages [start, stop) in arrival order with their frames rebuilt byte for byte."""
+    def messages(
+        self, start: int = 0, stop: int | None = None, *, mapped: bool = True
+    ) -> Iterator[Message]:
+        """Messages [start, stop) in arrival order with their frames rebuilt byte for byte.
+
+        Uncompressed heap and typed arrays in local files are read by mapping their chunk files
+        (`mapped=False`: through zarr, the reference the mapped path is tested against); a
+        frame held in one chunk is then a slice of the map, sent by replay without a copy."""
         stop = self.n_messages if stop is None else min(stop, self.n_messages)
         if start >= stop:
             return
-        heap = _window(array(self.group, "heap"), self.heap_bytes, _WINDOW_BYTES)
+        heap_array = array(self.group, "heap")
+        heap = _window(heap_array, self.heap_bytes, _WINDOW_BYTES, mapped)
         seg_windows = [
-            _window(array(self.group, seg["path"]), rows, _WINDOW_BYTES // _row_bytes(seg))
+            _window(array(self.group, seg["path"]), rows, _WINDOW_BYTES // _row_bytes(seg), mapped)
             for seg, rows in zip(self.segments, self.segment_rows, strict=False)
         ]
         wire = [np.dtype(seg["dtype"]) for seg in self.segments]
         ragged = [bool(seg.get("ragged")) for seg in self.segments]
         row_bytes = [_row_bytes(seg) for seg in self.segments]
+        # whole-row frames read as map slices: a mapped segment in the wire's byte order
+        sliced = [
+            isinstance(w, MappedWindow) and w.dtype == wire[k] and w.row_bytes == row_bytes[k]
+            for k, w in enumerate(seg_windows)
+        ]
+        heap_frame = heap.frame if isinstance(heap, MappedWindow) else None
         g = {name: array(self.group, name) for name in layout.MESSAGE_COLUMNS}
+        empty = memoryview(b"")
         for b0 in range(start, stop, _BLOCK_MESSAGES):
             b1 = min(stop, b0 + _BLOCK_MESSAGES)
             recv, seq = read_rows(g["recv_ns"], b0, b1), read_rows(g["seq"], b0, b1)
@@ -363,33 +377,37 @@ class StreamReader:
             first, count = read_rows(g["first_frame"], b0, b1), read_rows(g["n_frames"], b0, b1)
             f0 = int(first[0])
             f1 = int(first[-1] + count[-1])
-            f_seg, f_off, f_len, f_col = self._frame_table(f0, f1)
-            for k in range(b1 - b0):
+            # plain ints: numpy scalars cost a conversion each time they are used
+            f_seg, f_off, f_len, f_col = (a.tolist() for a in self._frame_table(f0, f1))
+            rows = zip(
+                recv.tolist(), seq.tolist(), src.tolist(), flags.tolist(),
+                (first - f0).tolist(), count.tolist(), strict=True,
+            )  # fmt: skip
+            for k, (t, q, sns, fl, lo, n) in enumerate(rows):
                 frames: list[memoryview] = []
-                lo = int(first[k]) - f0
-                for j in range(lo, lo + int(count[k])):
-                    seg, off, length = int(f_seg[j]), int(f_off[j]), int(f_len[j])
-                    col = int(f_col[j])
+                for j in range(lo, lo + n):
+                    seg, off, length = f_seg[j], f_off[j], f_len[j]
                     if seg == layout.HEAP_SEGMENT:
-                        frames.append(heap.get(off, length).data if length else memoryview(b""))
-                    elif col == layout.WHOLE_ROWS and ragged[seg]:  # rows along the first axis
-                        rows = seg_windows[seg].get(off, length // row_bytes[seg])
-                        frames.append(_as_bytes_view(rows, wire[seg]))
-                    elif col == layout.WHOLE_ROWS:
-                        frames.append(_as_bytes_view(seg_windows[seg].get(off, 1)[0], wire[seg]))
+                        if not length:
+                            frames.append(empty)
+                        elif heap_frame is not None:
+                            frames.append(heap_frame(off, length))
+                        else:
+                            frames.append(heap.get(off, length).data)
+                    elif f_col[j] == layout.WHOLE_ROWS:  # whole row(s) of the segment
+                        w = seg_windows[seg]
+                        n_rows = length // row_bytes[seg] if ragged[seg] else 1
+                        if sliced[seg]:
+                            frames.append(cast(MappedWindow, w).frame(off, n_rows))
+                        elif ragged[seg]:  # rows along the first axis
+                            frames.append(_as_bytes_view(w.get(off, n_rows), wire[seg]))
+                        else:
+                            frames.append(_as_bytes_view(w.get(off, 1)[0], wire[seg]))
                     else:  # placed: `length` bytes down one column from row `off`
                         w = seg_windows[seg]
-                        n = length // w.array.dtype.itemsize
-                        frames.append(_as_bytes_view(w.get(off, n)[:, col], wire[seg]))
-                yield Message(
-                    self.name,
-                    b0 + k,
-                    int(recv[k]),
-                    int(seq[k]),
-                    int(src[k]),
-                    int(flags[k]),
-                    frames,
-                )
+                        m = length // w.array.dtype.itemsize
+                        frames.append(_as_bytes_view(w.get(off, m)[:, f_col[j]], wire[seg]))
+                yield Message(self.name, b0 + k, t, q, sns, fl, frames)
 
     def index_at(self, recv_ns: int) -> int:
         """First message received at or after recv_ns."""
