@@ -97,19 +97,22 @@ def test_follow_serves_a_live_recording_as_it_is_committed_and_ends_with_it(ctx,
                 resumed_ns = time.time_ns()
                 rp.resume()
 
-                def take(until: float) -> None:
-                    while time.monotonic() < until:
+                def take(enough, timeout: float) -> None:
+                    """Receive until `enough()` (a condition, not a clock: under load a fixed
+                    window held too few messages)."""
+                    deadline = time.monotonic() + timeout
+                    while not enough() and time.monotonic() < deadline:
                         if sub.poll(50):
                             arrivals.append((time.time_ns(), sub.recv_multipart()))
 
-                take(time.monotonic() + 1.5)  # the recorder keeps recording meanwhile
+                take(lambda: len(arrivals) > 100, 30)  # the recorder keeps recording meanwhile
                 assert len(arrivals) > 100, "messages arrive while the run is recorded"
                 assert not rp.wait(0), "a follow replay ends only with the recording"
                 finished, status = True, rec.finish()
                 assert status == "complete"
                 assert rp.wait(10), "the replay ends by itself once the recording has ended"
-                take(time.monotonic() + 0.3)
                 status = rp.status()
+                take(lambda: len(arrivals) >= status["messages"], 20)
                 lag_ns = rp.timeline.lag_ns
     finally:
         if not finished:
