@@ -260,39 +260,59 @@ def _parse_v1(frame: FrameBytes) -> _Train:
 _MAX_KNOWN_HEADERS = 1024
 _KNOWN_HEADER_BYTES = 1024
 
-#: An array header frame's bytes -> what they say: (source, array name, dtype, shape, bytes).
-KnownHeaders = dict[bytes, tuple[str, str, np.dtype, tuple[int, ...], int]]
+
+class _KnownArray:
+    """What an array header frame's bytes say, kept so the same bytes are not parsed again
+    (a detector sends the same array headers train after train)."""
+
+    __slots__ = ("dtype", "flat", "name", "nbytes", "shape", "source")
+
+    def __init__(self, source: str, name: str, array: np.ndarray):
+        self.source = source
+        self.name = name
+        self.dtype = array.dtype
+        self.shape = array.shape
+        self.nbytes = array.nbytes
+        self.flat = array.ndim == 1  # frombuffer alone gives the shape: no reshape
+
+    def view(self, data: FrameBytes) -> np.ndarray | None:
+        """The data frame as this array (what `_array` gives), or None when it does not fit
+        (the full parse then says what is wrong)."""
+        try:
+            if memoryview(data).nbytes != self.nbytes:
+                return None
+            if self.flat:
+                return np.frombuffer(data, self.dtype)
+            return np.ndarray(self.shape, self.dtype, data)  # one call, not frombuffer+reshape
+        except Exception:  # not a buffer, or one numpy will not view
+            return None
 
 
-def _known_array(
-    known: KnownHeaders, train: _Train, frames: Sequence[FrameBytes], i: int
-) -> BulkFrame | None:
-    """The array of header/data pair i when its header bytes were read before (a detector
-    sends the same array headers train after train) and its data fits: what the full parse
-    would give, without a msgpack parse. None: parse it the full way (which also says what
-    is wrong)."""
+#: An array header frame's bytes -> what they say.
+KnownHeaders = dict[bytes, _KnownArray]
+
+
+def _known_key(header: FrameBytes) -> bytes | None:
+    if type(header) is bytes:
+        return header
     try:
-        header = frames[i]
-        entry = known.get(header if isinstance(header, bytes) else memoryview(header).tobytes())
-        if entry is None:
-            return None
-        src, name, dtype, shape, nbytes = entry
-        data = frames[i + 1]
-        if src not in train.values or memoryview(data).nbytes != nbytes:
-            return None
-        return BulkFrame(frame=i + 1, name=name, array=np.frombuffer(data, dtype).reshape(shape))
+        return memoryview(header).tobytes()
     except Exception:  # not a buffer: the full parse says so
         return None
 
 
 def _parse_v2(frames: Sequence[FrameBytes], known: KnownHeaders | None = None) -> _Train:
     train = _Train("2.2")
+    values_of, bulk = train.values, train.bulk
     for i in range(0, len(frames), 2):
         if known and i:
-            b = _known_array(known, train, frames, i)
-            if b is not None:
-                train.bulk.append(b)
-                continue
+            key = _known_key(frames[i])
+            entry = known.get(key) if key is not None else None
+            if entry is not None and entry.source in values_of:
+                array = entry.view(frames[i + 1])
+                if array is not None:
+                    bulk.append(BulkFrame(i + 1, entry.name, array, ragged=array.ndim >= 1))
+                    continue
         header = _unpack(frames[i], f"header frame {i}")
         if not isinstance(header, dict):
             raise MalformedMessage(f"header frame {i} is {type(header).__name__}, not a map")
@@ -300,16 +320,16 @@ def _parse_v2(frames: Sequence[FrameBytes], known: KnownHeaders | None = None) -
         if not isinstance(src, str):
             raise MalformedMessage(f"header frame {i} has no source name")
         if content == "msgpack":
-            if src in train.values:
+            if src in values_of:
                 raise MalformedMessage(f"source {src!r} appears twice (frame {i})")
             values = _unpack(frames[i + 1], f"data frame {i + 1} of {src!r}")
             if not isinstance(values, dict):
                 raise MalformedMessage(f"data frame {i + 1} of {src!r} is not a map")
             train.meta[src] = _meta_of(src, header.get("metadata", {}))
-            train.values[src] = values
+            values_of[src] = values
         elif content == "array":
             path = header.get("path")
-            if src not in train.values:
+            if src not in values_of:
                 raise MalformedMessage(f"array frame {i} of {src!r} before its msgpack frame")
             if not isinstance(path, str):
                 raise MalformedMessage(f"array header frame {i} of {src!r} has no path")
@@ -323,18 +343,20 @@ def _parse_v2(frames: Sequence[FrameBytes], known: KnownHeaders | None = None) -
                 array = _array(frames[i + 1], _dtype(dtype), shape)
             except MalformedMessage as exc:
                 raise MalformedMessage(f"array {src}:{path} (frame {i + 1}): {exc}") from None
-            train.bulk.append(BulkFrame(frame=i + 1, name=f"{src}:{path}", array=array))
+            name = f"{src}:{path}"
+            bulk.append(BulkFrame(i + 1, name, array, ragged=array.ndim >= 1))
             if known is not None:
                 key = bytes(frames[i])
                 if len(key) <= _KNOWN_HEADER_BYTES:
                     if len(known) >= _MAX_KNOWN_HEADERS:
                         known.clear()
-                    known[key] = (src, f"{src}:{path}", array.dtype, array.shape, array.nbytes)
+                    known[key] = _KnownArray(src, name, array)
         else:
             raise MalformedMessage(f"header frame {i} of {src!r} has unknown content {content!r}")
-    names = [b.name for b in train.bulk]
-    if len(set(names)) != len(names):
-        raise MalformedMessage("the same array path is sent twice for one source")
+    if len(bulk) > 1:
+        names = {b.name for b in bulk}
+        if len(names) != len(bulk):
+            raise MalformedMessage("the same array path is sent twice for one source")
     return train
 
 
@@ -412,6 +434,7 @@ _TIME_KEYS = frozenset(("source", "timestamp", "timestamp.sec", "timestamp.frac"
 ``source``, are the column prefix itself)."""
 
 _MAX_CACHED_JSON = 4096
+_MAX_CACHED_NAMES = 4096
 
 Scalar = int | float | str | bool
 
@@ -454,28 +477,52 @@ def _derived(name: str, array: np.ndarray) -> BulkFrame:
     return BulkFrame(-1, name, array, ragged=array.ndim >= 1)
 
 
+def _same_json(a: Any, b: Any) -> bool:
+    """`a` and `b` make the same JSON text: equal with the same types all the way down and
+    maps in the same key order (Python has 1 == 1.0 == True, and maps equal in any order).
+    Arrays (inside 1.0 trains' lists) are never taken as the same."""
+    t = type(a)
+    if t is not type(b):
+        return False
+    if t is list or t is tuple:
+        return len(a) == len(b) and all(map(_same_json, a, b))
+    if t is dict:
+        return (
+            len(a) == len(b)
+            and all(map(_same_json, a, b))
+            and all(map(_same_json, a.values(), b.values()))
+        )
+    if t is float:
+        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)  # 0.0 is not -0.0
+    if t is str or t is int or t is bool or a is None:
+        return a == b
+    return False
+
+
 class _TrainColumns:
     """Collects one train's columns and typed copies. Kept by the codec between trains so
     JSON text of list values that repeat train after train is not rebuilt each time."""
 
-    def __init__(self, json_cache: dict[str, tuple[Any, str]]):
+    def __init__(
+        self,
+        json_cache: dict[str, tuple[Any, str]],
+        names: dict[tuple[str, bool, tuple], list[str | None]] | None = None,
+        meta_names: dict[str, tuple[str, str, str]] | None = None,
+    ):
         self.columns: dict[str, Scalar] = {}
         self.derived: list[tuple[str, np.ndarray] | BulkFrame] = []
         self._json_cache = json_cache
+        self._names = {} if names is None else names
+        self._meta_names = {} if meta_names is None else meta_names
 
     def full(self) -> bool:
         return len(self.columns) >= _MAX_SCALAR_COLUMNS
 
     def json(self, name: str, value: Any) -> None:
         cached = self._json_cache.get(name)
-        if cached is not None and type(cached[0]) is type(value):
-            try:
-                same = bool(cached[0] == value)
-            except Exception:  # lists holding arrays (1.0 trains) do not compare
-                same = False
-            if same:
-                self.columns[name] = cached[1]
-                return
+        if cached is not None and _same_json(cached[0], value):
+            self.columns[name] = cached[1]
+            return
         try:
             text = _json_text(value)
         except (TypeError, ValueError, RecursionError):
@@ -488,12 +535,14 @@ class _TrainColumns:
     def metadata(self, src: str, meta: Mapping[str, Any], ns: int) -> None:
         """Per-source timestamps (sources of one train may differ; `ns` is this source's
         `_source_ns`) and the other keys."""
-        prefix = f"{src}:metadata."
+        prefix, ns_name, tid_name = self._metadata_names(src)
         if ns != NO_TIME:
-            self.columns[prefix + "timestamp_ns"] = ns
+            self.columns[ns_name] = ns
         tid = meta.get("timestamp.tid")
         if tid is not None:
-            self.columns[prefix + "timestamp.tid"] = tid
+            self.columns[tid_name] = tid
+        if meta.keys() <= _TIME_KEYS:  # nothing else (what a bridge sends): no walk
+            return
         for key, value in meta.items():
             if key in _TIME_KEYS or not isinstance(key, str) or self.full():
                 continue
@@ -515,18 +564,59 @@ class _TrainColumns:
         elif isinstance(value, dict):
             self.json(name, value)
 
+    def _metadata_names(self, src: str) -> tuple[str, str, str]:
+        """(prefix, timestamp_ns column, timestamp.tid column) of a source, made once."""
+        names = self._meta_names.get(src)
+        if names is None:
+            prefix = f"{src}:metadata."
+            names = (prefix, prefix + "timestamp_ns", prefix + "timestamp.tid")
+            if len(self._meta_names) >= _MAX_CACHED_NAMES:
+                self._meta_names.clear()
+            self._meta_names[src] = names
+        return names
+
+    def _remember(self, key: tuple[str, bool, tuple], names: list[str | None]) -> list[str | None]:
+        if len(self._names) >= _MAX_CACHED_NAMES:
+            self._names.clear()
+        self._names[key] = names
+        return names
+
     def walk(self, prefix: str, node: dict, top: bool = True) -> None:
         """A source's values as `<source>:<dotted.path>`: scalars as typed columns, arrays
-        (1.0 trains) and numeric lists as typed copies, other lists as JSON text."""
-        for key, value in node.items():
-            if not isinstance(key, str) or (top and key == "metadata"):
+        (1.0 trains) and numeric lists as typed copies, other lists as JSON text.
+
+        The column names of a map's keys are made once and kept while the keys repeat (a
+        source sends the same keys train after train); floats, strings and bools, which
+        and int64 integers, which `value` would keep as they are, are put in without the call."""
+        key = (prefix, top, tuple(node))
+        names = self._names.get(key)
+        if names is None:
+            names = self._remember(
+                key,
+                [
+                    None if not isinstance(k, str) or (top and k == "metadata") else prefix + k
+                    for k in key[2]
+                ],
+            )
+        columns = self.columns
+        for name, value in zip(names, node.values(), strict=True):
+            if name is None:
                 continue
-            if isinstance(value, dict):
-                self.walk(f"{prefix}{key}.", value, False)
+            t = type(value)
+            if (
+                t is float
+                or t is str
+                or t is bool
+                or (t is int and _INT64[0] <= value <= _INT64[1])
+            ):
+                if len(columns) < _MAX_SCALAR_COLUMNS:
+                    columns[name] = value
+            elif isinstance(value, dict):
+                self.walk(name + ".", value, False)
             elif isinstance(value, np.ndarray):
-                self.value(prefix + key, value)  # typed copies are not capped as columns are
-            elif not self.full():
-                self.value(prefix + key, value)
+                self.value(name, value)  # typed copies are not capped as columns are
+            elif len(columns) < _MAX_SCALAR_COLUMNS:
+                self.value(name, value)
 
 
 def scalar_columns(values: dict[str, dict]) -> dict[str, int | float | str | bool]:
@@ -540,14 +630,6 @@ def scalar_columns(values: dict[str, dict]) -> dict[str, int | float | str | boo
     return out.columns
 
 
-def _ragged(bulk: list[BulkFrame]) -> list[BulkFrame]:
-    """Karabo arrays of >= 1 dimension are per-train data whose first axis (pulses, cells,
-    detector frames) may change from train to train: stored ragged along it."""
-    for b in bulk:
-        b.ragged = b.array.ndim >= 1
-    return bulk
-
-
 class KaraboCodec:
     """Decoder of Karabo bridge trains, protocol 2.2 (frame pairs) and 1.0 (one frame)."""
 
@@ -555,6 +637,8 @@ class KaraboCodec:
 
     def __init__(self) -> None:
         self._json_cache: dict[str, tuple[Any, str]] = {}
+        self._names: dict[tuple[str, bool, tuple], list[str | None]] = {}
+        self._meta_names: dict[str, tuple[str, str, str]] = {}
         self._sources: tuple[tuple[str, ...], str] = ((), "")
         self._known: KnownHeaders = {}
 
@@ -571,7 +655,7 @@ class KaraboCodec:
         times = [ns for ns in source_ns.values() if ns != NO_TIME]
         seq = min(tids) if tids else NO_SEQ
         sources = sorted(train.meta)
-        out = _TrainColumns(self._json_cache)
+        out = _TrainColumns(self._json_cache, self._names, self._meta_names)
         out.columns.update(
             train_id=seq,
             sources=self._source_list(sources),
@@ -590,7 +674,7 @@ class KaraboCodec:
             seq=seq,
             seq_key="",
             source_ns=min(times) if times else NO_TIME,
-            bulk=_ragged(train.bulk),
+            bulk=train.bulk,  # ragged set by _parse_v2: arrays of >= 1 dimension
             derived=out.derived,
             columns=out.columns,
         )

@@ -11,6 +11,7 @@ counts in the stream's attributes.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ from recorder.contracts import (
 )
 from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded, FrameBytes, PlacedRun
 from recorder.store import arrays, compact, coordinates, fast_nodes, layout, nodes
-from recorder.store.appender import SMALL_PIECE, Appender, appender_for, trim
+from recorder.store.appender import Appender, appender_for, trim
 from recorder.store.family_names import FamilyPaths
 from recorder.store.gaps import GapCounter
 from recorder.store.placed import NEW_SEGMENT, TO_HEAP, PlacedAppender, placeable
@@ -108,7 +109,7 @@ def _layout_key(item: WriteItem) -> tuple | None:
     """What must be the same for messages to be stored together (_append_alike): frame
     count, which frames are typed arrays of which name, dtype and row shape, the derived
     arrays and the column keys. None: a reject, a placed frame or anything unusual, which
-    goes one by one."""
+    goes one by one. (Names must also be distinct: `_distinct_names` says so once per run.)"""
     _, frames, decoded, reason = item
     if reason is not None or decoded is None:
         return None
@@ -118,19 +119,26 @@ def _layout_key(item: WriteItem) -> tuple | None:
         a = b.array
         if b.row is not None or b.column is not None or not 0 <= b.frame < n:
             return None
-        ragged = b.ragged and a.ndim >= 1
-        bulk.append((b.frame, b.name, a.dtype, a.shape[1:] if ragged else a.shape, ragged))
+        if b.ragged and a.ndim >= 1:
+            bulk.append((b.frame, b.name, a.dtype, a.shape[1:], True))
+        else:
+            bulk.append((b.frame, b.name, a.dtype, a.shape, False))
     derived = []
     for d in decoded.derived:
         name, a, r = (d.name, d.array, d.ragged) if isinstance(d, BulkFrame) else (*d, False)
         ragged = r and a.ndim >= 1
         derived.append((name, a.dtype, a.shape[1:] if ragged else a.shape, ragged))
+    return (n, tuple(bulk), tuple(derived), tuple(decoded.columns))
+
+
+def _distinct_names(key: tuple) -> bool:
+    """A layout's arrays have distinct names (as stored) and frames; else its messages go one
+    by one, in order."""
+    _, bulk, derived, _ = key
     names = [k[1] for k in bulk] + [k[0] for k in derived]
     if len({layout.valid_text(x) for x in names}) != len(names):
-        return None  # two arrays of one name in a message: one by one, in order
-    if len({k[0] for k in bulk}) != len(bulk):
-        return None
-    return (n, tuple(bulk), tuple(derived), tuple(decoded.columns))
+        return False  # two arrays of one name in a message
+    return len({k[0] for k in bulk}) == len(bulk)
 
 
 def _row_dims(b: BulkFrame | None, array: np.ndarray, ragged: bool) -> list[str]:
@@ -264,7 +272,7 @@ class StreamWriter:
             key, end = keys[start], start + 1
             while end < n and keys[end] == key:
                 end += 1
-            if key is None or end - start <= _ALIKE_MIN:
+            if key is None or end - start <= _ALIKE_MIN or not _distinct_names(key):
                 while end < n and (keys[end] is None or keys[end] != keys[end - 1]):
                     end += 1  # irregular messages go one by one, together
                 self._append_each(items[start:end])
@@ -339,7 +347,8 @@ class StreamWriter:
         if len(decoded) != len(items):
             return False  # _layout_key lets none through
         d0 = decoded[0]
-        families: list[tuple[int, int, bool, list[np.ndarray]]] = []  # (segment, frame, ...)
+        # (segment, frame, ragged, row shape, arrays)
+        families: list[tuple[int, int, bool, tuple[int, ...], list[np.ndarray]]] = []
         derived = [
             (d.name, d.array, d.ragged) if isinstance(d, BulkFrame) else (d[0], d[1], False)
             for d in d0.derived
@@ -361,7 +370,7 @@ class StreamWriter:
                 arrays = [d.bulk[k].array for d in decoded]
             else:
                 arrays = [_derived_array(d.derived[k - nb]) for d in decoded]
-            families.append((idx, frame, ragged, arrays))
+            families.append((idx, frame, ragged, shape, arrays))
         count = len(items)
         index0 = self.n_messages
         n_fr = len(items[0][1])
@@ -369,7 +378,7 @@ class StreamWriter:
         f_seg = np.full((count, n_fr), layout.HEAP_SEGMENT, dtype=np.int64)
         f_off = np.empty((count, n_fr), dtype=np.int64)
         placed_frames = set()
-        for idx, frame, ragged, arrays in families:
+        for idx, frame, ragged, shape, arrays in families:
             app = self._segment_appenders[idx]
             assert not isinstance(app, PlacedAppender), "_current_segment holds whole rows"
             row0 = app.rows
@@ -380,7 +389,7 @@ class StreamWriter:
             else:
                 rows = row0 + np.arange(count, dtype=np.int64)
                 messages = np.arange(index0, index0 + count, dtype=np.int64)
-            if arrays[0].nbytes < SMALL_PIECE:  # copied together anyway: one join
+            if arrays[0].nbytes < _BIG_FRAME:  # one join: cheaper than a piece per array
                 app.extend_rows(np.concatenate(arrays) if ragged else np.stack(arrays))
             else:  # large: the appender keeps views of the received frames, no copy
                 for a in arrays:
@@ -393,7 +402,10 @@ class StreamWriter:
                 placed_frames.add(frame)
                 f_seg[:, frame] = idx
                 f_off[:, frame] = rows
-                lengths[:, frame] = [a.nbytes for a in arrays]
+                if ragged:  # bytes per row times rows
+                    lengths[:, frame] = sizes * (arrays[0].itemsize * math.prod(shape))
+                else:
+                    lengths[:, frame] = arrays[0].nbytes  # one shape for all
         heap_cols = [i for i in range(n_fr) if i not in placed_frames]
         heap_pos = self.heap.rows
         if heap_cols:
@@ -404,15 +416,18 @@ class StreamWriter:
             lengths[:, heap_cols] = grid
             ends = heap_pos + np.cumsum(sizes)
             f_off[:, heap_cols] = (ends - sizes).reshape(count, len(heap_cols))
-            small: list = []
-            for f, size in zip(heap, sizes.tolist(), strict=True):
-                if size >= _BIG_FRAME:
-                    self._heap_put(small)
-                    small = []
-                    self.heap.extend(f)
-                elif size:
-                    small.append(f)
-            self._heap_put(small)
+            if int(sizes.max()) < _BIG_FRAME:
+                self._heap_put(heap)  # all small: one join (empty frames add nothing)
+            else:
+                small: list = []
+                for f, size in zip(heap, sizes.tolist(), strict=True):
+                    if size >= _BIG_FRAME:
+                        self._heap_put(small)
+                        small = []
+                        self.heap.extend(f)
+                    elif size:
+                        small.append(f)
+                self._heap_put(small)
         table = _FrameRows(self)
         f_col = np.full(count * n_fr, layout.WHOLE_ROWS, dtype=np.int64)
         table.columns(f_seg.ravel(), f_off.ravel(), lengths.ravel(), f_col, b"", 0)
@@ -590,7 +605,9 @@ class StreamWriter:
                 app.extend([_missing(kind)] * (start - app.rows))
             types = set(map(type, column))
             if types <= _FITS[kind]:
-                app.extend([layout.valid_text(v) for v in column] if kind == "str" else column)
+                if kind == "str" and not "".join(column).isascii():  # ASCII is valid as it is
+                    column = [layout.valid_text(v) for v in column]
+                app.extend(column)
             else:
                 app.extend([_coerce(kind, v) for v in column])
 

@@ -51,6 +51,45 @@ def _karabo() -> list[list[bytes]]:
     return msgs
 
 
+def _hostile_train(t: int) -> list:
+    """Train t of a stream that changes under the batch path: keys appear and vanish, values
+    change type, arrays change dtype, shape and size class (under 16 KiB, 16-64 KiB joined,
+    64 KiB and more kept as views), sources come and go."""
+    phase = t // 40
+    values: dict = {
+        "x": [float(t), t, f"t{t}", t % 2 == 0, 2**64 - 1 - t][phase % 5],  # type changes
+        "s": "pl\u00e4in" if t % 7 == 0 else "plain",  # non-ASCII inside a batch
+        "pulses": np.arange(3 + (t // 25) % 2, dtype=np.uint16 if phase % 2 else np.uint32),
+        "mid": np.full((2 + t % 2, 24, 1024), t % 200, dtype=np.uint8),  # 48-72 KiB, ragged
+        "flags": [True, False] if phase % 3 else [1, 0],  # bool list vs int list: dtypes differ
+        "names": ["a", True] if t % 30 < 15 else ["a", 1],  # JSON text differs, == is equal
+    }
+    if 60 <= t % 100 < 80:
+        values["sometimes"] = t  # a key appearing and vanishing
+    else:
+        values["big"] = np.full((70_000,), t % 256, dtype=np.uint8)  # an array that vanishes
+    meta = {"DET/H": {"timestamp.tid": t, "timestamp": 1.7e9 + t / 10}}
+    data = {"DET/H": values}
+    if t % 50 < 30:  # a second source, part of the time
+        data["MOTOR/M"] = {"pos": t * 0.5, "deep": {"er": {"v": t}}}
+        meta["MOTOR/M"] = {"timestamp.tid": t, "timestamp.sec": "1700000000", "other": "x"}
+    return kb.encode_train(data, meta)
+
+
+def _karabo_hostile() -> list[list]:
+    msgs: list[list] = [_hostile_train(t) for t in range(330)]
+    msgs[45:45] = [[b"\x81\xa6source\xa1A", b"garbage"]]  # bad msgpack
+    msgs[90:90] = [[msgs[89][0], b"\xc1"]]  # a good header, data that is no msgpack
+    msgs[95:95] = [msgs[94][:-1]]  # the last array's data frame missing: odd frame count
+    head = msgs[120]
+    msgs[121:121] = [head[2:4] + head[:2] + head[4:]]  # an array pair before its msgpack pair
+    v1 = make_simulator("karabo", protocol="1.0", detector="small", n_sources=2)
+    msgs[200:200] = [v1.message(i) for i in range(15)]  # protocol 1.0 in between
+    for k in range(250, 270):  # zero-copy frames as the receive thread may hand them over
+        msgs[k] = [memoryview(f) if i % 2 else bytearray(f) for i, f in enumerate(msgs[k])]
+    return msgs
+
+
 def _adzmq() -> list[list[bytes]]:
     a = make_simulator("adzmq", height=16, width=32)
     b = make_simulator("adzmq", height=128, width=256, ndattr=False)
@@ -84,6 +123,7 @@ def _raw() -> list[list[bytes]]:
 
 STREAMS = {
     "karabo": _karabo,
+    "karabo-hostile": _karabo_hostile,
     "adzmq": _adzmq,
     "pymultivideo": _pymultivideo,
     "openephys": _openephys,
@@ -123,11 +163,13 @@ def _assert_same_runs(one, together) -> None:
 
 @pytest.mark.parametrize(
     ("protocol", "compression"),
-    [(p, None) for p in sorted(STREAMS)] + [(p, "zstd") for p in ("adzmq", "karabo", "raw")],
+    [(p, None) for p in sorted(STREAMS)]
+    + [(p, "zstd") for p in ("adzmq", "karabo", "karabo-hostile", "raw")],
 )
 def test_alike_messages_are_stored_as_single_messages_are(tmp_path, monkeypatch, protocol,
                                                            compression):  # fmt: skip
     messages = STREAMS[protocol]()
+    protocol = protocol.partition("-")[0]
     calls = []
     alike = stream_writer.StreamWriter._append_alike
 
@@ -145,6 +187,33 @@ def test_alike_messages_are_stored_as_single_messages_are(tmp_path, monkeypatch,
     with RunReader(together) as r:
         stored = [[bytes(f) for f in m.frames] for m in r.stream("s").messages()]
     assert stored == [[bytes(f) for f in m] for m in messages]  # byte for byte
+
+
+def test_hostile_karabo_batches_take_the_batch_path_and_keep_every_change(tmp_path,
+                                                                          monkeypatch):  # fmt: skip
+    """The hostile stream is not stored one by one in disguise: most of it goes through
+    _append_alike, and what changed under it (types, dtypes, keys, rejects) is all there."""
+    together: list[int] = []
+    alike = stream_writer.StreamWriter._append_alike
+
+    def counting(self, items):
+        done = alike(self, items)
+        together.append(len(items) if done else 0)
+        return done
+
+    monkeypatch.setattr(stream_writer.StreamWriter, "_append_alike", counting)
+    messages = _karabo_hostile()
+    run = _record(tmp_path / "all", "karabo", messages, batch=97)
+    assert sum(together) > 60 and len([n for n in together if n]) >= 5  # 349 messages
+    with RunReader(run) as r:
+        attrs = r.stream("s").attrs
+    assert attrs["stats"]["rejects"] == 4
+    segments, columns = attrs["segments"], attrs["columns"]
+    pulses = [g for g in segments if g["name"] == "DET/H:pulses"]
+    assert {g["dtype"] for g in pulses} == {"<u2", "<u4"} and len(pulses) >= 4
+    assert {g["name"] for g in segments} >= {"DET/H:big", "DET/H:mid", "DET/H:flags"}
+    assert {"DET/H:sometimes", "DET/H:x", "DET/H:names", "MOTOR/M:deep.er.v"} <= set(columns)
+    assert "MOTOR/M:metadata.other" in columns
 
 
 def test_karabo_known_headers_decode_as_a_fresh_codec_does():
