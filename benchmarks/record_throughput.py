@@ -4,7 +4,9 @@ A separate sender process PUSHes N messages ([8-byte counter, payload]) over tcp
 round, three receivers take the same stream one after another, alternating so machine noise hits
 them alike: the baseline (plain pyzmq recv + file.write), our recorder (raw protocol, PULL) and
 the MCAP writer as a peer format. Each is timed from its first message to everything fsynced.
-Prints MB/s, msg/s, ratio to the baseline, and loss.
+Prints MB/s, msg/s, ratio to the baseline, loss, and the receiving process's CPU per MiB (all its
+threads, zmq's I/O thread too, setup and close included): on a busy machine the CPU a receiver
+needs says more than its wall-clock rate.
 
     python benchmarks/record_throughput.py [--rounds 3] [--big-count 1000] [--small-count 200000]
 """
@@ -148,6 +150,11 @@ def recorder(ctx, endpoint, ack, count, out_dir: Path) -> tuple[float, int, int]
 RECEIVERS = {"baseline": baseline, "recorder": recorder, "mcap": mcap_writer}
 
 
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def bench(size: int, count: int, rounds: int, workdir: Path) -> dict[str, list]:
     ctx = zmq.Context()
     q = mp.get_context("spawn").Queue()
@@ -163,8 +170,9 @@ def bench(size: int, count: int, rounds: int, workdir: Path) -> dict[str, list]:
         for name in order if r % 2 == 0 else order[::-1]:
             out = Path(tempfile.mkdtemp(dir=workdir))
             prefault()
+            cpu = _cpu()
             elapsed, got, nbytes = RECEIVERS[name](ctx, endpoint, ack, count, out)
-            results[name].append((elapsed, got, nbytes))
+            results[name].append((elapsed, got, nbytes, _cpu() - cpu))
             shutil.rmtree(out)
     proc.join(60)
     ack.close()
@@ -173,16 +181,19 @@ def bench(size: int, count: int, rounds: int, workdir: Path) -> dict[str, list]:
 
 
 def report(label: str, size: int, count: int, results: dict[str, list]) -> dict:
-    base = median([nb / t for t, _, nb in results["baseline"]])
+    base = median([nb / t for t, _, nb, _ in results["baseline"]])
     print(f"\n{label}: {count} messages of {size} B payload, {len(results['baseline'])} rounds")
-    print(f"{'receiver':<10} {'MB/s':>9} {'msg/s':>10} {'ratio':>7} {'loss':>6}")
+    print(f"{'receiver':<10} {'MB/s':>9} {'msg/s':>10} {'ratio':>7} {'loss':>6} {'CPU us/MiB':>11}")
     out = {}
     for name, runs in results.items():
-        mbs = median([nb / t for t, _, nb in runs])
-        msgs = median([got / t for t, got, _ in runs])
-        loss = max(count - got for _, got, _ in runs)
-        out[name] = {"MB/s": mbs / 1e6, "msg/s": msgs, "ratio": mbs / base, "loss": loss}
-        print(f"{name:<10} {mbs / 1e6:>9.1f} {msgs:>10.0f} {mbs / base:>7.2f} {loss:>6}")
+        mbs = median([nb / t for t, _, nb, _ in runs])
+        msgs = median([got / t for t, got, _, _ in runs])
+        loss = max(count - got for _, got, _, _ in runs)
+        cpu = median([c / (nb / 2**20) * 1e6 for _, _, nb, c in runs if nb])
+        out[name] = {"MB/s": mbs / 1e6, "msg/s": msgs, "ratio": mbs / base, "loss": loss,
+                     "cpu_us_per_MiB": cpu}  # fmt: skip
+        print(f"{name:<10} {mbs / 1e6:>9.1f} {msgs:>10.0f} {mbs / base:>7.2f} {loss:>6}", end="")
+        print(f" {cpu:>11.0f}")
     return out
 
 
@@ -204,12 +215,12 @@ def main() -> int:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     ok = (
-        big["recorder"]["ratio"] >= 0.8
-        and small["recorder"]["ratio"] >= 0.5
+        big["recorder"]["ratio"] >= 0.95
+        and small["recorder"]["ratio"] >= 0.95
         and big["recorder"]["loss"] == 0
         and small["recorder"]["loss"] == 0
     )
-    print("\ntargets (1 MiB >= 0.8, 4 KiB >= 0.5, zero loss):", "met" if ok else "NOT met")
+    print("\ntargets (issue 16: 1 MiB and 4 KiB >= 0.95, zero loss):", "met" if ok else "NOT met")
     return 0 if ok else 1
 
 
