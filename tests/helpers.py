@@ -87,8 +87,10 @@ def run_cli(*args, cwd: str | os.PathLike | None = None) -> subprocess.Completed
     exception is a traceback on stderr and exit code 1, and warnings (Python's default filters)
     and log records of WARNING and up (Python's last-resort handler) go to stderr, as they would
     from `python -m recorder`. The database connections the command opened are closed when it
-    returns, as a process's are when it exits (an open one would keep a catalog file in use).
-    `cwd`: the working folder during the command (this process's, restored afterwards).
+    returns, as a process's are when it exits (an open one would keep a catalog file in use),
+    and the environment variables and signal handlers it changed are put back (`serve` sets its
+    endpoint policy in os.environ for its workers). `cwd`: the working folder during the
+    command (this process's, restored afterwards).
 
     In process because a fresh interpreter costs seconds of imports per call on a loaded
     machine; the command's behaviour is the same. Tests about the process itself (start-up
@@ -102,12 +104,13 @@ def run_cli(*args, cwd: str | os.PathLike | None = None) -> subprocess.Completed
 
     from recorder.cli.main import main
 
-    here = os.getcwd()
+    here, environ = os.getcwd(), dict(os.environ)
+    signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     with CliRunner().isolation(input=b"") as (out, err, _):
-        handler = logging.StreamHandler(sys.stderr)  # the runner's stderr
-        handler.setLevel(logging.WARNING)
+        last_resort = logging.StreamHandler(sys.stderr)  # the runner's stderr
+        last_resort.setLevel(logging.WARNING)
         root = logging.getLogger()
-        root.addHandler(handler)
+        root.addHandler(last_resort)
         engines: dict[int, sa.Engine] = {}
 
         def opened(conn) -> None:
@@ -129,10 +132,16 @@ def run_cli(*args, cwd: str | os.PathLike | None = None) -> subprocess.Completed
                     code = 1
         finally:
             os.chdir(here)
+            for key in set(os.environ) - set(environ):
+                del os.environ[key]
+            os.environ.update({k: v for k, v in environ.items() if os.environ.get(k) != v})
+            for signum, handler in signals.items():
+                if signal.getsignal(signum) is not handler:
+                    signal.signal(signum, handler)
             sa.event.remove(sa.Engine, "engine_connect", opened)
             for engine in engines.values():
                 engine.dispose()
-            root.removeHandler(handler)
+            root.removeHandler(last_resort)
             sys.stdout.flush()
             sys.stderr.flush()
         stdout, stderr = out.getvalue(), err.getvalue()
