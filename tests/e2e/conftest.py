@@ -18,10 +18,12 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def _chromium():
-    """One playwright driver and one chromium per test process: launching them costs seconds,
-    and every test gets its own browser context (cookies, storage, pages) anyway."""
+    """One playwright driver and one chromium per test module: launching them costs seconds,
+    and every test gets its own browser context (cookies, storage, pages) anyway. Not per
+    session: while the sync driver lives, its event loop counts as running in this thread, so
+    another module's own sync_playwright() (tests/web/test_live.py) or asyncio.run() fails."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
