@@ -1,5 +1,6 @@
 """Helpers every test folder shares: waiting on a condition (never a bare sleep), free TCP
-ports, and the real `recorder` command in a subprocess, ended for sure afterwards.
+ports, the `recorder` command run in this process, and the real command in a subprocess,
+ended for sure afterwards.
 
 Protocol- and room-specific helpers live beside their users: recordhelp (a recording against a
 live source), replayhelp (runs made to order, replay clients), clihelp (the CLI as a user runs
@@ -79,11 +80,113 @@ def local(port: int) -> str:
     return f"tcp://127.0.0.1:{port}"
 
 
-def run_cli(*args, timeout: float = 60) -> subprocess.CompletedProcess:
-    """`recorder ARGS...` to completion, text output captured; never raises on an exit code."""
-    return subprocess.run(
-        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
+def run_cli(*args, cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+    """`recorder ARGS...` to completion in this process, as the command line runs it: the same
+    command tree and error handling (`recorder.cli.main.main`), stdin at its end, stdout and
+    stderr captured as text, the exit code; never raises on an exit code. An unexpected
+    exception is a traceback on stderr and exit code 1, and warnings (Python's default filters)
+    and log records of WARNING and up (Python's last-resort handler) go to stderr, as they would
+    from `python -m recorder`. The database connections the command opened are closed when it
+    returns, as a process's are when it exits (an open one would keep a catalog file in use),
+    and the environment variables and signal handlers it changed are put back (`serve` sets its
+    endpoint policy in os.environ for its workers). `cwd`: the working folder during the
+    command (this process's, restored afterwards).
+
+    In process because a fresh interpreter costs seconds of imports per call on a loaded
+    machine; the command's behaviour is the same. Tests about the process itself (start-up
+    imports, signals, a second process racing) use run_cli_process or start_cli."""
+    import logging
+    import traceback
+    import warnings
+
+    import sqlalchemy as sa
+    from click.testing import CliRunner
+
+    from recorder.cli.main import main
+
+    here, environ = os.getcwd(), dict(os.environ)
+    signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    with CliRunner().isolation(input=b"") as (out, err, _):
+        last_resort = logging.StreamHandler(sys.stderr)  # the runner's stderr
+        last_resort.setLevel(logging.WARNING)
+        root = logging.getLogger()
+        root.addHandler(last_resort)
+        engines: dict[int, sa.Engine] = {}
+
+        def opened(conn) -> None:
+            engines.setdefault(id(conn.engine), conn.engine)
+
+        sa.event.listen(sa.Engine, "engine_connect", opened)
+        try:
+            if cwd is not None:
+                os.chdir(cwd)
+            with warnings.catch_warnings():
+                _python_default_warnings()
+                try:
+                    main.main(args=[str(a) for a in args], prog_name="recorder")
+                    code = 0
+                except SystemExit as exc:
+                    code = _exit_code(exc.code)
+                except Exception:
+                    traceback.print_exc()
+                    code = 1
+        finally:
+            os.chdir(here)
+            for key in set(os.environ) - set(environ):
+                del os.environ[key]
+            os.environ.update({k: v for k, v in environ.items() if os.environ.get(k) != v})
+            for signum, handler in signals.items():
+                if signal.getsignal(signum) is not handler:
+                    signal.signal(signum, handler)
+            sa.event.remove(sa.Engine, "engine_connect", opened)
+            for engine in engines.values():
+                engine.dispose()
+            root.removeHandler(last_resort)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        stdout, stderr = out.getvalue(), err.getvalue()
+    return subprocess.CompletedProcess(
+        ["recorder", *map(str, args)], code, stdout.decode(), stderr.decode()
     )
+
+
+def _exit_code(code: object) -> int:
+    """What the interpreter makes of sys.exit(code): None is 0, an int itself, anything else
+    printed on stderr and 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _python_default_warnings() -> None:
+    """The warning filters and output of a plain `python` (no -W): deprecations in __main__
+    only, printed on sys.stderr (pytest otherwise records them for its own summary)."""
+    import warnings
+
+    warnings.resetwarnings()
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.simplefilter("ignore", category)
+    warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+    warnings.simplefilter("default", append=True)
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    warnings.showwarning = show
+
+
+def run_cli_process(
+    *args, cwd: str | os.PathLike | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """`recorder ARGS...` to completion in its own process (`python -m recorder`), text output
+    captured; never raises on an exit code."""
+    return subprocess.run(
+        [*CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        check=False,
+    )  # fmt: skip
 
 
 def cli_json(*args):

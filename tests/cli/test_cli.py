@@ -11,7 +11,7 @@ import zmq
 
 from recorder.store import layout
 from recorder.store.reader import RunReader
-from tests.helpers import cli_json, run_cli
+from tests.helpers import cli_json, run_cli, run_cli_process
 
 
 def serve_replies(ctx, n: int) -> tuple[str, threading.Thread]:
@@ -36,7 +36,7 @@ def serve_replies(ctx, n: int) -> tuple[str, threading.Thread]:
 @pytest.fixture
 def recorded(ctx, data_dir):
     endpoint, t = serve_replies(ctx, 5)
-    out = run_cli(
+    out = run_cli_process(  # the real command, in its own process
         "record", endpoint, "--socket", "REQ", "--count", "5", "--name", "first run",
         "--tag", "calib", "--tag", "day1", "--data", data_dir,
     )  # fmt: skip
@@ -162,7 +162,7 @@ BAD = [
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(("args", "message"), BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_is_one_line_and_exit_2(args, message, data_dir):
-    out = run_cli(*args, "--data", data_dir, timeout=30)
+    out = run_cli(*args, "--data", data_dir)
     assert out.returncode == 2, (out.stdout, out.stderr)
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr

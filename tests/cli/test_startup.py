@@ -112,28 +112,54 @@ def _finish(proc: subprocess.Popen, release) -> None:
     proc.wait(30)
 
 
+class GatedRecording:
+    """`recorder record --count N` of an XPUB's stream, started with the first import of the
+    modules in `gate` held back; on entering, the recorder has subscribed (while they are still
+    held). `release()` lets them through; on leaving, the recording must have ended with exit
+    code 0 within 60 s, and `run_id` is what it printed."""
+
+    def __init__(self, ctx, data_dir, tmp_path, gate: str, count: int):
+        self.release_file = tmp_path / "release"
+        self.pub = ctx.socket(zmq.XPUB)
+        port = free_port()
+        self.pub.bind(local(port))
+        args = ("record", local(port), "--count", str(count), "-q", "--data", data_dir)
+        self.gate, self.args, self.run_id = gate, args, ""
+
+    def __enter__(self) -> GatedRecording:
+        self.proc = _gated(self.release_file, *self.args, gate=self.gate)
+        try:
+            self.err = _lines(self.proc.stderr)
+            assert self.pub.poll(60_000), f"no subscription while {self.gate} was held back"
+            assert self.pub.recv() == b"\x01"  # subscribed to everything
+        except BaseException:
+            _finish(self.proc, self.release_file)
+            raise
+        return self
+
+    def release(self) -> None:
+        self.release_file.touch()
+
+    def __exit__(self, kind, *_) -> None:
+        try:
+            if kind is None:
+                wait_for(lambda: self.proc.poll() is not None, 60, "the recording to end")
+        finally:
+            _finish(self.proc, self.release_file)
+        if kind is None:
+            assert self.proc.returncode == 0, _rest(self.err)
+            assert self.proc.stdout is not None
+            self.run_id = self.proc.stdout.read().strip()
+
+
 @pytest.mark.timeout(120)
 def test_recorder_subscribes_before_it_loads_the_catalog(ctx, data_dir, tmp_path):
-    release = tmp_path / "release"
-    pub = ctx.socket(zmq.XPUB)
-    port = free_port()
-    pub.bind(local(port))
-    proc = _gated(release, "record", local(port), "--count", "1", "-q", "--data", data_dir)
-    try:
-        err = _lines(proc.stderr)
-        assert pub.poll(60_000), "no subscription while SQLAlchemy was held back"
-        assert pub.recv() == b"\x01"  # subscribed to everything
+    with GatedRecording(ctx, data_dir, tmp_path, "sqlalchemy", count=1) as rec:
         # then the catalog is opened (and held back until now)
-        assert err.get(timeout=60).startswith("gated sqlalchemy")
-        release.touch()
-        pub.send(b"hello")
-        wait_for(lambda: proc.poll() is not None, 60, "the recording to end")
-    finally:
-        _finish(proc, release)
-    assert proc.returncode == 0, _rest(err)
-    assert proc.stdout is not None
-    run_id = proc.stdout.read().strip()
-    assert (config.runs_dir(data_dir) / run_id).is_dir()
+        assert rec.err.get(timeout=60).startswith("gated sqlalchemy")
+        rec.release()
+        rec.pub.send(b"hello")
+    assert (config.runs_dir(data_dir) / rec.run_id).is_dir()
     assert (data_dir / "catalog.sqlite").exists()
 
 
@@ -141,27 +167,12 @@ def test_recorder_subscribes_before_it_loads_the_catalog(ctx, data_dir, tmp_path
 def test_recorder_subscribes_before_it_loads_the_store_and_queues_meanwhile(
     ctx, data_dir, tmp_path
 ):
-    release = tmp_path / "release"
-    pub = ctx.socket(zmq.XPUB)
-    port = free_port()
-    pub.bind(local(port))
-    args = ("record", local(port), "--count", "2", "-q", "--data", data_dir)
-    proc = _gated(release, *args, gate="zarr")
-    try:
-        err = _lines(proc.stderr)
-        assert pub.poll(60_000), "no subscription while zarr was held back"
-        assert pub.recv() == b"\x01"
-        assert err.get(timeout=60).startswith("gated zarr")  # the run is created only now
-        pub.send_multipart([b"sent", b"while the store loads"])
-        pub.send(b"second")
-        release.touch()
-        wait_for(lambda: proc.poll() is not None, 60, "the recording to end")
-    finally:
-        _finish(proc, release)
-    assert proc.returncode == 0, _rest(err)
-    assert proc.stdout is not None
-    run_id = proc.stdout.read().strip()
-    with RunReader(config.runs_dir(data_dir) / run_id) as run:
+    with GatedRecording(ctx, data_dir, tmp_path, "zarr", count=2) as rec:
+        assert rec.err.get(timeout=60).startswith("gated zarr")  # the run is created only now
+        rec.pub.send_multipart([b"sent", b"while the store loads"])
+        rec.pub.send(b"second")
+        rec.release()
+    with RunReader(config.runs_dir(data_dir) / rec.run_id) as run:
         got = [m.frames for m in run.messages()]
     assert [[bytes(f) for f in frames] for frames in got] == [
         [b"sent", b"while the store loads"],
@@ -225,22 +236,10 @@ def test_replayer_binds_before_it_loads_any_heavy_library(ctx, data_dir, tmp_pat
 
 @pytest.mark.timeout(120)
 def test_recorder_subscribes_before_it_loads_any_heavy_library(ctx, data_dir, tmp_path):
-    release = tmp_path / "release"
-    pub = ctx.socket(zmq.XPUB)
-    port = free_port()
-    pub.bind(local(port))
-    args = ("record", local(port), "--count", "1", "-q", "--data", data_dir)
-    proc = _gated(release, *args, gate=",".join(HEAVY))
-    try:
-        err = _lines(proc.stderr)
-        assert pub.poll(60_000), "no subscription while the heavy libraries were held back"
-        assert pub.recv() == b"\x01"
-        release.touch()
-        pub.send(b"hello")
-        wait_for(lambda: proc.poll() is not None, 60, "the recording to end")
-    finally:
-        _finish(proc, release)
-    assert proc.returncode == 0, _rest(err)
+    with GatedRecording(ctx, data_dir, tmp_path, ",".join(HEAVY), count=1) as rec:
+        rec.release()
+        rec.pub.send(b"hello")
+    assert (config.runs_dir(data_dir) / rec.run_id).is_dir()
 
 
 def _rest(lines: queue.Queue) -> list[str]:

@@ -6,8 +6,6 @@ by the wrong host; the started jobs of a host whose managers stopped beating are
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,7 +13,7 @@ import pytest
 
 from recorder.db.control import Control
 from recorder.db.jobs import DESIRED_STOPPED, FAILED, PENDING, RUNNING, STARTING
-from tests.helpers import wait_for
+from tests.db.claimhelp import race
 
 JOBS = 200
 HOSTS = ("hostA", "hostB")
@@ -35,77 +33,23 @@ def test_a_manager_claims_its_own_hosts_jobs_and_any_hosts_never_anothers(catalo
     control.close()
 
 
-CLAIMER = """
-import sys, threading, time
-from pathlib import Path
-from recorder.db.control import Control
-url, host, threads = sys.argv[1], sys.argv[2], int(sys.argv[5])
-out, done = Path(sys.argv[3]), Path(sys.argv[4])
-control = Control(url)
-won, lock = [], threading.Lock()
-out.with_suffix(".ready").touch()
-
-def claim(i):
-    me = f"{host}/{i}/1"
-    while True:
-        finished = done.exists()  # read first: every job was created before it appeared
-        job = control.claim_next(me, host)
-        if job is not None:
-            with lock:
-                won.append(f"{job['id']} {job['host']} {job['manager']}")
-        elif finished:
-            return
-        else:
-            time.sleep(0.005)
-
-ts = [threading.Thread(target=claim, args=(i,)) for i in range(threads)]
-[t.start() for t in ts]
-[t.join() for t in ts]
-out.write_text("\\n".join(won))
-"""
-
-
 @pytest.mark.timeout(240)
 def test_200_jobs_claimed_at_once_by_two_hosts_are_each_taken_once_by_a_right_host(
     catalog_url, tmp_path
 ):
     control = Control(catalog_url)
-    threads = "2" if catalog_url.startswith("sqlite") else "4"  # SQLite: one writer at a time
-    done = tmp_path / "done"
-    outs = {h: tmp_path / f"claims-{h}.txt" for h in HOSTS}
-    claimers = [
-        subprocess.Popen(
-            [sys.executable, "-c", CLAIMER, catalog_url, h, str(out), str(done), threads],
-            stderr=subprocess.PIPE,
-        )
-        for h, out in outs.items()
-    ]
-    try:
-        wait_for(
-            lambda: (
-                all(o.with_suffix(".ready").exists() for o in outs.values())
-                or any(p.poll() is not None for p in claimers)
-            ),
-            60,
-            "the claimers to start",
-        )
+    threads = 2 if catalog_url.startswith("sqlite") else 4  # SQLite: one writer at a time
 
-        def create(i: int) -> tuple[str, str | None]:
-            host = (None, "hostA", "hostB")[i % 3]
-            return control.create_job("record", {"n": i}, host=host)["id"], host
+    def create(i: int) -> tuple[str, str | None]:
+        host = (None, "hostA", "hostB")[i % 3]
+        return control.create_job("record", {"n": i}, host=host)["id"], host
 
+    def create_all() -> dict[str, str | None]:
         with ThreadPoolExecutor(16) as pool:  # 200 requests at once, as the API makes them
-            created = dict(pool.map(create, range(JOBS)))
-        done.touch()
-        for p in claimers:
-            _, err = p.communicate(timeout=180)
-            assert p.returncode == 0, err.decode()
-    finally:
-        for p in claimers:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    claims = [line.split() for o in outs.values() for line in o.read_text().splitlines()]
+            return dict(pool.map(create, range(JOBS)))
+
+    created, won = race(catalog_url, tmp_path, list(HOSTS), "next", threads, create_all)
+    claims = [claim for h in HOSTS for claim in won[h]]
     ids = [c[0] for c in claims]
     assert len(created) == JOBS
     assert sorted(ids) == sorted(created)  # each once: none twice, none left

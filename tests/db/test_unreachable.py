@@ -14,7 +14,7 @@ from tests.helpers import free_port, run_cli
 def test_an_unreachable_database_at_start_is_one_line_and_exit_code_2(data, command):
     url = f"postgresql+psycopg://rec:secret@127.0.0.1:{free_port()}/recorder"
     args = [str(free_port()) if a == "PORT" else a for a in command]
-    out = run_cli(*args, "--data", data, "--catalog", url, timeout=120)
+    out = run_cli(*args, "--data", data, "--catalog", url)
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot open catalog"), out.stderr

@@ -18,17 +18,39 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-@pytest.fixture
-def browser():
+@pytest.fixture(scope="module")
+def _chromium():
+    """One playwright driver and one chromium per test module: launching them costs seconds,
+    and every test gets its own browser context (cookies, storage, pages) anyway. Not per
+    session: while the sync driver lives, its event loop counts as running in this thread, so
+    another module's own sync_playwright() (tests/web/test_live.py) or asyncio.run() fails."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        launched = []
+
+        def launch():
+            if not launched or not launched[-1].is_connected():  # a test crashed the last one
+                launched.append(p.chromium.launch(executable_path=CHROMIUM, args=ARGS,
+                                                  headless=True))  # fmt: skip
+            return launched[-1]
+
         try:
-            yield b
+            yield launch
         finally:
-            b.close()
+            for b in launched:
+                if b.is_connected():
+                    b.close()
+
+
+@pytest.fixture
+def browser(_chromium):
+    """The shared chromium; a test makes its own contexts in it and closes them (`page` does)."""
+    b = _chromium()
+    yield b
+    for left in b.contexts:  # one a failed test left open: the next test starts clean
+        left.close()
 
 
 @pytest.fixture

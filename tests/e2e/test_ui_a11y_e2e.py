@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.uiworld import served, sign_in, world
+from tests.e2e.uiworld import sign_in, world
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
@@ -27,7 +27,7 @@ def _violations(page, axe: str) -> list[str]:
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_no_page_has_an_accessibility_violation(app, data, browser, scheme):
+def test_no_page_has_an_accessibility_violation(app, data, browser, served, scheme):
     axe = _axe_source()
     paths = world(app, data)
     secret, _ = app.extensions["recorder"].control.create_token("axe")
@@ -35,21 +35,21 @@ def test_no_page_has_an_accessibility_violation(app, data, browser, scheme):
     ctx.set_default_timeout(20_000)
     page = ctx.new_page()
     try:
-        with served(app) as base:
-            page.goto(base + "/login")
-            problems = {"login": _violations(page, axe)}
-            sign_in(page, base, secret)
-            for name, path in paths.items():
-                page.goto(base + path)
-                page.wait_for_load_state("networkidle")
-                problems[name] = _violations(page, axe)
+        base = served
+        page.goto(base + "/login")
+        problems = {"login": _violations(page, axe)}
+        sign_in(page, base, secret)
+        for name, path in paths.items():
+            page.goto(base + path)
+            page.wait_for_load_state("networkidle")
+            problems[name] = _violations(page, axe)
         bad = {k: v for k, v in problems.items() if v}
         assert not bad, "\n".join(f"{k}: {x}" for k, v in bad.items() for x in v)
     finally:
         ctx.close()
 
 
-def test_every_page_fits_a_phone_and_its_buttons_are_on_screen(app, data, browser):
+def test_every_page_fits_a_phone_and_its_buttons_are_on_screen(app, data, browser, served):
     paths = world(app, data)
     secret, _ = app.extensions["recorder"].control.create_token("phone")
     ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
@@ -57,21 +57,21 @@ def test_every_page_fits_a_phone_and_its_buttons_are_on_screen(app, data, browse
     page = ctx.new_page()
     width = "() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
     try:
-        with served(app) as base:
-            page.goto(base + "/login")
-            widths = {"login": page.evaluate(width)}
-            sign_in(page, base, secret)
-            for name, path in paths.items():
-                page.goto(base + path)
-                page.wait_for_load_state("networkidle")
-                widths[name] = page.evaluate(width)
-            assert {k: w for k, w in widths.items() if w > 390} == {}
-            # The buttons a row acts with are on screen, not behind a sideways scroll.
-            for path, names in (("/", ["Stop"]), ("/sources", ["Test", "Edit"])):
-                page.goto(base + path)
-                for name in names:
-                    box = page.get_by_role("button", name=name, exact=True).first.bounding_box()
-                    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (
-                        path, name, box)  # fmt: skip
+        base = served
+        page.goto(base + "/login")
+        widths = {"login": page.evaluate(width)}
+        sign_in(page, base, secret)
+        for name, path in paths.items():
+            page.goto(base + path)
+            page.wait_for_load_state("networkidle")
+            widths[name] = page.evaluate(width)
+        assert {k: w for k, w in widths.items() if w > 390} == {}
+        # The buttons a row acts with are on screen, not behind a sideways scroll.
+        for path, names in (("/", ["Stop"]), ("/sources", ["Test", "Edit"])):
+            page.goto(base + path)
+            for name in names:
+                box = page.get_by_role("button", name=name, exact=True).first.bounding_box()
+                assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (
+                    path, name, box)  # fmt: skip
     finally:
         ctx.close()

@@ -1,34 +1,17 @@
-"""A small world for browser tests of every page: the app served on a real port in a thread,
-a signed-in page, and one of each thing a page shows (a run, a session, a source, a replay,
-recordings pending and stopped), made through the API and the catalog, no manager needed."""
+"""A small world for browser tests of every page: a signed-in page, and one of each thing a
+page shows (a run, a session, a source, a replay, recordings pending and stopped), made through
+the API and the catalog, no manager needed. The app is served by the `served` fixture
+(tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from werkzeug.serving import make_server
 
 from recorder import config
 from recorder.manager.planning import start_replay
 from recorder.store.run_writer import RunWriter
 
 API = "/api/v1"
-
-
-@contextmanager
-def served(app) -> Iterator[str]:
-    """The app on a real port in a thread (werkzeug), for a real browser."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        t.join(10)
 
 
 def sign_in(page, base: str, token: str) -> None:

@@ -1,6 +1,7 @@
 """`recorder export` and `recorder import` as a user runs them: real runs in a real data folder,
-the real command in a subprocess, its file read back with the mcap library, and every kind of
-bad input ending in one `error:` line and exit code 2, never a traceback."""
+the command (in this process, tests/helpers.run_cli; in a subprocess where the pipe and the
+process matter), its file read back with the mcap library, and every kind of bad input ending in
+one `error:` line and exit code 2, never a traceback."""
 
 from __future__ import annotations
 
@@ -15,18 +16,15 @@ import pytest
 from mcap.reader import make_reader
 
 from recorder import config
-from tests.helpers import CLI
+from tests.helpers import CLI, run_cli, run_cli_process
 from tests.replayhelp import make_run
 
 pytestmark = pytest.mark.timeout(120)
 TIMES_MS = [i * 100.0 for i in range(10)]  # message i received i * 0.1 s after the start
 
 
-def recorder(*args, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        check=False,
-    )  # fmt: skip
+def recorder(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return run_cli(*args, cwd=cwd)
 
 
 def refused(proc: subprocess.CompletedProcess) -> str:
@@ -105,7 +103,7 @@ def test_a_run_still_recording_exports_what_was_committed(tmp_path, data):
 
 def test_progress_is_off_the_result_line(tmp_path, data, two_streams):
     """stdout holds only the result (scripts read it); progress would go to stderr."""
-    proc = recorder("export", two_streams.name, "--to", "mcap", "--data", data, cwd=tmp_path)
+    proc = run_cli_process("export", two_streams.name, "--to", "mcap", "--data", data, cwd=tmp_path)
     assert len(proc.stdout.strip().splitlines()) == 1
     assert proc.stderr == ""  # a short export prints no progress on a pipe
 

@@ -33,7 +33,7 @@ def test_an_unreachable_store_or_wrong_credentials_stop_the_command_at_once(s3, 
     assert missing.returncode == 2 and "no such bucket" in missing.stderr, missing.stderr
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
-    down = run_cli("record", "tcp://127.0.0.1:5555", "--data", s3.data_url, "-q", timeout=30)
+    down = run_cli("record", "tcp://127.0.0.1:5555", "--data", s3.data_url, "-q")
     assert down.returncode == 2
     [line] = down.stderr.strip().splitlines()
     assert "cannot reach the object store" in line and BUCKET in line, line

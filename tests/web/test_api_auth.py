@@ -5,19 +5,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
+from tests.helpers import run_cli
 from tests.web.webhelp import API, recorded_run
-
-#: The `recorder` command with the serve commands added (until recorder/cli.py adds them).
-CLI = [
-    sys.executable,
-    "-m",
-    "recorder",
-]
 
 
 @pytest.mark.parametrize("path", ["/status", "/sources", "/runs", "/recordings", "/events"])
@@ -78,24 +70,19 @@ def test_tokens_are_stored_hashed_and_revocable(app, control, data, anon):
 
 @pytest.mark.timeout(60)
 def test_token_create_prints_the_token_alone_on_the_last_line(data, anon):
-    out = subprocess.run([*CLI, "token", "create", "--name", "robot", "--expires", "30d",
-                          "--data", str(data)],
-                         capture_output=True, text=True, timeout=50, check=False)  # fmt: skip
+    out = run_cli("token", "create", "--name", "robot", "--expires", "30d", "--data", str(data))
     assert out.returncode == 0, out.stderr
     secret = out.stdout.splitlines()[-1]
     assert secret == secret.strip() and len(secret) > 30 and " " not in secret
     assert secret not in out.stderr
     r = anon.get(f"{API}/status", headers={"Authorization": f"Bearer {secret}"})
     assert r.status_code == 200
-    listed = subprocess.run([*CLI, "token", "list", "--data", str(data)],
-                            capture_output=True, text=True, timeout=50, check=False)  # fmt: skip
+    listed = run_cli("token", "list", "--data", str(data))
     assert "robot" in listed.stdout and secret not in listed.stdout
     assert "EXPIRES" in listed.stdout and "never" not in listed.stdout
-    bad = subprocess.run([*CLI, "token", "create", "--expires", "soon", "--data", str(data)],
-                         capture_output=True, text=True, timeout=50, check=False)  # fmt: skip
+    bad = run_cli("token", "create", "--expires", "soon", "--data", str(data))
     assert bad.returncode == 2 and "not a duration" in bad.stderr
-    bad = subprocess.run([*CLI, "token", "revoke", "nope", "--data", str(data)],
-                         capture_output=True, text=True, timeout=50, check=False)  # fmt: skip
+    bad = run_cli("token", "revoke", "nope", "--data", str(data))
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
     assert len(bad.stderr.strip().splitlines()) == 1
 

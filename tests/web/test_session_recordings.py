@@ -34,7 +34,7 @@ def test_recordings_from_the_api_and_the_cli_land_in_the_session(client, manager
 
     before = {x["run_id"] for x in cli_json("ls", "--data", data)}
     out = run_cli("record", adzmq_sim, "--protocol", "adzmq", "--count", "5", "--name", "cli",
-                  "--session", sid, "--quiet", "--data", data, timeout=120)  # fmt: skip
+                  "--session", sid, "--quiet", "--data", data)  # fmt: skip
     assert out.returncode == 0, out.stderr
     [from_cli] = {x["run_id"] for x in cli_json("ls", "--data", data)} - before
 
