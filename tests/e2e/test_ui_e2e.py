@@ -12,7 +12,7 @@ import pytest
 from tests.clihelp import serve_demo
 from tests.helpers import free_port
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 
 def _int(text: str) -> int:
