@@ -195,11 +195,17 @@ def test_the_openapi_document_describes_exports(client):
     assert "409" in download["responses"]
 
 
+def long_run(data) -> str:
+    """A run whose MCAP export lasts about 2 s on a quiet machine (40k messages took 0.4 s,
+    between two polls of a test that wants to see it running), longer under load."""
+    return make_run(config.runs_dir(data), [i * 0.01 for i in range(200_000)]).name
+
+
 @pytest.mark.timeout(180)
 def test_progress_while_it_runs_and_a_stop_removes_the_partial_file(client, data):
     """A run long enough to watch: the job's progress rises between 0 and 1, and DELETE stops
     it: the worker removes what it wrote and the job reads `stopped`."""
-    run = make_run(config.runs_dir(data), [i * 0.01 for i in range(40_000)]).name
+    run = long_run(data)
     job_id = client.post(f"{API}/runs/{run}/exports", json={"target": "mcap"}).get_json()["id"]
     with running_manager(data):
         deadline = time.monotonic() + 60
@@ -220,7 +226,7 @@ def test_progress_while_it_runs_and_a_stop_removes_the_partial_file(client, data
 
 @pytest.mark.timeout(180)
 def test_a_worker_killed_mid_export_leaves_no_partial_file(client, control, data):
-    run = make_run(config.runs_dir(data), [i * 0.01 for i in range(40_000)]).name
+    run = long_run(data)
     job_id = client.post(f"{API}/runs/{run}/exports", json={"target": "mcap"}).get_json()["id"]
     with running_manager(data):
         deadline = time.monotonic() + 60

@@ -31,7 +31,9 @@ def test_a_unique_prefix_names_the_run_and_an_ambiguous_one_lists_candidates(cli
     common = 0
     while a[common] == b[common]:
         common += 1
-    unique = a[: common + 1]
+    # the shortest prefix of `a` no other run shares (a third run may share a[: common + 1])
+    unique = next(a[:n] for n in range(common + 1, len(a) + 1)
+                  if not any(r.startswith(a[:n]) for r in runs if r != a))  # fmt: skip
     got = client.get(f"{API}/runs/{unique}")
     assert got.status_code == 200 and got.get_json()["run_id"] == a
     tagged = client.post(f"{API}/runs/{unique}/tags", json={"tag": "short"}).get_json()
