@@ -437,6 +437,8 @@ class RunReader:
         self.streams: dict[str, StreamReader] = {}
         if layout.STREAMS_GROUP in self.root:
             for name, group in sorted(nodes.subgroup(self.root, layout.STREAMS_GROUP).groups()):
+                if not group.attrs:  # being added: its arrays are made before its attributes,
+                    continue  # so nothing of it is committed yet (a run page read it mid-way)
                 self.streams[name] = StreamReader(group)
 
     def refresh(self) -> None:

@@ -85,7 +85,8 @@ class LazyRun:
                 stream_attrs = _attributes(sub)
                 if stream_attrs is None:
                     return None
-                streams[sub.name] = stream_attrs
+                if stream_attrs:  # none yet: being added, nothing committed (as RunReader)
+                    streams[sub.name] = stream_attrs
         return cls(path, attrs, streams)
 
     def real(self) -> RunReader:

@@ -10,6 +10,7 @@ from recorder.errors import StoreError, StreamNotFound, UsageError
 from recorder.protocols.base import BulkFrame, Decoded
 from recorder.store import layout
 from recorder.store.reader import RunReader
+from recorder.store.run_meta import open_run
 from recorder.store.run_writer import RunWriter
 
 
@@ -228,3 +229,19 @@ def test_derived_arrays_and_row_index_map_rows_to_messages(tmp_path):
         # derived copies are not frames: every message is still exactly its verbatim frame
         assert [bytes(m.frames[0]) for m in r.messages()] == [b"train %d" % i for i in range(6)]
         assert all(seg.get("derived") for seg in st.segments)
+
+
+@pytest.mark.timeout(60)
+def test_a_stream_being_added_is_not_read_until_its_attributes_are_written(tmp_path):
+    """add_stream makes the stream's group, then its ~40 arrays, then its attributes: a reader
+    in between (the run page of a recording that just started) saw a stream without recv_ns
+    and failed with StoreError (HTTP 503). Nothing of such a stream is committed: no stream."""
+    w = RunWriter(tmp_path, name="x")
+    w.add_stream("done", protocol="raw", endpoint="tcp://h:1", socket_type="SUB", role="connect")
+    zarr.open_group(w.path / layout.STREAMS_GROUP / "half", mode="w")  # as add_stream leaves it
+    for reader in (RunReader, open_run):  # replay's lazy reader too
+        with reader(w.path) as run:
+            assert list(run.streams) == ["done"]
+            with pytest.raises(StreamNotFound):
+                run.stream("half")
+    w.close()
