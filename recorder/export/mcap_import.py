@@ -9,8 +9,9 @@ channel's place in the file), so `recorder replay` serves it from a PUB bound on
 and the data can feed ZeroMQ analysis clients.
 
 The markers of a file this recorder wrote (its `/markers` channel) become the run's markers
-again, as recording them made them (docs/format.md `markers`); a marker message that is not one
-refuses the file like any damaged message.
+again, as recording them made them (docs/format.md `markers`), and its `zmq_recorder.pauses`
+record the run's pauses (so `replay --skip-pauses` and the exports see them); a marker message
+or pauses record that is not one refuses the file like any damaged message.
 
 A file that is not MCAP, or is truncated or damaged, raises ExportError and leaves no run
 behind: the run being written is removed.
@@ -30,6 +31,7 @@ from mcap.reader import McapReader, make_reader
 from mcap.records import Channel, Message, Schema
 from mcap.summary import Summary
 
+from recorder.contracts import Pause
 from recorder.errors import ExportError, RecorderError
 from recorder.export import mcap_framing as fr
 from recorder.export.importing import ImportedStream, RunImport
@@ -96,6 +98,37 @@ def _run_metadata(reader: McapReader) -> dict[str, Any]:
         except ValueError:
             out[key] = text
     return out
+
+
+def _pauses(reader: McapReader, source: Path) -> list[Pause]:
+    """The run's deliberate pauses when we wrote the file (`zmq_recorder.pauses`: a JSON list
+    of {start_ns, end_ns, messages}); a record that is not that refuses the file."""
+    try:
+        records = [m for m in reader.iter_metadata() if m.name == fr.PAUSES_METADATA]
+    except Exception:
+        return []  # no metadata index: a file another tool wrote
+    if not records:
+        return []
+    try:
+        body = json.loads(records[0].metadata.get("pauses", ""))
+    except ValueError as exc:
+        raise ExportError(f"{source}: its pauses record is not JSON: {exc}") from exc
+    out: list[Pause] = []
+    for p in body if isinstance(body, list) else [None]:
+        if not isinstance(p, dict) or not (
+            _is_int(p.get("start_ns"))
+            and (p.get("end_ns") is None or _is_int(p.get("end_ns")))
+            and _is_int(p.get("messages"))
+        ):
+            raise ExportError(
+                f"{source}: its pauses record holds {p!r}, not {{start_ns, end_ns, messages}}"
+            )
+        out.append({"start_ns": p["start_ns"], "end_ns": p["end_ns"], "messages": p["messages"]})
+    return out
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _first_log_time(reader: McapReader, summary: Summary | None) -> int | None:
@@ -247,6 +280,9 @@ def import_file(source: Path, runs_dir: Path, *, name: str = "") -> Path:
         imp = RunImport(runs_dir, started_ns=started, name=run_name, meta=meta)
         try:
             with imp:
+                pauses = _pauses(reader, source)
+                if pauses:
+                    imp.run.set_pauses(pauses)
                 streams = _Streams(imp, source)
                 if summary is not None:  # every stream, even one with no message
                     for channel in sorted(summary.channels.values(), key=lambda c: c.id):

@@ -76,3 +76,43 @@ def test_a_marker_that_is_not_one_refuses_the_file(tmp_path, body):
     with pytest.raises(ExportError, match="marker"):
         import_file(source, runs)
     assert not runs.exists() or not any(runs.iterdir()), "no run left behind"
+
+
+@pytest.mark.timeout(60)
+def test_pauses_round_trip_through_mcap(tmp_path):
+    runs = tmp_path / "runs"
+    w = RunWriter(runs, name="paused", started_ns=T0)
+    s = w.add_stream(
+        "wire", protocol="raw", endpoint="tcp://127.0.0.1:5555", socket_type="SUB",
+        role="connect",
+    )  # fmt: skip
+    for i in range(20):
+        s.append(T0 + i * 1_000_000, [b"m%d" % i])
+    w.set_pauses([
+        {"start_ns": T0 + 3_000_000, "end_ns": T0 + 5_500_000, "messages": 2},
+        {"start_ns": T0 + 12_000_000, "end_ns": T0 + 12_500_000, "messages": 0},
+    ])  # fmt: skip
+    w.close()
+    out = tmp_path / "paused.mcap"
+    export_run(ExportRequest(w.path, "mcap", out))
+    with RunReader(w.path) as a, RunReader(import_file(out, tmp_path / "imported")) as b:
+        assert len(a.pauses()) == 2
+        assert b.pauses() == a.pauses()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "text",
+    ["not json", "{}", '[{"start_ns": 1}]', '[{"start_ns": true, "end_ns": 2, "messages": 0}]'],
+)
+def test_a_pauses_record_that_is_not_one_refuses_the_file(tmp_path, text):
+    source = tmp_path / "bad.mcap"
+    with open(source, "wb") as f:
+        w = Writer(f)
+        w.start()
+        w.add_metadata(fr.PAUSES_METADATA, {"pauses": text})
+        w.finish()
+    runs = tmp_path / "runs"
+    with pytest.raises(ExportError, match="pauses"):
+        import_file(source, runs)
+    assert not runs.exists() or not any(runs.iterdir()), "no run left behind"
