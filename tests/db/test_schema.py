@@ -165,6 +165,16 @@ def _assert_run_index_kept(catalog: Catalog, sessions: bool) -> None:
 RUNS_LIST_INDEXES = {"ix_runs_started", "ix_runs_name", "ix_runs_bytes", "ix_runs_messages"}
 
 
+def _row_at(url: str, revision: str, insert: str) -> None:
+    """A catalog migrated to `revision` only, holding the row `insert` adds: what an older
+    recorder left, for the next revisions to keep."""
+    command.upgrade(schema.alembic_config(url), revision)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(insert))
+    engine.dispose()
+
+
 def _table_sql(url: str) -> dict[str, str]:
     """CREATE statements of the tables and indexes, as SQLite keeps them."""
     engine = sa.create_engine(url)
@@ -239,17 +249,12 @@ def test_a_run_index_made_by_create_all_is_kept_with_its_rows(catalog_url, sessi
 def test_revision_0005_adds_lost_ns_to_a_catalog_at_0004_and_keeps_its_jobs(catalog_url):
     """Several hosts: a catalog at 0004 with jobs in it gets `jobs.lost_ns` (NULL for every job
     there), and a job can be lost and repaired afterwards."""
-    command.upgrade(schema.alembic_config(catalog_url), "0004")
-    engine = sa.create_engine(catalog_url)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO jobs (id, kind, host, params, desired, state, manager, created_ns, "
-                "updated_ns) VALUES ('rec-0004', 'record', 'hostA', '{}', 'running', 'running', "
-                "'hostA/1/1', 1, 1)"
-            )
-        )
-    engine.dispose()
+    _row_at(
+        catalog_url, "0004",
+        "INSERT INTO jobs (id, kind, host, params, desired, state, manager, created_ns, "
+        "updated_ns) VALUES ('rec-0004', 'record', 'hostA', '{}', 'running', 'running', "
+        "'hostA/1/1', 1, 1)",
+    )  # fmt: skip
     control = Control(catalog_url)
     assert _revision(catalog_url) == schema.HEAD
     job = control.get_job("rec-0004")
@@ -367,17 +372,12 @@ def test_processes_opening_a_fresh_catalog_at_once_all_succeed(tmp_path, catalog
 def test_revision_0006_indexes_the_runs_list_orders_of_a_catalog_at_0005(catalog_url):
     """The runs list's orders read off an index (a page of 10,000 runs is not a sort of all of
     them); the runs there are kept, and the indexes go again on downgrade."""
-    command.upgrade(schema.alembic_config(catalog_url), "0005")
-    engine = sa.create_engine(catalog_url)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO runs (run_id, name, path, status, started_ns, messages, bytes, gaps, "
-                "drops, rejects, protocols) VALUES ('r-0005', 'kept', '/x', 'complete', 5, 1, 2, "
-                "0, 0, 0, 'raw')"
-            )
-        )
-    engine.dispose()
+    _row_at(
+        catalog_url, "0005",
+        "INSERT INTO runs (run_id, name, path, status, started_ns, messages, bytes, gaps, "
+        "drops, rejects, protocols) VALUES ('r-0005', 'kept', '/x', 'complete', 5, 1, 2, "
+        "0, 0, 0, 'raw')",
+    )  # fmt: skip
     catalog = Catalog(catalog_url)
     assert _revision(catalog_url) == schema.HEAD
     rows, total = catalog.search_runs(sort="-bytes")

@@ -20,14 +20,20 @@ from recorder.store.run_writer import RunWriter
 T0 = 1_700_000_000_000_000_000
 
 
-def _run_with_markers(runs: Path) -> Path:
-    w = RunWriter(runs, name="marked", started_ns=T0)
+def _wire_run(runs: Path, name: str) -> RunWriter:
+    """An open run with one raw stream `wire` of 20 messages, 1 ms apart from T0."""
+    w = RunWriter(runs, name=name, started_ns=T0)
     s = w.add_stream(
         "wire", protocol="raw", endpoint="tcp://127.0.0.1:5555", socket_type="SUB",
         role="connect",
     )  # fmt: skip
     for i in range(20):
         s.append(T0 + i * 1_000_000, [b"m%d" % i])
+    return w
+
+
+def _run_with_markers(runs: Path) -> Path:
+    w = _wire_run(runs, "marked")
     w.add_marker("lights off", recv_ns=T0 + 2_500_000, author="ada")
     w.add_marker("stim \u2192 on", recv_ns=T0 + 9_000_000)  # no author, non-ASCII text
     w.add_marker("same time", recv_ns=T0 + 9_000_000, author="bob")
@@ -80,14 +86,7 @@ def test_a_marker_that_is_not_one_refuses_the_file(tmp_path, body):
 
 @pytest.mark.timeout(60)
 def test_pauses_round_trip_through_mcap(tmp_path):
-    runs = tmp_path / "runs"
-    w = RunWriter(runs, name="paused", started_ns=T0)
-    s = w.add_stream(
-        "wire", protocol="raw", endpoint="tcp://127.0.0.1:5555", socket_type="SUB",
-        role="connect",
-    )  # fmt: skip
-    for i in range(20):
-        s.append(T0 + i * 1_000_000, [b"m%d" % i])
+    w = _wire_run(tmp_path / "runs", "paused")
     w.set_pauses([
         {"start_ns": T0 + 3_000_000, "end_ns": T0 + 5_500_000, "messages": 2},
         {"start_ns": T0 + 12_000_000, "end_ns": T0 + 12_500_000, "messages": 0},
