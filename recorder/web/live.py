@@ -88,7 +88,9 @@ class LiveMessageOut(m.Response):
         description="Whether a message is shown: false while the stream has sent nothing yet "
         "and once the recording ended (`state` says which); the message fields are then null."
     )
-    reason: str | None = Field(None, description="Why no message is shown, when `live` is false.")
+    reason: str | None = Field(
+        default=None, description="Why no message is shown, when `live` is false."
+    )
     protocol: str | None = None
     recv_ns: int | None = None
     age_s: float | None = None
@@ -99,7 +101,9 @@ class LiveMessageOut(m.Response):
     frames: list[dict[str, Any]] = []
     columns: dict[str, Any] = {}
     arrays: list[dict[str, Any]] = []
-    image: str | None = Field(None, description="URL of the latest frame as PNG, if an image.")
+    image: str | None = Field(
+        default=None, description="URL of the latest frame as PNG, if an image."
+    )
     waveform: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
     reject_reason: str | None = None
@@ -349,10 +353,8 @@ def _frames(msg: live.LiveMessage, decoded) -> list[dict]:
 
 def _not_live(job: JobRow, stream: str, reason: str) -> dict:
     """A stream with no message to show (none yet, or the recording ended): its job's state."""
-    return {"stream": stream, "state": job["state"], "live": False, "reason": reason,
-            "protocol": None, "recv_ns": None, "age_s": None, "size": None, "truncated": False,
-            "kind": None, "seq": None, "frames": [], "columns": {}, "arrays": [], "image": None,
-            "waveform": None, "train": None, "reject_reason": None}  # fmt: skip
+    # the model's defaults are the empty message fields
+    return LiveMessageOut(stream=stream, state=job["state"], live=False, reason=reason).model_dump()
 
 
 def describe(job_id: str, msg: live.LiveMessage, points: int) -> dict:
