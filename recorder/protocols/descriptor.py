@@ -170,6 +170,10 @@ class ProtocolDescriptor:
     trains: bool = False
     """Each message is a train: sources holding keys (the Karabo bridge), which is what EXDF
     files hold and how a live view summarises it (its keys, not one array)."""
+    channel_of: Callable[[Sequence[Any]], tuple[str, int] | None] | None = None
+    """For protocols whose data messages each hold one channel's block (Open Ephys): the
+    (stream, channel) of a message, None for other messages. A live view keeps every
+    channel's latest block with it, since the latest message alone shows one channel."""
 
     def simulator_class(self) -> type | None:
         if self.simulator is None:

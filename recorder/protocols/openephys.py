@@ -376,6 +376,21 @@ def encode_broadcast(kind: int, body: Mapping[str, Any] | bytes) -> list[bytes]:
     return [struct.pack("<H", kind), payload]
 
 
+def channel_of(frames: Sequence[FrameBytes]) -> tuple[str, int] | None:
+    """(stream, channel) of a one-channel data message, read from its header alone; None for
+    anything else (events, spikes, legacy whole blocks, malformed messages: the codec judges
+    those). The live view's per-channel window (ProtocolDescriptor.channel_of)."""
+    if len(frames) < 3 or bytes(frames[0][:5]) != DATA_ENVELOPE:
+        return None
+    try:
+        content = _json_object(frames[1], "header").get("content")
+        if not isinstance(content, dict):
+            return None
+        return str(content["stream"]), int(content["channel_num"])
+    except (MalformedMessage, ValueError, TypeError, KeyError):
+        return None
+
+
 def heartbeat_request(application: str, uuid: str) -> bytes:
     """What the plugin's python client sends every 2 s (``json.dumps`` separators)."""
     return json.dumps({"application": application, "uuid": uuid, "type": "heartbeat"}).encode()
@@ -1071,4 +1086,5 @@ DESCRIPTOR = ProtocolDescriptor(
             "first n_real_samples of each channel are valid",
         },
     ),
+    channel_of=channel_of,
 )

@@ -36,7 +36,6 @@ streams of a job does not read their frames; a reader that knows no blocks reads
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -60,7 +59,6 @@ HEAD_BYTES = 4096
 BYTES_PER_S = 256 << 20
 READ_MARK = ".read"
 MAX_CHANNELS = 64  # channel blocks kept and shown per stream; more are only counted
-PER_CHANNEL = ("openephys",)  # protocols whose data messages hold one channel's block
 _SCAN = 4096  # messages of the newest batch looked at for channel blocks, at most
 _SEEN = 4096  # channels counted per stream, at most
 _STALE_NS = 5_000_000_000  # a block this much older than the newest is dropped
@@ -200,19 +198,11 @@ def _array_header(n: int) -> bytes:
     return bytes([0x90 | n]) if n < 16 else b"\xdd" + n.to_bytes(4, "big")
 
 
-def _channel_of(frames: Sequence[Any]) -> tuple[str, int] | None:
-    """(Open Ephys stream, channel) of a one-channel data message; None for anything else
-    (events, spikes, legacy whole blocks, malformed messages: the recording judges those)."""
-    if len(frames) < 3:
-        return None
-    try:
-        bufs = _buffers(frames[:2])
-        if bytes(bufs[0][:5]) != b"DATA\x00":
-            return None
-        content = json.loads(bytes(bufs[1])).get("content")
-        return str(content["stream"]), int(content["channel_num"])
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
+def _channel_of(protocol: str | None) -> Callable[[Sequence[Any]], tuple[str, int] | None] | None:
+    """The protocol's reader of a message's channel, if its messages hold one channel each."""
+    from recorder.protocols import lookup  # as the views below: loaded when first needed
+
+    return lookup(protocol).channel_of if protocol else None
 
 
 class ChannelBlocks:
@@ -225,7 +215,12 @@ class ChannelBlocks:
     `_SEEN`). A channel that stopped sending is dropped once its block is `_STALE_NS` older
     than the newest."""
 
-    def __init__(self, shown: int = MAX_CHANNELS):
+    def __init__(
+        self,
+        channel_of: Callable[[Sequence[Any]], tuple[str, int] | None],
+        shown: int = MAX_CHANNELS,
+    ):
+        self.channel_of = channel_of  # the protocol's (ProtocolDescriptor.channel_of)
         self.shown = shown
         self.latest: dict[tuple[str, int], tuple[int, list[bytes]]] = {}
         self.seen: set[tuple[str, int]] = set()
@@ -233,7 +228,7 @@ class ChannelBlocks:
     def add(self, batch: Sequence[tuple[int, Sequence[Any], Any]]) -> None:
         found: dict[tuple[str, int], tuple[int, Sequence[Any]]] = {}
         for recv_ns, frames, _extra in reversed(batch[-_SCAN:]):
-            key = _channel_of(frames)
+            key = self.channel_of(_buffers(frames))
             if key is None:
                 continue
             if key in found:
@@ -340,8 +335,9 @@ class LivePublisher:
             if self._last.get(name) == mark or now < self._due.get(name, 0.0):
                 continue
             per_channel = None
-            if s.protocol in PER_CHANNEL:
-                per_channel = self._channels.setdefault(name, ChannelBlocks())
+            channel_of = _channel_of(s.protocol)
+            if channel_of is not None:
+                per_channel = self._channels.setdefault(name, ChannelBlocks(channel_of))
                 per_channel.add(getattr(s, "latest_batch", None) or [latest])
             try:
                 n = write_message(

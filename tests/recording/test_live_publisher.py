@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from recorder.errors import Conflict, NotFound
+from recorder.protocols import openephys
 from recorder.recording import live
 from recorder.recording.recording import Recording, SourceSpec
 from recorder.simulators import make_simulator
@@ -130,7 +131,7 @@ def test_channel_blocks_keep_each_channels_latest_block_bounded(tmp_path):
     sim = make_simulator("openephys", n_channels=6, ttl_every=1, spike_every=0)
     period = 6 + 1  # six data messages and a TTL event per block
     batch = [(1000 + i, sim.message(i), None) for i in range(3 * period)]
-    kept = live.ChannelBlocks(shown=4)
+    kept = live.ChannelBlocks(openephys.channel_of, shown=4)
     kept.add(batch)
     assert sorted(kept.seen) == [("example_data", c) for c in range(6)]
     blocks = kept.blocks()
