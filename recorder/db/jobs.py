@@ -126,7 +126,8 @@ class Jobs(Queries):
     @guard_db_errors()
     def set_desired(self, job_id: str, desired: str) -> JobRow:
         """Ask for a job to run, pause or stop. A job that ended already stays as it is
-        (stopping it twice is not an error); a pending one is stopped on the spot."""
+        (stopping it twice is not an error); a pending one is stopped on the spot (a pending
+        recording made no run: its planned run id is cleared, as a worker clears it)."""
         now = time.time_ns()
         with self.engine.begin() as conn:
             if desired == DESIRED_STOPPED:
@@ -139,6 +140,7 @@ class Jobs(Queries):
                         ended_ns=now,
                         updated_ns=now,
                         stop_requested_ns=now,
+                        run_id=sa.case((jobs.c.kind == KIND_RECORD, None), else_=jobs.c.run_id),
                     )
                 )
             values: dict = {"desired": desired, "updated_ns": now}

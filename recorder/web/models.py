@@ -220,7 +220,11 @@ class JobOut(Response):
     kind: Literal["record", "replay"]
     state: str = Field(description="pending, starting, running, paused, finished, stopped, failed")
     desired: str
-    run_id: str | None = None
+    run_id: str | None = Field(
+        None,
+        description="The run it records or serves; null for a recording stopped before it "
+        "began (it made no run) and for an armed one before its first trigger.",
+    )
     error: str | None = None
     pid: int | None = None
     exit_code: int | None = None

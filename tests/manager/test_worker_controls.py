@@ -140,6 +140,41 @@ def test_a_preview_never_makes_a_run(data, sim, tables):
     assert not list(config.runs_dir(data).glob("*"))
 
 
+def test_a_recording_stopped_before_a_manager_took_it_names_no_run(data, sim, tables):
+    """Stop pressed while the job waits for a manager: it ends stopped with no run, and its
+    planned run id is cleared, so the dashboard and API clients are not sent to a run that was
+    never made."""
+    control, _ = tables
+    job = start_recording(control, sources=[{"protocol": "raw", "endpoint": sim}])
+    assert job["run_id"]
+    control.set_desired(job["id"], "stopped")
+    with running_manager(data):
+        done = _job(control, job["id"], lambda j, s: j["state"] == "stopped", "stopped")
+    assert done["run_id"] is None and done["error"] is None
+    assert not list(config.runs_dir(data).glob("*"))
+
+
+def test_a_recording_stopped_as_its_worker_begins_names_no_run(data, sim, tables):
+    """The same stop seen by the worker itself (taken by a manager, stopped before the worker
+    opened anything): no run, no run id."""
+    from recorder.manager import worker
+
+    control, catalog = tables
+    job = start_recording(control, sources=[{"protocol": "raw", "endpoint": sim}])
+    control.update_job(job["id"], state="starting")
+    control.set_desired(job["id"], "stopped")
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:  # the worker takes SIGTERM/SIGINT for itself: pytest's own handlers come back after
+        runs = config.runs_dir(data)
+        code = worker.run_record(control.get_job(job["id"]), control, catalog, runs)
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    done = control.get_job(job["id"])
+    assert code == 0 and done["state"] == "stopped" and done["run_id"] is None
+    assert not list(config.runs_dir(data).glob("*"))
+
+
 def test_a_split_recording_in_a_session_and_a_worker_that_dies(data, sim, tables):
     control, catalog = tables
     runs_dir = config.runs_dir(data)

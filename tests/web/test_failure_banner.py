@@ -37,3 +37,16 @@ def test_a_recent_failure_is_a_banner(browser, control):
         assert "bench &lt;b&gt;2&lt;/b&gt;" in banner and "permission denied" in banner
         assert f'data-failed-job="{old}"' not in html
         assert "preview trouble" not in html
+
+
+def test_a_recording_links_its_run_once_the_run_is_made(browser, control):
+    """A pending recording's run does not exist yet (and never will if it is stopped before a
+    worker begins): the dashboard names it without a link until it runs."""
+    job = control.create_job(
+        KIND_RECORD, {"name": "soon", "sources": []}, run_id="20261202-120000-abcdef"
+    )
+    link = 'href="/runs/20261202-120000-abcdef" data-testid="current-run"'
+    html = browser.get("/ui/live").get_data(as_text=True)
+    assert "soon" in html and link not in html
+    control.update_job(job["id"], state="running")
+    assert link in browser.get("/ui/live").get_data(as_text=True)
