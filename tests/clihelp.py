@@ -51,16 +51,18 @@ class NumberedPusher(threading.Thread):
 
 @contextmanager
 def serve_demo(
-    folder: Path, timeout: float = 60.0, extra: tuple[str, ...] = ()
+    folder: Path, timeout: float = 60.0, extra: tuple[str, ...] = (), spares: int = 2
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """`recorder serve --demo` on a free port with its data in folder/data and its log in
     folder/serve.log; yields the sign-in link it prints and the process. Always ended
-    afterwards (SIGTERM, then SIGKILL)."""
+    afterwards (SIGTERM, then SIGKILL). Two spare workers, not the production six: each
+    costs a second of imports while the suite's two cores are shared (more recordings than
+    spares still start, a worker's imports later)."""
     port = free_port()
     log = open(folder / "serve.log", "w+b")  # noqa: SIM115  closed below
     proc = subprocess.Popen(
         [*CLI, "serve", "--demo", "--port", str(port), "--data", str(folder / "data"),
-         *extra],
+         "--spares", str(spares), *extra],
         stdout=subprocess.PIPE, stderr=log, text=True,
     )  # fmt: skip
     lines: list[str] = []

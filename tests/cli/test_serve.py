@@ -117,3 +117,13 @@ def test_serve_record_stop_tag_replay_over_http(served):
     assert proc.wait(60) == 0
     _, alive = psutil.wait_procs(family, timeout=30)
     assert not alive, [p.cmdline() for p in alive]
+
+
+@pytest.mark.parametrize("spares", ["9", "-1", "many"])
+def test_serve_refuses_a_spares_count_out_of_range_in_one_line(spares, tmp_path):
+    from tests.helpers import run_cli
+
+    r = run_cli("serve", "--spares", spares, "--data", tmp_path / "d")
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "--spares" in r.stderr
+    assert not (tmp_path / "d").exists()

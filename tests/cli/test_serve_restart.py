@@ -28,7 +28,8 @@ class Served:
 
     def __init__(self, data, port: int, log):
         self.proc = subprocess.Popen(
-            [*CLI, "serve", "--port", str(port), "--data", str(data), "--web-workers", "1"],
+            [*CLI, "serve", "--port", str(port), "--data", str(data), "--web-workers", "1",
+             "--spares", "1"],
             stdout=subprocess.PIPE, stderr=log, text=True,
         )  # fmt: skip
         self.lines: list[str] = []

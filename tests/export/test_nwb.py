@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from nwbinspector import Importance, inspect_nwbfile
 from pynwb import NWBHDF5IO
 
 from recorder import __version__
@@ -30,6 +29,7 @@ from recorder.recording.recording import SourceSpec
 from recorder.simulators import OpenEphysSimulator
 from recorder.store.reader import RunReader, StreamReader
 from recorder.store.run_writer import RunWriter
+from tests.export.nwbcheck import serious
 from tests.recordhelp import record, running
 
 SIZE = {
@@ -75,14 +75,6 @@ def export(run: Path, out: Path, **kw) -> tuple[ExportResult, list[float]]:
     said: list[float] = []
     result = export_run(ExportRequest(run, "nwb", out, **kw), said.append)
     return result, said
-
-
-def serious(path: Path) -> list[str]:
-    return [
-        f"{m.importance.name} {m.check_function_name} {m.object_name}: {m.message}"
-        for m in inspect_nwbfile(nwbfile_path=str(path))
-        if m.importance in (Importance.CRITICAL, Importance.BEST_PRACTICE_VIOLATION)
-    ]
 
 
 def placed(stream: StreamReader, name: str = CONTINUOUS) -> list[tuple[int, np.ndarray]]:

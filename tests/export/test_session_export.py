@@ -13,7 +13,6 @@ from pathlib import Path
 import h5py
 import pytest
 from mcap.reader import make_reader
-from nwbinspector import Importance, inspect_nwbfile
 from pynwb import NWBHDF5IO
 
 from recorder import config
@@ -30,6 +29,7 @@ from recorder.simulators import AdzmqSimulator, OpenEphysSimulator
 from recorder.store.reader import RunReader
 from recorder.store.run_writer import RunWriter
 from recorder.store.sessions import SessionFiles
+from tests.export.nwbcheck import serious
 from tests.helpers import cli_json, run_cli
 
 pytestmark = pytest.mark.timeout(120)
@@ -116,14 +116,6 @@ def session_runs(data):
     finally:
         cat.close()
     return session, paths
-
-
-def serious(path: Path) -> list[str]:
-    return [
-        f"{m.importance.name} {m.check_function_name} {m.object_name}: {m.message}"
-        for m in inspect_nwbfile(nwbfile_path=str(path))
-        if m.importance in (Importance.CRITICAL, Importance.BEST_PRACTICE_VIOLATION)
-    ]
 
 
 def test_nwb_files_carry_the_session_subject_markers_and_pauses(session_runs, tmp_path):
