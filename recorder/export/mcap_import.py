@@ -165,7 +165,7 @@ def _marker(data: bytes, log_time: int) -> tuple[str, int, str]:
     if not isinstance(body, dict) or not isinstance(body.get("text"), str):
         raise ExportError("a marker is not an object with a text")
     recv_ns, author = body.get("recv_ns", log_time), body.get("author") or ""
-    if isinstance(recv_ns, bool) or not isinstance(recv_ns, int) or not isinstance(author, str):
+    if not _is_int(recv_ns) or not isinstance(author, str):
         raise ExportError("a marker's recv_ns is not an integer or its author not text")
     return body["text"], recv_ns, author
 
