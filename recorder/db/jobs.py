@@ -55,6 +55,11 @@ class Command(NamedTuple):
     text: str | None = None
 
 
+#: The run id a job keeps when it is stopped before it began: none for a recording (it made no
+#: run, and the planned id must send no page or client to one), its run for a replay or export.
+_RUN_OF_UNBEGUN = sa.case((jobs.c.kind == KIND_RECORD, None), else_=jobs.c.run_id)
+
+
 class Jobs(Queries):
     @guard_db_errors()
     def create_job(
@@ -126,8 +131,8 @@ class Jobs(Queries):
     @guard_db_errors()
     def set_desired(self, job_id: str, desired: str) -> JobRow:
         """Ask for a job to run, pause or stop. A job that ended already stays as it is
-        (stopping it twice is not an error); a pending one is stopped on the spot (a pending
-        recording made no run: its planned run id is cleared, as a worker clears it)."""
+        (stopping it twice is not an error); a pending one is stopped on the spot (as
+        finish_unbegun: a pending recording made no run, its planned run id is cleared)."""
         now = time.time_ns()
         with self.engine.begin() as conn:
             if desired == DESIRED_STOPPED:
@@ -140,7 +145,7 @@ class Jobs(Queries):
                         ended_ns=now,
                         updated_ns=now,
                         stop_requested_ns=now,
-                        run_id=sa.case((jobs.c.kind == KIND_RECORD, None), else_=jobs.c.run_id),
+                        run_id=_RUN_OF_UNBEGUN,
                     )
                 )
             values: dict = {"desired": desired, "updated_ns": now}
@@ -285,6 +290,11 @@ class Jobs(Queries):
                     .values(state=state, error=error, ended_ns=now, updated_ns=now, **values)
                 ).rowcount
             )
+
+    def finish_unbegun(self, job_id: str) -> bool:
+        """Finish as stopped a job stopped before its worker began anything: a recording made
+        no run, so its planned run id is cleared (a replay or export keeps the run it names)."""
+        return self.finish_job(job_id, STOPPED, run_id=_RUN_OF_UNBEGUN)
 
     @guard_db_errors()
     def delete_job(self, job_id: str) -> None:

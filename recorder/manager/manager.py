@@ -28,15 +28,7 @@ from recorder import config
 from recorder.contracts import JobRow
 from recorder.db.catalog import Catalog
 from recorder.db.control import Control
-from recorder.db.jobs import (
-    DESIRED_STOPPED,
-    FAILED,
-    FINISHED,
-    KIND_EXPORT,
-    KIND_RECORD,
-    PENDING,
-    STOPPED,
-)
+from recorder.db.jobs import DESIRED_STOPPED, FAILED, FINISHED, KIND_EXPORT, PENDING
 from recorder.db.managers import HEARTBEAT_INTERVAL_S, MANAGER_TIMEOUT_S, check_host, hostname
 from recorder.errors import RecorderError, RunNotFound
 from recorder.manager.procs import Spare, WorkerProcess, exit_reason, find_worker, logs_dir, spawn
@@ -212,9 +204,7 @@ class Manager:
         for job in control.list_jobs(active=True):
             if job["state"] == PENDING:
                 if job["host"] in (None, self.host) and job["desired"] == DESIRED_STOPPED:
-                    # a recording stopped before it began made no run (worker._begin)
-                    made = {"run_id": None} if job["kind"] == KIND_RECORD else {}
-                    control.finish_job(job["id"], STOPPED, **made)
+                    control.finish_unbegun(job["id"])
             elif job["id"] in self.procs:
                 self._enforce_stop(job, self.procs[job["id"]])
         while (claimed := control.claim_next(self.id, self.host)) is not None:

@@ -119,18 +119,15 @@ def _stop_on_signals(event: threading.Event) -> None:
         signal.signal(s, lambda *_: event.set())
 
 
-def _begin(
-    control: Control, job_id: str, *, makes_run: bool = False
-) -> tuple[threading.Event, str | None]:
+def _begin(control: Control, job_id: str) -> tuple[threading.Event, str | None]:
     """The event SIGTERM/SIGINT set, and the job's desired state as its worker begins; None
-    when it was stopped before that (it is then finished as stopped, nothing opened). A
-    recording (`makes_run`) stopped so soon made no run: its planned run id is cleared, so no
-    page or client is sent to a run that never existed."""
+    when it was stopped before that (it is then finished as stopped, nothing opened: a
+    recording's planned run id is cleared, Jobs.finish_unbegun)."""
     stop = threading.Event()
     _stop_on_signals(stop)
     desired = control.desired_of(job_id)
     if desired == DESIRED_STOPPED:
-        control.finish_job(job_id, STOPPED, **({"run_id": None} if makes_run else {}))
+        control.finish_unbegun(job_id)
         return stop, None
     return stop, desired
 
@@ -335,7 +332,7 @@ def run_record(job: JobRow, control: Control, catalog: Catalog, runs_dir: Path) 
 
     job_id, p = job["id"], job["params"]
     softly = Softly()
-    stop, desired = _begin(control, job_id, makes_run=True)
+    stop, desired = _begin(control, job_id)
     if desired is None:
         return 0
     specs = [source_spec(c) for c in p["sources"]]
