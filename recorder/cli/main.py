@@ -28,6 +28,7 @@ from recorder.cli.session import session
 from recorder.cli.text import human_bytes, human_duration, human_time, table
 from recorder.errors import RecorderError
 from recorder.recording.source_spec import (
+    RECEIVERS,
     SILENT_WARNING_S,
     SOCKET_TYPES,
     SourceSpec,
@@ -126,6 +127,11 @@ def main():
     help="Compress the stream's arrays on disk: saves disk, costs CPU (benchmarks/compression.py).",
 )  # fmt: skip
 @click.option(
+    "--receiver", type=click.Choice(RECEIVERS), default="auto", show_default=True,
+    help="Receive in a thread or in a process of its own (auto: a process for protocols of "
+    "many small messages, Open Ephys; docs/recording.md).",
+)  # fmt: skip
+@click.option(
     "--pre-trigger", type=float, metavar="SECONDS",
     help="Armed: keep this much of the stream in memory, write nothing until a trigger "
     "(stdin line `t`, SIGUSR1 or --trigger), then a run from this long before it.",
@@ -154,8 +160,9 @@ def main():
 @data_options
 def record(
     endpoint, protocol, socket_type, bind, subscribe, request, listen, upstream, stream_name,
-    name, tags, duration, count, flush_interval, queue_mb, warn_after, compression, pre_trigger,
-    post_trigger, trigger_rules, max_buffer, split_every, session_id, quiet, data, catalog,
+    name, tags, duration, count, flush_interval, queue_mb, warn_after, compression, receiver,
+    pre_trigger, post_trigger, trigger_rules, max_buffer, split_every, session_id, quiet, data,
+    catalog,
 ):  # fmt: skip
     """Record the stream at ENDPOINT into a new run until --duration, --count or Ctrl-C.
 
@@ -199,6 +206,7 @@ def record(
         stream=stream_name,
         upstream=upstream,
         compression=compression,
+        receiver=receiver,
     )
     rec = Recording(
         config.runs_dir(folder),

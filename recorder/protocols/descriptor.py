@@ -138,6 +138,9 @@ class ProtocolDescriptor:
     default_socket: str = "SUB"
     """The socket the system's own clients open when the user does not say (the socket clients
     see, for a proxy)."""
+    receive_apart: bool = False
+    """Streams of many small messages a second (tens of thousands): received in a process of
+    its own, so the writer thread does not fight the receiving for the GIL on every frame."""
     proxy: bool = False
     """Recorded as a transparent request/reply proxy: clients connect to the recorder, every
     request goes on to the real service, and each exchange is stored as one pair. Such a stream

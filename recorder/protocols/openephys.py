@@ -1039,6 +1039,7 @@ DESCRIPTOR = ProtocolDescriptor(
     name=NAME,
     codec=OpenEphysCodec,
     default_socket="SUB",  # the GUI binds PUB (data) and REP (heartbeat) on port + 1
+    receive_apart=True,  # one message per channel per block: ~11k msg/s per Neuropixels probe
     companions=(HEARTBEAT,),
     replay_controls=(HEARTBEAT,),
     sniff=sniff,

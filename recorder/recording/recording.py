@@ -31,6 +31,7 @@ from recorder.recording.receive import (
     request_loop,
     stream_loop,
 )
+from recorder.recording.receive_apart import ReceiveProcess
 from recorder.recording.source_spec import AUTO, SILENT_WARNING_S, SourceSpec
 from recorder.recording.timeline import BEFORE, IDLE_GUARD_NS, Keeper, Lane, Slot, Timeline
 from recorder.store import layout
@@ -148,8 +149,8 @@ class StreamRecorder:
 
     # -- receive thread ------------------------------------------------------------------------
 
-    def _socket(self, kind: int, endpoint: str, bind: bool) -> zmq.Socket:
-        sock = self.ctx.socket(kind)
+    def _socket(self, ctx: zmq.Context, kind: int, endpoint: str, bind: bool) -> zmq.Socket:
+        sock = ctx.socket(kind)
         sock.linger = 0
         sock.rcvhwm = 100_000 if kind == zmq.SUB else 0
         try:
@@ -167,38 +168,27 @@ class StreamRecorder:
         spec = self.spec
         remaining = self._remaining
         if spec.proxy:
-            front = self._socket(zmq.ROUTER, spec.endpoint, bind=True)
+            front = self._socket(self.ctx, zmq.ROUTER, spec.endpoint, bind=True)
             front.linger = _REPLY_LINGER_MS  # a reply sent just before closing still leaves
             self.bound_endpoint = front.getsockopt_string(zmq.LAST_ENDPOINT)
             assert spec.upstream, "SourceSpec.check() requires it of a proxy"
             try:
-                back = self._socket(zmq.DEALER, spec.upstream, bind=False)
+                back = self._socket(self.ctx, zmq.DEALER, spec.upstream, bind=False)
             except BaseException:
                 front.close(linger=0)  # an open socket would keep ctx.term() waiting forever
                 raise
             return [front, back], lambda: proxy_loop(front, back, self._emit, self._stop, remaining)
-        socket_type = spec.socket_type or spec.default_socket()  # check() has set it
-        sock = self._socket(_ZMQ_TYPES[socket_type], spec.endpoint, spec.bind)
-        self.bound_endpoint = (
-            sock.getsockopt_string(zmq.LAST_ENDPOINT) if spec.bind else spec.endpoint
-        )
-        if spec.socket_type == "SUB":
-            for prefix in spec.subscribe or [b""]:
-                sock.setsockopt(zmq.SUBSCRIBE, prefix)
         if spec.socket_type == "REQ":
+            sock = self._data_socket(self.ctx)
+            self.bound_endpoint = spec.endpoint
             return [sock], lambda: request_loop(
                 sock, spec.request, self._emit, self._stop, remaining
             )
-        # a client that connects keeps the server's control planes alive, as its own clients do
-        keep_alive = spec.heartbeat and not spec.bind
-
-        def companions_of(protocol: str | None) -> list[Companion]:
-            if not keep_alive or protocol is None:
-                return []
-            kinds = protocols.get(protocol).companions
-            return [COMPANIONS[kind](self.ctx, spec.endpoint) for kind in kinds]
-
-        companions = companions_of(self.protocol)
+        if self.receives_apart:
+            apart = ReceiveProcess(self.ctx, spec.stream, self._open_streaming, self.count)
+            self.bound_endpoint = apart.endpoint
+            return [], lambda: apart.run(self._emit, self._stop, self._polled, self._dropped)
+        sock, self.bound_endpoint, companions = self._open_streaming(self.ctx)
         undecided = [self.protocol is None]
 
         def detected_later() -> list[Companion]:
@@ -206,7 +196,7 @@ class StreamRecorder:
             if not undecided[0] or self.protocol is None:
                 return []
             undecided[0] = False
-            return companions_of(self.protocol)
+            return self._companions(self.ctx, self.protocol)
 
         def run():
             try:
@@ -219,6 +209,56 @@ class StreamRecorder:
                     c.close()
 
         return [sock], run
+
+    @property
+    def receives_apart(self) -> bool:
+        """Received in a process of its own (recording/receive_apart.py): asked for, or what
+        the protocol's streams of many small messages get by default (`auto`)."""
+        spec = self.spec
+        if spec.proxy or spec.socket_type == "REQ" or spec.receiver == "thread":
+            return False
+        if self.protocol is None:  # `auto` learns its control planes on the receive thread
+            return False
+        if spec.receiver == "process":
+            return True
+        d = spec.descriptor
+        return d is not None and d.receive_apart
+
+    def _data_socket(self, ctx: zmq.Context) -> zmq.Socket:
+        spec = self.spec
+        socket_type = spec.socket_type or spec.default_socket()  # check() has set it
+        sock = self._socket(ctx, _ZMQ_TYPES[socket_type], spec.endpoint, spec.bind)
+        if spec.socket_type == "SUB":
+            for prefix in spec.subscribe or [b""]:
+                sock.setsockopt(zmq.SUBSCRIBE, prefix)
+        return sock
+
+    def _open_streaming(self, ctx: zmq.Context) -> tuple[zmq.Socket, str, list[Companion]]:
+        """SUB or PULL with the control sockets its clients keep alive (in the receive thread,
+        or in the receive process with that process's own context)."""
+        sock = self._data_socket(ctx)
+        bound = sock.getsockopt_string(zmq.LAST_ENDPOINT) if self.spec.bind else self.spec.endpoint
+        try:
+            return sock, bound, self._companions(ctx, self.protocol)
+        except BaseException:
+            sock.close()
+            raise
+
+    def _companions(self, ctx: zmq.Context, protocol: str | None) -> list[Companion]:
+        """A client that connects keeps the server's control planes alive, as its own
+        clients do."""
+        if not self.spec.heartbeat or self.spec.bind or protocol is None:
+            return []
+        kinds = protocols.get(protocol).companions
+        return [COMPANIONS[kind](ctx, self.spec.endpoint) for kind in kinds]
+
+    def _polled(self, ns: int) -> None:
+        self._received_before = ns
+
+    def _dropped(self, n: int) -> None:
+        """Messages the receive process took but could not pass on."""
+        self.counters.received += n
+        self.counters.dropped += n
 
     def _polling(self) -> None:
         self._received_before = time.time_ns()
@@ -301,8 +341,9 @@ class StreamRecorder:
             self._undecided.extend(batch)
             self._decide_if_due()
             return
+        frame = zmq.Frame
         received = [
-            (recv_ns, frames if isinstance(frames[0], bytes) else [f.buffer for f in frames], extra)
+            (recv_ns, [f.buffer for f in frames] if isinstance(frames[0], frame) else frames, extra)
             for recv_ns, frames, extra in batch
         ]
         self.lane.feed_received(self.codec, received)
@@ -316,7 +357,7 @@ class StreamRecorder:
     def _decide(self) -> None:
         """`--protocol auto`: pick the protocol the first messages fit; the run says which."""
         sample = [
-            [f if isinstance(f, bytes) else f.bytes for f in frames]
+            [f if isinstance(f, bytes) else bytes(f) for f in frames]
             for _, frames, _ in self._undecided[:_AUTO_MESSAGES]
         ]
         self.protocol = detect_protocol(sample)

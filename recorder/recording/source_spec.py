@@ -14,6 +14,9 @@ AUTO = "auto"
 AUTO_SOCKET = "SUB"
 """Before `--protocol auto` has seen a message it listens like most clients do."""
 SOCKET_TYPES = ("SUB", "PULL", "REQ")
+RECEIVERS = ("auto", "thread", "process")
+"""Where a stream is received: `auto` is a process of its own for the protocols whose streams
+are many small messages (`ProtocolDescriptor.receive_apart`), else a thread."""
 SILENT_WARNING_S = 5.0  # a source that sent nothing for this long after the start gets a warning
 
 
@@ -39,6 +42,7 @@ class SourceSpec:
     upstream: str | None = None
     heartbeat: bool = True  # keep control planes alive like the system's own clients do
     compression: str | None = None  # layout.COMPRESSIONS; None: none (raw chunks, fastest)
+    receiver: str = "auto"  # RECEIVERS
 
     @property
     def descriptor(self) -> protocols.ProtocolDescriptor | None:
@@ -60,6 +64,8 @@ class SourceSpec:
             )
         layout.check_name("stream name", self.stream)
         self.compression = layout.check_compression(self.compression)
+        if self.receiver not in RECEIVERS:
+            raise UsageError(f"unknown receiver {self.receiver!r} (use {', '.join(RECEIVERS)})")
         if self.proxy:
             return self._check_proxy()
         if self.upstream:

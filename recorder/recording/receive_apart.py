@@ -1,0 +1,251 @@
+"""Receiving in a process of its own, for streams of many small messages (Open Ephys).
+
+Why: every `recv` gives the GIL up and must win it back from the writer thread. At tens of
+thousands of messages a second those hand-overs, not decoding, bound a recording: three per
+Open Ephys message (one per frame), measured with py-spy and strace (docs/recording.md). A
+child process receives under its own GIL, with the same loop and the same socket setup as the
+receive thread (`stream_loop`), and hands the parent one packed batch per wake-up (up to 512
+messages or 2 MiB): the parent takes one hand-over per batch instead of three per message.
+
+The child is forked from the recording's receive thread, so it needs no imports and starts in
+milliseconds; it touches only the sockets it makes itself. It ends when told (`stop`), when its
+count is reached, or when its parent is gone (checked every wake-up), never by Ctrl-C: the
+parent stops it so nothing received is lost.
+
+Wire between the two, a PAIR over ipc (one direction each way, order kept):
+
+* child -> parent ``[b"R", endpoint]`` sockets open; ``[b"X", b"usage" or b"", message]``
+  they could not be opened (the parent raises a UsageError, or a ReceiveProcessError for
+  anything else); ``[b"B", drops, recv_ns, frame counts, frame lengths, payload]`` a batch
+  (int64 / uint32 / uint64 arrays, the frames one after the other: `pack`);
+  ``[b"T", drops, ns]`` before each wait: everything received before `ns` has been sent;
+  ``[b"E", drops]`` the end. `drops`: messages the child received but could not pass on
+  because the parent was too far behind (counted as received and dropped, like a full queue).
+* parent -> child ``b"stop"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from array import array
+from collections.abc import Callable
+from itertools import accumulate, islice, repeat
+from typing import Any
+
+import zmq
+
+from recorder.contracts import Batch
+from recorder.errors import RecorderError, UsageError
+from recorder.recording.receive import Companion, Emit, stream_loop
+
+_PIPE_HWM = 256  # batches in flight between the processes (at most 2 MiB each)
+_READY_S = 10.0  # as long as `StreamRecorder.open` waits for any socket
+_POLL_MS = 100
+_END_LINGER_MS = 30_000  # the parent takes what is on the pipe at once (its zmq I/O thread)
+_VIEW_FROM = 64 << 10  # mean frame size from which frames are views of the payload, not copies
+
+OpenSockets = Callable[[zmq.Context], tuple[zmq.Socket, str, list[Companion]]]
+"""In the child: open the data socket like the system's clients -> (socket, endpoint it is
+bound to or connected to, control sockets to keep alive)."""
+
+
+class ReceiveProcessError(RecorderError):
+    """The receive process ended before it said so: killed, or failed."""
+
+
+class _Control:
+    """The child's end of the pipe, served from the receive loop's poller: a stop from the
+    parent, or the parent gone, ends the loop."""
+
+    def __init__(self, pipe: zmq.Socket, stop: threading.Event, parent: int):
+        self.pipe, self.stop, self.parent = pipe, stop, parent
+        self.orphaned = False
+
+    def register(self, poller: zmq.Poller) -> None:
+        poller.register(self.pipe, zmq.POLLIN)
+
+    def service(self, poller: zmq.Poller, events: dict) -> None:
+        if events.get(self.pipe):
+            self.pipe.recv()
+            self.stop.set()
+        if os.getppid() != self.parent:  # orphaned: the recording is gone, nobody to hand to
+            self.orphaned = True
+            self.stop.set()
+
+    def close(self) -> None:
+        pass
+
+
+def _child(address: str, parent: int, open_sockets: OpenSockets, count: int | None) -> None:
+    """The receive process: runs `stream_loop` and packs what it hands over."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us, after its last batch
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ctx = zmq.Context()
+    pipe = ctx.socket(zmq.PAIR)
+    pipe.sndhwm = pipe.rcvhwm = _PIPE_HWM
+    pipe.linger = _END_LINGER_MS  # the end and the last batches must reach the parent
+    pipe.connect(address)
+    try:
+        sock, endpoint, companions = open_sockets(ctx)
+    except Exception as exc:  # said to the parent, which raises it where the thread would
+        usage = isinstance(exc, UsageError)
+        pipe.send_multipart([b"X", b"usage" if usage else b"", str(exc).encode()])
+        pipe.close()
+        ctx.term()
+        return
+    pipe.send_multipart([b"R", endpoint.encode()])
+    stop = threading.Event()
+    taken = 0  # messages received, passed on or dropped
+    drops = [0]  # dropped since the last message that told the parent
+
+    def told() -> bytes:
+        n, drops[0] = drops[0], 0
+        return n.to_bytes(8, "little")
+
+    def emit(batch: Batch, nbytes: int) -> None:
+        nonlocal taken
+        taken += len(batch)
+        parts = [b"B", told(), *pack(batch)]
+        try:
+            pipe.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:  # the parent is a whole pipe behind: count, as a full queue does
+            drops[0] += len(batch) + int.from_bytes(parts[1], "little")
+
+    def polling() -> None:
+        with contextlib.suppress(zmq.Again):
+            now = time.time_ns()
+            pipe.send_multipart([b"T", told(), now.to_bytes(8, "little")], flags=zmq.NOBLOCK)
+
+    def remaining() -> int | None:
+        return None if count is None else count - taken
+
+    control = _Control(pipe, stop, parent)
+    try:
+        stream_loop(sock, emit, stop, remaining, [control, *companions], polling=polling)
+    finally:
+        sock.close()
+        for c in companions:
+            c.close()
+        pipe.send_multipart([b"E", told()])
+        pipe.close(linger=0 if control.orphaned else None)
+        ctx.term()
+
+
+class ReceiveProcess:
+    """The parent's side: start the child, then `run` hands its batches to `emit`."""
+
+    def __init__(self, ctx: zmq.Context, name: str, open_sockets: OpenSockets, count: int | None):
+        self._dir = tempfile.mkdtemp(prefix="rx-")
+        address = f"ipc://{self._dir}/pipe"
+        self.pipe = ctx.socket(zmq.PAIR)
+        self.pipe.sndhwm = self.pipe.rcvhwm = _PIPE_HWM
+        self.pipe.linger = 0
+        self.pipe.bind(address)
+        fork = multiprocessing.get_context("fork")
+        self.proc = fork.Process(
+            target=_child,
+            args=(address, os.getpid(), open_sockets, count),
+            name=f"rx-{name}",
+            daemon=True,
+        )
+        self.proc.start()
+        self.endpoint = self._ready()
+
+    def _ready(self) -> str:
+        deadline = time.monotonic() + _READY_S
+        while not self.pipe.poll(_POLL_MS):
+            if not self.proc.is_alive() or time.monotonic() > deadline:
+                self.close()
+                raise ReceiveProcessError(
+                    "the receive process did not open its sockets "
+                    + ("in time" if self.proc.is_alive() else f"(exit code {self.proc.exitcode})")
+                )
+        kind, *said = self.pipe.recv_multipart()
+        if kind == b"X":
+            self.close()
+            usage, text = said
+            raise (UsageError if usage else ReceiveProcessError)(text.decode())
+        return said[0].decode()
+
+    def run(
+        self,
+        emit: Emit,
+        stop: threading.Event,
+        polled: Callable[[int], None],
+        dropped: Callable[[int], None],
+    ) -> None:
+        """Until the child's end: each batch to `emit`, each tick to `polled`. A stop is
+        passed on to the child; the batches it sent before it ended are still handed over."""
+        pipe, asked = self.pipe, False
+        try:
+            while True:
+                if stop.is_set() and not asked:
+                    pipe.send(b"stop")
+                    asked = True
+                if not pipe.poll(_POLL_MS):
+                    if not self.proc.is_alive() and not pipe.poll(0):
+                        raise ReceiveProcessError(
+                            f"the receive process ended with exit code {self.proc.exitcode}"
+                        )
+                    continue
+                parts = pipe.recv_multipart(copy=False)
+                kind = parts[0].bytes
+                drops = int.from_bytes(parts[1].bytes, "little")
+                if drops:
+                    dropped(drops)
+                if kind == b"B":
+                    batch, nbytes = unpack(parts[2:])
+                    emit(batch, nbytes)
+                elif kind == b"T":
+                    polled(int.from_bytes(parts[2].bytes, "little"))
+                elif kind == b"E":
+                    return
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.pipe.close(linger=0)
+        self.proc.join(_READY_S)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def pack(batch: Batch) -> list[Any]:
+    """A batch as four buffers: receive times, frames per message, frame lengths, the frames
+    one after the other (one copy of the bytes, no Python object per message on the wire)."""
+    frames = [f for _, msg, _ in batch for f in msg]
+    return [
+        array("q", [m[0] for m in batch]),
+        array("I", [len(m[1]) for m in batch]),
+        array("Q", map(len, frames)),
+        b"".join(frames),
+    ]
+
+
+def unpack(parts: list[zmq.Frame]) -> tuple[Batch, int]:
+    """A packed batch back into (recv_ns, frames, None) tuples. Small frames become bytes (what
+    the receive thread makes of them, and cheaper to decode); large ones views of the payload."""
+    ns = memoryview(parts[0].buffer).cast("q").tolist()
+    counts = memoryview(parts[1].buffer).cast("I").tolist()
+    lengths = memoryview(parts[2].buffer).cast("Q").tolist()
+    payload = parts[3]
+    nbytes = len(payload)
+    data = payload.buffer if nbytes >= _VIEW_FROM * max(1, len(lengths)) else payload.bytes
+    ends = list(accumulate(lengths))
+    flat = [data[a:b] for a, b in zip([0, *ends[:-1]], ends)]  # noqa: B905 (one shorter)
+    first = counts[0] if counts else 0
+    if counts.count(first) == len(counts):
+        groups = [flat[i : i + first] for i in range(0, len(flat), first)]
+    else:
+        it = iter(flat)
+        groups = [list(islice(it, c)) for c in counts]
+    return list(zip(ns, groups, repeat(None))), nbytes
