@@ -49,7 +49,6 @@ _PIPE_HWM = 256  # batches in flight between the processes (at most 2 MiB each)
 _READY_S = 10.0  # as long as `StreamRecorder.open` waits for any socket
 _POLL_MS = 100
 _END_LINGER_MS = 30_000  # the parent takes what is on the pipe at once (its zmq I/O thread)
-_VIEW_FROM = 64 << 10  # mean frame size from which frames are views of the payload, not copies
 
 OpenSockets = Callable[[zmq.Context], tuple[zmq.Socket, str, list[Companion]]]
 """In the child: open the data socket like the system's clients -> (socket, endpoint it is
@@ -232,14 +231,14 @@ def pack(batch: Batch) -> list[Any]:
 
 
 def unpack(parts: list[zmq.Frame]) -> tuple[Batch, int]:
-    """A packed batch back into (recv_ns, frames, None) tuples. Small frames become bytes (what
-    the receive thread makes of them, and cheaper to decode); large ones views of the payload."""
+    """A packed batch back into (recv_ns, frames, None) tuples, each frame a view of the
+    payload: no copy, and no small allocation per frame (4 KiB bytes objects held while the
+    writer catches up grow the heap a page at a time, a system call each)."""
     ns = memoryview(parts[0].buffer).cast("q").tolist()
     counts = memoryview(parts[1].buffer).cast("I").tolist()
     lengths = memoryview(parts[2].buffer).cast("Q").tolist()
-    payload = parts[3]
-    nbytes = len(payload)
-    data = payload.buffer if nbytes >= _VIEW_FROM * max(1, len(lengths)) else payload.bytes
+    data = parts[3].buffer
+    nbytes = data.nbytes
     ends = list(accumulate(lengths))
     flat = [data[a:b] for a, b in zip([0, *ends[:-1]], ends)]  # noqa: B905 (one shorter)
     first = counts[0] if counts else 0
