@@ -9,6 +9,7 @@ per message, built as plain tuples (a NamedTuple would double the per-message co
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from recorder.protocols.reqrep import pack_pair
 
 _DRAIN = 512  # messages taken per wake-up before handing a batch to the writer
 _DRAIN_BYTES = 2 << 20  # ... or this many bytes: large frames reach the writer while cache-hot
+_GATHER_S = 0.005  # ... or this long after a batch's first message
 _COPY_BELOW = 64 << 10  # mean message size under which frames are received as bytes
 _POLL_MS = 100
 
@@ -77,10 +79,15 @@ def stream_loop(
 ) -> None:
     """SUB or PULL: take everything that arrives, in batches.
 
+    A batch is handed over when full (`_DRAIN` messages or `_DRAIN_BYTES`) or `_GATHER_S`
+    after its first message: a source that sends a few messages at a time (a GUI pacing its
+    blocks) would otherwise cost a hand-over, and the writer a batch, per few messages.
+
     `more_companions()` is asked on every wake-up for control sockets that became due later
     (`--protocol auto` learns from the first messages which protocol, and so which control
-    planes, it talks to). `polling()` is called before each wait: everything received before
-    it has been handed to `emit` (the recording's runs use that to know time has passed).
+    planes, it talks to). `polling()` is called before each wait with nothing held: everything
+    received before it has been handed to `emit` (the recording's runs use that to know time
+    has passed).
     """
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
@@ -90,38 +97,45 @@ def stream_loop(
     # lookup per frame (~10% of the receive thread's time on Open Ephys' small messages)
     recv, more, rcvmore = sock.recv, sock.get, int(zmq.RCVMORE)
     copy = False  # zero-copy for large frames; small ones are cheaper copied into bytes
+    batch: Batch = []
+    nbytes = 0
+    due = 0.0  # when the batch held must be handed over
     while not stop.is_set():
         for c in more_companions():
             companions.append(c)
             c.register(poller)
-        if polling is not None:
-            polling()
-        events = dict(poller.poll(_POLL_MS))
+        if batch:
+            wait_ms = max(0, math.ceil((due - time.monotonic()) * 1000))
+        else:
+            wait_ms = _POLL_MS
+            if polling is not None:
+                polling()
+        events = dict(poller.poll(wait_ms))
         for c in companions:
             c.service(poller, events)
-        if not events.get(sock):
-            continue
-        batch: Batch = []
-        nbytes = 0
         left = remaining()
         limit = _DRAIN if left is None else min(_DRAIN, left)
-        for _ in range(limit):
-            try:
-                frames = [recv(zmq.NOBLOCK, copy=copy)]
-            except zmq.Again:
-                break
-            while more(rcvmore):  # the rest of a message has arrived with its first frame
-                frames.append(recv(zmq.NOBLOCK, copy=copy))
-            batch.append((time.time_ns(), frames, None))
-            nbytes += sum(map(len, frames))
-            if nbytes >= _DRAIN_BYTES:
-                break
-        if batch:
+        if events.get(sock):
+            if not batch:
+                due = time.monotonic() + _GATHER_S
+            while len(batch) < limit and nbytes < _DRAIN_BYTES:
+                try:
+                    frames = [recv(zmq.NOBLOCK, copy=copy)]
+                except zmq.Again:
+                    break
+                while more(rcvmore):  # the rest of a message has arrived with its first frame
+                    frames.append(recv(zmq.NOBLOCK, copy=copy))
+                batch.append((time.time_ns(), frames, None))
+                nbytes += sum(map(len, frames))
+        if batch and (len(batch) >= limit or nbytes >= _DRAIN_BYTES or time.monotonic() >= due):
             copy = nbytes < _COPY_BELOW * len(batch)
             emit(batch, nbytes)
-        left = remaining()
+            batch, nbytes = [], 0
+            left = remaining()
         if left is not None and left <= 0:
             return
+    if batch:  # stopped while gathering: what was received is recorded
+        emit(batch, nbytes)
 
 
 def request_loop(
