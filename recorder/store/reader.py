@@ -141,8 +141,11 @@ class _Columns:
     def __init__(self, group: zarr.Group, files: bool = True):
         self.group = group
         store = group.store_path.store
-        local = files and isinstance(store, LocalStore)
-        self.folder = Path(store.root) / group.store_path.path if local else None
+        self.folder = (
+            Path(store.root) / group.store_path.path
+            if files and isinstance(store, LocalStore)
+            else None
+        )
         self.files: dict[str, ColumnFiles | None] = {}
         self.arrays: dict[str, zarr.Array] = {}
 
