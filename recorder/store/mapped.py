@@ -36,6 +36,7 @@ from recorder.store.chunk_io import (
     chunk_format,
     contiguous_rows,
     file_rows,
+    shard_index,
 )
 from recorder.store.nodes import read_rows
 
@@ -121,6 +122,11 @@ class MappedWindow:
         self.row_bytes = fmt.row_bytes
         self.chunk_bytes = self.chunk * fmt.row_bytes
         self.maps: OrderedDict[int, np.ndarray | None] = OrderedDict()
+        self._files: dict[int, Path | None] = {}  # of the chunks in `maps` (zarr's key costs)
+        self._full = b""  # a whole shard's index: its tail, compared instead of parsed
+        if fmt.inner_rows is not None:
+            inner_bytes = fmt.inner_rows * fmt.row_bytes
+            self._full = shard_index(fmt, [inner_bytes] * -(-fmt.chunk_rows // fmt.inner_rows))
         self._last = -1  # the chunk `frame` sliced last, and its bytes
         self._last_bytes: memoryview | None = None
         self._pair = -1  # chunks (_pair, _pair + 1) mapped back to back, and their bytes
@@ -130,7 +136,7 @@ class MappedWindow:
         if index in self.maps:
             self.maps.move_to_end(index)
             return self.maps[index]
-        path = chunk_file(self.array, index)
+        path = self._files[index] = chunk_file(self.array, index)
         try:
             fd = os.open(path, os.O_RDONLY) if path is not None else -1
         except FileNotFoundError:
@@ -145,8 +151,12 @@ class MappedWindow:
             view = self._rows_of(mm)
         self.maps[index] = view
         if len(self.maps) > _MAPS_KEPT:
-            self.maps.popitem(last=False)  # the map closes when the last frame using it goes
+            gone, _ = self.maps.popitem(last=False)  # the map closes when its last frame goes
+            self._files.pop(gone, None)
         return view
+
+    def _file(self, index: int) -> Path | None:
+        return self._files[index] if index in self._files else chunk_file(self.array, index)
 
     def _rows_of(self, mm: mmap.mmap) -> np.ndarray | None:
         """The rows a mapped chunk file holds in place: all of a raw chunk; of a shard, the
@@ -157,7 +167,8 @@ class MappedWindow:
         tail = fmt.index_bytes()
         if len(mm) < tail:
             return None
-        rows = contiguous_rows(fmt, mm[len(mm) - tail :])
+        end = mm[len(mm) - tail :]
+        rows = fmt.chunk_rows if end == self._full else contiguous_rows(fmt, end)
         if not rows:
             return None
         items = rows * fmt.row_bytes // self.dtype.itemsize
@@ -190,7 +201,7 @@ class MappedWindow:
         if self._pair == first and pair is not None and len(pair) >= self.chunk_bytes + need:
             return pair
         rows = self._chunk(first + 1)
-        a, b = chunk_file(self.array, first), chunk_file(self.array, first + 1)
+        a, b = self._file(first), self._file(first + 1)
         if rows is None or a is None or b is None or rows.nbytes < need:
             return None
         self._pair = first

@@ -14,6 +14,7 @@ from typing import cast
 
 import numpy as np
 import zarr
+from zarr.storage import LocalStore
 
 from recorder.contracts import (
     Annotations,
@@ -26,6 +27,7 @@ from recorder.contracts import (
 )
 from recorder.errors import RunNotFound, StoreError, StreamNotFound
 from recorder.store import annotate, layout, location, nodes, objects
+from recorder.store.column_files import ColumnFiles
 from recorder.store.mapped import MappedWindow, mappable
 from recorder.store.nodes import array, read_rows
 
@@ -126,6 +128,46 @@ class _Window:
             self.data = data = read_rows(self.array, start, end)
             self.start = start
         return data[start - self.start : start - self.start + count]
+
+
+class _Columns:
+    """The message columns and frame table rows of a stream, as block reads take them: from
+    their chunk files where column_files can (a decoded chunk serves the next blocks too),
+    else (or without `files`: the reference read) through zarr. One per read: a followed
+    run's files change between reads."""
+
+    __slots__ = ("arrays", "files", "folder", "group")
+
+    def __init__(self, group: zarr.Group, files: bool = True):
+        self.group = group
+        store = group.store_path.store
+        self.folder = (
+            Path(store.root) / group.store_path.path
+            if files and isinstance(store, LocalStore)
+            else None
+        )
+        self.files: dict[str, ColumnFiles | None] = {}
+        self.arrays: dict[str, zarr.Array] = {}
+
+    def _files(self, key: str) -> ColumnFiles | None:
+        if key not in self.files:
+            self.files[key] = ColumnFiles.open(None if self.folder is None else self.folder / key)
+        return self.files[key]
+
+    def has(self, key: str) -> bool:
+        if self._files(key) is not None:
+            return True
+        group, _, name = key.rpartition("/")
+        return name in (nodes.subgroup(self.group, group) if group else self.group)
+
+    def read(self, key: str, start: int, stop: int) -> np.ndarray:
+        files = self._files(key)
+        rows = None if files is None else files.rows(start, stop)
+        if rows is not None:
+            return rows
+        if key not in self.arrays:
+            self.arrays[key] = array(self.group, key)
+        return read_rows(self.arrays[key], start, stop)
 
 
 class StreamReader:
@@ -244,28 +286,28 @@ class StreamReader:
         """The frame table rows of committed messages [start, stop), in order."""
         stop = self.n_messages if stop is None else min(stop, self.n_messages)
         start = max(0, min(start, stop))
-        first = read_rows(array(self.group, "first_frame"), start, stop).astype(np.int64)
-        count = read_rows(array(self.group, "n_frames"), start, stop).astype(np.int64)
+        cols = _Columns(self.group)
+        first = cols.read("first_frame", start, stop).astype(np.int64)
+        count = cols.read("n_frames", start, stop).astype(np.int64)
         if not len(first):
             empty = np.zeros(0, dtype=np.int64)
             return FrameRows(empty, empty, empty, empty, empty)
         f0, f1 = int(first[0]), int(first[-1] + count[-1])
-        seg, off, length, col = self._frame_table(f0, f1)
+        seg, off, length, col = self._frame_table(cols, f0, f1)
         message = start + np.searchsorted(first, np.arange(f0, f1), side="right") - 1
         return FrameRows(seg, off, length, col, message)
 
-    def _frame_table(self, f0: int, f1: int) -> tuple[np.ndarray, ...]:
+    def _frame_table(self, cols: _Columns, f0: int, f1: int) -> tuple[np.ndarray, ...]:
         """(segment, offset, length, column) of frame rows [f0, f1).
 
         Runs written before the `column` row existed (early format 1) have only whole-row
         frames: their column reads as WHOLE_ROWS. This is the one place that knows it.
         """
-        frames = nodes.subgroup(self.group, "frames")
-        if "column" in frames:
-            col = read_rows(array(frames, "column"), f0, f1)
+        if cols.has("frames/column"):
+            col = cols.read("frames/column", f0, f1)
         else:
             col = np.full(f1 - f0, layout.WHOLE_ROWS, dtype=np.int32)
-        seg, off, length = (read_rows(array(frames, k), f0, f1) for k in _FRAME_ROWS)
+        seg, off, length = (cols.read(f"frames/{k}", f0, f1) for k in _FRAME_ROWS)
         return seg, off, length, col
 
     def arrays(self, name: str | None = None) -> list[np.ndarray]:
@@ -348,8 +390,9 @@ class StreamReader:
         """Messages [start, stop) in arrival order with their frames rebuilt byte for byte.
 
         Uncompressed heap and typed arrays in local files are read by mapping their chunk files
-        (`mapped=False`: through zarr, the reference the mapped path is tested against); a
-        frame held in one chunk is then a slice of the map, sent by replay without a copy."""
+        and the columns from theirs (`mapped=False`: all through zarr, the reference the fast
+        paths are tested against); a frame held in one chunk is then a slice of the map, sent
+        by replay without a copy."""
         stop = self.n_messages if stop is None else min(stop, self.n_messages)
         if start >= stop:
             return
@@ -368,17 +411,17 @@ class StreamReader:
             for k, w in enumerate(seg_windows)
         ]
         heap_frame = heap.frame if isinstance(heap, MappedWindow) else None
-        g = {name: array(self.group, name) for name in layout.MESSAGE_COLUMNS}
+        cols = _Columns(self.group, files=mapped)
         empty = memoryview(b"")
         for b0 in range(start, stop, _BLOCK_MESSAGES):
             b1 = min(stop, b0 + _BLOCK_MESSAGES)
-            recv, seq = read_rows(g["recv_ns"], b0, b1), read_rows(g["seq"], b0, b1)
-            src, flags = read_rows(g["source_ns"], b0, b1), read_rows(g["flags"], b0, b1)
-            first, count = read_rows(g["first_frame"], b0, b1), read_rows(g["n_frames"], b0, b1)
+            recv, seq = cols.read("recv_ns", b0, b1), cols.read("seq", b0, b1)
+            src, flags = cols.read("source_ns", b0, b1), cols.read("flags", b0, b1)
+            first, count = cols.read("first_frame", b0, b1), cols.read("n_frames", b0, b1)
             f0 = int(first[0])
             f1 = int(first[-1] + count[-1])
             # plain ints: numpy scalars cost a conversion each time they are used
-            f_seg, f_off, f_len, f_col = (a.tolist() for a in self._frame_table(f0, f1))
+            f_seg, f_off, f_len, f_col = (a.tolist() for a in self._frame_table(cols, f0, f1))
             rows = zip(
                 recv.tolist(), seq.tolist(), src.tolist(), flags.tolist(),
                 (first - f0).tolist(), count.tolist(), strict=True,
