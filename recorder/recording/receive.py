@@ -81,7 +81,9 @@ def stream_loop(
 
     A batch is handed over when full (`_DRAIN` messages or `_DRAIN_BYTES`) or `_GATHER_S`
     after its first message: a source that sends a few messages at a time (a GUI pacing its
-    blocks) would otherwise cost a hand-over, and the writer a batch, per few messages.
+    blocks) would otherwise cost a hand-over, and the writer a batch, per few messages. Each
+    arrival still wakes the loop, so every message is stamped when it arrives (a loop asleep
+    while gathering would stamp a whole batch at once: replay would send it as one burst).
 
     `more_companions()` is asked on every wake-up for control sockets that became due later
     (`--protocol auto` learns from the first messages which protocol, and so which control
