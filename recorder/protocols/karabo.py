@@ -220,9 +220,11 @@ def _source_ns(meta: Mapping[str, Any]) -> int:
         return int(sec) * 1_000_000_000 + int(frac.ljust(9, "0")[:9])
     ts = meta.get("timestamp")
     if isinstance(ts, int | float) and not isinstance(ts, bool) and math.isfinite(ts):
-        ns = round(ts * 1e9)
-        if 0 <= ns <= _INT64_MAX:
-            return ns
+        x = ts * 1e9
+        if math.isfinite(x):  # 1e300 s is finite, its ns are not (round would raise)
+            ns = round(x)
+            if 0 <= ns <= _INT64_MAX:
+                return ns
     return NO_TIME
 
 

@@ -86,6 +86,10 @@ def _changing() -> list[list]:
     msgs += [_train(t, meta={"timestamp.tid": -t}) for t in range(150, 152)]  # rejects
     msgs += [_train(t, meta={"timestamp.tid": 2**64 - t}) for t in range(152, 154)]
     msgs += [_train(t, meta={"timestamp": math.nan, "timestamp.sec": 5}) for t in range(154, 170)]
+    msgs += [  # a time past int64 ns (no time) now and then
+        _train(t, meta={"timestamp.sec": 5, "timestamp": 1e300 if t % 6 == 0 else t * 1.0})
+        for t in range(160, 170)
+    ]
     msgs += [_train(t, present=[1, t % 2, 1]) for t in range(170, 190)]  # a list that changes
     msgs += [_train(t, big=2**64 - 1 - t) for t in range(190, 200)]  # past int64: no column
     msgs += [_train(t) for t in range(200, 260)]
@@ -208,7 +212,7 @@ def test_runs_say_what_decode_says_of_each_train(stream):
                         array = block.rows[k]
                     assert array.dtype == bf.array.dtype and array.shape == bf.array.shape
                     assert array.tobytes() == bf.array.tobytes()
-    assert in_runs > len(messages) // 2
+    assert in_runs > len(messages) // 3
 
 
 def test_a_plan_is_not_made_from_what_it_cannot_read_exactly():
