@@ -34,7 +34,7 @@ from recorder.protocols.base import (
 from recorder.protocols.msgpack_shapes import Batch, Path, Shape, Unlearnable
 
 _BIG_ARRAY = 64 << 10  # arrays this large are handed over as views, not joined
-_MIN_RUN = 4  # fewer trains in a row fitting a plan are decoded one by one
+_MIN_RUN = 8  # fewer trains in a row fitting a plan are decoded one by one (cheaper)
 _SKIP_AFTER_FAILED = 64  # trains decoded one by one after a layout that cannot be a plan
 _MAX_SEC = 9_223_372_035  # timestamp.sec whose ns surely fit int64 (with any .frac)
 _TWO63 = 2.0**63

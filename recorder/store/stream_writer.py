@@ -574,35 +574,52 @@ class StreamWriter:
     def _append_alike_run(
         self, recv: Sequence[int], messages: Sequence[Sequence[FrameBytes]], run: AlikeRun
     ) -> None:
-        """As append_batch stores the run's messages decoded one by one: the first on its own
-        (it makes or checks the segments and columns), the rest in columns (_store_alike)."""
+        """As append_batch stores the run's messages decoded one by one: in columns
+        (_store_alike) when every typed array extends the current segment of its name (the
+        stream's columns are made as _append_each makes them); else the first on its own, as
+        Decoded (it makes the segments), then the rest in columns."""
         count = run.count
         names = [layout.valid_text(b.name) for b in run.arrays]
         frames = [b.frame for b in run.arrays if b.frame >= 0]
-        distinct = len(set(names)) == len(names) and len(set(frames)) == len(frames)
-        if count <= _ALIKE_MIN or not distinct:
+        if len(set(names)) != len(names) or len(set(frames)) != len(frames):
             self._append_each([(recv[k], messages[k], run.decode(k), None) for k in range(count)])
             return
+        if self._store_run(recv, messages, run, 0):
+            return
         self._append_each([(recv[0], messages[0], run.decode(0), None)])
-        families = []
-        for b in run.arrays:
-            rows = b.rows[1:] if isinstance(b.rows, list) or not b.ragged else b.rows[b.shape[0] :]
-            row_shape = b.shape[1:] if b.ragged else b.shape
-            sizes = np.full(count - 1, b.shape[0], dtype=np.int64) if b.ragged else None
-            families.append(_Family(b.name, b.frame, b.ragged, b.dtype, row_shape, sizes, rows))
-        stored = self._store_alike(
-            recv[1:],
-            messages[1:],
-            run.seq[1:],
-            run.source_ns[1:],
-            [run.seq_key] * (count - 1),
-            {key: values[1:] for key, values in run.columns.items()},
-            families,
-        )
-        if not stored:
+        if count > 1 and not self._store_run(recv, messages, run, 1):
             self._append_each(
                 [(recv[k], messages[k], run.decode(k), None) for k in range(1, count)]
             )
+
+    def _store_run(
+        self,
+        recv: Sequence[int],
+        messages: Sequence[Sequence[FrameBytes]],
+        run: AlikeRun,
+        start: int,
+    ) -> bool:
+        """Messages start.. of the run through _store_alike (False: nothing stored)."""
+        families = []
+        count = run.count - start
+        for b in run.arrays:
+            rows = (
+                b.rows[start:]
+                if isinstance(b.rows, list) or not b.ragged
+                else (b.rows[start * b.shape[0] :])
+            )
+            row_shape = b.shape[1:] if b.ragged else b.shape
+            sizes = np.full(count, b.shape[0], dtype=np.int64) if b.ragged else None
+            families.append(_Family(b.name, b.frame, b.ragged, b.dtype, row_shape, sizes, rows))
+        return self._store_alike(
+            recv[start:],
+            messages[start:],
+            run.seq[start:],
+            run.source_ns[start:],
+            [run.seq_key] * count,
+            {key: values[start:] for key, values in run.columns.items()},
+            families,
+        )
 
     def _run_frame_table(
         self,

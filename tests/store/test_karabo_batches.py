@@ -145,15 +145,18 @@ def _record(path, messages, *, together: bool, batch: int, compression: str | No
 
 
 @pytest.mark.parametrize(
-    ("stream", "compression"),
-    [(name, None) for name in STREAMS] + [("changing", "zstd"), ("small", "zstd")],
+    ("stream", "compression", "batch"),
+    [(name, None, 97) for name in STREAMS]
+    + [("changing", "zstd", 97), ("small", "zstd", 97), ("changing", None, 11)],
 )
-def test_batched_trains_are_stored_as_single_trains_are(tmp_path, stream, compression):
+def test_batched_trains_are_stored_as_single_trains_are(tmp_path, stream, compression, batch):
     messages = STREAMS[stream]()
-    one, _ = _record(tmp_path / "one", messages, together=False, batch=97,
-                     compression=compression)  # fmt: skip
-    together, runs = _record(tmp_path / "all", messages, together=True, batch=97,
-                             compression=compression)  # fmt: skip
+    one, _ = _record(
+        tmp_path / "one", messages, together=False, batch=batch, compression=compression
+    )
+    together, runs = _record(
+        tmp_path / "all", messages, together=True, batch=batch, compression=compression
+    )
     if stream in ("changing", "small", "small-3"):
         assert runs >= 3  # the batch path was taken
     _assert_same_runs(one, together)
