@@ -40,7 +40,10 @@ _MAX_SEC = 9_223_372_035  # timestamp.sec whose ns surely fit int64 (with any .f
 _TWO63 = 2.0**63
 _POW10 = 10 ** np.arange(18, -1, -1, dtype=np.int64)  # 10**18 .. 10**0
 
-Getter = tuple  # ("const", value) | ("slot", pair, "head"/"data", path) | ("tid",) | ...
+#: where a column's values come from: ("const", value), ("slot", pair, "head" or "data",
+#: path), ("seq",), ("mismatch",) or ("ns", source); a source's time: ("digits", sec path,
+#: frac path), ("float", path) or ("none",)
+Getter = tuple
 
 
 class _Pair:
