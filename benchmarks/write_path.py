@@ -9,8 +9,8 @@ hands them over:
 * one by one: each message decoded on its own (decode_or_reject) and appended a message at a
   time (StreamWriter._append_each), the general path;
 * batched: decode_batch and append_batch/append_run as the recorder does (Open Ephys: runs of
-  one header layout decoded together, PlacedRun; every protocol: messages of one layout
-  stored a typed array at a time).
+  one header layout decoded together, PlacedRun; Karabo: trains of one layout decoded in
+  columns, AlikeRun; every protocol: messages of one layout stored a typed array at a time).
 
 Process CPU time, the minimum of several rounds (robust to a busy machine), in microseconds
 per message; lower is better.

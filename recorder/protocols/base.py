@@ -11,7 +11,7 @@ bytes back for replay.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -125,6 +125,43 @@ class PlacedRun:
         )
 
 
+@dataclass
+class ArrayBlock:
+    """One typed array of every message of an AlikeRun (what each message's BulkFrame of
+    this frame would be), all messages' arrays in one piece."""
+
+    frame: int
+    name: str
+    ragged: bool
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    """Of each message's array (one shape for the run)."""
+    rows: np.ndarray | list[np.ndarray]
+    """The arrays joined: (count, *shape), or ragged (count * shape[0], *shape[1:]); or, when
+    large, the arrays themselves (views of the received frames: no copy)."""
+
+
+@dataclass
+class AlikeRun:
+    """Consecutive messages of one layout (the same frames, array shapes and column keys:
+    a Karabo bridge's trains), decoded together: what `decode()` would make of each message,
+    in columns and joined arrays, with no object per message. The store keeps them exactly as
+    it would keep the Decoded messages."""
+
+    seq: np.ndarray  # int64 per message
+    source_ns: np.ndarray  # int64 per message
+    columns: dict[str, np.ndarray | list]
+    """Every message has every key: int64, float64 or bool arrays, or lists (strings)."""
+    arrays: list[ArrayBlock]  # in the order of decode()'s bulk
+    decode: Callable[[int], Decoded]
+    """Message k of the run as decode() gives it (the store makes segments with the first)."""
+    seq_key: str = ""
+
+    @property
+    def count(self) -> int:
+        return len(self.seq)
+
+
 class Codec(Protocol):
     """Decoder of one wire protocol. Must raise MalformedMessage, never anything else."""
 
@@ -161,11 +198,23 @@ def decode_or_reject(
     return (recv_ns, frames, decoded, None)
 
 
+class AlikeCodec(Codec, Protocol):
+    """A codec that can decode a batch's runs of messages of one layout together."""
+
+    def decode_alike(
+        self, messages: Sequence[Sequence[FrameBytes]]
+    ) -> list[tuple[int, int, AlikeRun | Decoded | None]]:
+        """(start, end, what) spans covering the batch in order: a run of messages decoded
+        together, or one message (end = start + 1) with its Decoded, or None for decode() to
+        say (a reject). Never raises."""
+        ...
+
+
 #: A batch as the store takes it: lists of single messages, and runs decoded together with
 #: their receive times and frames.
 DecodedPart = (
     list["tuple[int, Sequence[FrameBytes], Decoded | None, str | None]"]
-    | tuple[list[int], list[Sequence[FrameBytes]], PlacedRun]
+    | tuple[list[int], list[Sequence[FrameBytes]], PlacedRun | AlikeRun]
 )
 
 
@@ -176,6 +225,9 @@ def decode_batch(
 ) -> list[DecodedPart]:
     """A received batch decoded: runs of one layout together where the codec can (RunCodec),
     every other message on its own (decode_or_reject). In receive order."""
+    decode_alike = getattr(codec, "decode_alike", None)
+    if decode_alike is not None and len(batch) >= min_run and not any(x for _, _, x in batch):
+        return _decode_alike(codec, decode_alike, batch)
     decode_run = getattr(codec, "decode_run", None)
     if decode_run is None or len(batch) < min_run or any(x for _, _, x in batch):
         return [[decode_or_reject(codec, r, f, x) for r, f, x in batch]]
@@ -195,6 +247,29 @@ def decode_batch(
             continue
         single.append(decode_or_reject(codec, batch[i][0], messages[i], None))
         i += 1
+    if single:
+        parts.append(single)
+    return parts
+
+
+def _decode_alike(
+    codec: Codec,
+    decode_alike: Callable,
+    batch: Sequence[tuple[int, Sequence[FrameBytes], dict | None]],
+) -> list[DecodedPart]:
+    messages = [f for _, f, _ in batch]
+    parts: list[DecodedPart] = []
+    single: list = []
+    for start, end, what in decode_alike(messages):
+        if isinstance(what, AlikeRun):
+            if single:
+                parts.append(single)
+                single = []
+            parts.append(([r for r, _, _ in batch[start:end]], messages[start:end], what))
+        elif isinstance(what, Decoded):
+            single.append((batch[start][0], messages[start], what, None))
+        else:
+            single.append(decode_or_reject(codec, batch[start][0], messages[start], None))
     if single:
         parts.append(single)
     return parts

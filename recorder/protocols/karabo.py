@@ -25,7 +25,15 @@ import msgpack
 import numpy as np
 
 from recorder.errors import MalformedMessage
-from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded, FrameBytes, as_array
+from recorder.protocols.base import (
+    NO_SEQ,
+    NO_TIME,
+    AlikeRun,
+    BulkFrame,
+    Decoded,
+    FrameBytes,
+    as_array,
+)
 from recorder.protocols.descriptor import (
     Demo,
     ProtocolDescriptor,
@@ -33,6 +41,7 @@ from recorder.protocols.descriptor import (
     msgpack_map,
     sniffer,
 )
+from recorder.protocols.karabo_batch import TrainBatches
 
 NAME = "karabo"
 NEXT_REQUEST = b"next"
@@ -211,9 +220,11 @@ def _source_ns(meta: Mapping[str, Any]) -> int:
         return int(sec) * 1_000_000_000 + int(frac.ljust(9, "0")[:9])
     ts = meta.get("timestamp")
     if isinstance(ts, int | float) and not isinstance(ts, bool) and math.isfinite(ts):
-        ns = round(ts * 1e9)
-        if 0 <= ns <= _INT64_MAX:
-            return ns
+        x = ts * 1e9
+        if math.isfinite(x):  # 1e300 s is finite, its ns are not (round would raise)
+            ns = round(x)
+            if 0 <= ns <= _INT64_MAX:
+                return ns
     return NO_TIME
 
 
@@ -641,6 +652,7 @@ class KaraboCodec:
         self._meta_names: dict[str, tuple[str, str, str]] = {}
         self._sources: tuple[tuple[str, ...], str] = ((), "")
         self._known: KnownHeaders = {}
+        self._batches = TrainBatches(self.decode, _TIME_KEYS, _MAX_SCALAR_COLUMNS)
 
     def _source_list(self, names: list[str]) -> str:
         key = tuple(names)
@@ -678,6 +690,12 @@ class KaraboCodec:
             derived=out.derived,
             columns=out.columns,
         )
+
+    def decode_alike(
+        self, messages: Sequence[Sequence[FrameBytes]]
+    ) -> list[tuple[int, int, AlikeRun | Decoded | None]]:
+        """A batch's trains, those of one layout decoded together (karabo_batch)."""
+        return self._batches.decode_alike(messages)
 
 
 @sniffer

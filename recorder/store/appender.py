@@ -30,6 +30,7 @@ from zarr.core.common import ZARR_JSON
 from zarr.core.metadata import ArrayV3Metadata
 from zarr.storage import LocalStore
 
+from recorder.store import string_chunks
 from recorder.store.chunk_io import (
     ChunkStream,
     chunk_format,
@@ -261,6 +262,7 @@ class BufferedAppender:
         self.persisted = 0
         self.base = 0  # first row held in self.held
         self.held: list = []
+        self.encode = string_chunks.encoder(array)  # strings: written without zarr
 
     def append(self, value) -> None:
         self.held.append(value)
@@ -281,12 +283,18 @@ class BufferedAppender:
             return
         end = self.base + len(self.held)
         grow(self.array, end)
-        if self.array.dtype.kind in "OT":  # variable-length strings, one per row
-            data = np.empty(len(self.held), dtype=object)
-            data[:] = self.held
+        if self.encode is not None:  # whole chunks from memory, the last one padded
+            first, chunk = self.base // self.chunk, self.chunk
+            for k in range(0, len(self.held), chunk):
+                encoded = self.encode(self.held[k : k + chunk])
+                string_chunks.write(self.array, first + k // chunk, encoded)
         else:
-            data = np.asarray(self.held, dtype=self.array.dtype)
-        self.array[self.base : end] = data
+            if self.array.dtype.kind in "OT":  # variable-length strings, one per row
+                data = np.empty(len(self.held), dtype=object)
+                data[:] = self.held
+            else:
+                data = np.asarray(self.held, dtype=self.array.dtype)
+            self.array[self.base : end] = data
         keep = len(self.held) % self.chunk  # rewrite the partial chunk from memory next time
         whole = len(self.held) - keep
         self.held = self.held[whole:]

@@ -14,7 +14,10 @@ import hashlib
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from itertools import chain
+from operator import itemgetter
+from typing import NamedTuple
 
 import numpy as np
 import zarr
@@ -29,7 +32,15 @@ from recorder.contracts import (
     StreamStats,
     WriteItem,
 )
-from recorder.protocols.base import NO_SEQ, NO_TIME, BulkFrame, Decoded, FrameBytes, PlacedRun
+from recorder.protocols.base import (
+    NO_SEQ,
+    NO_TIME,
+    AlikeRun,
+    BulkFrame,
+    Decoded,
+    FrameBytes,
+    PlacedRun,
+)
 from recorder.store import arrays, compact, coordinates, fast_nodes, layout, nodes
 from recorder.store.appender import Appender, appender_for, trim
 from recorder.store.family_names import FamilyPaths
@@ -96,6 +107,18 @@ class _FrameRows:
         frames = self.writer.frames
         for name, values in zip(("segment", "offset", "length", "column"), rows, strict=True):
             frames[name].extend(values)
+
+
+class _Family(NamedTuple):
+    """One typed array of every message stored together (_store_alike)."""
+
+    name: str
+    frame: int  # -1: a typed copy (derived), no frame is its bytes
+    ragged: bool
+    dtype: np.dtype
+    row_shape: tuple[int, ...]
+    sizes: np.ndarray | None  # ragged: rows per message
+    rows: np.ndarray | list[np.ndarray]  # joined already, or each message's array
 
 
 _ALIKE_MIN = 8  # messages of one layout in a row stored together (_append_alike), at least
@@ -347,70 +370,104 @@ class StreamWriter:
         if len(decoded) != len(items):
             return False  # _layout_key lets none through
         d0 = decoded[0]
-        # (segment, frame, ragged, row shape, arrays)
-        families: list[tuple[int, int, bool, tuple[int, ...], list[np.ndarray]]] = []
         derived = [
             (d.name, d.array, d.ragged) if isinstance(d, BulkFrame) else (d[0], d[1], False)
             for d in d0.derived
         ]
         named = [(b.name, b.array, b.ragged, b.frame) for b in d0.bulk]
         named += [(name, a, r, -1) for name, a, r in derived]
+        families: list[_Family] = []
+        nb = len(d0.bulk)
         for k, (name, a, ragged_frame, frame) in enumerate(named):
             ragged = ragged_frame and a.ndim >= 1
-            idx = self._current_segment.get(layout.valid_text(name))
-            if idx is None:
-                return False
-            dtype, shape, seg_ragged = self._segment_keys[idx]
-            if dtype != a.dtype or seg_ragged != ragged:
-                return False
-            if shape != (a.shape[1:] if ragged else a.shape):
-                return False
-            nb = len(d0.bulk)
             if k < nb:
                 arrays = [d.bulk[k].array for d in decoded]
             else:
                 arrays = [_derived_array(d.derived[k - nb]) for d in decoded]
-            families.append((idx, frame, ragged, shape, arrays))
-        count = len(items)
+            sizes = (
+                np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays)) if ragged else None
+            )
+            row_shape = a.shape[1:] if ragged else a.shape
+            families.append(_Family(name, frame, ragged, a.dtype, row_shape, sizes, arrays))
+        columns = {key: [d.columns[key] for d in decoded] for key in d0.columns}
+        return self._store_alike(
+            [item[0] for item in items],
+            [item[1] for item in items],
+            [d.seq for d in decoded],
+            [d.source_ns for d in decoded],
+            [d.seq_key for d in decoded],
+            columns,
+            families,
+        )
+
+    def _store_alike(
+        self,
+        recv: Sequence[int],
+        messages: Sequence[Sequence[FrameBytes]],
+        seq: Sequence[int] | np.ndarray,
+        source_ns: Sequence[int] | np.ndarray,
+        seq_keys: Sequence[str],
+        columns: Mapping[str, list | np.ndarray],
+        families: list[_Family],
+    ) -> bool:
+        """_append_alike's messages given in columns (also AlikeRun's): False, nothing
+        stored, unless every typed array extends the current segment of its name."""
+        checked = []
+        for fam in families:
+            idx = self._current_segment.get(layout.valid_text(fam.name))
+            if idx is None:
+                return False
+            dtype, shape, seg_ragged = self._segment_keys[idx]
+            if dtype != fam.dtype or seg_ragged != fam.ragged or shape != fam.row_shape:
+                return False
+            checked.append(idx)
+        count = len(recv)
         index0 = self.n_messages
-        n_fr = len(items[0][1])
+        n_fr = len(messages[0])
         lengths = np.empty((count, n_fr), dtype=np.int64)
         f_seg = np.full((count, n_fr), layout.HEAP_SEGMENT, dtype=np.int64)
         f_off = np.empty((count, n_fr), dtype=np.int64)
         placed_frames = set()
-        for idx, frame, ragged, shape, arrays in families:
+        for idx, fam in zip(checked, families, strict=True):
             app = self._segment_appenders[idx]
             assert not isinstance(app, PlacedAppender), "_current_segment holds whole rows"
             row0 = app.rows
-            if ragged:
-                sizes = np.fromiter(map(len, arrays), dtype=np.int64, count=count)
+            row_bytes = fam.dtype.itemsize * math.prod(fam.row_shape)
+            data, sizes = fam.rows, fam.sizes
+            if fam.ragged:
+                assert sizes is not None
                 rows = row0 + np.cumsum(sizes) - sizes
-                messages = np.repeat(np.arange(index0, index0 + count, dtype=np.int64), sizes)
+                messages_of = np.repeat(np.arange(index0, index0 + count, dtype=np.int64), sizes)
             else:
                 rows = row0 + np.arange(count, dtype=np.int64)
-                messages = np.arange(index0, index0 + count, dtype=np.int64)
-            if arrays[0].nbytes < _BIG_FRAME:  # one join: cheaper than a piece per array
-                app.extend_rows(np.concatenate(arrays) if ragged else np.stack(arrays))
+                messages_of = np.arange(index0, index0 + count, dtype=np.int64)
+            if isinstance(data, np.ndarray):  # joined already (AlikeRun)
+                app.extend_rows(data)
+            elif data[0].nbytes < _BIG_FRAME:  # one join: cheaper than a piece per array
+                app.extend_rows(np.concatenate(data) if fam.ragged else np.stack(data))
             else:  # large: the appender keeps views of the received frames, no copy
-                for a in arrays:
-                    if ragged:
+                for a in data:
+                    if fam.ragged:
                         app.extend_rows(a)
                     else:
                         app.append(a)
-            self._segment_index[idx].extend(messages)
-            if frame >= 0:
+            self._segment_index[idx].extend(messages_of)
+            if fam.frame >= 0:
+                frame = fam.frame
                 placed_frames.add(frame)
                 f_seg[:, frame] = idx
                 f_off[:, frame] = rows
-                if ragged:  # bytes per row times rows
-                    lengths[:, frame] = sizes * (arrays[0].itemsize * math.prod(shape))
+                if sizes is not None:  # ragged: bytes per row times rows
+                    lengths[:, frame] = sizes * row_bytes
                 else:
-                    lengths[:, frame] = arrays[0].nbytes  # one shape for all
+                    lengths[:, frame] = row_bytes  # one shape for all
         heap_cols = [i for i in range(n_fr) if i not in placed_frames]
         heap_pos = self.heap.rows
         if heap_cols:
-            heap = [item[1][i] for item in items for i in heap_cols]
-            heap = [f if isinstance(f, bytes) else _view_bytes(f) for f in heap]
+            pick = itemgetter(*heap_cols) if len(heap_cols) > 1 else lambda m: (m[heap_cols[0]],)
+            heap = list(chain.from_iterable(map(pick, messages)))  # message by message
+            if set(map(type, heap)) != {bytes}:
+                heap = [f if isinstance(f, bytes) else _view_bytes(f) for f in heap]
             sizes = np.fromiter(map(len, heap), dtype=np.int64, count=len(heap))
             grid = sizes.reshape(count, len(heap_cols))
             lengths[:, heap_cols] = grid
@@ -434,20 +491,17 @@ class StreamWriter:
         table.total = int(lengths.sum())
         restart_first = protocols.lookup(self.attrs.get("protocol", "")).restart_first_seq
         see = self.gaps.see
-        seq = [d.seq for d in decoded]
-        for d in decoded:
-            if d.seq != NO_SEQ:
-                see(d.seq_key, d.seq, restart_first)
-        if d0.columns:
-            self._extend_extra(
-                index0,
-                {key: [d.columns[key] for d in decoded] for key in d0.columns},
-            )
+        seq_list = seq.tolist() if isinstance(seq, np.ndarray) else seq
+        for key, s in zip(seq_keys, seq_list, strict=True):
+            if s != NO_SEQ:
+                see(key, s, restart_first)
+        if columns:
+            self._extend_extra(index0, columns)
         first = self.n_frames + n_fr * np.arange(count, dtype=np.int64)
         self._add_messages(
-            [item[0] for item in items],
+            recv,
             seq,
-            [d.source_ns for d in decoded],
+            source_ns,
             first,
             np.full(count, n_fr, dtype=np.int64),
             np.zeros(count, dtype=np.int64),
@@ -474,10 +528,17 @@ class StreamWriter:
         self.last_recv_ns = recv[-1]
 
     def append_run(
-        self, recv: Sequence[int], messages: Sequence[Sequence[FrameBytes]], run: PlacedRun
+        self,
+        recv: Sequence[int],
+        messages: Sequence[Sequence[FrameBytes]],
+        run: PlacedRun | AlikeRun,
     ) -> None:
-        """Add messages decoded together (protocols.base.PlacedRun): stored exactly as
-        append_batch stores the same messages decoded one by one, at a fraction of the cost."""
+        """Add messages decoded together (protocols.base.PlacedRun, AlikeRun): stored exactly
+        as append_batch stores the same messages decoded one by one, at a fraction of the
+        cost."""
+        if isinstance(run, AlikeRun):
+            self._append_alike_run(recv, messages, run)
+            return
         count = run.count
         if not count:
             return
@@ -509,6 +570,56 @@ class StreamWriter:
         self._extend_extra(first_index, run.columns)
         flags = np.zeros(count, dtype=np.int64)
         self._add_messages(recv, run.seq, run.source_ns, first, nfr, flags, table, n_frames)
+
+    def _append_alike_run(
+        self, recv: Sequence[int], messages: Sequence[Sequence[FrameBytes]], run: AlikeRun
+    ) -> None:
+        """As append_batch stores the run's messages decoded one by one: in columns
+        (_store_alike) when every typed array extends the current segment of its name (the
+        stream's columns are made as _append_each makes them); else the first on its own, as
+        Decoded (it makes the segments), then the rest in columns."""
+        count = run.count
+        names = [layout.valid_text(b.name) for b in run.arrays]
+        frames = [b.frame for b in run.arrays if b.frame >= 0]
+        if len(set(names)) != len(names) or len(set(frames)) != len(frames):
+            self._append_each([(recv[k], messages[k], run.decode(k), None) for k in range(count)])
+            return
+        if self._store_run(recv, messages, run, 0):
+            return
+        self._append_each([(recv[0], messages[0], run.decode(0), None)])
+        if count > 1 and not self._store_run(recv, messages, run, 1):
+            self._append_each(
+                [(recv[k], messages[k], run.decode(k), None) for k in range(1, count)]
+            )
+
+    def _store_run(
+        self,
+        recv: Sequence[int],
+        messages: Sequence[Sequence[FrameBytes]],
+        run: AlikeRun,
+        start: int,
+    ) -> bool:
+        """Messages start.. of the run through _store_alike (False: nothing stored)."""
+        families = []
+        count = run.count - start
+        for b in run.arrays:
+            rows = (
+                b.rows[start:]
+                if isinstance(b.rows, list) or not b.ragged
+                else (b.rows[start * b.shape[0] :])
+            )
+            row_shape = b.shape[1:] if b.ragged else b.shape
+            sizes = np.full(count, b.shape[0], dtype=np.int64) if b.ragged else None
+            families.append(_Family(b.name, b.frame, b.ragged, b.dtype, row_shape, sizes, rows))
+        return self._store_alike(
+            recv[start:],
+            messages[start:],
+            run.seq[start:],
+            run.source_ns[start:],
+            [run.seq_key] * count,
+            {key: values[start:] for key, values in run.columns.items()},
+            families,
+        )
 
     def _run_frame_table(
         self,
@@ -590,12 +701,23 @@ class StreamWriter:
             k += 1
         return where
 
-    def _extend_extra(self, start: int, values: dict[str, list]) -> None:
+    def _extend_extra(self, start: int, values: Mapping[str, list | np.ndarray]) -> None:
         """Columns of messages start, start+1, ...: each list holds one value per message.
         The same result as _append_extra message by message, one extend per column."""
         for key, column in values.items():
             name = layout.valid_text(key)
             app = self._extra.get(name)
+            if isinstance(column, np.ndarray):  # int64, float64 or bool values (AlikeRun)
+                kind = self._extra_kinds.get(name)
+                if app is None or app.rows > start or name != key or kind is None:
+                    column = column.tolist()
+                elif column.dtype.kind in _ARRAY_FITS[kind]:  # what _coerce keeps as it is
+                    if app.rows < start:
+                        app.extend([_missing(kind)] * (start - app.rows))
+                    app.extend(column)
+                    continue
+                else:
+                    column = column.tolist()
             if app is None or app.rows > start or name != key:
                 for k, value in enumerate(column):  # the general way, message by message
                     self._append_extra(start + k, {key: value})
@@ -951,6 +1073,11 @@ def _missing_attr(kind: str):
 _PLAIN_KINDS = {bool: "bool", int: "int", float: "float", str: "str"}
 #: Python types whose values a column of each kind takes as they are (what _coerce keeps).
 _FITS: dict[str, set[type]] = {"bool": {bool}, "int": {int}, "float": {float, int}, "str": {str}}
+
+
+#: dtype kinds of value arrays a column of each kind takes as they are (as _FITS; strings
+#: come as lists).
+_ARRAY_FITS: dict[str, str] = {"bool": "b", "int": "i", "float": "fi", "str": ""}
 
 
 def _coerce(kind: str, value):

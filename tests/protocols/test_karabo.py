@@ -236,6 +236,15 @@ def test_train_id_mismatch_and_missing_metadata():
     assert only_float.source_ns == 1_500_000_000
 
 
+def test_a_timestamp_past_any_time_is_no_time():
+    """1e300 s is a finite float whose ns are not: no time (it used to raise OverflowError
+    out of decode, which no reject catches)."""
+    for ts in (1e300, -1e300, 2.0**63 / 1e9):
+        decoded = CODEC.decode(encode_train({"a": {}}, {"a": {"timestamp": ts}}))
+        assert decoded.source_ns == NO_TIME
+        assert "a:metadata.timestamp_ns" not in decoded.columns
+
+
 def test_v1_arrays_skip_pickled_object_arrays_without_unpickling():
     evil = {b"nd": True, b"type": "|O", b"kind": b"O", b"shape": [1], b"data": b"cos\nsystem\n."}
     frame = msgpack.packb({"s": {"obj": evil, "metadata": {"timestamp.tid": 1}}}, use_bin_type=True)
