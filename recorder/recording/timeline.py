@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from recorder.contracts import Marker, Pause, Received, WriteItem
 from recorder.errors import Conflict, UsageError
-from recorder.protocols.base import Codec, decode_batch, decode_or_reject
+from recorder.protocols.base import Codec, Verbatim, decode_batch, decode_or_reject
 from recorder.recording.plans import SplitPlan, TriggerPlan
 
 if TYPE_CHECKING:
@@ -388,6 +388,8 @@ class Lane:
         for part in decode_batch(codec, received):
             if isinstance(part, list):
                 writer.append_batch(part)
+            elif isinstance(part, Verbatim):
+                writer.append_verbatim(part.recv, part.messages)
             else:
                 writer.append_run(*part)
 

@@ -242,8 +242,17 @@ class DirectAppender:
                 self._next_buffer()
 
     def extend(self, values) -> None:
+        n, fill = len(values), self.fill
+        if fill + n < self.chunk:  # inside the current chunk: one assignment (a batch of one
+            if n == 1:  # message extends ten columns by one value each)
+                self.cur[fill] = values[0]
+            elif n:
+                self.cur[fill : fill + n] = values
+            self.fill = fill + n
+            self.rows += n
+            return
         values = np.asarray(values, dtype=self.dtype)
-        n, done = len(values), 0
+        done = 0
         while done < n:
             take = min(self.chunk - self.fill, n - done)
             self.cur[self.fill : self.fill + take] = values[done : done + take]
