@@ -53,10 +53,7 @@ def once(batches: list, protocol: str, together: bool) -> float:
             for batch in batches:
                 if together:
                     for part in decode_batch(codec, batch):
-                        if isinstance(part, list):
-                            s.append_batch(part)
-                        else:
-                            s.append_run(*part)
+                        s.append_part(part)
                 else:
                     s._append_each([decode_or_reject(codec, r, f, x) for r, f, x in batch])
             s.flush()

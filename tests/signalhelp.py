@@ -64,10 +64,7 @@ def write_run(
 
         def drain() -> None:
             for part in decode_batch(codec, pending):
-                if isinstance(part, list):
-                    s.append_batch(part)
-                else:
-                    s.append_run(*part)
+                s.append_part(part)
             pending.clear()
 
         for b in range(blocks):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -163,7 +163,11 @@ class AlikeRun:
 
 
 class Codec(Protocol):
-    """Decoder of one wire protocol. Must raise MalformedMessage, never anything else."""
+    """Decoder of one wire protocol. Must raise MalformedMessage, never anything else.
+
+    A codec with a true `verbatim` attribute reads nothing: its decode() is an empty Decoded
+    for every message and never raises (raw). Batches of it are stored as they came
+    (decode_batch gives a Verbatim), without a Decoded per message."""
 
     name: str
 
@@ -210,11 +214,20 @@ class AlikeCodec(Codec, Protocol):
         ...
 
 
-#: A batch as the store takes it: lists of single messages, and runs decoded together with
-#: their receive times and frames.
+class Verbatim(NamedTuple):
+    """Messages of a verbatim codec, stored frames only (StreamWriter.append_verbatim): what a
+    list of their empty Decoded would store, for none of their cost."""
+
+    recv: list[int]
+    messages: list[Sequence[FrameBytes]]
+
+
+#: A batch as the store takes it: lists of single messages, runs decoded together with their
+#: receive times and frames, and messages of a codec that reads nothing.
 DecodedPart = (
     list["tuple[int, Sequence[FrameBytes], Decoded | None, str | None]"]
     | tuple[list[int], list[Sequence[FrameBytes]], PlacedRun | AlikeRun]
+    | Verbatim
 )
 
 
@@ -225,6 +238,8 @@ def decode_batch(
 ) -> list[DecodedPart]:
     """A received batch decoded: runs of one layout together where the codec can (RunCodec),
     every other message on its own (decode_or_reject). In receive order."""
+    if getattr(codec, "verbatim", False) and not any(x for _, _, x in batch):
+        return [Verbatim([r for r, _, _ in batch], [f for _, f, _ in batch])]
     decode_alike = getattr(codec, "decode_alike", None)
     if decode_alike is not None and len(batch) >= min_run and not any(x for _, _, x in batch):
         return _decode_alike(codec, decode_alike, batch)

@@ -13,6 +13,7 @@ NAME = "raw"
 
 class RawCodec:
     name = NAME
+    verbatim = True  # decode() reads nothing: batches are stored as they came
 
     def decode(self, frames: Sequence[FrameBytes]) -> Decoded:
         return Decoded()

@@ -322,6 +322,9 @@ class StreamRecorder:
                     lane.add_drops(dropped)
                     told += dropped
                 if time.monotonic() >= next_flush:
+                    more = self.queue.take_joined(0)  # what waits for a wake-up (byte_queue)
+                    if more:
+                        self._write_batch(more)
                     lane.flush()
                     next_flush = next_flush_after(next_flush, self.flush_interval)
                 if batch is None and self.queue.drained:

@@ -386,10 +386,7 @@ class Lane:
         writer = self.plain_writer
         assert writer is not None
         for part in decode_batch(codec, received):
-            if isinstance(part, list):
-                writer.append_batch(part)
-            else:
-                writer.append_run(*part)
+            writer.append_part(part)
 
     def feed(self, items: list[WriteItem]) -> None:
         if self.tl.plain:

@@ -8,9 +8,9 @@ rewritten once per chunk, not once per flush): readers use the stream's committe
 `trim` cuts the shape to the rows when the array is finished. Three kinds, by what the array's
 chunks hold:
 
-- PieceAppender (the byte heap, typed payload segments): a chunk is a list of views of the
-  received frames, streamed into the chunk file as they arrive when it is stored raw; nothing
-  is copied (compressed chunks are encoded when full, or at a flush).
+- PieceAppender (the byte heap, typed payload segments): the received frames are streamed into
+  the chunk file as they arrive when it is stored raw, and let go (a flush copies the file so
+  far in the kernel); else a chunk is a list of views of them, encoded when full or at a flush.
 - DirectAppender (per-message columns): values built in Python, gathered in a numpy chunk buffer.
 - BufferedAppender (strings, non-native byte order): chunks zarr must encode; written through
   zarr at flush time.
@@ -87,34 +87,50 @@ def appender_for(array: zarr.Array, *, pieces: bool = False) -> Appender:
 
 
 class PieceAppender:
-    """Rows (or bytes, for a 1-D uint8 heap) kept as references to the caller's buffers.
+    """Rows (or bytes, for a 1-D uint8 heap) written from the caller's buffers.
 
-    The caller must not change a buffer after handing it over: received frames never change.
+    A raw chunk on a local store is streamed into its file as rows arrive and nothing is kept
+    (ChunkStream); any other chunk is kept as references to the caller's buffers until it is
+    written. The caller must not change a buffer after handing it over: received frames never
+    change.
     """
 
     def __init__(self, array: zarr.Array):
         self.array = array
         self.stream = ChunkStream(array)
+        self.streamed = self.stream.local  # else: the chunk is kept in `pieces` until written
         self.row_shape = tuple(array.shape[1:])
         self.dtype = array.dtype  # zarr computes it on every access: asked once per row here
         self.row_bytes = max(1, int(np.prod(self.row_shape))) * self.dtype.itemsize
         self.chunk_rows = file_rows(array)
         self.chunk_bytes = self.chunk_rows * self.row_bytes
         self.pieces: list = []
-        # small pieces are copied together (one syscall and one list entry per SMALL_RUN bytes,
-        # not per train of a Karabo scalar): the chunk is `pieces` then `small`
+        # small pieces are copied together (one list entry per SMALL_RUN bytes, not per train
+        # of a Karabo scalar) and written with the next large piece, in one system call: the
+        # chunk is `pieces` then `small`
         self.small = bytearray()
         self.fill = 0  # bytes gathered for the current chunk
         self.index = 0  # current chunk
         self.rows = 0
         self.persisted = 0
 
-    def _settle(self) -> None:
-        """Small bytes gathered so far become a piece of the chunk."""
-        if self.small:
-            piece = bytes(self.small)
+    def _put(self, piece=None) -> None:
+        """Small bytes gathered so far, then `piece`, become the chunk's next bytes."""
+        small = self.small
+        if small:
             self.small = bytearray()
+            if self.streamed:
+                if piece is None:
+                    self.stream.write(self.index, small)
+                else:
+                    self.stream.write(self.index, small, piece)
+                return
+            self.pieces.append(bytes(small))
+        if piece is None:
+            return
+        if self.streamed:
             self.stream.write(self.index, piece)
+        else:
             self.pieces.append(piece)
 
     def _add(self, view: memoryview) -> None:
@@ -124,15 +140,13 @@ class PieceAppender:
             if take < SMALL_PIECE:
                 self.small += piece
                 if len(self.small) >= SMALL_RUN:
-                    self._settle()
+                    self._put()
             else:
-                self._settle()
-                self.stream.write(self.index, piece)
-                self.pieces.append(piece)
+                self._put(piece)
             self.fill += take
             view = view[take:]
             if self.fill == self.chunk_bytes:
-                self._settle()
+                self._put()
                 self.stream.finish(self.index, self.pieces)
                 self.index += 1
                 self.pieces, self.fill = [], 0
@@ -165,7 +179,11 @@ class PieceAppender:
             return
         if self.fill:
             rows = -(-self.fill // self.row_bytes)
-            write_chunk(self.array, self.index, [*self.pieces, bytes(self.small)], rows)
+            if self.streamed:
+                self._put()
+                self.stream.commit(self.index, rows)
+            else:
+                write_chunk(self.array, self.index, [*self.pieces, bytes(self.small)], rows)
         grow(self.array, self.rows)
         self.persisted = self.rows
 
@@ -225,8 +243,17 @@ class DirectAppender:
                 self._next_buffer()
 
     def extend(self, values) -> None:
+        n, fill = len(values), self.fill
+        if fill + n < self.chunk:  # inside the current chunk: one assignment (a batch of one
+            if n == 1:  # message extends ten columns by one value each)
+                self.cur[fill] = values[0]
+            elif n:
+                self.cur[fill : fill + n] = values
+            self.fill = fill + n
+            self.rows += n
+            return
         values = np.asarray(values, dtype=self.dtype)
-        n, done = len(values), 0
+        done = 0
         while done < n:
             take = min(self.chunk - self.fill, n - done)
             self.cur[self.fill : self.fill + take] = values[done : done + take]

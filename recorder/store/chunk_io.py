@@ -20,6 +20,7 @@ Anything else (strings, another byte order, codecs not listed here) goes through
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import uuid
@@ -179,6 +180,46 @@ def _write_all(fd: int, piece) -> None:
         view = view[n:]
 
 
+_IOV_MAX = 1024  # buffers one writev takes (Linux's IOV_MAX)
+_NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
+
+
+def _writev_all(fd: int, pieces) -> int:
+    """Write the pieces in order with as few system calls as the kernel allows; their count."""
+    views = [v for v in (memoryview(p).cast("B") for p in pieces) if v.nbytes]
+    total = sum(v.nbytes for v in views)
+    while views:
+        n = os.writev(fd, views[:_IOV_MAX])
+        while views and n >= views[0].nbytes:
+            n -= views[0].nbytes
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
+    return total
+
+
+def _copy_file(src: int, dst: int, n: int) -> None:
+    """The first `n` bytes of file `src` to `dst`'s position, copied in the kernel (no pass
+    through our memory); read and written when the file system cannot."""
+    off = 0
+    try:
+        while off < n:
+            got = os.copy_file_range(src, dst, n - off, off)
+            if got == 0:
+                raise StoreError(f"chunk file ended {n - off} bytes early")
+            off += got
+        return
+    except OSError as exc:
+        if exc.errno not in _NO_COPY_RANGE:
+            raise
+    while off < n:
+        data = os.pread(src, min(n - off, 8 << 20), off)
+        if not data:
+            raise StoreError(f"chunk file ended {n - off} bytes early")
+        _write_all(dst, data)
+        off += len(data)
+
+
 def shard_index(fmt: ChunkFormat, sizes: list[int]) -> bytes:
     """The index zarr's sharding codec reads at the end of a shard: inner chunks in order,
     `sizes` of the first len(sizes) of them (the rest empty), then the index's CRC32C."""
@@ -282,7 +323,12 @@ def write_rows(array: zarr.Array, index: int, rows: np.ndarray, valid: int | Non
 
 class ChunkStream:
     """The chunk being filled, written piece by piece as pieces arrive (raw arrays on a local
-    store only; others are written whole when full)."""
+    store only; others are written whole when full).
+
+    The temporary file is the only copy of a streamed chunk: the caller need not keep its
+    pieces (the received frames are freed once written, as a plain recv-and-write loop frees
+    them), and a flush copies what the file holds so far into the chunk's place in the kernel
+    (`commit`)."""
 
     def __init__(self, array: zarr.Array):
         self.array = array
@@ -291,16 +337,19 @@ class ChunkStream:
         self.local = fmt is not None and fmt.raw and chunk_file(array, 0) is not None
         self.fd: int | None = None
         self.tmp: Path | None = None
+        self.written = 0  # bytes in the temporary file
 
-    def write(self, index: int, piece) -> None:
+    def write(self, index: int, *pieces) -> None:
+        """Append pieces to chunk `index`'s file: one system call for all of them."""
         if not self.local:
             return
         if self.fd is None:
             path = self._file(index)
             path.parent.mkdir(parents=True, exist_ok=True)
             self.tmp = _temp_for(path)
-            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        _write_all(self.fd, piece)
+            self.fd = os.open(self.tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            self.written = 0
+        self.written += _writev_all(self.fd, pieces)
 
     def _file(self, index: int) -> Path:
         path = chunk_file(self.array, index)
@@ -308,13 +357,49 @@ class ChunkStream:
             raise StoreError(f"chunk {index} of {self.array.path} has no file")
         return path
 
+    def commit(self, index: int, rows: int) -> None:
+        """Store the first `rows` rows of the unfinished chunk `index` (a flush): the bytes
+        written so far, copied from the temporary file by the kernel, then what write_chunk
+        would add (padding, a shard's index). The temporary file goes on growing."""
+        fmt = self.fmt
+        assert fmt is not None and self.local, "only streamed chunks are committed"
+        src = self.fd
+        if src is None:
+            raise StoreError(f"chunk {index} of {self.array.path} was never started")
+        have = self.written
+        if fmt.inner_rows is None:
+            size = fmt.chunk_bytes
+            tail = b""
+        else:
+            inner_bytes = fmt.inner_rows * fmt.row_bytes
+            n_inner = -(-(rows * fmt.row_bytes) // inner_bytes) if rows else 0
+            size = n_inner * inner_bytes
+            tail = shard_index(fmt, [inner_bytes] * n_inner)
+        path = self._file(index)
+        tmp = _temp_for(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _copy_file(src, fd, min(have, size))
+            if size > have:
+                os.ftruncate(fd, size)  # zero padding, as write_chunk writes it
+            if tail:
+                os.lseek(fd, size, os.SEEK_SET)
+                _write_all(fd, tail)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.replace(tmp, path)
+
     def finish(self, index: int, pieces: list) -> None:
-        """The chunk is full: put it in place."""
+        """The chunk is full: put it in place (`pieces`: the chunk's bytes, unless streamed)."""
         if not self.local:
             write_chunk(self.array, index, pieces)
             return
         fd, tmp = self.fd, self.tmp
         self.fd = self.tmp = None
+        self.written = 0
         if fd is None or tmp is None:
             raise StoreError(f"chunk {index} of {self.array.path} was never started")
         fmt = self.fmt
@@ -338,3 +423,4 @@ class ChunkStream:
             if self.tmp is not None:
                 self.tmp.unlink(missing_ok=True)
             self.fd = self.tmp = None
+            self.written = 0

@@ -15,7 +15,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from itertools import chain
+from itertools import accumulate, chain
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -38,8 +38,10 @@ from recorder.protocols.base import (
     AlikeRun,
     BulkFrame,
     Decoded,
+    DecodedPart,
     FrameBytes,
     PlacedRun,
+    Verbatim,
 )
 from recorder.store import arrays, compact, coordinates, fast_nodes, layout, nodes
 from recorder.store.appender import Appender, appender_for, trim
@@ -526,6 +528,57 @@ class StreamWriter:
         if self.first_recv_ns is None:
             self.first_recv_ns = recv[0]
         self.last_recv_ns = recv[-1]
+
+    def append_part(self, part: DecodedPart) -> None:
+        """Store one part of protocols.base.decode_batch's answer, whichever kind it is."""
+        if isinstance(part, list):
+            self.append_batch(part)
+        elif isinstance(part, Verbatim):
+            self.append_verbatim(part.recv, part.messages)
+        else:
+            self.append_run(*part)
+
+    def append_verbatim(
+        self, recv: Sequence[int], messages: Sequence[Sequence[FrameBytes]]
+    ) -> None:
+        """Add messages of a codec that reads nothing (raw), every frame in the heap: what
+        append_batch stores for them with an empty Decoded each, built in columns (a raw stream
+        of 4 KiB messages is as many messages a second as it is MB)."""
+        count = len(messages)
+        if not count:
+            return
+        heap = [f if isinstance(f, bytes) else _view_bytes(f) for m in messages for f in m]
+        n = len(heap)
+        sizes = list(map(len, heap))
+        nfr = list(map(len, messages))
+        table = _FrameRows(self)
+        ends = list(accumulate(sizes, initial=table.heap_pos))
+        if not n or max(sizes) < _BIG_FRAME:
+            self._heap_put(heap)  # all small: one join (empty frames add nothing)
+        else:
+            small: list = []
+            for f, size in zip(heap, sizes, strict=True):
+                if size >= _BIG_FRAME:
+                    self._heap_put(small)
+                    small = []
+                    self.heap.extend(f)
+                elif size:
+                    small.append(f)
+            self._heap_put(small)
+        segment = [layout.HEAP_SEGMENT] * n
+        table.columns(segment, ends[:-1], sizes, [layout.WHOLE_ROWS] * n, b"", 0)
+        table.total = ends[-1] - ends[0]
+        first = list(accumulate(nfr, initial=self.n_frames))
+        self._add_messages(
+            recv,
+            [NO_SEQ] * count,
+            [NO_TIME] * count,
+            first[:-1],
+            nfr,
+            [0] * count,
+            table,
+            first[-1],
+        )
 
     def append_run(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -38,3 +39,16 @@ def test_take_joined_wakes_when_closed():
     q.close()
     t.join(5)
     assert got == [None] and q.drained
+
+
+def test_a_waiting_taker_is_woken_once_wake_bytes_are_queued():
+    q = ByteBoundedQueue(1 << 20, wake_bytes=100)
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(q.take_joined(60)))
+    t.start()
+    while not q._cond._waiters:  # type: ignore[attr-defined]  # the taker is waiting
+        time.sleep(0.001)
+    for i in range(4):
+        assert q.offer([i], 30)  # the fourth makes 120 bytes: the taker wakes, takes all
+    t.join(30)
+    assert got == [[0, 1, 2, 3]] and q.depth_bytes == 0

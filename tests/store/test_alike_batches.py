@@ -9,7 +9,7 @@ import pytest
 
 from recorder.protocols import codec_for
 from recorder.protocols import karabo as kb
-from recorder.protocols.base import decode_or_reject
+from recorder.protocols.base import Verbatim, decode_batch, decode_or_reject
 from recorder.simulators import make_simulator
 from recorder.store import stream_writer
 from recorder.store.reader import RunReader
@@ -251,3 +251,30 @@ def test_wide_blocks_are_placed_as_single_messages_are(tmp_path):
     together, runs = record_openephys(tmp_path / "all", messages, together=True, batch=400)
     assert runs >= 2
     _assert_same_runs(one, together)
+
+
+@pytest.mark.parametrize("compression", [None, "zstd"])
+def test_verbatim_batches_are_stored_as_single_messages_are(tmp_path, compression):
+    """Raw messages reach the store as a Verbatim part (no Decoded per message): the same run,
+    byte for byte, as decoding them one at a time; empty and large frames included."""
+    messages = _raw()
+    messages[5:5] = [[], [b""], [b"", b"x"], [bytes(200_000), b"", b"y"]]
+    one = _record(tmp_path / "one", "raw", messages, batch=1, compression=compression)
+    codec = codec_for("raw")
+    with RunWriter(tmp_path / "all", run_id="20260101-000000-000000") as run:
+        s = run.add_stream(
+            "s", protocol="raw", endpoint="tcp://h:1", socket_type="SUB", role="connect",
+            compression=compression,
+        )  # fmt: skip
+        for i in range(0, len(messages), 97):
+            part = messages[i : i + 97]
+            batch = [(1_000 + i + k, f, None) for k, f in enumerate(part)]
+            (verbatim,) = decode_batch(codec, batch)
+            assert isinstance(verbatim, Verbatim)
+            s.append_verbatim(verbatim.recv, verbatim.messages)
+            if i % 150 < 97:
+                s.flush()
+    _assert_same_runs(one, run.path)
+    with RunReader(run.path) as r:
+        stored = [[bytes(f) for f in m.frames] for m in r.stream("s").messages()]
+    assert stored == [[bytes(f) for f in m] for m in messages]

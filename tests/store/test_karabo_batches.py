@@ -134,11 +134,8 @@ def _record(path, messages, *, together: bool, batch: int, compression: str | No
                     s.append_batch([decode_or_reject(codec, r, f, x)])
             else:
                 for piece in decode_batch(codec, part):
-                    if isinstance(piece, list):
-                        s.append_batch(piece)
-                    else:
-                        runs += isinstance(piece[2], AlikeRun)
-                        s.append_run(*piece)
+                    runs += isinstance(piece, tuple) and isinstance(piece[2], AlikeRun)
+                    s.append_part(piece)
             if i % (batch * 3) == 0:
                 s.flush()  # flushes in between: chunks written part by part
     return run.path, runs

@@ -87,11 +87,8 @@ def _record(path, messages, *, together: bool, batch: int = 64):
                 s.append_batch([decode_or_reject(codec, r, f, x) for r, f, x in part])
             else:
                 for piece in decode_batch(codec, part):
-                    if isinstance(piece, list):
-                        s.append_batch(piece)
-                    else:
-                        runs += 1
-                        s.append_run(*piece)
+                    runs += isinstance(piece, tuple) and isinstance(piece[2], PlacedRun)
+                    s.append_part(piece)
             if i % (batch * 7) == 0:
                 s.flush()  # flushes in between: chunks written part by part
     return run.path, runs

@@ -158,6 +158,27 @@ def test_large_frames_reach_disk_as_whole_chunks_with_bounded_memory(tmp_path):
         assert all(bytes(m.frames[0]) == payload for m in r.messages())
 
 
+def test_a_flush_commits_the_streamed_chunk_so_far_and_holds_no_frames(tmp_path):
+    """The chunk being streamed is the only copy of its frames: a flush copies its file into
+    place (readable at once), and streaming goes on into the same chunk after it."""
+    run, s = new_stream(tmp_path)
+    rng = np.random.default_rng(2)
+    sent = []
+    for round_ in range(3):
+        for i in range(3):
+            frames = [b"%d" % (10 * round_ + i), rng.bytes(300_000 + i)]
+            sent.append(frames)
+            s.append(10 * round_ + i, frames)
+        assert s.heap.pieces == []  # written, not kept
+        s.flush()
+        with RunReader(run.path) as r:
+            got = [[bytes(f) for f in m.frames] for m in r.messages()]
+        assert got == sent  # the partial chunk, as committed, while the run goes on
+    run.close()
+    with RunReader(run.path) as r:
+        assert [[bytes(f) for f in m.frames] for m in r.messages()] == sent
+
+
 def test_time_window_selects_by_seconds_from_run_start(tmp_path):
     run, s = new_stream(tmp_path)
     t0 = run.started_ns
