@@ -1,7 +1,9 @@
 """A queue bounded by bytes, between a receive thread and a writer thread.
 
 The receive thread must never block on a slow disk (a SUB socket would drop silently inside
-zmq), so a full queue refuses the batch and the caller counts it as dropped.
+zmq), so a full queue refuses the batch and the caller counts it as dropped. The receive
+process's batches (receive_apart.py) wait for room instead (`put`): its pipe holds what comes
+meanwhile, and the process counts what does not fit there.
 
 A waiting taker is woken once `wake_bytes` are queued, not for every batch: it takes them all
 at once (or what there is at its timeout, or at close). Each wake-up is a thread switch and a
@@ -25,7 +27,10 @@ class ByteBoundedQueue:
         self._items: deque = deque()
         self._bytes = 0
         self._closed = False
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # items came (the taker waits on it)
+        self._room = threading.Condition(lock)  # items went (a waiting putter waits on it)
+        self._waiting = 0  # putters waiting for room
 
     def close(self) -> None:
         """No more items will come: wake the taker now instead of at its next timeout."""
@@ -48,6 +53,32 @@ class ByteBoundedQueue:
                 self._cond.notify()
             return True
 
+    def put(self, item, nbytes: int, timeout: float) -> bool:
+        """Add item, waiting up to `timeout` seconds for room; False if there was none. For a
+        receiver that has a buffer of its own behind it (the receive process's pipe), where
+        waiting loses nothing and dropping would."""
+        with self._cond:
+            if self._bytes and self._bytes + nbytes > self.max_bytes:
+                self._waiting += 1
+                try:
+                    self._room.wait_for(
+                        lambda: not self._bytes or self._bytes + nbytes <= self.max_bytes,
+                        timeout,
+                    )
+                finally:
+                    self._waiting -= 1
+                if self._bytes and self._bytes + nbytes > self.max_bytes:
+                    return False
+            self._items.append((item, nbytes))
+            self._bytes += nbytes
+            if self._bytes >= self.wake_bytes:
+                self._cond.notify()
+            return True
+
+    def _taken(self) -> None:
+        if self._waiting:
+            self._room.notify_all()
+
     def take(self, timeout: float):
         """The oldest item, or None after `timeout` seconds without one."""
         with self._cond:
@@ -57,6 +88,7 @@ class ByteBoundedQueue:
                 return None
             item, nbytes = self._items.popleft()
             self._bytes -= nbytes
+            self._taken()
             return item
 
     def take_joined(self, timeout: float, max_items: int = 4096) -> list | None:
@@ -76,6 +108,7 @@ class ByteBoundedQueue:
                     item, nbytes = self._items.popleft()
                     self._bytes -= nbytes
                     joined.extend(item)
+            self._taken()
             return joined
 
     @property

@@ -187,7 +187,9 @@ class StreamRecorder:
         if self.receives_apart:
             apart = ReceiveProcess(self.ctx, spec.stream, self._open_streaming, self.count)
             self.bound_endpoint = apart.endpoint
-            return [], lambda: apart.run(self._emit, self._stop, self._polled, self._dropped)
+            return [], lambda: apart.run(
+                self._emit_waiting, self._stop, self._polled, self._dropped
+            )
         sock, self.bound_endpoint, companions = self._open_streaming(self.ctx)
         undecided = [self.protocol is None]
 
@@ -280,6 +282,21 @@ class StreamRecorder:
         self.latest_batch = batch
         if not self.queue.offer(batch, nbytes):
             c.dropped += len(batch)
+
+    def _emit_waiting(self, batch: Batch, nbytes: int) -> None:
+        """A receive process's batch waits for room in the queue: the pipe behind it holds
+        up to `receive_apart._PIPE_HWM` more batches, so the recording buffers as much as a
+        receive thread's (whose SUB socket holds what it has not taken yet) before it drops."""
+        c = self.counters
+        c.received += len(batch)
+        c.received_bytes += nbytes
+        self.latest = batch[-1]
+        self.latest_batch = batch
+        while not self.queue.put(batch, nbytes, 0.1):
+            writer_gone = self._wx.ident is not None and not self._wx.is_alive()
+            if writer_gone or (self._stop.is_set() and self._wx.ident is None):
+                c.dropped += len(batch)
+                return
 
     def _receive(self) -> None:
         try:

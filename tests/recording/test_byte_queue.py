@@ -52,3 +52,24 @@ def test_a_waiting_taker_is_woken_once_wake_bytes_are_queued():
         assert q.offer([i], 30)  # the fourth makes 120 bytes: the taker wakes, takes all
     t.join(30)
     assert got == [[0, 1, 2, 3]] and q.depth_bytes == 0
+
+
+@pytest.mark.timeout(10)
+def test_put_waits_for_room_and_gives_up_after_its_timeout():
+    q = ByteBoundedQueue(100)
+    assert q.offer(["a"], 80)
+    assert not q.put(["b"], 80, 0.05)  # no taker: no room within the timeout
+    done = threading.Event()
+    result = []
+
+    def putter() -> None:
+        result.append(q.put(["b"], 80, 5.0))
+        done.set()
+
+    t = threading.Thread(target=putter)
+    t.start()
+    assert not done.wait(0.1)  # still waiting for room
+    assert q.take(1.0) == ["a"]  # room: the putter goes on
+    assert done.wait(5.0) and result == [True]
+    t.join(5)
+    assert q.take(1.0) == ["b"]
