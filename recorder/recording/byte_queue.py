@@ -44,30 +44,26 @@ class ByteBoundedQueue:
 
     def offer(self, item, nbytes: int) -> bool:
         """Add item unless that would pass the bound; never waits."""
-        with self._cond:
-            if self._bytes and self._bytes + nbytes > self.max_bytes:
-                return False
-            self._items.append((item, nbytes))
-            self._bytes += nbytes
-            if self._bytes >= self.wake_bytes:
-                self._cond.notify()
-            return True
+        return self.put(item, nbytes, 0.0)
 
     def put(self, item, nbytes: int, timeout: float) -> bool:
         """Add item, waiting up to `timeout` seconds for room; False if there was none. For a
         receiver that has a buffer of its own behind it (the receive process's pipe), where
         waiting loses nothing and dropping would."""
+
+        def room() -> bool:
+            return not self._bytes or self._bytes + nbytes <= self.max_bytes
+
         with self._cond:
-            if self._bytes and self._bytes + nbytes > self.max_bytes:
+            if not room():
+                if timeout <= 0:
+                    return False
                 self._waiting += 1
                 try:
-                    self._room.wait_for(
-                        lambda: not self._bytes or self._bytes + nbytes <= self.max_bytes,
-                        timeout,
-                    )
+                    self._room.wait_for(room, timeout)
                 finally:
                     self._waiting -= 1
-                if self._bytes and self._bytes + nbytes > self.max_bytes:
+                if not room():
                     return False
             self._items.append((item, nbytes))
             self._bytes += nbytes

@@ -20,11 +20,12 @@ Anything else (strings, another byte order, codecs not listed here) goes through
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,6 +174,22 @@ def _temp_for(path: Path) -> Path:
     return path.with_name(f"{path.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
 
 
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[int]:
+    """A new file beside `path` to write, which replaces `path` when the block ends (and is
+    removed if it fails): a reader sees the old chunk or the new one, never half of one."""
+    tmp = _temp_for(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        yield fd
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+
+
 def _write_all(fd: int, piece) -> None:
     view = memoryview(piece).cast("B")
     while view.nbytes:
@@ -303,17 +320,9 @@ def write_chunk(array: zarr.Array, index: int, pieces: list, rows: int | None = 
         sync((array.store_path / _chunk_key(array, index)).set(buf))
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_for(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
+    with _replacing(path) as fd:
         for piece in out:
             _write_all(fd, piece)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
 
 
 def write_rows(array: zarr.Array, index: int, rows: np.ndarray, valid: int | None = None) -> None:
@@ -376,21 +385,13 @@ class ChunkStream:
             size = n_inner * inner_bytes
             tail = shard_index(fmt, [inner_bytes] * n_inner)
         path = self._file(index)
-        tmp = _temp_for(path)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
+        with _replacing(path) as fd:
             _copy_file(src, fd, min(have, size))
             if size > have:
                 os.ftruncate(fd, size)  # zero padding, as write_chunk writes it
             if tail:
                 os.lseek(fd, size, os.SEEK_SET)
                 _write_all(fd, tail)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        os.replace(tmp, path)
 
     def finish(self, index: int, pieces: list) -> None:
         """The chunk is full: put it in place (`pieces`: the chunk's bytes, unless streamed)."""
