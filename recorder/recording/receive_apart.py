@@ -19,8 +19,9 @@ Wire between the two, a PAIR over ipc (one direction each way, order kept):
   anything else); ``[b"B", drops, recv_ns, frame counts, frame lengths, payload]`` a batch
   (int64 / uint32 / uint64 arrays, the frames one after the other: `pack`);
   ``[b"T", drops, ns]`` before each wait: everything received before `ns` has been sent;
-  ``[b"E", drops]`` the end. `drops`: messages the child received but could not pass on
-  because the parent was too far behind (counted as received and dropped, like a full queue).
+  ``[b"E", drops, failure]`` the end (`failure`: empty, or the error that ended the loop).
+  `drops`: messages the child received but could not pass on because the pipe was full (the
+  parent a whole pipe behind): counted as received and dropped, like a full queue's.
 * parent -> child ``b"stop"``.
 """
 
@@ -126,13 +127,16 @@ def _child(address: str, parent: int, open_sockets: OpenSockets, count: int | No
         return None if count is None else count - taken
 
     control = _Control(pipe, stop, parent)
+    failure = b""
     try:
         stream_loop(sock, emit, stop, remaining, [control, *companions], polling=polling)
+    except Exception as exc:  # the parent fails the recording with it, as the thread's would
+        failure = f"{type(exc).__name__}: {exc}".encode()
     finally:
         sock.close()
         for c in companions:
             c.close()
-        pipe.send_multipart([b"E", told()])
+        pipe.send_multipart([b"E", told(), failure])
         pipe.close(linger=0 if control.orphaned else None)
         ctx.term()
 
@@ -205,6 +209,10 @@ class ReceiveProcess:
                 elif kind == b"T":
                     polled(int.from_bytes(parts[2].bytes, "little"))
                 elif kind == b"E":
+                    if parts[2].bytes:
+                        raise ReceiveProcessError(
+                            f"the receive process failed: {parts[2].bytes.decode(errors='replace')}"
+                        )
                     return
         finally:
             self.close()

@@ -17,7 +17,7 @@ import pytest
 import zmq
 
 from recorder.errors import UsageError
-from recorder.recording.receive_apart import pack, unpack
+from recorder.recording.receive_apart import ReceiveProcess, ReceiveProcessError, pack, unpack
 from recorder.recording.recording import Recording, StreamRecorder
 from recorder.recording.source_spec import SourceSpec
 from recorder.store.reader import RunReader
@@ -233,3 +233,29 @@ def test_which_streams_are_received_apart(spec, apart):
 def test_an_unknown_receiver_is_refused():
     with pytest.raises(UsageError, match="unknown receiver 'fork'"):
         SourceSpec("tcp://127.0.0.1:5", receiver="fork").check()
+
+
+class _Failing:
+    """A control socket whose service fails on the first wake-up (in the child)."""
+
+    def register(self, poller: zmq.Poller) -> None:
+        pass
+
+    def service(self, poller: zmq.Poller, events: dict) -> None:
+        raise RuntimeError("boom")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.timeout(30)
+def test_an_error_in_the_child_loop_fails_the_parent_with_it():
+    def open_sockets(ctx: zmq.Context):
+        sock = ctx.socket(zmq.PULL)
+        sock.bind("tcp://127.0.0.1:*")
+        return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT), [_Failing()]
+
+    apart = ReceiveProcess(zmq.Context.instance(), "main", open_sockets, None)
+    with pytest.raises(ReceiveProcessError, match="RuntimeError: boom"):
+        apart.run(lambda b, n: None, threading.Event(), lambda ns: None, lambda n: None)
+    _wait(lambda: not _children(), 10, "the receive process was left behind")
