@@ -27,7 +27,6 @@ Wire between the two, a PAIR over ipc (one direction each way, order kept):
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import shutil
@@ -119,9 +118,11 @@ def _child(address: str, parent: int, open_sockets: OpenSockets, count: int | No
             drops[0] += len(batch) + int.from_bytes(parts[1], "little")
 
     def polling() -> None:
-        with contextlib.suppress(zmq.Again):
-            now = time.time_ns()
-            pipe.send_multipart([b"T", told(), now.to_bytes(8, "little")], flags=zmq.NOBLOCK)
+        now, drops_told = time.time_ns(), told()
+        try:
+            pipe.send_multipart([b"T", drops_told, now.to_bytes(8, "little")], flags=zmq.NOBLOCK)
+        except zmq.Again:  # a full pipe: the next message tells them
+            drops[0] += int.from_bytes(drops_told, "little")
 
     def remaining() -> int | None:
         return None if count is None else count - taken
