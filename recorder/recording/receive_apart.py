@@ -8,9 +8,9 @@ receive thread (`stream_loop`), and hands the parent one packed batch per wake-u
 messages or 2 MiB): the parent takes one hand-over per batch instead of three per message.
 
 The child is forked from the recording's receive thread, so it needs no imports and starts in
-milliseconds; it touches only the sockets it makes itself. It ends when told (`stop`), when its
-count is reached, or when its parent is gone (checked every wake-up), never by Ctrl-C: the
-parent stops it so nothing received is lost.
+milliseconds; it touches only the sockets it makes itself. It ends when told (`stop`, or a
+SIGTERM), when its count is reached, or when its parent is gone (checked every wake-up), never
+by Ctrl-C: the parent stops it so nothing received is lost.
 
 Wire between the two, a PAIR over ipc (one direction each way, order kept):
 
@@ -84,8 +84,11 @@ class _Control:
 
 def _child(address: str, parent: int, open_sockets: OpenSockets, count: int | None) -> None:
     """The receive process: runs `stream_loop` and packs what it hands over."""
+    stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us, after its last batch
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # asked to end (multiprocessing's exit handler, a service manager stopping the group):
+    # as a stop, so the end message still tells the parent
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     ctx = zmq.Context()
     pipe = ctx.socket(zmq.PAIR)
     pipe.sndhwm = pipe.rcvhwm = _PIPE_HWM
@@ -100,7 +103,6 @@ def _child(address: str, parent: int, open_sockets: OpenSockets, count: int | No
         ctx.term()
         return
     pipe.send_multipart([b"R", endpoint.encode()])
-    stop = threading.Event()
     taken = 0  # messages received, passed on or dropped
     drops = [0]  # dropped since the last message that told the parent
 
@@ -137,7 +139,14 @@ def _child(address: str, parent: int, open_sockets: OpenSockets, count: int | No
         sock.close()
         for c in companions:
             c.close()
-        pipe.send_multipart([b"E", told(), failure])
+        end = [b"E", told(), failure]
+        while not control.orphaned:  # a full pipe drains while the parent lives
+            try:
+                pipe.send_multipart(end, flags=zmq.NOBLOCK)
+                break
+            except zmq.Again:
+                time.sleep(0.05)
+                control.orphaned = os.getppid() != parent
         pipe.close(linger=0 if control.orphaned else None)
         ctx.term()
 

@@ -259,3 +259,26 @@ def test_an_error_in_the_child_loop_fails_the_parent_with_it():
     with pytest.raises(ReceiveProcessError, match="RuntimeError: boom"):
         apart.run(lambda b, n: None, threading.Event(), lambda ns: None, lambda n: None)
     _wait(lambda: not _children(), 10, "the receive process was left behind")
+
+
+@pytest.mark.timeout(60)
+def test_a_sigterm_ends_the_child_like_a_stop(tmp_path):
+    ctx = zmq.Context.instance()
+    push = ctx.socket(zmq.PUSH)
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    spec = SourceSpec(f"tcp://127.0.0.1:{port}", socket_type="PULL", receiver="process")
+    rec = Recording(tmp_path, [spec], flush_interval=0.05)
+    rec.start()
+    try:
+        for i in range(50):
+            push.send_multipart([b"%d" % i])
+        _wait(lambda: rec.streams[0].counters.received >= 50, 20, "nothing received")
+        (child,) = _children()
+        os.kill(child, signal.SIGTERM)
+        _wait(lambda: not _children(), 10, "the receive process ignored SIGTERM")
+    finally:
+        status = rec.finish()
+        push.close(linger=0)
+    assert status == "complete", rec.error
+    with RunReader(rec.run.path) as run:
+        assert run.stream("main").n_messages == 50
