@@ -51,15 +51,32 @@ print("LOADED " + json.dumps(heavy))
 # Runs `recorder ARGS` with the first import of a module named in argv[1] held until the file
 # argv[2] exists (and says so on stderr when it holds one).
 _GATED = """
-import os, sys, time
+import importlib.machinery, os, sys, time
 gated, release = sys.argv[1].split(","), sys.argv[2]
+class Held:
+    # waits in the loader (under the module's own import lock), not in find_spec: finders run
+    # under the global import lock, so a thread held there would stop every other thread's
+    # first import of anything (the main thread's, before it binds)
+    def __init__(self, name, real):
+        self.name, self.real = name, real
+    def create_module(self, spec):
+        print("gated " + self.name, file=sys.stderr, flush=True)
+        while not os.path.exists(release):
+            time.sleep(0.01)
+        spec.loader = self.real
+        return self.real.create_module(spec)
+    def exec_module(self, module):
+        module.__loader__ = self.real
+        self.real.exec_module(module)
 class Gate:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in gated and not os.path.exists(release):
-            print("gated " + name, file=sys.stderr, flush=True)
-            while not os.path.exists(release):
-                time.sleep(0.01)
-        return None
+        if name.split(".")[0] not in gated or os.path.exists(release):
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = Held(name, spec.loader)
+        return spec
 sys.meta_path.insert(0, Gate())
 sys.argv = ["recorder", *sys.argv[3:]]
 from recorder.cli.main import main
