@@ -475,18 +475,7 @@ class StreamWriter:
             lengths[:, heap_cols] = grid
             ends = heap_pos + np.cumsum(sizes)
             f_off[:, heap_cols] = (ends - sizes).reshape(count, len(heap_cols))
-            if int(sizes.max()) < _BIG_FRAME:
-                self._heap_put(heap)  # all small: one join (empty frames add nothing)
-            else:
-                small: list = []
-                for f, size in zip(heap, sizes.tolist(), strict=True):
-                    if size >= _BIG_FRAME:
-                        self._heap_put(small)
-                        small = []
-                        self.heap.extend(f)
-                    elif size:
-                        small.append(f)
-                self._heap_put(small)
+            self._heap_frames(heap, sizes.tolist())
         table = _FrameRows(self)
         f_col = np.full(count * n_fr, layout.WHOLE_ROWS, dtype=np.int64)
         table.columns(f_seg.ravel(), f_off.ravel(), lengths.ravel(), f_col, b"", 0)
@@ -553,18 +542,7 @@ class StreamWriter:
         nfr = list(map(len, messages))
         table = _FrameRows(self)
         ends = list(accumulate(sizes, initial=table.heap_pos))
-        if not n or max(sizes) < _BIG_FRAME:
-            self._heap_put(heap)  # all small: one join (empty frames add nothing)
-        else:
-            small: list = []
-            for f, size in zip(heap, sizes, strict=True):
-                if size >= _BIG_FRAME:
-                    self._heap_put(small)
-                    small = []
-                    self.heap.extend(f)
-                elif size:
-                    small.append(f)
-            self._heap_put(small)
+        self._heap_frames(heap, sizes)
         segment = [layout.HEAP_SEGMENT] * n
         table.columns(segment, ends[:-1], sizes, [layout.WHOLE_ROWS] * n, b"", 0)
         table.total = ends[-1] - ends[0]
@@ -785,6 +763,22 @@ class StreamWriter:
                 app.extend(column)
             else:
                 app.extend([_coerce(kind, v) for v in column])
+
+    def _heap_frames(self, frames: list, sizes: list[int]) -> None:
+        """Frames into the heap in order: runs of small ones joined (one write each), large ones
+        passed on as they are (no copy)."""
+        if not frames or max(sizes) < _BIG_FRAME:
+            self._heap_put(frames)  # all small: one join (empty frames add nothing)
+            return
+        small: list = []
+        for f, size in zip(frames, sizes, strict=True):
+            if size >= _BIG_FRAME:
+                self._heap_put(small)
+                small = []
+                self.heap.extend(f)
+            elif size:
+                small.append(f)
+        self._heap_put(small)
 
     def _heap_put(self, small: list) -> None:
         if small:

@@ -59,6 +59,19 @@ def _children() -> list[int]:
     return out
 
 
+def _recording_fifty(tmp_path) -> tuple[zmq.Socket, Recording]:
+    """A recording received apart that has taken 50 messages from the PUSH socket returned."""
+    push = zmq.Context.instance().socket(zmq.PUSH)
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    spec = SourceSpec(f"tcp://127.0.0.1:{port}", socket_type="PULL", receiver="process")
+    rec = Recording(tmp_path, [spec], flush_interval=0.05)
+    rec.start()
+    for i in range(50):
+        push.send_multipart([b"%d" % i])
+    _wait(lambda: rec.streams[0].counters.received >= 50, 20, "nothing received")
+    return push, rec
+
+
 def test_a_packed_batch_unpacks_to_the_same_frames():
     batch = [(1000 + i, frames, None) for i, frames in enumerate(_messages())]
     parts = [zmq.Frame(bytes(memoryview(p).cast("B"))) for p in pack(batch)]
@@ -136,16 +149,8 @@ def test_a_stop_keeps_everything_received_and_ends_the_child(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_a_killed_receive_process_fails_the_recording_and_keeps_the_run(tmp_path):
-    ctx = zmq.Context.instance()
-    push = ctx.socket(zmq.PUSH)
-    port = push.bind_to_random_port("tcp://127.0.0.1")
-    spec = SourceSpec(f"tcp://127.0.0.1:{port}", socket_type="PULL", receiver="process")
-    rec = Recording(tmp_path, [spec], flush_interval=0.05)
-    rec.start()
+    push, rec = _recording_fifty(tmp_path)
     try:
-        for i in range(50):
-            push.send_multipart([b"%d" % i])
-        _wait(lambda: rec.streams[0].counters.received >= 50, 20, "nothing received")
         (child,) = _children()
         os.kill(child, signal.SIGKILL)
         _wait(lambda: rec.error is not None, 20, "the recording did not notice")
@@ -263,16 +268,8 @@ def test_an_error_in_the_child_loop_fails_the_parent_with_it():
 
 @pytest.mark.timeout(60)
 def test_a_sigterm_ends_the_child_like_a_stop(tmp_path):
-    ctx = zmq.Context.instance()
-    push = ctx.socket(zmq.PUSH)
-    port = push.bind_to_random_port("tcp://127.0.0.1")
-    spec = SourceSpec(f"tcp://127.0.0.1:{port}", socket_type="PULL", receiver="process")
-    rec = Recording(tmp_path, [spec], flush_interval=0.05)
-    rec.start()
+    push, rec = _recording_fifty(tmp_path)
     try:
-        for i in range(50):
-            push.send_multipart([b"%d" % i])
-        _wait(lambda: rec.streams[0].counters.received >= 50, 20, "nothing received")
         (child,) = _children()
         os.kill(child, signal.SIGTERM)
         _wait(lambda: not _children(), 10, "the receive process ignored SIGTERM")
