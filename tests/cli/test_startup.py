@@ -60,7 +60,9 @@ class Held:
     def __init__(self, name, real):
         self.name, self.real = name, real
     def create_module(self, spec):
-        print("gated " + self.name, file=sys.stderr, flush=True)
+        # one write(2): print() writes the line and its newline apart, and with unbuffered
+        # stderr (PYTHONUNBUFFERED, as in CI) the main thread's line could land between them
+        os.write(2, f"gated {self.name}\\n".encode())
         while not os.path.exists(release):
             time.sleep(0.01)
         spec.loader = self.real
