@@ -40,6 +40,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from recorder.errors import StoreError
+from recorder.store.writeback import start_writeback
 
 PARTIAL_SUFFIX = ".partial"  # temporary chunk files (zarr's LocalStore uses the same suffix)
 _EMPTY = np.uint64(2**64 - 1)  # a shard index entry for an inner chunk that was never written
@@ -175,9 +176,10 @@ def _temp_for(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _replacing(path: Path) -> Iterator[int]:
+def _replacing(path: Path, final: bool = False) -> Iterator[int]:
     """A new file beside `path` to write, which replaces `path` when the block ends (and is
-    removed if it fails): a reader sees the old chunk or the new one, never half of one."""
+    removed if it fails): a reader sees the old chunk or the new one, never half of one.
+    `final`: the chunk is whole and written for good, so its writeback starts now."""
     tmp = _temp_for(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -186,6 +188,8 @@ def _replacing(path: Path) -> Iterator[int]:
         os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
+    if final:
+        start_writeback(fd)
     os.close(fd)
     os.replace(tmp, path)
 
@@ -320,7 +324,7 @@ def write_chunk(array: zarr.Array, index: int, pieces: list, rows: int | None = 
         sync((array.store_path / _chunk_key(array, index)).set(buf))
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _replacing(path) as fd:
+    with _replacing(path, final=rows >= fmt.chunk_rows) as fd:
         for piece in out:
             _write_all(fd, piece)
 
@@ -414,6 +418,7 @@ class ChunkStream:
                 os.close(fd)
                 tmp.unlink(missing_ok=True)
                 raise
+        start_writeback(fd)
         os.close(fd)
         os.replace(tmp, self._file(index))
 
