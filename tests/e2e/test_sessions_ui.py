@@ -47,9 +47,12 @@ def test_sessions_in_a_browser(app, data, token, served, page):
     page.locator(f"#sessions tr[data-session='{sid}']").wait_for()
 
     page.get_by_role("link", name="Dashboard", exact=True).click()
+    page.wait_for_url(re.compile(r"/$"))
+    # sessions.js is deferred: a pick made before it runs is not heard (nor kept)
+    page.wait_for_load_state("domcontentloaded")
     assert page.locator("#current-session").input_value() == sid
     page.locator("#current-session").select_option("")  # picked: none, kept in this browser
-    page.reload()
+    page.reload(wait_until="domcontentloaded")
     assert page.locator("#current-session").input_value() == ""
     assert page.locator("#current-session-link").is_hidden()
 
