@@ -8,6 +8,10 @@ Prints MB/s, msg/s, ratio to the baseline, loss, and the receiving process's CPU
 threads, zmq's I/O thread too, setup and close included): on a busy machine the CPU a receiver
 needs says more than its wall-clock rate.
 
+The baseline leaves its whole file dirty in the page cache for the final fsync; the recorder
+hands each finished chunk file to the kernel's writeback as it goes (store/writeback.py), so at
+1 MiB most of its lead in wall time is a short final fsync, while it spends more CPU per MiB.
+
     python benchmarks/record_throughput.py [--rounds 3] [--big-count 1000] [--small-count 200000]
 """
 
