@@ -19,6 +19,7 @@ samples; `build` makes the levels of a closed run's segment afterwards from its 
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from recorder.store import nodes
+from recorder.store import fast_nodes, nodes
 from recorder.store.chunk_io import chunk_file, chunk_format, write_rows
 
 FIRST_BUCKET = 64  # samples per row of the finest level
@@ -165,7 +166,7 @@ class _Level:
         cr, c = self.chunk_rows, self.owner.channels
         if arr.shape[0] < end:
             step = cr * (64 if not self.owner.complete else 1)
-            arr.resize((-(-end // step) * step, c))
+            _set_shape(arr, (-(-end // step) * step, c))
         if chunk_format(arr) is None or chunk_file(arr, 0) is None:
             arr[self.written : end] = values
         else:
@@ -176,26 +177,32 @@ class _Level:
                 if len(part) < cr:
                     part = np.concatenate([part, np.full((cr - len(part), c), np.nan, part.dtype)])
                 write_rows(arr, k, np.ascontiguousarray(part))
-        if self.owner.complete:
-            arr.resize((end, c))
+        if self.owner.complete:  # no chunk lies past `end`: only written rows have chunks
+            _set_shape(arr, (end, c))
 
     def _made(self) -> tuple[zarr.Array, zarr.Array]:
         if self.arrays is None:
             group = self.owner.made()
             dims = [f"bucket_{self.bucket}", "channel"]
             made = []
+            shape = (0, self.owner.channels)
             for kind in ("min", "max"):
+                name = f"{kind}_{self.bucket}"
+                attributes: dict[str, Any] = {"bucket_samples": self.bucket, "reduce": kind}
+                make = functools.partial(
+                    group.create_array,
+                    name,
+                    shape=shape,
+                    chunks=(self.chunk_rows, self.owner.channels),
+                    dtype=self.owner.dtype,
+                    fill_value=np.nan,
+                    compressors=None,
+                    dimension_names=dims,
+                    attributes=attributes,
+                )
+                kind_key = ("overview", self.chunk_rows, shape, self.owner.dtype.str)
                 made.append(
-                    group.create_array(
-                        f"{kind}_{self.bucket}",
-                        shape=(0, self.owner.channels),
-                        chunks=(self.chunk_rows, self.owner.channels),
-                        dtype=self.owner.dtype,
-                        fill_value=np.nan,
-                        compressors=None,
-                        dimension_names=dims,
-                        attributes={"bucket_samples": self.bucket, "reduce": kind},
-                    )
+                    fast_nodes.array(group, name, kind_key, make, attributes=attributes, dims=dims)
                 )
             self.arrays = (made[0], made[1])
         return self.arrays
@@ -241,13 +248,13 @@ class OverviewWriter:
 
     def made(self) -> zarr.Group:
         if self.group is None:
-            self.group = self.parent.create_group(self.name, attributes=self._attrs())
+            self.group = fast_nodes.group(self.parent, self.name, self._attrs())
         return self.group
 
     def commit(self) -> None:
         """Written rows per level into the group's attributes, after the rows themselves."""
         if self.group is not None:
-            self.group.attrs.put(self._attrs())
+            fast_nodes.put_attributes(self.group, self._attrs())
 
     def _attrs(self) -> dict:
         levels = []
@@ -262,6 +269,11 @@ class OverviewWriter:
             "samples": self.fed,
             "complete": self.complete,
         }
+
+
+def _set_shape(arr: zarr.Array, shape: tuple[int, int]) -> None:
+    if not fast_nodes.set_shape(arr, shape):
+        arr.resize(shape)
 
 
 # -- reading ------------------------------------------------------------------------------------

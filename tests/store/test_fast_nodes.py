@@ -1,0 +1,45 @@
+"""fast_nodes writes what zarr would: a node made, reshaped or given new attributes without
+zarr's round trip reads back through zarr (a fresh open) exactly as if zarr had done it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from recorder.store import fast_nodes
+
+
+@pytest.mark.timeout(30)
+def test_new_attributes_of_a_group_and_an_array_read_back_through_zarr(tmp_path):
+    root = zarr.open_group(tmp_path / "run", mode="w", zarr_format=3)
+    group = root.create_group("g", attributes={"old": 1})
+    array = group.create_array("a", shape=(4,), dtype="<f4", attributes={"old": 1})
+    fast_nodes.put_attributes(group, {"levels": [{"bucket": 64, "rows": 3}], "nan": None})
+    fast_nodes.put_attributes(array, {"reduce": "min"})
+    assert dict(group.attrs) == {"levels": [{"bucket": 64, "rows": 3}], "nan": None}
+    again = zarr.open_group(tmp_path / "run", mode="r")
+    assert dict(again["g"].attrs) == {"levels": [{"bucket": 64, "rows": 3}], "nan": None}
+    assert dict(again["g/a"].attrs) == {"reduce": "min"}  # replaced, as attrs.put does
+
+
+@pytest.mark.timeout(30)
+def test_a_shape_set_in_place_keeps_the_written_chunks(tmp_path):
+    root = zarr.open_group(tmp_path / "run", mode="w", zarr_format=3)
+    array = root.create_array("a", shape=(0, 2), chunks=(4, 2), dtype="<f4", fill_value=np.nan)
+    assert fast_nodes.set_shape(array, (16, 2))  # grows ahead of the rows
+    array[:6] = np.arange(12, dtype="<f4").reshape(6, 2)
+    assert fast_nodes.set_shape(array, (6, 2))  # cut to the rows written: no chunk past them
+    back = zarr.open_array(tmp_path / "run" / "a", mode="r")
+    assert back.shape == (6, 2)
+    np.testing.assert_array_equal(back[:], np.arange(12, dtype="<f4").reshape(6, 2))
+
+
+@pytest.mark.timeout(30)
+def test_a_store_that_is_not_local_is_left_to_zarr(tmp_path):
+    root = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3)
+    array = root.create_array("a", shape=(0,), chunks=(4,), dtype="<i8")
+    assert fast_nodes.set_shape(array, (8,)) is False
+    assert array.shape == (0,)
+    fast_nodes.put_attributes(array, {"k": "v"})  # through zarr
+    assert dict(root["a"].attrs) == {"k": "v"}
