@@ -3,10 +3,10 @@
 zarr has no cheap append: each call rewrites metadata and the touched chunks. So rows gather in
 memory per chunk and a full chunk is written at once; the partial last chunk is written at each
 flush from what is still gathering, so the next flush rewrites that chunk from memory and no
-chunk is ever read back. An array's shape grows a whole chunk at a time (its metadata is
-rewritten once per chunk, not once per flush): readers use the stream's committed counts, and
-`trim` cuts the shape to the rows when the array is finished. Three kinds, by what the array's
-chunks hold:
+chunk is ever read back. An array's shape grows by whole chunks, ahead of the rows (`grow`:
+its metadata is rewritten a few times, not once per flush): readers use the stream's committed
+counts, and `trim` cuts the shape to the rows when the array is finished. Three kinds, by what
+the array's chunks hold:
 
 - PieceAppender (the byte heap, typed payload segments): the received frames are streamed into
   the chunk file as they arrive when it is stored raw, and let go (a flush copies the file so
@@ -36,11 +36,19 @@ SMALL_PIECE = 16 << 10  # pieces smaller than this are copied together ...
 SMALL_RUN = 256 << 10  # ... into runs of about this much
 
 
+AHEAD_CHUNKS = 64  # at most this many chunks of room made ahead of the rows at once
+
+
 def grow(array: zarr.Array, rows: int) -> None:
-    """Make room for `rows` rows, rounded up to whole chunks (one metadata write per chunk)."""
+    """Make room for `rows` rows: whole chunks, and as many again as the array has (up to
+    AHEAD_CHUNKS more), so an array's metadata is rewritten a few times in its life, not at
+    every flush (a stream has a dozen or more arrays, each a file write per growth). Rows
+    past the committed counts are fill; `trim` cuts the shape to the rows at the end."""
     if array.shape[0] < rows:
         chunk = file_rows(array)
-        shape = (-(-rows // chunk) * chunk, *array.shape[1:])
+        have = array.shape[0] // chunk
+        need = -(-rows // chunk)
+        shape = (max(need, have + min(have, AHEAD_CHUNKS)) * chunk, *array.shape[1:])
         if not fast_nodes.set_shape(array, shape):  # zarr's own: ~1 ms async round trip
             array.resize(shape)
 

@@ -8,6 +8,7 @@ import pytest
 import zarr
 
 from recorder.store import fast_nodes
+from recorder.store.appender import AHEAD_CHUNKS, grow
 
 
 @pytest.mark.timeout(30)
@@ -43,3 +44,19 @@ def test_a_store_that_is_not_local_is_left_to_zarr(tmp_path):
     assert array.shape == (0,)
     fast_nodes.put_attributes(array, {"k": "v"})  # through zarr
     assert dict(root["a"].attrs) == {"k": "v"}
+
+
+@pytest.mark.timeout(30)
+def test_an_array_grows_ahead_of_its_rows_a_few_times_not_at_every_flush(tmp_path):
+    root = zarr.open_group(tmp_path / "run", mode="w", zarr_format=3)
+    array = root.create_array("a", shape=(0,), chunks=(100,), dtype="<i8")
+    shapes = []
+    for rows in range(50, 200_001, 50):  # a flush every 50 rows
+        grow(array, rows)
+        assert array.shape[0] >= rows
+        assert array.shape[0] % 100 == 0  # whole chunks
+        assert array.shape[0] <= max(2 * rows, rows + AHEAD_CHUNKS * 100) + 100
+        if not shapes or shapes[-1] != array.shape[0]:
+            shapes.append(array.shape[0])
+    assert len(shapes) < 50  # 4000 flushes, 2000 chunks: a few dozen metadata writes
+    assert zarr.open_array(tmp_path / "run" / "a", mode="r").shape == array.shape
