@@ -16,8 +16,11 @@ receiver, medians over rounds (the order alternates):
 * sent / stored: messages the sender published and the run holds; loss = sent - stored (any
   cause: the SUB socket's high-water mark, the recorder's queue, never received);
 * drops: batches the recorder's queue refused (counted in the run), gaps: message_num gaps;
-* rate: stored messages per second of sending; behind: how long after the last message was
-  sent the last one was written (a writer that keeps up is behind by a batch, not seconds);
+* rate: stored messages per second of sending; recv behind: how long after the last message
+  was sent it was received (its stamp); write behind: how long after it was sent the writer
+  had handed every message to the store (a writer that keeps up is behind by a batch, not
+  seconds); write msg/s: messages written per second from the first send to that moment, the
+  rate the writer sustains (below `asked`: it does not keep up, the queue grows);
 * queue peak: the most bytes waiting between the receive and writer threads (sampled).
 
     python benchmarks/oe_sustained.py [--probes 3] [--seconds 10] [--rounds 2]
@@ -142,14 +145,18 @@ def receive(label: str, endpoint: str, q: mp.Queue, ctl: mp.Queue, out: Path) ->
     sent, seconds, last_sent_ns = done
     stream = rec.streams[0]
     idle_since, last = time.monotonic(), -1
+    written_ns = None
     while time.monotonic() - idle_since < 2.0:  # what was sent has arrived, or never will
-        got = stream.counters.received
-        if got >= sent and stream.queue.depth_bytes == 0:
+        written = stream.counters.written
+        if written >= sent:
+            written_ns = time.time_ns()
             break
-        if got != last:
-            idle_since, last = time.monotonic(), got
+        if written != last:
+            idle_since, last = time.monotonic(), written
         peak = max(peak, stream.queue.depth_bytes)
-        time.sleep(0.02)
+        time.sleep(0.005)
+    if written_ns is None:  # something never arrived: the writer is done when it idles
+        written_ns = time.time_ns()
     rec.finish()
     with RunReader(rec.run.path) as run:
         s = run.summary()
@@ -165,6 +172,8 @@ def receive(label: str, endpoint: str, q: mp.Queue, ctl: mp.Queue, out: Path) ->
         "rate": stored / seconds,
         "asked": sent / seconds,
         "behind_s": max(0.0, (st["last_recv_ns"] - last_sent_ns) / 1e9),
+        "write_behind_s": max(0.0, (written_ns - last_sent_ns) / 1e9),
+        "write_rate": stored / (seconds + max(0.0, (written_ns - last_sent_ns) / 1e9)),
         "peak_mb": peak / 1e6,
     }
 
@@ -210,7 +219,8 @@ def main() -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print(
         f"{'receiver':<10} {'sent':>8} {'stored':>8} {'loss':>7} {'drops':>6} {'gaps':>6} "
-        f"{'msg/s':>8} {'asked':>8} {'behind s':>8} {'queue MB':>8}"
+        f"{'msg/s':>8} {'asked':>8} {'recv behind s':>13} {'write behind s':>14} "
+        f"{'write msg/s':>11} {'queue MB':>8}"
     )
     clean = True
     for protocol, runs in results.items():
@@ -220,7 +230,8 @@ def main() -> int:
         print(
             f"{protocol:<10} {m['sent']:>8.0f} {m['stored']:>8.0f} {worst:>7} "
             f"{max(x['drops'] for x in runs):>6} {max(x['gaps'] for x in runs):>6} "
-            f"{m['rate']:>8.0f} {m['asked']:>8.0f} {m['behind_s']:>8.2f} {m['peak_mb']:>8.1f}"
+            f"{m['rate']:>8.0f} {m['asked']:>8.0f} {m['behind_s']:>13.2f} "
+            f"{m['write_behind_s']:>14.2f} {m['write_rate']:>11.0f} {m['peak_mb']:>8.1f}"
         )
     print("\nevery message stored by every receiver:", "yes" if clean else "NO")
     return 0 if clean else 1

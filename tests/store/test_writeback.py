@@ -1,5 +1,6 @@
-"""start_writeback hands a written file to the kernel's writeback, and is harmless where it
-cannot (the data is in the page cache either way)."""
+"""start_writeback hands a written file to the kernel's writeback (on a thread of its own, so
+the caller may close and rename its file at once), and is harmless where it cannot (the data
+is in the page cache either way)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import sys
 
 import pytest
 
+from recorder.store import writeback
 from recorder.store.writeback import start_writeback
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
 
 
 @pytest.mark.timeout(30)
@@ -21,7 +27,25 @@ def test_a_written_file_is_handed_to_writeback_and_reads_back(tmp_path):
         assert start_writeback(fd) is sys.platform.startswith("linux")
     finally:
         os.close(fd)
+    writeback.drain()
     assert path.read_bytes() == data
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/fd")
+@pytest.mark.timeout(30)
+def test_files_closed_and_renamed_at_once_are_written_back_and_leave_no_descriptor(tmp_path):
+    writeback.drain()
+    before = _open_fds()
+    for i in range(50):
+        tmp, final = tmp_path / f"{i}.partial", tmp_path / f"{i}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT)
+        os.write(fd, bytes([i]) * 65536)
+        assert start_writeback(fd)
+        os.close(fd)
+        os.replace(tmp, final)
+    writeback.drain()
+    assert _open_fds() == before  # the thread closed every duplicate it was given
+    assert all((tmp_path / f"{i}").read_bytes() == bytes([i]) * 65536 for i in range(50))
 
 
 @pytest.mark.timeout(30)
