@@ -362,10 +362,12 @@ class StreamRecorder:
             self._decide_if_due()
             return
         frame = zmq.Frame
-        received = [
-            (recv_ns, [f.buffer for f in frames] if isinstance(frames[0], frame) else frames, extra)
-            for recv_ns, frames, extra in batch
-        ]
+        received = batch  # bytes or views already (copied frames, a receive process's batch)
+        if any(isinstance(frames[0], frame) for _, frames, _ in batch):  # zero-copy frames
+            received = [
+                (recv_ns, [f.buffer for f in frames] if isinstance(frames[0], frame) else frames, x)
+                for recv_ns, frames, x in batch
+            ]
         self.lane.feed_received(self.codec, received)
         self.counters.written += len(batch)
 
