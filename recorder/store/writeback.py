@@ -87,14 +87,28 @@ def _ensure_worker() -> None:
             _worker.start()
 
 
+def _after_fork_in_child() -> None:
+    """A forked child has no writeback thread, and the queue's lock may have been held by it at
+    the fork: the child starts afresh (what the parent had queued is the parent's to do)."""
+    global _PENDING, _START, _worker
+    _PENDING = queue.Queue(maxsize=_BACKLOG)
+    _START = threading.Lock()
+    _worker = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _work() -> None:
     call = _CALL
     assert call is not None, "started only where the call exists"
+    pending = _PENDING
     while True:
-        fd = _PENDING.get()
+        fd = pending.get()
         try:
             call(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
         finally:
             with contextlib.suppress(OSError):
                 os.close(fd)
-            _PENDING.task_done()
+            pending.task_done()

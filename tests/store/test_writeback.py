@@ -51,3 +51,26 @@ def test_files_closed_and_renamed_at_once_are_written_back_and_leave_no_descript
 @pytest.mark.timeout(30)
 def test_a_bad_descriptor_is_refused_not_raised():
     assert start_writeback(-1) is False
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+@pytest.mark.timeout(30)
+def test_a_forked_child_hands_files_over_with_a_thread_of_its_own(tmp_path):
+    fd = os.open(tmp_path / "parent", os.O_WRONLY | os.O_CREAT)
+    os.write(fd, b"p" * 4096)
+    start_writeback(fd)  # the parent's thread runs
+    os.close(fd)
+    pid = os.fork()
+    if pid == 0:  # the child: must not wait on the parent's queue or thread
+        ok = False
+        try:
+            child = os.open(tmp_path / "child", os.O_WRONLY | os.O_CREAT)
+            os.write(child, b"c" * 4096)
+            ok = start_writeback(child) is sys.platform.startswith("linux")
+            os.close(child)
+            writeback.drain()
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (tmp_path / "child").read_bytes() == b"c" * 4096
