@@ -26,6 +26,7 @@ import zarr
 from recorder.store import fast_nodes, string_chunks
 from recorder.store.chunk_io import (
     ChunkStream,
+    chunk_file,
     chunk_format,
     file_rows,
     write_chunk,
@@ -54,9 +55,19 @@ def grow(array: zarr.Array, rows: int) -> None:
 
 
 def trim(array: zarr.Array, rows: int) -> None:
-    """The final shape: exactly the rows written."""
-    if array.shape[0] != rows:
-        array.resize((rows, *array.shape[1:]))
+    """The final shape: exactly the rows written. Rows are written in order, so no chunk file
+    lies past the one holding the last row unless the one right after it exists: then zarr
+    cuts the array (and deletes them); else only the metadata changes (a Karabo stream has
+    dozens of arrays, and zarr's resize is a ~1 ms async round trip each)."""
+    if array.shape[0] == rows:
+        return
+    shape = (rows, *array.shape[1:])
+    rows_per_file = file_rows(array)
+    whole_rows = tuple(array.chunks[1:]) == tuple(array.shape[1:])  # one file per row range
+    after = chunk_file(array, -(-rows // rows_per_file)) if whole_rows else None
+    if after is not None and not after.exists() and fast_nodes.set_shape(array, shape):
+        return
+    array.resize(shape)
 
 
 def appender_for(array: zarr.Array, *, pieces: bool = False) -> Appender:

@@ -8,7 +8,7 @@ import pytest
 import zarr
 
 from recorder.store import fast_nodes
-from recorder.store.appender import AHEAD_CHUNKS, grow
+from recorder.store.appender import AHEAD_CHUNKS, grow, trim
 
 
 @pytest.mark.timeout(30)
@@ -60,3 +60,21 @@ def test_an_array_grows_ahead_of_its_rows_a_few_times_not_at_every_flush(tmp_pat
             shapes.append(array.shape[0])
     assert len(shapes) < 50  # 4000 flushes, 2000 chunks: a few dozen metadata writes
     assert zarr.open_array(tmp_path / "run" / "a", mode="r").shape == array.shape
+
+
+@pytest.mark.timeout(30)
+def test_trim_cuts_to_the_rows_and_drops_chunks_past_them_when_there_are_any(tmp_path):
+    root = zarr.open_group(tmp_path / "run", mode="w", zarr_format=3)
+    plain = root.create_array("plain", shape=(0,), chunks=(4,), dtype="<i8", fill_value=-1)
+    grow(plain, 10)  # room ahead: 12 rows or more
+    plain[:10] = np.arange(10)
+    trim(plain, 10)
+    stale = root.create_array("stale", shape=(16,), chunks=(4,), dtype="<i8", fill_value=-1)
+    stale[:] = np.arange(16)  # chunks 0-3 on disk
+    trim(stale, 6)
+    again = zarr.open_group(tmp_path / "run", mode="r")
+    np.testing.assert_array_equal(again["plain"][:], np.arange(10))
+    assert again["stale"].shape == (6,)
+    assert not (tmp_path / "run" / "stale" / "c" / "2").exists()  # zarr deleted what lay past
+    stale.resize((16,))  # grown again: the chunks that lay past the rows are gone, fill now
+    np.testing.assert_array_equal(stale[8:], [-1] * 8)
