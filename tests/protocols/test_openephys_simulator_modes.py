@@ -6,9 +6,9 @@ into the columns the real plugin's fields give."""
 from __future__ import annotations
 
 import json
-import socket
 import struct
 
+import psutil
 import pytest
 import zmq
 
@@ -100,8 +100,14 @@ def test_event_broadcaster_has_no_heartbeat_socket_and_searches_up_for_a_port(ct
         assert bound != f"tcp://127.0.0.1:{port}" and sim.heartbeat_endpoint is None
         bound_port = int(bound.rsplit(":", 1)[1])
         assert bound_port > port
-        with socket.socket() as probe:  # nothing listens on port + 1: no heartbeat REP
-            probe.bind(("127.0.0.1", bound_port + 1))
+        # nothing of ours listens on port + 1: no heartbeat REP (another process on the
+        # machine may hold that port; a bind probe would blame the simulator for it)
+        listening = {
+            c.laddr.port
+            for c in psutil.Process().net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN
+        }
+        assert bound_port in listening and bound_port + 1 not in listening
     finally:
         sim.close()
         taken.close()
