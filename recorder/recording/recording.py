@@ -521,7 +521,9 @@ class Recording:
         tl = self.timeline
         with tl.lock:  # the job's run id goes to the first run made, once
             run_id, self._run_id = self._run_id, None
-        started = None if slot.start <= BEFORE else slot.start
+        # the first run starts when the sockets opened: a message received while it was being
+        # made (a receive process stamps from its first message on) is never before its start
+        started = self._opened_ns if slot.start <= BEFORE else slot.start
         run = RunWriter(
             self._runs_dir,
             run_id=run_id,

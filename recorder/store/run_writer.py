@@ -48,7 +48,8 @@ class RunWriter:
         started_ns: int | None = None,
         session: SessionAttrs | None = None,
     ):
-        """`started_ns` is now, except for a run imported from a file: its data's own start.
+        """`started_ns`: now if not given; a recording gives when its sockets opened (no message
+        is older), a run imported from a file its data's own start.
         `session`: the session the run is recorded in; a copy goes into its annotations."""
         self.started_ns = time.time_ns() if started_ns is None else int(started_ns)
         self.run_id = layout.check_name("run id", run_id or new_run_id(self.started_ns))

@@ -111,6 +111,27 @@ def test_a_stream_received_apart_is_stored_as_sent(tmp_path):
 
 
 @pytest.mark.timeout(60)
+def test_messages_waiting_for_the_recorder_are_not_older_than_its_run(tmp_path):
+    """The sender is already blocked on its first message when the recording starts: the
+    receive process takes them at once, while the run is still being made."""
+    ctx = zmq.Context.instance()
+    push = ctx.socket(zmq.PUSH)
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    spec = SourceSpec(f"tcp://127.0.0.1:{port}", socket_type="PULL", receiver="process")
+    sender = threading.Thread(target=lambda: [push.send(b"%d" % i) for i in range(200)])
+    sender.start()  # blocks until the recorder's child connects
+    try:
+        path = record(tmp_path, spec, count=200)
+    finally:
+        sender.join(30)
+        push.close(linger=0)
+    with RunReader(path) as run:
+        recv = run.stream("main").column("recv_ns")
+        assert len(recv) == 200
+        assert run.started_ns <= int(recv.min())
+
+
+@pytest.mark.timeout(60)
 def test_a_stop_keeps_everything_received_and_ends_the_child(tmp_path):
     ctx = zmq.Context.instance()
     pub = ctx.socket(zmq.PUB)
