@@ -50,8 +50,7 @@ def grow(array: zarr.Array, rows: int) -> None:
         have = array.shape[0] // chunk
         need = -(-rows // chunk)
         shape = (max(need, have + min(have, AHEAD_CHUNKS)) * chunk, *array.shape[1:])
-        if not fast_nodes.set_shape(array, shape):  # zarr's own: ~1 ms async round trip
-            array.resize(shape)
+        fast_nodes.resize(array, shape)  # zarr's own: ~1 ms async round trip
 
 
 def trim(array: zarr.Array, rows: int) -> None:
@@ -65,9 +64,10 @@ def trim(array: zarr.Array, rows: int) -> None:
     rows_per_file = file_rows(array)
     whole_rows = tuple(array.chunks[1:]) == tuple(array.shape[1:])  # one file per row range
     after = chunk_file(array, -(-rows // rows_per_file)) if whole_rows else None
-    if after is not None and not after.exists() and fast_nodes.set_shape(array, shape):
-        return
-    array.resize(shape)
+    if after is not None and not after.exists():
+        fast_nodes.resize(array, shape)
+    else:
+        array.resize(shape)
 
 
 def appender_for(array: zarr.Array, *, pieces: bool = False) -> Appender:

@@ -146,24 +146,28 @@ def set_shape(array: zarr.Array, shape: tuple[int, ...]) -> bool:
     return True
 
 
+def resize(array: zarr.Array, shape: tuple[int, ...]) -> None:
+    """`set_shape` where it can, else zarr's resize (another store or format): for an array
+    with no chunk file past `shape`."""
+    if not set_shape(array, shape):
+        array.resize(shape)
+
+
 def put_attributes(node: zarr.Group | zarr.Array, attributes: dict[str, Any]) -> None:
     """The node's attributes become `attributes` (all of them, as `attrs.put`)."""
-    store = node.store_path.store
-    if isinstance(node, zarr.Array):
-        meta: Any = node.async_array.metadata
-        holder: Any = node.async_array
-        if not isinstance(meta, ArrayV3Metadata):
-            node.attrs.put(attributes)
-            return
-        new: Any = meta.update_attributes(dict(attributes))
-    else:
-        holder = node._async_group
-        meta = holder.metadata
-        if meta.zarr_format != 3 or meta.consolidated_metadata is not None:
-            node.attrs.put(attributes)
-            return
+    holder: Any = node.async_array if isinstance(node, zarr.Array) else node._async_group
+    meta = holder.metadata
+    new: Any = None
+    if isinstance(meta, ArrayV3Metadata):
+        new = meta.update_attributes(dict(attributes))
+    elif (
+        isinstance(meta, GroupMetadata)
+        and meta.zarr_format == 3  # a version 2 group keeps its attributes in .zattrs
+        and meta.consolidated_metadata is None
+    ):
         new = GroupMetadata(attributes=dict(attributes))
-    if not isinstance(store, LocalStore):
+    store = node.store_path.store
+    if new is None or not isinstance(store, LocalStore):  # zarr's own way
         node.attrs.put(attributes)
         return
     doc = new.to_buffer_dict(default_buffer_prototype())[ZARR_JSON].to_bytes()

@@ -166,7 +166,7 @@ class _Level:
         cr, c = self.chunk_rows, self.owner.channels
         if arr.shape[0] < end:
             step = cr * (64 if not self.owner.complete else 1)
-            _set_shape(arr, (-(-end // step) * step, c))
+            fast_nodes.resize(arr, (-(-end // step) * step, c))
         if chunk_format(arr) is None or chunk_file(arr, 0) is None:
             arr[self.written : end] = values
         else:
@@ -178,7 +178,7 @@ class _Level:
                     part = np.concatenate([part, np.full((cr - len(part), c), np.nan, part.dtype)])
                 write_rows(arr, k, np.ascontiguousarray(part))
         if self.owner.complete:  # no chunk lies past `end`: only written rows have chunks
-            _set_shape(arr, (end, c))
+            fast_nodes.resize(arr, (end, c))
 
     def _made(self) -> tuple[zarr.Array, zarr.Array]:
         if self.arrays is None:
@@ -269,11 +269,6 @@ class OverviewWriter:
             "samples": self.fed,
             "complete": self.complete,
         }
-
-
-def _set_shape(arr: zarr.Array, shape: tuple[int, int]) -> None:
-    if not fast_nodes.set_shape(arr, shape):
-        arr.resize(shape)
 
 
 # -- reading ------------------------------------------------------------------------------------
