@@ -32,29 +32,47 @@ if TYPE_CHECKING:  # the writer (zarr) is imported once a client sends something
 _PEER_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
 
 
-def open_socket(ctx: zmq.Context, kind: int, endpoint: str, *, bind: bool) -> zmq.Socket:
+def open_socket(
+    ctx: zmq.Context,
+    kind: int,
+    endpoint: str,
+    *,
+    bind: bool,
+    prepare: Callable[[zmq.Socket], None] | None = None,
+) -> zmq.Socket:
+    """`prepare` runs before the bind or connect: a peer can arrive the moment the socket is
+    bound (a client already connecting retries every 100 ms), and options set or monitors
+    attached after that miss it (its pipe keeps the default HWM, its ACCEPTED event is lost)."""
     sock = ctx.socket(kind)
     sock.linger = 0
     try:
+        if prepare is not None:
+            prepare(sock)
         sock.bind(endpoint) if bind else sock.connect(endpoint)
     except zmq.ZMQError as exc:
         sock.close()
         why = "is already in use" if exc.errno == zmq.EADDRINUSE else f"failed: {exc}"
         raise UsageError(f"{'bind' if bind else 'connect'} {endpoint} {why}") from exc
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
 _AUTO_TRIES = 20  # free ports whose port + 1 was taken, tried before giving up
 
 
-def open_served(ctx: zmq.Context, plan: StreamPlan) -> zmq.Socket:
-    """The stream's data socket, bound or connected as planned. An auto plan binds where
-    ZeroMQ chooses and learns its endpoint (and its control planes', on port + 1) only now;
-    a port whose neighbour is taken is given back and another one tried."""
+def open_served(
+    ctx: zmq.Context, plan: StreamPlan, prepare: Callable[[zmq.Socket], None] | None = None
+) -> zmq.Socket:
+    """The stream's data socket, bound or connected as planned, `prepare`d first (see
+    open_socket). An auto plan binds where ZeroMQ chooses and learns its endpoint (and its
+    control planes', on port + 1) only now; a port whose neighbour is taken is given back and
+    another one tried (prepared afresh)."""
     if not plan.auto:
-        return open_socket(ctx, plan.zmq_type, plan.endpoint, bind=plan.bind)
+        return open_socket(ctx, plan.zmq_type, plan.endpoint, bind=plan.bind, prepare=prepare)
     for _ in range(_AUTO_TRIES):
-        sock = open_socket(ctx, plan.zmq_type, plan.endpoint, bind=True)
+        sock = open_socket(ctx, plan.zmq_type, plan.endpoint, bind=True, prepare=prepare)
         bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         control = _next_port(bound) if plan.controls else None
         if not plan.controls or (control is not None and _port_free(control)):

@@ -214,18 +214,8 @@ class Replayer:
         """Open every socket (errors here, before anything is sent), then start sending."""
         try:
             for plan in self.plans.values():
-                sock = open_served(self.ctx, plan)  # an auto plan learns its port here
-                if plan.socket_type == "PUB":
-                    sock.setsockopt(zmq.XPUB_NODROP, int(self.pacer.max_speed))
-                    # every (un)subscription, also on disconnect: a PUB client counts once
-                    # it has subscribed, not when it connected (messages before are lost)
-                    sock.setsockopt(zmq.XPUB_VERBOSER, 1)
-                    self._subscribers[plan.stream] = 0
-                sock.sndhwm = self._queue_messages(plan.stream)
-                if not plan.on_request:
-                    sock.sndtimeo = int(_SERVICE_S * 1000)  # see _send
-                self._sockets[plan.stream] = sock
-                self._peers[plan.stream] = PeerCounter(sock)
+                # an auto plan learns its port here
+                self._sockets[plan.stream] = open_served(self.ctx, plan, self._preparer(plan))
                 self._open_controls(plan)
         except BaseException:
             self._close_sockets()
@@ -288,6 +278,28 @@ class Replayer:
         self._close_sockets(linger=_DELIVER_MS if ran_out else 0)
         self.ctx.term()
         self.timeline.close()
+
+    def _preparer(self, plan: StreamPlan) -> Callable[[zmq.Socket], None]:
+        """Options and the client counter of a stream's socket, set before it binds: a client
+        already connecting arrives at once, and one that arrived before its counter was
+        attached was never counted (a paused replay then waits for it forever)."""
+
+        def prepare(sock: zmq.Socket) -> None:
+            if plan.socket_type == "PUB":
+                sock.setsockopt(zmq.XPUB_NODROP, int(self.pacer.max_speed))
+                # every (un)subscription, also on disconnect: a PUB client counts once
+                # it has subscribed, not when it connected (messages before are lost)
+                sock.setsockopt(zmq.XPUB_VERBOSER, 1)
+                self._subscribers[plan.stream] = 0
+            sock.sndhwm = self._queue_messages(plan.stream)
+            if not plan.on_request:
+                sock.sndtimeo = int(_SERVICE_S * 1000)  # see _send
+            stale = self._peers.pop(plan.stream, None)  # an auto plan's port given back
+            if stale is not None:
+                stale.close()
+            self._peers[plan.stream] = PeerCounter(sock)
+
+        return prepare
 
     def _close_sockets(self, linger: int = 0) -> None:
         for c in self._controls:
