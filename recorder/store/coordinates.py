@@ -18,7 +18,7 @@ import zarr
 from zarr.core.common import JSON
 
 from recorder.contracts import Committed, SegmentInfo
-from recorder.store import arrays, layout, nodes
+from recorder.store import arrays, fast_nodes, layout, nodes
 from recorder.store.nodes import read_rows
 
 TIME_ATTRS: dict[str, JSON] = {
@@ -58,9 +58,9 @@ def _describe_source_time(group: zarr.Group) -> None:
         attrs["units"] = f"nanoseconds since {epoch}"
         attrs["calendar"] = "proleptic_gregorian"
         attrs["_FillValue"] = -1
-    nodes.array(group, "source_ns").attrs.update(attrs)
+    fast_nodes.update_attributes(nodes.array(group, "source_ns"), attrs)
     if meaning.get("seq"):
-        nodes.array(group, "seq").attrs.update({"long_name": str(meaning["seq"])})
+        fast_nodes.update_attributes(nodes.array(group, "seq"), {"long_name": str(meaning["seq"])})
 
 
 def _rows(
@@ -93,7 +93,7 @@ def _rows(
         row_seq = np.full(len(message), -1, np.int64)
     arrays.small(family, "recv_ns", row_recv, [str(row_dim)], TIME_ATTRS)
     arrays.small(family, "seq", row_seq, [str(row_dim)], fill=-1)
-    values.attrs.update({"coordinates": "message recv_ns seq"})
+    fast_nodes.update_attributes(values, {"coordinates": "message recv_ns seq"})
 
 
 def _placed(family: zarr.Group, values: zarr.Array, rows: int) -> None:

@@ -9,6 +9,10 @@ and its `zarr.json` kept as a template; later ones get a copy of it written (tem
 rename, as zarr's LocalStore does) and a zarr.Array built on it. Groups likewise. Other stores
 than the local one go through zarr every time.
 
+Opening a node through zarr (`group[key]`) is such a round trip as well, 2 ms each: closing a
+stream opens every array it derives coordinates for, a reader every array it reads. `open_node`
+reads the node's `zarr.json` and builds it as zarr's LocalStore path does.
+
 A shape or attribute change through zarr is an async round trip too (~1 ms of CPU on a quiet
 machine; on the recorder's writer thread, with the receive thread holding the GIL, 5-7 ms of
 waiting for zarr's event loop thread): `set_shape` and `put_attributes` write the node's new
@@ -104,6 +108,32 @@ def array(
     return zarr.Array(AsyncArray(meta, _child(group, name), config=config))
 
 
+def open_node(group: zarr.Group, key: str) -> zarr.Array | zarr.Group | None:
+    """The node at `key` under `group`, as `group[key]` gives it (KeyError when there is none);
+    None where zarr must answer: another store, a version 2 group, a group opened with its
+    consolidated metadata (zarr answers from that copy), or a document zarr should judge."""
+    folder = _folder(group)
+    meta = group.metadata
+    if folder is None or meta.zarr_format != 3 or meta.consolidated_metadata is not None:
+        return None
+    try:
+        raw = (folder / key / ZARR_JSON).read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        raise KeyError(key) from None  # what zarr's LocalStore makes of a missing document
+    except OSError:
+        return None
+    try:
+        doc = json.loads(raw)
+        kind = doc.get("node_type") if isinstance(doc, dict) else None
+        if kind == "array":
+            return zarr.Array(AsyncArray(ArrayV3Metadata.from_dict(doc), group.store_path / key))
+        if kind == "group":
+            return zarr.Group(AsyncGroup(GroupMetadata.from_dict(doc), group.store_path / key))
+    except (ValueError, TypeError, KeyError):
+        pass
+    return None  # zarr raises its own error for it
+
+
 def group(parent: zarr.Group, rel: str, attributes: dict[str, Any] | None = None) -> zarr.Group:
     """Group `rel` (a/b/c) under `parent`, making the missing levels; `attributes` are set on
     the last level when it is made (and replace its attributes when it exists)."""
@@ -173,3 +203,8 @@ def put_attributes(node: zarr.Group | zarr.Array, attributes: dict[str, Any]) ->
     doc = new.to_buffer_dict(default_buffer_prototype())[ZARR_JSON].to_bytes()
     _write_bytes(Path(store.root) / node.store_path.path / ZARR_JSON, doc)
     object.__setattr__(holder, "metadata", new)
+
+
+def update_attributes(node: zarr.Group | zarr.Array, changes: dict[str, Any]) -> None:
+    """`changes` merged into the node's attributes (as `attrs.update`)."""
+    put_attributes(node, {**node.attrs.asdict(), **changes})

@@ -16,11 +16,13 @@ from zarr.core.common import JSON
 
 from recorder.contracts import Annotations, RunAttrs, StreamAttrs
 from recorder.errors import StoreError
+from recorder.store import fast_nodes
 
 
 def _node(group: zarr.Group, key: str) -> zarr.Array | zarr.Group:
     try:
-        return group[key]
+        node = fast_nodes.open_node(group, key)
+        return group[key] if node is None else node
     except KeyError:
         raise StoreError(f"{group.path or 'run'}: {key} is missing") from None
 

@@ -78,3 +78,43 @@ def test_trim_cuts_to_the_rows_and_drops_chunks_past_them_when_there_are_any(tmp
     assert not (tmp_path / "run" / "stale" / "c" / "2").exists()  # zarr deleted what lay past
     stale.resize((16,))  # grown again: the chunks that lay past the rows are gone, fill now
     np.testing.assert_array_equal(stale[8:], [-1] * 8)
+
+
+@pytest.mark.timeout(30)
+def test_a_node_opened_from_its_document_is_the_node_zarr_opens(tmp_path):
+    root = zarr.open_group(tmp_path / "run", mode="w", zarr_format=3)
+    group = root.create_group("g/h", attributes={"k": [1, "two"]})
+    array = group.create_array(
+        "a", shape=(5, 2), chunks=(2, 2), dtype="<i4", fill_value=-1, dimension_names=["r", "c"]
+    )
+    array[:3] = np.arange(6, dtype="<i4").reshape(3, 2)
+    again = zarr.open_group(tmp_path / "run", mode="r+", use_consolidated=False)
+    fast_group = fast_nodes.open_node(again, "g/h")
+    fast_array = fast_nodes.open_node(again["g"], "h/a")
+    assert isinstance(fast_group, zarr.Group) and isinstance(fast_array, zarr.Array)
+    assert fast_group.metadata == again["g/h"].metadata
+    assert fast_array.metadata == again["g/h/a"].metadata
+    assert fast_array.path == "g/h/a" and fast_group.path == "g/h"
+    np.testing.assert_array_equal(fast_array[:], again["g/h/a"][:])  # reads, fill included
+    fast_array[4] = [7, 8]  # and writes where zarr would
+    assert again["g/h/a"][4].tolist() == [7, 8]
+    with pytest.raises(KeyError):
+        fast_nodes.open_node(again, "g/missing")
+    with pytest.raises(KeyError):  # a path through an array's document is no node either
+        fast_nodes.open_node(again, "g/h/a/zarr.json")
+
+
+@pytest.mark.timeout(30)
+def test_zarr_answers_for_what_open_node_does_not_read_itself(tmp_path):
+    root = zarr.open_group(tmp_path / "run", mode="w", zarr_format=3)
+    root.create_array("a", shape=(2,), dtype="<i8")
+    zarr.consolidate_metadata(tmp_path / "run")
+    consolidated = zarr.open_group(tmp_path / "run", mode="r")  # answers from the copy
+    assert consolidated.metadata.consolidated_metadata is not None
+    assert fast_nodes.open_node(consolidated, "a") is None
+    (tmp_path / "run" / "bad").mkdir()
+    (tmp_path / "run" / "bad" / "zarr.json").write_text("{not json")
+    assert fast_nodes.open_node(root, "bad") is None  # zarr raises its own error for it
+    memory = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3)
+    memory.create_array("a", shape=(2,), dtype="<i8")
+    assert fast_nodes.open_node(memory, "a") is None
