@@ -21,8 +21,10 @@ order of the C++ source) so simulators and replayers are indistinguishable from 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import operator
 import re
 import struct
 import time
@@ -575,6 +577,36 @@ def _texts_until(raw: tuple, end: int) -> tuple[list[str | None], int]:
     return out, end
 
 
+def _matched(messages: Sequence[Sequence[FrameBytes]], groups) -> tuple[list[tuple], list]:
+    """The header groups and data frames of the leading messages that are three frames, the
+    data envelope and a header `groups` matches. In columns when every message is (the run
+    of a batch nearly always is: C loops instead of a Python step per message), else up to
+    the first that is not."""
+    try:
+        envelopes, headers, data = zip(*messages, strict=True)
+    except ValueError:  # not all of them three frames
+        pass
+    else:
+        if envelopes.count(DATA_ENVELOPE) == len(envelopes):
+            matches = list(map(groups, map(bytes, headers)))
+            if None not in matches:
+                return list(map(_GROUPS, matches)), list(data)
+    found: list[tuple] = []
+    frames_of_data: list = []
+    for frames in messages:
+        if len(frames) != 3 or bytes(frames[0]) != DATA_ENVELOPE:
+            break
+        m = groups(bytes(frames[1]))
+        if m is None:
+            break
+        found.append(m.groups())
+        frames_of_data.append(frames[2])
+    return found, frames_of_data
+
+
+_GROUPS = operator.methodcaller("groups")
+
+
 class _RunLayout:
     """Where a data header shape keeps the values a run needs (group indexes), or why not."""
 
@@ -618,19 +650,10 @@ class OpenEphysCodec:
         layout, first = self._layout_of(messages[start])
         if layout is None or first is None:
             return None
-        groups = layout.groups
-        found: list[tuple] = []
-        sizes: list[int] = []
-        for frames in messages[start:]:
-            if len(frames) != 3 or bytes(frames[0]) != DATA_ENVELOPE:
-                break
-            m = groups(bytes(frames[1]))
-            if m is None:
-                break
-            found.append(m.groups())
-            sizes.append(memoryview(frames[2]).nbytes)
+        found, data = _matched(messages[start:], layout.groups)
         if not found:
             return None
+        sizes = [memoryview(d).nbytes for d in data]
         fields = list(zip(*found, strict=True))
         end = len(found)
         end = _same_until(fields[layout.kind], b"data", end)
@@ -669,7 +692,6 @@ class OpenEphysCodec:
         }
         if layout.name is not None:
             columns["channel_name"] = names[:end]
-        frombuffer = np.frombuffer
         return PlacedRun(
             seq=seqs[:end],
             source_ns=stamps[:end],
@@ -678,7 +700,7 @@ class OpenEphysCodec:
             name=f"continuous/{_safe(stream)}",
             rows=columns["sample_num"],
             cols=columns["channel_num"],
-            arrays=[frombuffer(f[2], dtype="<f4") for f in messages[start : start + end]],
+            arrays=list(map(functools.partial(np.frombuffer, dtype="<f4"), data[:end])),
             channel_names=names[:end],
             sample_rate=rate,
             units=None,

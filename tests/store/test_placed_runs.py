@@ -157,6 +157,8 @@ def test_decode_run_never_takes_what_decode_would_reject():
             [oe.DATA_ENVELOPE, good[0][1], good[0][2][:8]],
             [b"DATB\x00", good[0][1], good[0][2]],
             [oe.DATA_ENVELOPE, good[0][1].replace(b'"CH1"', b'"C\\u00e9"'), good[0][2]],
+            [oe.DATA_ENVELOPE, good[0][1]],  # two frames
+            [*good[0], b""],  # four
         ]
     ):
         messages = [*good, bad, *good]
@@ -167,3 +169,34 @@ def test_decode_run_never_takes_what_decode_would_reject():
         assert single is not None
         assert run.seq[0] == single.seq and run.source_ns[0] == single.source_ns
         assert {k: v[0] for k, v in run.columns.items()} == single.columns
+
+
+def _views(messages: list[list[bytes]]) -> list[list[memoryview]]:
+    """The frames as views of one payload, as a receive process hands a batch over."""
+    payload = memoryview(b"".join(f for m in messages for f in m))
+    out, at = [], 0
+    for m in messages:
+        views = []
+        for f in m:
+            views.append(payload[at : at + len(f)])
+            at += len(f)
+        out.append(views)
+    return out
+
+
+def test_a_run_of_views_decodes_as_the_same_bytes_do():
+    codec = codec_for("openephys")
+    good = [_data(i, i % 4, (i // 4) * 64) for i in range(20)]
+    for messages in (good, [*good[:7], [b"EVENT\x00", good[7][1], good[7][2]], *good[8:]]):
+        a = codec.decode_run(messages, 0)
+        b = codec.decode_run(_views(messages), 0)
+        assert isinstance(a, PlacedRun) and isinstance(b, PlacedRun)
+        assert a.count == b.count == (20 if messages is good else 7)
+        assert (a.seq, a.source_ns, a.columns, a.rows, a.cols) == (
+            b.seq,
+            b.source_ns,
+            b.columns,
+            b.rows,
+            b.cols,
+        )
+        assert all(np.array_equal(x, y) for x, y in zip(a.arrays, b.arrays, strict=True))
