@@ -579,29 +579,24 @@ def _texts_until(raw: tuple, end: int) -> tuple[list[str | None], int]:
 
 def _matched(messages: Sequence[Sequence[FrameBytes]], groups) -> tuple[list[tuple], list]:
     """The header groups and data frames of the leading messages that are three frames, the
-    data envelope and a header `groups` matches. In columns when every message is (the run
-    of a batch nearly always is: C loops instead of a Python step per message), else up to
-    the first that is not."""
-    try:
-        envelopes, headers, data = zip(*messages, strict=True)
-    except ValueError:  # not all of them three frames
-        pass
-    else:
-        if envelopes.count(DATA_ENVELOPE) == len(envelopes):
-            matches = list(map(groups, map(bytes, headers)))
-            if None not in matches:
-                return list(map(_GROUPS, matches)), list(data)
-    found: list[tuple] = []
-    frames_of_data: list = []
-    for frames in messages:
-        if len(frames) != 3 or bytes(frames[0]) != DATA_ENVELOPE:
-            break
-        m = groups(bytes(frames[1]))
-        if m is None:
-            break
-        found.append(m.groups())
-        frames_of_data.append(frames[2])
-    return found, frames_of_data
+    data envelope and a header `groups` matches. In columns (C loops, not a Python step per
+    message): each test cuts the run at the first message that fails it, and only the
+    messages before that cut are tested further (a batch holds a TTL event every few blocks:
+    the run ends there and the next call starts after it)."""
+    sizes = list(map(len, messages))
+    n = len(sizes)
+    if sizes.count(3) != n:
+        n = next(k for k, size in enumerate(sizes) if size != 3)
+    if n == 0:
+        return [], []
+    envelopes, headers, data = zip(*messages[:n], strict=True)
+    kinds = list(map(bytes, envelopes))
+    if kinds.count(DATA_ENVELOPE) != n:
+        n = next(k for k, kind in enumerate(kinds) if kind != DATA_ENVELOPE)
+    matches = list(map(groups, map(bytes, headers[:n])))
+    if None in matches:
+        n = matches.index(None)
+    return list(map(_GROUPS, matches[:n])), list(data[:n])
 
 
 _GROUPS = operator.methodcaller("groups")
