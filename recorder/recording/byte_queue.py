@@ -88,24 +88,31 @@ class ByteBoundedQueue:
             return item
 
     def take_joined(self, timeout: float, max_items: int = 4096) -> list | None:
-        """The oldest batch (a list) with the batches queued behind it, up to `max_items`
+        """The oldest batch (as a list) with the batches queued behind it, up to `max_items`
         messages in all: a writer that fell behind catches up in large batches, which it
-        decodes and writes for less per message."""
+        decodes and writes for less per message. Joined after the lock is let go: a packed
+        batch (receive_apart.PackedBatch) is unpacked as it is read, and the receive side
+        must not wait for that to put the next one."""
         with self._cond:
             if not self._items and not self._closed:
                 self._cond.wait(timeout)
             if not self._items:
                 return None
-            joined, nbytes = self._items.popleft()
+            first, nbytes = self._items.popleft()
             self._bytes -= nbytes
-            if self._items and len(joined) < max_items:
-                joined = list(joined)
-                while self._items and len(joined) + len(self._items[0][0]) <= max_items:
-                    item, nbytes = self._items.popleft()
-                    self._bytes -= nbytes
-                    joined.extend(item)
+            taken, count = [first], len(first)
+            while self._items and count + len(self._items[0][0]) <= max_items:
+                item, nbytes = self._items.popleft()
+                self._bytes -= nbytes
+                taken.append(item)
+                count += len(item)
             self._taken()
-            return joined
+        if len(taken) == 1:
+            return first if isinstance(first, list) else list(first)
+        joined: list = []
+        for item in taken:
+            joined.extend(item)
+        return joined
 
     @property
     def depth_bytes(self) -> int:

@@ -17,7 +17,14 @@ import pytest
 import zmq
 
 from recorder.errors import UsageError
-from recorder.recording.receive_apart import ReceiveProcess, ReceiveProcessError, pack, unpack
+from recorder.recording.byte_queue import ByteBoundedQueue
+from recorder.recording.receive_apart import (
+    PackedBatch,
+    ReceiveProcess,
+    ReceiveProcessError,
+    pack,
+    unpack,
+)
 from recorder.recording.recording import Recording, StreamRecorder
 from recorder.recording.source_spec import SourceSpec
 from recorder.store.reader import RunReader
@@ -85,6 +92,34 @@ def test_uniform_messages_unpack_as_views_of_one_buffer():
     back, _ = unpack([zmq.Frame(bytes(memoryview(p).cast("B"))) for p in pack(batch)])
     assert all(isinstance(f, memoryview) for _, frames, _ in back for f in frames)
     assert [(t, [bytes(f) for f in frames], x) for t, frames, x in back] == batch
+
+
+def test_a_packed_batch_is_read_as_the_list_it_unpacks_to():
+    batch = [(1000 + i, frames, None) for i, frames in enumerate(_messages())]
+    batch.append((5000, [b"last", b"", b"of three"], None))
+
+    def packed() -> PackedBatch:
+        return PackedBatch([zmq.Frame(bytes(memoryview(p).cast("B"))) for p in pack(batch)])
+
+    def plain(messages) -> list:
+        return [(t, [bytes(f) for f in frames], x) for t, frames, x in messages]
+
+    lazy = packed()
+    assert len(lazy) == len(batch)
+    assert lazy.nbytes == sum(len(f) for _, frames, _ in batch for f in frames)
+    assert plain([lazy[-1]]) == batch[-1:]  # the receive side's `latest`, built on its own
+    assert plain([lazy[len(batch) - 1]]) == batch[-1:]
+    assert plain(lazy) == batch
+    assert plain(lazy[-3:]) == batch[-3:] and plain([lazy[0]]) == batch[:1]
+    assert lazy.messages() is lazy.messages()  # unpacked once
+    q = ByteBoundedQueue(1 << 20)  # the writer takes lists, one packed batch or joined ones
+    q.offer(packed(), 10)
+    alone = q.take_joined(0.1)
+    assert isinstance(alone, list) and plain(alone) == batch
+    q.offer(packed(), 10)
+    q.offer(packed(), 10)
+    both = q.take_joined(0.1)
+    assert isinstance(both, list) and plain(both) == batch + batch
 
 
 @pytest.mark.timeout(60)
