@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from recorder.limits import check_recording
 from recorder.protocols import codec_for
 from recorder.protocols.detect import detect_protocol
 from recorder.recording.byte_queue import ByteBoundedQueue
+from recorder.recording.collector import space_collections
 from recorder.recording.plans import SplitPlan, TriggerPlan
 from recorder.recording.receive import (
     COMPANIONS,
@@ -108,7 +109,7 @@ class StreamRecorder:
         self.latest: Received | None = None
         """The last message received, (recv_ns, frames, extra): set on the receive thread with
         one assignment per batch, so a live view can look at the stream without recording it."""
-        self.latest_batch: Batch | None = None
+        self.latest_batch: Sequence[Received] | None = None
         """The batch `latest` ends: a live view of one-channel-per-message streams (Open
         Ephys) finds every channel's latest block in it."""
         self._rx = threading.Thread(target=self._receive, name=f"rx-{spec.stream}", daemon=True)
@@ -274,7 +275,7 @@ class StreamRecorder:
     def _remaining(self) -> int | None:
         return None if self.count is None else self.count - self.counters.received
 
-    def _emit(self, batch: Batch, nbytes: int) -> None:
+    def _emit(self, batch: Sequence[Received], nbytes: int) -> None:
         c = self.counters
         c.received += len(batch)
         c.received_bytes += nbytes
@@ -283,7 +284,7 @@ class StreamRecorder:
         if not self.queue.offer(batch, nbytes):
             c.dropped += len(batch)
 
-    def _emit_waiting(self, batch: Batch, nbytes: int) -> None:
+    def _emit_waiting(self, batch: Sequence[Received], nbytes: int) -> None:
         """A receive process's batch waits for room in the queue: the pipe behind it holds
         up to `receive_apart._PIPE_HWM` more batches, so the recording buffers as much as a
         receive thread's (whose SUB socket holds what it has not taken yet) before it drops."""
@@ -450,6 +451,7 @@ class Recording:
             names, trigger=trigger, split=split, make_run=self._make_run, close_run=self._closing
         )
         self._keeper = Keeper(self._keeper_failed)  # one, made here: streams call it at once
+        self._release_collector: Callable[[], None] = lambda: None  # see collector.py
         self._opened_ns = time.time_ns()
         self.streams = [
             StreamRecorder(
@@ -639,6 +641,7 @@ class Recording:
         messages queued. The run is created even when a socket fails, and closed as failed.
         Armed, no run is made: the store is loaded, and messages go to the pre-trigger buffer."""
         tl = self.timeline
+        self._release_collector = space_collections()
         try:
             self._opened_ns = time.time_ns()
             error = None
@@ -733,6 +736,7 @@ class Recording:
                 self._close_run(slot)
         finally:
             self.ctx.term()
+            self._release_collector()
         if not self._runs:
             return layout.STATUS_FAILED if self.error is not None else layout.STATUS_COMPLETE
         failed = [r for r in self._runs if r.status == layout.STATUS_FAILED]
