@@ -25,7 +25,10 @@ ALLOWED = {
     "analysis": {"protocols", "store"},
     "export": {"protocols", "store", "analysis"},
 }
-BOTTOM = {"errors", "endpoints", "limits", "config", "contracts", "endpoint_policy", "__init__"}
+BOTTOM = {
+    *("errors", "endpoints", "limits", "config", "contracts", "endpoint_policy", "__init__"),
+    "shared_setting",
+}
 """Modules at the top of the package that everyone may use (they import only each other and
 BOTTOM_MAY_USE)."""
 BOTTOM_MAY_USE = ("recorder.store.layout", "recorder.store.location", "recorder.protocols.base")

@@ -10,47 +10,32 @@ the youngest generation collected every 50 000 allocations the batch is gone bef
 collection: 2 collections, 30-105 ms.
 
 Recordings free their data by reference counting and make no reference cycles per message, so
-collecting less often does not let memory grow. The threshold is process-wide: it is raised
-while recordings run (counted, as overlapping ones share it) and the one found is put back when
-the last one ends, unless the program set another one meanwhile (replay/read_ahead does the
-same for the switch interval)."""
+collecting less often does not let memory grow. The threshold is process-wide: raised while
+recordings run, given back after (shared_setting.py)."""
 
 from __future__ import annotations
 
 import gc
-import threading
 from collections.abc import Callable
+
+from recorder.shared_setting import SharedSetting
 
 YOUNG_THRESHOLD = 50_000  # net container allocations between collections of generation 0
 
-_lock = threading.Lock()
-_users = 0  # recordings running in this process
-_found: tuple[int, int, int] = (0, 0, 0)  # the thresholds the first of them found
+
+def _spaced(thresholds: tuple[int, ...]) -> tuple[int, ...]:
+    """Generation 0 every YOUNG_THRESHOLD allocations if it was more often (0, collection
+    switched off, stays off)."""
+    young, *older = thresholds
+    return (YOUNG_THRESHOLD, *older) if 0 < young < YOUNG_THRESHOLD else thresholds
+
+
+_THRESHOLDS: SharedSetting[tuple[int, ...]] = SharedSetting(
+    gc.get_threshold, lambda t: gc.set_threshold(*t), _spaced
+)
 
 
 def space_collections() -> Callable[[], None]:
-    """Collect the youngest generation every YOUNG_THRESHOLD allocations (if it was more often;
-    0, collection switched off, stays off) until the returned release is called (once is
-    enough; more are harmless)."""
-    global _users, _found
-    with _lock:
-        if _users == 0:
-            _found = gc.get_threshold()
-        _users += 1
-        young, *older = gc.get_threshold()
-        if 0 < young < YOUNG_THRESHOLD:
-            gc.set_threshold(YOUNG_THRESHOLD, *older)
-    released = threading.Event()
-
-    def release() -> None:
-        global _users
-        with _lock:
-            if released.is_set():
-                return
-            released.set()
-            _users -= 1
-            raised = 0 < _found[0] < YOUNG_THRESHOLD
-            if _users == 0 and raised and gc.get_threshold() == (YOUNG_THRESHOLD, *_found[1:]):
-                gc.set_threshold(*_found)
-
-    return release
+    """Collect less often until the returned release is called (once is enough; more are
+    harmless)."""
+    return _THRESHOLDS.hold()

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from recorder.shared_setting import SharedSetting
+
 if TYPE_CHECKING:  # the reader imports zarr: a replay binds its sockets first
     from recorder.store.reader import Message
 
@@ -28,9 +30,12 @@ _SWITCH_S = 0.00005  # see pace_threads
 _END = object()
 
 
-_pacing = threading.Lock()
-_paced = 0  # paced replays running in this process
-_found = 0.0  # the interval the first of them found
+_SWITCH = SharedSetting(
+    sys.getswitchinterval,
+    sys.setswitchinterval,
+    lambda interval: min(interval, _SWITCH_S),
+    lambda a, b: abs(a - b) < 1e-7,  # kept in whole microseconds
+)
 
 
 def pace_threads() -> Callable[[], None]:
@@ -39,31 +44,9 @@ def pace_threads() -> Callable[[], None]:
 
     The reader thread holds the GIL while it builds messages; CPython makes it let go only
     every switch interval (5 ms by default), which would be the clock thread's worst lateness.
-    The interval is process-wide: a replay in a process of its own (worker, CLI) does not
-    care, but a library Replayer inside another program would change that program's threads
-    for good. So it is lowered while paced replays run (counted: overlapping ones share it)
-    and the interval found is put back when the last one releases, unless the program set
-    another one meanwhile."""
-    global _paced, _found
-    with _pacing:
-        if _paced == 0:
-            _found = sys.getswitchinterval()
-        _paced += 1
-        if sys.getswitchinterval() > _SWITCH_S:
-            sys.setswitchinterval(_SWITCH_S)
-    released = threading.Event()
-
-    def release() -> None:
-        global _paced
-        with _pacing:
-            if released.is_set():
-                return
-            released.set()
-            _paced -= 1
-            if _paced == 0 and abs(sys.getswitchinterval() - min(_found, _SWITCH_S)) < 1e-7:
-                sys.setswitchinterval(_found)
-
-    return release
+    The interval is process-wide: lowered while paced replays run, given back after
+    (shared_setting.py)."""
+    return _SWITCH.hold()
 
 
 class ReadAhead:
