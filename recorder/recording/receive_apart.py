@@ -254,10 +254,8 @@ def pack(batch: Batch) -> list[Any]:
 class PackedBatch(Sequence[Received]):
     """A batch as it came off the pipe, unpacked when first read (the writer takes it, or a
     live view looks into it). A writer that fell behind queues these, not five Python objects
-    per message: with tens of thousands of messages queued, the collector's full passes over
-    them cost an Open Ephys recording 7-11 us per message (5 collections of 80 ms each per
-    40k messages). The last message, which the receive side keeps as `latest`, is built on
-    its own."""
+    per message that every full pass of the garbage collector walks (recording/collector.py).
+    The last message, which the receive side keeps as `latest`, is built on its own."""
 
     __slots__ = ("_count", "_messages", "_parts", "nbytes")
 
@@ -271,12 +269,15 @@ class PackedBatch(Sequence[Received]):
         return self._count
 
     def messages(self) -> Batch:
-        """The batch unpacked (once: the same list at every call)."""
+        """The batch unpacked (once, but for two threads asking at the same moment: the
+        writer and a live view; either list holds the same views)."""
+        parts = self._parts  # read before the list: it is set before the parts are dropped
         messages = self._messages
         if messages is None:
-            assert self._parts is not None
-            messages, _ = unpack(self._parts)
-            self._messages, self._parts = messages, None  # the views hold the buffers
+            assert parts is not None
+            messages, _ = unpack(parts)
+            self._messages = messages
+            self._parts = None  # the views hold the buffers
         return messages
 
     @overload
