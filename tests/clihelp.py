@@ -43,7 +43,11 @@ class NumberedPusher(threading.Thread):
         while not self.stop.is_set():
             if not self.sock.poll(50, zmq.POLLOUT):
                 continue
-            self.sock.send_multipart([self.header(self.sent), self.payload])
+            try:  # never blocks: the peer can go between the poll and the send (a PUSH with
+                # no peer blocks for good, and closing the socket under it aborts the process)
+                self.sock.send_multipart([self.header(self.sent), self.payload], zmq.NOBLOCK)
+            except zmq.Again:
+                continue
             self.sent += 1
             if self.interval:
                 time.sleep(self.interval)
