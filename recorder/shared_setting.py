@@ -41,8 +41,9 @@ class SharedSetting(Generic[T]):
             if self._users == 0:
                 self._found = current
             self._users += 1
-            if not self.same(self.wanted(current), current):
-                self.write(self.wanted(current))
+            wanted = self.wanted(current)
+            if not self.same(wanted, current):
+                self.write(wanted)
         released = threading.Event()
 
         def release() -> None:

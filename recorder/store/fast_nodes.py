@@ -126,9 +126,9 @@ def open_node(group: zarr.Group, key: str) -> zarr.Array | zarr.Group | None:
         doc = json.loads(raw)
         kind = doc.get("node_type") if isinstance(doc, dict) else None
         if kind == "array":
-            return zarr.Array(AsyncArray(ArrayV3Metadata.from_dict(doc), group.store_path / key))
+            return zarr.Array(AsyncArray(ArrayV3Metadata.from_dict(doc), _child(group, key)))
         if kind == "group":
-            return zarr.Group(AsyncGroup(GroupMetadata.from_dict(doc), group.store_path / key))
+            return zarr.Group(AsyncGroup(GroupMetadata.from_dict(doc), _child(group, key)))
     except (ValueError, TypeError, KeyError):
         pass
     return None  # zarr raises its own error for it
