@@ -577,12 +577,41 @@ def _texts_until(raw: tuple, end: int) -> tuple[list[str | None], int]:
     return out, end
 
 
-def _matched(messages: Sequence[Sequence[FrameBytes]], groups) -> tuple[list[tuple], list]:
+def _matched(
+    messages: Sequence[Sequence[FrameBytes]], groups, same: Sequence[tuple[int, bytes]]
+) -> tuple[list[tuple], list]:
     """The header groups and data frames of the leading messages that are three frames, the
-    data envelope and a header `groups` matches. In columns (C loops, not a Python step per
-    message): each test cuts the run at the first message that fails it, and only the
-    messages before that cut are tested further (a batch holds a TTL event every few blocks:
-    the run ends there and the next call starts after it)."""
+    data envelope and a header `groups` matches, whose group i equals `want` for each (i, want)
+    in `same` (the run's kind, stream and sample rate).
+
+    A step of messages at a time, in columns (C loops, not a Python step per message): each
+    test cuts the step at the first message that fails it, and a cut ends the run. Steps grow
+    from _FIRST_STEP, so a run costs the matching of its own headers and at most one step more:
+    matching the whole rest of a batch at each run made the work quadratic (three probes in
+    one batch end a run every 384 messages; 6 headers were matched for each one stored)."""
+    found: list[tuple] = []
+    data: list = []
+    pos, step = 0, _FIRST_STEP
+    while pos < len(messages):
+        part = messages[pos : pos + step]
+        got, frames = _matched_step(part, groups)
+        n = len(got)
+        for i, want in same:
+            n = _same_until(tuple(map(operator.itemgetter(i), got)), want, n)
+        found += got[:n]
+        data += frames[:n]
+        if n < len(part):
+            break
+        pos += step
+        step = min(2 * step, _LAST_STEP)
+    return found, data
+
+
+_FIRST_STEP, _LAST_STEP = 64, 1024
+
+
+def _matched_step(messages: Sequence[Sequence[FrameBytes]], groups) -> tuple[list[tuple], list]:
+    """_matched's tests but `same`, on one step of messages."""
     sizes = list(map(len, messages))
     n = len(sizes)
     if sizes.count(3) != n:
@@ -645,15 +674,15 @@ class OpenEphysCodec:
         layout, first = self._layout_of(messages[start])
         if layout is None or first is None:
             return None
-        found, data = _matched(messages[start:], layout.groups)
+        same = ((layout.kind, b"data"), (layout.stream, first[layout.stream]))
+        found, data = _matched(
+            messages[start:], layout.groups, (*same, (layout.rate, first[layout.rate]))
+        )
         if not found:
             return None
         sizes = [memoryview(d).nbytes for d in data]
         fields = list(zip(*found, strict=True))
         end = len(found)
-        end = _same_until(fields[layout.kind], b"data", end)
-        end = _same_until(fields[layout.stream], first[layout.stream], end)
-        end = _same_until(fields[layout.rate], first[layout.rate], end)
         seqs, end = _ints_until(fields[layout.seq], end, _INT64_MIN, _INT64_MAX)
         chans, end = _ints_until(fields[layout.channel], end, _INT64_MIN, _INT64_MAX)
         samples, end = _ints_until(fields[layout.sample], end, _INT64_MIN, _INT64_MAX)

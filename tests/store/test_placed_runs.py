@@ -12,6 +12,7 @@ import zarr
 from recorder.protocols import codec_for
 from recorder.protocols import openephys as oe
 from recorder.protocols.base import PlacedRun, decode_batch, decode_or_reject
+from recorder.protocols.json_shapes import ShapeCache
 from recorder.simulators import make_simulator
 from recorder.store.reader import RunReader
 from recorder.store.run_writer import RunWriter
@@ -200,3 +201,50 @@ def test_a_run_of_views_decodes_as_the_same_bytes_do():
             b.cols,
         )
         assert all(np.array_equal(x, y) for x, y in zip(a.arrays, b.arrays, strict=True))
+
+
+def _probes(blocks: int, probes: int, channels: int) -> list[list[bytes]]:
+    """Block-major, probe by probe, channel by channel: a run ends at every probe switch."""
+    out, seq = [], 0
+    for b in range(blocks):
+        for p in range(probes):
+            for c in range(channels):
+                seq += 1
+                out.append(_data(seq, c, b * 16, n=16, stream=f"probe{p}"))
+    return out
+
+
+def test_a_run_matches_its_own_headers_and_at_most_one_step_more():
+    messages = _probes(blocks=2, probes=3, channels=384)
+    shape = ShapeCache().learn(messages[0][1])
+    assert shape is not None
+    calls = []
+
+    def groups(text):
+        calls.append(text)
+        return shape.groups(text)
+
+    stream = shape.slots[("content", "stream")][0]
+    found, data = oe._matched(messages, groups, [(stream, b"probe0")])
+    assert len(found) == len(data) == 384
+    assert [g[stream] for g in found] == [b"probe0"] * 384
+    # the rest of the batch (2304 headers) is not matched for a run of 384
+    assert 384 <= len(calls) < 2 * 384
+
+
+def test_runs_end_at_each_probe_and_a_long_run_is_one_run():
+    codec = codec_for("openephys")
+    messages = _probes(blocks=2, probes=3, channels=384)
+    start, streams = 0, []
+    while start < len(messages):
+        run = codec.decode_run(messages, start)
+        assert isinstance(run, PlacedRun) and run.count == 384
+        assert run.seq == list(range(start + 1, start + 385))
+        streams.append(run.columns["stream"][0])
+        start += run.count
+    assert streams == ["probe0", "probe1", "probe2"] * 2
+    long = _probes(blocks=8, probes=1, channels=384)  # 3072: past every step's size
+    run = codec.decode_run(long, 0)
+    assert isinstance(run, PlacedRun) and run.count == len(long)
+    assert run.seq == list(range(1, len(long) + 1))
+    assert run.rows == [(i // 384) * 16 for i in range(len(long))]
