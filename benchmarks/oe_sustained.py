@@ -21,7 +21,11 @@ receiver, medians over rounds (the order alternates):
   had handed every message to the store (a writer that keeps up is behind by a batch, not
   seconds); write msg/s: messages written per second from the first send to that moment, the
   rate the writer sustains (below `asked`: it does not keep up, the queue grows);
-* queue peak: the most bytes waiting between the receive and writer threads (sampled).
+* queue peak: the most bytes waiting between the receive and writer threads (sampled);
+* cores: CPU each part used per second of the stream (writer: the recording's own process,
+  with its close; recv: its receive process, `raw` and `oe-thread` have none; send: the
+  sender), and the writer process's CPU per stored message (of it in the kernel: sys). On 2
+  cores the three must fit in 2.0 together: a writer short of a core is starved, not slow.
 
     python benchmarks/oe_sustained.py [--probes 3] [--seconds 10] [--rounds 2]
 """
@@ -32,6 +36,7 @@ import argparse
 import contextlib
 import multiprocessing as mp
 import queue
+import resource
 import shutil
 import sys
 import tempfile
@@ -106,7 +111,7 @@ def sender(q: mp.Queue, ctl: mp.Queue, probes: int, channels: int, seconds: floa
         while pub.recv()[:1] != b"\x01":  # an unsubscription of the last receiver
             pass
         send = pub.send_multipart
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         i, n = 0, len(messages)
         while i < n:
             due = min(n, int((time.perf_counter() - t0) * rate) + 1)
@@ -116,7 +121,7 @@ def sender(q: mp.Queue, ctl: mp.Queue, probes: int, channels: int, seconds: floa
             for frames in messages[i:due]:
                 send(frames)
             i = due
-        q.put((n, time.perf_counter() - t0, time.time_ns()))
+        q.put((n, time.perf_counter() - t0, time.time_ns(), time.process_time() - cpu0))
     pub.close(linger=-1)
     ctx.term()
 
@@ -134,6 +139,7 @@ def receive(label: str, endpoint: str, q: mp.Queue, ctl: mp.Queue, out: Path) ->
         endpoint, socket_type="SUB", protocol=protocol, heartbeat=False, receiver=receiver
     )
     rec = Recording(out, [spec])
+    own0, kids0 = resource.getrusage(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
     rec.start()
     ctl.put("go")
     peak = 0
@@ -142,7 +148,7 @@ def receive(label: str, endpoint: str, q: mp.Queue, ctl: mp.Queue, out: Path) ->
         with contextlib.suppress(queue.Empty):  # still sending
             done = q.get(timeout=0.2)
         peak = max(peak, rec.stats()["queue_bytes"])
-    sent, seconds, last_sent_ns = done
+    sent, seconds, last_sent_ns, sender_cpu = done
     stream = rec.streams[0]
     idle_since, last = time.monotonic(), -1
     written_ns = None
@@ -158,6 +164,10 @@ def receive(label: str, endpoint: str, q: mp.Queue, ctl: mp.Queue, out: Path) ->
     if written_ns is None:  # something never arrived: the writer is done when it idles
         written_ns = time.time_ns()
     rec.finish()
+    busy = seconds + max(0.0, (written_ns - last_sent_ns) / 1e9)
+    own1, kids = resource.getrusage(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN) - kids0
+    own_sys = own1.ru_stime - own0.ru_stime
+    own = own1.ru_utime - own0.ru_utime + own_sys
     with RunReader(rec.run.path) as run:
         s = run.summary()
         st = s["streams"][0]
@@ -175,7 +185,19 @@ def receive(label: str, endpoint: str, q: mp.Queue, ctl: mp.Queue, out: Path) ->
         "write_behind_s": max(0.0, (written_ns - last_sent_ns) / 1e9),
         "write_rate": stored / (seconds + max(0.0, (written_ns - last_sent_ns) / 1e9)),
         "peak_mb": peak / 1e6,
+        # cores each part kept busy while the stream lasted (the writer's process includes
+        # its close; the receive process is a child, counted once it has been reaped)
+        "writer_cores": own / busy,
+        "receiver_cores": kids / busy,
+        "sender_cores": sender_cpu / seconds,
+        "writer_us": own / stored * 1e6 if stored else 0.0,
+        "writer_sys_us": own_sys / stored * 1e6 if stored else 0.0,
     }
+
+
+def _cpu(who: int) -> float:
+    use = resource.getrusage(who)
+    return use.ru_utime + use.ru_stime
 
 
 def main() -> int:
@@ -220,7 +242,8 @@ def main() -> int:
     print(
         f"{'receiver':<10} {'sent':>8} {'stored':>8} {'loss':>7} {'drops':>6} {'gaps':>6} "
         f"{'msg/s':>8} {'asked':>8} {'recv behind s':>13} {'write behind s':>14} "
-        f"{'write msg/s':>11} {'queue MB':>8}"
+        f"{'write msg/s':>11} {'queue MB':>8} {'cores: writer':>13} {'recv':>5} {'send':>5} "
+        f"{'writer us/msg':>13} {'of it sys':>9}"
     )
     clean = True
     for protocol, runs in results.items():
@@ -231,7 +254,9 @@ def main() -> int:
             f"{protocol:<10} {m['sent']:>8.0f} {m['stored']:>8.0f} {worst:>7} "
             f"{max(x['drops'] for x in runs):>6} {max(x['gaps'] for x in runs):>6} "
             f"{m['rate']:>8.0f} {m['asked']:>8.0f} {m['behind_s']:>13.2f} "
-            f"{m['write_behind_s']:>14.2f} {m['write_rate']:>11.0f} {m['peak_mb']:>8.1f}"
+            f"{m['write_behind_s']:>14.2f} {m['write_rate']:>11.0f} {m['peak_mb']:>8.1f} "
+            f"{m['writer_cores']:>13.2f} {m['receiver_cores']:>5.2f} {m['sender_cores']:>5.2f} "
+            f"{m['writer_us']:>13.1f} {m['writer_sys_us']:>9.1f}"
         )
     print("\nevery message stored by every receiver:", "yes" if clean else "NO")
     return 0 if clean else 1
