@@ -578,7 +578,10 @@ def _texts_until(raw: tuple, end: int) -> tuple[list[str | None], int]:
 
 
 def _matched(
-    messages: Sequence[Sequence[FrameBytes]], groups, same: Sequence[tuple[int, bytes]]
+    messages: Sequence[Sequence[FrameBytes]],
+    groups,
+    same: Sequence[tuple[int, bytes]],
+    first_step: int = 0,
 ) -> tuple[list[tuple], list]:
     """The header groups and data frames of the leading messages that are three frames, the
     data envelope and a header `groups` matches, whose group i equals `want` for each (i, want)
@@ -586,12 +589,14 @@ def _matched(
 
     A step of messages at a time, in columns (C loops, not a Python step per message): each
     test cuts the step at the first message that fails it, and a cut ends the run. Steps grow
-    from _FIRST_STEP, so a run costs the matching of its own headers and at most one step more:
-    matching the whole rest of a batch at each run made the work quadratic (three probes in
-    one batch end a run every 384 messages; 6 headers were matched for each one stored)."""
+    from `first_step` (at least _FIRST_STEP), so a run costs the matching of its own headers and
+    at most one step more: matching the whole rest of a batch at each run made the work
+    quadratic (three probes in one batch end a run every 384 messages; 6 headers were matched
+    for each one stored). A caller that expects runs as long as the last passes its length + 1:
+    the first step then ends one past the cut."""
     found: list[tuple] = []
     data: list = []
-    pos, step = 0, _FIRST_STEP
+    pos, step = 0, max(_FIRST_STEP, first_step)
     while pos < len(messages):
         part = messages[pos : pos + step]
         got, frames = _matched_step(part, groups)
@@ -665,6 +670,7 @@ class OpenEphysCodec:
     def __init__(self) -> None:
         self._shapes = ShapeCache()
         self._layouts: dict[int, _RunLayout | None] = {}  # by id of the shape
+        self._last_run = 0  # messages in the last run: the next is likely as long
 
     def decode_run(self, messages: Sequence[Sequence[FrameBytes]], start: int) -> PlacedRun | None:
         """Continuous data messages from `start` decoded together (base.RunCodec): those whose
@@ -676,8 +682,12 @@ class OpenEphysCodec:
             return None
         same = ((layout.kind, b"data"), (layout.stream, first[layout.stream]))
         found, data = _matched(
-            messages[start:], layout.groups, (*same, (layout.rate, first[layout.rate]))
+            messages[start:],
+            layout.groups,
+            (*same, (layout.rate, first[layout.rate])),
+            self._last_run + 1,
         )
+        self._last_run = len(found)
         if not found:
             return None
         sizes = [memoryview(d).nbytes for d in data]
