@@ -11,6 +11,8 @@ sequence back, so neither it nor the frames after it count as loss.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class GapCounter:
     def __init__(self) -> None:
@@ -32,6 +34,23 @@ class GapCounter:
                     if seq > restart_first:
                         self.missing += seq - restart_first
         self.last[key] = seq
+
+    def see_run(self, key: str, seqs: Sequence[int], restart_first: int | None, skip: int) -> None:
+        """see() each number in turn but `skip` (a message without one). Numbers that count up
+        by one (a source's steady flow) change nothing past the first, so they cost one see():
+        a Python call per message was a writer's cost that told nothing."""
+        n = len(seqs)
+        first = seqs[0] if n else skip
+        steady = n and not first <= skip < first + n
+        if steady and list(seqs) == list(range(first, first + n)):
+            self.see(key, first, restart_first)
+            if self.last.get(key) == first:  # taken (not a late number, which leaves `last`)
+                self.last[key] = first + n - 1
+                return
+            seqs = seqs[1:]
+        for seq in seqs:
+            if seq != skip:
+                self.see(key, seq, restart_first)
 
     def forget(self) -> None:
         """Messages were left out on purpose (a pause): the next number starts afresh instead of

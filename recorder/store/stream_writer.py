@@ -594,10 +594,7 @@ class StreamWriter:
                     else:
                         table.heap(frame)
                 n_frames += len(frames)
-        see, seq_key = self.gaps.see, run.seq_key
-        for s in run.seq:
-            if s != NO_SEQ:
-                see(seq_key, s, restart_first)
+        self.gaps.see_run(run.seq_key, run.seq, restart_first, NO_SEQ)
         self._extend_extra(first_index, run.columns)
         flags = np.zeros(count, dtype=np.int64)
         self._add_messages(recv, run.seq, run.source_ns, first, nfr, flags, table, n_frames)
