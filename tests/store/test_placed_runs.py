@@ -158,6 +158,12 @@ def test_decode_run_never_takes_what_decode_would_reject():
             [oe.DATA_ENVELOPE, good[0][1], good[0][2][:8]],
             [b"DATB\x00", good[0][1], good[0][2]],
             [oe.DATA_ENVELOPE, good[0][1].replace(b'"CH1"', b'"C\\u00e9"'), good[0][2]],
+            [oe.DATA_ENVELOPE, good[0][1].replace(b'"CH1"', b'"C\xff"'), good[0][2]],  # not UTF-8
+            [
+                oe.DATA_ENVELOPE,
+                good[0][1].replace(b'"data_size": 256', b'"data_size": 252'),
+                good[0][2],
+            ],
             [oe.DATA_ENVELOPE, good[0][1]],  # two frames
             [*good[0], b""],  # four
         ]
