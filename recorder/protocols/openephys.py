@@ -680,13 +680,12 @@ class OpenEphysCodec:
         layout, first = self._layout_of(messages[start])
         if layout is None or first is None:
             return None
-        same = ((layout.kind, b"data"), (layout.stream, first[layout.stream]))
-        found, data = _matched(
-            messages[start:],
-            layout.groups,
-            (*same, (layout.rate, first[layout.rate])),
-            self._last_run + 1,
+        same = (
+            (layout.kind, b"data"),
+            (layout.stream, first[layout.stream]),
+            (layout.rate, first[layout.rate]),
         )
+        found, data = _matched(messages[start:], layout.groups, same, self._last_run + 1)
         self._last_run = len(found)
         if not found:
             return None
