@@ -33,7 +33,9 @@ from recorder.protocols.base import (
 )
 from recorder.protocols.msgpack_shapes import Batch, Path, Shape, Unlearnable
 
-_BIG_ARRAY = 64 << 10  # arrays this large are handed over as views, not joined
+_JOIN_BELOW = 2 << 10  # arrays smaller than this are joined; larger ones are handed over as
+# views of the received frames, which the store writes as they are (a join copied every
+# byte of a detector image once more, in fresh memory: a fifth of a recording's time)
 _MIN_RUN = 8  # fewer trains in a row fitting a plan are decoded one by one (cheaper)
 _SKIP_AFTER_FAILED = 64  # trains decoded one by one after a layout that cannot be a plan
 _MAX_SEC = 9_223_372_035  # timestamp.sec whose ns surely fit int64 (with any .frac)
@@ -272,7 +274,7 @@ class Plan:
         for frame, name, ragged, dtype, shape, nbytes in self.blocks:
             frames = [m[frame] for m in messages[a:b]]
             data: np.ndarray | list[np.ndarray]
-            if nbytes >= _BIG_ARRAY:
+            if nbytes >= _JOIN_BELOW:
                 data = [np.frombuffer(f, dtype).reshape(shape) for f in frames]
             else:
                 joined = np.frombuffer(b"".join(frames), dtype)

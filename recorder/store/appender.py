@@ -18,6 +18,7 @@ the array's chunks hold:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -125,6 +126,20 @@ class PieceAppender:
         else:
             self.pieces.append(piece)
 
+    def _put_all(self, pieces: list) -> None:
+        """Small bytes gathered so far, then `pieces`, become the chunk's next bytes: one
+        system call for all of them when the chunk is streamed."""
+        small = self.small
+        if small:
+            self.small = bytearray()
+            pieces = [small if self.streamed else bytes(small), *pieces]
+        if not pieces:
+            return
+        if self.streamed:
+            self.stream.write(self.index, *pieces)
+        else:
+            self.pieces.extend(pieces)
+
     def _add(self, view: memoryview) -> None:
         while view.nbytes:
             take = min(self.chunk_bytes - self.fill, view.nbytes)
@@ -142,6 +157,27 @@ class PieceAppender:
                 self.stream.finish(self.index, self.pieces)
                 self.index += 1
                 self.pieces, self.fill = [], 0
+
+    def extend_pieces(self, pieces: Sequence, rows: int) -> None:
+        """Append `rows` rows held in consecutive buffers of the array's dtype (a received frame
+        per message, say), in order: as they are, with one system call per chunk file, where
+        joining them first would copy every byte once more (`_add` takes one buffer)."""
+        pending: list = []
+        for piece in pieces:
+            view = memoryview(piece).cast("B")
+            while view.nbytes:
+                take = min(self.chunk_bytes - self.fill, view.nbytes)
+                pending.append(view[:take] if take < view.nbytes else view)
+                self.fill += take
+                view = view[take:]
+                if self.fill == self.chunk_bytes:
+                    self._put_all(pending)
+                    pending = []
+                    self.stream.finish(self.index, self.pieces)
+                    self.index += 1
+                    self.pieces, self.fill = [], 0
+        self._put_all(pending)
+        self.rows += rows
 
     def extend(self, data) -> None:
         """Append bytes (1-D uint8 arrays only)."""

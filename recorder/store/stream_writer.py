@@ -44,7 +44,7 @@ from recorder.protocols.base import (
     Verbatim,
 )
 from recorder.store import arrays, compact, coordinates, fast_nodes, layout, nodes
-from recorder.store.appender import Appender, appender_for, trim
+from recorder.store.appender import Appender, PieceAppender, appender_for, trim
 from recorder.store.family_names import FamilyPaths
 from recorder.store.gaps import GapCounter
 from recorder.store.placed import NEW_SEGMENT, TO_HEAP, PlacedAppender, placeable
@@ -445,6 +445,9 @@ class StreamWriter:
                 messages_of = np.arange(index0, index0 + count, dtype=np.int64)
             if isinstance(data, np.ndarray):  # joined already (AlikeRun)
                 app.extend_rows(data)
+            elif isinstance(app, PieceAppender) and data[0].dtype == app.dtype:
+                n_rows = int(sizes.sum()) if sizes is not None else count
+                app.extend_pieces(data, n_rows)  # as received: no join, one write a chunk
             elif data[0].nbytes < _BIG_FRAME:  # one join: cheaper than a piece per array
                 app.extend_rows(np.concatenate(data) if fam.ragged else np.stack(data))
             else:  # large: the appender keeps views of the received frames, no copy
