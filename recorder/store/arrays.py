@@ -19,6 +19,7 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 from zarr.core.array_spec import ArrayConfigParams
 from zarr.core.common import JSON
+from zarr.core.metadata import ArrayV3Metadata
 
 from recorder.store import fast_nodes, layout
 from recorder.store.chunk_io import chunk_file, chunk_format, write_rows
@@ -160,16 +161,33 @@ def small(
     return arr
 
 
-def twin(group: zarr.Group, name: str, source: zarr.Array, attributes: dict[str, JSON]) -> None:
-    """A second array holding the same values as `source` (another name and attributes): the
-    chunk files are linked, not encoded again (Open Ephys `time` is `sample` with a CF
-    scale_factor)."""
-    dims = list(source.metadata.dimension_names or [])  # type: ignore[union-attr]
-    arr = small(group, name, np.zeros(0, source.dtype), dims, attributes, source.fill_value)
-    arr.resize(source.shape)
+def twin(
+    group: zarr.Group,
+    name: str,
+    source: zarr.Array,
+    attributes: dict[str, JSON] | None,
+    dims: list[str] | None = None,
+) -> None:
+    """A second array holding the same values as `source` (another name, attributes and, if
+    given, dimension names): the chunk files are linked, not encoded again (Open Ephys `time`
+    is `sample` with a CF scale_factor; typed arrays of a train whose rows come from the same
+    messages share their per-row coordinates)."""
+    if dims is None:
+        dims = [str(d) for d in source.metadata.dimension_names or []]  # type: ignore[union-attr]
+    arr = column(
+        group,
+        name,
+        source.dtype,
+        layout.COLUMN_CHUNK,
+        dims,
+        fill=source.fill_value,
+        attributes=attributes,
+        overwrite=True,
+        rows=source.shape[0],
+    )
     src = chunk_file(source, 0)
     dst = chunk_file(arr, 0)
-    if src is None or dst is None:
+    if src is None or dst is None or not _same_chunks(arr, source):
         arr[:] = source[:]
         return
     for f in src.parent.glob("c.*"):
@@ -178,3 +196,18 @@ def twin(group: zarr.Group, name: str, source: zarr.Array, attributes: dict[str,
             os.link(f, target)
         except OSError:
             shutil.copyfile(f, target)
+
+
+def _same_chunks(a: zarr.Array, b: zarr.Array) -> bool:
+    """The two arrays' chunk files are interchangeable: same shape, chunks, codecs and fill."""
+    ma, mb = a.metadata, b.metadata
+    return (
+        isinstance(ma, ArrayV3Metadata)
+        and isinstance(mb, ArrayV3Metadata)
+        and ma.shape == mb.shape
+        and ma.data_type == mb.data_type
+        and ma.chunk_grid == mb.chunk_grid
+        and ma.chunk_key_encoding == mb.chunk_key_encoding
+        and ma.codecs == mb.codecs
+        and np.array_equal(np.asarray(ma.fill_value), np.asarray(mb.fill_value), equal_nan=True)
+    )

@@ -12,6 +12,7 @@ recorded) works from the message index alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import zarr
@@ -33,6 +34,7 @@ def write_stream(group: zarr.Group, committed: Committed, segments: Sequence[Seg
     rows = [int(r) for r in committed["segment_rows"]]
     _describe_source_time(group)
     per_message: tuple[np.ndarray, np.ndarray] | None = None  # only streams with typed rows
+    made: list[_Made] = []
     for seg, r in zip(segments, rows, strict=False):
         family = nodes.subgroup(group, seg["path"].rsplit("/", 1)[0])
         values = nodes.array(group, seg["path"])
@@ -43,7 +45,7 @@ def write_stream(group: zarr.Group, committed: Committed, segments: Sequence[Seg
                 recv = read_rows(nodes.array(group, "recv_ns"), 0, n)
                 per_message = recv, read_rows(nodes.array(group, "seq"), 0, n)
             message = read_rows(nodes.array(group, seg["index"]), 0, r)
-            _rows(family, values, message, *per_message, bool(seg.get("ragged")))
+            _rows(family, values, message, *per_message, bool(seg.get("ragged")), made)
 
 
 def _describe_source_time(group: zarr.Group) -> None:
@@ -63,6 +65,14 @@ def _describe_source_time(group: zarr.Group) -> None:
         fast_nodes.update_attributes(nodes.array(group, "seq"), {"long_name": str(meaning["seq"])})
 
 
+class _Made(NamedTuple):
+    """Coordinate arrays written for one family, and the message index they came from."""
+
+    message: np.ndarray
+    ragged: bool
+    arrays: dict[str, zarr.Array]
+
+
 def _rows(
     family: zarr.Group,
     values: zarr.Array,
@@ -70,30 +80,61 @@ def _rows(
     recv: np.ndarray,
     seq: np.ndarray,
     ragged: bool,
+    made: list[_Made],
 ) -> None:
     """Per row: recv_ns and seq. Ragged only: per message of the stream, first and count (a
     stacked row is one message, and one index per message for each of up to 256 shapes would
-    cost segments x messages)."""
-    n = len(recv)
+    cost segments x messages).
+
+    The arrays of a train's sources mostly come from the same messages, row for row (every
+    stacked array of a Karabo stream has one row per train; the pulse-resolved ones as many
+    rows as pulses): a family whose message index equals one already done links that one's
+    chunk files (`made`) instead of deriving and encoding the same values again."""
     names = getattr(values.metadata, "dimension_names", None) or (layout.STACKED_DIM,)
-    row_dim = names[0] or layout.RAGGED_DIM
+    row_dim = str(names[0] or layout.RAGGED_DIM)
     message = message.astype(np.int64)
+    for done in made:
+        if done.ragged == ragged and np.array_equal(done.message, message):
+            for name, source in done.arrays.items():
+                dims = [layout.MESSAGE_DIM] if name in ("count", "first") else [row_dim]
+                arrays.twin(family, name, source, dict(source.attrs), dims)
+            break
+    else:
+        made.append(_Made(message, ragged, _derive(family, message, recv, seq, ragged, row_dim)))
+    fast_nodes.update_attributes(values, {"coordinates": "message recv_ns seq"})
+
+
+def _derive(
+    family: zarr.Group,
+    message: np.ndarray,
+    recv: np.ndarray,
+    seq: np.ndarray,
+    ragged: bool,
+    row_dim: str,
+) -> dict[str, zarr.Array]:
+    """_rows' arrays, derived from the message index and written."""
+    n = len(recv)
+    out: dict[str, zarr.Array] = {}
     valid = (message >= 0) & (message < n)
     if ragged:
         count = np.bincount(message[valid], minlength=n)[:n].astype(np.int64)
         first = np.cumsum(count) - count
         msg_dims = [layout.MESSAGE_DIM]
-        arrays.small(family, "count", count, msg_dims, {"long_name": "rows of each message"})
-        arrays.small(family, "first", first, msg_dims, {"long_name": "first row of each message"})
+        out["count"] = arrays.small(
+            family, "count", count, msg_dims, {"long_name": "rows of each message"}
+        )
+        out["first"] = arrays.small(
+            family, "first", first, msg_dims, {"long_name": "first row of each message"}
+        )
     if n:
         safe = np.where(valid, message, 0)
         row_recv, row_seq = np.where(valid, recv[safe], 0), np.where(valid, seq[safe], -1)
     else:  # rows without a committed message (a run that failed before its first flush)
         row_recv = np.zeros(len(message), np.int64)
         row_seq = np.full(len(message), -1, np.int64)
-    arrays.small(family, "recv_ns", row_recv, [str(row_dim)], TIME_ATTRS)
-    arrays.small(family, "seq", row_seq, [str(row_dim)], fill=-1)
-    fast_nodes.update_attributes(values, {"coordinates": "message recv_ns seq"})
+    out["recv_ns"] = arrays.small(family, "recv_ns", row_recv, [row_dim], TIME_ATTRS)
+    out["seq"] = arrays.small(family, "seq", row_seq, [row_dim], fill=-1)
+    return out
 
 
 def _placed(family: zarr.Group, values: zarr.Array, rows: int) -> None:

@@ -209,6 +209,64 @@ def test_ragged_arrays_are_one_array_with_first_and_count(tmp_path):
     assert fam["seq"][:].tolist() == [100 + i for i, n in enumerate(counts) for _ in range(n)]
 
 
+def test_arrays_of_the_same_messages_share_their_row_coordinates(tmp_path):
+    """Two ragged arrays with a row per pulse of every train, and two stacked ones with a row
+    per train: each pair's per-row coordinates are derived once, and the second array's are
+    the first's chunk files linked; an array of other messages gets its own."""
+    counts = [3, 0, 5, 1, 7, 2]
+    rng = np.random.default_rng(2)
+    with RunWriter(tmp_path, name="r") as run:
+        s = run.add_stream(
+            "kb", protocol="test", endpoint="tcp://h:1", socket_type="SUB", role="connect"
+        )
+        for i, n in enumerate(counts):
+            img = rng.integers(0, 9, (n, 4, 3)).astype(np.float32)
+            cells = np.arange(n, dtype=np.uint16)
+            energy = np.array([i, 2 * i], dtype=np.float64)
+            frames = [b"h", img.tobytes(), cells.tobytes(), energy.tobytes(), energy.tobytes()]
+            bulk = [
+                BulkFrame(1, "DET/A:out/image.data", img, ragged=True),
+                BulkFrame(2, "DET/A:out/image.cellId", cells, ragged=True),
+                BulkFrame(3, "XGM/B:out/energy", energy),
+                BulkFrame(4, "XGM/B:out/energy2", energy),
+            ]
+            if i % 2:
+                bulk.append(BulkFrame(0, "odd", np.frombuffer(b"h", np.uint8)))
+            s.append(10 + i, frames, Decoded(seq=100 + i, bulk=bulk))
+            if i == 2:
+                s.flush()
+    data = tmp_path / run.path.name / "streams/kb/data"
+    pulses = [100 + i for i, n in enumerate(counts) for _ in range(n)]
+    trains = [100 + i for i in range(len(counts))]
+    for fam, seq in (
+        ("DET/A_out/image.data", pulses),
+        ("DET/A_out/image.cellId", pulses),
+        ("XGM/B_out/energy", trains),
+        ("XGM/B_out/energy2", trains),
+        ("odd", [101, 103, 105]),
+    ):
+        group = zarr.open_group(data / fam, mode="r")
+        assert group["seq"][:].tolist() == seq, fam
+        assert group["recv_ns"][:].tolist() == [s - 90 for s in seq], fam
+    cells = zarr.open_group(data / "DET/A_out/image.cellId", mode="r")
+    assert cells["count"][:].tolist() == counts
+    assert cells["first"][:].tolist() == np.cumsum([0, *counts[:-1]]).tolist()
+    assert (
+        cells["seq"].metadata.dimension_names == cells["image.cellId"].metadata.dimension_names[:1]
+    )
+    assert cells["recv_ns"].attrs["long_name"] == "host receive time"
+
+    def inodes(fam: str, name: str) -> set[int]:
+        return {f.stat().st_ino for f in (data / fam / name).glob("c.*")}
+
+    for first, second in (("DET/A_out/image.data", "DET/A_out/image.cellId"),
+                          ("XGM/B_out/energy", "XGM/B_out/energy2")):  # fmt: skip
+        for name in ("recv_ns", "seq"):
+            assert inodes(first, name) and inodes(first, name) == inodes(second, name)
+    assert inodes("DET/A_out/image.data", "count") == inodes("DET/A_out/image.cellId", "count")
+    assert not inodes("odd", "seq") & inodes("XGM/B_out/energy", "seq")
+
+
 def test_a_shape_changing_only_in_its_first_axis_becomes_ragged(tmp_path):
     """An ADZMQ ROI whose height changes every frame: two segments, not one per frame."""
     path, sent, _ = _ragged_stream(tmp_path, [5, 6, 7, 8, 9, 10, 11], flag=False)
