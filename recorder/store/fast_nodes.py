@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
-import uuid
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,8 @@ from zarr.core.common import ZARR_JSON
 from zarr.core.group import AsyncGroup, GroupMetadata
 from zarr.core.metadata import ArrayV3Metadata
 from zarr.storage import LocalStore, StorePath
+
+from recorder.store.chunk_io import replace_file
 
 _TEMPLATES: dict[Hashable, dict[str, Any]] = {}
 _MAX_TEMPLATES = 512
@@ -56,9 +56,7 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    replace_file(path, data)
 
 
 def _child(group: zarr.Group, name: str) -> StorePath:

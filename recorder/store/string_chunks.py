@@ -11,8 +11,6 @@ another store) is left to zarr.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -22,7 +20,7 @@ from zarr.codecs import ZstdCodec
 from zarr.codecs.vlen_utf8 import VLenUTF8Codec
 from zarr.core.metadata import ArrayV3Metadata
 
-from recorder.store.chunk_io import PARTIAL_SUFFIX, chunk_file
+from recorder.store.chunk_io import chunk_file, replace_file
 
 _VLEN = VLenUTF8()
 
@@ -66,7 +64,4 @@ def write(array: zarr.Array, index: int, data: bytes) -> None:
     """Chunk `index`'s file, replaced at once (temp and rename, as LocalStore does)."""
     path = chunk_file(array, index)
     assert path is not None, "encoder() said the array has chunk files"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    replace_file(path, data)
