@@ -57,6 +57,7 @@ def placeable(b: BulkFrame) -> bool:
 
 
 _BLOCK_COLUMNS = 32  # channels placed together by place_block
+_SPARE_BUFFERS = 2  # finalized chunk buffers kept for reuse
 
 
 class PlacedAppender:
@@ -91,6 +92,7 @@ class PlacedAppender:
         self.base = 0  # first chunk that may still change
         self.newest = 0  # start row of the furthest placement so far
         self.buffers: dict[int, np.ndarray] = {}  # mutable chunks
+        self.spare: list[np.ndarray] = []  # finalized chunks' buffers, for the next ones
         self.dirty: set[int] = set()  # buffers changed since they were last written
         self.fill = np.nan
         self.native = True  # chunks written as raw bytes (else through zarr's codecs)
@@ -193,13 +195,25 @@ class PlacedAppender:
         while done < n:
             buf = self.buffers.get(k)
             if buf is None:
-                buf = self.buffers[k] = np.full((cr, self.channels), self.fill, self.dtype)
+                buf = self.buffers[k] = self._new_buffer()
             lo = r0 + done - k * cr
             take = min(cr - lo, n - done)
             buf[lo : lo + take, columns] = values[done : done + take]
             self.dirty.add(k)
             done += take
             k += 1
+
+    def _new_buffer(self) -> np.ndarray:
+        """A chunk buffer of fill values: a finalized chunk's memory when one is spare. Fresh
+        memory costs a page fault per 4 KiB on first touch, and a 4 MiB chunk of a 384-channel
+        stream is made every 2730 samples (np.full was 3 % of the writer's time)."""
+        shape = (self.chunk_rows, self.channels)
+        while self.spare:
+            buf = self.spare.pop()
+            if buf.shape == shape and buf.dtype == self.dtype:
+                buf.fill(self.fill)
+                return buf
+        return np.full(shape, self.fill, self.dtype)
 
     def _placed_at(self, r0: int, n: int) -> int:
         """After placing rows r0..r0+n: the furthest row, and chunks that can no longer change
@@ -220,6 +234,8 @@ class PlacedAppender:
                 self._write(k, buf)
                 self.dirty.discard(k)
             self._to_overview(k, buf)
+            if len(self.spare) < _SPARE_BUFFERS:  # written and reduced: nothing refers to it
+                self.spare.append(buf)
         self.base = base
 
     def _create(self) -> None:
@@ -366,4 +382,5 @@ class PlacedAppender:
         except OSError:  # a full disk: the levels are optional, the samples are committed
             pass
         self.buffers.clear()
+        self.spare = []
         self.held = []

@@ -189,7 +189,12 @@ def test_a_new_channel_after_the_first_block_still_starts_a_new_segment(tmp_path
         assert [a.shape[1] for a in r.stream("oe").arrays(NAME)] == [2, 4]
 
 
-def test_dropped_messages_leave_nan_cells(tmp_path):
+@pytest.mark.parametrize("chunk_rows", [None, 40])
+def test_dropped_messages_leave_nan_cells(tmp_path, monkeypatch, chunk_rows):
+    """Also with 40-row chunks (16-row blocks): chunks are finalized as blocks go on, and the
+    buffer of a later chunk (a finalized one's memory, reused) holds no earlier values."""
+    if chunk_rows is not None:
+        monkeypatch.setattr(layout, "PLACED_CHUNK_BYTES", 4 * 4 * chunk_rows)
     s = sim()
     lost = {(0, 1), (1, 3), (3, 1), (3, 2), (7, 0), (9, 3)}
     sent = [
