@@ -36,6 +36,7 @@ def test_rows_given_as_pieces_read_back_as_rows_given_joined(tmp_path, compressi
     # 1 to 40 rows, each a separate buffer, as ragged trains of pulses arrive
     head = rng.standard_normal((3, *ROW)).astype("<f4")
     pieces = [rng.standard_normal((int(k), *ROW)).astype("<f4") for k in rng.integers(1, 41, 60)]
+    pieces[5] = rng.standard_normal((7, ROW[0], 2 * ROW[1])).astype("<f4")[:, :, ::2]  # strided
     expect = np.concatenate([head, *pieces])
 
     joined = _appender(tmp_path, "joined", compression)
