@@ -56,7 +56,8 @@ def placeable(b: BulkFrame) -> bool:
     )
 
 
-_BLOCK_COLUMNS = 32  # channels placed together by place_block
+_BLOCK_COLUMNS = 8  # channels placed together by place_block: per block of 384 channels x
+# 1024 samples from received frames, 4: 1.3 ms, 8: 0.87, 16: 1.06, 32: 1.6 (the value before)
 _SPARE_BUFFERS = 2  # finalized chunk buffers kept for reuse
 
 
