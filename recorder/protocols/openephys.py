@@ -559,8 +559,14 @@ def _same_until(values: tuple, want: bytes, end: int) -> int:
 
 
 def _ints_until(raw: tuple, end: int, low: int, high: int) -> tuple[list[int], int]:
-    """The first `end` values as ints, and how many of them lie in [low, high]."""
-    values = list(map(int, raw[:end]))
+    """The first `end` values as ints, and how many of them lie in [low, high]. A field that
+    is the same in every message of the run (num_samples, data_size; sample_num within a
+    block) is converted once."""
+    raw = raw[:end]
+    if raw and raw.count(raw[0]) == len(raw):
+        values = [int(raw[0])] * len(raw)
+    else:
+        values = list(map(int, raw))
     if values and (min(values) < low or max(values) > high):
         end = next(k for k, v in enumerate(values) if not low <= v <= high)
     return values, end
