@@ -164,7 +164,7 @@ class PieceAppender:
         joining them first would copy every byte once more (`_add` takes one buffer)."""
         pending: list = []
         for piece in pieces:
-            view = memoryview(np.ascontiguousarray(piece)).cast("B")  # as they are, if they are
+            view = np.ascontiguousarray(piece).reshape(-1).view(np.uint8).data  # as they are
             while view.nbytes:
                 take = min(self.chunk_bytes - self.fill, view.nbytes)
                 pending.append(view[:take] if take < view.nbytes else view)
