@@ -34,8 +34,9 @@ from recorder.protocols.base import (
 from recorder.protocols.msgpack_shapes import Batch, Path, Shape, Unlearnable
 
 _JOIN_BELOW = 2 << 10  # arrays smaller than this are joined; larger ones are handed over as
-# views of the received frames, which the store writes as they are (a join copied every
-# byte of a detector image once more, in fresh memory: a fifth of a recording's time)
+# views of the received frames, which the store writes as they are (the join copied nearly
+# every byte of a small-detector train once more, into fresh memory: 19 % of the writer
+# thread's py-spy samples)
 _MIN_RUN = 8  # fewer trains in a row fitting a plan are decoded one by one (cheaper)
 _SKIP_AFTER_FAILED = 64  # trains decoded one by one after a layout that cannot be a plan
 _MAX_SEC = 9_223_372_035  # timestamp.sec whose ns surely fit int64 (with any .frac)
