@@ -107,38 +107,25 @@ class PieceAppender:
         self.rows = 0
         self.persisted = 0
 
-    def _put(self, piece=None) -> None:
-        """Small bytes gathered so far, then `piece`, become the chunk's next bytes."""
-        small = self.small
-        if small:
-            self.small = bytearray()
-            if self.streamed:
-                if piece is None:
-                    self.stream.write(self.index, small)
-                else:
-                    self.stream.write(self.index, small, piece)
-                return
-            self.pieces.append(bytes(small))
-        if piece is None:
-            return
-        if self.streamed:
-            self.stream.write(self.index, piece)
-        else:
-            self.pieces.append(piece)
-
-    def _put_all(self, pieces: list) -> None:
+    def _put(self, *pieces) -> None:
         """Small bytes gathered so far, then `pieces`, become the chunk's next bytes: one
         system call for all of them when the chunk is streamed."""
         small = self.small
         if small:
             self.small = bytearray()
-            pieces = [small if self.streamed else bytes(small), *pieces]
+            pieces = (small if self.streamed else bytes(small), *pieces)
         if not pieces:
             return
         if self.streamed:
             self.stream.write(self.index, *pieces)
         else:
             self.pieces.extend(pieces)
+
+    def _next_chunk(self) -> None:
+        """The chunk is full (its bytes all put): in place, and the next one begins."""
+        self.stream.finish(self.index, self.pieces)
+        self.index += 1
+        self.pieces, self.fill = [], 0
 
     def _add(self, view: memoryview) -> None:
         while view.nbytes:
@@ -154,9 +141,7 @@ class PieceAppender:
             view = view[take:]
             if self.fill == self.chunk_bytes:
                 self._put()
-                self.stream.finish(self.index, self.pieces)
-                self.index += 1
-                self.pieces, self.fill = [], 0
+                self._next_chunk()
 
     def extend_pieces(self, pieces: Sequence, rows: int) -> None:
         """Append `rows` rows held in consecutive buffers of the array's dtype (a received frame
@@ -171,12 +156,10 @@ class PieceAppender:
                 self.fill += take
                 view = view[take:]
                 if self.fill == self.chunk_bytes:
-                    self._put_all(pending)
+                    self._put(*pending)
                     pending = []
-                    self.stream.finish(self.index, self.pieces)
-                    self.index += 1
-                    self.pieces, self.fill = [], 0
-        self._put_all(pending)
+                    self._next_chunk()
+        self._put(*pending)
         self.rows += rows
 
     def extend(self, data) -> None:

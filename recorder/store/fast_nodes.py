@@ -51,12 +51,7 @@ def _folder(group: zarr.Group) -> Path | None:
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_bytes(path, json.dumps(doc, allow_nan=True).encode())
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    replace_file(path, data)
+    replace_file(path, json.dumps(doc, allow_nan=True).encode())  # makes a missing folder
 
 
 def _child(group: zarr.Group, name: str) -> StorePath:
@@ -169,7 +164,7 @@ def set_shape(array: zarr.Array, shape: tuple[int, ...]) -> bool:
         return False
     new = meta.update_shape(shape)
     doc = new.to_buffer_dict(default_buffer_prototype())[ZARR_JSON].to_bytes()
-    _write_bytes(Path(store.root) / array.store_path.path / ZARR_JSON, doc)
+    replace_file(Path(store.root) / array.store_path.path / ZARR_JSON, doc)
     object.__setattr__(array.async_array, "metadata", new)  # as zarr's _resize does
     return True
 
@@ -199,7 +194,7 @@ def put_attributes(node: zarr.Group | zarr.Array, attributes: dict[str, Any]) ->
         node.attrs.put(attributes)
         return
     doc = new.to_buffer_dict(default_buffer_prototype())[ZARR_JSON].to_bytes()
-    _write_bytes(Path(store.root) / node.store_path.path / ZARR_JSON, doc)
+    replace_file(Path(store.root) / node.store_path.path / ZARR_JSON, doc)
     object.__setattr__(holder, "metadata", new)
 
 
