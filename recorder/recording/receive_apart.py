@@ -18,11 +18,13 @@ Wire between the two, a PAIR over ipc (one direction each way, order kept):
   they could not be opened (the parent raises a UsageError, or a ReceiveProcessError for
   anything else); ``[b"B", drops, recv_ns, frame counts, frame lengths, payload]`` a batch
   (int64 / uint32 / uint64 arrays, the frames one after the other: `pack`);
+  ``[b"S", drops, recv_ns, frame counts, frame lengths, slot and size]`` the same batch with
+  its frames in a slot of the shared ring (slot_ring.py; two uint64);
   ``[b"T", drops, ns]`` before each wait: everything received before `ns` has been sent;
   ``[b"E", drops, failure]`` the end (`failure`: empty, or the error that ended the loop).
   `drops`: messages the child received but could not pass on because the pipe was full (the
   parent a whole pipe behind): counted as received and dropped, like a full queue's.
-* parent -> child ``b"stop"``.
+* parent -> child ``b"stop"``; ``b"F" + slots`` (uint32) slots the parent is done with.
 """
 
 from __future__ import annotations
@@ -44,11 +46,14 @@ import zmq
 from recorder.contracts import Batch, Received
 from recorder.errors import RecorderError, UsageError
 from recorder.recording.receive import Companion, stream_loop
+from recorder.recording.slot_ring import SlotRing
 
 _PIPE_HWM = 256  # batches in flight between the processes (at most 2 MiB each)
 _READY_S = 10.0  # as long as `StreamRecorder.open` waits for any socket
 _POLL_MS = 100
 _END_LINGER_MS = 30_000  # the parent takes what is on the pipe at once (its zmq I/O thread)
+_SLOT_BYTES = 4 << 20  # a batch of small messages fits one (receive.py ends it past 2 MiB)
+_SLOTS = 256  # 1 GiB of address space, as much as the queue holds; memory only for slots in use
 
 EmitPacked = Callable[[Sequence[Received], int], None]
 """Where the parent hands each batch (a PackedBatch) and its bytes."""
@@ -58,25 +63,35 @@ OpenSockets = Callable[[zmq.Context], tuple[zmq.Socket, str, list[Companion]]]
 bound to or connected to, control sockets to keep alive)."""
 
 
+PackedParts = list[Any]
+"""A packed batch's four buffers as `pack` makes them (zmq.Frame, memoryview or bytes)."""
+
+
 class ReceiveProcessError(RecorderError):
     """The receive process ended before it said so: killed, or failed."""
 
 
 class _Control:
     """The child's end of the pipe, served from the receive loop's poller: a stop from the
-    parent, or the parent gone, ends the loop."""
+    parent, or the parent gone, ends the loop; slots the parent gave back are free again."""
 
-    def __init__(self, pipe: zmq.Socket, stop: threading.Event, parent: int):
-        self.pipe, self.stop, self.parent = pipe, stop, parent
+    def __init__(self, pipe: zmq.Socket, stop: threading.Event, parent: int, ring: SlotRing):
+        self.pipe, self.stop, self.parent, self.ring = pipe, stop, parent, ring
         self.orphaned = False
 
     def register(self, poller: zmq.Poller) -> None:
         poller.register(self.pipe, zmq.POLLIN)
 
     def service(self, poller: zmq.Poller, events: dict) -> None:
-        if events.get(self.pipe):
-            self.pipe.recv()
-            self.stop.set()
+        while events.get(self.pipe):
+            try:
+                said = self.pipe.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if said[:1] == b"F":
+                self.ring.returned(said[1:])
+            else:
+                self.stop.set()
         if os.getppid() != self.parent:  # orphaned: the recording is gone, nobody to hand to
             self.orphaned = True
             self.stop.set()
@@ -85,7 +100,9 @@ class _Control:
         pass
 
 
-def _child(address: str, parent: int, open_sockets: OpenSockets, count: int | None) -> None:
+def _child(
+    address: str, parent: int, open_sockets: OpenSockets, count: int | None, ring: SlotRing
+) -> None:
     """The receive process: runs `stream_loop` and packs what it hands over."""
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us, after its last batch
@@ -116,11 +133,19 @@ def _child(address: str, parent: int, open_sockets: OpenSockets, count: int | No
     def emit(batch: Batch, nbytes: int) -> None:
         nonlocal taken
         taken += len(batch)
-        parts = [b"B", told(), *pack(batch)]
+        packed = pack(batch)
+        slot = ring.put(packed[3])
+        if slot is None:
+            parts = [b"B", told(), *packed]
+        else:
+            where = array("Q", [slot, len(packed[3])])
+            parts = [b"S", told(), *packed[:3], where]
         try:
             pipe.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:  # the parent is a whole pipe behind: count, as a full queue does
             drops[0] += len(batch) + int.from_bytes(parts[1], "little")
+            if slot is not None:
+                ring.unput(slot)
 
     def polling() -> None:
         now, drops_told = time.time_ns(), told()
@@ -132,7 +157,7 @@ def _child(address: str, parent: int, open_sockets: OpenSockets, count: int | No
     def remaining() -> int | None:
         return None if count is None else count - taken
 
-    control = _Control(pipe, stop, parent)
+    control = _Control(pipe, stop, parent, ring)
     failure = b""
     try:
         stream_loop(sock, emit, stop, remaining, [control, *companions], polling=polling)
@@ -164,10 +189,11 @@ class ReceiveProcess:
         self.pipe.sndhwm = self.pipe.rcvhwm = _PIPE_HWM
         self.pipe.linger = 0
         self.pipe.bind(address)
+        self.ring = SlotRing(_SLOTS, _SLOT_BYTES)  # before the fork: the child shares it
         fork = multiprocessing.get_context("fork")
         self.proc = fork.Process(
             target=_child,
-            args=(address, os.getpid(), open_sockets, count),
+            args=(address, os.getpid(), open_sockets, count, self.ring),
             name=f"rx-{name}",
             daemon=True,
         )
@@ -199,12 +225,20 @@ class ReceiveProcess:
     ) -> None:
         """Until the child's end: each batch to `emit`, each tick to `polled`. A stop is
         passed on to the child; the batches it sent before it ended are still handed over."""
-        pipe, asked = self.pipe, False
+        pipe, asked, ring = self.pipe, False, self.ring
+        freed = b""  # slots given back, not yet told the child
         try:
             while True:
                 if stop.is_set() and not asked:
                     pipe.send(b"stop")
                     asked = True
+                freed += ring.give_back()
+                if freed:
+                    try:  # kept for the next turn when the pipe is full (or the child gone)
+                        pipe.send(b"F" + freed, zmq.NOBLOCK)
+                        freed = b""
+                    except zmq.Again:
+                        pass
                 if not pipe.poll(_POLL_MS):
                     if not self.proc.is_alive() and not pipe.poll(0):
                         raise ReceiveProcessError(
@@ -217,7 +251,11 @@ class ReceiveProcess:
                 if drops:
                     dropped(drops)
                 if kind == b"B":
-                    batch = PackedBatch(parts[2:])
+                    batch = PackedBatch([p.buffer for p in parts[2:]])
+                    emit(batch, batch.nbytes)
+                elif kind == b"S":
+                    slot, size = memoryview(parts[5].buffer).cast("Q")
+                    batch = PackedBatch([*(p.buffer for p in parts[2:5]), ring.view(slot, size)])
                     emit(batch, batch.nbytes)
                 elif kind == b"T":
                     polled(int.from_bytes(parts[2].bytes, "little"))
@@ -259,11 +297,11 @@ class PackedBatch(Sequence[Received]):
 
     __slots__ = ("_count", "_messages", "_parts", "nbytes")
 
-    def __init__(self, parts: list[zmq.Frame]):
-        self._parts: list[zmq.Frame] | None = parts
+    def __init__(self, parts: PackedParts):
+        self._parts: PackedParts | None = parts
         self._messages: Batch | None = None
-        self._count = parts[0].buffer.nbytes // 8  # one int64 receive time per message
-        self.nbytes = parts[3].buffer.nbytes
+        self._count = memoryview(parts[0]).nbytes // 8  # one int64 receive time per message
+        self.nbytes = memoryview(parts[3]).nbytes
 
     def __len__(self) -> int:
         return self._count
@@ -294,12 +332,12 @@ class PackedBatch(Sequence[Received]):
         return iter(self.messages())
 
 
-def _last(parts: list[zmq.Frame]) -> Received:
+def _last(parts: PackedParts) -> Received:
     """The last message of a packed batch, without unpacking the others."""
-    ns = memoryview(parts[0].buffer).cast("q")
-    counts = memoryview(parts[1].buffer).cast("I")
-    lengths = memoryview(parts[2].buffer).cast("Q")
-    data = parts[3].buffer
+    ns = memoryview(parts[0]).cast("q")
+    counts = memoryview(parts[1]).cast("I")
+    lengths = memoryview(parts[2]).cast("Q")
+    data = memoryview(parts[3])
     own = lengths[len(lengths) - counts[-1] :].tolist()
     at = data.nbytes - sum(own)
     frames = []
@@ -309,14 +347,14 @@ def _last(parts: list[zmq.Frame]) -> Received:
     return ns[-1], frames, None
 
 
-def unpack(parts: list[zmq.Frame]) -> tuple[Batch, int]:
+def unpack(parts: PackedParts) -> tuple[Batch, int]:
     """A packed batch back into (recv_ns, frames, None) tuples, each frame a view of the
     payload: no copy, and no small allocation per frame (4 KiB bytes objects held while the
     writer catches up grow the heap a page at a time, a system call each)."""
-    ns = memoryview(parts[0].buffer).cast("q").tolist()
-    counts = memoryview(parts[1].buffer).cast("I").tolist()
-    lengths = memoryview(parts[2].buffer).cast("Q").tolist()
-    data = parts[3].buffer
+    ns = memoryview(parts[0]).cast("q").tolist()
+    counts = memoryview(parts[1]).cast("I").tolist()
+    lengths = memoryview(parts[2]).cast("Q").tolist()
+    data = memoryview(parts[3])
     nbytes = data.nbytes
     ends = list(accumulate(lengths))
     flat = [data[a:b] for a, b in zip([0, *ends[:-1]], ends)]  # noqa: B905 (one shorter)

@@ -17,6 +17,7 @@ import pytest
 import zmq
 
 from recorder.errors import UsageError
+from recorder.recording import receive_apart
 from recorder.recording.byte_queue import ByteBoundedQueue
 from recorder.recording.receive_apart import (
     PackedBatch,
@@ -335,3 +336,50 @@ def test_a_sigterm_ends_the_child_like_a_stop(tmp_path):
     assert status == "complete", rec.error
     with RunReader(rec.run.path) as run:
         assert run.stream("main").n_messages == 50
+
+
+@pytest.mark.timeout(60)
+def test_batches_come_in_shared_slots_and_over_the_pipe_when_no_slot_takes_them(monkeypatch):
+    """One slot: the first batch takes it and is kept, so the next ones (and a message larger
+    than any slot) come over the pipe, all intact and in order; once the kept batch is gone
+    the slot carries batches again."""
+    monkeypatch.setattr(receive_apart, "_SLOTS", 1)
+    ctx = zmq.Context.instance()
+    push = ctx.socket(zmq.PUSH)
+    endpoint = f"tcp://127.0.0.1:{push.bind_to_random_port('tcp://127.0.0.1')}"
+
+    def open_sockets(c: zmq.Context):
+        sock = c.socket(zmq.PULL)
+        sock.connect(endpoint)
+        return sock, endpoint, []
+
+    apart = ReceiveProcess(ctx, "main", open_sockets, None)
+    kept: list = []
+    stop = threading.Event()
+    receiver = threading.Thread(
+        target=apart.run,
+        args=(lambda batch, n: kept.append(batch), stop, lambda ns: None, lambda n: None),
+        daemon=True,
+    )
+    receiver.start()
+    try:
+        sent = [[b"%d" % i, bytes([i % 256]) * 1000] for i in range(1500)]
+        sent.append([b"large", bytes(receive_apart._SLOT_BYTES + 1)])
+        for frames in sent:
+            push.send_multipart(frames)
+        _wait(lambda: sum(map(len, kept)) >= len(sent), 30, "not everything arrived")
+        got = [[bytes(f) for f in frames] for batch in kept for _, frames, _ in batch]
+        assert got == sent
+        assert len(kept) > 2 and apart.ring.viewed == 1  # the first; the rest by the pipe
+        kept.clear()  # the slot is free again: the next batches take it
+        deadline = time.monotonic() + 30
+        while apart.ring.viewed < 2:
+            assert time.monotonic() < deadline, "the slot was never used again"
+            push.send_multipart([b"again", b""])
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        receiver.join(10)
+        push.close(linger=0)
+    assert not receiver.is_alive()
+    _wait(lambda: not _children(), 10, "the receive process was left behind")

@@ -1,0 +1,94 @@
+"""Shared memory between the receive process and its parent: batches without a pipe copy.
+
+Why: a packed batch sent over the ipc pipe is copied into the kernel by the child's zmq I/O
+thread, out of it by the parent's, into a fresh 2 MiB allocation that faults its pages in each
+time: 6-7 us of CPU per Open Ephys message on the two I/O threads, on a machine the sender, the
+child and the writer already share (docs/recording.md). Here the child copies the payload once,
+into a slot of a mapping both processes share (made before the fork), and sends only the slot's
+number; the parent reads the frames in place and gives the slot back when the last view of it
+is gone (the writer stored them, or dropped the batch).
+
+Slots are few and fixed in size. A batch that does not fit, or finds none free (a writer far
+behind holds them all in its queue), goes over the pipe as before: slots make batches cheaper,
+never refused. The child takes the lowest free slot, so a recording that keeps up touches only
+the first few; slots past `warm` hand their pages back when freed, so a backlog that drained
+leaves no shared memory behind.
+"""
+
+from __future__ import annotations
+
+import heapq
+import mmap
+import os
+import weakref
+from array import array
+from collections import deque
+
+import numpy as np
+
+# Linux's value on x86 and ARM (the mmap module does not name it): no swap is set aside for
+# the slots, which only take memory once a batch is copied in
+_MAP_NORESERVE = 0x4000 if os.uname().machine in ("x86_64", "aarch64") else 0
+
+
+class SlotRing:
+    """`slots` slots of `slot_bytes` in one shared anonymous mapping. The parent makes it,
+    the forked child inherits it: the child `put`s payloads, the parent `view`s and frees."""
+
+    def __init__(self, slots: int, slot_bytes: int, warm: int = 8):
+        self.slots, self.slot_bytes, self.warm = slots, slot_bytes, warm
+        # anonymous (-1) and shared: a forked child writes where the parent reads
+        self._map = mmap.mmap(-1, slots * slot_bytes, flags=mmap.MAP_SHARED | _MAP_NORESERVE)
+        self._free = list(range(slots))  # the child's: a heap, lowest slot first
+        # the parent's: slots given back, not yet told the child. Views die on any thread (the
+        # writer's, mostly, or the garbage collector's anywhere): a deque's append and popleft
+        # need no lock, which a release run by the collector inside `give_back` would wait on
+        self._freed: deque[int] = deque()
+        self.viewed = 0  # batches the parent read from slots (the rest came over the pipe)
+
+    # -- the child -----------------------------------------------------------------------------
+
+    def put(self, payload: bytes) -> int | None:
+        """Copy `payload` into a free slot and return its number; None: none free or too big."""
+        if len(payload) > self.slot_bytes or not self._free:
+            return None
+        slot = heapq.heappop(self._free)
+        at = slot * self.slot_bytes
+        self._map[at : at + len(payload)] = payload
+        return slot
+
+    def unput(self, slot: int) -> None:
+        """A slot `put` filled but never sent (the pipe was full): free again."""
+        heapq.heappush(self._free, slot)
+
+    def returned(self, told: bytes) -> None:
+        """Slots the parent gave back (`give_back`'s bytes)."""
+        for slot in array("I", told):
+            heapq.heappush(self._free, slot)
+
+    # -- the parent ----------------------------------------------------------------------------
+
+    def view(self, slot: int, nbytes: int) -> memoryview:
+        """The first `nbytes` of a slot the child filled; the slot is freed when this view and
+        every slice of it are gone."""
+        if not 0 <= slot < self.slots or not 0 <= nbytes <= self.slot_bytes:
+            raise ValueError(f"slot {slot} of {nbytes} bytes is outside the ring")
+        owner = np.frombuffer(self._map, np.uint8, nbytes, slot * self.slot_bytes)
+        # not at exit: the process's end frees it all anyway
+        weakref.finalize(owner, self._release, slot).atexit = False
+        self.viewed += 1
+        return owner.data  # a memoryview that holds `owner`
+
+    def _release(self, slot: int) -> None:
+        if slot >= self.warm:  # a backlog's slot: its pages go back to the system
+            at = slot * self.slot_bytes
+            self._map.madvise(mmap.MADV_REMOVE, at, self.slot_bytes)
+        self._freed.append(slot)
+
+    def give_back(self) -> bytes:
+        """Slots freed since last asked, as the child's `returned` takes them (b"": none)."""
+        slots = array("I")
+        freed = self._freed
+        while freed:
+            slots.append(freed.popleft())
+        return slots.tobytes()
