@@ -253,6 +253,22 @@ class DirectAppender:
             if self.fill == self.chunk:
                 self._next_buffer()
 
+    def pad(self, n: int) -> None:
+        """`n` rows of the array's fill value (a column's missing value, for the messages since
+        its last one): rows a fresh chunk buffer already holds, so none is assigned, and a
+        chunk that gets no other row is never written (a missing chunk reads as the fill
+        value). A column of an event-only key grows by every data message in between."""
+        while n:
+            take = min(self.chunk - self.fill, n)
+            if take == self.chunk:  # a whole chunk of fill, in a buffer nothing was put in
+                self.index += 1
+            else:
+                self.fill += take
+                if self.fill == self.chunk:
+                    self._next_buffer()
+            self.rows += take
+            n -= take
+
     def extend(self, values) -> None:
         n, fill = len(values), self.fill
         if fill + n < self.chunk:  # inside the current chunk: one assignment (a batch of one

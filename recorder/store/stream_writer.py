@@ -44,7 +44,13 @@ from recorder.protocols.base import (
     Verbatim,
 )
 from recorder.store import arrays, compact, coordinates, fast_nodes, layout, nodes
-from recorder.store.appender import Appender, PieceAppender, appender_for, trim
+from recorder.store.appender import (
+    Appender,
+    DirectAppender,
+    PieceAppender,
+    appender_for,
+    trim,
+)
 from recorder.store.family_names import FamilyPaths
 from recorder.store.gaps import GapCounter
 from recorder.store.placed import NEW_SEGMENT, TO_HEAP, PlacedAppender, placeable
@@ -744,7 +750,7 @@ class StreamWriter:
                     column = column.tolist()
                 elif column.dtype.kind in _ARRAY_FITS[kind]:  # what _coerce keeps as it is
                     if app.rows < start:
-                        app.extend([_missing(kind)] * (start - app.rows))
+                        _pad(app, kind, start - app.rows)
                     app.extend(column)
                     continue
                 else:
@@ -755,7 +761,7 @@ class StreamWriter:
                 continue
             kind = self._extra_kinds[name]
             if app.rows < start:  # messages since that had no such key
-                app.extend([_missing(kind)] * (start - app.rows))
+                _pad(app, kind, start - app.rows)
             types = set(map(type, column))
             if types <= _FITS[kind]:
                 if kind == "str" and not "".join(column).isascii():  # ASCII is valid as it is
@@ -958,7 +964,7 @@ class StreamWriter:
             if missing < 0:  # two keys that are one name once made valid text: keep the first
                 continue
             if missing:
-                app.extend([_missing(kind)] * missing)
+                _pad(app, kind, missing)
             if kind != "str" and type(value) in fits[kind]:  # what _coerce keeps as it is
                 app.append(value)
             else:
@@ -1110,6 +1116,19 @@ _MISSING = {"bool": False, "int": np.iinfo(np.int64).min, "float": float("nan"),
 
 def _missing(kind: str):
     return _MISSING[kind]
+
+
+def _pad(app: Appender, kind: str, n: int) -> None:
+    """`n` missing values on a column: left as its fill value where that is the missing value
+    (the columns this writer makes), else written."""
+    missing = _missing(kind)
+    fill = app.array.fill_value
+    if isinstance(app, DirectAppender) and (
+        fill == missing or (kind == "float" and fill is not None and np.isnan(fill))
+    ):
+        app.pad(n)
+    else:
+        app.extend([missing] * n)
 
 
 def _missing_attr(kind: str):

@@ -266,3 +266,31 @@ def test_a_stream_being_added_is_not_read_until_its_attributes_are_written(tmp_p
             with pytest.raises(StreamNotFound):
                 run.stream("half")
     w.close()
+
+
+def test_a_rare_key_reads_missing_between_its_values_and_keeps_no_chunk_of_only_missing(tmp_path):
+    """An event-only key (Open Ephys' `line`) among thousands of data messages: its column
+    grows by every message, but chunks that got no value of it are never written."""
+    run, s = new_stream(tmp_path)
+    rows = layout.EXTRA_COLUMN_CHUNK
+    n = 3 * rows + 10
+    rare = {5: 7, n - 3: 9}
+    s.append_batch(
+        [
+            (i, [b"m"], Decoded(columns={"n": i, **({"ev": rare[i]} if i in rare else {})}), None)
+            for i in range(n)
+        ]
+    )
+    s.append(n, [b"m"], Decoded(columns={"f": 0.5}))  # padded: floats miss as NaN
+    run.close()
+    with RunReader(run.path) as r:
+        st = r.stream("cam")
+        ev, f = st.column("ev"), st.column("f")
+        numbers = st.column("n")
+    missing = np.iinfo(np.int64).min
+    assert numbers.tolist() == [*range(n), missing]
+    assert ev.tolist() == [*(rare.get(i, missing) for i in range(n)), missing]
+    assert np.isnan(f[:n]).all() and f[n] == 0.5
+    folder = run.path / "streams/cam/columns/ev"
+    chunks = sorted(p.name for p in folder.iterdir() if p.name != "zarr.json")
+    assert chunks == ["c.0", "c.3"]  # chunks 1 and 2 hold missing values only
