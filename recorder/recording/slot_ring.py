@@ -12,7 +12,9 @@ Slots are few and fixed in size. A batch that does not fit, or finds none free (
 behind holds them all in its queue), goes over the pipe as before: slots make batches cheaper,
 never refused. The child takes the lowest free slot, so a recording that keeps up touches only
 the first few; slots past `warm` hand their pages back when freed, so a backlog that drained
-leaves no shared memory behind.
+leaves at most the warm slots' memory behind (until the recording ends). The warm ones keep
+theirs: faulting a slot's pages in again cost the child 2.4 ms per 2 MiB batch, as much as the
+pipe it replaces.
 """
 
 from __future__ import annotations
