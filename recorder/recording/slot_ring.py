@@ -1,20 +1,20 @@
 """Shared memory between the receive process and its parent: batches without a pipe copy.
 
 Why: a packed batch sent over the ipc pipe is copied into the kernel by the child's zmq I/O
-thread, out of it by the parent's, into a fresh 2 MiB allocation that faults its pages in each
-time: 6-7 us of CPU per Open Ephys message on the two I/O threads, on a machine the sender, the
-child and the writer already share (docs/recording.md). Here the child copies the payload once,
-into a slot of a mapping both processes share (made before the fork), and sends only the slot's
-number; the parent reads the frames in place and gives the slot back when the last view of it
-is gone (the writer stored them, or dropped the batch).
+thread and out of it by the parent's, into a fresh 2 MiB allocation that faults its pages in
+each time, on a machine the sender, the child and the writer already share. Here the child
+copies the payload once, into a slot of a mapping both processes share (made before the fork),
+and sends only the slot's number; the parent reads the frames in place and gives the slot back
+when the last view of it is gone (the writer stored them, or dropped the batch). Receive process
+to parent alone: 21-22 -> 15-18 us of CPU per Open Ephys message (docs/recording.md).
 
-Slots are few and fixed in size. A batch that does not fit, or finds none free (a writer far
-behind holds them all in its queue), goes over the pipe as before: slots make batches cheaper,
-never refused. The child takes the lowest free slot, so a recording that keeps up touches only
-the first few; slots past `warm` hand their pages back when freed, so a backlog that drained
-leaves at most the warm slots' memory behind (until the recording ends). The warm ones keep
-theirs: faulting a slot's pages in again cost the child 2.4 ms per 2 MiB batch, as much as the
-pipe it replaces.
+Slots are fixed in size and limited in number. A batch that does not fit, or finds none free (a
+writer far behind holds them all in its queue), goes over the pipe as before: slots make batches
+cheaper, never refused; so does every batch where the mapping cannot be made. The child takes
+the lowest free slot, so a recording that keeps up touches only the first few; slots past
+`warm` hand their pages back when freed, so a backlog that drained leaves at most the warm
+slots' memory behind (until the recording ends). The warm ones keep theirs: faulting a slot's
+pages in again cost the child 2.4 ms per 2 MiB batch, as much as the pipe it replaces.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import numpy as np
 # Linux's value on x86 and ARM (the mmap module does not name it): no swap is set aside for
 # the slots, which only take memory once a batch is copied in
 _MAP_NORESERVE = 0x4000 if os.uname().machine in ("x86_64", "aarch64") else 0
+_REMOVE = getattr(mmap, "MADV_REMOVE", None)  # Linux: a shared page's memory is given back
 
 
 class SlotRing:
@@ -38,9 +39,12 @@ class SlotRing:
     the forked child inherits it: the child `put`s payloads, the parent `view`s and frees."""
 
     def __init__(self, slots: int, slot_bytes: int, warm: int = 8):
-        self.slots, self.slot_bytes, self.warm = slots, slot_bytes, warm
-        # anonymous (-1) and shared: a forked child writes where the parent reads
-        self._map = mmap.mmap(-1, slots * slot_bytes, flags=mmap.MAP_SHARED | _MAP_NORESERVE)
+        self.slot_bytes, self.warm = slot_bytes, warm
+        try:  # anonymous (-1) and shared: a forked child writes where the parent reads
+            self._map = mmap.mmap(-1, slots * slot_bytes, flags=mmap.MAP_SHARED | _MAP_NORESERVE)
+        except OSError:  # no memory to map (a strict overcommit policy): no slots, the pipe
+            slots = 0
+        self.slots = slots
         self._free = list(range(slots))  # the child's: a heap, lowest slot first
         # the parent's: slots given back, not yet told the child. Views die on any thread (the
         # writer's, mostly, or the garbage collector's anywhere): a deque's append and popleft
@@ -82,9 +86,9 @@ class SlotRing:
         return owner.data  # a memoryview that holds `owner`
 
     def _release(self, slot: int) -> None:
-        if slot >= self.warm:  # a backlog's slot: its pages go back to the system
+        if slot >= self.warm and _REMOVE is not None:  # a backlog's slot: pages go back
             at = slot * self.slot_bytes
-            self._map.madvise(mmap.MADV_REMOVE, at, self.slot_bytes)
+            self._map.madvise(_REMOVE, at, self.slot_bytes)
         self._freed.append(slot)
 
     def give_back(self) -> bytes:

@@ -83,3 +83,10 @@ def test_a_forked_child_writes_where_the_parent_reads():
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert bytes(ring.view(0, 14)) == b"from the child"
+
+
+def test_a_ring_that_cannot_be_mapped_has_no_slots_and_refuses_every_payload():
+    ring = SlotRing(1 << 20, 1 << 42)  # 4 EiB: more address space than the machine has
+    assert ring.slots == 0
+    assert ring.put(b"x") is None  # every batch goes over the pipe
+    assert ring.give_back() == b""
