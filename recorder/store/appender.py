@@ -253,11 +253,15 @@ class DirectAppender:
             if self.fill == self.chunk:
                 self._next_buffer()
 
-    def pad(self, n: int) -> None:
-        """`n` rows of the array's fill value (a column's missing value, for the messages since
-        its last one): rows a fresh chunk buffer already holds, so none is assigned, and a
-        chunk that gets no other row is never written (a missing chunk reads as the fill
-        value). A column of an event-only key grows by every data message in between."""
+    def pad(self, n: int, value) -> None:
+        """`n` rows of `value` (a column's missing value, for the messages since its last one).
+        When it is the array's fill value, rows a fresh chunk buffer already hold it: none is
+        assigned, and a chunk that gets no other row is never written (a missing chunk reads
+        as the fill value). A column of an event-only key grows by every data message between."""
+        fill = self.array.fill_value
+        if fill is None or not np.array_equal(np.asarray(value), np.asarray(fill), equal_nan=True):
+            self.append_repeat(value, n)
+            return
         while n:
             take = min(self.chunk - self.fill, n)
             if take == self.chunk:  # a whole chunk of fill, in a buffer nothing was put in

@@ -1119,16 +1119,11 @@ def _missing(kind: str):
 
 
 def _pad(app: Appender, kind: str, n: int) -> None:
-    """`n` missing values on a column: left as its fill value where that is the missing value
-    (the columns this writer makes), else written."""
-    missing = _missing(kind)
-    fill = app.array.fill_value
-    if isinstance(app, DirectAppender) and (
-        fill == missing or (kind == "float" and fill is not None and np.isnan(fill))
-    ):
-        app.pad(n)
+    """`n` missing values on a column (DirectAppender.pad leaves them as the chunk's fill)."""
+    if isinstance(app, DirectAppender):
+        app.pad(n, _missing(kind))
     else:
-        app.extend([missing] * n)
+        app.extend([_missing(kind)] * n)
 
 
 def _missing_attr(kind: str):
