@@ -11,6 +11,7 @@ from recorder.protocols import openephys as oe
 from recorder.protocols.base import BulkFrame, Decoded
 from recorder.simulators.openephys import OpenEphysSimulator
 from recorder.store import layout, placed
+from recorder.store.chunk_io import chunk_file
 from recorder.store.reader import RunReader
 from recorder.store.recover import repair_run
 from recorder.store.run_writer import RunWriter
@@ -404,3 +405,25 @@ def test_channel_names_seen_after_the_array_was_made_are_kept(tmp_path):
         assert reader.channel_names(NAME) == ["CH0", "CH1", "CH2"]
     assert cont.shape == (32, 3)
     np.testing.assert_array_equal(cont[16:, 2], block + 200 + 1000)
+
+
+def test_a_final_chunk_that_cannot_be_written_fails_the_next_flush(tmp_path, monkeypatch):
+    """Final chunks are written on a thread of their own: its failure reaches the writer."""
+    monkeypatch.setattr(layout, "PLACED_CHUNK_BYTES", 4 * 4 * 40)  # 40-row chunks, 16-row blocks
+    s = sim()
+    sent = [s.message(i) for i in range(data_index(s, 10, 3) + 1)]  # chunks 0-2 become final
+    middle = data_index(s, 4, 3) + 1
+    run, st = new_stream(tmp_path)
+    write(st, sent[:middle])
+    st.flush()
+    app = next(a for a in st._segment_appenders if isinstance(a, placed.PlacedAppender))
+    folder = chunk_file(app.array, 0).parent
+    assert (folder / "zarr.json").is_file()
+    folder.rename(folder.with_name("moved"))
+    folder.write_bytes(b"")  # a file where the chunks go: every chunk write fails
+    write(st, sent[middle:])
+    with pytest.raises(NotADirectoryError):
+        st.flush()
+    folder.unlink()
+    folder.with_name("moved").rename(folder)
+    run.close()
