@@ -234,8 +234,11 @@ class ReceiveProcess:
         try:
             while True:
                 if stop.is_set() and not asked:
-                    pipe.send(b"stop")
-                    asked = True
+                    try:  # a child that has ended reads no more: its end is on the pipe
+                        pipe.send(b"stop", zmq.NOBLOCK)
+                        asked = True
+                    except zmq.Again:
+                        pass
                 freed += ring.give_back()
                 if freed:
                     try:  # kept for the next turn when the pipe is full (or the child gone)

@@ -383,3 +383,39 @@ def test_batches_come_in_shared_slots_and_over_the_pipe_when_no_slot_takes_them(
         push.close(linger=0)
     assert not receiver.is_alive()
     _wait(lambda: not _children(), 10, "the receive process was left behind")
+
+
+@pytest.mark.timeout(60)
+def test_a_stop_after_the_child_ended_at_its_count_does_not_wait_for_it():
+    """The child ends at its count and closes the pipe; a stop asked after that must not
+    block on a pipe no one reads (a PAIR socket with no peer blocks a plain send)."""
+    ctx = zmq.Context.instance()
+    push = ctx.socket(zmq.PUSH)
+    endpoint = f"tcp://127.0.0.1:{push.bind_to_random_port('tcp://127.0.0.1')}"
+
+    def open_sockets(c: zmq.Context):
+        sock = c.socket(zmq.PULL)
+        sock.connect(endpoint)
+        return sock, endpoint, []
+
+    apart = ReceiveProcess(ctx, "main", open_sockets, 3)
+    stop = threading.Event()
+    got: list = []
+
+    def emit(batch, nbytes):
+        got.extend(batch)
+        if len(got) >= 3:  # the child has what it counts: let it end before the stop
+            apart.proc.join(10)
+            assert not apart.proc.is_alive()
+            stop.set()
+
+    for i in range(3):
+        push.send_multipart([b"%d" % i])
+    receiver = threading.Thread(
+        target=apart.run, args=(emit, stop, lambda ns: None, lambda n: None), daemon=True
+    )
+    receiver.start()
+    receiver.join(20)
+    push.close(linger=0)
+    assert not receiver.is_alive(), "the parent waits on a pipe its child has left"
+    assert [bytes(frames[0]) for _, frames, _ in got] == [b"0", b"1", b"2"]
