@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -147,18 +148,54 @@ def small(
         overwrite=True,
         rows=len(data),
     )
-    if not len(data):
-        return arr
     if is_str or chunk_format(arr) is None:
-        arr[:] = data
+        if len(data):
+            arr[:] = data
         return arr
+    _write_chunks(arr, len(data), lambda lo, hi: data[lo:hi])
+    return arr
+
+
+def counting(
+    group: zarr.Group,
+    name: str,
+    first: int,
+    rows: int,
+    dims: list[str],
+    attributes: dict[str, JSON] | None = None,
+) -> zarr.Array:
+    """A finished int64 array of `rows` rows holding first, first + 1, ... (a placed array's
+    sample numbers), made a chunk at a time: an hour of one Open Ephys stream is 10^8 samples,
+    0.9 GB as one range in memory when the stream closes."""
+    arr = column(
+        group,
+        name,
+        np.int64,
+        layout.COLUMN_CHUNK,
+        dims,
+        attributes=attributes,
+        overwrite=True,
+        rows=rows,
+    )
+    values = lambda lo, hi: np.arange(first + lo, first + hi, dtype=np.int64)  # noqa: E731
+    if chunk_format(arr) is None:
+        for lo in range(0, rows, layout.COLUMN_CHUNK):
+            hi = min(rows, lo + layout.COLUMN_CHUNK)
+            arr[lo:hi] = values(lo, hi)
+        return arr
+    _write_chunks(arr, rows, values)
+    return arr
+
+
+def _write_chunks(arr: zarr.Array, rows: int, values: Callable[[int, int], np.ndarray]) -> None:
+    """Every chunk of a 1-D array with native chunk files, from `values(lo, hi)` (rows lo to
+    hi); the last chunk padded with the fill value."""
     chunk = layout.COLUMN_CHUNK
-    for k in range(-(-len(data) // chunk)):
-        part = data[k * chunk : (k + 1) * chunk]
-        buf = np.full(chunk, arr.fill_value, dtype=data.dtype)
+    for k in range(-(-rows // chunk)):
+        part = values(k * chunk, min(rows, (k + 1) * chunk))
+        buf = np.full(chunk, arr.fill_value, dtype=part.dtype)
         buf[: len(part)] = part
         write_rows(arr, k, buf, len(part))
-    return arr
 
 
 def twin(

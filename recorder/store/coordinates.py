@@ -140,9 +140,8 @@ def _derive(
 def _placed(family: zarr.Group, values: zarr.Array, rows: int) -> None:
     attrs = nodes.attrs_of(values)
     first = int(attrs.get("first_sample", 0))
-    samples = first + np.arange(rows, dtype=np.int64)
     dim = [layout.SAMPLE_DIM]
-    sample = arrays.small(family, "sample", samples, dim, {"long_name": "sample number"})
+    sample = arrays.counting(family, "sample", first, rows, dim, {"long_name": "sample number"})
     rate = attrs.get("sample_rate")
     if isinstance(rate, int | float) and rate > 0:  # CF: time = sample x scale_factor
         time_attrs: dict[str, JSON] = {
