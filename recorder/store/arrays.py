@@ -177,7 +177,10 @@ def counting(
         overwrite=True,
         rows=rows,
     )
-    values = lambda lo, hi: np.arange(first + lo, first + hi, dtype=np.int64)  # noqa: E731
+
+    def values(lo: int, hi: int) -> np.ndarray:
+        return np.arange(first + lo, first + hi, dtype=np.int64)
+
     if chunk_format(arr) is None:
         for lo in range(0, rows, layout.COLUMN_CHUNK):
             hi = min(rows, lo + layout.COLUMN_CHUNK)

@@ -381,10 +381,10 @@ class PlacedAppender:
     def flush(self) -> None:
         """Everything placed so far is in the store when this returns."""
         array = self._created()
+        self._caught_up()  # first: zarr's own writes (another byte order) resize the array
         for k in sorted(self.dirty):
             self._write(k, self.buffers[k], self.rows - k * self.chunk_rows)
         self.dirty.clear()
-        self._caught_up()
         if self.attrs_changed:
             fast_nodes.update_attributes(array, self.attrs)
             self.attrs_changed = False
