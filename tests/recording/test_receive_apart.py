@@ -338,14 +338,9 @@ def test_a_sigterm_ends_the_child_like_a_stop(tmp_path):
         assert run.stream("main").n_messages == 50
 
 
-@pytest.mark.timeout(60)
-def test_batches_come_in_shared_slots_and_over_the_pipe_when_no_slot_takes_them(monkeypatch):
-    """One slot: the first batch takes it and is kept, so the next ones (and a message larger
-    than any slot) come over the pipe, all intact and in order; once the kept batch is gone
-    the slot carries batches again."""
-    monkeypatch.setattr(receive_apart, "_SLOTS", 1)
-    ctx = zmq.Context.instance()
-    push = ctx.socket(zmq.PUSH)
+def _pushed_to_a_receive_process(count: int | None) -> tuple[zmq.Socket, ReceiveProcess]:
+    """A PUSH socket and a receive process whose child PULLs from it."""
+    push = zmq.Context.instance().socket(zmq.PUSH)
     endpoint = f"tcp://127.0.0.1:{push.bind_to_random_port('tcp://127.0.0.1')}"
 
     def open_sockets(c: zmq.Context):
@@ -353,7 +348,16 @@ def test_batches_come_in_shared_slots_and_over_the_pipe_when_no_slot_takes_them(
         sock.connect(endpoint)
         return sock, endpoint, []
 
-    apart = ReceiveProcess(ctx, "main", open_sockets, None)
+    return push, ReceiveProcess(zmq.Context.instance(), "main", open_sockets, count)
+
+
+@pytest.mark.timeout(60)
+def test_batches_come_in_shared_slots_and_over_the_pipe_when_no_slot_takes_them(monkeypatch):
+    """One slot: the first batch takes it and is kept, so the next ones (and a message larger
+    than any slot) come over the pipe, all intact and in order; once the kept batch is gone
+    the slot carries batches again."""
+    monkeypatch.setattr(receive_apart, "_SLOTS", 1)
+    push, apart = _pushed_to_a_receive_process(None)
     kept: list = []
     stop = threading.Event()
     receiver = threading.Thread(
@@ -389,16 +393,7 @@ def test_batches_come_in_shared_slots_and_over_the_pipe_when_no_slot_takes_them(
 def test_a_stop_after_the_child_ended_at_its_count_does_not_wait_for_it():
     """The child ends at its count and closes the pipe; a stop asked after that must not
     block on a pipe no one reads (a PAIR socket with no peer blocks a plain send)."""
-    ctx = zmq.Context.instance()
-    push = ctx.socket(zmq.PUSH)
-    endpoint = f"tcp://127.0.0.1:{push.bind_to_random_port('tcp://127.0.0.1')}"
-
-    def open_sockets(c: zmq.Context):
-        sock = c.socket(zmq.PULL)
-        sock.connect(endpoint)
-        return sock, endpoint, []
-
-    apart = ReceiveProcess(ctx, "main", open_sockets, 3)
+    push, apart = _pushed_to_a_receive_process(3)
     stop = threading.Event()
     got: list = []
 
