@@ -215,6 +215,7 @@ class DirectAppender:
         self.row_shape = tuple(array.shape[1:])
         self.dtype = array.dtype
         self.chunk = file_rows(array)
+        self._fill_value = array.fill_value
         self.cur = self._new_buffer()
         self.fill = 0  # rows in cur
         self.index = 0  # chunk index of cur
@@ -223,7 +224,7 @@ class DirectAppender:
 
     def _new_buffer(self) -> np.ndarray:
         # rows not appended yet read as the fill value (the missing value of a scalar column)
-        fill = self.array.fill_value
+        fill = self._fill_value
         return np.full((self.chunk, *self.row_shape), 0 if fill is None else fill, self.dtype)
 
     def _next_buffer(self) -> None:
@@ -243,35 +244,33 @@ class DirectAppender:
         self.extend(rows)
 
     def append_repeat(self, value, n: int) -> None:
-        """`n` rows of `value` (a ragged array's message index for each of its rows)."""
+        """`n` rows of `value` (a ragged array's message index for each of its rows; a
+        column's missing value for the messages since its last one, and a column of an
+        event-only key grows by every data message between its values). The fill value is
+        never assigned: the buffer's rows past `fill` hold it already, and a chunk that gets
+        no other row is never written (a missing chunk reads as the fill value)."""
+        skip = self._is_fill(value)
         while n:
             take = min(self.chunk - self.fill, n)
-            self.cur[self.fill : self.fill + take] = value
+            if skip and take == self.chunk:  # a whole chunk of fill, in a buffer still fresh
+                self.index += 1
+                self.rows += take
+                n -= take
+                continue
+            if not skip:
+                self.cur[self.fill : self.fill + take] = value
             self.fill += take
             self.rows += take
             n -= take
             if self.fill == self.chunk:
                 self._next_buffer()
 
-    def pad(self, n: int, value) -> None:
-        """`n` rows of `value` (a column's missing value, for the messages since its last one).
-        When it is the array's fill value, rows a fresh chunk buffer already hold it: none is
-        assigned, and a chunk that gets no other row is never written (a missing chunk reads
-        as the fill value). A column of an event-only key grows by every data message between."""
-        fill = self.array.fill_value
-        if fill is None or not np.array_equal(np.asarray(value), np.asarray(fill), equal_nan=True):
-            self.append_repeat(value, n)
-            return
-        while n:
-            take = min(self.chunk - self.fill, n)
-            if take == self.chunk:  # a whole chunk of fill, in a buffer nothing was put in
-                self.index += 1
-            else:
-                self.fill += take
-                if self.fill == self.chunk:
-                    self._next_buffer()
-            self.rows += take
-            n -= take
+    def _is_fill(self, value) -> bool:
+        """Is a scalar `value` the array's fill value (NaN is NaN's)?"""
+        fill = self._fill_value
+        if fill is None or self.row_shape:
+            return False
+        return bool(value == fill) or (value != value and fill != fill)
 
     def extend(self, values) -> None:
         n, fill = len(values), self.fill

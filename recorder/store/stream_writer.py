@@ -44,13 +44,7 @@ from recorder.protocols.base import (
     Verbatim,
 )
 from recorder.store import arrays, compact, coordinates, fast_nodes, layout, nodes
-from recorder.store.appender import (
-    Appender,
-    DirectAppender,
-    PieceAppender,
-    appender_for,
-    trim,
-)
+from recorder.store.appender import Appender, PieceAppender, appender_for, trim
 from recorder.store.family_names import FamilyPaths
 from recorder.store.gaps import GapCounter
 from recorder.store.placed import NEW_SEGMENT, TO_HEAP, PlacedAppender, placeable
@@ -750,7 +744,7 @@ class StreamWriter:
                     column = column.tolist()
                 elif column.dtype.kind in _ARRAY_FITS[kind]:  # what _coerce keeps as it is
                     if app.rows < start:
-                        _pad(app, kind, start - app.rows)
+                        app.append_repeat(_missing(kind), start - app.rows)
                     app.extend(column)
                     continue
                 else:
@@ -761,7 +755,7 @@ class StreamWriter:
                 continue
             kind = self._extra_kinds[name]
             if app.rows < start:  # messages since that had no such key
-                _pad(app, kind, start - app.rows)
+                app.append_repeat(_missing(kind), start - app.rows)
             types = set(map(type, column))
             if types <= _FITS[kind]:
                 if kind == "str" and not "".join(column).isascii():  # ASCII is valid as it is
@@ -964,7 +958,7 @@ class StreamWriter:
             if missing < 0:  # two keys that are one name once made valid text: keep the first
                 continue
             if missing:
-                _pad(app, kind, missing)
+                app.append_repeat(_missing(kind), missing)
             if kind != "str" and type(value) in fits[kind]:  # what _coerce keeps as it is
                 app.append(value)
             else:
@@ -1116,14 +1110,6 @@ _MISSING = {"bool": False, "int": np.iinfo(np.int64).min, "float": float("nan"),
 
 def _missing(kind: str):
     return _MISSING[kind]
-
-
-def _pad(app: Appender, kind: str, n: int) -> None:
-    """`n` missing values on a column (DirectAppender.pad leaves them as the chunk's fill)."""
-    if isinstance(app, DirectAppender):
-        app.pad(n, _missing(kind))
-    else:
-        app.extend([_missing(kind)] * n)
 
 
 def _missing_attr(kind: str):
