@@ -148,7 +148,7 @@ def small(
         overwrite=True,
         rows=len(data),
     )
-    if is_str or chunk_format(arr) is None:
+    if is_str:
         if len(data):
             arr[:] = data
         return arr
@@ -178,24 +178,22 @@ def counting(
         rows=rows,
     )
 
-    def values(lo: int, hi: int) -> np.ndarray:
-        return np.arange(first + lo, first + hi, dtype=np.int64)
-
-    if chunk_format(arr) is None:
-        for lo in range(0, rows, layout.COLUMN_CHUNK):
-            hi = min(rows, lo + layout.COLUMN_CHUNK)
-            arr[lo:hi] = values(lo, hi)
-        return arr
-    _write_chunks(arr, rows, values)
+    _write_chunks(arr, rows, lambda lo, hi: np.arange(first + lo, first + hi, dtype=np.int64))
     return arr
 
 
 def _write_chunks(arr: zarr.Array, rows: int, values: Callable[[int, int], np.ndarray]) -> None:
-    """Every chunk of a 1-D array with native chunk files, from `values(lo, hi)` (rows lo to
-    hi); the last chunk padded with the fill value."""
+    """Every chunk of a numeric 1-D array from `values(lo, hi)` (rows lo to hi): chunk files
+    written directly, the last padded with the fill value; through zarr where it must encode
+    them (another store or byte order)."""
     chunk = layout.COLUMN_CHUNK
+    native = chunk_format(arr) is not None
     for k in range(-(-rows // chunk)):
-        part = values(k * chunk, min(rows, (k + 1) * chunk))
+        lo, hi = k * chunk, min(rows, (k + 1) * chunk)
+        part = values(lo, hi)
+        if not native:
+            arr[lo:hi] = part
+            continue
         buf = np.full(chunk, arr.fill_value, dtype=part.dtype)
         buf[: len(part)] = part
         write_rows(arr, k, buf, len(part))

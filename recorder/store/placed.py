@@ -243,7 +243,7 @@ class PlacedAppender:
             buf = self.buffers.pop(k)
             dirty = k in self.dirty
             self.dirty.discard(k)
-            rows = max(0, self.rows - k * self.chunk_rows)
+            rows = self._reached(k)
             if self.finisher is None:
                 self.finisher = ThreadPoolExecutor(1, thread_name_prefix="placed")
             while len(self.finishing) >= _BEHIND_CHUNKS:
@@ -258,6 +258,10 @@ class PlacedAppender:
         self._to_overview(k, buf, rows)
         if len(self.spare) < _SPARE_BUFFERS:  # written and reduced: nothing refers to it
             self.spare.append(buf)
+
+    def _reached(self, k: int) -> int:
+        """Rows of chunk k that placements reached so far."""
+        return max(0, self.rows - k * self.chunk_rows)
 
     def _caught_up(self) -> None:
         """Every final chunk handed over is written (a failure is raised here)."""
@@ -353,7 +357,7 @@ class PlacedAppender:
                 self.attrs[key] = [*values, *([pad] * (channels - old))]
         self.array = self._make_array(self.path + compact.NEW_SUFFIX)
         for k in sorted(self.buffers):
-            self._write(k, self.buffers[k], self.rows - k * self.chunk_rows)
+            self._write(k, self.buffers[k], self._reached(k))
         grow(self.array, self.persisted)
         self.dirty.clear()
         compact.swap_in(self.group, self.path)
@@ -383,7 +387,7 @@ class PlacedAppender:
         array = self._created()
         self._caught_up()  # first: zarr's own writes (another byte order) resize the array
         for k in sorted(self.dirty):
-            self._write(k, self.buffers[k], self.rows - k * self.chunk_rows)
+            self._write(k, self.buffers[k], self._reached(k))
         self.dirty.clear()
         if self.attrs_changed:
             fast_nodes.update_attributes(array, self.attrs)
@@ -401,7 +405,7 @@ class PlacedAppender:
         if self.overview is None:
             assert self.dtype is not None, "a chunk exists: the first placement set the dtype"
             self.overview = OverviewWriter(self.group, self.path, self.channels, self.dtype)
-        self.overview.feed(k * self.chunk_rows, buf[: max(0, rows)])
+        self.overview.feed(k * self.chunk_rows, buf[:rows])
 
     def close(self) -> None:
         try:
@@ -412,7 +416,7 @@ class PlacedAppender:
                     self.finisher.shutdown()
                     self.finisher = None
             for k in sorted(self.buffers):
-                self._to_overview(k, self.buffers[k], self.rows - k * self.chunk_rows)
+                self._to_overview(k, self.buffers[k], self._reached(k))
             if self.overview is not None:
                 self.overview.finish()
         except OSError:  # a full disk: the levels are optional, the samples are committed
