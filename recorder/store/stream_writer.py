@@ -199,7 +199,7 @@ class StreamWriter:
         """Called after each flush committed (a run uploading to a bucket checks it here)."""
         self.columns = {
             name: self._appender(
-                arrays.column(
+                arrays.growing(
                     group,
                     name,
                     dt,
@@ -214,7 +214,7 @@ class StreamWriter:
         frames = group.create_group("frames")
         self.frames = {
             name: self._appender(
-                arrays.column(frames, name, dt, layout.COLUMN_CHUNK, [layout.FRAME_DIM])
+                arrays.growing(frames, name, dt, layout.COLUMN_CHUNK, [layout.FRAME_DIM])
             )
             for name, dt in layout.FRAME_COLUMNS.items()
         }
@@ -936,7 +936,7 @@ class StreamWriter:
         self._segment_keys[idx] = (array.dtype, tuple(row_shape), ragged)
         self._segment_appenders.append(self._appender(arr, pieces=True))
         self._segment_index[idx] = self._appender(
-            arrays.column(group, "message", "int64", layout.COLUMN_CHUNK, [dims[0]], fill=-1)
+            arrays.growing(group, "message", "int64", layout.COLUMN_CHUNK, [dims[0]], fill=-1)
         )
         self._retire(self._current_segment.get(name))
         self._current_segment[name] = idx
@@ -976,11 +976,12 @@ class StreamWriter:
         dtype = {"bool": "bool", "int": "int64", "float": "float64", "str": str}[kind]
         path = _column_path(key, self._extra_paths)
         # cells no value reached (rows the column never got) read as the missing value
-        arr = arrays.column(
+        wide = len(self._extra) < layout.WIDE_EXTRA_COLUMNS
+        arr = arrays.growing(
             self._columns_group,
             path,
             dtype,
-            layout.EXTRA_COLUMN_CHUNK,
+            layout.COLUMN_CHUNK if wide else layout.EXTRA_COLUMN_CHUNK,
             _MSG,
             fill=_missing(kind),
             attributes={"name": key, "missing": _missing_attr(kind)},

@@ -268,9 +268,31 @@ def test_a_stream_being_added_is_not_read_until_its_attributes_are_written(tmp_p
     w.close()
 
 
-def test_a_rare_key_reads_missing_between_its_values_and_keeps_no_chunk_of_only_missing(tmp_path):
+def test_a_stream_s_first_columns_get_wide_chunks_and_later_ones_narrow(tmp_path):
+    """A protocol's few header fields are written a chunk file per 65536 messages, not per
+    4096; past WIDE_EXTRA_COLUMNS a stream's columns stay narrow (a flush rewrites the partial
+    chunk of each), and each column is made with room for its first chunk."""
+    run, s = new_stream(tmp_path)
+    keys = [f"k{i}" for i in range(layout.WIDE_EXTRA_COLUMNS + 2)]
+    s.append(0, [b"m"], Decoded(columns={k: i for i, k in enumerate(keys)}))
+    chunks = {k: s._columns_group[k].chunks[0] for k in keys}
+    shapes = {k: s._columns_group[k].shape[0] for k in keys}
+    run.close()
+    wide, narrow = keys[: layout.WIDE_EXTRA_COLUMNS], keys[layout.WIDE_EXTRA_COLUMNS :]
+    assert {chunks[k] for k in wide} == {layout.COLUMN_CHUNK}
+    assert {chunks[k] for k in narrow} == {layout.EXTRA_COLUMN_CHUNK}
+    assert shapes == chunks  # room for the first chunk: no metadata rewrite at the first flush
+    with RunReader(run.path) as r:
+        st = r.stream("cam")
+        assert [st.column(k).tolist() for k in keys] == [[i] for i in range(len(keys))]
+
+
+def test_a_rare_key_reads_missing_between_its_values_and_keeps_no_chunk_of_only_missing(
+    tmp_path, monkeypatch
+):
     """An event-only key (Open Ephys' `line`) among thousands of data messages: its column
     grows by every message, but chunks that got no value of it are never written."""
+    monkeypatch.setattr(layout, "WIDE_EXTRA_COLUMNS", 0)  # narrow chunks: a small test
     run, s = new_stream(tmp_path)
     rows = layout.EXTRA_COLUMN_CHUNK
     n = 3 * rows + 10
