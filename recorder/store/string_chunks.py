@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import zarr
-from numcodecs import Zstd  # type: ignore[import-untyped]
+from numcodecs import VLenUTF8, Zstd  # type: ignore[import-untyped]
 from zarr.codecs import ZstdCodec
 from zarr.codecs.vlen_utf8 import VLenUTF8Codec
 from zarr.core.metadata import ArrayV3Metadata
 
 from recorder.store.chunk_io import chunk_file, replace_file
+
+_VLEN = VLenUTF8()
 
 #: rows of one chunk (fewer: the rest are the fill value) -> the chunk file's bytes
 Encode = Callable[[Sequence[str]], bytes]
@@ -46,34 +49,65 @@ def encoder(array: zarr.Array) -> Encode | None:
         compress = z.encode
     rows = int(array.chunks[0])
     fill = array.fill_value
+    fill = "" if fill is None else str(fill)
     items = _Items()
     count = rows.to_bytes(4, "little")
-    padding = items["" if fill is None else str(fill)]
+    padding = _item(fill)
 
     def encode(values: Sequence[str]) -> bytes:
-        data = b"".join([count, *map(items.__getitem__, values), padding * (rows - len(values))])
+        if items.useful:
+            data = b"".join(
+                [count, *map(items.__getitem__, values), padding * (rows - len(values))]
+            )
+            items.judge(len(values))
+        else:  # values that rarely repeat: numcodecs encodes them faster than one by one
+            cells = np.full(rows, fill, dtype=object)
+            cells[: len(values)] = values
+            data = _VLEN.encode(cells)
         return bytes(compress(data) if compress is not None else data)
 
     return encode
 
 
+def _item(value: str) -> bytes:
+    """A string as VLenUTF8 holds it: uint32 little-endian byte length, then UTF-8 (strict,
+    as numcodecs: surrogates were escaped before)."""
+    raw = value.encode("utf-8")
+    return len(raw).to_bytes(4, "little") + raw
+
+
 class _Items(dict):
-    """String -> its VLenUTF8 item (uint32 little-endian byte length, then the UTF-8 bytes), for
-    the strings seen last. A chunk of a string column is rewritten at every flush, and its
-    values repeat (a stream name, an Open Ephys stream's few channel names): joining cached
-    items costs a third of numcodecs' encoding of an object array of them, and makes the same
-    bytes. At most _ITEMS are kept, so a column of ever new strings holds no more."""
+    """Short strings -> their items. A chunk of a string column is rewritten at every flush,
+    and its values mostly repeat (a stream name, an Open Ephys stream's channel names):
+    joining cached items costs a third of numcodecs' encoding of an object array of them, and
+    makes the same bytes. A column whose values mostly miss (ever new strings: a miss costs
+    several times numcodecs' work) goes back to numcodecs for good (`useful`). At most
+    _ITEMS strings of at most _ITEM_CHARS are kept: about 100 KiB a column."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.missed = self.looked = 0
+        self.useful = True
+
+    def judge(self, looked: int) -> None:
+        """After `looked` more lookups: useful while at most half of all missed, judged once
+        there were a few thousand (the first values of a column all miss)."""
+        self.looked += looked
+        self.useful = self.looked < _JUDGED_AFTER or 2 * self.missed <= self.looked
 
     def __missing__(self, value: str) -> bytes:
-        raw = value.encode("utf-8")  # strict, as numcodecs: surrogates were escaped before
-        item = len(raw).to_bytes(4, "little") + raw
-        if len(self) >= _ITEMS:
-            self.clear()
-        self[value] = item
+        item = _item(value)
+        self.missed += 1
+        if len(value) <= _ITEM_CHARS:
+            if len(self) >= _ITEMS:
+                self.clear()
+            self[value] = item
         return item
 
 
-_ITEMS = 4096
+_ITEMS = 1024
+_ITEM_CHARS = 64
+_JUDGED_AFTER = 4 * _ITEMS
 
 
 def write(array: zarr.Array, index: int, data: bytes) -> None:

@@ -16,10 +16,13 @@ pytestmark = pytest.mark.timeout(120)
 VALUES = [f"s{i}" if i % 7 else f"\u00e9t\u00e9 {i} \U0001f600" for i in range(23)] + [""] * 3
 
 
-@pytest.mark.parametrize("kept", [4096, 2])  # items the encoder keeps: all, or far fewer
+# strings the encoder keeps, and lookups before it may judge them useless: all kept; or so
+# few that most miss, and later chunks go through numcodecs
+@pytest.mark.parametrize(("kept", "judged"), [(4096, 16384), (2, 4)])
 @pytest.mark.parametrize("fill", ["", None])
-def test_string_chunks_are_the_files_zarr_writes(tmp_path, fill, kept, monkeypatch):
+def test_string_chunks_are_the_files_zarr_writes(tmp_path, fill, kept, judged, monkeypatch):
     monkeypatch.setattr(string_chunks, "_ITEMS", kept)
+    monkeypatch.setattr(string_chunks, "_JUDGED_AFTER", judged)
     group = zarr.open_group(tmp_path / "g", mode="w")
     ours = arrays.column(group, "ours", str, 5, ["m"], fill=fill)
     theirs = arrays.column(group, "theirs", str, 5, ["m"], fill=fill)
