@@ -50,8 +50,16 @@ def column(
     attributes: dict[str, JSON] | None = None,
     overwrite: bool = False,
     rows: int = 0,
+    room: bool = False,
 ) -> zarr.Array:
-    """A compressed, growing array of small rows (starts with `rows` rows of fill)."""
+    """A compressed, growing array of small rows (starts with `rows` rows of fill).
+
+    `room`: made at least a chunk long, for a column a stream appends to. A stream has a few
+    dozen of them, and growing each from 0 rows at the first flush rewrote every one's
+    metadata while messages waited (1-2 ms a file on a busy writer). Rows past the committed
+    counts are fill in any case; closing the stream cuts the shape to the rows written."""
+    if room:
+        rows = max(rows, chunk_rows)
     is_str = dtype is str or np.dtype(dtype).kind in "OTU"
     if fill is None and not is_str:
         fill = 0
@@ -83,25 +91,6 @@ def column(
         config=config,
         overwrite=overwrite,
         shape=[rows, *row_shape],
-    )
-
-
-def growing(
-    group: zarr.Group,
-    name: str,
-    dtype: Any,
-    chunk_rows: int,
-    dims: list[str],
-    *,
-    fill: Any = None,
-    attributes: dict[str, JSON] | None = None,
-) -> zarr.Array:
-    """A column a stream appends to, made with room for its first chunk: a stream has a few
-    dozen such arrays, and growing each from 0 rows at the first flush rewrote every one's
-    metadata while messages waited (1-2 ms a file on a busy writer). Rows past the committed
-    counts are fill in any case; closing the stream cuts the shape to the rows written."""
-    return column(
-        group, name, dtype, chunk_rows, dims, fill=fill, attributes=attributes, rows=chunk_rows
     )
 
 

@@ -199,7 +199,7 @@ class StreamWriter:
         """Called after each flush committed (a run uploading to a bucket checks it here)."""
         self.columns = {
             name: self._appender(
-                arrays.growing(
+                arrays.column(
                     group,
                     name,
                     dt,
@@ -207,6 +207,7 @@ class StreamWriter:
                     _MSG,
                     fill=layout.MESSAGE_FILL.get(name),
                     attributes=layout.MESSAGE_ATTRS.get(name),
+                    room=True,
                 )
             )
             for name, dt in layout.MESSAGE_COLUMNS.items()
@@ -214,7 +215,7 @@ class StreamWriter:
         frames = group.create_group("frames")
         self.frames = {
             name: self._appender(
-                arrays.growing(frames, name, dt, layout.COLUMN_CHUNK, [layout.FRAME_DIM])
+                arrays.column(frames, name, dt, layout.COLUMN_CHUNK, [layout.FRAME_DIM], room=True)
             )
             for name, dt in layout.FRAME_COLUMNS.items()
         }
@@ -936,7 +937,9 @@ class StreamWriter:
         self._segment_keys[idx] = (array.dtype, tuple(row_shape), ragged)
         self._segment_appenders.append(self._appender(arr, pieces=True))
         self._segment_index[idx] = self._appender(
-            arrays.growing(group, "message", "int64", layout.COLUMN_CHUNK, [dims[0]], fill=-1)
+            arrays.column(
+                group, "message", "int64", layout.COLUMN_CHUNK, [dims[0]], fill=-1, room=True
+            )
         )
         self._retire(self._current_segment.get(name))
         self._current_segment[name] = idx
@@ -977,7 +980,7 @@ class StreamWriter:
         path = _column_path(key, self._extra_paths)
         # cells no value reached (rows the column never got) read as the missing value
         wide = len(self._extra) < layout.WIDE_EXTRA_COLUMNS
-        arr = arrays.growing(
+        arr = arrays.column(
             self._columns_group,
             path,
             dtype,
@@ -985,6 +988,7 @@ class StreamWriter:
             _MSG,
             fill=_missing(kind),
             attributes={"name": key, "missing": _missing_attr(kind)},
+            room=True,
         )
         app = self._appender(arr)
         self._extra[key] = app
