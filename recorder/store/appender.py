@@ -341,10 +341,7 @@ class BufferedAppender:
         end = self.base + len(self.held)
         grow(self.array, end)
         if self.encode is not None:  # whole chunks from memory, the last one padded
-            first, chunk = self.base // self.chunk, self.chunk
-            for k in range(0, len(self.held), chunk):
-                encoded = self.encode(self.held[k : k + chunk])
-                string_chunks.write(self.array, first + k // chunk, encoded)
+            string_chunks.write_chunks(self.array, self.encode, self.base // self.chunk, self.held)
         else:
             if self.array.dtype.kind in "OT":  # variable-length strings, one per row
                 data = np.empty(len(self.held), dtype=object)

@@ -173,9 +173,7 @@ def _write_strings(arr: zarr.Array, data: np.ndarray) -> None:
     if encode is None or not all(isinstance(v, str) for v in values):
         arr[:] = data
         return
-    chunk = layout.COLUMN_CHUNK
-    for k in range(0, len(values), chunk):
-        string_chunks.write(arr, k // chunk, encode(values[k : k + chunk]))
+    string_chunks.write_chunks(arr, encode, 0, values)
 
 
 def counting(

@@ -110,6 +110,14 @@ _ITEM_CHARS = 64
 _JUDGED_AFTER = 4 * _ITEMS
 
 
+def write_chunks(array: zarr.Array, encode: Encode, first: int, values: Sequence[str]) -> None:
+    """`values` as chunks first, first + 1, ... of `array` (`encode` is its encoder; the last
+    chunk padded with the fill value)."""
+    rows = int(array.chunks[0])
+    for k in range(0, len(values), rows):
+        write(array, first + k // rows, encode(values[k : k + rows]))
+
+
 def write(array: zarr.Array, index: int, data: bytes) -> None:
     """Chunk `index`'s file, replaced at once (temp and rename, as LocalStore does)."""
     path = chunk_file(array, index)
