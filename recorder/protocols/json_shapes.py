@@ -85,6 +85,8 @@ class Shape:
             for n, (slot, kind) in enumerate(zip(self._groups, self._kinds, strict=True))
         }
         self.constants = {self.paths[i]: v for i, v in self._consts.items()}
+        #: the kind of each group of a match (int, float or str), in group order
+        self.group_kinds = [str if kind is _text else kind for kind in self._kinds]
         self.groups = self._regex.fullmatch  # groups(text) -> re.Match | None: the fast way in
         if self.values(sample) != [v for _, v in leaves]:
             raise ValueError("the shape does not read its own sample back")

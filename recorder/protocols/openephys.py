@@ -30,7 +30,7 @@ import struct
 import time
 import uuid as uuid_module
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import zmq
@@ -56,6 +56,7 @@ from recorder.protocols.descriptor import (
     json_map,
     sniffer,
 )
+from recorder.protocols.json_columns import ShapeColumns
 from recorder.protocols.json_shapes import Shape, ShapeCache
 
 NAME = "openephys"
@@ -572,8 +573,12 @@ def _ints_until(raw: tuple, end: int, low: int, high: int) -> tuple[list[int], i
     return values, end
 
 
-def _texts_until(raw: tuple, end: int) -> tuple[list[str | None], int]:
+def _texts_until(raw: Sequence[bytes], end: int) -> tuple[list[str | None], int]:
     """The first `end` values as text, and how many of them are valid UTF-8."""
+    try:
+        return list(map(bytes.decode, raw[:end])), end
+    except UnicodeDecodeError:
+        pass
     out: list[str | None] = []
     for k in range(end):
         try:
@@ -623,6 +628,17 @@ _FIRST_STEP, _LAST_STEP = 64, 1024
 
 def _matched_step(messages: Sequence[Sequence[FrameBytes]], groups) -> tuple[list[tuple], list]:
     """_matched's tests but `same`, on one step of messages."""
+    headers, data = _data_frames(messages)
+    n = len(headers)
+    matches = list(map(groups, map(bytes, headers)))
+    if None in matches:
+        n = matches.index(None)
+    return list(map(_GROUPS, matches[:n])), data[:n]
+
+
+def _data_frames(messages: Sequence[Sequence[FrameBytes]]) -> tuple[list, list]:
+    """Header and data frames of the leading messages that are three frames, the first the
+    data envelope."""
     sizes = list(map(len, messages))
     n = len(sizes)
     if sizes.count(3) != n:
@@ -633,10 +649,35 @@ def _matched_step(messages: Sequence[Sequence[FrameBytes]], groups) -> tuple[lis
     kinds = list(map(bytes, envelopes))
     if kinds.count(DATA_ENVELOPE) != n:
         n = next(k for k, kind in enumerate(kinds) if kind != DATA_ENVELOPE)
-    matches = list(map(groups, map(bytes, headers[:n])))
-    if None in matches:
-        n = matches.index(None)
-    return list(map(_GROUPS, matches[:n])), list(data[:n])
+    return list(headers[:n]), list(data[:n])
+
+
+def _read_columns(
+    messages: Sequence[Sequence[FrameBytes]],
+    columns: ShapeColumns,
+    want: dict[int, bytes],
+    first_step: int,
+) -> tuple[np.ndarray, list[list[bytes]], list]:
+    """_matched by `ShapeColumns` (numpy over each step's headers instead of a regex match
+    each): the int values (n, ints), the text values and the data frames of the leading
+    messages whose headers the columns read with the fixed values `want`. Steps as _matched."""
+    ints: list[np.ndarray] = []
+    texts: list[list[list[bytes]]] = []
+    data: list = []
+    pos, step = 0, max(_FIRST_STEP, first_step)
+    while pos < len(messages):
+        part = messages[pos : pos + step]
+        headers, frames = _data_frames(part)
+        n, values, raw = columns.read(headers, want)
+        ints.append(values)
+        texts.append(raw)
+        data += frames[:n]
+        if n < len(part):
+            break
+        pos += step
+        step = min(2 * step, _LAST_STEP)
+    joined = [[v for part in texts for v in part[j]] for j in range(len(columns.texts))]
+    return np.concatenate(ints) if len(ints) > 1 else ints[0], joined, data
 
 
 _GROUPS = operator.methodcaller("groups")
@@ -666,6 +707,104 @@ class _RunLayout:
         self.name = slots[_NAME][0] if _NAME in content else None
         self.stamp = slots[_STAMP][0] if _STAMP in shape.paths else None
         self.groups = shape.groups
+        #: the int values a run reads, in this order (their group indexes)
+        self.int_groups = [self.seq, self.channel, self.n, self.sample, self.size]
+        if self.stamp is not None:
+            self.int_groups.append(self.stamp)
+        texts = [self.name] if self.name is not None else []
+        try:  # (another key at the top level: the regex reads the run, as before)
+            self.columns: ShapeColumns | None = ShapeColumns(
+                shape, self.int_groups, texts, [self.kind, self.stream, self.rate]
+            )
+        except ValueError:
+            self.columns = None
+
+
+class _RunValues(NamedTuple):
+    """The values of a run's messages that pass decode()'s checks; `read`: how many headers
+    were read before the checks (the next run is likely as long)."""
+
+    read: int
+    seq: list[int]
+    channel: list[int]
+    num_samples: list[int]
+    sample: list[int]
+    stamp: list[int]
+    names: list[str | None]
+    data: list
+
+
+def _run_by_regex(
+    messages: Sequence[Sequence[FrameBytes]], layout: _RunLayout, want: dict[int, bytes], step: int
+) -> _RunValues:
+    """A run's values from one regex match a header (_matched)."""
+    found, data = _matched(messages, layout.groups, list(want.items()), step)
+    end = len(found)
+    if end == 0:
+        return _RunValues(0, [], [], [], [], [], [], [])
+    sizes = [memoryview(d).nbytes for d in data]
+    fields = list(zip(*found, strict=True))
+    seqs, end = _ints_until(fields[layout.seq], end, _INT64_MIN, _INT64_MAX)
+    chans, end = _ints_until(fields[layout.channel], end, _INT64_MIN, _INT64_MAX)
+    samples, end = _ints_until(fields[layout.sample], end, _INT64_MIN, _INT64_MAX)
+    counts, end = _ints_until(fields[layout.n], end, 0, _INT64_MAX)
+    data_sizes, end = _ints_until(fields[layout.size], end, _INT64_MIN, _INT64_MAX)
+    for k in range(end):
+        if data_sizes[k] != counts[k] * 4 or sizes[k] != counts[k] * 4:
+            end = k
+            break
+    if layout.stamp is not None:
+        ms, end = _ints_until(fields[layout.stamp], end, _MS_MIN, _MS_MAX)
+        stamps = [t * 1_000_000 for t in ms[:end]]
+    else:
+        stamps = [NO_TIME] * end
+    names: list[str | None] = [None] * end
+    if layout.name is not None:
+        names, end = _texts_until(fields[layout.name], end)
+    return _RunValues(
+        len(found),
+        seqs[:end],
+        chans[:end],
+        counts[:end],
+        samples[:end],
+        stamps[:end],
+        names[:end],
+        data[:end],
+    )
+
+
+def _run_by_columns(
+    messages: Sequence[Sequence[FrameBytes]], layout: _RunLayout, want: dict[int, bytes], step: int
+) -> _RunValues:
+    """A run's values from its headers read together (ShapeColumns): the same checks as
+    _run_by_regex, on whole columns. The ints are plain digits of at most 15 (ShapeColumns
+    reads no others), so only the sizes and the timestamp's range can end the run here."""
+    assert layout.columns is not None
+    ints, texts, data = _read_columns(messages, layout.columns, want, step)
+    end = len(data)
+    if end == 0:
+        return _RunValues(0, [], [], [], [], [], [], [])
+    seq, chan, count, sample, size = (ints[:, j] for j in range(5))
+    sizes = np.fromiter((memoryview(d).nbytes for d in data), dtype=np.int64, count=end)
+    bad = (size != count * 4) | (sizes != count * 4)
+    if layout.stamp is not None:
+        bad |= ints[:, 5] > _MS_MAX
+    if bad.any():
+        end = int(np.argmax(bad))
+    stamps = (ints[:end, 5] * 1_000_000).tolist() if layout.stamp is not None else [NO_TIME] * end
+    names: list[str | None] = [None] * end
+    if layout.name is not None:
+        names, end = _texts_until(texts[0], end)
+    return _RunValues(
+        len(data),
+        seq[:end].tolist(),
+        chan[:end].tolist(),
+        count[:end].tolist(),
+        sample[:end].tolist(),
+        stamps[:end],
+        names[:end],
+        data[:end],
+    )
 
 
 class OpenEphysCodec:
@@ -682,65 +821,48 @@ class OpenEphysCodec:
         """Continuous data messages from `start` decoded together (base.RunCodec): those whose
         header has a learnt shape and whose values pass every check decode() makes, with one
         stream and one sample rate. Anything else ends the run and goes through decode().
-        Column by column, so each message costs one regex match and a few conversions."""
+        Column by column: the headers of a run are read together (ShapeColumns), or with one
+        regex match each where a header's layout is beyond what those read."""
         layout, first = self._layout_of(messages[start])
         if layout is None or first is None:
             return None
-        same = (
-            (layout.kind, b"data"),
-            (layout.stream, first[layout.stream]),
-            (layout.rate, first[layout.rate]),
-        )
-        found, data = _matched(messages[start:], layout.groups, same, self._last_run + 1)
-        self._last_run = len(found)
-        if not found:
-            return None
-        sizes = [memoryview(d).nbytes for d in data]
-        fields = list(zip(*found, strict=True))
-        end = len(found)
-        seqs, end = _ints_until(fields[layout.seq], end, _INT64_MIN, _INT64_MAX)
-        chans, end = _ints_until(fields[layout.channel], end, _INT64_MIN, _INT64_MAX)
-        samples, end = _ints_until(fields[layout.sample], end, _INT64_MIN, _INT64_MAX)
-        counts, end = _ints_until(fields[layout.n], end, 0, _INT64_MAX)
-        data_sizes, end = _ints_until(fields[layout.size], end, _INT64_MIN, _INT64_MAX)
-        for k in range(end):
-            if data_sizes[k] != counts[k] * 4 or sizes[k] != counts[k] * 4:
-                end = k
-                break
-        if layout.stamp is not None:
-            ms, end = _ints_until(fields[layout.stamp], end, _MS_MIN, _MS_MAX)
-            stamps = [t * 1_000_000 for t in ms[:end]]
-        else:
-            stamps = [NO_TIME] * end
-        names: list[str | None] = [None] * end
-        if layout.name is not None:
-            names, end = _texts_until(fields[layout.name], end)
         try:
             stream = first[layout.stream].decode("utf-8")
             rate = float(first[layout.rate])
         except UnicodeDecodeError:
             return None
-        if end == 0 or not math.isfinite(rate):
+        if not math.isfinite(rate):
+            return None
+        want = {
+            layout.kind: b"data",
+            layout.stream: first[layout.stream],
+            layout.rate: first[layout.rate],
+        }
+        read = _run_by_columns if layout.columns is not None else _run_by_regex
+        v = read(messages[start:], layout, want, self._last_run + 1)
+        self._last_run = v.read
+        end = len(v.seq)
+        if end == 0:
             return None
         columns: dict[str, list] = {
             "stream": [stream] * end,
-            "channel_num": chans[:end],
-            "num_samples": counts[:end],
-            "sample_num": samples[:end],
+            "channel_num": v.channel,
+            "num_samples": v.num_samples,
+            "sample_num": v.sample,
             "sample_rate": [rate] * end,
         }
         if layout.name is not None:
-            columns["channel_name"] = names[:end]
+            columns["channel_name"] = v.names
         return PlacedRun(
-            seq=seqs[:end],
-            source_ns=stamps[:end],
+            seq=v.seq,
+            source_ns=v.stamp,
             columns=columns,
             frame=2,
             name=f"continuous/{_safe(stream)}",
             rows=columns["sample_num"],
             cols=columns["channel_num"],
-            arrays=list(map(functools.partial(np.frombuffer, dtype="<f4"), data[:end])),
-            channel_names=names[:end],
+            arrays=list(map(functools.partial(np.frombuffer, dtype="<f4"), v.data)),
+            channel_names=v.names,
             sample_rate=rate,
             units=None,
         )

@@ -254,3 +254,51 @@ def test_runs_end_at_each_probe_and_a_long_run_is_one_run():
     assert isinstance(run, PlacedRun) and run.count == len(long)
     assert run.seq == list(range(1, len(long) + 1))
     assert run.rows == [(i // 384) * 16 for i in range(len(long))]
+
+
+def _layout(codec) -> oe._RunLayout:
+    layouts = [lay for lay in codec._layouts.values() if lay is not None]
+    assert len(layouts) == 1
+    return layouts[0]
+
+
+def test_a_run_read_by_columns_reads_its_own_headers_and_at_most_one_step_more(monkeypatch):
+    codec = codec_for("openephys")
+    messages = _probes(blocks=2, probes=3, channels=384)
+    assert codec.decode_run(messages, 0).count == 384
+    columns = _layout(codec).columns
+    assert columns is not None  # an ordinary data header is read by columns
+    seen: list[int] = []
+    read = columns.read
+
+    def counting(headers, want):
+        seen.append(len(headers))
+        return read(headers, want)
+
+    monkeypatch.setattr(columns, "read", counting)
+    codec._last_run = 0  # as if the run before had been short
+    run = codec.decode_run(messages, 384)
+    assert isinstance(run, PlacedRun) and run.count == 384
+    assert run.columns["stream"] == ["probe1"] * 384
+    assert 384 <= sum(seen) < 2 * 384
+
+
+def test_headers_beyond_what_columns_read_go_by_the_regex_and_decode_alike():
+    """A key at the top level the run does not read: the layout has no columns, and the
+    regex path makes the same values decode() does."""
+    codec = codec_for("openephys")
+    messages = []
+    for i in range(40):
+        frames = _data(i + 1, i % 8, (i // 8) * 64)
+        header = json.loads(frames[1])
+        header["node"] = 104
+        frames[1] = json.dumps(header, indent=2).encode()
+        messages.append(frames)
+    run = codec.decode_run(messages, 0)
+    assert isinstance(run, PlacedRun) and run.count == 40
+    assert _layout(codec).columns is None
+    for k in (0, 9, 39):
+        single = decode_or_reject(codec, 0, messages[k], None)[2]
+        assert single is not None
+        assert (run.seq[k], run.source_ns[k]) == (single.seq, single.source_ns)
+        assert {key: v[k] for key, v in run.columns.items()} == single.columns
