@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from itertools import accumulate, chain
 from operator import itemgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import zarr
@@ -182,6 +183,10 @@ def _row_dims(b: BulkFrame | None, array: np.ndarray, ragged: bool) -> list[str]
         dims = [first if first != layout.MESSAGE_DIM else layout.RAGGED_DIM]
         dims += [f"dim_{i + 1}" for i in range(rest)]
     return [layout.valid_text(d)[:64] for d in dims]
+
+
+_NBYTES = operator.attrgetter("nbytes")
+_VIEW = cast("Callable[[Any], memoryview]", memoryview)  # (typeshed: generic in its items)
 
 
 def _view_bytes(frame: FrameBytes) -> memoryview:
@@ -666,27 +671,28 @@ class StreamWriter:
         count = run.count
         if run.frame != 2 or None in where:
             return None
-        heads = [m[0] for m in messages] + [m[1] for m in messages]
+        heads: list[Any] = [m[0] for m in messages] + [m[1] for m in messages]
         if any(len(m) != 3 for m in messages):
             return None
-        heads = [f if isinstance(f, bytes) else _view_bytes(f) for f in heads]
-        lens = np.fromiter(map(len, heads), dtype=np.int64, count=2 * count)
+        # byte sizes whatever the buffers' item format (C maps: no Python step per frame)
+        lens = np.fromiter(map(_NBYTES, map(_VIEW, heads)), dtype=np.int64, count=2 * count)
         if count == 0 or int(lens.max()) >= _BIG_FRAME:
             return None
         pairs = lens.reshape(2, count).T  # (message, frame 0 and 1)
-        placed = [w for w in where if w is not None]
+        placed = np.array(where, dtype=np.int64).reshape(count, 3)  # (segment, offset, column)
         f_len = np.empty((count, 3), dtype=np.int64)
         f_len[:, :2] = pairs
-        f_len[:, 2] = [a.nbytes for a in run.arrays]
+        f_len[:, 2] = np.fromiter(map(_NBYTES, run.arrays), dtype=np.int64, count=count)
         ends = np.cumsum(pairs.ravel())
         f_off = np.empty((count, 3), dtype=np.int64)
         f_off[:, :2] = (heap_pos + ends - pairs.ravel()).reshape(count, 2)
-        f_off[:, 2] = [w[1] for w in placed]
+        f_off[:, 2] = placed[:, 1]
         f_seg = np.full((count, 3), layout.HEAP_SEGMENT, dtype=np.int64)
-        f_seg[:, 2] = [w[0] for w in placed]
+        f_seg[:, 2] = placed[:, 0]
         f_col = np.full((count, 3), layout.WHOLE_ROWS, dtype=np.int64)
-        f_col[:, 2] = [w[2] for w in placed]
-        interleaved = [f for pair in zip(heads[:count], heads[count:], strict=True) for f in pair]
+        f_col[:, 2] = placed[:, 2]
+        interleaved: list = [None] * (2 * count)
+        interleaved[0::2], interleaved[1::2] = heads[:count], heads[count:]
         first = self.n_frames + 3 * np.arange(count, dtype=np.int64)
         return (
             f_seg.ravel(),
