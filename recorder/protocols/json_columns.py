@@ -40,24 +40,26 @@ class _Frame:
         #: the raw text of each fixed value, compared with what a reader wants
         self.fixed_values = {g: sample[spans[g][0] : spans[g][1]] for g in columns.fixed}
         self.key = _key(sample, spans, columns.fixed)
-        outside = np.ones(self.length, dtype=bool)
-        for g in (*columns.ints, *columns.texts):
-            outside[spans[g][0] : spans[g][1]] = False
-        self.fixed_at = np.flatnonzero(outside)
-        self.fixed = np.frombuffer(sample, dtype=np.uint8)[self.fixed_at]
+        # each byte must lie in [low, low + span]: the sample's own byte outside the values,
+        # a digit in an int (not '0' first when it has more than one), at least a space in a
+        # text (quote and backslash are tested apart)
+        self.low = np.frombuffer(sample, dtype=np.uint8).copy()
+        self.span = np.zeros(self.length, dtype=np.uint8)
         digits: list[int] = []
-        leads: list[int] = []
         widths = [spans[g][1] - spans[g][0] for g in columns.ints]
         self.weights = np.zeros((sum(widths), len(widths)))  # digits -> values, one matmul
         for j, g in enumerate(columns.ints):
             s, e = spans[g]
             self.weights[len(digits) : len(digits) + e - s, j] = 10.0 ** np.arange(e - s)[::-1]
-            if e - s > 1:
-                leads.append(s)  # JSON numbers have no leading zeros
+            self.low[s:e], self.span[s:e] = _ZERO, 9
+            if e - s > 1:  # JSON numbers have no leading zeros
+                self.low[s], self.span[s] = _ZERO + 1, 8
             digits.extend(range(s, e))
         self.digit_at = np.array(digits, dtype=np.intp)
-        self.lead_at = np.array(leads, dtype=np.intp)
+        self.bias = _ZERO * self.weights.sum(axis=0)  # what the digits' '0's add
         self.text_spans = [spans[g] for g in columns.texts]
+        for s, e in self.text_spans:
+            self.low[s:e], self.span[s:e] = _SPACE, 0xFF - _SPACE
         self.text_at = np.array([i for s, e in self.text_spans for i in range(s, e)], dtype=np.intp)
 
     def wants(self, want: Mapping[int, bytes]) -> bool:
@@ -65,20 +67,16 @@ class _Frame:
 
     def fits(self, rows: np.ndarray) -> np.ndarray:
         """Which rows (headers of this length, one per row) the frame reads."""
-        ok = (rows[:, self.fixed_at] == self.fixed).all(axis=1)
-        if self.digit_at.size:
-            ok &= ((rows[:, self.digit_at] - _ZERO) <= 9).all(axis=1)  # uint8: below '0' wraps
-        if self.lead_at.size:
-            ok &= (rows[:, self.lead_at] != _ZERO).all(axis=1)
+        ok: np.ndarray = ((rows - self.low) <= self.span).all(axis=1)  # uint8: `low` wraps
         if self.text_at.size:
             t = rows[:, self.text_at]
-            ok &= ((t >= _SPACE) & (t != _QUOTE) & (t != _BACKSLASH)).all(axis=1)
+            ok &= ~((t == _QUOTE) | (t == _BACKSLASH)).any(axis=1)
         return ok
 
     def ints(self, rows: np.ndarray) -> np.ndarray:
-        """(rows, int values) int64, exact: no value has more than MAX_DIGITS digits."""
-        digits = rows[:, self.digit_at].astype(np.float64) - _ZERO
-        return (digits @ self.weights).astype(np.int64)
+        """(rows, int values) int64, exact: no value has more than MAX_DIGITS digits, so every
+        sum stays below 2**53."""
+        return (rows[:, self.digit_at] @ self.weights - self.bias).astype(np.int64)
 
     def texts(self, rows: np.ndarray) -> list[np.ndarray]:
         """The raw bytes of each text value, one 'S' array per value (no trailing NUL is lost:
@@ -157,8 +155,9 @@ class ShapeColumns:
                     idx = np.flatnonzero(~owner & (lengths == length))
                     if not idx.size:
                         break
-                    if window is None:
-                        window = np.lib.stride_tricks.sliding_window_view(blob, length)
+                    if window is None:  # row i: the `length` bytes from i on (a view)
+                        shape = (blob.size - length + 1, length)
+                        window = np.ndarray(shape, np.uint8, blob, 0, (1, 1))
                     rows = window[starts[idx]]
                     ok = frame.fits(rows)
                     if ok.any():
