@@ -20,7 +20,7 @@ them equal) is part of the frame, so they are compared, not read.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -67,7 +67,8 @@ class _Frame:
 
     def fits(self, rows: np.ndarray) -> np.ndarray:
         """Which rows (headers of this length, one per row) the frame reads."""
-        ok: np.ndarray = ((rows - self.low) <= self.span).all(axis=1)  # uint8: `low` wraps
+        in_range = (rows - self.low) <= self.span  # uint8: a byte below `low` wraps
+        ok = cast(np.ndarray, in_range.all(axis=1))
         if self.text_at.size:
             t = rows[:, self.text_at]
             ok &= ~((t == _QUOTE) | (t == _BACKSLASH)).any(axis=1)
