@@ -11,6 +11,7 @@ bytes back for replay.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
@@ -231,6 +232,10 @@ DecodedPart = (
 )
 
 
+# a received message's parts (recv_ns, frames, extra), taken in C maps: batches are thousands
+_RECV, _FRAMES, _EXTRA = (operator.itemgetter(i) for i in range(3))
+
+
 def decode_batch(
     codec: Codec,
     batch: Sequence[tuple[int, Sequence[FrameBytes], dict | None]],
@@ -238,15 +243,15 @@ def decode_batch(
 ) -> list[DecodedPart]:
     """A received batch decoded: runs of one layout together where the codec can (RunCodec),
     every other message on its own (decode_or_reject). In receive order."""
-    if getattr(codec, "verbatim", False) and not any(x for _, _, x in batch):
-        return [Verbatim([r for r, _, _ in batch], [f for _, f, _ in batch])]
+    if getattr(codec, "verbatim", False) and not any(map(_EXTRA, batch)):
+        return [Verbatim(list(map(_RECV, batch)), list(map(_FRAMES, batch)))]
     decode_alike = getattr(codec, "decode_alike", None)
-    if decode_alike is not None and len(batch) >= min_run and not any(x for _, _, x in batch):
+    if decode_alike is not None and len(batch) >= min_run and not any(map(_EXTRA, batch)):
         return _decode_alike(codec, decode_alike, batch)
     decode_run = getattr(codec, "decode_run", None)
-    if decode_run is None or len(batch) < min_run or any(x for _, _, x in batch):
+    if decode_run is None or len(batch) < min_run or any(map(_EXTRA, batch)):
         return [[decode_or_reject(codec, r, f, x) for r, f, x in batch]]
-    messages = [f for _, f, _ in batch]
+    messages = list(map(_FRAMES, batch))
     parts: list[DecodedPart] = []
     single: list = []
     i, n = 0, len(batch)
@@ -257,7 +262,7 @@ def decode_batch(
                 parts.append(single)
                 single = []
             j = i + run.count
-            parts.append(([r for r, _, _ in batch[i:j]], messages[i:j], run))
+            parts.append((list(map(_RECV, batch[i:j])), messages[i:j], run))
             i = j
             continue
         single.append(decode_or_reject(codec, batch[i][0], messages[i], None))
@@ -272,7 +277,7 @@ def _decode_alike(
     decode_alike: Callable,
     batch: Sequence[tuple[int, Sequence[FrameBytes], dict | None]],
 ) -> list[DecodedPart]:
-    messages = [f for _, f, _ in batch]
+    messages = list(map(_FRAMES, batch))
     parts: list[DecodedPart] = []
     single: list = []
     for start, end, what in decode_alike(messages):
@@ -280,7 +285,7 @@ def _decode_alike(
             if single:
                 parts.append(single)
                 single = []
-            parts.append(([r for r, _, _ in batch[start:end]], messages[start:end], what))
+            parts.append((list(map(_RECV, batch[start:end])), messages[start:end], what))
         elif isinstance(what, Decoded):
             single.append((batch[start][0], messages[start], what, None))
         else:

@@ -29,8 +29,8 @@ import re
 import struct
 import time
 import uuid as uuid_module
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import zmq
@@ -681,6 +681,8 @@ def _read_columns(
 
 
 _GROUPS = operator.methodcaller("groups")
+_NBYTES = operator.attrgetter("nbytes")
+_VIEW = cast("Callable[[Any], memoryview]", memoryview)  # (typeshed: generic in its items)
 
 
 class _RunLayout:
@@ -785,7 +787,7 @@ def _run_by_columns(
     if end == 0:
         return _RunValues(0, [], [], [], [], [], [], [])
     seq, chan, count, sample, size = (ints[:, j] for j in range(5))
-    sizes = np.fromiter((memoryview(d).nbytes for d in data), dtype=np.int64, count=end)
+    sizes = np.fromiter(map(_NBYTES, map(_VIEW, data)), dtype=np.int64, count=end)
     bad = (size != count * 4) | (sizes != count * 4)
     if layout.stamp is not None:
         bad |= ints[:, 5] > _MS_MAX

@@ -8,9 +8,11 @@ zarr group, so streams never wait for each other.
 from __future__ import annotations
 
 import copy
+import operator
 import threading
 import time
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +56,8 @@ _ZMQ_TYPES = {"SUB": zmq.SUB, "PULL": zmq.PULL, "REQ": zmq.REQ}
 _AUTO_MESSAGES = 10  # messages looked at before choosing a protocol ...
 _AUTO_SECONDS = 2.0  # ... or this long after the first one
 _REPLY_LINGER_MS = 2000  # the proxy's last forwarded reply gets this long to reach its client
+
+_FRAMES, _FIRST = operator.itemgetter(1), operator.itemgetter(0)
 
 
 class StreamCounters:
@@ -364,7 +368,8 @@ class StreamRecorder:
             return
         frame = zmq.Frame
         received = batch  # bytes or views already (copied frames, a receive process's batch)
-        if any(isinstance(frames[0], frame) for _, frames, _ in batch):  # zero-copy frames
+        firsts = map(_FIRST, map(_FRAMES, batch))  # (C maps: batches are thousands)
+        if any(map(isinstance, firsts, repeat(frame))):  # zero-copy frames
             received = [
                 (recv_ns, [f.buffer for f in frames] if isinstance(frames[0], frame) else frames, x)
                 for recv_ns, frames, x in batch
