@@ -27,7 +27,8 @@ import numpy as np
 from recorder.protocols.json_shapes import Shape
 
 MAX_DIGITS = 15  # an int value read this way: float64 holds every integer of 15 digits exactly
-MAX_FRAMES = 64  # per reader: header lengths and value layouts of one stream
+MAX_FRAMES = 64  # kept per reader; past it the one used least recently gives way (a stream's
+# numbers gain digits as it goes: its layouts change over its life, a few dozen at a time)
 _ZERO, _QUOTE, _BACKSLASH, _SPACE = ord("0"), ord('"'), ord("\\"), 0x20
 
 
@@ -107,12 +108,12 @@ class ShapeColumns:
             raise ValueError("a value read as another kind than the shape's")
         self.shape, self.ints, self.texts, self.fixed = shape, list(ints), list(texts), list(fixed)
         self.frames: dict[int, list[_Frame]] = {}  # by header length
-        self._known: dict[tuple, _Frame] = {}  # by key
+        self._known: dict[tuple, _Frame] = {}  # by key, least recently used first
 
     def _learn(self, header: bytes) -> _Frame | None:
-        """The frame of one header: a known one, or a new one learnt from it. None if the
-        shape does not match it, an int of it is not plain digits (negative, or too long to
-        read exactly), or MAX_FRAMES were learnt."""
+        """The frame of one header: a known one, or a new one learnt from it (the one used
+        least recently gives way past MAX_FRAMES). None if the shape does not match it, or an
+        int of it is not plain digits (negative, or too long to read exactly)."""
         m = self.shape.groups(header)
         if m is None:
             return None
@@ -124,11 +125,16 @@ class ShapeColumns:
         key = _key(header, spans, self.fixed)
         if key in self._known:  # (one whose fixed values a reader did not want)
             return self._known[key]
-        if len(self._known) >= MAX_FRAMES:
-            return None
+        while len(self._known) >= MAX_FRAMES:
+            gone = self._known.pop(next(iter(self._known)))
+            self.frames[gone.length].remove(gone)
         frame = self._known[key] = _Frame(header, spans, self)
         self.frames.setdefault(frame.length, []).append(frame)
         return frame
+
+    def _used(self, frame: _Frame) -> None:
+        """The frame read rows: it is now the most recently used."""
+        self._known[frame.key] = self._known.pop(frame.key)
 
     def read(
         self, headers: Sequence[Any], want: Mapping[int, bytes]
@@ -136,7 +142,7 @@ class ShapeColumns:
         """(n, ints, texts) of the leading n headers: those the shape's regex matches with the
         fixed values `want` (group -> raw text; every fixed group). `ints` is (n, len(ints))
         int64, `texts` one list of raw bytes per text value. Reading ends before the first
-        header that does not match, or that no frame could be learnt from: the caller reads
+        header that does not match, or that no frame can be learnt from: the caller reads
         that one the ordinary way."""
         n = len(headers)
         lengths = np.fromiter(map(len, headers), dtype=np.intp, count=n)
@@ -144,15 +150,15 @@ class ShapeColumns:
         starts = np.cumsum(lengths) - lengths
         owner = np.zeros(n, dtype=bool)  # read by a frame
         used: list[tuple[_Frame, np.ndarray, np.ndarray]] = []  # frame, its rows' indexes, bytes
-        tried: set[int] = set()
+        tried: set[_Frame] = set()  # (the frames themselves: an id could be reused)
         end = n
         while True:
             for length in np.unique(lengths[~owner]).tolist():
                 window = None
                 for frame in self.frames.get(length, ()):
-                    if id(frame) in tried or not frame.wants(want):
+                    if frame in tried or not frame.wants(want):
                         continue
-                    tried.add(id(frame))
+                    tried.add(frame)
                     idx = np.flatnonzero(~owner & (lengths == length))
                     if not idx.size:
                         break
@@ -164,6 +170,7 @@ class ShapeColumns:
                     if ok.any():
                         owner[idx[ok]] = True
                         used.append((frame, idx[ok], rows[ok]))
+                        self._used(frame)
             unread = np.flatnonzero(~owner[:end])
             if not unread.size:
                 break

@@ -840,8 +840,10 @@ class OpenEphysCodec:
             layout.stream: first[layout.stream],
             layout.rate: first[layout.rate],
         }
-        read = _run_by_columns if layout.columns is not None else _run_by_regex
-        v = read(messages[start:], layout, want, self._last_run + 1)
+        rest, step = messages[start:], self._last_run + 1
+        v = _run_by_columns(rest, layout, want, step) if layout.columns is not None else None
+        if v is None or v.read == 0:  # (a first header the columns cannot read: a sign, ...)
+            v = _run_by_regex(rest, layout, want, step)
         self._last_run = v.read
         end = len(v.seq)
         if end == 0:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zarr
 
-from recorder.protocols import codec_for
+from recorder.protocols import codec_for, json_columns
 from recorder.protocols import openephys as oe
 from recorder.protocols.base import PlacedRun, decode_batch, decode_or_reject
 from recorder.protocols.json_shapes import ShapeCache
@@ -302,3 +302,23 @@ def test_headers_beyond_what_columns_read_go_by_the_regex_and_decode_alike():
         assert single is not None
         assert (run.seq[k], run.source_ns[k]) == (single.seq, single.source_ns)
         assert {key: v[k] for key, v in run.columns.items()} == single.columns
+
+
+def test_a_long_stream_whose_numbers_gain_digits_stays_in_runs(monkeypatch):
+    """Layouts change as the numbers grow (three probes: every length of message_num and
+    sample_num, for each probe): far more than the frames kept, which give way in turn."""
+    monkeypatch.setattr(json_columns, "MAX_FRAMES", 4)
+    codec = codec_for("openephys")
+    messages, seq = [], 0
+    for b in (0, 1, 7, 8, 70, 71, 700, 701, 7000, 7001):
+        for p in range(3):
+            for c in range(16):
+                seq += 1 if seq < 30 else 97
+                messages.append(_data(seq, c, b * 16, n=16, stream=f"probe{p}"))
+    start, runs = 0, 0
+    while start < len(messages):
+        run = codec.decode_run(messages, start)
+        assert isinstance(run, PlacedRun) and run.count == 16, start
+        start, runs = start + run.count, runs + 1
+    assert runs == 30
+    assert sum(map(len, _layout(codec).columns.frames.values())) <= 4
