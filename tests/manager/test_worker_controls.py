@@ -63,13 +63,18 @@ def _marker(control, job_id, text):
     control.add_command(job_id, "marker", text=json.dumps({"text": text, "author": "tests"}))
 
 
+# the triggered run stays open this long: the pause, the resume and the "after" marker must all
+# land in it (6 s was not always enough on a busy CI machine: the marker went to the armed job)
+POST_S = 20
+
+
 def test_commands_land_in_the_runs_and_the_job_follows_them(data, sim, tables):
     control, catalog = tables
     runs_dir = config.runs_dir(data)
     source = {"protocol": "raw", "endpoint": sim}
     with running_manager(data):
         job = start_recording(
-            control, sources=[source], name="armed", trigger={"pre_s": 0.5, "post_s": 6},
+            control, sources=[source], name="armed", trigger={"pre_s": 0.5, "post_s": POST_S},
             flush_interval_s=0.2,
         )  # fmt: skip
         job_id = job["id"]
@@ -97,7 +102,7 @@ def test_commands_land_in_the_runs_and_the_job_follows_them(data, sim, tables):
              "the refused split said")  # fmt: skip
 
         # After the post-trigger time it is armed again; the next trigger makes the next run.
-        _job(control, job_id, lambda j, s: s.get("state") == "armed", "armed again")
+        _job(control, job_id, lambda j, s: s.get("state") == "armed", "armed again", POST_S + 30)
         _job(control, job_id, lambda j, s: _status(catalog, first) == "complete", "run closed")
         control.add_command(job_id, "trigger")
         second = _job(control, job_id, lambda j, s: len(s.get("runs", [])) == 2, "a second run")
