@@ -29,8 +29,8 @@ import re
 import struct
 import time
 import uuid as uuid_module
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, cast
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import zmq
@@ -607,9 +607,7 @@ def _matched(
     the first step then ends one past the cut."""
     found: list[tuple] = []
     data: list = []
-    pos, step = 0, max(_FIRST_STEP, first_step)
-    while pos < len(messages):
-        part = messages[pos : pos + step]
+    for part in _steps(messages, first_step):
         got, frames = _matched_step(part, groups)
         n = len(got)
         for i, want in same:
@@ -618,9 +616,17 @@ def _matched(
         data += frames[:n]
         if n < len(part):
             break
+    return found, data
+
+
+def _steps(messages: Sequence, first_step: int) -> Iterator[Sequence]:
+    """The messages a step at a time, steps doubling from `first_step` (at least
+    _FIRST_STEP) to _LAST_STEP: the caller stops at the step where its run ends."""
+    pos, step = 0, max(_FIRST_STEP, first_step)
+    while pos < len(messages):
+        yield messages[pos : pos + step]
         pos += step
         step = min(2 * step, _LAST_STEP)
-    return found, data
 
 
 _FIRST_STEP, _LAST_STEP = 64, 1024
@@ -664,9 +670,7 @@ def _read_columns(
     ints: list[np.ndarray] = []
     texts: list[list[list[bytes]]] = []
     data: list = []
-    pos, step = 0, max(_FIRST_STEP, first_step)
-    while pos < len(messages):
-        part = messages[pos : pos + step]
+    for part in _steps(messages, first_step):
         headers, frames = _data_frames(part)
         n, values, raw = columns.read(headers, want)
         ints.append(values)
@@ -674,15 +678,11 @@ def _read_columns(
         data += frames[:n]
         if n < len(part):
             break
-        pos += step
-        step = min(2 * step, _LAST_STEP)
     joined = [[v for part in texts for v in part[j]] for j in range(len(columns.texts))]
     return np.concatenate(ints) if len(ints) > 1 else ints[0], joined, data
 
 
 _GROUPS = operator.methodcaller("groups")
-_NBYTES = operator.attrgetter("nbytes")
-_VIEW = cast("Callable[[Any], memoryview]", memoryview)  # (typeshed: generic in its items)
 
 
 class _RunLayout:
@@ -709,14 +709,14 @@ class _RunLayout:
         self.name = slots[_NAME][0] if _NAME in content else None
         self.stamp = slots[_STAMP][0] if _STAMP in shape.paths else None
         self.groups = shape.groups
-        #: the int values a run reads, in this order (their group indexes)
-        self.int_groups = [self.seq, self.channel, self.n, self.sample, self.size]
+        # the int values a run reads, in the order _run_by_columns takes them
+        ints = [self.seq, self.channel, self.n, self.sample, self.size]
         if self.stamp is not None:
-            self.int_groups.append(self.stamp)
+            ints.append(self.stamp)
         texts = [self.name] if self.name is not None else []
         try:  # (another key at the top level: the regex reads the run, as before)
             self.columns: ShapeColumns | None = ShapeColumns(
-                shape, self.int_groups, texts, [self.kind, self.stream, self.rate]
+                shape, ints, texts, [self.kind, self.stream, self.rate]
             )
         except ValueError:
             self.columns = None
@@ -744,7 +744,7 @@ def _run_by_regex(
     end = len(found)
     if end == 0:
         return _RunValues(0, [], [], [], [], [], [], [])
-    sizes = [memoryview(d).nbytes for d in data]
+    sizes = frame_sizes(data)
     fields = list(zip(*found, strict=True))
     seqs, end = _ints_until(fields[layout.seq], end, _INT64_MIN, _INT64_MAX)
     chans, end = _ints_until(fields[layout.channel], end, _INT64_MIN, _INT64_MAX)
@@ -787,7 +787,7 @@ def _run_by_columns(
     if end == 0:
         return _RunValues(0, [], [], [], [], [], [], [])
     seq, chan, count, sample, size = (ints[:, j] for j in range(5))
-    sizes = np.fromiter(map(_NBYTES, map(_VIEW, data)), dtype=np.int64, count=end)
+    sizes = np.array(frame_sizes(data), dtype=np.int64)
     bad = (size != count * 4) | (sizes != count * 4)
     if layout.stamp is not None:
         bad |= ints[:, 5] > _MS_MAX

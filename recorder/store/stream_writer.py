@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from itertools import accumulate, chain
 from operator import itemgetter
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import numpy as np
 import zarr
@@ -43,6 +43,7 @@ from recorder.protocols.base import (
     FrameBytes,
     PlacedRun,
     Verbatim,
+    frame_sizes,
 )
 from recorder.store import arrays, compact, coordinates, fast_nodes, layout, nodes
 from recorder.store.appender import Appender, PieceAppender, appender_for, trim
@@ -186,7 +187,6 @@ def _row_dims(b: BulkFrame | None, array: np.ndarray, ragged: bool) -> list[str]
 
 
 _NBYTES = operator.attrgetter("nbytes")
-_VIEW = cast("Callable[[Any], memoryview]", memoryview)  # (typeshed: generic in its items)
 
 
 def _view_bytes(frame: FrameBytes) -> memoryview:
@@ -675,7 +675,7 @@ class StreamWriter:
         if any(len(m) != 3 for m in messages):
             return None
         # byte sizes whatever the buffers' item format (C maps: no Python step per frame)
-        lens = np.fromiter(map(_NBYTES, map(_VIEW, heads)), dtype=np.int64, count=2 * count)
+        lens = np.array(frame_sizes(heads), dtype=np.int64)
         if count == 0 or int(lens.max()) >= _BIG_FRAME:
             return None
         pairs = lens.reshape(2, count).T  # (message, frame 0 and 1)
