@@ -45,7 +45,7 @@ from recorder.protocols.base import (
     Verbatim,
     frame_sizes,
 )
-from recorder.store import arrays, compact, coordinates, fast_nodes, layout, nodes
+from recorder.store import arrays, compact, coordinates, fast_nodes, file_jobs, layout, nodes
 from recorder.store.appender import Appender, PieceAppender, appender_for, trim
 from recorder.store.family_names import FamilyPaths
 from recorder.store.gaps import GapCounter
@@ -1026,10 +1026,8 @@ class StreamWriter:
         columns or past segments the stream has.
         """
         t0 = time.perf_counter_ns()
-        for app in self._all_appenders():
-            app.flush()
-        for app in self._extra.values():
-            app.flush()
+        appenders = [*self._all_appenders(), *self._extra.values()]
+        file_jobs.run_all([app.flush for app in appenders])  # independent arrays: side by side
         for idx in self._retired:
             app = self._segment_appenders[idx]
             index = self._segment_index.get(idx)
