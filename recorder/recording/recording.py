@@ -696,9 +696,11 @@ class Recording:
 
     @property
     def done(self) -> bool:
+        # silence first: a poll late enough to end the duration as well must still see streams
+        # that never got a message as running, not as finished by that stop
+        self._check_silence()
         if self.duration is not None and time.monotonic() - self.started >= self.duration:
             self.stop()
-        self._check_silence()
         rules = self._rules
         if rules is not None and len(rules.warnings) > self._rule_warnings:
             self.warnings.extend(rules.warnings[self._rule_warnings :])
