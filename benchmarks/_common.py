@@ -80,3 +80,30 @@ def tree_percent(pid: int, seconds: float) -> tuple[float, int]:
         with contextlib.suppress(psutil.NoSuchProcess):
             used += sum(p.cpu_times()[:2]) - before.get(p.pid, 0.0)
     return 100 * used / (time.perf_counter() - t0), len(procs)
+
+
+def io_thread_waits() -> dict[str, int]:
+    """Nanoseconds each zmq I/O thread of this process has spent runnable but not running
+    (waiting for a core), by thread id, from Linux's per-thread schedstat ({} where the system
+    does not say). A sender whose I/O thread waits for a core is slowed by the machine, not by
+    its own work."""
+    waits: dict[str, int] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return waits
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if not f.read().startswith("ZMQbg/IO"):
+                    continue
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                waits[tid] = int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return waits
+
+
+def waited_since(before: dict[str, int]) -> float:
+    """Seconds the I/O threads alive now waited for a core since `before` (io_thread_waits)."""
+    return sum(ns - before.get(tid, 0) for tid, ns in io_thread_waits().items()) / 1e9

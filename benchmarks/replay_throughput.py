@@ -13,6 +13,8 @@ MB/s of both and their ratio, then medians. The verdict is the median of the per
 (each replay round against the pyzmq round next to it, so slow drifts of the load cancel).
 CPU per MiB of each sender's process (its Python threads and zmq's I/O thread, process_time
 over the round) is printed too: it is steadier than wall-clock rates when the cores are busy.
+So is how long the sender's zmq I/O thread was runnable but waiting for a core (Linux
+schedstat): the replay's rounds are slower mostly by that wait, not by the sender's own CPU.
 The load average is printed before and after. Target: replay >= 0.9 x raw pyzmq.
 
     python benchmarks/replay_throughput.py [--count 1000] [--rounds 7] [--protocol both]
@@ -34,7 +36,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median, prefault
+from _common import io_thread_waits, median, prefault, waited_since
 
 from recorder.protocols import adzmq, codec_for
 from recorder.replay import Replayer
@@ -102,7 +104,8 @@ def raw_sender(ctx, endpoint: str, messages: list[list[bytes]], hwm: int) -> zmq
     return sock
 
 
-Round = tuple[float, int, float]  # (seconds first to last message, bytes, sender CPU s)
+Round = tuple[float, int, float, float]
+"""(seconds first to last message, bytes, sender CPU s, s its zmq I/O thread waited for a core)"""
 
 
 def bench(protocol: str, count: int, rounds: int, workdir: Path) -> dict[str, list[Round]]:
@@ -122,40 +125,65 @@ def bench(protocol: str, count: int, rounds: int, workdir: Path) -> dict[str, li
     for r in range(-1, rounds):  # round -1: warm-up
         for name in ("pyzmq", "replay") if r % 2 == 0 else ("replay", "pyzmq"):
             prefault(1.0)
-            cpu = time.process_time()
+            cpu, waits = time.process_time(), io_thread_waits()
             if name == "pyzmq":
                 sock = raw_sender(ctx, endpoint, messages, hwm)
                 elapsed, nbytes = result_q.get(timeout=300)
+                waited = waited_since(waits)  # (before the close: the replayer's thread ends)
                 sock.close(linger=-1)
             else:
                 rp = Replayer(path, max_speed=True, endpoints={"": endpoint})
                 rp.start()
                 elapsed, nbytes = result_q.get(timeout=300)
+                waited = waited_since(waits)
                 assert rp.wait(60) and rp.error is None, rp.error
                 assert rp.status()["messages"] == count
                 rp.close()
             cpu = time.process_time() - cpu
             assert nbytes == expect, f"{name}: {nbytes} bytes arrived, {expect} sent"
             if r >= 0:
-                results[name].append((elapsed, nbytes, cpu))
+                results[name].append((elapsed, nbytes, cpu, waited))
     proc.join(30)
     ctx.term()
     return results
 
 
 def report(protocol: str, count: int, results: dict[str, list[Round]]) -> float:
-    rates = {n: [nb / t for t, nb, _ in runs] for n, runs in results.items()}
-    cpu = {n: [c / (nb / (1 << 20)) * 1e6 for _, nb, c in runs] for n, runs in results.items()}
+    rates = {n: [r[1] / r[0] for r in runs] for n, runs in results.items()}
+    cpu = {n: [r[2] / (r[1] / (1 << 20)) * 1e6 for r in runs] for n, runs in results.items()}
+    wait = {n: [r[3] * 1e3 for r in runs] for n, runs in results.items()}
     ratios = [a / b for a, b in zip(rates["replay"], rates["pyzmq"], strict=True)]
     print(f"\n{protocol}: {count} messages of 1 MiB, {len(ratios)} rounds each (after a warm-up)")
-    print(f"{'round':<7} {'pyzmq MB/s':>11} {'replay MB/s':>12} {'ratio':>7} {'CPU us/MiB':>22}")
+    print(
+        f"{'round':<7} {'pyzmq MB/s':>11} {'replay MB/s':>12} {'ratio':>7} {'CPU us/MiB':>22}"
+        f" {'I/O thread waited ms':>21}"
+    )
+
+    def row(label: str, a: float, b: float, ratio: float, c: tuple, w: tuple) -> None:
+        print(
+            f"{label:<7} {a:>11.0f} {b:>12.0f} {ratio:>7.2f} {f'{c[0]:.0f} / {c[1]:.0f}':>22}"
+            f" {f'{w[0]:.0f} / {w[1]:.0f}':>21}"
+        )
+
     for i, ratio in enumerate(ratios):
         a, b = rates["pyzmq"][i] / 1e6, rates["replay"][i] / 1e6
-        c = f"{cpu['pyzmq'][i]:.0f} / {cpu['replay'][i]:.0f}"
-        print(f"{i:<7} {a:>11.0f} {b:>12.0f} {ratio:>7.2f} {c:>22}")
+        row(
+            str(i),
+            a,
+            b,
+            ratio,
+            (cpu["pyzmq"][i], cpu["replay"][i]),
+            (wait["pyzmq"][i], wait["replay"][i]),
+        )
     a, b = median(rates["pyzmq"]) / 1e6, median(rates["replay"]) / 1e6
-    c = f"{median(cpu['pyzmq']):.0f} / {median(cpu['replay']):.0f}"
-    print(f"{'median':<7} {a:>11.0f} {b:>12.0f} {median(ratios):>7.2f} {c:>22}")
+    row(
+        "median",
+        a,
+        b,
+        median(ratios),
+        (median(cpu["pyzmq"]), median(cpu["replay"])),
+        (median(wait["pyzmq"]), median(wait["replay"])),
+    )
     return median(ratios)
 
 
