@@ -129,13 +129,13 @@ def bench(protocol: str, count: int, rounds: int, workdir: Path) -> dict[str, li
             if name == "pyzmq":
                 sock = raw_sender(ctx, endpoint, messages, hwm)
                 elapsed, nbytes = result_q.get(timeout=300)
-                waited = waited_since(waits)  # (before the close: the replayer's thread ends)
+                waited = waited_since(waits)
                 sock.close(linger=-1)
             else:
                 rp = Replayer(path, max_speed=True, endpoints={"": endpoint})
                 rp.start()
                 elapsed, nbytes = result_q.get(timeout=300)
-                waited = waited_since(waits)
+                waited = waited_since(waits)  # before the close: its I/O thread ends with it
                 assert rp.wait(60) and rp.error is None, rp.error
                 assert rp.status()["messages"] == count
                 rp.close()
