@@ -42,26 +42,20 @@ def run_all(jobs: Iterable[Callable[[], object]]) -> None:
     """Run every job, side by side where it pays; return when all have ended."""
     todo = list(jobs)
     if len(todo) < 2 or getattr(_inside, "worker", False):
-        _in_order(todo)
-        return
-    pool = _executor()
-    futures: list[Future] = [pool.submit(job) for job in todo]
-    first: BaseException | None = None
-    for future in futures:
-        exc = future.exception()  # waits for it
-        if exc is not None and first is None:
-            first = exc
+        failures = [_failure(job) for job in todo]
+    else:
+        pool = _executor()
+        futures: list[Future] = [pool.submit(job) for job in todo]
+        failures = [future.exception() for future in futures]  # waits for each
+    first = next((exc for exc in failures if exc is not None), None)
     if first is not None:
         raise first
 
 
-def _in_order(jobs: list[Callable[[], object]]) -> None:
-    first: BaseException | None = None
-    for job in jobs:
-        try:
-            job()
-        except Exception as exc:
-            if first is None:
-                first = exc
-    if first is not None:
-        raise first
+def _failure(job: Callable[[], object]) -> BaseException | None:
+    """What a job run here raised (None: it ran through)."""
+    try:
+        job()
+    except Exception as exc:
+        return exc
+    return None
