@@ -141,7 +141,9 @@ def _placed(family: zarr.Group, values: zarr.Array, rows: int) -> None:
     attrs = nodes.attrs_of(values)
     first = int(attrs.get("first_sample", 0))
     dim = [layout.SAMPLE_DIM]
-    sample = arrays.counting(family, "sample", first, rows, dim, {"long_name": "sample number"})
+    sample = arrays.counting(  # (named as PlacedAppender's chunks written ahead are)
+        family, dim[0], first, rows, dim, {"long_name": "sample number"}, ahead_in=values
+    )
     rate = attrs.get("sample_rate")
     if isinstance(rate, int | float) and rate > 0:  # CF: time = sample x scale_factor
         time_attrs: dict[str, JSON] = {

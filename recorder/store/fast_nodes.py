@@ -43,7 +43,8 @@ _TEMPLATES: dict[Hashable, dict[str, Any]] = {}
 _MAX_TEMPLATES = 512
 
 
-def _folder(group: zarr.Group) -> Path | None:
+def local_folder(group: zarr.Group | zarr.Array) -> Path | None:
+    """Where the local store keeps a node (None for other stores)."""
     store = group.store_path.store
     if not isinstance(store, LocalStore):
         return None
@@ -54,7 +55,7 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     replace_file(path, json.dumps(doc, allow_nan=True).encode())  # makes a missing folder
 
 
-def _child(group: zarr.Group, name: str) -> StorePath:
+def _child(group: zarr.Group | zarr.Array, name: str) -> StorePath:
     base = group.store_path.path
     return StorePath(group.store_path.store, f"{base}/{name}" if base else name)
 
@@ -73,7 +74,7 @@ def array(
 ) -> zarr.Array:
     """Array `name` in `group`: made by `make()` (zarr) the first time a `kind` is seen, else
     from that kind's template with these attributes and dimension names."""
-    folder = _folder(group)
+    folder = local_folder(group)
     template = _TEMPLATES.get(kind) if folder is not None else None
     if template is None:
         if overwrite and folder is not None:
@@ -101,11 +102,20 @@ def array(
     return zarr.Array(AsyncArray(meta, _child(group, name), config=config))
 
 
+def unlisted_array(parent: zarr.Array, name: str, like: zarr.Array) -> zarr.Array | None:
+    """An array object at `name` inside `parent`'s folder with `like`'s metadata, whose
+    `zarr.json` is never written: only its chunk files are, for a caller to move into a real
+    array later (None for other stores than the local one)."""
+    if local_folder(parent) is None:
+        return None
+    return zarr.Array(AsyncArray(like.metadata, _child(parent, name)))
+
+
 def open_node(group: zarr.Group, key: str) -> zarr.Array | zarr.Group | None:
     """The node at `key` under `group`, as `group[key]` gives it (KeyError when there is none);
     None where zarr must answer: another store, a version 2 group, a group opened with its
     consolidated metadata (zarr answers from that copy), or a document zarr should judge."""
-    folder = _folder(group)
+    folder = local_folder(group)
     meta = group.metadata
     if folder is None or meta.zarr_format != 3 or meta.consolidated_metadata is not None:
         return None
@@ -130,7 +140,7 @@ def open_node(group: zarr.Group, key: str) -> zarr.Array | zarr.Group | None:
 def group(parent: zarr.Group, rel: str, attributes: dict[str, Any] | None = None) -> zarr.Group:
     """Group `rel` (a/b/c) under `parent`, making the missing levels; `attributes` are set on
     the last level when it is made (and replace its attributes when it exists)."""
-    folder = _folder(parent)
+    folder = local_folder(parent)
     if folder is None:
         g = parent.require_group(rel)
         if attributes:

@@ -104,6 +104,8 @@ class PlacedAppender:
         self.overview: OverviewWriter | None = None  # min/max levels of final chunks
         self.finisher: ThreadPoolExecutor | None = None  # writes and reduces final chunks
         self.finishing: deque[Future] = deque()  # its jobs, oldest first
+        # the `sample` coordinate's whole chunks, as final chunks pass (coordinates.py)
+        self.sample_ahead: arrays.CountingAhead | None = None
 
     def place(self, b: BulkFrame) -> int:
         """Put the frame's values in their cells: its row offset, or NEW_SEGMENT / TO_HEAP."""
@@ -256,6 +258,12 @@ class PlacedAppender:
         if dirty:
             self._write(k, buf, rows)
         self._to_overview(k, buf, rows)
+        if self.sample_ahead is None:
+            assert self.array is not None, "chunks are final only after the array is made"
+            self.sample_ahead = arrays.CountingAhead(
+                self.array, layout.SAMPLE_DIM, self.first_sample
+            )
+        self.sample_ahead.write_until((k + 1) * self.chunk_rows)  # later chunks were placed
         if len(self.spare) < _SPARE_BUFFERS:  # written and reduced: nothing refers to it
             self.spare.append(buf)
 

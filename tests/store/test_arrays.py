@@ -52,3 +52,39 @@ def test_a_small_string_array_is_the_files_zarr_writes(tmp_path, monkeypatch, ro
     for name in files:
         mine, zarrs = (tmp_path / "run" / a / name for a in ("ours", "theirs"))
         assert mine.read_bytes() == zarrs.read_bytes()
+
+
+def test_counting_takes_the_chunks_written_ahead_that_its_rows_cover(tmp_path, monkeypatch):
+    """CountingAhead's chunk files wait inside another array's folder (zarr lists no members
+    there) with no zarr.json; counting() moves those within its rows in (the same files, not
+    encoded again), writes the rest itself and removes the folder: the array is the range."""
+    monkeypatch.setattr(layout, "COLUMN_CHUNK", 1000)
+    group = zarr.open_group(tmp_path / "run", mode="a", zarr_format=3)
+    values = arrays.bulk(group, "values", np.float32, 100, ["sample", "channel"], row_shape=(4,))
+    first = 5_000_000_123
+    ahead = arrays.CountingAhead(values, "sample", first)
+    ahead.write_until(999)  # no whole chunk yet
+    ahead.write_until(3500)  # chunks 0, 1, 2
+    staged = tmp_path / "run" / "values" / f"sample.{first}.compact"
+    assert sorted(p.name for p in staged.iterdir()) == ["c.0", "c.1", "c.2"]
+    assert list(zarr.open_group(tmp_path / "run", mode="r").keys()) == ["values"]
+    inodes = [(staged / f"c.{k}").stat().st_ino for k in range(2)]
+    whole_third = (staged / "c.2").read_bytes()
+    arrays.counting(group, "sample", first, 2500, ["sample"], ahead_in=values)  # fewer rows
+    folder = tmp_path / "run" / "sample"
+    assert [(folder / f"c.{k}").stat().st_ino for k in range(2)] == inodes
+    assert (folder / "c.2").read_bytes() != whole_third  # the partial last chunk is its own
+    assert not staged.exists()
+    back = zarr.open_array(folder, mode="r")
+    np.testing.assert_array_equal(back[:], first + np.arange(2500, dtype=np.int64))
+
+
+def test_counting_ahead_is_a_no_op_where_the_store_is_not_local(monkeypatch):
+    monkeypatch.setattr(layout, "COLUMN_CHUNK", 1000)
+    group = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3)
+    values = arrays.bulk(group, "values", np.float32, 100, ["sample", "channel"], row_shape=(4,))
+    before = set(group.store_path.store._store_dict)
+    arrays.CountingAhead(values, "sample", 0).write_until(5000)
+    assert set(group.store_path.store._store_dict) == before
+    arrays.counting(group, "sample", 0, 2500, ["sample"], ahead_in=values)
+    np.testing.assert_array_equal(group["sample"][:], np.arange(2500))

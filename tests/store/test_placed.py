@@ -3,6 +3,8 @@ with every message still rebuilt byte for byte from it."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import zarr
@@ -354,6 +356,7 @@ def test_unplaceable_frames_and_other_byte_orders_stay_exact(tmp_path, monkeypat
 
 def test_recover_cuts_placed_segments_to_the_last_flush(tmp_path, monkeypatch):
     monkeypatch.setattr(layout, "PLACED_CHUNK_BYTES", 4 * 4 * 24)
+    monkeypatch.setattr(layout, "COLUMN_CHUNK", 20)
     s = sim()
     n = data_index(s, 10, 1)
     sent = [s.message(i) for i in range(data_index(s, 30, 0))]
@@ -363,6 +366,7 @@ def test_recover_cuts_placed_segments_to_the_last_flush(tmp_path, monkeypatch):
     write(st, sent[n:])  # finalizes chunks far beyond the commit point, never committed
     root = zarr.open_group(run.path, mode="r+")
     root.attrs["pid"] = None  # the recorder "died" here
+    assert len(list(run.path.rglob("sample.*.compact/c.*"))) > 11 * 16 // 20  # past the commit
     repair_run(run.path)
     assert messages_of(run.path) == sent[:n]
     with RunReader(run.path) as r:
@@ -371,6 +375,40 @@ def test_recover_cuts_placed_segments_to_the_last_flush(tmp_path, monkeypatch):
     plain = zarr.open_array(run.path / "streams/oe" / path, mode="r")
     assert plain.shape == (11 * 16, 4)
     np.testing.assert_array_equal(plain[: 10 * 16], expected(s, range(10)))
+    # the sample numbers written ahead reached row ~400: only the committed rows are kept
+    sample = zarr.open_array(run.path / "streams/oe" / path / "../sample", mode="r")
+    first = plain.attrs["first_sample"]
+    np.testing.assert_array_equal(sample[:], first + np.arange(11 * 16))
+    assert not list(run.path.rglob("*.compact"))
+
+
+def test_sample_numbers_are_written_ahead_and_whole_after_the_close(tmp_path, monkeypatch):
+    """The `sample` coordinate's whole chunks are written as the placed chunks become final,
+    where no reader lists them (no zarr warning about unknown members of a live run); the
+    close moves them into the coordinate, which holds every sample number."""
+    monkeypatch.setattr(layout, "PLACED_CHUNK_BYTES", 4 * 4 * 40)  # 40-row chunks, 16-row blocks
+    monkeypatch.setattr(layout, "COLUMN_CHUNK", 100)
+    s = sim()
+    sent = [s.message(i) for i in range(data_index(s, 59, 3) + 1)]  # 60 blocks: 960 rows
+    run, st = new_stream(tmp_path)
+    write(st, sent)
+    st.flush()
+    app = next(a for a in st._segment_appenders if isinstance(a, placed.PlacedAppender))
+    values = chunk_file(app.array, 0).parent
+    staged = values / f"sample.{app.first_sample}.compact"
+    final_rows = app.base * 40  # rows of the chunks no placement can change
+    assert sorted(p.name for p in staged.iterdir()) == [f"c.{k}" for k in range(final_rows // 100)]
+    assert final_rows // 100 >= 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(zarr.open_group(values.parent, mode="r").array_keys()) == [values.name]
+    run.close()
+    sample = zarr.open_array(values.parent / "sample", mode="r")
+    np.testing.assert_array_equal(sample[:], app.first_sample + np.arange(60 * 16))
+    assert not staged.exists()
+    with RunReader(run.path) as r:
+        (cont,) = r.stream("oe").arrays(NAME)
+    np.testing.assert_array_equal(cont, expected(s, range(60)))
 
 
 def test_runs_without_the_frame_column_read_as_whole_rows(tmp_path):
