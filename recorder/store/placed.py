@@ -61,8 +61,9 @@ def placeable(b: BulkFrame) -> bool:
 
 _BLOCK_COLUMNS = 8  # channels placed together by place_block: per block of 384 channels x
 # 1024 samples from received frames, 4: 1.3 ms, 8: 0.87, 16: 1.06, 32: 1.6 (the value before)
-_SPARE_BUFFERS = 2  # finalized chunk buffers kept for reuse
 _BEHIND_CHUNKS = 4  # final chunks handed to the finishing thread and not yet written
+_SPARE_BUFFERS = _BEHIND_CHUNKS  # finalized chunk buffers kept for reuse (as many as may come
+# back at once: fewer, and the rest were freed while new ones were made, with their page faults)
 
 
 class PlacedAppender:
@@ -213,14 +214,14 @@ class PlacedAppender:
             k += 1
 
     def _new_buffer(self) -> np.ndarray:
-        """A chunk buffer of fill values: a finalized chunk's memory when one is spare. Fresh
-        memory costs a page fault per 4 KiB on first touch, and a 4 MiB chunk of a 384-channel
-        stream is made every 2730 samples (np.full was 3 % of the writer's time)."""
+        """A chunk buffer of fill values: a finalized chunk's memory when one is spare (the
+        finishing thread filled it, off this thread). Fresh memory costs a page fault per 4 KiB
+        on first touch, and a 4 MiB chunk of a 384-channel stream is made every 2730 samples
+        (np.full was 3 % of the writer's time, the fill of a spare one 2-3 %)."""
         shape = (self.chunk_rows, self.channels)
         while self.spare:
             buf = self.spare.pop()
             if buf.shape == shape and buf.dtype == self.dtype:
-                buf.fill(self.fill)
                 return buf
         return np.full(shape, self.fill, self.dtype)
 
@@ -265,6 +266,7 @@ class PlacedAppender:
             )
         self.sample_ahead.write_until((k + 1) * self.chunk_rows)  # later chunks were placed
         if len(self.spare) < _SPARE_BUFFERS:  # written and reduced: nothing refers to it
+            buf.fill(self.fill)  # (numpy lets the GIL go: the writer goes on meanwhile)
             self.spare.append(buf)
 
     def _reached(self, k: int) -> int:

@@ -199,20 +199,23 @@ def test_dropped_messages_leave_nan_cells(tmp_path, monkeypatch, chunk_rows):
     if chunk_rows is not None:
         monkeypatch.setattr(layout, "PLACED_CHUNK_BYTES", 4 * 4 * chunk_rows)
     s = sim()
-    lost = {(0, 1), (1, 3), (3, 1), (3, 2), (7, 0), (9, 3)}
+    lost = {(0, 1), (1, 3), (3, 1), (3, 2), (7, 0), (9, 3), (33, 2), (37, 0), (38, 1), (38, 2)}
     sent = [
         s.message(i)
-        for i in range(data_index(s, 9, 3) + 1)
+        for i in range(data_index(s, 39, 3) + 1)
         if not (s.plan(i)[0] == "data" and s.plan(i)[1:] in lost)
     ]
     run, st = new_stream(tmp_path)
-    write(st, sent)
+    for lo in range(0, len(sent), 50):  # a flush waits for the finishing thread: by the late
+        write(st, sent[lo : lo + 50], start_ns=lo)  # blocks, chunks are made from spare ones
+        st.flush()
     run.close()
     assert messages_of(run.path) == sent
     with RunReader(run.path) as r:
         (cont,) = r.stream("oe").arrays(NAME)
-    np.testing.assert_array_equal(cont, expected(s, range(10), skip=lost))
+    np.testing.assert_array_equal(cont, expected(s, range(40), skip=lost))
     assert np.isnan(cont[3 * 16 : 4 * 16, 1:3]).all()
+    assert np.isnan(cont[38 * 16 : 39 * 16, 1:3]).all()
 
 
 def test_acquisition_restart_starts_a_new_segment(tmp_path):
