@@ -29,6 +29,7 @@ import re
 import struct
 import time
 import uuid as uuid_module
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -817,7 +818,10 @@ class OpenEphysCodec:
     def __init__(self) -> None:
         self._shapes = ShapeCache()
         self._layouts: dict[int, _RunLayout | None] = {}  # by id of the shape
-        self._last_run = 0  # messages in the last run: the next is likely as long
+        # headers read by the last few runs: the next is likely as long as the longest (a run
+        # that a batch's end cut short says nothing, and reading a long run in steps from a
+        # short guess cost a read per step: on the simulator's stream, 409 reads for 241 runs)
+        self._recent_runs: deque[int] = deque(maxlen=4)
 
     def decode_run(self, messages: Sequence[Sequence[FrameBytes]], start: int) -> PlacedRun | None:
         """Continuous data messages from `start` decoded together (base.RunCodec): those whose
@@ -840,11 +844,11 @@ class OpenEphysCodec:
             layout.stream: first[layout.stream],
             layout.rate: first[layout.rate],
         }
-        rest, step = messages[start:], self._last_run + 1
+        rest, step = messages[start:], max(self._recent_runs, default=0) + 1
         v = _run_by_columns(rest, layout, want, step) if layout.columns is not None else None
         if v is None or v.read == 0:  # (a first header the columns cannot read: a sign, ...)
             v = _run_by_regex(rest, layout, want, step)
-        self._last_run = v.read
+        self._recent_runs.append(v.read)
         end = len(v.seq)
         if end == 0:
             return None

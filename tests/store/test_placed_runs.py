@@ -276,11 +276,35 @@ def test_a_run_read_by_columns_reads_its_own_headers_and_at_most_one_step_more(m
         return read(headers, want)
 
     monkeypatch.setattr(columns, "read", counting)
-    codec._last_run = 0  # as if the run before had been short
+    codec._recent_runs.clear()  # as if no run had been read before
     run = codec.decode_run(messages, 384)
     assert isinstance(run, PlacedRun) and run.count == 384
     assert run.columns["stream"] == ["probe1"] * 384
     assert 384 <= sum(seen) < 2 * 384
+
+
+def test_a_run_a_batch_end_cut_short_does_not_make_the_next_one_read_in_steps(monkeypatch):
+    """Runs end at events (here every 4 blocks of 64 channels) and at batch ends: the next
+    run is read in one step as long as the longest recent one, not from a short guess up."""
+    codec = codec_for("openephys")
+    run_of = [_data(k + 1, k % 64, (k // 64) * 16, n=16) for k in range(256)]
+    event = oe.encode_ttl(
+        message_num=999, stream="probe", source_node=100, sample_num=0, line=1, state=True
+    )
+    assert codec.decode_run([*run_of, event], 0).count == 256
+    assert codec.decode_run(run_of[:40], 0).count == 40  # a batch's end cut this one
+    columns = _layout(codec).columns
+    assert columns is not None
+    seen: list[int] = []
+    read = columns.read
+
+    def counting(headers, want):
+        seen.append(len(headers))
+        return read(headers, want)
+
+    monkeypatch.setattr(columns, "read", counting)
+    assert codec.decode_run([*run_of, event, *run_of], 0).count == 256
+    assert seen == [256]
 
 
 def test_headers_beyond_what_columns_read_go_by_the_regex_and_decode_alike():
