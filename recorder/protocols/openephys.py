@@ -635,28 +635,32 @@ _FIRST_STEP, _LAST_STEP = 64, 1024
 
 def _matched_step(messages: Sequence[Sequence[FrameBytes]], groups) -> tuple[list[tuple], list]:
     """_matched's tests but `same`, on one step of messages."""
-    headers, data = _data_frames(messages)
-    n = len(headers)
+    at, headers, data = _data_frames(messages)
+    n = _leading(at)
     matches = list(map(groups, map(bytes, headers)))
     if None in matches:
         n = matches.index(None)
     return list(map(_GROUPS, matches[:n])), data[:n]
 
 
-def _data_frames(messages: Sequence[Sequence[FrameBytes]]) -> tuple[list, list]:
-    """Header and data frames of the leading messages that are three frames, the first the
-    data envelope."""
-    sizes = list(map(len, messages))
-    n = len(sizes)
-    if sizes.count(3) != n:
-        n = next(k for k, size in enumerate(sizes) if size != 3)
-    if n == 0:
-        return [], []
-    envelopes, headers, data = zip(*messages[:n], strict=True)
-    kinds = list(map(bytes, envelopes))
-    if kinds.count(DATA_ENVELOPE) != n:
-        n = next(k for k, kind in enumerate(kinds) if kind != DATA_ENVELOPE)
-    return list(headers[:n]), list(data[:n])
+def _data_frames(messages: Sequence[Sequence[FrameBytes]]) -> tuple[list[int], list, list]:
+    """The indexes, header and data frames of the messages that are three frames, the first
+    the data envelope; the others (events between runs, anything malformed) left out."""
+    n = len(messages)
+    if list(map(len, messages)).count(3) == n and n:
+        envelopes, headers, data = zip(*messages, strict=True)
+        if list(map(bytes, envelopes)).count(DATA_ENVELOPE) == n:
+            return list(range(n)), list(headers), list(data)
+    at = [k for k, m in enumerate(messages) if len(m) == 3 and bytes(m[0]) == DATA_ENVELOPE]
+    return at, [messages[k][1] for k in at], [messages[k][2] for k in at]
+
+
+def _leading(at: list[int], first: int = 0) -> int:
+    """How many of the indexes are first, first + 1, ... (messages one after the other)."""
+    n = len(at)
+    if not n or at[-1] == first + n - 1:
+        return n
+    return next(k for k, i in enumerate(at) if i != first + k)
 
 
 def _read_columns(
@@ -664,23 +668,30 @@ def _read_columns(
     columns: ShapeColumns,
     want: dict[int, bytes],
     first_step: int,
-) -> tuple[np.ndarray, list[list[bytes]], list]:
+) -> tuple[np.ndarray, list[list[bytes]], list, list[int]]:
     """_matched by `ShapeColumns` (numpy over each step's headers instead of a regex match
-    each): the int values (n, ints), the text values and the data frames of the leading
-    messages whose headers the columns read with the fixed values `want`. Steps as _matched."""
+    each): the int values (n, ints), the text values, the data frames and the indexes of the
+    data messages whose headers the columns read with the fixed values `want`, up to the
+    first they cannot. Across the events between data messages: a run ends at each, and a
+    read costs ~200 us however few headers it holds, so the runs after an event are read with
+    the one before (decode_run keeps them). Steps as _matched."""
     ints: list[np.ndarray] = []
     texts: list[list[list[bytes]]] = []
     data: list = []
+    at: list[int] = []
+    pos = 0
     for part in _steps(messages, first_step):
-        headers, frames = _data_frames(part)
+        where, headers, frames = _data_frames(part)
         n, values, raw = columns.read(headers, want)
         ints.append(values)
         texts.append(raw)
         data += frames[:n]
-        if n < len(part):
+        at += [pos + k for k in where[:n]]
+        if n < len(headers):
             break
+        pos += len(part)
     joined = [[v for part in texts for v in part[j]] for j in range(len(columns.texts))]
-    return np.concatenate(ints) if len(ints) > 1 else ints[0], joined, data
+    return np.concatenate(ints) if len(ints) > 1 else ints[0], joined, data, at
 
 
 _GROUPS = operator.methodcaller("groups")
@@ -724,8 +735,9 @@ class _RunLayout:
 
 
 class _RunValues(NamedTuple):
-    """The values of a run's messages that pass decode()'s checks; `read`: how many headers
-    were read before the checks (the next run is likely as long)."""
+    """The values of data messages that pass decode()'s checks, and where those messages are
+    (`at`: indexes in the messages read); `read`: how many headers were read before the
+    checks."""
 
     read: int
     seq: list[int]
@@ -735,6 +747,34 @@ class _RunValues(NamedTuple):
     stamp: list[int]
     names: list[str | None]
     data: list
+    at: list[int]
+
+    def cut(self, n: int, offset: int) -> tuple[_RunValues, _RunValues]:
+        """The first n values and the rest, the rest's indexes moved by `offset`."""
+        head = self.taking(slice(0, n))
+        tail = self.taking(slice(n, None))._replace(read=0)
+        return head, tail._replace(at=[offset + i for i in tail.at]) if offset else tail
+
+    def taking(self, which: slice | list[int]) -> _RunValues:
+        """The values at `which` (a slice, or indexes)."""
+
+        def take(values: list) -> list:
+            return values[which] if isinstance(which, slice) else [values[k] for k in which]
+
+        return _RunValues(
+            self.read,
+            take(self.seq),
+            take(self.channel),
+            take(self.num_samples),
+            take(self.sample),
+            take(self.stamp),
+            take(self.names),
+            take(self.data),
+            take(self.at),
+        )
+
+
+_NO_VALUES = _RunValues(0, [], [], [], [], [], [], [], [])
 
 
 def _run_by_regex(
@@ -744,7 +784,7 @@ def _run_by_regex(
     found, data = _matched(messages, layout.groups, list(want.items()), step)
     end = len(found)
     if end == 0:
-        return _RunValues(0, [], [], [], [], [], [], [])
+        return _NO_VALUES
     sizes = frame_sizes(data)
     fields = list(zip(*found, strict=True))
     seqs, end = _ints_until(fields[layout.seq], end, _INT64_MIN, _INT64_MAX)
@@ -773,41 +813,74 @@ def _run_by_regex(
         stamps[:end],
         names[:end],
         data[:end],
+        list(range(end)),
     )
 
 
 def _run_by_columns(
     messages: Sequence[Sequence[FrameBytes]], layout: _RunLayout, want: dict[int, bytes], step: int
 ) -> _RunValues:
-    """A run's values from its headers read together (ShapeColumns): the same checks as
-    _run_by_regex, on whole columns. The ints are plain digits of at most 15 (ShapeColumns
-    reads no others), so only the sizes and the timestamp's range can end the run here."""
+    """The values of data messages whose headers were read together (ShapeColumns, across
+    events): the same checks as _run_by_regex, on whole columns. The ints are plain digits of
+    at most 15 (ShapeColumns reads no others), so only the sizes, the timestamp's range and a
+    name that is not UTF-8 can fail here. A message that fails is left out, as an event is:
+    the run before it ends there, and decode() says what it is."""
     assert layout.columns is not None
-    ints, texts, data = _read_columns(messages, layout.columns, want, step)
-    end = len(data)
-    if end == 0:
-        return _RunValues(0, [], [], [], [], [], [], [])
+    ints, texts, data, at = _read_columns(messages, layout.columns, want, step)
+    if not data:
+        return _NO_VALUES
     seq, chan, count, sample, size = (ints[:, j] for j in range(5))
     sizes = np.array(frame_sizes(data), dtype=np.int64)
     bad = (size != count * 4) | (sizes != count * 4)
     if layout.stamp is not None:
         bad |= ints[:, 5] > _MS_MAX
-    if bad.any():
-        end = int(np.argmax(bad))
-    stamps = (ints[:end, 5] * 1_000_000).tolist() if layout.stamp is not None else [NO_TIME] * end
-    names: list[str | None] = [None] * end
+    stamps = ints[:, 5] * 1_000_000 if layout.stamp is not None else np.full(len(data), NO_TIME)
+    names: list[str | None] = [None] * len(data)
     if layout.name is not None:
-        names, end = _texts_until(texts[0], end)
-    return _RunValues(
+        names = _texts_or_none(texts[0])
+        if None in names:
+            bad |= np.array([name is None for name in names])
+    values = _RunValues(
         len(data),
-        seq[:end].tolist(),
-        chan[:end].tolist(),
-        count[:end].tolist(),
-        sample[:end].tolist(),
-        stamps[:end],
-        names[:end],
-        data[:end],
+        seq.tolist(),
+        chan.tolist(),
+        count.tolist(),
+        sample.tolist(),
+        stamps.tolist(),
+        names,
+        data,
+        at,
     )
+    if not bad.any():
+        return values
+    return values.taking(np.flatnonzero(~bad).tolist())
+
+
+def _texts_or_none(raw: Sequence[bytes]) -> list[str | None]:
+    """The values as text, None where one is not UTF-8."""
+    try:
+        return list(map(bytes.decode, raw))
+    except UnicodeDecodeError:
+        pass
+    out: list[str | None] = []
+    for value in raw:
+        try:
+            out.append(value.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append(None)
+    return out
+
+
+class _Ahead(NamedTuple):
+    """Values read for data messages past the run they were read with (the runs after its
+    events), kept for the decode_run calls that reach them: of which batch, read how."""
+
+    messages: Sequence[Sequence[FrameBytes]]
+    after: int  # where the run returned last ends: from there to the first value, no run
+    values: _RunValues  # `at`: indexes in `messages`
+    layout: _RunLayout
+    stream: str
+    rate: float
 
 
 class OpenEphysCodec:
@@ -818,17 +891,71 @@ class OpenEphysCodec:
     def __init__(self) -> None:
         self._shapes = ShapeCache()
         self._layouts: dict[int, _RunLayout | None] = {}  # by id of the shape
-        # headers read by the last few runs: the next is likely as long as the longest (a run
-        # that a batch's end cut short says nothing, and reading a long run in steps from a
-        # short guess cost a read per step: on the simulator's stream, 409 reads for 241 runs)
-        self._recent_runs: deque[int] = deque(maxlen=4)
+        # how many messages the last few reads spanned: the next likely spans as many as the
+        # longest (a read that a batch's end cut short says nothing, and a long stretch read in
+        # steps from a short guess cost a read per step: on the simulator's stream, 409 reads
+        # for 241 runs)
+        self._recent_reads: deque[int] = deque(maxlen=4)
+        self._ahead: _Ahead | None = None  # runs read with an earlier one, not yet asked for
 
     def decode_run(self, messages: Sequence[Sequence[FrameBytes]], start: int) -> PlacedRun | None:
         """Continuous data messages from `start` decoded together (base.RunCodec): those whose
         header has a learnt shape and whose values pass every check decode() makes, with one
         stream and one sample rate. Anything else ends the run and goes through decode().
-        Column by column: the headers of a run are read together (ShapeColumns), or with one
-        regex match each where a header's layout is beyond what those read."""
+        Column by column: the headers of a run are read together (ShapeColumns), with those of
+        the runs after it that the events between them cut off (kept for the calls that reach
+        them), or with one regex match each where a header's layout is beyond what those read."""
+        ahead = self._ahead
+        if (
+            ahead is not None
+            and ahead.messages is messages
+            and ahead.after <= start <= ahead.values.at[0]
+        ):
+            if start < ahead.values.at[0]:
+                return None  # left out by the read: an event, or a message decode() must judge
+            v, layout, stream, rate = ahead.values, ahead.layout, ahead.stream, ahead.rate
+            run, rest = v.cut(_leading(v.at, start), 0)
+        else:
+            read = self._read_run(messages, start)
+            if read is None:
+                return None
+            v, layout, stream, rate = read
+            if v.at:
+                self._recent_reads.append(v.at[-1] + 1)
+            run, rest = v.cut(_leading(v.at), start)
+        end = len(run.seq)
+        self._ahead = _Ahead(messages, start + end, rest, layout, stream, rate) if rest.at else None
+        if end == 0:
+            return None
+        columns: dict[str, list] = {
+            "stream": [stream] * end,
+            "channel_num": run.channel,
+            "num_samples": run.num_samples,
+            "sample_num": run.sample,
+            "sample_rate": [rate] * end,
+        }
+        if layout.name is not None:
+            columns["channel_name"] = run.names
+        return PlacedRun(
+            seq=run.seq,
+            source_ns=run.stamp,
+            columns=columns,
+            frame=2,
+            name=f"continuous/{_safe(stream)}",
+            rows=columns["sample_num"],
+            cols=columns["channel_num"],
+            arrays=list(map(functools.partial(np.frombuffer, dtype="<f4"), run.data)),
+            channel_names=run.names,
+            sample_rate=rate,
+            units=None,
+        )
+
+    def _read_run(
+        self, messages: Sequence[Sequence[FrameBytes]], start: int
+    ) -> tuple[_RunValues, _RunLayout, str, float] | None:
+        """The values of the data messages from `start` on that one read takes (`at` from
+        `start`), with the layout, stream and sample rate of the first; None: it is no data
+        message a run can start with."""
         layout, first = self._layout_of(messages[start])
         if layout is None or first is None:
             return None
@@ -844,36 +971,11 @@ class OpenEphysCodec:
             layout.stream: first[layout.stream],
             layout.rate: first[layout.rate],
         }
-        rest, step = messages[start:], max(self._recent_runs, default=0) + 1
+        rest, step = messages[start:], max(self._recent_reads, default=0) + 1
         v = _run_by_columns(rest, layout, want, step) if layout.columns is not None else None
         if v is None or v.read == 0:  # (a first header the columns cannot read: a sign, ...)
             v = _run_by_regex(rest, layout, want, step)
-        self._recent_runs.append(v.read)
-        end = len(v.seq)
-        if end == 0:
-            return None
-        columns: dict[str, list] = {
-            "stream": [stream] * end,
-            "channel_num": v.channel,
-            "num_samples": v.num_samples,
-            "sample_num": v.sample,
-            "sample_rate": [rate] * end,
-        }
-        if layout.name is not None:
-            columns["channel_name"] = v.names
-        return PlacedRun(
-            seq=v.seq,
-            source_ns=v.stamp,
-            columns=columns,
-            frame=2,
-            name=f"continuous/{_safe(stream)}",
-            rows=columns["sample_num"],
-            cols=columns["channel_num"],
-            arrays=list(map(functools.partial(np.frombuffer, dtype="<f4"), v.data)),
-            channel_names=v.names,
-            sample_rate=rate,
-            units=None,
-        )
+        return v, layout, stream, rate
 
     def _layout_of(self, frames: Sequence[FrameBytes]) -> tuple[_RunLayout | None, tuple | None]:
         """The run layout of a message's header (learnt from it when new), with its groups."""

@@ -276,7 +276,7 @@ def test_a_run_read_by_columns_reads_its_own_headers_and_at_most_one_step_more(m
         return read(headers, want)
 
     monkeypatch.setattr(columns, "read", counting)
-    codec._recent_runs.clear()  # as if no run had been read before
+    codec._recent_reads.clear()  # as if no run had been read before
     run = codec.decode_run(messages, 384)
     assert isinstance(run, PlacedRun) and run.count == 384
     assert run.columns["stream"] == ["probe1"] * 384
@@ -303,8 +303,62 @@ def test_a_run_a_batch_end_cut_short_does_not_make_the_next_one_read_in_steps(mo
         return read(headers, want)
 
     monkeypatch.setattr(columns, "read", counting)
-    assert codec.decode_run([*run_of, event, *run_of], 0).count == 256
+    assert codec.decode_run([*run_of, event], 0).count == 256
     assert seen == [256]
+
+
+def test_the_runs_after_events_are_read_with_the_run_before_them(monkeypatch):
+    """Events end runs, and a read costs about the same however few headers it holds: the
+    headers past an event are read with the run before it, and the calls that reach them
+    read nothing. What each call gives is what it gives reading alone."""
+    messages = []
+    for block in range(12):
+        messages += [_data(64 * block + c + 1, c, block * 16, n=16) for c in range(64)]
+        if block % 4 == 3:  # a TTL after every fourth block, a spike after the sixth
+            messages.append(
+                oe.encode_ttl(
+                    message_num=1000 + block,
+                    stream="probe",
+                    source_node=100,
+                    sample_num=block * 16,
+                    line=1,
+                    state=True,
+                )
+            )
+        if block == 5:
+            messages.append(
+                oe.encode_spike(
+                    np.zeros((2, 8)),
+                    message_num=2000,
+                    stream="probe",
+                    source_node=100,
+                    electrode="TT1",
+                    sample_num=block * 16,
+                )
+            )
+    codec, alone = codec_for("openephys"), codec_for("openephys")
+    assert codec.decode_run(messages, 0).count == 256
+    assert codec.decode_run(messages, 0).count == 256  # asked again: read again
+    columns = _layout(codec).columns
+    seen: list[int] = []
+    read = columns.read
+    monkeypatch.setattr(columns, "read", lambda h, w: seen.append(len(h)) or read(h, w))
+    starts, i = [], 256
+    while i < len(messages):
+        run = codec.decode_run(messages, i)
+        fresh = alone.decode_run(messages, i)
+        assert (run is None) == (fresh is None), i
+        if run is None:
+            i += 1
+            continue
+        assert (run.seq, run.source_ns, run.columns, run.rows, run.cols) == (
+            fresh.seq, fresh.source_ns, fresh.columns, fresh.rows, fresh.cols,
+        )  # fmt: skip
+        assert all(np.array_equal(a, b) for a, b in zip(run.arrays, fresh.arrays, strict=True))
+        starts.append((i, run.count))
+        i += run.count
+    assert starts == [(257, 128), (386, 128), (515, 256)]
+    assert seen == []  # the first call read them all
 
 
 def test_headers_beyond_what_columns_read_go_by_the_regex_and_decode_alike():
