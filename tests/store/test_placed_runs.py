@@ -262,10 +262,8 @@ def _layout(codec) -> oe._RunLayout:
     return layouts[0]
 
 
-def test_a_run_read_by_columns_reads_its_own_headers_and_at_most_one_step_more(monkeypatch):
-    codec = codec_for("openephys")
-    messages = _probes(blocks=2, probes=3, channels=384)
-    assert codec.decode_run(messages, 0).count == 384
+def _reads_of(codec, monkeypatch) -> list[int]:
+    """How many headers each read by the codec's columns takes from now on."""
     columns = _layout(codec).columns
     assert columns is not None  # an ordinary data header is read by columns
     seen: list[int] = []
@@ -276,6 +274,14 @@ def test_a_run_read_by_columns_reads_its_own_headers_and_at_most_one_step_more(m
         return read(headers, want)
 
     monkeypatch.setattr(columns, "read", counting)
+    return seen
+
+
+def test_a_run_read_by_columns_reads_its_own_headers_and_at_most_one_step_more(monkeypatch):
+    codec = codec_for("openephys")
+    messages = _probes(blocks=2, probes=3, channels=384)
+    assert codec.decode_run(messages, 0).count == 384
+    seen = _reads_of(codec, monkeypatch)
     codec._recent_reads.clear()  # as if no run had been read before
     run = codec.decode_run(messages, 384)
     assert isinstance(run, PlacedRun) and run.count == 384
@@ -293,16 +299,7 @@ def test_a_run_a_batch_end_cut_short_does_not_make_the_next_one_read_in_steps(mo
     )
     assert codec.decode_run([*run_of, event], 0).count == 256
     assert codec.decode_run(run_of[:40], 0).count == 40  # a batch's end cut this one
-    columns = _layout(codec).columns
-    assert columns is not None
-    seen: list[int] = []
-    read = columns.read
-
-    def counting(headers, want):
-        seen.append(len(headers))
-        return read(headers, want)
-
-    monkeypatch.setattr(columns, "read", counting)
+    seen = _reads_of(codec, monkeypatch)
     assert codec.decode_run([*run_of, event], 0).count == 256
     assert seen == [256]
 
@@ -339,10 +336,7 @@ def test_the_runs_after_events_are_read_with_the_run_before_them(monkeypatch):
     codec, alone = codec_for("openephys"), codec_for("openephys")
     assert codec.decode_run(messages, 0).count == 256
     assert codec.decode_run(messages, 0).count == 256  # asked again: read again
-    columns = _layout(codec).columns
-    seen: list[int] = []
-    read = columns.read
-    monkeypatch.setattr(columns, "read", lambda h, w: seen.append(len(h)) or read(h, w))
+    seen = _reads_of(codec, monkeypatch)
     starts, i = [], 256
     while i < len(messages):
         run = codec.decode_run(messages, i)
