@@ -574,19 +574,19 @@ def _ints_until(raw: tuple, end: int, low: int, high: int) -> tuple[list[int], i
     return values, end
 
 
-def _texts_until(raw: Sequence[bytes], end: int) -> tuple[list[str | None], int]:
-    """The first `end` values as text, and how many of them are valid UTF-8."""
+def _texts_or_none(raw: Sequence[bytes]) -> list[str | None]:
+    """The values as text, None where one is not UTF-8."""
     try:
-        return list(map(bytes.decode, raw[:end])), end
+        return list(map(bytes.decode, raw))
     except UnicodeDecodeError:
         pass
     out: list[str | None] = []
-    for k in range(end):
+    for value in raw:
         try:
-            out.append(raw[k].decode("utf-8"))
+            out.append(value.decode("utf-8"))
         except UnicodeDecodeError:
-            return out, k
-    return out, end
+            out.append(None)
+    return out
 
 
 def _matched(
@@ -751,8 +751,7 @@ class _RunValues(NamedTuple):
 
     def cut(self, n: int, offset: int) -> tuple[_RunValues, _RunValues]:
         """The first n values and the rest, the rest's indexes moved by `offset`."""
-        head = self.taking(slice(0, n))
-        tail = self.taking(slice(n, None))._replace(read=0)
+        head, tail = self.taking(slice(0, n)), self.taking(slice(n, None))
         return head, tail._replace(at=[offset + i for i in tail.at]) if offset else tail
 
     def taking(self, which: slice | list[int]) -> _RunValues:
@@ -803,7 +802,9 @@ def _run_by_regex(
         stamps = [NO_TIME] * end
     names: list[str | None] = [None] * end
     if layout.name is not None:
-        names, end = _texts_until(fields[layout.name], end)
+        names = _texts_or_none(fields[layout.name][:end])
+        if None in names:
+            end = names.index(None)
     return _RunValues(
         len(found),
         seqs[:end],
@@ -854,21 +855,6 @@ def _run_by_columns(
     if not bad.any():
         return values
     return values.taking(np.flatnonzero(~bad).tolist())
-
-
-def _texts_or_none(raw: Sequence[bytes]) -> list[str | None]:
-    """The values as text, None where one is not UTF-8."""
-    try:
-        return list(map(bytes.decode, raw))
-    except UnicodeDecodeError:
-        pass
-    out: list[str | None] = []
-    for value in raw:
-        try:
-            out.append(value.decode("utf-8"))
-        except UnicodeDecodeError:
-            out.append(None)
-    return out
 
 
 class _Ahead(NamedTuple):
