@@ -76,6 +76,7 @@ def stream_loop(
     companions: list[Companion],
     more_companions: Callable[[], list[Companion]] = list,
     polling: Callable[[], None] | None = None,
+    frames_as_bytes: bool = True,
 ) -> None:
     """SUB or PULL: take everything that arrives, in batches.
 
@@ -89,7 +90,8 @@ def stream_loop(
     (`--protocol auto` learns from the first messages which protocol, and so which control
     planes, it talks to). `polling()` is called before each wait with nothing held: everything
     received before it has been handed to `emit` (the recording's runs use that to know time
-    has passed).
+    has passed). `frames_as_bytes=False` hands every frame over as the zmq.Frame it came in,
+    for an `emit` that copies the batch away at once (the receive process, into shared memory).
     """
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
@@ -134,7 +136,7 @@ def stream_loop(
                 batch.append((time.time_ns(), frames, None))
                 nbytes += sum(map(len, frames))
         if batch and (len(batch) >= limit or nbytes >= _DRAIN_BYTES or time.monotonic() >= due):
-            copy = nbytes < _COPY_BELOW * len(batch)
+            copy = frames_as_bytes and nbytes < _COPY_BELOW * len(batch)
             emit(batch, nbytes)
             batch, nbytes = [], 0
             left = remaining()

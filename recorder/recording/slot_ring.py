@@ -15,6 +15,13 @@ the lowest free slot, so a recording that keeps up touches only the first few; s
 `warm` hand their pages back when freed, so a backlog that drained leaves at most the warm
 slots' memory behind (until the recording ends). The warm ones keep theirs: faulting a slot's
 pages in again cost the child 2.4 ms per 2 MiB batch, as much as the pipe it replaces.
+
+The mapping is a memory file (memfd) where the system has them: the child writes a batch's
+frames into their slot with one `pwritev`, straight from the buffers they were received in. A
+join into one payload and its copy into the mapping cost a copy more, and the mapping's fresh
+pages a fault each; the kernel's write gives the file its pages without one. Measured on 470
+Open Ephys messages at a time (receive, pack and hand over): 5.6 -> 4.4 us a message, and 8.6 ->
+5.1 while the slots are fresh. Elsewhere the mapping is anonymous and the frames are joined.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import os
 import weakref
 from array import array
 from collections import deque
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +41,7 @@ import numpy as np
 # the slots, which only take memory once a batch is copied in
 _MAP_NORESERVE = 0x4000 if os.uname().machine in ("x86_64", "aarch64") else 0
 _REMOVE = getattr(mmap, "MADV_REMOVE", None)  # Linux: a shared page's memory is given back
+_IOV_MAX = 1024  # buffers one pwritev takes (Linux's IOV_MAX)
 
 
 class SlotRing:
@@ -40,10 +50,20 @@ class SlotRing:
 
     def __init__(self, slots: int, slot_bytes: int, warm: int = 8):
         self.slot_bytes, self.warm = slot_bytes, warm
-        try:  # anonymous (-1) and shared: a forked child writes where the parent reads
-            self._map = mmap.mmap(-1, slots * slot_bytes, flags=mmap.MAP_SHARED | _MAP_NORESERVE)
+        self._fd = _memory_file(slots * slot_bytes)
+        try:  # shared: a forked child writes where the parent reads
+            self._map = mmap.mmap(
+                -1 if self._fd is None else self._fd,
+                slots * slot_bytes,
+                flags=mmap.MAP_SHARED | _MAP_NORESERVE,
+            )
         except OSError:  # no memory to map (a strict overcommit policy): no slots, the pipe
             slots = 0
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+        if self._fd is not None:  # the child writes through it; closed with the ring
+            weakref.finalize(self, os.close, self._fd).atexit = False
         self.slots = slots
         self._free = list(range(slots))  # the child's: a heap, lowest slot first
         # the parent's: slots given back, not yet told the child. Views die on any thread (the
@@ -54,13 +74,21 @@ class SlotRing:
 
     # -- the child -----------------------------------------------------------------------------
 
-    def put(self, payload: bytes) -> int | None:
-        """Copy `payload` into a free slot and return its number; None: none free or too big."""
-        if len(payload) > self.slot_bytes or not self._free:
+    def put(self, pieces: Sequence[Any], nbytes: int) -> int | None:
+        """Copy the byte buffers `pieces` (`nbytes` together) one after the other into a free slot
+        and return its number; None: none free, too big, or the memory file refused them."""
+        if nbytes > self.slot_bytes or not self._free:
             return None
         slot = heapq.heappop(self._free)
         at = slot * self.slot_bytes
-        self._map[at : at + len(payload)] = payload
+        if self._fd is None:
+            self._map[at : at + nbytes] = b"".join(pieces)
+            return slot
+        try:
+            _pwrite_all(self._fd, pieces, at)
+        except OSError:  # no memory for the file's pages (a cgroup's limit): the pipe
+            heapq.heappush(self._free, slot)
+            return None
         return slot
 
     def unput(self, slot: int) -> None:
@@ -98,3 +126,31 @@ class SlotRing:
         while freed:
             slots.append(freed.popleft())
         return slots.tobytes()
+
+
+def _memory_file(size: int) -> int | None:
+    """A memory file of `size` bytes (its pages made as they are written), or None where the
+    system has none or refuses the size."""
+    create = getattr(os, "memfd_create", None)
+    if create is None or size <= 0:
+        return None
+    try:
+        fd = create("zmq-recorder-slots", os.MFD_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _pwrite_all(fd: int, pieces: Sequence[Any], at: int) -> None:
+    """The pieces one after the other from offset `at`, IOV_MAX buffers a system call."""
+    for k in range(0, len(pieces), _IOV_MAX):
+        group = pieces[k : k + _IOV_MAX]
+        want = sum(map(len, group))
+        if os.pwritev(fd, group, at) != want:  # memory ran out mid-way
+            raise OSError(f"the memory file took less than {want} bytes")
+        at += want
