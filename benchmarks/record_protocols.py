@@ -10,7 +10,10 @@ round the receivers take the same stream, alternating so machine noise hits them
 * raw: our Recording storing the same frames verbatim, to show what the codec itself costs.
 
 Each is timed from its first message to everything fsynced. Prints messages/s, MB/s, the ratio
-to the baseline, loss and rejects (a faithful stream must give none).
+to the baseline, loss and rejects (a faithful stream must give none), and where the CPU went,
+in microseconds a message: the receiving process (the recorder's own, or the baseline's), its
+receive process where it has one (Open Ephys), and the sender; on 2 cores their sum bounds the
+rate as much as any one of them.
 
     python benchmarks/record_protocols.py [--rounds 3] [--scale 1.0] [--only adzmq,karabo]
 """
@@ -26,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -136,12 +140,16 @@ def bench(case: Case, rounds: int, workdir: Path) -> dict[str, list]:
     endpoint, ack_endpoint = q.get(timeout=600), q.get(timeout=60)
     ack = Ack(ctx, ack_endpoint)
     results: dict[str, list] = {name: [] for name in order}
+    me, sending = psutil.Process(), psutil.Process(proc.pid)
     try:
         for r in range(rounds):
             for name in order if r % 2 == 0 else order[::-1]:
                 out = Path(tempfile.mkdtemp(dir=workdir))
                 prefault()
-                results[name].append(receivers[name](ctx, endpoint, ack, case.count, out))
+                before = _cpu(me, sending)
+                got = receivers[name](ctx, endpoint, ack, case.count, out)
+                used = [b - a for a, b in zip(before, _cpu(me, sending), strict=True)]
+                results[name].append((*got, used))
                 shutil.rmtree(out)
         proc.join(120)
     finally:
@@ -152,25 +160,34 @@ def bench(case: Case, rounds: int, workdir: Path) -> dict[str, list]:
     return results
 
 
+def _cpu(me: psutil.Process, sending: psutil.Process) -> tuple[float, float, float]:
+    """CPU seconds so far (user + system) of this process, of its children that have ended
+    (a recording's receive process, once the recording reaped it) and of the sender."""
+    t, s = me.cpu_times(), sending.cpu_times()
+    return t.user + t.system, t.children_user + t.children_system, s.user + s.system
+
+
 HEADER = (
     f"{'protocol':<13} {'receiver':<9} {'msg/s':>10} {'MB/s':>8} {'ratio':>6} "
-    f"{'loss':>5} {'rejects':>7}"
+    f"{'loss':>5} {'rejects':>7}  CPU us/msg: {'here':>5} {'rx':>5} {'send':>5}"
 )
 
 
 def report(case: Case, results: dict[str, list]) -> dict:
-    base = median([nb / t for t, _, nb, _ in results["baseline"]])
+    base = median([nb / t for t, _, nb, _, _ in results["baseline"]])
     out = {}
     for name, runs in results.items():
-        mbs = median([nb / t for t, _, nb, _ in runs])
-        msgs = median([got / t for t, got, _, _ in runs])
-        loss = max(case.count - got for _, got, _, _ in runs)
-        rejects = max(rj for *_, rj in runs)
+        mbs = median([nb / t for t, _, nb, _, _ in runs])
+        msgs = median([got / t for t, got, _, _, _ in runs])
+        loss = max(case.count - got for _, got, _, _, _ in runs)
+        rejects = max(r[3] for r in runs)
+        cpu = [median([r[4][i] / case.count * 1e6 for r in runs]) for i in range(3)]
         out[name] = {"msg/s": msgs, "MB/s": mbs / 1e6, "ratio": mbs / base, "loss": loss,
-                     "rejects": rejects}  # fmt: skip
+                     "rejects": rejects, "cpu_us": cpu}  # fmt: skip
         print(
             f"{case.protocol:<13} {name:<9} {msgs:>10.0f} {mbs / 1e6:>8.1f} "
-            f"{mbs / base:>6.2f} {loss:>5} {rejects:>7}",
+            f"{mbs / base:>6.2f} {loss:>5} {rejects:>7}              "
+            f"{cpu[0]:>5.1f} {cpu[1]:>5.1f} {cpu[2]:>5.1f}",
             flush=True,
         )
     return out
