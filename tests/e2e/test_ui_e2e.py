@@ -19,6 +19,11 @@ def _int(text: str) -> int:
     return int(re.sub(r"\D", "", text) or 0)
 
 
+def _replay_created(response) -> bool:
+    """The answer to the replay form's POST /replays."""
+    return response.request.method == "POST" and response.url.split("?")[0].endswith("/replays")
+
+
 def _rises(read, timeout: float = 20.0) -> tuple[int, int]:
     first = read()
     deadline = time.monotonic() + timeout
@@ -127,13 +132,18 @@ def test_record_tag_preview_replay_in_a_browser(tmp_path, page, shot):
         ]
         page.console_errors.clear()  # that 400 was the point
 
-        # Replay to fresh ports, looping, and watch the position move.
-        for stream in ("demo-pymultivideo", "demo-openephys", "demo-karabo"):
+        # Replay to fresh ports, looping, and watch the position move. Each stream gets two
+        # ports: the Open Ephys and pyMultiVideo replays bind a control socket on port + 1.
+        port = free_port(6)
+        for k, stream in enumerate(("demo-pymultivideo", "demo-openephys", "demo-karabo")):
             replay.locator(f"input[name='endpoint:{stream}']").fill(
-                f"tcp://127.0.0.1:{free_port()}"
+                f"tcp://127.0.0.1:{port + 2 * k}"
             )
         replay.locator("input[name=loop]").fill("0")
-        replay.get_by_role("button", name="Start replay").click()
+        # answered once the sockets are bound (up to 15 s on a busy machine), then the page moves
+        with page.expect_response(_replay_created, timeout=60_000) as created:
+            replay.get_by_role("button", name="Start replay").click()
+        assert created.value.status == 201, created.value.text()
         page.wait_for_url(re.compile(r"/replays/"))
         replay_url = page.url
         position = page.locator("#replay-position")
