@@ -27,6 +27,10 @@ receiver, medians over rounds (the order alternates):
   sender), and the writer process's CPU per stored message (of it in the kernel: sys). On 2
   cores the three must fit in 2.0 together: a writer short of a core is starved, not slow.
 
+On the 2-core CI machine keep `--seconds` short (the default 10): three probes are 150 MB/s,
+and after 20-25 s its disk (113 MB/s) and its host's slow first touch of memory past ~4 GB
+bound every receiver (docs/recording.md, *Receiving*).
+
     python benchmarks/oe_sustained.py [--probes 3] [--seconds 10] [--rounds 2]
 """
 
