@@ -160,6 +160,11 @@ def prototype_child(address, parent, open_sockets, count, ring) -> None:
     poller.register(sock, zmq.POLLIN)
     control.register(poller)
     no_drops = bytes(8)
+
+    def hand_over(slot: int, m: int, nf: int, nbytes: int) -> None:
+        heads = [ns[:m].tobytes(), counts[:m].tobytes(), lens[:nf].tobytes()]
+        pipe.send_multipart([b"S", no_drops, *heads, array("Q", [slot, nbytes])])
+
     taken, slot, m, nf, nbytes, due = 0, -1, 0, 0, 0, 0.0
     while not stop.is_set() and (count is None or taken < count):
         if slot < 0:
@@ -189,12 +194,13 @@ def prototype_child(address, parent, open_sockets, count, ring) -> None:
             m, nf, nbytes = m + got, nf + frames.value, nbytes + used.value
         if slot >= 0 and (m >= limit or nbytes >= _BATCH_BYTES or time.monotonic() >= due):
             if m:
-                heads = [ns[:m].tobytes(), counts[:m].tobytes(), lens[:nf].tobytes()]
-                pipe.send_multipart([b"S", no_drops, *heads, array("Q", [slot, nbytes])])
+                hand_over(slot, m, nf, nbytes)
                 taken += m
             else:
                 heapq.heappush(ring._free, slot)
             slot, m, nf, nbytes = -1, 0, 0, 0
+    if m:  # stopped while gathering: what was received goes to the parent
+        hand_over(slot, m, nf, nbytes)
     sock.close()
     pipe.send_multipart([b"E", no_drops, b""])
     pipe.close()
