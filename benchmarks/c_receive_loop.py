@@ -14,9 +14,9 @@ stops at the count. So it is only for this benchmark's PUSH stream, with `heartb
 
 Rounds alternate: the pyzmq baseline (record_throughput.baseline), the recorder as shipped,
 and the recorder with the prototype child. Each round records the same pre-generated stream
-(record_protocols.sender). The script prints rate, ratio to the baseline and CPU per message:
-the recorder's own process, and its receive process once reaped. It checks that every message is
-stored with no reject and the same bytes.
+(record_protocols.sender). The script prints rate, ratio to the baseline and CPU per message,
+as record_protocols does: the recorder's own process, its receive process once reaped, and the
+sender. It checks that every message is stored with no reject and the same bytes.
 
 Measured here (2 cores; two runs of 6 alternated rounds each, medians per run):
 
@@ -39,7 +39,6 @@ import ctypes
 import glob
 import heapq
 import multiprocessing as mp
-import resource
 import shutil
 import signal
 import subprocess
@@ -51,14 +50,16 @@ from array import array
 from pathlib import Path
 
 import numpy as np
+import psutil
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import median, prefault
-from record_protocols import recording, sender
-from record_throughput import Ack, baseline
+from record_protocols import _baseline, _cpu, recording, sender
+from record_throughput import Ack
 
 import recorder.recording.receive_apart as receive_apart
+from recorder.recording import receive
 
 C_SOURCE = r"""
 #include <stddef.h>
@@ -112,7 +113,8 @@ long rx_batch(void *sock, long max_msgs, long max_bytes, char *buf, long cap, in
 }
 """
 
-_BATCH_MESSAGES, _BATCH_BYTES, _GATHER_S = 512, 2 << 20, 0.005  # as receive.stream_loop
+# batches end where stream_loop ends them
+_BATCH_MESSAGES, _BATCH_BYTES, _GATHER_S = receive._DRAIN, receive._DRAIN_BYTES, receive._GATHER_S
 _LIBRARY: list[ctypes.CDLL] = []
 
 
@@ -230,28 +232,28 @@ def main() -> int:
         proc.start()
         endpoint, ack_endpoint = q.get(timeout=600), q.get(timeout=60)
         ack = Ack(ctx, ack_endpoint)
+        receivers = {
+            "baseline": _baseline,
+            "shipped": recording("openephys"),
+            "prototype": recording("openephys"),
+        }
+        me, sending = psutil.Process(), psutil.Process(proc.pid)
         rates: dict[str, list[float]] = {name: [] for name in order}
-        cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in order}
+        cpu: dict[str, list[list[float]]] = {name: [] for name in order}
         stored_bytes: set[int] = set()
         for r in range(args.rounds):
             for name in order if r % 2 == 0 else order[::-1]:
                 out = Path(tempfile.mkdtemp(dir=work))
                 prefault()
                 receive_apart._child = prototype_child if name == "prototype" else shipped_child
-                before = _cpu()
-                if name == "baseline":
-                    elapsed, got, nbytes = baseline(ctx, endpoint, ack, args.count, out)
-                    rejects = 0
-                else:
-                    elapsed, got, nbytes, rejects = recording("openephys")(
-                        ctx, endpoint, ack, args.count, out
-                    )
-                    stored_bytes.add(nbytes)
-                after = _cpu()
+                before = _cpu(me, sending)
+                elapsed, got, nbytes, rejects = receivers[name](ctx, endpoint, ack, args.count, out)
+                cpu[name].append([b - a for a, b in zip(before, _cpu(me, sending), strict=True)])
                 if got != args.count or rejects:
                     raise SystemExit(f"{name}: {got} of {args.count} stored, {rejects} rejects")
+                if name != "baseline":
+                    stored_bytes.add(nbytes)
                 rates[name].append(args.count / elapsed)
-                cpu[name].append(((after[0] - before[0]), (after[1] - before[1])))
                 shutil.rmtree(out)
         proc.join(60)
         ack.close()
@@ -263,22 +265,17 @@ def main() -> int:
         raise SystemExit(f"the two children stored different byte totals: {stored_bytes}")
     base = median(rates["baseline"])
     print(f"{args.count} Open Ephys messages of {args.channels} ch, {args.rounds} rounds, medians")
-    print(f"{'receiver':<10} {'msg/s':>8} {'ratio':>6}  CPU us/msg: {'here':>5} {'rx':>5}")
-    for name in order:
-        here = median([c[0] / args.count * 1e6 for c in cpu[name]])
-        rx = median([c[1] / args.count * 1e6 for c in cpu[name]])
-        rate = median(rates[name])
-        print(f"{name:<10} {rate:>8.0f} {rate / base:>6.2f}              {here:>5.1f} {rx:>5.1f}")
-    return 0
-
-
-def _cpu() -> tuple[float, float]:
-    """CPU seconds of this process, and of its children that have ended (receive processes)."""
-    own, kids = (
-        resource.getrusage(resource.RUSAGE_SELF),
-        resource.getrusage(resource.RUSAGE_CHILDREN),
+    print(
+        f"{'receiver':<10} {'msg/s':>8} {'ratio':>6}  CPU us/msg: {'here':>5} {'rx':>5} {'send':>5}"
     )
-    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+    for name in order:
+        here, rx, send = (median([c[i] / args.count * 1e6 for c in cpu[name]]) for i in range(3))
+        rate = median(rates[name])
+        print(
+            f"{name:<10} {rate:>8.0f} {rate / base:>6.2f}              "
+            f"{here:>5.1f} {rx:>5.1f} {send:>5.1f}"
+        )
+    return 0
 
 
 if __name__ == "__main__":
