@@ -11,9 +11,10 @@ Five figures, each the wall time from starting a process (its first line is `pyt
 - replay-sent: until a PULL connected from the start has the run's first message (no target:
   the replayer reads the run, and imports zarr, only after it has bound).
 
-One warm-up round is not counted (page cache, a catalog that already exists, as on a rig); then
-N rounds, the order rotating each round, and medians. The recorder runs as
-`python -m recorder` from this checkout.
+One warm-up round is not counted (page cache, compiled bytecode, a catalog that already exists,
+as on a rig; `_common.ENV` keeps the bytecode even where PYTHONDONTWRITEBYTECODE is set); then
+N rounds, the order rotating each round, and medians. The recorder runs as `python -m recorder`
+from this checkout.
 
     python benchmarks/startup.py [--rounds 5]
 """
