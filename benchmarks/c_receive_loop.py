@@ -165,7 +165,7 @@ def prototype_child(address, parent, open_sockets, count, ring) -> None:
 
     def hand_over(slot: int, m: int, nf: int, nbytes: int) -> None:
         heads = [ns[:m].tobytes(), counts[:m].tobytes(), lens[:nf].tobytes()]
-        pipe.send_multipart([b"S", no_drops, *heads, array("Q", [slot, nbytes])])
+        pipe.send_multipart([b"S", no_drops, *heads, array("Q", [slot, 0, nbytes])])
 
     taken, slot, m, nf, nbytes, due = 0, -1, 0, 0, 0, 0.0
     while not stop.is_set() and (count is None or taken < count):

@@ -7,7 +7,10 @@ round the receivers take the same stream, alternating so machine noise hits them
 
 * baseline: plain pyzmq recv + file.write (record_throughput.baseline, the same code);
 * recorder: our Recording with the protocol's codec (typed arrays, columns, gap counting);
-* raw: our Recording storing the same frames verbatim, to show what the codec itself costs.
+* raw: our Recording storing the same frames verbatim, to show what the codec itself costs;
+* raw-rx (Open Ephys only): the same, received by a receive process as the typed recorder's
+  stream is, so the two differ only by the typed work in the recorder's process (decoding,
+  placing, the overview): the most that work could give back if it cost nothing.
 
 Each is timed from its first message to everything fsynced. Prints messages/s, MB/s, the ratio
 to the baseline, loss and rejects (a faithful stream must give none), and where the CPU went,
@@ -92,12 +95,14 @@ def sender(q: mp.Queue, protocol: str, options: dict, count: int, receivers: int
     ctx.term()
 
 
-def recording(protocol: str):
+def recording(protocol: str, receiver: str = "auto"):
     """A receiver like record_throughput.recorder, with a protocol (and counting rejects)."""
 
     def receive(ctx, endpoint, ack, count, out_dir: Path) -> tuple[float, int, int, int]:
         # heartbeat=False: the sender is not an Open Ephys GUI, nothing answers on port + 1
-        spec = SourceSpec(endpoint, socket_type="PULL", protocol=protocol, heartbeat=False)
+        spec = SourceSpec(
+            endpoint, socket_type="PULL", protocol=protocol, heartbeat=False, receiver=receiver
+        )
         rec = Recording(out_dir, [spec], count=count)
         rec.start()
         ack.send()
@@ -127,6 +132,8 @@ def bench(case: Case, rounds: int, workdir: Path) -> dict[str, list]:
         "recorder": recording(case.protocol),
         "raw": recording("raw"),
     }
+    if case.protocol == "openephys":  # the one protocol received in a process by default
+        receivers["raw-rx"] = recording("raw", receiver="process")
     order = list(receivers)
     ctx = zmq.Context()
     spawn = mp.get_context("spawn")

@@ -18,8 +18,8 @@ Wire between the two, a PAIR over ipc (one direction each way, order kept):
   they could not be opened (the parent raises a UsageError, or a ReceiveProcessError for
   anything else); ``[b"B", drops, recv_ns, frame counts, frame lengths, payload]`` a batch
   (int64 / uint32 / uint64 arrays, the frames one after the other: `pack`);
-  ``[b"S", drops, recv_ns, frame counts, frame lengths, slot and size]`` the same batch with
-  its frames in a slot of the shared ring (slot_ring.py; two uint64);
+  ``[b"S", drops, recv_ns, frame counts, frame lengths, slot, offset and size]`` the same
+  batch with its frames in a slot of the shared ring (slot_ring.py; three uint64);
   ``[b"T", drops, ns]`` before each wait: everything received before `ns` has been sent;
   ``[b"E", drops, failure]`` the end (`failure`: empty, or the error that ended the loop).
   `drops`: messages the child received but could not pass on because the pipe was full (the
@@ -143,18 +143,21 @@ def _child(
         nonlocal taken
         taken += len(batch)
         heads, frames = pack_heads(batch)
-        slot = ring.put(frames, nbytes)
+        placed = ring.put(frames, nbytes)
         parts: list[Any]
-        if slot is None:
+        if placed is None:
             parts = [b"B", told(), *heads, b"".join(frames)]
         else:
-            parts = [b"S", told(), *heads, array("Q", [slot, nbytes])]
+            parts = [b"S", told(), *heads, array("Q", [*placed, nbytes])]
         try:
             pipe.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:  # the parent is a whole pipe behind: count, as a full queue does
             drops[0] += len(batch) + int.from_bytes(parts[1], "little")
-            if slot is not None:
-                ring.unput(slot)
+            if placed is not None:
+                ring.unput()
+            return
+        if placed is None:  # the parent takes this batch as the end of the slot it last saw
+            ring.seal()
 
     def polling() -> None:
         now, drops_told = time.time_ns(), told()
@@ -281,11 +284,14 @@ class ReceiveProcess:
                 if drops:
                     dropped(drops)
                 if kind == b"B":
+                    ring.sealed()
                     batch = PackedBatch([p.buffer for p in parts[2:]])
                     emit(batch, batch.nbytes)
                 elif kind == b"S":
-                    slot, size = memoryview(parts[5].buffer).cast("Q")
-                    batch = PackedBatch([*(p.buffer for p in parts[2:5]), ring.view(slot, size)])
+                    slot, at, size = memoryview(parts[5].buffer).cast("Q")
+                    batch = PackedBatch(
+                        [*(p.buffer for p in parts[2:5]), ring.view(slot, at, size)]
+                    )
                     emit(batch, batch.nbytes)
                 elif kind == b"T":
                     polled(int.from_bytes(parts[2].bytes, "little"))

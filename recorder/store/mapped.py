@@ -10,7 +10,11 @@ Maps are not prefaulted (no MAP_POPULATE): the page cache of a chunk file the re
 pieces holds 4 KiB pages, and populating a map of them walks every page (60-130 us of CPU per
 MiB here, on the reading thread), while a fault maps 64 KiB around it at once (about half that)
 and happens where the bytes are first read: in zmq's I/O thread, which never needs the GIL.
-Files whose cache holds 2 MiB folios map for ~2.5 us per MiB either way.
+Files whose cache holds 2 MiB folios map for ~2.5 us per MiB either way. Making them so does not
+pay: the files of a replay benchmark's run rewritten in one write each (Linux 6.18, ext4: mapping
+them in 12-19 -> 4-9 us per MiB) replayed no faster at --max-speed (6 alternated rounds: raw
+0.75 -> 0.73 of the pyzmq sender, adzmq 0.79 -> 0.79; the replay's CPU 380 -> 430 and 335 -> 360
+us per MiB), so the writer keeps writing chunks as the frames arrive.
 
 A frame that straddles two chunk files (heap frames do, one 1 MiB frame in eight) is not
 joined by a copy: the two files are mapped one after the other into one reserved address range

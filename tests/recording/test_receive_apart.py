@@ -353,10 +353,12 @@ def _pushed_to_a_receive_process(count: int | None) -> tuple[zmq.Socket, Receive
 
 @pytest.mark.timeout(60)
 def test_batches_come_in_shared_slots_and_over_the_pipe_when_no_slot_takes_them(monkeypatch):
-    """One slot: the first batch takes it and is kept, so the next ones (and a message larger
-    than any slot) come over the pipe, all intact and in order; once the kept batch is gone
-    the slot carries batches again."""
+    """One slot: batches are packed into it and the parent keeps them; a message larger than
+    the slot comes over the pipe and ends the slot (on both sides), so the batches after it
+    come over the pipe too while the kept ones hold the slot. All arrive intact and in order,
+    and once the kept batches are gone the slot carries batches again."""
     monkeypatch.setattr(receive_apart, "_SLOTS", 1)
+    monkeypatch.setattr(receive_apart, "_SLOT_BYTES", 1 << 20)  # > a batch of 512 small ones
     push, apart = _pushed_to_a_receive_process(None)
     kept: list = []
     stop = threading.Event()
@@ -367,17 +369,22 @@ def test_batches_come_in_shared_slots_and_over_the_pipe_when_no_slot_takes_them(
     )
     receiver.start()
     try:
-        sent = [[b"%d" % i, bytes([i % 256]) * 1000] for i in range(1500)]
-        sent.append([b"large", bytes(receive_apart._SLOT_BYTES + 1)])
-        for frames in sent:
-            push.send_multipart(frames)
-        _wait(lambda: sum(map(len, kept)) >= len(sent), 30, "not everything arrived")
+        small = [[b"%d" % i, bytes([i % 256]) * 1000] for i in range(800)]
+        phases = [small[:600], [[b"large", bytes((1 << 20) + 1)]], small[600:]]
+        sent: list = []
+        for phase in phases:  # one after the other: the large one in a batch of its own
+            for frames in phase:
+                push.send_multipart(frames)
+            sent += phase
+            want = len(sent)
+            _wait(lambda: sum(map(len, kept)) >= want, 30, "not everything arrived")  # noqa: B023
         got = [[bytes(f) for f in frames] for batch in kept for _, frames, _ in batch]
         assert got == sent
-        assert len(kept) > 2 and apart.ring.viewed == 1  # the first; the rest by the pipe
+        in_slot = apart.ring.viewed
+        assert in_slot >= 1 and len(kept) - in_slot >= 2  # the large one's, and one after it
         kept.clear()  # the slot is free again: the next batches take it
         deadline = time.monotonic() + 30
-        while apart.ring.viewed < 2:
+        while apart.ring.viewed == in_slot:
             assert time.monotonic() < deadline, "the slot was never used again"
             push.send_multipart([b"again", b""])
             time.sleep(0.01)

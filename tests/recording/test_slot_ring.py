@@ -1,11 +1,13 @@
-"""The shared slots between the receive process and its parent (recording/slot_ring.py): a
-payload reads back as put, a slot is free again only when no view of it is left, and what does
-not fit is refused (the caller sends it over the pipe)."""
+"""The shared slots between the receive process and its parent (recording/slot_ring.py): batches
+are packed into a slot one after the other and read back as put; a slot is free again only once
+the child has moved on from it and no view of it is left; what does not fit is refused (the
+caller sends it over the pipe)."""
 
 from __future__ import annotations
 
 import gc
 import os
+import threading
 
 import pytest
 import zmq
@@ -14,69 +16,149 @@ from recorder.recording import slot_ring
 from recorder.recording.slot_ring import SlotRing
 
 
-def _put(ring: SlotRing, payload: bytes) -> int | None:
+def _put(ring: SlotRing, payload: bytes) -> tuple[int, int] | None:
     return ring.put([payload], len(payload))
 
 
-def _round_trip(ring: SlotRing) -> None:
+def _view(ring: SlotRing, placed: tuple[int, int] | None, nbytes: int) -> memoryview:
+    assert placed is not None
+    return ring.view(*placed, nbytes)
+
+
+def _round_trip(ring: SlotRing) -> bytes:
     """What the receive loop does with the parent's frees: they reach the child's side."""
-    ring.returned(ring.give_back())
+    told = ring.give_back()
+    ring.returned(told)
+    return told
 
 
-def test_a_payload_reads_back_from_its_slot_and_the_slot_is_freed_with_its_last_view():
+def test_batches_are_packed_into_the_open_slot_and_read_back_as_put():
+    ring = SlotRing(3, 1024)
+    first, second = _put(ring, b"a" * 100), _put(ring, b"b" * 200)
+    assert (first, second) == ((0, 0), (0, 128))  # the second on the next cache line
+    third = _put(ring, b"c" * 900)  # 328 of 1024 taken: the lowest free slot is opened
+    assert third == (1, 0)
+    assert _put(ring, b"d" * 64) == (1, 960)  # fits exactly after the third (aligned)
+    assert [bytes(_view(ring, p, n)) for p, n in [(first, 100), (second, 200), (third, 900)]] == [
+        b"a" * 100,
+        b"b" * 200,
+        b"c" * 900,
+    ]
+    assert ring.viewed == 3
+
+
+def test_a_slot_is_free_once_the_child_moved_on_and_its_last_view_is_gone():
     ring = SlotRing(2, 1024)
-    first = _put(ring, b"a" * 100)
-    second = _put(ring, b"b" * 1024)
-    assert (first, second) == (0, 1)
-    assert _put(ring, b"c") is None  # none free
-    view = ring.view(0, 100)
+    view = _view(ring, _put(ring, b"a" * 100), 100)
     tail = view[90:]
-    assert bytes(view) == b"a" * 100
     del view
     gc.collect()
     assert ring.give_back() == b""  # a slice still reads from it
-    assert bytes(tail) == b"a" * 10
     del tail
     gc.collect()
-    _round_trip(ring)
-    assert _put(ring, b"d" * 5) == 0
-    assert bytes(ring.view(0, 5)) == b"d" * 5
-    assert ring.viewed == 2
+    assert ring.give_back() == b""  # no view left, but the child still fills it
+    more = _view(ring, _put(ring, b"b" * 10), 10)
+    assert bytes(more) == b"b" * 10
+    del more
+    moved = _view(ring, _put(ring, b"c" * 1000), 1000)  # did not fit: slot 1
+    assert ring.give_back() == bytes(4)  # slot 0 (a uint32)
+    ring.returned(bytes(4))
+    assert _put(ring, b"e" * 100) == (0, 0)  # slot 1 is full: the lowest free one again
+    assert bytes(moved) == b"c" * 1000
 
 
-def test_the_lowest_free_slot_is_taken_first():
-    ring = SlotRing(4, 64)
-    taken = [_put(ring, b"x") for _ in range(4)]
-    assert taken == [0, 1, 2, 3]
-    views = {slot: ring.view(slot, 1) for slot in (3, 1)}
-    del views
+def test_a_slot_the_child_left_is_free_when_its_last_view_dies_later():
+    ring = SlotRing(2, 64)
+    kept = _view(ring, _put(ring, b"k" * 64), 64)
+    later = _view(ring, _put(ring, b"n" * 10), 10)  # slot 1: the child moved on
+    assert ring.give_back() == b""  # slot 0 is still viewed
+    del kept
     gc.collect()
-    _round_trip(ring)
-    ring.unput(2)  # filled, never sent
-    assert [_put(ring, b"y") for _ in range(3)] == [1, 2, 3]
+    assert _round_trip(ring) == bytes(4)  # slot 0
+    assert _put(ring, b"x" * 60) == (0, 0)  # slot 1 has 10 + 54 free: too few after alignment
+    assert bytes(later) == b"n" * 10
+
+
+def test_a_view_that_dies_on_another_thread_is_counted_on_the_receive_thread():
+    ring = SlotRing(2, 64)
+    views = [_view(ring, _put(ring, b"t" * 64), 64)]
+    _view(ring, _put(ring, b"u" * 8), 8)  # the child moved on from slot 0 (this view dies now)
+
+    def drop():
+        views.clear()
+        gc.collect()
+
+    other = threading.Thread(target=drop)
+    other.start()
+    other.join()
+    assert ring.give_back() == bytes(4)  # slot 0; slot 1 is still the one filled
+
+
+def test_a_batch_over_the_pipe_ends_the_open_slot_on_both_sides():
+    """A ring of one slot: once it is full, batches go over the pipe; the first of them ends
+    the slot (the child `seal`s it, the parent is told by that batch), so the slot comes back
+    when its views are gone instead of never."""
+    ring = SlotRing(1, 64)
+    view = _view(ring, _put(ring, b"f" * 60), 60)
+    assert _put(ring, b"g" * 10) is None  # no room, no free slot: the pipe
+    ring.seal()
+    ring.sealed()
+    assert ring.give_back() == b""  # still viewed
+    del view
+    gc.collect()
+    assert _round_trip(ring) == bytes(4)
+    assert _put(ring, b"h" * 10) == (0, 0)
+
+
+def test_unput_undoes_the_last_put():
+    ring = SlotRing(3, 256)
+    _view(ring, _put(ring, b"a" * 10), 10)
+    assert _put(ring, b"b" * 10) == (0, 64)
+    ring.unput()  # never sent: the bytes after the first are free again
+    assert _put(ring, b"c" * 10) == (0, 64)
+    assert _put(ring, b"d" * 200) == (1, 0)  # 128 + 200 do not fit: slot 1 opened
+    ring.unput()  # slot 1 goes back, slot 0 stays open where it was
+    assert _put(ring, b"e" * 100) == (0, 128)
+    assert _put(ring, b"f" * 200) == (1, 0)
+    assert bytes(ring.view(0, 64, 10)) == b"c" * 10
+
+
+def test_the_lowest_free_slot_is_opened_first():
+    ring = SlotRing(4, 64)
+    placed = [_put(ring, b"x" * 64) for _ in range(4)]
+    assert placed == [(0, 0), (1, 0), (2, 0), (3, 0)]
+    views = [ring.view(slot, 0, 64) for slot in range(4)]  # the child has moved on to slot 3
+    del views[3], views[1]
+    gc.collect()
+    assert sorted(memoryview(_round_trip(ring)).cast("I").tolist()) == [1]
+    assert _put(ring, b"y" * 64) == (1, 0)
+    assert _put(ring, b"z") is None  # slot 1 is full and none is free
 
 
 def test_a_payload_larger_than_a_slot_is_refused():
     ring = SlotRing(2, 64)
     assert _put(ring, bytes(65)) is None
-    assert _put(ring, bytes(64)) == 0
+    assert _put(ring, bytes(64)) == (0, 0)
 
 
 def test_slots_past_the_warm_ones_give_their_memory_back():
-    ring = SlotRing(2, 1 << 16, warm=1)
-    for payload in (b"w" * 10, b"c" * 10):
+    ring = SlotRing(3, 1 << 16, warm=1)
+    for payload in (b"w" * (1 << 16), b"c" * (1 << 16), b"n" * 10):  # one slot each
         _put(ring, payload)
-    kept, handed_back = ring.view(0, 10), ring.view(1, 10)
-    del kept, handed_back
+    views = [ring.view(slot, 0, 10) for slot in range(3)]
+    del views
     gc.collect()
-    assert bytes(ring.view(0, 10)) == b"w" * 10  # warm: its pages stay
-    assert bytes(ring.view(1, 10)) == bytes(10)  # removed: reads as fresh memory
+    assert sorted(memoryview(ring.give_back()).cast("I").tolist()) == [0, 1]
+    assert bytes(ring.view(0, 0, 10)) == b"w" * 10  # warm: its pages stay
+    assert bytes(ring.view(1, 0, 10)) == bytes(10)  # removed: reads as fresh memory
 
 
-@pytest.mark.parametrize(("slot", "nbytes"), [(-1, 1), (2, 1), (0, 65)])
-def test_a_slot_outside_the_ring_is_refused(slot, nbytes):
+@pytest.mark.parametrize(
+    ("slot", "offset", "nbytes"), [(-1, 0, 1), (2, 0, 1), (0, 0, 65), (0, 60, 5), (0, -1, 1)]
+)
+def test_a_view_outside_the_ring_is_refused(slot, offset, nbytes):
     with pytest.raises(ValueError, match="outside the ring"):
-        SlotRing(2, 64).view(slot, nbytes)
+        SlotRing(2, 64).view(slot, offset, nbytes)
 
 
 @pytest.mark.timeout(30)
@@ -84,11 +166,12 @@ def test_a_forked_child_writes_where_the_parent_reads():
     ring = SlotRing(2, 1024)
     pid = os.fork()
     if pid == 0:  # the child: its own copy of the free list, the same mapping
-        code = 0 if _put(ring, b"from the child") == 0 else 1
-        os._exit(code)
+        ok = _put(ring, b"from the child") == (0, 0) and _put(ring, b"again") == (0, 64)
+        os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert bytes(ring.view(0, 14)) == b"from the child"
+    assert bytes(ring.view(0, 0, 14)) == b"from the child"
+    assert bytes(ring.view(0, 64, 5)) == b"again"
 
 
 def test_a_ring_that_cannot_be_mapped_has_no_slots_and_refuses_every_payload():
@@ -112,19 +195,23 @@ def test_frames_are_put_one_after_the_other_past_one_system_calls_worth(monkeypa
     assert (ring._fd is not None) == memory_file  # Linux has them
     frames = _frames(2 * slot_ring._IOV_MAX + 5)  # three pwritev calls
     payload = b"".join(frames)
-    assert ring.put(frames, len(payload)) == 0
-    assert bytes(ring.view(0, len(payload))) == payload
+    _put(ring, b"first")
+    assert ring.put(frames, len(payload)) == (0, 64)
+    assert bytes(ring.view(0, 64, len(payload))) == payload
 
 
-def test_a_slot_the_memory_file_refuses_is_free_again():
+def test_a_batch_the_memory_file_refuses_loses_no_room():
     ring = SlotRing(2, 1024)
     if ring._fd is None:
         pytest.skip("no memory files on this system")
+    assert _put(ring, b"kept") == (0, 0)
     writable, ring._fd = ring._fd, os.open(os.devnull, os.O_RDONLY)  # writes fail (EBADF)
     try:
-        assert ring.put([b"lost"], 4) is None  # the batch goes over the pipe instead
+        assert _put(ring, b"lost") is None  # the batch goes over the pipe instead
+        assert _put(ring, bytes(1000)) is None  # (a new slot would be taken: not lost either)
     finally:
         os.close(ring._fd)
         ring._fd = writable
-    assert _put(ring, b"kept") == 0  # the slot was not lost
-    assert bytes(ring.view(0, 4)) == b"kept"
+    assert _put(ring, b"next") == (0, 64)  # the open slot goes on where it was
+    assert _put(ring, bytes(1000)) == (1, 0)  # and slot 1 was not lost
+    assert bytes(ring.view(0, 64, 4)) == b"next"
