@@ -4,8 +4,8 @@ Why: a packed batch sent over the ipc pipe is copied into the kernel by the chil
 thread and out of it by the parent's, into a fresh 2 MiB allocation that faults its pages in
 each time, on a machine the sender, the child and the writer already share. Here the child
 copies the payload once, into a slot of a mapping both processes share (made before the fork),
-and sends only the slot's number; the parent reads the frames in place and gives the slot back
-when the last view of it is gone (the writer stored them, or dropped the batch). Receive process
+and sends only where it lies; the parent reads the frames in place and gives the slot back when
+it is done with it (the writer stored the frames, or dropped the batch). Receive process
 to parent alone: 21-22 -> 15-18 us of CPU per Open Ephys message (docs/recording.md).
 
 Slots are fixed in size and limited in number. Batches are packed into them one after the other:

@@ -11,6 +11,8 @@ import threading
 
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recorder.recording import slot_ring
 from recorder.recording.slot_ring import SlotRing
@@ -60,6 +62,7 @@ def test_a_slot_is_free_once_the_child_moved_on_and_its_last_view_is_gone():
     more = _view(ring, _put(ring, b"b" * 10), 10)
     assert bytes(more) == b"b" * 10
     del more
+    assert ring.give_back() == b""  # counted: no view of slot 0 is left, but it is still filled
     moved = _view(ring, _put(ring, b"c" * 1000), 1000)  # did not fit: slot 1
     assert ring.give_back() == bytes(4)  # slot 0 (a uint32)
     ring.returned(bytes(4))
@@ -215,3 +218,51 @@ def test_a_batch_the_memory_file_refuses_loses_no_room():
     assert _put(ring, b"next") == (0, 64)  # the open slot goes on where it was
     assert _put(ring, bytes(1000)) == (1, 0)  # and slot 1 was not lost
     assert bytes(ring.view(0, 64, 4)) == b"next"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("ppppuvbr"), st.integers(1, 300)), max_size=120))
+def test_no_slot_is_reused_while_a_view_of_it_lives_and_all_come_back(steps):
+    """The child and the parent in one process, the pipe a list kept in order: puts (some
+    refused over the pipe, some undone as if the pipe was full), views taken in the pipe's
+    order and dropped in any order, slots given back as the receive loop does. Every live view
+    must still read what was put (no slot reused under it), and once every view is gone and the
+    child has moved on, every slot is free again."""
+    ring = SlotRing(4, 512)
+    pipe: list = []  # ("S", (slot, offset), payload) or ("B",)
+    held: list = []  # (view, payload)
+    for count, (action, size) in enumerate(steps):
+        if action in "pu":  # the child puts a batch
+            payload = bytes([count % 251]) * size
+            placed = _put(ring, payload)
+            if placed is None:
+                pipe.append(("B",))  # over the pipe: the open slot is done with
+                ring.seal()
+            elif action == "u":
+                ring.unput()  # the pipe was full: never sent
+            else:
+                pipe.append(("S", placed, payload))
+        elif action == "v" and pipe:  # the parent takes the next message off the pipe
+            said = pipe.pop(0)
+            if said[0] == "B":
+                ring.sealed()
+            else:
+                held.append((ring.view(*said[1], len(said[2])), said[2]))
+        elif action == "b":  # the child puts a batch no slot takes
+            pipe.append(("B",))
+            ring.seal()
+        elif action == "r" and held:  # a view dies (any one)
+            del held[size % len(held)]
+        ring.returned(ring.give_back())
+        assert [bytes(view) for view, _ in held] == [payload for _, payload in held]
+    while pipe:
+        said = pipe.pop(0)
+        if said[0] == "B":
+            ring.sealed()
+        else:
+            held.append((ring.view(*said[1], len(said[2])), said[2]))
+    held.clear()
+    ring.seal()  # the child moves on from its open slot, and says so with a batch
+    ring.sealed()
+    ring.returned(ring.give_back())
+    assert sorted(ring._free) == list(range(4))
