@@ -375,9 +375,8 @@ def test_batches_come_in_shared_slots_and_over_the_pipe_when_no_slot_takes_them(
         for phase in phases:  # one after the other: the large one in a batch of its own
             for frames in phase:
                 push.send_multipart(frames)
-            sent += phase
-            want = len(sent)
-            _wait(lambda: sum(map(len, kept)) >= want, 30, "not everything arrived")  # noqa: B023
+            sent.extend(phase)
+            _wait(lambda: sum(map(len, kept)) >= len(sent), 30, "not everything arrived")
         got = [[bytes(f) for f in frames] for batch in kept for _, frames, _ in batch]
         assert got == sent
         in_slot = apart.ring.viewed
